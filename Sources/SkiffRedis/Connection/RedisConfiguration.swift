@@ -1,0 +1,178 @@
+/// Where and how to reach Redis, and the deadlines that bound every conversation with it.
+public struct RedisConfiguration: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    /// ACL user name; `nil` authenticates as the default user (`AUTH password`).
+    public var username: String?
+    public var password: String?
+    public var database: Int
+    /// `rediss://`: TLS, as Memorystore's in-transit encryption requires.
+    public var tls: Bool
+    /// PEM file with the CA certificates that sign the server's certificate (Memorystore's server CA).
+    public var tlsCAFile: String?
+    /// Name to verify the server certificate against; defaults to `host`.
+    public var tlsServerName: String?
+    /// Verify the certificate chain but not the host name (Memorystore certificates name no IP).
+    public var tlsSkipHostnameVerification: Bool
+    public var connectTimeout: Duration
+    /// Deadline for every non-blocking command. Keep it under a second so callers can answer 503
+    /// within a second when Redis hangs.
+    public var commandTimeout: Duration
+    /// Added to a blocking command's server-side timeout to make its client-side deadline.
+    public var blockingMargin: Duration
+    /// Connections shared by pipelined commands.
+    public var multiplexedConnections: Int
+    /// At most this many dedicated connections for blocking commands.
+    public var maxBlockingConnections: Int
+
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 6379,
+        username: String? = nil,
+        password: String? = nil,
+        database: Int = 0,
+        tls: Bool = false,
+        tlsCAFile: String? = nil,
+        tlsServerName: String? = nil,
+        tlsSkipHostnameVerification: Bool = false,
+        connectTimeout: Duration = .milliseconds(500),
+        commandTimeout: Duration = .milliseconds(800),
+        blockingMargin: Duration = .seconds(1),
+        multiplexedConnections: Int = 2,
+        maxBlockingConnections: Int = 16
+    ) {
+        self.host = host
+        self.port = port
+        self.username = username
+        self.password = password
+        self.database = database
+        self.tls = tls
+        self.tlsCAFile = tlsCAFile
+        self.tlsServerName = tlsServerName
+        self.tlsSkipHostnameVerification = tlsSkipHostnameVerification
+        self.connectTimeout = connectTimeout
+        self.commandTimeout = commandTimeout
+        self.blockingMargin = blockingMargin
+        self.multiplexedConnections = multiplexedConnections
+        self.maxBlockingConnections = maxBlockingConnections
+    }
+
+    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS).
+    ///
+    /// User and password may be percent-encoded. IPv6 hosts go in brackets.
+    public init(url: String) throws {
+        self.init()
+        let scheme: String
+        var rest: Substring
+        if let range = url.firstRange(of: "://") {
+            scheme = url[..<range.lowerBound].lowercased()
+            rest = url[range.upperBound...]
+        } else {
+            throw RedisClientError.invalidConfiguration("REDIS_URL must start with redis:// or rediss://")
+        }
+        switch scheme {
+        case "redis": tls = false
+        case "rediss": tls = true
+        default: throw RedisClientError.invalidConfiguration("unsupported scheme '\(scheme)' (use redis:// or rediss://)")
+        }
+        if let query = rest.firstIndex(of: "?") { rest = rest[..<query] }
+        if let at = rest.lastIndex(of: "@") {
+            let credentials = rest[..<at]
+            rest = rest[rest.index(after: at)...]
+            if let colon = credentials.firstIndex(of: ":") {
+                let user = Self.percentDecode(credentials[..<colon])
+                username = user.isEmpty ? nil : user
+                password = Self.percentDecode(credentials[credentials.index(after: colon)...])
+            } else if !credentials.isEmpty {
+                password = Self.percentDecode(credentials)
+            }
+        }
+        var hostPort = rest
+        if let slash = rest.firstIndex(of: "/") {
+            hostPort = rest[..<slash]
+            let db = rest[rest.index(after: slash)...]
+            if !db.isEmpty {
+                guard let number = Int(db), number >= 0 else {
+                    throw RedisClientError.invalidConfiguration("database '\(db)' is not a number")
+                }
+                database = number
+            }
+        }
+        if hostPort.hasPrefix("["), let close = hostPort.firstIndex(of: "]") {
+            host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
+            let after = hostPort[hostPort.index(after: close)...]
+            if after.hasPrefix(":") { port = try Self.parsePort(after.dropFirst()) }
+        } else if let colon = hostPort.lastIndex(of: ":") {
+            host = String(hostPort[..<colon])
+            port = try Self.parsePort(hostPort[hostPort.index(after: colon)...])
+        } else {
+            host = String(hostPort)
+        }
+        if host.isEmpty { throw RedisClientError.invalidConfiguration("REDIS_URL has no host") }
+    }
+
+    /// Reads `REDIS_URL`, or else `REDIS_HOST` / `REDIS_PORT` / `REDIS_PASSWORD` (and `REDIS_USERNAME`,
+    /// `REDIS_TLS`), plus `REDIS_TLS_CA_FILE`, `REDIS_TLS_SERVER_NAME`, `REDIS_TLS_SKIP_HOSTNAME_VERIFICATION`,
+    /// `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_CONNECT_TIMEOUT_MS`. Returns `nil` when no Redis is configured.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> RedisConfiguration? {
+        var configuration: RedisConfiguration
+        if let url = environment["REDIS_URL"], !url.isEmpty {
+            configuration = try RedisConfiguration(url: url)
+        } else if let host = environment["REDIS_HOST"], !host.isEmpty {
+            configuration = RedisConfiguration(host: host)
+            if let port = environment["REDIS_PORT"], !port.isEmpty { configuration.port = try parsePort(Substring(port)) }
+            if let password = environment["REDIS_PASSWORD"], !password.isEmpty { configuration.password = password }
+            if let username = environment["REDIS_USERNAME"], !username.isEmpty { configuration.username = username }
+            configuration.tls = isTrue(environment["REDIS_TLS"])
+        } else {
+            return nil
+        }
+        if let password = environment["REDIS_PASSWORD"], !password.isEmpty, configuration.password == nil {
+            configuration.password = password
+        }
+        if let file = environment["REDIS_TLS_CA_FILE"], !file.isEmpty { configuration.tlsCAFile = file }
+        if let name = environment["REDIS_TLS_SERVER_NAME"], !name.isEmpty { configuration.tlsServerName = name }
+        configuration.tlsSkipHostnameVerification = isTrue(environment["REDIS_TLS_SKIP_HOSTNAME_VERIFICATION"])
+        if let value = environment["REDIS_COMMAND_TIMEOUT_MS"] {
+            configuration.commandTimeout = .milliseconds(try positive(value, "REDIS_COMMAND_TIMEOUT_MS"))
+        }
+        if let value = environment["REDIS_CONNECT_TIMEOUT_MS"] {
+            configuration.connectTimeout = .milliseconds(try positive(value, "REDIS_CONNECT_TIMEOUT_MS"))
+        }
+        return configuration
+    }
+
+    private static func positive(_ value: String, _ name: String) throws -> Int {
+        guard let number = Int(value), number > 0 else {
+            throw RedisClientError.invalidConfiguration("\(name) must be a positive integer, got '\(value)'")
+        }
+        return number
+    }
+
+    private static func isTrue(_ value: String?) -> Bool {
+        guard let value = value?.lowercased() else { return false }
+        return value == "1" || value == "true" || value == "yes"
+    }
+
+    private static func parsePort(_ text: Substring) throws -> Int {
+        guard let port = Int(text), (1...65535).contains(port) else {
+            throw RedisClientError.invalidConfiguration("port '\(text)' is not a number from 1 to 65535")
+        }
+        return port
+    }
+
+    private static func percentDecode(_ text: Substring) -> String {
+        var bytes: [UInt8] = []
+        var iterator = Array(text.utf8).makeIterator()
+        while let byte = iterator.next() {
+            if byte == UInt8(ascii: "%"), let high = iterator.next(), let low = iterator.next(),
+                let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16)
+            {
+                bytes.append(value)
+            } else {
+                bytes.append(byte)
+            }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}

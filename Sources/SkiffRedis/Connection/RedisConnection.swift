@@ -1,0 +1,155 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import Synchronization
+
+/// One TCP (or TLS) connection to Redis with an async command API.
+///
+/// Commands from many tasks may be in flight at once; they are pipelined in submission order.
+/// Cancelling a pipelined command abandons only that reply; cancelling a blocking command closes
+/// the connection (see ``RedisCommandStateMachine``).
+public final class RedisConnection: Sendable {
+    public let id: Int
+    let channel: any Channel
+    private let handler: NIOLoopBound<RedisCommandHandler>
+    private let nextCommandID = Atomic<UInt64>(0)
+    private let logger: Logger
+
+    private static let connectionIDs = Atomic<Int>(0)
+
+    private init(id: Int, channel: any Channel, handler: NIOLoopBound<RedisCommandHandler>, logger: Logger) {
+        self.id = id
+        self.channel = channel
+        self.handler = handler
+        self.logger = logger
+    }
+
+    public var isActive: Bool { channel.isActive }
+    public var closeFuture: EventLoopFuture<Void> { channel.closeFuture }
+
+    /// Connects, then authenticates and selects the database.
+    ///
+    /// - Parameter onPush: when set, the connection is a subscriber: pub/sub `message` pushes go here.
+    public static func connect(
+        configuration: RedisConfiguration,
+        eventLoop: any EventLoop,
+        logger: Logger,
+        onPush: (@Sendable (RedisValue) -> Void)? = nil
+    ) async throws -> RedisConnection {
+        let id = connectionIDs.wrappingAdd(1, ordering: .relaxed).newValue
+        var logger = logger
+        logger[metadataKey: "redis.connection.id"] = "\(id)"
+        let sslContext: NIOSSLContext? = configuration.tls ? try makeSSLContext(configuration) : nil
+        let handlerLogger = logger
+        let bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(.nanoseconds(Int64(configuration.connectTimeout.nanoseconds)))
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    if let sslContext {
+                        let serverName = configuration.tlsServerName ?? configuration.host
+                        let sniName = isIPAddress(serverName) ? nil : serverName
+                        try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: sslContext, serverHostname: sniName))
+                    }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(RESPDecoder()))
+                    try channel.pipeline.syncOperations.addHandler(
+                        RedisCommandHandler(isSubscriber: onPush != nil, logger: handlerLogger, onPush: onPush)
+                    )
+                }
+            }
+        let channel: any Channel
+        do {
+            channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
+        } catch {
+            throw RedisClientError.unavailable("cannot connect to \(configuration.host):\(configuration.port): \(error)")
+        }
+        let handler = try await channel.eventLoop.submit {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self), eventLoop: channel.eventLoop)
+        }.get()
+        let connection = RedisConnection(id: id, channel: channel, handler: handler, logger: logger)
+        do {
+            if let password = configuration.password {
+                if let username = configuration.username {
+                    _ = try await connection.send(RedisCommand("AUTH", .string(username), .string(password)), timeout: configuration.commandTimeout)
+                } else {
+                    _ = try await connection.send(RedisCommand("AUTH", .string(password)), timeout: configuration.commandTimeout)
+                }
+            }
+            if configuration.database != 0 {
+                _ = try await connection.send(RedisCommand("SELECT", .integer(Int64(configuration.database))), timeout: configuration.commandTimeout)
+            }
+        } catch {
+            connection.close()
+            throw error
+        }
+        logger.debug("redis connection established")
+        return connection
+    }
+
+    /// Sends one command and waits for its reply.
+    ///
+    /// - Throws: ``RedisServerError`` for an error reply; ``RedisClientError`` when the connection
+    ///   fails, the deadline passes (the connection is then closed) or the task is cancelled.
+    public func send(_ command: RedisCommand, timeout: Duration, isBlocking: Bool = false) async throws -> RedisValue {
+        if Task.isCancelled { throw RedisClientError.cancelled }
+        let id = nextCommandID.wrappingAdd(1, ordering: .relaxed).newValue
+        let promise = channel.eventLoop.makePromise(of: RedisValue.self)
+        var buffer = channel.allocator.buffer(capacity: 64)
+        command.encode(into: &buffer)
+        let request = RedisRequest(
+            id: id,
+            encoded: buffer,
+            deadline: .now() + .nanoseconds(Int64(timeout.nanoseconds)),
+            isBlocking: isBlocking,
+            promise: promise
+        )
+        channel.write(request, promise: nil)
+        let handler = self.handler
+        let eventLoop = channel.eventLoop
+        let value = try await withTaskCancellationHandler {
+            try await promise.futureResult.get()
+        } onCancel: {
+            eventLoop.execute { handler.value.cancel(id: id) }
+        }
+        if case .error(let message) = value { throw RedisServerError(message: message) }
+        return value
+    }
+
+    public func close() {
+        channel.close(promise: nil)
+    }
+
+    private static func makeSSLContext(_ configuration: RedisConfiguration) throws -> NIOSSLContext {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        if let file = configuration.tlsCAFile {
+            tls.trustRoots = .file(file)
+        }
+        if configuration.tlsSkipHostnameVerification {
+            tls.certificateVerification = .noHostnameVerification
+        }
+        do {
+            return try NIOSSLContext(configuration: tls)
+        } catch {
+            throw RedisClientError.invalidConfiguration("TLS: \(error)")
+        }
+    }
+
+    private static func isIPAddress(_ host: String) -> Bool {
+        (try? SocketAddress(ipAddress: host, port: 0)) != nil
+    }
+}
+
+extension Duration {
+    /// Whole nanoseconds, saturating.
+    public var nanoseconds: Int64 {
+        let (seconds, attoseconds) = components
+        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return product.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
+    }
+
+    /// Whole milliseconds, rounded down.
+    public var milliseconds: Int64 { nanoseconds / 1_000_000 }
+}

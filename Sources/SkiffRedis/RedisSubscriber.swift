@@ -1,0 +1,129 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import Synchronization
+
+/// A pub/sub subscription on a dedicated connection that survives reconnects.
+///
+/// The set of channels is kept here; after a reconnect every channel is subscribed again and
+/// `onConnectionChange(true)` fires, so the owner can re-check what it may have missed while
+/// disconnected (pub/sub does not buffer for absent subscribers).
+public final class RedisSubscriber: Sendable, Service {
+    private struct State {
+        var connection: RedisConnection?
+        var channels: Set<String> = []
+        var isShutDown = false
+    }
+
+    private let configuration: RedisConfiguration
+    private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
+    private let onMessage: @Sendable (String, ByteBuffer) -> Void
+    private let onConnectionChange: @Sendable (Bool) -> Void
+    private let state = Mutex(State())
+
+    init(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        onMessage: @escaping @Sendable (String, ByteBuffer) -> Void,
+        onConnectionChange: @escaping @Sendable (Bool) -> Void
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
+        self.onMessage = onMessage
+        self.onConnectionChange = onConnectionChange
+    }
+
+    public var isConnected: Bool { state.withLock { $0.connection?.isActive ?? false } }
+
+    /// Subscribes and returns once Redis confirmed it: every message published afterwards arrives.
+    ///
+    /// - Throws: ``RedisClientError/unavailable(_:)`` while disconnected. The channel is still
+    ///   remembered and subscribed on reconnect.
+    public func subscribe(_ channel: String) async throws {
+        let connection = state.withLock { state -> RedisConnection? in
+            state.channels.insert(channel)
+            return state.connection
+        }
+        guard let connection, connection.isActive else { throw RedisClientError.unavailable("subscriber is not connected") }
+        _ = try await connection.send(RedisCommand("SUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
+    }
+
+    public func unsubscribe(_ channel: String) async {
+        let connection = state.withLock { state -> RedisConnection? in
+            state.channels.remove(channel)
+            return state.connection
+        }
+        guard let connection, connection.isActive else { return }
+        _ = try? await connection.send(RedisCommand("UNSUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
+    }
+
+    public var subscribedChannels: Set<String> { state.withLock { $0.channels } }
+
+    /// Keeps the subscriber connected until graceful shutdown.
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await self.maintainConnection()
+        }
+        let connection = state.withLock { state -> RedisConnection? in
+            state.isShutDown = true
+            defer { state.connection = nil }
+            return state.connection
+        }
+        connection?.close()
+    }
+
+    private func maintainConnection() async {
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                let onMessage = self.onMessage
+                let connection = try await RedisConnection.connect(
+                    configuration: configuration,
+                    eventLoop: eventLoopGroup.next(),
+                    logger: logger,
+                    onPush: { value in
+                        guard case .array(let parts) = value, parts.count >= 3,
+                            let channel = parts[parts.count - 2].string, let payload = parts[parts.count - 1].bytes
+                        else { return }
+                        onMessage(channel, payload)
+                    }
+                )
+                let channels = state.withLock { state -> Set<String>? in
+                    if state.isShutDown { return nil }
+                    state.connection = connection
+                    return state.channels
+                }
+                guard let channels else {
+                    connection.close()
+                    return
+                }
+                for channel in channels {
+                    _ = try await connection.send(RedisCommand("SUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
+                }
+                attempt = 0
+                onConnectionChange(true)
+                try? await withTaskCancellationHandler {
+                    try await connection.closeFuture.get()
+                } onCancel: {
+                    connection.close()
+                }
+                state.withLock { state in
+                    if state.connection === connection { state.connection = nil }
+                }
+                if Task.isCancelled { return }
+                logger.warning("redis subscriber connection lost; reconnecting")
+                onConnectionChange(false)
+            } catch {
+                state.withLock { $0.connection?.close(); $0.connection = nil }
+                if attempt == 0 { onConnectionChange(false) }
+                let delay = RedisConnectionPool.backoff(attempt: attempt)
+                attempt += 1
+                logger.debug("redis subscriber reconnect failed", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: delay)
+            }
+        }
+    }
+}
