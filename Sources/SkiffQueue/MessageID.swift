@@ -1,0 +1,42 @@
+import Synchronization
+
+/// Message ids: 26 characters of Crockford base32, time-ordered like ULIDs (48 bits of Unix
+/// milliseconds, then 80 random bits). The time part only makes ids sortable for people; queue
+/// order never depends on it.
+public enum MessageID {
+    private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
+    private static let generator = Mutex(SplitMix64(seed: UInt64.random(in: .min ... .max)))
+
+    public static func make(nowMilliseconds: Int64) -> String {
+        let (high, low) = generator.withLock { ($0.next(), $0.next()) }
+        // 128 bits: 48-bit time, then 80 random bits.
+        let time = UInt64(truncatingIfNeeded: nowMilliseconds) & 0xFFFF_FFFF_FFFF
+        let upper = (time << 16) | (high & 0xFFFF)  // 64 bits
+        let lower = low  // 64 bits
+        var bytes = [UInt8](repeating: 0, count: 26)
+        // 130 bits of output; the top 2 bits are zero.
+        var index = 25
+        var value = (upper, lower)
+        for _ in 0..<26 {
+            let digit = Int(value.1 & 31)
+            bytes[index] = alphabet[digit]
+            index -= 1
+            value.1 = (value.1 >> 5) | (value.0 << 59)
+            value.0 >>= 5
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// A fast, well-distributed generator, seeded once from the system's random source.
+struct SplitMix64: RandomNumberGenerator {
+    private var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,32 @@
+/// A failure of a queue operation, independent of any transport. The HTTP layer maps it to a
+/// status in one place.
+public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
+    public enum Kind: Hashable, Sendable {
+        /// The backend (Redis) cannot be reached or answered too late: retry later.
+        case unavailable
+        /// The backend refuses writes because it is out of memory.
+        case insufficientStorage
+        /// The replica is shutting down.
+        case shuttingDown
+        /// Anything else: a bug or an unexpected reply.
+        case internalError
+    }
+
+    public let kind: Kind
+    /// A message a person can act on.
+    public let message: String
+
+    private init(_ kind: Kind, _ message: String) {
+        self.kind = kind
+        self.message = message
+    }
+
+    public static func unavailable(_ detail: String) -> Self { Self(.unavailable, "queue storage is unavailable: \(detail)") }
+    public static func insufficientStorage(_ detail: String) -> Self {
+        Self(.insufficientStorage, "queue storage is full and refuses new messages: \(detail)")
+    }
+    public static let shuttingDown = Self(.shuttingDown, "this replica is shutting down; retry on another")
+    public static func internalError(_ detail: String) -> Self { Self(.internalError, "internal error: \(detail)") }
+
+    public var description: String { message }
+}
