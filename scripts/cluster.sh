@@ -528,7 +528,7 @@ write_compose_override() {
             cat <<EOF
   skiff-$n:
     extends:
-      file: ../docker-compose.yml
+      file: "$COMPOSE_FILE"
       service: skiff-1
     environment:
       REPLICA_ID: skiff-$n
