@@ -7,9 +7,12 @@ import SkiffRedis
 /// `seq` is the queue's enqueue counter (order for recovery), the body is the posted bytes verbatim.
 /// See docs/redis-data-model.md for keys and invariants.
 enum RedisQueueScripts {
+    /// Sets `now` to Redis's clock in milliseconds. Newlines on both sides so it can be spliced in.
     static let now = """
+
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
         """
 
     /// KEYS: ready, seq, queues. ARGV: id, body, channel, queue name. Returns enqueuedAt (ms).

@@ -1,0 +1,117 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SkiffQueue
+
+/// An error answer: a status and a message a person can act on, always rendered as
+/// `{"error": "<message>"}`. Every failure becomes one of these in ``APIError/init(from:)``.
+public struct APIError: Error, HTTPResponseError, Sendable {
+    public let status: HTTPResponse.Status
+    public let message: String
+    public var headers: HTTPFields
+
+    public init(_ status: HTTPResponse.Status, _ message: String, headers: HTTPFields = [:]) {
+        self.status = status
+        self.message = message
+        self.headers = headers
+    }
+
+    /// The one place where failures are mapped to HTTP.
+    public init(from error: any Error) {
+        switch error {
+        case let error as APIError:
+            self = error
+        case let error as QueueError:
+            switch error.kind {
+            case .unavailable: self.init(.serviceUnavailable, error.message, headers: [.retryAfter: "1"])
+            case .insufficientStorage: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), error.message)
+            case .shuttingDown: self.init(.serviceUnavailable, error.message, headers: [.retryAfter: "1"])
+            case .internalError: self.init(.internalServerError, error.message)
+            }
+        case is NIOTooManyBytesError:
+            self.init(.contentTooLarge, "request body is larger than the limit")
+        case let error as HTTPError:
+            switch error.status {
+            case .notFound: self.init(.notFound, "no such endpoint")
+            case .contentTooLarge: self.init(.contentTooLarge, "request body is larger than the limit")
+            default: self.init(error.status, error.body ?? error.status.reasonPhrase, headers: error.headers)
+            }
+        case let error as any HTTPResponseError:
+            self.init(error.status, error.status.reasonPhrase)
+        default:
+            self.init(.internalServerError, "internal error")
+        }
+    }
+
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        var headers = self.headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        let body = ByteBuffer(string: #"{"error":"# + JSONText.quoted(message) + "}")
+        headers[.contentLength] = String(body.readableBytes)
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+    }
+}
+
+/// Renders every thrown error as JSON, so not-found routes, limits and backend failures all share
+/// one body shape.
+public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    public init() {}
+
+    public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let apiError = APIError(from: error)
+            if apiError.status.code >= 500 {
+                context.logger.error("request failed", metadata: ["http.status": "\(apiError.status.code)", "error": "\(error)"])
+            }
+            return try apiError.response(from: request, context: context)
+        }
+    }
+}
+
+/// Small helpers for writing JSON by hand on hot paths.
+public enum JSONText {
+    /// `value` as a JSON string literal, quotes included.
+    public static func quoted(_ value: String) -> String {
+        var out = "\""
+        out.reserveCapacity(value.utf8.count + 2)
+        for scalar in value.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case let scalar where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+
+    /// RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-23T14:05:09.123Z`.
+    public static func timestamp(milliseconds: Int64) -> String {
+        let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
+        let millis = Int(milliseconds - seconds * 1000)
+        var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
+        let secondOfDay = Int(seconds - days * 86_400)
+        // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+        days += 719_468
+        let era = (days >= 0 ? days : days - 146_096) / 146_097
+        let dayOfEra = days - era * 146_097
+        let yearOfEra = (dayOfEra - dayOfEra / 1460 + dayOfEra / 36_524 - dayOfEra / 146_096) / 365
+        let dayOfYear = dayOfEra - (365 * yearOfEra + yearOfEra / 4 - yearOfEra / 100)
+        let monthIndex = (5 * dayOfYear + 2) / 153
+        let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
+        let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
+        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
+        func pad(_ value: Int, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        return "\(pad(Int(year), 4))-\(pad(Int(month), 2))-\(pad(Int(day), 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(millis, 3))Z"
+    }
+}

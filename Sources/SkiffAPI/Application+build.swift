@@ -1,0 +1,54 @@
+import Hummingbird
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import SkiffQueue
+import SkiffRedis
+
+public typealias SkiffApplication = Application<RouterResponder<BasicRequestContext>>
+
+/// Assembles a replica from its configuration: Redis when configured, memory otherwise.
+public func buildApplication(configuration: SkiffConfiguration, logger: Logger) -> SkiffApplication {
+    let group = MultiThreadedEventLoopGroup.singleton
+    if let redisConfiguration = configuration.redis {
+        let client = RedisClient(configuration: redisConfiguration, eventLoopGroup: group, logger: logger)
+        let backend = RedisQueueBackend(
+            client: client,
+            configuration: RedisQueueConfiguration(keyPrefix: configuration.keyPrefix, claimLease: configuration.claimLease),
+            eventLoop: group.next(),
+            logger: logger
+        )
+        // Services stop in reverse order after the HTTP server has drained: backend, then client.
+        return buildApplication(configuration: configuration, backend: backend, services: [client, backend], logger: logger)
+    }
+    logger.notice("no Redis configured: queues live in this process's memory and are not shared or durable")
+    let backend = MemoryQueueBackend(eventLoop: group.next(), claimLease: configuration.claimLease, logger: logger)
+    return buildApplication(configuration: configuration, backend: backend, services: [backend], logger: logger)
+}
+
+/// Assembles a replica around a given backend (tests use this to keep a handle on it).
+public func buildApplication<Backend: QueueBackend>(
+    configuration: SkiffConfiguration,
+    backend: Backend,
+    services: [any Service],
+    logger: Logger
+) -> SkiffApplication {
+    let router = buildRouter(backend: backend, configuration: configuration)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "skiff"),
+        services: services,
+        logger: logger
+    )
+}
+
+/// The routes and middleware of a replica.
+public func buildRouter<Backend: QueueBackend>(backend: Backend, configuration: SkiffConfiguration) -> Router<BasicRequestContext> {
+    let router = Router(context: BasicRequestContext.self)
+    router.add(middleware: RequestIDMiddleware())
+    router.add(middleware: JSONErrorMiddleware())
+    QueueController<Backend, BasicRequestContext>(backend: backend, settings: configuration.api).addRoutes(to: router)
+    HealthController<Backend, BasicRequestContext>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
+    return router
+}

@@ -1,0 +1,41 @@
+import Hummingbird
+import SkiffQueue
+
+/// `GET /health` (liveness, with backend state) and `GET /ready` (readiness).
+public struct HealthController<Backend: QueueBackend, Context: RequestContext>: Sendable {
+    let backend: Backend
+    let replicaID: String
+
+    public init(backend: Backend, replicaID: String) {
+        self.backend = backend
+        self.replicaID = replicaID
+    }
+
+    public func addRoutes(to router: Router<Context>) {
+        router.get("/health", use: health)
+        router.get("/ready", use: ready)
+        router.addMethodNotAllowed(path: "/health", allowed: [.get])
+        router.addMethodNotAllowed(path: "/ready", allowed: [.get])
+    }
+
+    @Sendable func health(request: Request, context: Context) async throws -> Response {
+        let health = await backend.health()
+        var fields = [
+            #""status":"# + JSONText.quoted(health.isHealthy ? "healthy" : "unhealthy"),
+            #""backend":"# + JSONText.quoted(health.backend),
+            #""replica":"# + JSONText.quoted(replicaID),
+        ]
+        for (key, value) in health.details.sorted(by: { $0.key < $1.key }) {
+            fields.append(JSONText.quoted(key) + ":" + JSONText.quoted(value))
+        }
+        return QueueController<Backend, Context>.json(status: health.isHealthy ? .ok : .serviceUnavailable, "{" + fields.joined(separator: ",") + "}")
+    }
+
+    @Sendable func ready(request: Request, context: Context) async throws -> Response {
+        let health = await backend.health()
+        if health.isHealthy {
+            return QueueController<Backend, Context>.json(status: .ok, #"{"status":"ready"}"#)
+        }
+        return QueueController<Backend, Context>.json(status: .serviceUnavailable, #"{"status":"not ready"}"#)
+    }
+}

@@ -1,0 +1,76 @@
+import SkiffRedis
+
+/// A configuration value that cannot be used.
+public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Everything a replica needs to run, read from the environment (flags of `skiff serve` override).
+public struct SkiffConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var api: APISettings
+    /// `nil` runs the self-contained in-memory backend.
+    public var redis: RedisConfiguration?
+    public var keyPrefix: String
+    /// How long before the claimed messages of a crashed replica return to their queues.
+    public var claimLease: Duration
+    /// A name for this replica in logs and `/health`.
+    public var replicaID: String
+
+    public init(
+        host: String = "0.0.0.0",
+        port: Int = 8080,
+        api: APISettings = APISettings(),
+        redis: RedisConfiguration? = nil,
+        keyPrefix: String = "skiff",
+        claimLease: Duration = .seconds(30),
+        replicaID: String = "skiff"
+    ) {
+        self.host = host
+        self.port = port
+        self.api = api
+        self.redis = redis
+        self.keyPrefix = keyPrefix
+        self.claimLease = claimLease
+        self.replicaID = replicaID
+    }
+
+    /// The settings and their environment variables, as documented in the README.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> SkiffConfiguration {
+        var configuration = SkiffConfiguration()
+        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
+            guard let raw = environment[name], !raw.isEmpty else { return nil }
+            guard let value = Int(raw), range.contains(value) else {
+                throw ConfigurationError("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
+            }
+            return value
+        }
+        if let host = environment["HOST"], !host.isEmpty { configuration.host = host }
+        if let port = try integer("PORT", in: 1...65535) { configuration.port = port }
+        if let maximum = try integer("MAX_TIMEOUT", in: 0...3_600_000) { configuration.api.maximumTimeoutMilliseconds = maximum }
+        if let timeout = try integer("DEFAULT_TIMEOUT", in: 0...configuration.api.maximumTimeoutMilliseconds) {
+            configuration.api.defaultTimeoutMilliseconds = timeout
+        }
+        if let bytes = try integer("MAX_MESSAGE_BYTES", in: 1...(512 * 1024 * 1024)) { configuration.api.maximumMessageBytes = bytes }
+        if let lease = try integer("CLAIM_LEASE_MS", in: 100...86_400_000) { configuration.claimLease = .milliseconds(lease) }
+        if let prefix = environment["REDIS_KEY_PREFIX"], !prefix.isEmpty {
+            guard prefix.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "{") && $0 != UInt8(ascii: "}") }) else {
+                throw ConfigurationError("REDIS_KEY_PREFIX must be printable ASCII without spaces or braces")
+            }
+            configuration.keyPrefix = prefix
+        }
+        if let replica = environment["REPLICA_ID"], !replica.isEmpty {
+            configuration.replicaID = replica
+        } else if let hostname = environment["HOSTNAME"], !hostname.isEmpty {
+            configuration.replicaID = hostname
+        }
+        do {
+            configuration.redis = try RedisConfiguration.fromEnvironment(environment)
+        } catch let error as RedisClientError {
+            throw ConfigurationError(error.detail)
+        }
+        return configuration
+    }
+}
