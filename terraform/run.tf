@@ -1,0 +1,173 @@
+# --- Identity ------------------------------------------------------------------------
+
+# Skiff's own identity. Its only permissions are reading the two secrets
+# (secrets.tf): no project-level role, not even the default compute service
+# account's Editor. Logs written to stdout reach Cloud Logging without any role.
+resource "google_service_account" "skiff" {
+  account_id   = "${var.name_prefix}-run"
+  display_name = "Skiff Cloud Run service"
+  description  = "Runs the Skiff queue service; reads the Redis AUTH string and CA certificate only."
+
+  depends_on = [google_project_service.enabled]
+}
+
+# --- Service ---------------------------------------------------------------------
+
+locals {
+  redis_ca_dir  = "/etc/skiff/redis-ca"
+  redis_ca_file = "ca.pem"
+
+  # Plain settings; the AUTH string is added as a secret below.
+  environment = {
+    REDIS_HOST        = google_redis_instance.main.host
+    REDIS_PORT        = tostring(google_redis_instance.main.port)
+    REDIS_TLS         = "true"
+    REDIS_TLS_CA_FILE = "${local.redis_ca_dir}/${local.redis_ca_file}"
+    DEFAULT_TIMEOUT   = tostring(var.default_timeout_ms)
+    MAX_MESSAGE_BYTES = tostring(var.max_message_bytes)
+    CLAIM_LEASE_MS    = tostring(var.claim_lease_ms)
+    LOG_LEVEL         = var.log_level
+    LOG_FORMAT        = "json"
+  }
+}
+
+resource "google_cloud_run_v2_service" "skiff" {
+  #checkov:skip=CKV2_SKIFF_1:Served straight from its run.app URL, with no load balancer in this stack, so ingress must be ALL by default; every call still needs run.invoker (authenticated unless allow_unauthenticated). var.ingress switches to INTERNAL_* behind a load balancer.
+  name                = var.name_prefix
+  location            = var.region
+  description         = "Skiff: HTTP message queue on Memorystore for Redis."
+  ingress             = var.ingress
+  deletion_protection = var.deletion_protection
+  labels              = local.labels
+
+  template {
+    service_account = google_service_account.skiff.email
+    labels          = local.labels
+
+    # A GET long-polls for up to 60 s. The request timeout must comfortably
+    # exceed that, or Cloud Run would cut a poll that is just returning a
+    # message it already popped.
+    timeout                          = "${var.request_timeout_seconds}s"
+    max_instance_request_concurrency = var.concurrency
+    execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
+
+    scaling {
+      min_instance_count = var.min_instances
+      max_instance_count = var.max_instances
+    }
+
+    # Memorystore has only a private address: reach it through the connector.
+    # Only private ranges go that way; anything public goes out directly.
+    vpc_access {
+      connector = google_vpc_access_connector.connector.id
+      egress    = "PRIVATE_RANGES_ONLY"
+    }
+
+    volumes {
+      name = "redis-ca"
+      secret {
+        secret       = google_secret_manager_secret.redis_ca.secret_id
+        default_mode = 292 # 0444
+        items {
+          # Pinned: a new CA version rolls out as a new revision.
+          version = google_secret_manager_secret_version.redis_ca.version
+          path    = local.redis_ca_file
+          mode    = 292
+        }
+      }
+    }
+
+    containers {
+      image = var.image
+      args  = ["serve"]
+
+      ports {
+        container_port = 8080
+      }
+
+      resources {
+        limits = {
+          cpu    = var.cpu
+          memory = var.memory
+        }
+        cpu_idle          = var.cpu_idle
+        startup_cpu_boost = true
+      }
+
+      dynamic "env" {
+        for_each = local.environment
+        content {
+          name  = env.key
+          value = env.value
+        }
+      }
+
+      env {
+        name = "REDIS_PASSWORD"
+        value_source {
+          secret_key_ref {
+            secret  = google_secret_manager_secret.redis_auth.secret_id
+            version = google_secret_manager_secret_version.redis_auth.version
+          }
+        }
+      }
+
+      volume_mounts {
+        name       = "redis-ca"
+        mount_path = local.redis_ca_dir
+      }
+
+      # Up to 30 s to start (2 s x 15) before the instance is given up on.
+      startup_probe {
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+        initial_delay_seconds = 0
+        period_seconds        = 2
+        timeout_seconds       = 2
+        failure_threshold     = 15
+      }
+
+      # Restart an instance only after a minute of failed checks: long
+      # enough to ride out a Memorystore failover (STANDARD_HA) without
+      # restarting every instance at once.
+      liveness_probe {
+        http_get {
+          path = "/health"
+          port = 8080
+        }
+        period_seconds    = 10
+        timeout_seconds   = 3
+        failure_threshold = 6
+      }
+    }
+  }
+
+  traffic {
+    type    = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
+    percent = 100
+  }
+
+  depends_on = [
+    google_project_service.enabled,
+    # The first revision reads both secrets at start.
+    google_secret_manager_secret_iam_member.redis_auth,
+    google_secret_manager_secret_iam_member.redis_ca,
+  ]
+}
+
+# --- Who may call it ----------------------------------------------------------------
+
+locals {
+  invokers = toset(concat(var.allow_unauthenticated ? ["allUsers"] : [], var.invoker_members))
+}
+
+resource "google_cloud_run_v2_service_iam_member" "invoker" {
+  for_each = local.invokers
+
+  name     = google_cloud_run_v2_service.skiff.name
+  location = google_cloud_run_v2_service.skiff.location
+  role     = "roles/run.invoker"
+  member   = each.value
+}

@@ -1,0 +1,372 @@
+# --- Project and naming ---------------------------------------------------------
+
+variable "project_id" {
+  description = "GCP project to deploy into."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{4,28}[a-z0-9]$", var.project_id))
+    error_message = "project_id must be a GCP project ID: 6-30 lowercase letters, digits or hyphens, starting with a letter."
+  }
+}
+
+variable "region" {
+  description = "Region of every regional resource (Cloud Run, Memorystore, the connector, Artifact Registry). Cloud Run and the connector must share it."
+  type        = string
+  default     = "us-central1"
+
+  validation {
+    condition     = can(regex("^[a-z]+-[a-z]+[0-9]$", var.region))
+    error_message = "region must look like a GCP region, e.g. us-central1 or europe-west1."
+  }
+}
+
+variable "name_prefix" {
+  description = "Prefix of resource names (service, Redis instance, network, connector, secrets)."
+  type        = string
+  default     = "skiff"
+
+  validation {
+    # The connector name (\"<prefix>-conn\") must stay within 25 characters.
+    condition     = can(regex("^[a-z][a-z0-9-]{1,14}[a-z0-9]$", var.name_prefix))
+    error_message = "name_prefix must be 3-16 lowercase letters, digits or hyphens, starting with a letter and not ending with a hyphen."
+  }
+}
+
+variable "labels" {
+  description = "Extra labels on every resource that supports them."
+  type        = map(string)
+  default     = {}
+}
+
+# --- Network --------------------------------------------------------------------
+
+variable "network_name" {
+  description = "Existing VPC network to use. null creates a dedicated VPC named \"<name_prefix>-vpc\"."
+  type        = string
+  default     = null
+}
+
+variable "create_private_service_access" {
+  description = "Create the private services access peering (an allocated range plus the servicenetworking connection) that Memorystore lives behind. Set false when the existing network already has one; then set psa_range_name and psa_range_cidr."
+  type        = bool
+  default     = true
+}
+
+variable "psa_range_name" {
+  description = "Name of an existing allocated range (purpose VPC_PEERING) for Memorystore, used when create_private_service_access is false."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.create_private_service_access || var.psa_range_name != null
+    error_message = "psa_range_name is required when create_private_service_access is false."
+  }
+}
+
+variable "psa_range_cidr" {
+  description = "CIDR of that existing allocated range (e.g. 10.20.0.0/24), for the connector's firewall rule, used when create_private_service_access is false."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.create_private_service_access || (var.psa_range_cidr != null && can(cidrhost(coalesce(var.psa_range_cidr, "invalid"), 0)))
+    error_message = "psa_range_cidr must be a valid CIDR block when create_private_service_access is false."
+  }
+}
+
+variable "psa_prefix_length" {
+  description = "Prefix length of the private services access range created for Memorystore."
+  type        = number
+  default     = 24
+
+  validation {
+    condition     = var.psa_prefix_length >= 16 && var.psa_prefix_length <= 29
+    error_message = "psa_prefix_length must be between 16 and 29 (Memorystore needs at least a /29)."
+  }
+}
+
+variable "connector_cidr" {
+  description = "Unused /28 for the Serverless VPC Access connector's own subnet."
+  type        = string
+  default     = "10.8.0.0/28"
+
+  validation {
+    condition     = can(cidrhost(var.connector_cidr, 0)) && endswith(var.connector_cidr, "/28")
+    error_message = "connector_cidr must be a valid /28 CIDR block."
+  }
+}
+
+variable "connector_machine_type" {
+  description = "Machine type of the connector's instances. e2-micro is cheapest; Google recommends e2-standard-4 for high request rates (many small requests exhaust e2-micro's CPU credits)."
+  type        = string
+  default     = "e2-micro"
+
+  validation {
+    condition     = contains(["f1-micro", "e2-micro", "e2-standard-4"], var.connector_machine_type)
+    error_message = "connector_machine_type must be f1-micro, e2-micro or e2-standard-4."
+  }
+}
+
+variable "connector_min_instances" {
+  description = "Minimum connector instances (at least 2)."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.connector_min_instances >= 2 && var.connector_min_instances <= 9
+    error_message = "connector_min_instances must be between 2 and 9."
+  }
+}
+
+variable "connector_max_instances" {
+  description = "Maximum connector instances (at most 10, more than connector_min_instances). The connector never scales back down."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.connector_max_instances >= 3 && var.connector_max_instances <= 10
+    error_message = "connector_max_instances must be between 3 and 10."
+  }
+}
+
+variable "restrict_connector_egress" {
+  description = "Firewall the connector so that it can reach only the Memorystore range on the Redis port (plus the serverless infrastructure it must answer), instead of the whole VPC."
+  type        = bool
+  default     = true
+}
+
+# --- Memorystore ----------------------------------------------------------------
+
+variable "redis_memory_size_gb" {
+  description = "Memorystore capacity in GiB. With maxmemory-policy noeviction, writes fail (Skiff answers 5xx) when it is full: size for the largest backlog you expect, ~1 KB per message plus overhead."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.redis_memory_size_gb >= 1 && var.redis_memory_size_gb <= 300
+    error_message = "redis_memory_size_gb must be between 1 and 300."
+  }
+}
+
+variable "redis_version" {
+  description = "Memorystore Redis version. Skiff needs Redis 7."
+  type        = string
+  default     = "REDIS_7_2"
+
+  validation {
+    condition     = contains(["REDIS_7_0", "REDIS_7_2"], var.redis_version)
+    error_message = "redis_version must be REDIS_7_0 or REDIS_7_2."
+  }
+}
+
+variable "redis_rdb_snapshot_period" {
+  description = "How often Memorystore writes an RDB snapshot (its only persistence mode; see docs/deploy.md on durability)."
+  type        = string
+  default     = "ONE_HOUR"
+
+  validation {
+    condition     = contains(["ONE_HOUR", "SIX_HOURS", "TWELVE_HOURS", "TWENTY_FOUR_HOURS"], var.redis_rdb_snapshot_period)
+    error_message = "redis_rdb_snapshot_period must be ONE_HOUR, SIX_HOURS, TWELVE_HOURS or TWENTY_FOUR_HOURS."
+  }
+}
+
+variable "redis_maintenance_day" {
+  description = "Day of the weekly Memorystore maintenance window (failover to the replica happens then)."
+  type        = string
+  default     = "SUNDAY"
+
+  validation {
+    condition     = contains(["MONDAY", "TUESDAY", "WEDNESDAY", "THURSDAY", "FRIDAY", "SATURDAY", "SUNDAY"], var.redis_maintenance_day)
+    error_message = "redis_maintenance_day must be a weekday name in capitals, e.g. SUNDAY."
+  }
+}
+
+variable "redis_maintenance_hour_utc" {
+  description = "Start hour (UTC) of the weekly maintenance window."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.redis_maintenance_hour_utc >= 0 && var.redis_maintenance_hour_utc <= 23
+    error_message = "redis_maintenance_hour_utc must be between 0 and 23."
+  }
+}
+
+# --- Artifact Registry ------------------------------------------------------------
+
+variable "artifact_repository_id" {
+  description = "Artifact Registry Docker repository for the Skiff image."
+  type        = string
+  default     = "skiff"
+
+  validation {
+    condition     = can(regex("^[a-z][a-z0-9-]{0,61}[a-z0-9]$", var.artifact_repository_id))
+    error_message = "artifact_repository_id must be lowercase letters, digits and hyphens, starting with a letter."
+  }
+}
+
+# --- Cloud Run --------------------------------------------------------------------
+
+variable "image" {
+  description = "Container image to run, by tag or digest, e.g. us-central1-docker.pkg.dev/PROJECT/skiff/skiff:1a2b3c4 (see docs/deploy.md). Not \":latest\": a revision must name what it runs."
+  type        = string
+
+  validation {
+    condition     = can(regex("^[a-z0-9.-]+(:[0-9]+)?/[a-z0-9._/-]+(:[A-Za-z0-9._-]+|@sha256:[a-f0-9]{64})$", var.image)) && !endswith(var.image, ":latest")
+    error_message = "image must be a full image reference with an explicit tag (not latest) or a sha256 digest."
+  }
+}
+
+variable "ingress" {
+  description = "Who may reach the service over the network. INGRESS_TRAFFIC_ALL serves the API directly from its run.app URL (access is still controlled by IAM, see allow_unauthenticated); INTERNAL_ONLY / INTERNAL_LOAD_BALANCER when it sits behind a load balancer or is used only from inside the VPC."
+  type        = string
+  default     = "INGRESS_TRAFFIC_ALL"
+
+  validation {
+    condition     = contains(["INGRESS_TRAFFIC_ALL", "INGRESS_TRAFFIC_INTERNAL_ONLY", "INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER"], var.ingress)
+    error_message = "ingress must be INGRESS_TRAFFIC_ALL, INGRESS_TRAFFIC_INTERNAL_ONLY or INGRESS_TRAFFIC_INTERNAL_LOAD_BALANCER."
+  }
+}
+
+variable "allow_unauthenticated" {
+  description = "Grant roles/run.invoker to allUsers, making the queue API public. false (default): callers need an identity token of a member listed in invoker_members."
+  type        = bool
+  default     = false
+}
+
+variable "invoker_members" {
+  description = "IAM members allowed to call the service (roles/run.invoker), e.g. [\"serviceAccount:producer@PROJECT.iam.gserviceaccount.com\", \"group:queue-users@example.com\"]."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for m in var.invoker_members : can(regex("^(user|serviceAccount|group|domain|principal|principalSet):.+$", m))])
+    error_message = "Each invoker member must be prefixed with user:, serviceAccount:, group:, domain:, principal: or principalSet:. Use allow_unauthenticated for allUsers."
+  }
+}
+
+variable "min_instances" {
+  description = "Minimum Cloud Run instances. 0 scales to zero when idle (cold starts on the next request)."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.min_instances >= 0 && var.min_instances <= 100
+    error_message = "min_instances must be between 0 and 100."
+  }
+}
+
+variable "max_instances" {
+  description = "Maximum Cloud Run instances. Bounds cost and the number of Redis connections (every instance keeps its own pool)."
+  type        = number
+  default     = 100
+
+  validation {
+    condition     = var.max_instances >= 1 && var.max_instances <= 100
+    error_message = "max_instances must be between 1 and 100."
+  }
+}
+
+variable "concurrency" {
+  description = "Maximum concurrent requests per instance. Every waiting long-poll holds one slot for up to 60 s, so this is also how many consumers one instance can hold waiting before Cloud Run adds instances."
+  type        = number
+  default     = 80
+
+  validation {
+    condition     = var.concurrency >= 1 && var.concurrency <= 1000
+    error_message = "concurrency must be between 1 and 1000."
+  }
+}
+
+variable "request_timeout_seconds" {
+  description = "Cloud Run request timeout. Must stay well above the longest long-poll (60 s) so Cloud Run never cuts a GET that is about to return a message."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.request_timeout_seconds >= 65 && var.request_timeout_seconds <= 3600
+    error_message = "request_timeout_seconds must be between 65 (60 s long-poll plus margin) and 3600."
+  }
+}
+
+variable "cpu" {
+  description = "vCPUs per instance."
+  type        = string
+  default     = "1"
+
+  validation {
+    condition     = contains(["1", "2", "4", "6", "8"], var.cpu)
+    error_message = "cpu must be 1, 2, 4, 6 or 8."
+  }
+}
+
+variable "memory" {
+  description = "Memory per instance, e.g. 512Mi or 1Gi."
+  type        = string
+  default     = "512Mi"
+
+  validation {
+    condition     = can(regex("^[0-9]+(Mi|Gi)$", var.memory))
+    error_message = "memory must be a quantity in Mi or Gi, e.g. 512Mi."
+  }
+}
+
+variable "cpu_idle" {
+  description = "true: CPU is allocated only while requests are in flight (cheaper). false: always allocated, so background work such as recovering a crashed instance's claimed messages also runs between requests."
+  type        = bool
+  default     = true
+}
+
+variable "deletion_protection" {
+  description = "Refuse to destroy the Cloud Run service. Set false before `terraform destroy`."
+  type        = bool
+  default     = true
+}
+
+# --- Skiff settings ------------------------------------------------------------------
+
+variable "default_timeout_ms" {
+  description = "DEFAULT_TIMEOUT: long-poll wait of GET /api/{queue} without ?timeout=, in milliseconds."
+  type        = number
+  default     = 10000
+
+  validation {
+    condition     = var.default_timeout_ms >= 0 && var.default_timeout_ms <= 60000
+    error_message = "default_timeout_ms must be between 0 and 60000."
+  }
+}
+
+variable "max_message_bytes" {
+  description = "MAX_MESSAGE_BYTES: largest accepted message body."
+  type        = number
+  default     = 1048576
+
+  validation {
+    # Cloud Run caps HTTP/1 request bodies at 32 MiB.
+    condition     = var.max_message_bytes >= 1 && var.max_message_bytes <= 33554432
+    error_message = "max_message_bytes must be between 1 and 33554432 (Cloud Run's 32 MiB request limit)."
+  }
+}
+
+variable "claim_lease_ms" {
+  description = "CLAIM_LEASE_MS: how long a message claimed by an instance stays invisible before another instance may recover it (after a crash)."
+  type        = number
+  default     = 30000
+
+  validation {
+    condition     = var.claim_lease_ms >= 1000
+    error_message = "claim_lease_ms must be at least 1000."
+  }
+}
+
+variable "log_level" {
+  description = "LOG_LEVEL of the service."
+  type        = string
+  default     = "info"
+
+  validation {
+    condition     = contains(["trace", "debug", "info", "notice", "warning", "error", "critical"], var.log_level)
+    error_message = "log_level must be one of trace, debug, info, notice, warning, error, critical."
+  }
+}

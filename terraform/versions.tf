@@ -1,0 +1,30 @@
+terraform {
+  # 1.9+: validation blocks in variables.tf refer to other variables.
+  # 1.11 is what the project's CI has.
+  required_version = ">= 1.9.0, < 2.0.0"
+
+  required_providers {
+    google = {
+      source = "hashicorp/google"
+      # 6.x: Cloud Run v2 deletion_protection, Redis persistence_config,
+      # Artifact Registry cleanup policies. Bump the major deliberately.
+      version = "~> 6.20"
+    }
+  }
+
+  # State holds the Redis AUTH string and the connector/Redis addresses: keep
+  # it in a private, versioned GCS bucket, never on a laptop or in git.
+  # Configure at init time (docs/deploy.md):
+  #   terraform init -backend-config="bucket=<state-bucket>" -backend-config="prefix=skiff"
+  backend "gcs" {}
+}
+
+provider "google" {
+  project = var.project_id
+  region  = var.region
+
+  default_labels = {
+    app        = "skiff"
+    managed-by = "terraform"
+  }
+}
