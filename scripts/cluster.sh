@@ -340,6 +340,9 @@ replica_env() {
     while IFS= read -r line; do
         [[ $line =~ ^[[:space:]]*(#|$) ]] || echo "$line"
     done <"$STATE/skiff.env"
+    # Loopback only, like every other native component (compose replicas
+    # listen on their container's interfaces instead).
+    echo "HOST=127.0.0.1"
     echo "PORT=$(replica_port "$n")"
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT_HOST"
     echo "REPLICA_ID=skiff-$n"
