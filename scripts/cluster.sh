@@ -183,8 +183,16 @@ spawn() {
     printf '\n==== %s: starting %s ====\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$name" >>"$LOGS/$name.log"
     # Without job control the subshell is not a process-group leader, so
     # setsid calls setsid(2) and execs in place: $! is the server's own PID.
-    # fd 9 is the cluster.sh lock: a long-lived child must not inherit it.
-    (exec 9>&- && cd "$ROOT" && exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null) &
+    (
+        # A long-lived server must not inherit any descriptor beyond 0-2: not
+        # fd 9 (this script's lock), and not a pipe of whoever ran us (a test
+        # harness reading our output until EOF would wait forever).
+        for fd in "/proc/$BASHPID/fd"/*; do
+            fd=${fd##*/}
+            if ((fd > 2)); then eval "exec $fd>&-" 2>/dev/null; fi
+        done
+        cd "$ROOT" && exec setsid "$@" >>"$LOGS/$name.log" 2>&1 </dev/null
+    ) &
     local pid=$!
     local start
     start=$(proc_starttime "$pid") || die "$name exited immediately; see $LOGS/$name.log"
