@@ -574,11 +574,13 @@ docker_up() {
     compose_env
     local n services
     read -r -a services <<<"$(compose_services)"
-    compose up -d --build --wait "${services[@]}"
+    compose up -d --build --wait --remove-orphans "${services[@]}"
     # Replicas beyond REPLICAS from an earlier, larger `up`.
-    for ((n = REPLICAS + 1; n <= 99; n++)); do
-        compose ps -a --services 2>/dev/null | grep -qx "skiff-$n" || continue
-        compose rm -sf "skiff-$n"
+    local service
+    for service in $(compose ps -a --services 2>/dev/null); do
+        if [[ $service =~ ^skiff-([0-9]+)$ ]] && ((BASH_REMATCH[1] > REPLICAS)); then
+            compose rm -sf "$service"
+        fi
     done
     local deadline=$((SECONDS + UP_TIMEOUT))
     for ((n = 1; n <= REPLICAS; n++)); do
