@@ -447,10 +447,17 @@ wait_proxy() {
     for ((n = 1; n <= REPLICAS; n++)); do wait_in_rotation "$n" "$deadline"; done
 }
 
-# wait_in_rotation N DEADLINE: until HAProxy reports replica N as UP.
+# proxy_server_state N: HAProxy's status of replica N, e.g. "UP", "UP 1/3"
+# (starting, or one failed check), "DOWN".
+proxy_server_state() {
+    proxy_server_states | awk -v s="skiff-$1" '$1 == s { $1 = ""; sub(/^ /, ""); print }'
+}
+
+# wait_in_rotation N DEADLINE: until HAProxy's own checks report replica N
+# fully UP (not merely "UP 1/3", the state before its first check).
 wait_in_rotation() {
-    until [[ $(proxy_server_states | awk -v s="skiff-$1" '$1 == s { print $2 }') == UP ]]; do
-        ((SECONDS < $2)) || die "HAProxy has not put skiff-$1 in rotation (state: $(proxy_server_states | awk -v s="skiff-$1" '$1 == s { print $2 }'))"
+    until [[ $(proxy_server_state "$1") == UP ]]; do
+        ((SECONDS < $2)) || die "HAProxy has not put skiff-$1 in rotation (state: $(proxy_server_state "$1"))"
         sleep 0.2
     done
 }
