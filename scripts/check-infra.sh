@@ -84,7 +84,10 @@ install_python_tools() {
 
 mkdir -p "$TOOLS"
 tools_ok=1
-install_debian_packages haproxy redis-server shellcheck python3-venv || tools_ok=0
+debian_packages=(haproxy redis-server shellcheck)
+# Debian's own python3 needs python3-venv for `python3 -m venv`.
+python3 -c 'import ensurepip, venv' 2>/dev/null || debian_packages+=(python3-venv)
+install_debian_packages "${debian_packages[@]}" || tools_ok=0
 install_python_tools || tools_ok=0
 command -v terraform >/dev/null || {
     say "terraform is not on PATH"
