@@ -64,10 +64,13 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Helpers shared by the test targets: harness-provided Redis URLs, throwaway redis-servers.
+        .target(name: "SkiffTestSupport"),
         .testTarget(
             name: "SkiffRedisTests",
             dependencies: [
                 "SkiffRedis",
+                "SkiffTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
@@ -75,13 +78,14 @@ let package = Package(
         ),
         .testTarget(
             name: "SkiffQueueTests",
-            dependencies: ["SkiffQueue", "SkiffRedis"]
+            dependencies: ["SkiffQueue", "SkiffRedis", "SkiffTestSupport"]
         ),
         .testTarget(
             name: "SkiffAPITests",
             dependencies: [
                 "SkiffAPI",
                 "SkiffQueue",
+                "SkiffTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]

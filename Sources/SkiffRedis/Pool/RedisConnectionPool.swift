@@ -22,7 +22,8 @@ public final class RedisConnectionPool: Sendable {
         var idleBlocking: [RedisConnection] = []
         var blockingInUse = 0
         var isClosed = false
-        var failedAttempts = 0
+        /// Slots that had a connection before: a new connection there is a reconnect.
+        var everConnected: Set<Int> = []
     }
 
     public let configuration: RedisConfiguration
@@ -30,7 +31,6 @@ public final class RedisConnectionPool: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let reconnectCount = Atomic<Int>(0)
-    private let connectCount = Atomic<Int>(0)
 
     public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
         self.configuration = configuration
@@ -102,12 +102,10 @@ public final class RedisConnectionPool: Sendable {
                     eventLoop: eventLoopGroup.next(),
                     logger: logger
                 )
-                let total = connectCount.wrappingAdd(1, ordering: .relaxed).newValue
-                if total > configuration.multiplexedConnections { reconnectCount.wrappingAdd(1, ordering: .relaxed) }
                 let keep = self.state.withLock { state -> Bool in
                     guard !state.isClosed else { return false }
                     state.slots[index] = .connected(connection)
-                    state.failedAttempts = 0
+                    if !state.everConnected.insert(index).inserted { reconnectCount.wrappingAdd(1, ordering: .relaxed) }
                     return true
                 }
                 if !keep {
@@ -120,7 +118,6 @@ public final class RedisConnectionPool: Sendable {
                 let reason = (error as? RedisClientError)?.detail ?? "\(error)"
                 self.state.withLock { state in
                     state.slots[index] = .failed(reason, retryAt: .now + backoff, attempt: attempt)
-                    state.failedAttempts += 1
                 }
                 logger.warning(
                     "redis connection failed",
