@@ -13,6 +13,8 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         let body: ByteBuffer
         let enqueuedAtMilliseconds: Int64
         var receiveCount: Int
+        /// Claims so far; never decreases, so it identifies one delivery (the claim token).
+        var claims: Int
     }
 
     private struct Claim {
@@ -51,7 +53,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         let id = MessageID.make(nowMilliseconds: now)
         state.withLock { state in
             state.sequence += 1
-            let message = StoredMessage(sequence: state.sequence, id: id, body: body, enqueuedAtMilliseconds: now, receiveCount: 0)
+            let message = StoredMessage(sequence: state.sequence, id: id, body: body, enqueuedAtMilliseconds: now, receiveCount: 0, claims: 0)
             state.queues[queue, default: QueueState()].ready.append(message)
         }
         dispatch(queue)
@@ -75,7 +77,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     public func complete(_ delivery: Delivery) async throws -> Bool {
         state.withLock { state in
             guard let claim = state.queues[delivery.queue]?.inFlight[delivery.message.id],
-                claim.message.receiveCount == delivery.claimToken
+                claim.message.claims == delivery.claimToken
             else { return false }
             state.queues[delivery.queue]?.inFlight[delivery.message.id] = nil
             Self.dropIfEmpty(delivery.queue, in: &state)
@@ -86,7 +88,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     public func release(_ delivery: Delivery) async throws {
         let released = state.withLock { state -> Bool in
             guard var claim = state.queues[delivery.queue]?.inFlight[delivery.message.id],
-                claim.message.receiveCount == delivery.claimToken
+                claim.message.claims == delivery.claimToken
             else { return false }
             state.queues[delivery.queue]?.inFlight[delivery.message.id] = nil
             // It never reached a consumer: this receive does not count.
@@ -155,6 +157,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     private static func claim(_ queue: QueueName, in state: inout State, at claimedAt: ContinuousClock.Instant, lease: Duration) -> Delivery? {
         guard var message = state.queues[queue]?.ready.popFirst() else { return nil }
         message.receiveCount += 1
+        message.claims += 1
         state.queues[queue]?.inFlight[message.id] = Claim(message: message, leaseExpiry: claimedAt + lease)
         return Delivery(
             queue: queue,
@@ -164,7 +167,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
                 enqueuedAtMilliseconds: message.enqueuedAtMilliseconds,
                 receiveCount: message.receiveCount
             ),
-            claimToken: message.receiveCount,
+            claimToken: message.claims,
             claimedAt: claimedAt,
             lease: lease
         )

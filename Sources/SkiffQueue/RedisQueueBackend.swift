@@ -185,10 +185,10 @@ public final class RedisQueueBackend: QueueBackend, Service {
         }
         guard let envelopes = reply.array else { throw QueueError.internalError("claim script returned \(reply)") }
         return try envelopes.map { value in
-            guard let envelope = value.bytes, let message = Self.parseEnvelope(envelope) else {
+            guard let envelope = value.bytes, let (message, claimToken) = Self.parseEnvelope(envelope) else {
                 throw QueueError.internalError("malformed message envelope in \(keys.ready)")
             }
-            return Delivery(queue: queue, message: message, claimToken: message.receiveCount, claimedAt: claimedAt, lease: configuration.claimLease)
+            return Delivery(queue: queue, message: message, claimToken: claimToken, claimedAt: claimedAt, lease: configuration.claimLease)
         }
     }
 
@@ -408,22 +408,25 @@ public final class RedisQueueBackend: QueueBackend, Service {
         }
     }
 
-    /// Parses `1|<seq>|<id>|<enqueuedAtMs>|<receiveCount>|<body>`; the body is a zero-copy slice.
-    static func parseEnvelope(_ envelope: ByteBuffer) -> QueueMessage? {
+    /// Parses `1|<seq>|<id>|<enqueuedAtMs>|<receiveCount>|<claims>|<body>` into the message and its
+    /// claim token; the body is a zero-copy slice.
+    static func parseEnvelope(_ envelope: ByteBuffer) -> (QueueMessage, claimToken: Int)? {
         let view = envelope.readableBytesView
         var fields: [Substring] = []
         var start = view.startIndex
         var index = view.startIndex
-        while fields.count < 5, index < view.endIndex {
+        while fields.count < 6, index < view.endIndex {
             if view[index] == UInt8(ascii: "|") {
                 fields.append(Substring(decoding: view[start..<index], as: UTF8.self))
                 start = index + 1
             }
             index += 1
         }
-        guard fields.count == 5, fields[0] == "1", let enqueuedAt = Int64(fields[3]), let receiveCount = Int(fields[4]) else { return nil }
+        guard fields.count == 6, fields[0] == "1", let enqueuedAt = Int64(fields[3]), let receiveCount = Int(fields[4]),
+            let claims = Int(fields[5])
+        else { return nil }
         let bodyOffset = start - view.startIndex
         guard let body = envelope.getSlice(at: envelope.readerIndex + bodyOffset, length: envelope.readableBytes - bodyOffset) else { return nil }
-        return QueueMessage(id: String(fields[2]), body: body, enqueuedAtMilliseconds: enqueuedAt, receiveCount: receiveCount)
+        return (QueueMessage(id: String(fields[2]), body: body, enqueuedAtMilliseconds: enqueuedAt, receiveCount: receiveCount), claims)
     }
 }

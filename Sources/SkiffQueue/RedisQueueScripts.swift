@@ -3,8 +3,10 @@ import SkiffRedis
 /// The Lua scripts behind every state change of a message in Redis. Each runs atomically and
 /// reads time from Redis (`TIME`), never from a replica, so replica clock skew cannot move a lease.
 ///
-/// A stored message is one string, the envelope: `1|<seq>|<id>|<enqueuedAtMs>|<receiveCount>|<body>`.
-/// `seq` is the queue's enqueue counter (order for recovery), the body is the posted bytes verbatim.
+/// A stored message is one string, the envelope: `1|<seq>|<id>|<enqueuedAtMs>|<receiveCount>|<claims>|<body>`.
+/// `seq` is the queue's enqueue counter (order for recovery); `receiveCount` counts deliveries to
+/// consumers (a release undoes one); `claims` counts claims and never goes down, so it identifies
+/// one delivery (the claim token); the body is the posted bytes verbatim.
 /// See docs/redis-data-model.md for keys and invariants.
 enum RedisQueueScripts {
     /// Sets `now` to Redis's clock in milliseconds. Newlines on both sides so it can be spliced in.
@@ -21,7 +23,7 @@ enum RedisQueueScripts {
         source: now + """
 
             local seq = redis.call('INCR', KEYS[2])
-            redis.call('RPUSH', KEYS[1], string.format('1|%d|%s|%d|0|', seq, ARGV[1], now) .. ARGV[2])
+            redis.call('RPUSH', KEYS[1], string.format('1|%d|%s|%d|0|0|', seq, ARGV[1], now) .. ARGV[2])
             redis.call('SADD', KEYS[3], ARGV[4])
             redis.call('PUBLISH', ARGV[3], '1')
             return now
@@ -41,8 +43,8 @@ enum RedisQueueScripts {
             local expiry = now + tonumber(ARGV[2])
             local out = {}
             for i, envelope in ipairs(items) do
-              local seq, id, enqueued, count, rest = string.match(envelope, '^1|(%d+)|([^|]+)|(%d+)|(%d+)|()')
-              local updated = '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. (tonumber(count) + 1) .. '|' .. string.sub(envelope, rest)
+              local seq, id, enqueued, count, claims, rest = string.match(envelope, '^1|(%d+)|([^|]+)|(%d+)|(%d+)|(%d+)|()')
+              local updated = '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. (tonumber(count) + 1) .. '|' .. (tonumber(claims) + 1) .. '|' .. string.sub(envelope, rest)
               redis.call('HSET', KEYS[2], id, updated)
               redis.call('ZADD', KEYS[3], expiry, id)
               out[i] = updated
@@ -52,14 +54,14 @@ enum RedisQueueScripts {
             """
     )
 
-    /// KEYS: inflight, leases. ARGV: id, claim token (receive count).
+    /// KEYS: inflight, leases. ARGV: id, claim token (the claims counter).
     /// Deletes the message for good if this claim still holds it. Returns 1, or 0 if the claim is stale.
     static let complete = RedisScript(
         name: "complete",
         source: """
             local envelope = redis.call('HGET', KEYS[1], ARGV[1])
             if not envelope then return 0 end
-            if string.match(envelope, '^1|%d+|[^|]+|%d+|(%d+)|') ~= ARGV[2] then return 0 end
+            if string.match(envelope, '^1|%d+|[^|]+|%d+|%d+|(%d+)|') ~= ARGV[2] then return 0 end
             redis.call('HDEL', KEYS[1], ARGV[1])
             redis.call('ZREM', KEYS[2], ARGV[1])
             return 1
@@ -76,10 +78,10 @@ enum RedisQueueScripts {
               local id, token = ARGV[i], ARGV[i + 1]
               local envelope = redis.call('HGET', KEYS[2], id)
               if envelope then
-                local seq, enqueued, count, rest = string.match(envelope, '^1|(%d+)|[^|]+|(%d+)|(%d+)|()')
-                if count == token then
+                local seq, enqueued, count, claims, rest = string.match(envelope, '^1|(%d+)|[^|]+|(%d+)|(%d+)|(%d+)|()')
+                if claims == token then
                   local previous = math.max(tonumber(count) - 1, 0)
-                  redis.call('LPUSH', KEYS[1], '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. previous .. '|' .. string.sub(envelope, rest))
+                  redis.call('LPUSH', KEYS[1], '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. previous .. '|' .. claims .. '|' .. string.sub(envelope, rest))
                   redis.call('HDEL', KEYS[2], id)
                   redis.call('ZREM', KEYS[3], id)
                   released = released + 1
@@ -137,7 +139,7 @@ enum RedisQueueScripts {
         source: """
             local envelope = redis.call('HGET', KEYS[1], ARGV[1])
             if not envelope then return 0 end
-            if string.match(envelope, '^1|%d+|[^|]+|%d+|(%d+)|') ~= ARGV[2] then return 0 end
+            if string.match(envelope, '^1|%d+|[^|]+|%d+|%d+|(%d+)|') ~= ARGV[2] then return 0 end
             """ + now + """
 
             redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])

@@ -40,15 +40,26 @@ public final class RedisSubscriber: Sendable, Service {
 
     /// Subscribes and returns once Redis confirmed it: every message published afterwards arrives.
     ///
-    /// - Throws: ``RedisClientError/unavailable(_:)`` while disconnected. The channel is still
-    ///   remembered and subscribed on reconnect.
+    /// While the subscriber is (re)connecting, waits for it up to the connect timeout plus the
+    /// command timeout.
+    ///
+    /// - Throws: ``RedisClientError/unavailable(_:)`` when it stays disconnected. The channel is
+    ///   still remembered and subscribed on reconnect.
     public func subscribe(_ channel: String) async throws {
-        let connection = state.withLock { state -> RedisConnection? in
-            state.channels.insert(channel)
-            return state.connection
+        let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.commandTimeout
+        while true {
+            let (connection, isShutDown) = state.withLock { state -> (RedisConnection?, Bool) in
+                state.channels.insert(channel)
+                return (state.connection, state.isShutDown)
+            }
+            if let connection, connection.isActive {
+                _ = try await connection.send(RedisCommand("SUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
+                return
+            }
+            if isShutDown || ContinuousClock.now >= deadline { throw RedisClientError.unavailable("subscriber is not connected") }
+            // Rare (start-up, reconnect): a short poll is simpler than a second notification path.
+            try await Task.sleep(for: .milliseconds(10))
         }
-        guard let connection, connection.isActive else { throw RedisClientError.unavailable("subscriber is not connected") }
-        _ = try await connection.send(RedisCommand("SUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
     }
 
     public func unsubscribe(_ channel: String) async {

@@ -1,0 +1,222 @@
+import NIOCore
+import SkiffQueue
+import SkiffTestSupport
+import Synchronization
+import Testing
+
+/// The behaviour every backend must share. Each test runs once per backend kind.
+@Suite("QueueBackend contract", .timeLimit(.minutes(2)))
+struct QueueBackendContractTests {
+    @Test(arguments: BackendKind.available)
+    func deliversInFIFOOrder(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        for index in 0..<50 { _ = try await fixture.backend.send("\(index)", to: queue) }
+        for index in 0..<50 { #expect(try await fixture.backend.take(from: queue) == "\(index)") }
+        #expect(try await fixture.backend.take(from: queue) == nil)
+    }
+
+    @Test(arguments: BackendKind.available)
+    func storesBodiesByteForByte(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let bodies = [#"{"a" : [1, 2.5e3, null, true],  "b":"é\u00e9|\n"}"#, #""|||""#, "  42  ", String(repeating: "x", count: 300_000)]
+        for body in bodies { _ = try await fixture.backend.send(body, to: queue) }
+        for body in bodies { #expect(try await fixture.backend.take(from: queue) == body) }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func reportsMetadata(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let sent = try await fixture.backend.send("1", to: queue)
+        let delivery = try #require(try await fixture.backend.receive(from: queue, timeout: .zero))
+        #expect(delivery.message.id == sent.id)
+        #expect(delivery.message.enqueuedAtMilliseconds == sent.enqueuedAtMilliseconds)
+        #expect(delivery.message.receiveCount == 1)
+        #expect(delivery.queue == queue)
+        #expect(try await fixture.backend.complete(delivery))
+    }
+
+    @Test(arguments: BackendKind.available)
+    func queuesAreSeparateAndCaseSensitive(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let name = TestEnvironment.uniqueName("Case")
+        let upper = try #require(QueueName(name))
+        let lower = try #require(QueueName(name.lowercased()))
+        _ = try await fixture.backend.send("upper", to: upper)
+        #expect(try await fixture.backend.take(from: lower) == nil)
+        #expect(try await fixture.backend.take(from: upper) == "upper")
+    }
+
+    @Test(arguments: BackendKind.available)
+    func zeroTimeoutAnswersAtOnceAndSubSecondWaitsAreHonoured(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        #expect(try await fixture.backend.receive(from: queue, timeout: .zero) == nil)
+        for milliseconds in [1, 50, 250] {
+            let started = ContinuousClock.now
+            #expect(try await fixture.backend.receive(from: queue, timeout: .milliseconds(milliseconds)) == nil)
+            let elapsed = ContinuousClock.now - started
+            // Never early; and not rounded up to whole seconds (or forever).
+            #expect(elapsed >= .milliseconds(milliseconds))
+            #expect(elapsed < .milliseconds(milliseconds) + .milliseconds(900))
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func waitingConsumerIsWokenBySend(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        let waiting = Task { try await backend.take(from: queue, timeout: .seconds(20)) }
+        try await Task.sleep(for: .milliseconds(100))
+        _ = try await backend.send("wake", to: queue)
+        #expect(try await waiting.value == "wake")
+    }
+
+    @Test(arguments: BackendKind.available)
+    func cancelledWaitLosesNoMessage(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        for _ in 0..<20 {
+            let waiting = Task { try await backend.receive(from: queue, timeout: .seconds(20)) }
+            try await Task.sleep(for: .milliseconds(5))
+            waiting.cancel()
+            // Either the wait was cancelled, or it won the message; then the caller releases it.
+            if let delivery = try? await waiting.value { try await backend.release(delivery) }
+        }
+        _ = try await backend.send("kept", to: queue)
+        #expect(try await backend.take(from: queue, timeout: .seconds(5)) == "kept")
+    }
+
+    @Test(arguments: BackendKind.available)
+    func releasedMessageReturnsToTheHeadInOrder(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        for index in 0..<3 { _ = try await backend.send("\(index)", to: queue) }
+        let first = try #require(try await backend.receive(from: queue, timeout: .zero))
+        let second = try #require(try await backend.receive(from: queue, timeout: .zero))
+        try await backend.release(second)
+        try await backend.release(first)
+        #expect(try await backend.take(from: queue) == "0")
+        let again = try #require(try await backend.receive(from: queue, timeout: .zero))
+        #expect(String(buffer: again.message.body) == "1")
+        // The undelivered receive did not count.
+        #expect(again.message.receiveCount == 1)
+        try await backend.complete(again)
+        #expect(try await backend.take(from: queue) == "2")
+    }
+
+    @Test(arguments: BackendKind.available)
+    func staleClaimCannotCompleteOrRelease(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        _ = try await backend.send("m", to: queue)
+        let first = try #require(try await backend.receive(from: queue, timeout: .zero))
+        try await backend.release(first)
+        let second = try #require(try await backend.receive(from: queue, timeout: .zero))
+        #expect(try await backend.complete(first) == false)
+        try await backend.release(first)
+        #expect(try await backend.receive(from: queue, timeout: .zero) == nil)
+        #expect(try await backend.complete(second))
+    }
+
+    @Test(arguments: BackendKind.available)
+    func claimOfACrashedConsumerComesBackAfterItsLease(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind, claimLease: .milliseconds(400))
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        for index in 0..<3 { _ = try await backend.send("\(index)", to: queue) }
+        // Two claims never settled, as if their replica was killed.
+        let lost0 = try #require(try await backend.receive(from: queue, timeout: .zero))
+        _ = try #require(try await backend.receive(from: queue, timeout: .zero))
+        await fixture.recover()
+        #expect(try await backend.receive(from: queue, timeout: .zero).map { String(buffer: $0.message.body) } == "2")
+        try await Task.sleep(for: .milliseconds(500))
+        await fixture.recover()
+        // Back at the head, in their original order; the late owner can no longer complete.
+        let back0 = try #require(try await backend.receive(from: queue, timeout: .zero))
+        #expect(String(buffer: back0.message.body) == "0")
+        #expect(back0.message.receiveCount == 2)
+        #expect(try await backend.complete(lost0) == false)
+        #expect(try await backend.complete(back0))
+        #expect(try await backend.take(from: queue) == "1")
+    }
+
+    @Test(arguments: BackendKind.available)
+    func competingConsumersGetEachMessageExactlyOnce(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind, replicas: 2)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let total = 400
+        let received = LockedBox<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for consumer in 0..<10 {
+                let backend = fixture.replicas[consumer % fixture.replicas.count]
+                group.addTask {
+                    while received.value.withLock({ $0.count }) < total {
+                        if let body = try await backend.take(from: queue, timeout: .milliseconds(200)) {
+                            received.value.withLock { $0.append(body) }
+                        }
+                    }
+                }
+            }
+            for producer in 0..<4 {
+                let backend = fixture.replicas[producer % fixture.replicas.count]
+                group.addTask {
+                    for index in stride(from: producer, to: total, by: 4) { _ = try await backend.send("\(index)", to: queue) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let bodies = received.value.withLock { $0 }
+        #expect(bodies.count == total)
+        #expect(Set(bodies) == Set((0..<total).map(String.init)))
+    }
+}
+
+/// Behaviour specific to several replicas sharing one Redis.
+@Suite("Redis replicas", .enabled(if: TestEnvironment.hasRedis), .timeLimit(.minutes(2)))
+struct RedisReplicaTests {
+    @Test func sendOnOneReplicaWakesAWaiterOnAnother() async throws {
+        let fixture = try await BackendFixture.make(.redis, replicas: 2)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let (first, second) = (fixture.replicas[0], fixture.replicas[1])
+        let waiting = Task { try await second.take(from: queue, timeout: .seconds(20)) }
+        try await Task.sleep(for: .milliseconds(200))
+        _ = try await first.send("across", to: queue)
+        #expect(try await waiting.value == "across")
+    }
+
+    @Test func manyWaitersShareOneSubscriberAndAreServedOldestFirst() async throws {
+        let fixture = try await BackendFixture.make(.redis)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        var waiters: [Task<String?, any Error>] = []
+        for _ in 0..<50 {
+            waiters.append(Task { try await backend.take(from: queue, timeout: .seconds(20)) })
+            try await Task.sleep(for: .milliseconds(2))
+        }
+        try await Task.sleep(for: .milliseconds(200))
+        for index in 0..<50 { _ = try await backend.send("\(index)", to: queue) }
+        var results: [String] = []
+        for waiter in waiters { results.append(try #require(try await waiter.value)) }
+        #expect(Set(results) == Set((0..<50).map(String.init)))
+    }
+}

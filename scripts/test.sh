@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# `make test`: installs what the tests need, starts throwaway Redis servers on free loopback
+# ports (plain, password-protected, TLS), runs every Swift test against them, runs the offline
+# infrastructure checks, then stops what it started.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '\n== %s\n' "$*"; }
+
+ensure_packages() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    pkg-config --exists hiredis 2>/dev/null || missing+=(libhiredis-dev)
+    command -v openssl >/dev/null || missing+=(openssl)
+    command -v pkg-config >/dev/null || missing+=(pkg-config)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq "${missing[@]}" >/dev/null
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+WORK=$(mktemp -d /tmp/skiff-test.XXXXXX)
+PIDS=()
+cleanup() {
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+start_redis() { # name port extra-args...
+    local name=$1 port=$2
+    shift 2
+    mkdir -p "$WORK/$name"
+    redis-server --bind 127.0.0.1 --port "$port" --save "" --appendonly no --dir "$WORK/$name" \
+        --logfile "$WORK/$name/redis.log" "$@" &
+    PIDS+=($!)
+}
+
+wait_redis() { # port [redis-cli args]
+    local port=$1
+    shift
+    for _ in $(seq 1 100); do
+        if redis-cli -h 127.0.0.1 -p "$port" "$@" ping 2>/dev/null | grep -q PONG; then return 0; fi
+        sleep 0.05
+    done
+    echo "redis on port $port did not start" >&2
+    exit 1
+}
+
+make_tls_material() {
+    local dir=$WORK/tls
+    mkdir -p "$dir"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=Skiff Test CA" \
+        -keyout "$dir/ca.key" -out "$dir/ca.crt" 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout "$dir/server.key" -out "$dir/server.csr" 2>/dev/null
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >"$dir/san.ext"
+    openssl x509 -req -in "$dir/server.csr" -CA "$dir/ca.crt" -CAkey "$dir/ca.key" -CAcreateserial -days 2 \
+        -extfile "$dir/san.ext" -out "$dir/server.crt" 2>/dev/null
+}
+
+ensure_packages
+
+log "starting throwaway Redis servers"
+PLAIN_PORT=$(free_port)
+PASSWORD_PORT=$(free_port)
+TLS_PORT=$(free_port)
+start_redis plain "$PLAIN_PORT"
+start_redis password "$PASSWORD_PORT" --requirepass "skiff-test-password"
+make_tls_material
+start_redis tls 0 --tls-port "$TLS_PORT" --tls-cert-file "$WORK/tls/server.crt" --tls-key-file "$WORK/tls/server.key" \
+    --tls-ca-cert-file "$WORK/tls/ca.crt" --tls-auth-clients no
+wait_redis "$PLAIN_PORT"
+wait_redis "$PASSWORD_PORT" -a skiff-test-password --no-auth-warning
+wait_redis "$TLS_PORT" --tls --cacert "$WORK/tls/ca.crt"
+
+export SKIFF_TEST_REDIS_URL="redis://127.0.0.1:$PLAIN_PORT"
+export SKIFF_TEST_REDIS_PASSWORD_URL="redis://:skiff-test-password@127.0.0.1:$PASSWORD_PORT"
+export SKIFF_TEST_REDIS_TLS_URL="rediss://127.0.0.1:$TLS_PORT"
+export SKIFF_TEST_REDIS_TLS_CA_FILE="$WORK/tls/ca.crt"
+
+log "building"
+swift build --build-tests
+
+log "unit, contract and HTTP tests (memory and Redis)"
+swift test --skip-build
+
+log "infrastructure checks (terraform, checkov, hadolint, compose, haproxy)"
+scripts/check-infra.sh
