@@ -10,6 +10,18 @@
 #   scripts/cluster.sh start N         start replica N again and wait until it is healthy
 #   scripts/cluster.sh restart-redis   kill -9 Redis and start it again on the same data
 #                                      (`--graceful`: SIGTERM instead)
+#   scripts/cluster.sh kill-redis      kill -9 Redis; it stays down until `start-redis`
+#   scripts/cluster.sh start-redis     start Redis again on the same data and wait for PONG
+#   scripts/cluster.sh restart-proxy   kill -9 HAProxy and start it again (`--graceful`:
+#                                      soft stop with SIGUSR1, in-flight requests finish)
+#   scripts/cluster.sh pause N         SIGSTOP replica N (native mode); `resume N`: SIGCONT
+#   scripts/cluster.sh configure N [--reset] [KEY=VALUE...]
+#                                      native mode: extra environment for replica N only
+#                                      (e.g. REDIS_URL=redis://127.0.0.1:7001, or
+#                                      LD_PRELOAD=...libfaketime... FAKETIME=+2h), kept in
+#                                      .cluster/overrides/skiff-N.env and applied by the next
+#                                      `start N` or `up` (a running replica restarts);
+#                                      `--reset` drops the earlier ones; `down` drops all
 #   scripts/cluster.sh clean           remove Redis data and logs (cluster must be down)
 #   scripts/cluster.sh compose-override N  print the compose file it generates for N replicas
 #                                      (used by scripts/check-infra.sh to validate it)
@@ -36,7 +48,8 @@
 #   any key of deploy/skiff.env (e.g. CLAIM_LEASE_MS=3000) overrides that file
 #
 # Native state lives in .cluster/ (gitignored): pids/, logs/, redis/ (AOF and
-# RDB files), haproxy/haproxy.cfg (the rendered proxy configuration).
+# RDB files), haproxy/haproxy.cfg (the rendered proxy configuration),
+# overrides/ (per-replica environment from `configure`).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -44,6 +57,7 @@ STATE=$ROOT/.cluster
 PIDS=$STATE/pids
 LOGS=$STATE/logs
 SETTINGS_FILE=$STATE/cluster.env
+OVERRIDES=$STATE/overrides
 COMPOSE_FILE=$ROOT/docker-compose.yml
 # Replicas the compose file defines statically; more are generated.
 COMPOSE_STATIC_REPLICAS=3
@@ -354,6 +368,12 @@ replica_env() {
     echo "PORT=$(replica_port "$n")"
     echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT_HOST"
     echo "REPLICA_ID=skiff-$n"
+    # Last, so they win (env applies its assignments in order): `configure N`.
+    if [[ -f $OVERRIDES/skiff-$n.env ]]; then
+        while IFS= read -r line; do
+            [[ $line =~ ^[[:space:]]*(#|$) ]] || echo "$line"
+        done <"$OVERRIDES/skiff-$n.env"
+    fi
 }
 
 # What a replica was started with; `up` restarts a replica whose spec changed
@@ -516,7 +536,11 @@ native_down() {
         stop_process "$(basename "$file" .pid)" TERM 15
     done
     stop_process proxy USR1 10
+    stop_process proxy-old KILL 1
     stop_process redis TERM 30
+    # Overrides point at things of one session (a fault proxy, a fake clock):
+    # the next `up` starts plain replicas.
+    rm -rf "$OVERRIDES"
 }
 
 # --- Docker Compose mode -------------------------------------------------------
@@ -822,13 +846,143 @@ cmd_restart_redis() {
     log "redis is back on 127.0.0.1:$REDIS_PORT_HOST"
 }
 
+# kill-redis: kill -9 Redis and leave it down (a primary failure; see
+# chaos/ for the failover drill that promotes a replica meanwhile).
+cmd_kill_redis() {
+    lock
+    load_settings 0
+    [[ $MODE == native ]] || die "kill-redis is implemented for the native cluster only"
+    local pid
+    pid=$(pid_of redis) || die "redis is not running"
+    kill -KILL "$pid"
+    while is_running redis; do sleep 0.05; done
+    rm -f "$PIDS/redis.pid"
+    log "killed redis (pid $pid) with SIGKILL; 'scripts/cluster.sh start-redis' starts it again"
+}
+
+cmd_start_redis() {
+    lock
+    load_settings 0
+    if [[ $MODE == docker ]]; then
+        compose_env
+        compose up -d --no-deps --wait redis
+    else
+        start_redis
+        wait_redis
+    fi
+    log "redis is up on 127.0.0.1:$REDIS_PORT_HOST"
+}
+
+# restart-proxy [--graceful]: kill -9 HAProxy (every client connection through
+# it breaks) or soft-stop it (SIGUSR1: it stops listening and finishes the
+# requests in flight), then start it again and wait until every running
+# replica is back in its rotation.
+cmd_restart_proxy() {
+    lock
+    load_settings 0
+    local signal=KILL
+    [[ ${1:-} == --graceful ]] && signal=USR1
+    if [[ $MODE == docker ]]; then
+        compose_env
+        compose kill -s "SIG$signal" proxy
+        compose up -d --no-deps --wait proxy
+    else
+        local pid
+        if pid=$(pid_of proxy); then
+            kill "-$signal" "$pid" 2>/dev/null || true
+            if [[ $signal == KILL ]]; then
+                while is_running proxy; do sleep 0.05; done
+                rm -f "$PIDS/proxy.pid"
+            else
+                # A soft-stopped HAProxy releases its listeners at once; the
+                # old process may linger for its in-flight requests.
+                local deadline=$((SECONDS + 10))
+                while port_in_use "$PROXY_PORT" && is_running proxy && ((SECONDS < deadline)); do sleep 0.05; done
+                # It is tracked as proxy-old until it exits (`down` stops it);
+                # one still there from an earlier soft restart goes now.
+                stop_process proxy-old KILL 1
+                mv -f "$PIDS/proxy.pid" "$PIDS/proxy-old.pid"
+            fi
+            log "proxy (pid $pid) stopped with SIG$signal"
+        fi
+        start_proxy
+    fi
+    local deadline=$((SECONDS + UP_TIMEOUT)) n
+    until curl -fsS -o /dev/null -m 2 "http://127.0.0.1:$PROXY_PORT/health" 2>/dev/null; do
+        ((SECONDS < deadline)) || die "proxy did not answer GET /health with 200 within ${UP_TIMEOUT}s"
+        sleep 0.1
+    done
+    for ((n = 1; n <= REPLICAS; n++)); do
+        if replica_healthy "$n"; then wait_in_rotation "$n" "$deadline"; fi
+    done
+    log "proxy is back on http://127.0.0.1:$PROXY_PORT"
+}
+
+# pause N / resume N: SIGSTOP / SIGCONT replica N, a replica that stalls (GC
+# pause, overloaded host, VM migration) without dying.
+cmd_signal_replica() {
+    local signal=$1
+    shift
+    lock
+    load_settings 0
+    [[ $MODE == native ]] || die "pause/resume are implemented for the native cluster only"
+    replica_arg "${1:-}"
+    local pid
+    pid=$(pid_of "skiff-$1") || die "skiff-$1 is not running"
+    kill "-$signal" "$pid"
+    log "sent SIG$signal to skiff-$1 (pid $pid)"
+}
+
+# configure N [--reset] [KEY=VALUE...]: extra environment for replica N.
+cmd_configure() {
+    lock
+    load_settings 0
+    replica_arg "${1:-}"
+    local n=$1 file arg key value
+    shift
+    file=$OVERRIDES/skiff-$n.env
+    mkdir -p "$OVERRIDES"
+    if [[ ${1:-} == --reset ]]; then
+        rm -f "$file"
+        shift
+    fi
+    declare -A values=()
+    local order=()
+    if [[ -f $file ]]; then
+        while IFS= read -r arg; do
+            [[ $arg =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || continue
+            key=${BASH_REMATCH[1]}
+            [[ -n ${values[$key]+set} ]] || order+=("$key")
+            values[$key]=${BASH_REMATCH[2]}
+        done <"$file"
+    fi
+    for arg in "$@"; do
+        [[ $arg =~ ^([A-Za-z_][A-Za-z0-9_]*)=(.*)$ ]] || die "expected KEY=VALUE, got '$arg'"
+        key=${BASH_REMATCH[1]}
+        value=${BASH_REMATCH[2]}
+        [[ $value =~ ^[^[:space:]\"\'\$\`\\]*$ ]] || die "$key: value must not contain spaces, quotes or \$"
+        case $key in
+            PORT | HOST | REPLICA_ID | PATH) die "$key is set by the cluster and cannot be overridden" ;;
+        esac
+        [[ -n ${values[$key]+set} ]] || order+=("$key")
+        values[$key]=$value
+    done
+    {
+        echo "# Written by scripts/cluster.sh configure $n; applied by 'start $n' and 'up'; removed by 'down'."
+        for key in "${order[@]}"; do printf '%s=%s\n' "$key" "${values[$key]}"; done
+    } >"$file.tmp"
+    mv "$file.tmp" "$file"
+    if ((${#order[@]} == 0)); then rm -f "$file"; fi
+    log "skiff-$n overrides: ${order[*]:-none} (applied by 'scripts/cluster.sh start $n')"
+}
+
 cmd_clean() {
     lock
     if [[ -f $SETTINGS_FILE ]]; then
         load_settings 0
         ! cluster_running || die "the cluster is running; run 'scripts/cluster.sh down' first"
     fi
-    rm -rf "$STATE/redis" "$LOGS" "$PIDS" "$STATE/haproxy" "$STATE/skiff.env" "$STATE/compose.replicas.yml" "$SETTINGS_FILE"
+    rm -rf "$STATE/redis" "$LOGS" "$PIDS" "$OVERRIDES" "$STATE/haproxy" "$STATE/skiff.env" "$STATE/compose.replicas.yml" "$SETTINGS_FILE"
     log "removed Redis data, logs and pid files from $STATE"
 }
 
@@ -843,6 +997,12 @@ main() {
         kill) cmd_kill "$@" ;;
         start) cmd_start "$@" ;;
         restart-redis) cmd_restart_redis "$@" ;;
+        kill-redis) cmd_kill_redis "$@" ;;
+        start-redis) cmd_start_redis "$@" ;;
+        restart-proxy) cmd_restart_proxy "$@" ;;
+        pause) cmd_signal_replica STOP "$@" ;;
+        resume) cmd_signal_replica CONT "$@" ;;
+        configure) cmd_configure "$@" ;;
         clean) cmd_clean "$@" ;;
         compose-override)
             REPLICAS=${1:-$COMPOSE_STATIC_REPLICAS}
