@@ -6,7 +6,7 @@ import ServiceLifecycle
 import SkiffQueue
 import SkiffRedis
 
-public typealias SkiffApplication = Application<RouterResponder<BasicRequestContext>>
+public typealias SkiffApplication = Application<RouterResponder<SkiffRequestContext>>
 
 /// Assembles a replica from its configuration: Redis when configured, memory otherwise.
 public func buildApplication(configuration: SkiffConfiguration, logger: Logger) -> SkiffApplication {
@@ -37,6 +37,7 @@ public func buildApplication<Backend: QueueBackend>(
     let router = buildRouter(backend: backend, configuration: configuration)
     return Application(
         router: router,
+        server: .http1(configuration: .init(additionalChannelHandlers: [ClientDepartureHandler()])),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "skiff"),
         services: services,
         logger: logger
@@ -44,11 +45,11 @@ public func buildApplication<Backend: QueueBackend>(
 }
 
 /// The routes and middleware of a replica.
-public func buildRouter<Backend: QueueBackend>(backend: Backend, configuration: SkiffConfiguration) -> Router<BasicRequestContext> {
-    let router = Router(context: BasicRequestContext.self)
+public func buildRouter<Backend: QueueBackend>(backend: Backend, configuration: SkiffConfiguration) -> Router<SkiffRequestContext> {
+    let router = Router(context: SkiffRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: JSONErrorMiddleware())
-    QueueController<Backend, BasicRequestContext>(backend: backend, settings: configuration.api).addRoutes(to: router)
-    HealthController<Backend, BasicRequestContext>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
+    QueueController<Backend>(backend: backend, settings: configuration.api).addRoutes(to: router)
+    HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     return router
 }

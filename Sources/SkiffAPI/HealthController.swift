@@ -2,7 +2,8 @@ import Hummingbird
 import SkiffQueue
 
 /// `GET /health` (liveness, with backend state) and `GET /ready` (readiness).
-public struct HealthController<Backend: QueueBackend, Context: RequestContext>: Sendable {
+public struct HealthController<Backend: QueueBackend>: Sendable {
+    public typealias Context = SkiffRequestContext
     let backend: Backend
     let replicaID: String
 
@@ -28,14 +29,14 @@ public struct HealthController<Backend: QueueBackend, Context: RequestContext>: 
         for (key, value) in health.details.sorted(by: { $0.key < $1.key }) {
             fields.append(JSONText.quoted(key) + ":" + JSONText.quoted(value))
         }
-        return QueueController<Backend, Context>.json(status: health.isHealthy ? .ok : .serviceUnavailable, "{" + fields.joined(separator: ",") + "}")
+        return QueueController<Backend>.json(status: health.isHealthy ? .ok : .serviceUnavailable, "{" + fields.joined(separator: ",") + "}")
     }
 
     @Sendable func ready(request: Request, context: Context) async throws -> Response {
         let health = await backend.health()
         if health.isHealthy {
-            return QueueController<Backend, Context>.json(status: .ok, #"{"status":"ready"}"#)
+            return QueueController<Backend>.json(status: .ok, #"{"status":"ready"}"#)
         }
-        return QueueController<Backend, Context>.json(status: .serviceUnavailable, #"{"status":"not ready"}"#)
+        return QueueController<Backend>.json(status: .serviceUnavailable, #"{"status":"not ready"}"#)
     }
 }

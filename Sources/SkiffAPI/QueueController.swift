@@ -15,7 +15,8 @@ extension HTTPField.Name {
 ///
 /// - `POST /api/{queue}`: store one JSON value, 201.
 /// - `GET /api/{queue}?timeout=ms`: the oldest message (200) or nothing once the wait ends (204).
-public struct QueueController<Backend: QueueBackend, Context: RequestContext>: Sendable {
+public struct QueueController<Backend: QueueBackend>: Sendable {
+    public typealias Context = SkiffRequestContext
     let backend: Backend
     let settings: APISettings
 
@@ -56,14 +57,22 @@ public struct QueueController<Backend: QueueBackend, Context: RequestContext>: S
         let queue = try Self.queueName(context)
         let timeout = try parseTimeout(request.uri.queryParameters["timeout"].map(String.init))
         let backend = self.backend
+        // Hummingbird does not cancel a handler when its client leaves: the wait is cancelled
+        // when the client's side of the connection closes, and graceful shutdown ends it with 204.
+        let receiving = Task {
+            try await cancelWhenGracefulShutdown {
+                try await backend.receive(from: queue, timeout: .milliseconds(timeout))
+            }
+        }
+        if timeout > 0, let departure = await ClientDepartureHandler.departure(of: context.channel) {
+            departure.whenComplete { _ in receiving.cancel() }
+        }
         let delivery: Delivery?
         do {
-            // Hummingbird does not cancel a handler when its client leaves; these two wrappers do,
-            // and graceful shutdown ends the wait with 204 at once.
-            delivery = try await request.body.consumeWithCancellationOnInboundClose { _ in
-                try await cancelWhenGracefulShutdown {
-                    try await backend.receive(from: queue, timeout: .milliseconds(timeout))
-                }
+            delivery = try await withTaskCancellationHandler {
+                try await receiving.value
+            } onCancel: {
+                receiving.cancel()
             }
         } catch is CancellationError {
             return Response(status: .noContent)

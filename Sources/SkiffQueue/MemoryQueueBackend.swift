@@ -25,6 +25,16 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     private struct QueueState {
         var ready = CircularBuffer<StoredMessage>()
         var inFlight: [String: Claim] = [:]
+
+        /// Back near the head, after messages put back earlier that were enqueued before it (as
+        /// the Redis backend's `requeue`).
+        mutating func requeue(_ message: StoredMessage) {
+            var position = 0
+            while position < ready.count, position < 1000, ready[ready.index(ready.startIndex, offsetBy: position)].sequence < message.sequence {
+                position += 1
+            }
+            ready.insert(message, at: ready.index(ready.startIndex, offsetBy: position))
+        }
     }
 
     private struct State {
@@ -93,7 +103,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
             state.queues[delivery.queue]?.inFlight[delivery.message.id] = nil
             // It never reached a consumer: this receive does not count.
             claim.message.receiveCount = max(0, claim.message.receiveCount - 1)
-            state.queues[delivery.queue]?.ready.prepend(claim.message)
+            state.queues[delivery.queue]?.requeue(claim.message)
             return true
         }
         if released { dispatch(delivery.queue) }
@@ -135,9 +145,9 @@ public final class MemoryQueueBackend: QueueBackend, Service {
             for (name, var queue) in state.queues {
                 let expired = queue.inFlight.values.filter { $0.leaseExpiry <= now }
                 guard !expired.isEmpty else { continue }
-                for claim in expired.sorted(by: { $0.message.sequence > $1.message.sequence }) {
+                for claim in expired.sorted(by: { $0.message.sequence < $1.message.sequence }) {
                     queue.inFlight[claim.message.id] = nil
-                    queue.ready.prepend(claim.message)
+                    queue.requeue(claim.message)
                 }
                 state.queues[name] = queue
                 touched.append(name)

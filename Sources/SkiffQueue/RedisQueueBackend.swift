@@ -104,7 +104,16 @@ public final class RedisQueueBackend: QueueBackend, Service {
     }
 
     public func receive(from queue: QueueName, timeout: Duration) async throws -> Delivery? {
-        if let delivery = try await claim(queue, count: 1).first { return delivery }
+        // A claim that ran in Redis must reach a consumer or go back; cancelling the command
+        // mid-flight would strand the message until its lease expires. So the claim finishes,
+        // and a caller that was cancelled meanwhile gives the message back at once.
+        if let delivery = try await shielded({ try await self.claim(queue, count: 1) }).first {
+            if Task.isCancelled {
+                try await shielded { try await self.release([delivery]) }
+                throw CancellationError()
+            }
+            return delivery
+        }
         let deadline = ContinuousClock.now + timeout
         while true {
             let remaining = deadline - .now
@@ -114,7 +123,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
             switch outcome {
             case .delivered(let delivery):
-                if try await holdsClaim(delivery) { return delivery }
+                if try await shielded({ try await self.holdsClaim(delivery) }) { return delivery }
             // The claim was recovered by another replica while this one was stalled: keep waiting.
             case .timedOut: return nil
             case .cancelled: throw CancellationError()
@@ -393,6 +402,11 @@ public final class RedisQueueBackend: QueueBackend, Service {
     }
 
     // MARK: Helpers
+
+    /// Runs `body` to completion even when the calling task is cancelled.
+    private func shielded<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Task { try await body() }.value
+    }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {
         do {

@@ -17,6 +17,28 @@ enum RedisQueueScripts {
 
         """
 
+    /// Defines `requeue(key, envelope, seq)`: puts a message back near the head of the ready list,
+    /// after any messages with a lower enqueue sequence that were put back before it, so messages
+    /// returned by separate releases or sweeps keep their original order. Costs O(position),
+    /// and the position is at the head (bounded at 1000).
+    static let requeue = """
+
+        local function requeue(key, envelope, seq)
+          local position = 0
+          while position < 1000 do
+            local item = redis.call('LINDEX', key, position)
+            if not item or tonumber(string.match(item, '^1|(%d+)|')) > seq then break end
+            position = position + 1
+          end
+          if position == 0 then
+            redis.call('LPUSH', key, envelope)
+          else
+            redis.call('LINSERT', key, 'AFTER', redis.call('LINDEX', key, position - 1), envelope)
+          end
+        end
+
+        """
+
     /// KEYS: ready, seq, queues. ARGV: id, body, channel, queue name. Returns enqueuedAt (ms).
     static let enqueue = RedisScript(
         name: "enqueue",
@@ -68,20 +90,20 @@ enum RedisQueueScripts {
             """
     )
 
-    /// KEYS: ready, inflight, leases. ARGV: channel, then id and token pairs in queue order.
-    /// Puts still-held claims back at the head, first pair first, without counting the receive.
+    /// KEYS: ready, inflight, leases. ARGV: channel, then id and token pairs.
+    /// Puts still-held claims back at the head in enqueue order, without counting the receive.
     static let release = RedisScript(
         name: "release",
-        source: """
+        source: requeue + """
             local released = 0
-            for i = #ARGV - 1, 2, -2 do
+            for i = 2, #ARGV - 1, 2 do
               local id, token = ARGV[i], ARGV[i + 1]
               local envelope = redis.call('HGET', KEYS[2], id)
               if envelope then
                 local seq, enqueued, count, claims, rest = string.match(envelope, '^1|(%d+)|[^|]+|(%d+)|(%d+)|(%d+)|()')
                 if claims == token then
                   local previous = math.max(tonumber(count) - 1, 0)
-                  redis.call('LPUSH', KEYS[1], '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. previous .. '|' .. claims .. '|' .. string.sub(envelope, rest))
+                  requeue(KEYS[1], '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. previous .. '|' .. claims .. '|' .. string.sub(envelope, rest), tonumber(seq))
                   redis.call('HDEL', KEYS[2], id)
                   redis.call('ZREM', KEYS[3], id)
                   released = released + 1
@@ -95,10 +117,10 @@ enum RedisQueueScripts {
 
     /// KEYS: ready, inflight, leases, lease index. ARGV: queue name, limit, channel.
     /// Returns messages whose lease expired to the head of the queue in their original order.
-    /// Costs O(expired log n). Returns how many were recovered.
+    /// Costs O(expired log n) plus the walk of `requeue`. Returns how many were recovered.
     static let recover = RedisScript(
         name: "recover",
-        source: now + """
+        source: requeue + now + """
 
             local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
             local entries = {}
@@ -110,8 +132,8 @@ enum RedisQueueScripts {
               redis.call('HDEL', KEYS[2], id)
               redis.call('ZREM', KEYS[3], id)
             end
-            table.sort(entries, function(a, b) return a[1] > b[1] end)
-            for _, entry in ipairs(entries) do redis.call('LPUSH', KEYS[1], entry[2]) end
+            table.sort(entries, function(a, b) return a[1] < b[1] end)
+            for _, entry in ipairs(entries) do requeue(KEYS[1], entry[2], entry[1]) end
             local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
             if #first == 0 then
               redis.call('ZREM', KEYS[4], ARGV[1])

@@ -1,0 +1,38 @@
+import NIOCore
+
+/// Notices when the client of an HTTP/1 connection goes away (it closed its side, or the
+/// connection dropped) without consuming the request stream, so keep-alive still works.
+///
+/// Hummingbird does not cancel a handler when its client leaves; a long-poll watches
+/// ``departure`` and cancels its wait, so a departed client never takes a message with it.
+final class ClientDepartureHandler: ChannelInboundHandler, RemovableChannelHandler {
+    // Reads pass through untouched (the default channelRead forwards them), so their type is not named here.
+    typealias InboundIn = NIOAny
+
+    private var departed: EventLoopPromise<Void>?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        departed = context.eventLoop.makePromise(of: Void.self)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        departed?.succeed()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case .inputClosed = event as? ChannelEvent { departed?.succeed() }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        departed?.succeed()
+        context.fireChannelInactive()
+    }
+
+    /// Completes when the client is gone; `nil` when the channel has no such handler (in-process tests).
+    static func departure(of channel: any Channel) async -> EventLoopFuture<Void>? {
+        try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).departed?.futureResult
+        }.get()
+    }
+}
