@@ -1,0 +1,379 @@
+"""The checker: Jepsen's total-queue, made stricter (no duplicates at all) and with a FIFO rule.
+
+It reads a history (see history.py) and judges every queue of class ``strict``:
+
+- **acked**: enqueues answered 201.
+- **delivered**: distinct values handed out by a complete ``200``.
+- **unexpected**: a delivery that cannot be explained: a value never sent, one sent to another
+  queue, one whose enqueue certainly failed, a body or message id that differs from what was
+  sent, a delivery that completed before its enqueue was invoked; plus every FIFO violation and
+  every early redelivery seen by the probe (both listed separately on stderr).
+- **duplicated**: values handed out by two or more complete ``200`` answers, whatever their
+  receive counts. Skiff promises exactly-once hand-out; there is no acknowledged mode yet, so no
+  redelivery is excused.
+- **lost**: acked values never delivered, beyond what the indeterminate dequeues can account for.
+- **recovered**: acked values never delivered that an indeterminate dequeue may have taken: a
+  GET that timed out, was aborted by the client, was reset, or got a 502/504 from the proxy.
+  Each such GET can account for at most one message (a GET claims one), and only for a message
+  whose enqueue was invoked before that GET ended; when its headers arrived, it accounts for
+  exactly the message they name. The count is the largest matching between the two (greedy
+  over GETs in completion order is optimal here, because the messages each GET may have taken
+  form a growing chain of prefixes).
+- An enqueue that ended in ``info`` may be delivered at most once, or never.
+
+FIFO (per queue): if enqueue(a) completed before enqueue(b) was invoked, then the first delivery
+of b must not complete before the first delivery of a was invoked, unless a was redelivered
+after a failure: its receive count is above 1 (it was claimed, and came back after its lease),
+or an indeterminate GET on that queue may have held a while b was claimed (a claim released
+after a client abort goes back to the head without counting the receive). That GET must have
+started before b's delivery completed and ended no earlier than one lease before b's delivery
+started, and not more than a lease before a's enqueue started. Violations count as unexpected.
+
+Measured classes (``everysec``, ``failover-async``, ``failover-wait``) are judged by the same
+rules but only reported (stderr): lost, duplicated, and the loss window (how long before the
+crash the oldest lost acknowledgement was given).
+
+Output: exactly one line on stdout,
+``chaos: acked=N delivered=N lost=N duplicated=N unexpected=N recovered=K``, details on stderr;
+exit status 1 when lost, duplicated or unexpected is above 0 (or when nothing was acked).
+"""
+
+from __future__ import annotations
+
+import bisect
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .history import read_history
+
+STRICT = "strict"
+EXAMPLES = 8
+
+
+@dataclass
+class ClassReport:
+    name: str
+    acked: int = 0
+    indeterminate_enqueues: int = 0
+    delivered: int = 0
+    deliveries: int = 0
+    lost: int = 0
+    duplicated: int = 0
+    unexpected: int = 0
+    recovered: int = 0
+    recovered_indeterminate_enqueues: int = 0
+    fifo_violations: int = 0
+    early_redeliveries: int = 0
+    probes: int = 0
+    probes_inconclusive: int = 0
+    redeliveries: int = 0
+    indeterminate_dequeues: int = 0
+    residue: int = 0
+    loss_window_ms: float | None = None
+    examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
+
+    def example(self, kind: str, text: str) -> None:
+        if len(self.examples[kind]) < EXAMPLES:
+            self.examples[kind].append(text)
+
+    @property
+    def failed(self) -> bool:
+        return self.lost > 0 or self.duplicated > 0 or self.unexpected > 0
+
+    def line(self) -> str:
+        return (
+            f"chaos: acked={self.acked} delivered={self.delivered} lost={self.lost} "
+            f"duplicated={self.duplicated} unexpected={self.unexpected} recovered={self.recovered}"
+        )
+
+    def details(self) -> list[str]:
+        out = [
+            f"[{self.name}] acked={self.acked} indeterminate-enqueues={self.indeterminate_enqueues} "
+            f"(delivered later: {self.recovered_indeterminate_enqueues}) deliveries={self.deliveries} "
+            f"delivered={self.delivered} redeliveries(receive count>1)={self.redeliveries} "
+            f"indeterminate-dequeues={self.indeterminate_dequeues}",
+            f"[{self.name}] lost={self.lost} duplicated={self.duplicated} unexpected={self.unexpected} "
+            f"(fifo={self.fifo_violations}, early-redelivery={self.early_redeliveries}) recovered={self.recovered} "
+            f"probes={self.probes} (inconclusive {self.probes_inconclusive}) residue-after-drain={self.residue}"
+            + (f" loss-window-ms={self.loss_window_ms:.0f}" if self.loss_window_ms is not None else ""),
+        ]
+        for kind, texts in self.examples.items():
+            for text in texts:
+                out.append(f"[{self.name}]   {kind}: {text}")
+        return out
+
+
+class _Fenwick:
+    """Prefix maximum over positions 1..n, with max-assign updates."""
+
+    def __init__(self, n: int) -> None:
+        self.tree = [float("-inf")] * (n + 1)
+
+    def update(self, index: int, value: float) -> None:
+        while index < len(self.tree):
+            if self.tree[index] < value:
+                self.tree[index] = value
+            index += index & -index
+
+    def query(self, index: int) -> float:
+        best = float("-inf")
+        while index > 0:
+            best = max(best, self.tree[index])
+            index -= index & -index
+        return best
+
+
+def _describe(op: dict) -> str:
+    keys = ("f", "p", "q", "target", "inv", "cmp", "result", "status", "value", "id", "rc", "err")
+    return "{" + ", ".join(f"{k}={op[k]}" for k in keys if op.get(k) is not None) + "}"
+
+
+def check(records: list[dict], lease_ms: float | None = None) -> dict[str, ClassReport]:
+    """Judges a history; returns one report per queue class (``strict`` always present)."""
+    meta = next((r for r in records if r.get("type") == "meta"), {})
+    lease = (lease_ms if lease_ms is not None else meta.get("lease_ms", 30000)) / 1000.0
+    queue_class = {r["queue"]: r.get("class", STRICT) for r in records if r.get("type") == "queue"}
+    reports: dict[str, ClassReport] = {STRICT: ClassReport(STRICT)}
+
+    def report_for(queue: str) -> ClassReport:
+        name = queue_class.get(queue, STRICT)
+        if name not in reports:
+            reports[name] = ClassReport(name)
+        return reports[name]
+
+    ops = [r for r in records if r.get("type") == "op"]
+    enqueues: dict[str, dict] = {}
+    enqueue_by_id: dict[str, dict] = {}
+    for op in ops:
+        if op["f"] != "enqueue":
+            continue
+        if op["value"] in enqueues:
+            raise ValueError(f"history reuses the value {op['value']!r}; values must be unique")
+        enqueues[op["value"]] = op
+        if op["result"] == "ok" and op.get("id"):
+            enqueue_by_id[op["id"]] = op
+        report = report_for(op["q"])
+        if op["result"] == "ok":
+            report.acked += 1
+        elif op["result"] == "info":
+            report.indeterminate_enqueues += 1
+
+    dequeues = [op for op in ops if op["f"] == "dequeue"]
+    valid: dict[str, list[dict]] = defaultdict(list)
+    indeterminate: dict[str, list[dict]] = defaultdict(list)
+    for op in dequeues:
+        report = report_for(op["q"])
+        if op["result"] == "info":
+            report.indeterminate_dequeues += 1
+            indeterminate[op["q"]].append(op)
+            continue
+        if op["result"] != "ok" or op.get("status") != 200:
+            continue
+        report.deliveries += 1
+        value = op.get("value")
+        sent = enqueues.get(value) if value is not None else None
+        problem = None
+        if sent is None:
+            problem = "a value that was never sent"
+        elif sent["q"] != op["q"]:
+            problem = f"a value sent to queue {sent['q']}"
+        elif sent["result"] == "fail":
+            problem = f"a value whose enqueue certainly failed: {_describe(sent)}"
+        elif sent.get("digest") and op.get("digest") != sent["digest"]:
+            problem = f"a body that differs from the one sent: {_describe(sent)}"
+        elif sent["result"] == "ok" and op.get("id") != sent.get("id"):
+            problem = f"message id {op.get('id')} but the enqueue answered {sent.get('id')}"
+        elif op["cmp"] < sent["inv"]:
+            problem = f"delivered before its enqueue was invoked: {_describe(sent)}"
+        if problem:
+            report.unexpected += 1
+            report.example("unexpected", f"{_describe(op)}: {problem}")
+            continue
+        if (op.get("rc") or 1) > 1:
+            report.redeliveries += 1
+        valid[value].append(op)
+
+    for value, deliveries in valid.items():
+        sent = enqueues[value]
+        report = report_for(sent["q"])
+        report.delivered += 1
+        if sent["result"] == "info":
+            report.recovered_indeterminate_enqueues += 1
+        if len(deliveries) > 1:
+            report.duplicated += 1
+            report.example(
+                "duplicated",
+                f"value {value} delivered {len(deliveries)} times: " + "; ".join(_describe(d) for d in sorted(deliveries, key=lambda d: d["inv"])),
+            )
+
+    _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for)
+    for queue in set(op["q"] for op in ops):
+        _judge_fifo(queue, enqueues, valid, indeterminate.get(queue, []), lease, report_for(queue))
+    _judge_probes(records, lease, report_for)
+    _judge_residue_and_windows(records, enqueues, valid, report_for, reports)
+    return reports
+
+
+def _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for) -> None:
+    missing_by_queue: dict[str, list[dict]] = defaultdict(list)
+    for value, sent in enqueues.items():
+        if sent["result"] == "ok" and value not in valid:
+            missing_by_queue[sent["q"]].append(sent)
+    for queue, missing in missing_by_queue.items():
+        report = report_for(queue)
+        taken: set[str] = set()
+        generic = []
+        # A GET whose headers named the message accounts for exactly that message.
+        for op in indeterminate.get(queue, []):
+            named = enqueue_by_id.get(op.get("id")) if op.get("id") else None
+            if named is not None and named["q"] == queue:
+                if named["value"] not in valid and named["value"] not in taken:
+                    taken.add(named["value"])
+            else:
+                generic.append(op)
+        remaining = sorted((m for m in missing if m["value"] not in taken), key=lambda m: m["inv"])
+        generic.sort(key=lambda op: op["cmp"])
+        position = 0
+        absorbed = len(taken)
+        free: list[dict] = []
+        for op in generic:
+            while position < len(remaining) and remaining[position]["inv"] < op["cmp"]:
+                free.append(remaining[position])
+                position += 1
+            if free:
+                free.pop(0)
+                absorbed += 1
+        report.recovered += absorbed
+        report.lost += len(missing) - absorbed
+        unexplained = free + remaining[position:]
+        for sent in unexplained[:EXAMPLES]:
+            report.example("lost", _describe(sent))
+
+
+def _judge_fifo(queue: str, enqueues, valid, indeterminate: list[dict], lease: float, report: ClassReport) -> None:
+    items = []
+    for value, deliveries in valid.items():
+        sent = enqueues[value]
+        if sent["q"] != queue:
+            continue
+        first = min(deliveries, key=lambda d: d["cmp"])
+        items.append((sent, first))
+    if len(items) < 2:
+        return
+    # G(b): the latest end of an indeterminate GET that started before b's delivery completed.
+    holders = sorted(indeterminate, key=lambda op: op["inv"])
+    holder_starts = [op["inv"] for op in holders]
+    holder_end_max = []
+    best = float("-inf")
+    for op in holders:
+        best = max(best, op["cmp"])
+        holder_end_max.append(best)
+
+    def threshold(b_delivery: dict) -> float:
+        """a is excused for b iff a's enqueue was invoked before this time."""
+        count = bisect.bisect_left(holder_starts, b_delivery["cmp"])
+        if count == 0:
+            return float("-inf")
+        reach = holder_end_max[count - 1] + lease
+        return reach if reach > b_delivery["inv"] else float("-inf")
+
+    # Candidates for a: acked, first delivered with receive count 1.
+    candidates = sorted(
+        ((sent, first) for sent, first in items if sent["result"] == "ok" and (first.get("rc") or 1) <= 1),
+        key=lambda item: item[0]["cmp"],
+    )
+    keys = sorted(set(sent["inv"] for sent, _ in candidates))
+    tree = _Fenwick(len(keys))  # indexed by descending enqueue-invoke time: prefix = suffix of keys
+    bs = sorted(items, key=lambda item: item[0]["inv"])
+    added = 0
+    for sent_b, first_b in bs:
+        while added < len(candidates) and candidates[added][0]["cmp"] < sent_b["inv"]:
+            sent_a, first_a = candidates[added]
+            position = len(keys) - bisect.bisect_left(keys, sent_a["inv"])
+            tree.update(position, first_a["inv"])
+            added += 1
+        if added == 0:
+            continue
+        excuse_before = threshold(first_b)
+        # Unexcused a: enqueue invoked at or after excuse_before.
+        position = len(keys) - bisect.bisect_left(keys, excuse_before) if excuse_before != float("-inf") else len(keys)
+        if tree.query(position) > first_b["cmp"]:
+            report.fifo_violations += 1
+            report.unexpected += 1
+            if len(report.examples["fifo"]) < EXAMPLES:
+                witness = next(
+                    (
+                        (a, fa)
+                        for a, fa in candidates[:added]
+                        if fa["inv"] > first_b["cmp"] and a["inv"] >= excuse_before
+                    ),
+                    None,
+                )
+                if witness:
+                    report.example(
+                        "fifo",
+                        f"{sent_b['value']} (enqueued {_describe(sent_b)}, delivered {_describe(first_b)}) before "
+                        f"{witness[0]['value']} (enqueued {_describe(witness[0])}, delivered {_describe(witness[1])})",
+                    )
+
+
+def _judge_probes(records, lease: float, report_for) -> None:
+    for probe in (r for r in records if r.get("type") == "probe"):
+        report = report_for(probe["q"])
+        report.probes += 1
+        if probe.get("redelivered") is None or not probe.get("claimed"):
+            report.probes_inconclusive += 1
+            continue
+        waited = probe["redelivered"] - probe["claim_inv"]
+        # The lease starts when Redis runs the claim, which is after the claim was invoked.
+        if waited < lease - 0.010:
+            report.early_redeliveries += 1
+            report.unexpected += 1
+            report.example("early-redelivery", f"came back {waited * 1000:.0f} ms after its claim, lease {lease * 1000:.0f} ms: {probe}")
+
+
+def _judge_residue_and_windows(records, enqueues, valid, report_for, reports) -> None:
+    for residue in (r for r in records if r.get("type") == "residue"):
+        report = report_for(residue["q"])
+        left = residue.get("ready", 0) + residue.get("inflight", 0)
+        report.residue += left
+        if left:
+            report.example("residue", str(residue))
+    crashes: dict[str, list[float]] = defaultdict(list)
+    for fault in (r for r in records if r.get("type") == "fault" and r.get("crash_class")):
+        crashes[fault["crash_class"]].append(fault["t"])
+    for name, times in crashes.items():
+        report = reports.get(name)
+        if report is None:
+            continue
+        window = None
+        for value, sent in enqueues.items():
+            if sent["result"] != "ok" or value in valid or report_for(sent["q"]) is not report:
+                continue
+            before = [t for t in times if t >= sent["cmp"]]
+            if before:
+                gap = (min(before) - sent["cmp"]) * 1000
+                window = gap if window is None else max(window, gap)
+        report.loss_window_ms = window if window is not None else 0.0
+
+
+def main(argv: list[str]) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python3 -m chaos check", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("history", help="history.jsonl of a run")
+    parser.add_argument("--lease-ms", type=float, help="claim lease (default: from the history's meta record)")
+    args = parser.parse_args(argv)
+    reports = check(read_history(args.history), args.lease_ms)
+    strict = reports[STRICT]
+    for name in sorted(reports, key=lambda n: (n == STRICT, n)):
+        for line in reports[name].details():
+            print(line, file=sys.stderr)
+    print(strict.line(), flush=True)
+    if strict.failed:
+        return 1
+    if strict.acked == 0:
+        print("chaos: nothing was acknowledged in the strict phase: the run proved nothing", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,145 @@
+"""The history file: one JSON object per line, every operation with its invoke and complete
+times and its outcome, plus the faults and phases around them.
+
+Times are seconds since the run's start on CLOCK_MONOTONIC (``time.monotonic()``), which every
+process on the machine shares, so operations of several processes compare in real-time order.
+
+Record types (``type``):
+
+- ``meta``: seed, lease, settings of the run.
+- ``queue``: a queue and its class: ``strict`` (every rule enforced, failures fail the run) or a
+  measured class (``everysec``, ``failover-async``, ``failover-wait``: loss and duplicates are
+  reported, not failed on).
+- ``op``: ``f`` is ``enqueue`` or ``dequeue``; ``result`` is Jepsen's ``ok`` (it happened),
+  ``fail`` (it certainly did not) or ``info`` (it may or may not have happened).
+- ``fault``, ``phase``: what the scheduler did and when.
+- ``probe``: the early-redelivery probe (a claim left to expire; when did it come back?).
+- ``residue``: messages still in Redis after the drain (should be none).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+
+from .http import Response
+
+
+def body_digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()[:20]
+
+
+def make_body(value: str, padding: int) -> bytes:
+    """A message body: valid JSON that carries the unique value."""
+    return json.dumps({"chaos": value, "pad": "x" * padding}, separators=(",", ":")).encode()
+
+
+def value_of(body: bytes) -> str | None:
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return None
+    value = document.get("chaos") if isinstance(document, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def classify_enqueue(response: Response) -> tuple[str, dict]:
+    """``ok`` only for a complete 201. ``fail`` only when nothing can have been stored: the
+    request never left, Skiff itself refused it with a 4xx, or the proxy answered 503 (no replica
+    available: HAProxy never sent it anywhere). Anything else, a Skiff 503 included (the enqueue
+    script may have run before Redis's reply was lost), is ``info``."""
+    fields: dict = {}
+    if response.status is not None:
+        fields["status"] = response.status
+    if response.error:
+        fields["err"] = response.error
+    if not response.sent:
+        return "fail", fields
+    if response.complete and response.status == 201:
+        document = response.json()
+        if isinstance(document, dict) and isinstance(document.get("id"), str):
+            fields["id"] = document["id"]
+            return "ok", fields
+        fields["err"] = f"201 without an id: {response.body[:200]!r}"
+        return "info", fields
+    if response.complete and response.status is not None:
+        if 400 <= response.status < 500 and response.is_skiff_error:
+            return "fail", fields
+        if response.status == 503 and not response.is_skiff_error:
+            return "fail", fields
+        fields.setdefault("err", response.body[:200].decode("utf-8", "replace"))
+    return "info", fields
+
+
+def classify_dequeue(response: Response) -> tuple[str, dict]:
+    """``ok`` for a complete 200 (with the delivered value) or 204. ``fail`` when no message can
+    have been handed out: never sent, a complete error answer from Skiff itself (it answers an
+    error only when it hands nothing out; a claim it made stays leased and comes back), or the
+    proxy's own 503. Anything else is ``info``: the pop may have happened (a timeout, a reset,
+    a client abort, a 502/504 from the proxy, a body cut short)."""
+    fields: dict = {}
+    if response.status is not None:
+        fields["status"] = response.status
+    if response.error:
+        fields["err"] = response.error
+    message_id = response.headers.get("skiff-message-id")
+    if message_id:
+        fields["id"] = message_id
+    if not response.sent:
+        return "fail", fields
+    if response.complete and response.status == 200:
+        fields["value"] = value_of(response.body)
+        fields["digest"] = body_digest(response.body)
+        count = response.headers.get("skiff-receive-count")
+        fields["rc"] = int(count) if count and count.isdigit() else None
+        return "ok", fields
+    if response.complete and response.status == 204:
+        return "ok", fields
+    if response.complete and response.status is not None:
+        if response.is_skiff_error or response.status == 503:
+            return "fail", fields
+        fields.setdefault("err", response.body[:200].decode("utf-8", "replace"))
+    return "info", fields
+
+
+class History:
+    """Appends records to a JSONL file; safe to use from several threads and tasks."""
+
+    def __init__(self, path: str, t0: float | None = None) -> None:
+        self.path = path
+        self.t0 = time.monotonic() if t0 is None else t0
+        self._file = open(path, "a", buffering=1)
+        self._lock = threading.Lock()
+
+    def now(self) -> float:
+        return round(time.monotonic() - self.t0, 6)
+
+    def write(self, record: dict) -> None:
+        line = json.dumps(record, separators=(",", ":"))
+        with self._lock:
+            self._file.write(line + "\n")
+
+    def event(self, type_: str, **fields) -> None:
+        self.write({"type": type_, "t": self.now(), **fields})
+
+    def close(self) -> None:
+        with self._lock:
+            self._file.close()
+
+
+def read_history(path: str) -> list[dict]:
+    records = []
+    with open(path) as handle:
+        for number, line in enumerate(handle, 1):
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                # A run killed mid-write leaves a torn last line; anything else is corruption.
+                if handle.readline():
+                    raise ValueError(f"{path}:{number}: not JSON")
+    return records

@@ -1,0 +1,655 @@
+"""One chaos run: cluster up, workload and faults, drains, measured phases, cluster down, check.
+
+Phases (each on queues of its own, unique to the run):
+
+- ``strict``: Redis with ``appendfsync always``; producers and consumers through the proxy and
+  directly against replicas; the seeded fault schedule (faults.py); then every fault healed,
+  claims of dead or paused replicas left to come back (one lease), and a drain. Every rule of
+  the checker applies and fails the run.
+- ``everysec``: ``appendfsync everysec``, Redis killed with ``kill -9`` under load; measured.
+- ``failover-async``: a second redis-server replicates the primary; the primary is killed, the
+  replica promoted (``REPLICAOF NO ONE``) and every replica's link moved to it (the address
+  moves, as in a managed failover); measured.
+- ``failover-wait``: the same failover back again, with replicas started with
+  ``REDIS_WAIT_REPLICAS=1`` (POST waits for one replica's acknowledgement); measured, and only
+  when the binary knows that setting.
+
+Every replica reaches Redis through its own port on the link process (link.py), so the
+scheduler can cut one replica off, and the failover can move all of them.
+
+Environment: CHAOS_SEED, CHAOS_SECONDS (300: the whole fault schedule, measured phases
+included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
+CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
+CHAOS_ABORT_SHARE (0.2), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
+CHAOS_FAULTS (kinds of faults.KINDS to schedule), CHAOS_OUT (run directory),
+CHAOS_LINK_PORT (7100: control; replica N's link is 7100+N), CHAOS_REDIS_REPLICA_PORT (6380).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+from . import checker, faults
+from .history import History, body_digest, classify_dequeue, classify_enqueue, make_body
+from .http import request
+from .link import LinkControl
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
+STATE = os.path.join(ROOT, ".cluster")
+HOST = "127.0.0.1"
+FAKETIME_LIB_CANDIDATES = (
+    "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1",
+    "/usr/lib/faketime/libfaketimeMT.so.1",
+)
+MEASURED_PHASES = ("everysec", "failover-async", "failover-wait")
+#: Seconds the measured phases take together, subtracted from CHAOS_SECONDS for the strict one.
+MEASURED_BUDGET = {"everysec": 14.0, "failover-async": 16.0, "failover-wait": 22.0}
+
+
+def log(message: str) -> None:
+    print(f"chaos {time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class Settings:
+    seed: int
+    seconds: float
+    lease_ms: int
+    replicas: int
+    producers: int
+    consumers: int
+    queues: int
+    rate: float
+    abort_share: float
+    phases: tuple[str, ...]
+    kinds: tuple[str, ...]
+    out: str
+    link_port: int
+    redis_replica_port: int
+    proxy_port: int
+    replica_base_port: int
+    redis_port: int
+
+    @staticmethod
+    def from_environment() -> "Settings":
+        env = os.environ
+        seed = int(env.get("CHAOS_SEED") or random.SystemRandom().randint(1, 10**9))
+        phases = tuple(p for p in env.get("CHAOS_PHASES", "strict," + ",".join(MEASURED_PHASES)).split(",") if p)
+        kinds = tuple(k for k in env.get("CHAOS_FAULTS", ",".join(faults.KINDS)).split(",") if k)
+        for kind in kinds:
+            if kind not in faults.KINDS:
+                raise SystemExit(f"chaos: unknown fault kind {kind!r} in CHAOS_FAULTS; known: {', '.join(faults.KINDS)}")
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        return Settings(
+            seed=seed,
+            seconds=float(env.get("CHAOS_SECONDS", "300")),
+            lease_ms=int(env.get("CLAIM_LEASE_MS", "3000")),
+            replicas=int(env.get("REPLICAS", "3")),
+            producers=int(env.get("CHAOS_PRODUCERS", "4")),
+            consumers=int(env.get("CHAOS_CONSUMERS", "8")),
+            queues=int(env.get("CHAOS_QUEUES", "3")),
+            rate=float(env.get("CHAOS_RATE", "80")),
+            abort_share=float(env.get("CHAOS_ABORT_SHARE", "0.2")),
+            phases=phases,
+            kinds=kinds,
+            out=env.get("CHAOS_OUT") or os.path.join(STATE, "chaos", f"{stamp}-seed{seed}"),
+            link_port=int(env.get("CHAOS_LINK_PORT", "7100")),
+            redis_replica_port=int(env.get("CHAOS_REDIS_REPLICA_PORT", "6380")),
+            proxy_port=int(env.get("PROXY_PORT", "8080")),
+            replica_base_port=int(env.get("REPLICA_BASE_PORT", "8080")),
+            redis_port=int(env.get("REDIS_PORT_HOST", "6379")),
+        )
+
+    @property
+    def lease_s(self) -> float:
+        return self.lease_ms / 1000.0
+
+    def strict_seconds(self) -> float:
+        measured = sum(MEASURED_BUDGET[p] for p in self.phases if p in MEASURED_BUDGET)
+        return max(30.0, self.seconds - measured)
+
+
+class Run:
+    def __init__(self, settings: Settings) -> None:
+        self.s = settings
+        os.makedirs(settings.out, exist_ok=True)
+        self.history = History(os.path.join(settings.out, "history.jsonl"))
+        self.cluster_log = open(os.path.join(settings.out, "cluster.log"), "a", buffering=1)
+        self.link_process: subprocess.Popen | None = None
+        self.second_redis: subprocess.Popen | None = None
+        self.link = LinkControl(settings.link_port)
+        self.paused: set[int] = set()
+        self.killed: set[int] = set()
+        self.primary_port = settings.redis_port
+        self.skewed = faults.skew(settings.seed, settings.replicas)
+        self.run_id = f"c{settings.seed}-{int(time.time()) % 100000}"
+        self.counter = 0
+        self.log_offsets: dict[str, int] = {}
+        self.started_cluster = False
+        self.notes: list[str] = []
+
+    # --- Plumbing -------------------------------------------------------------------
+
+    def target_address(self, target: str) -> tuple[str, int]:
+        if target == "proxy":
+            return HOST, self.s.proxy_port
+        return HOST, self.s.replica_base_port + int(target.split("-")[1])
+
+    def pick_target(self, rng: random.Random) -> str:
+        return "proxy" if rng.random() < 0.5 else f"skiff-{rng.randint(1, self.s.replicas)}"
+
+    async def cluster(self, *args: str, env: dict | None = None, check: bool = True) -> int:
+        full_env = dict(os.environ)
+        full_env.update(env or {})
+        full_env["REPLICAS"] = str(self.s.replicas)
+        self.cluster_log.write(f"==== {self.history.now():.3f} scripts/cluster.sh {' '.join(args)}\n")
+        process = await asyncio.create_subprocess_exec(
+            CLUSTER, *args, env=full_env, stdin=subprocess.DEVNULL, stdout=self.cluster_log, stderr=self.cluster_log
+        )
+        code = await process.wait()
+        if code != 0 and check:
+            raise RuntimeError(f"scripts/cluster.sh {' '.join(args)} failed with status {code}; see {self.cluster_log.name}")
+        return code
+
+    async def redis_cli(self, port: int, *args: str) -> str:
+        process = await asyncio.create_subprocess_exec(
+            "redis-cli", "-h", HOST, "-p", str(port), *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        out, _ = await process.communicate()
+        return out.decode().strip()
+
+    def fault(self, name: str, **fields) -> None:
+        self.history.event("fault", name=name, **fields)
+        log(f"fault {name} " + " ".join(f"{k}={v}" for k, v in fields.items()))
+
+    # --- Operations -----------------------------------------------------------------
+
+    def next_value(self, worker: str) -> str:
+        self.counter += 1
+        return f"{self.run_id}-{worker}-{self.counter}"
+
+    async def enqueue(self, worker: str, queue: str, target: str, padding: int) -> tuple[str, dict]:
+        value = self.next_value(worker)
+        body = make_body(value, padding)
+        host, port = self.target_address(target)
+        invoked = self.history.now()
+        response = await request(host, port, "POST", f"/api/{queue}", body, timeout=5.0)
+        completed = self.history.now()
+        result, fields = classify_enqueue(response)
+        record = {"type": "op", "f": "enqueue", "p": worker, "q": queue, "target": target, "inv": invoked, "cmp": completed,
+                  "result": result, "value": value, "digest": body_digest(body), **fields}
+        self.history.write(record)
+        return result, record
+
+    async def dequeue(self, worker: str, queue: str, target: str, timeout_ms: int, abort_after: float | None = None,
+                      reset: bool = False, margin: float = 8.0) -> tuple[str, dict]:
+        host, port = self.target_address(target)
+        invoked = self.history.now()
+        response = await request(host, port, "GET", f"/api/{queue}?timeout={timeout_ms}", timeout=timeout_ms / 1000.0 + margin,
+                                 abort_after=abort_after, abort_with_reset=reset)
+        completed = self.history.now()
+        result, fields = classify_dequeue(response)
+        record = {"type": "op", "f": "dequeue", "p": worker, "q": queue, "target": target, "inv": invoked, "cmp": completed,
+                  "result": result, "timeout_ms": timeout_ms, **fields}
+        if abort_after is not None:
+            record["abort"] = round(abort_after, 3)
+        self.history.write(record)
+        return result, record
+
+    # --- Workload -------------------------------------------------------------------
+
+    async def producer(self, name: str, queues: list[str], stop: asyncio.Event, rate: float | None, cap: int) -> None:
+        rng = random.Random(f"{self.s.seed}-{name}")
+        sent = 0
+        while not stop.is_set() and sent < cap:
+            padding = rng.choice((0, 10, 100, 1000)) if rng.random() < 0.9 else rng.randint(2000, 20000)
+            result, _ = await self.enqueue(name, rng.choice(queues), self.pick_target(rng), padding)
+            sent += 1
+            if result == "fail":
+                await asyncio.sleep(0.02)
+            if rate:
+                try:
+                    await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
+                except asyncio.TimeoutError:
+                    pass
+
+    async def consumer(self, name: str, queues: list[str], stop: asyncio.Event, abort_share: float) -> None:
+        rng = random.Random(f"{self.s.seed}-{name}")
+        while not stop.is_set():
+            timeout_ms = 0 if rng.random() < 0.15 else rng.randint(50, 2500)
+            abort_after = None
+            if timeout_ms > 0 and rng.random() < abort_share:
+                abort_after = rng.uniform(0.005, timeout_ms / 1000.0)
+            result, _ = await self.dequeue(name, rng.choice(queues), self.pick_target(rng), timeout_ms, abort_after, reset=rng.random() < 0.5)
+            if result == "fail":
+                await asyncio.sleep(0.02)
+
+    async def run_workload(self, phase: str, queues: list[str], producers: int, consumers: int, rate: float | None,
+                           abort_share: float, during) -> None:
+        """Producers and consumers for `seconds` (or until `during` finishes), then consumers until
+        every producer stopped and their own last operation ended."""
+        stop_producers, stop_consumers = asyncio.Event(), asyncio.Event()
+        per_producer = rate / producers if rate else None
+        cap = 10**6
+        tasks_p = [asyncio.ensure_future(self.producer(f"{phase}-p{i}", queues, stop_producers, per_producer, cap)) for i in range(producers)]
+        tasks_c = [asyncio.ensure_future(self.consumer(f"{phase}-c{i}", queues, stop_consumers, abort_share)) for i in range(consumers)]
+        try:
+            await during
+        finally:
+            stop_producers.set()
+            await asyncio.gather(*tasks_p, return_exceptions=True)
+            stop_consumers.set()
+            await asyncio.gather(*tasks_c, return_exceptions=True)
+
+    async def drain(self, queues: list[str], port_for_residue: int) -> None:
+        """Consumes everything left: first after one lease (claims of dead or paused replicas come
+        back), then again until Redis holds nothing for these queues."""
+        for attempt in range(3):
+            await asyncio.sleep(self.s.lease_s + 1.5)
+            self.history.event("phase", name="drain", attempt=attempt, queues=queues)
+            await asyncio.gather(*(self.drain_queue(q, attempt) for q in queues))
+            left = 0
+            for queue in queues:
+                ready = int(await self.redis_cli(port_for_residue, "LLEN", f"skiff:{{{queue}}}:ready") or 0)
+                inflight = int(await self.redis_cli(port_for_residue, "HLEN", f"skiff:{{{queue}}}:inflight") or 0)
+                left += ready + inflight
+                if attempt == 2 or ready + inflight == 0:
+                    self.history.event("residue", q=queue, ready=ready, inflight=inflight, attempt=attempt)
+            if left == 0:
+                return
+            log(f"drain: {left} messages still in Redis after pass {attempt}; draining again")
+
+    async def drain_queue(self, queue: str, attempt: int) -> None:
+        async def drainer(index: int) -> None:
+            rng = random.Random(f"{self.s.seed}-drain-{queue}-{attempt}-{index}")
+            quiet = 0
+            deadline = time.monotonic() + 120
+            while quiet < 3 and time.monotonic() < deadline:
+                result, record = await self.dequeue(f"drain{index}", queue, self.pick_target(rng), 1000, margin=15.0)
+                quiet = quiet + 1 if (result == "ok" and record.get("status") == 204) else 0
+                if result != "ok":
+                    await asyncio.sleep(0.1)
+
+        await asyncio.gather(*(drainer(i) for i in range(3)))
+
+    # --- Faults ---------------------------------------------------------------------
+
+    def pid_of(self, name: str) -> int | None:
+        """The pid recorded by scripts/cluster.sh, only if that very process still runs."""
+        try:
+            pid, start = open(os.path.join(STATE, "pids", f"{name}.pid")).read().split()
+            stat = open(f"/proc/{pid}/stat").read()
+        except (OSError, ValueError):
+            return None
+        fields = stat.rsplit(")", 1)[1].split()
+        return int(pid) if fields[19] == start and fields[0] != "Z" else None
+
+    async def run_fault(self, fault: faults.Fault) -> None:
+        p = fault.params
+        if fault.kind == "kill":
+            n = p["replica"]
+            self.fault("kill", replica=n, down_s=p["down_s"])
+            if await self.cluster("kill", str(n), check=False) == 0:
+                self.killed.add(n)
+            await asyncio.sleep(p["down_s"])
+            await self.cluster("start", str(n))
+            self.killed.discard(n)
+            self.fault("kill-healed", replica=n)
+        elif fault.kind == "pause":
+            n = p["replica"]
+            self.fault("pause", replica=n, pause_s=p["pause_s"])
+            await self.cluster("pause", str(n))
+            self.paused.add(n)
+            await asyncio.sleep(p["pause_s"])
+            await self.cluster("resume", str(n))
+            self.paused.discard(n)
+            self.fault("pause-healed", replica=n)
+        elif fault.kind == "proxy":
+            self.fault("proxy-restart", graceful=p["graceful"])
+            await self.cluster("restart-proxy", *(["--graceful"] if p["graceful"] else []))
+            self.fault("proxy-healed")
+        elif fault.kind == "redis":
+            self.fault("redis-restart", graceful=p["graceful"], appendfsync="always")
+            await self.cluster("restart-redis", *(["--graceful"] if p["graceful"] else []))
+            self.fault("redis-healed")
+        elif fault.kind == "cut":
+            n, mode = p["replica"], p["mode"]
+            self.fault("cut", replica=n, mode=mode, cut_s=p["cut_s"])
+            await self.link.send(f"mode skiff-{n} {mode}")
+            await asyncio.sleep(p["cut_s"])
+            await self.link.send(f"mode skiff-{n} pass")
+            self.fault("cut-healed", replica=n)
+        elif fault.kind == "probe":
+            await self.probe(p["replica"])
+        else:
+            raise ValueError(fault.kind)
+
+    async def probe(self, n: int) -> None:
+        """Leaves one claim to expire and measures when its message comes back.
+
+        The message is claimed through replica n while its link holds Redis's replies: the claim
+        runs on Redis, the replica times out and answers 503, and nobody settles the claim. It
+        must come back (receive count 2) no earlier than one lease after the claim was sent,
+        whatever the clocks of the replicas say (one of them runs far ahead: faults.skew).
+        """
+        queue = f"{self.run_id}-probe-{self.counter}"
+        self.history.event("queue", queue=queue, **{"class": "strict"}, phase="strict")
+        self.fault("probe", replica=n, queue=queue, skewed=self.skewed[0])
+        result, _ = await self.enqueue("probe", queue, "proxy", 0)
+        if result != "ok":
+            self.history.event("probe", q=queue, claimed=False, redelivered=None, note="enqueue did not succeed")
+            return
+        await self.link.send(f"mode skiff-{n} hold")
+        try:
+            _, claim = await self.dequeue("probe", queue, f"skiff-{n}", 0, margin=3.0)
+        finally:
+            await self.link.send(f"mode skiff-{n} pass")
+        redelivered, rc, came_back = None, None, None
+        deadline = time.monotonic() + self.s.lease_s + 10
+        if claim.get("status") != 200:
+            while time.monotonic() < deadline:
+                result, record = await self.dequeue("probe", queue, "proxy", 1000, margin=8.0)
+                if result == "ok" and record.get("status") == 200:
+                    redelivered, rc = record["cmp"], record.get("rc")
+                    break
+        came_back = redelivered is not None
+        claimed = came_back and (rc or 0) >= 2
+        self.history.event("probe", q=queue, replica=n, claim_inv=claim["inv"], claim_cmp=claim["cmp"], claim_status=claim.get("status"),
+                           claimed=claimed, redelivered=redelivered, rc=rc)
+        waited = f"{(redelivered - claim['inv']) * 1000:.0f} ms" if came_back else "never"
+        log(f"probe on skiff-{n}: claim answered {claim.get('status') or claim.get('err')}, came back after {waited} (receive count {rc})")
+
+    async def run_schedule(self, plan: list[faults.Fault], seconds: float, started: float) -> None:
+        for fault in plan:
+            now = time.monotonic() - started
+            if not fault.required and now + faults.estimated_seconds(fault.kind, fault.params, self.s.lease_s) > seconds:
+                break
+            if fault.at > now:
+                await asyncio.sleep(fault.at - now)
+            try:
+                await self.run_fault(fault)
+            except Exception as error:  # a fault that could not be applied is noted, not hidden
+                self.notes.append(f"fault {fault.describe()} failed: {error}")
+                log(f"fault {fault.describe()} failed: {error}")
+                await self.heal()
+        remaining = seconds - (time.monotonic() - started)
+        if remaining > 0:
+            await asyncio.sleep(remaining)
+
+    async def heal(self) -> None:
+        """Ends every fault still in force: resumes, restarts, reconnects."""
+        for n in sorted(self.paused):
+            await self.cluster("resume", str(n), check=False)
+        self.paused.clear()
+        try:
+            await self.link.send("mode all pass")
+        except Exception as error:
+            log(f"heal: link: {error}")
+        for n in range(1, self.s.replicas + 1):
+            if self.pid_of(f"skiff-{n}") is None:
+                await self.cluster("start", str(n), check=False)
+        self.killed.clear()
+        if self.pid_of("proxy") is None:
+            await self.cluster("restart-proxy", check=False)
+
+    # --- Phases ---------------------------------------------------------------------
+
+    def declare_queues(self, phase: str, queue_class: str, count: int) -> list[str]:
+        queues = [f"{self.run_id}-{phase}-q{i}" for i in range(count)]
+        for queue in queues:
+            self.history.event("queue", queue=queue, **{"class": queue_class}, phase=phase)
+        return queues
+
+    async def phase_strict(self) -> None:
+        seconds = self.s.strict_seconds()
+        plan = faults.plan(self.s.seed, seconds, self.s.replicas, self.s.lease_s, self.s.kinds)
+        with open(os.path.join(self.s.out, "schedule.txt"), "w") as handle:
+            for fault in plan:
+                handle.write(f"{fault.at:8.2f}s {fault.describe()}{' (first round)' if fault.required else ''}\n")
+        log(f"strict phase: {seconds:.0f} s, {len(plan)} faults planned ({', '.join(f.kind for f in plan)})")
+        queues = self.declare_queues("strict", "strict", self.s.queues)
+        self.history.event("phase", name="strict", seconds=seconds)
+        started = time.monotonic()
+        schedule = asyncio.ensure_future(self.run_schedule(plan, seconds, started))
+        try:
+            await self.run_workload("strict", queues, self.s.producers, self.s.consumers, self.s.rate, self.s.abort_share, schedule)
+        finally:
+            if not schedule.done():
+                schedule.cancel()
+            await self.heal()
+        self.history.event("phase", name="strict-drain")
+        await self.drain(queues, self.primary_port)
+
+    async def phase_everysec(self) -> None:
+        queues = self.declare_queues("everysec", "everysec", 1)
+        self.history.event("phase", name="everysec")
+        await self.redis_cli(self.primary_port, "CONFIG", "SET", "appendfsync", "everysec")
+
+        async def crash() -> None:
+            await asyncio.sleep(5)
+            self.fault("redis-crash", crash_class="everysec", appendfsync="everysec")
+            await self.cluster("restart-redis")
+            await asyncio.sleep(3)
+
+        await self.run_workload("everysec", queues, 2, 2, None, 0.0, asyncio.ensure_future(crash()))
+        await self.redis_cli(self.primary_port, "CONFIG", "SET", "appendfsync", "always")
+        await self.drain(queues, self.primary_port)
+
+    async def start_second_redis(self, replica_of: int) -> None:
+        directory = os.path.join(self.s.out, "redis-second")
+        os.makedirs(directory, exist_ok=True)
+        logfile = open(os.path.join(self.s.out, "redis-second.log"), "a")
+        self.second_redis = subprocess.Popen(
+            ["redis-server", os.path.join(ROOT, "deploy", "redis.conf"), "--port", str(self.s.redis_replica_port), "--bind", HOST,
+             "--dir", directory, "--appendfsync", "always", "--replicaof", HOST, str(replica_of)],
+            stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        await self.wait_replication(self.s.redis_replica_port)
+
+    async def wait_replication(self, port: int) -> None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            info = await self.redis_cli(port, "INFO", "replication")
+            if "master_link_status:up" in info and "master_sync_in_progress:0" in info:
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"redis on {port} did not finish its initial sync within 30 s")
+
+    async def failover(self, queues: list[str], crash_class: str, kill_primary, new_primary: int) -> None:
+        async def scenario() -> None:
+            await asyncio.sleep(5)
+            offset = await self.redis_cli(new_primary, "INFO", "replication")
+            self.fault("primary-kill", crash_class=crash_class, replica_info=[l for l in offset.splitlines() if "offset" in l][:2])
+            await kill_primary()
+            await self.redis_cli(new_primary, "REPLICAOF", "NO", "ONE")
+            await self.link.send(f"target all {HOST}:{new_primary} --reset")
+            self.primary_port = new_primary
+            self.fault("promoted", port=new_primary)
+            await asyncio.sleep(4)
+
+        await self.run_workload(crash_class, queues, 2, 2, None, 0.0, asyncio.ensure_future(scenario()))
+        await self.drain(queues, self.primary_port)
+
+    async def phase_failover_async(self) -> None:
+        queues = self.declare_queues("failover-async", "failover-async", 1)
+        self.history.event("phase", name="failover-async")
+        await self.start_second_redis(self.s.redis_port)
+
+        async def kill_primary() -> None:
+            await self.cluster("kill-redis")
+
+        await self.failover(queues, "failover-async", kill_primary, self.s.redis_replica_port)
+
+    def binary_supports_wait(self) -> bool:
+        try:
+            settings = open(os.path.join(STATE, "cluster.env")).read()
+        except OSError:
+            return False
+        binary = next((line.split("=", 1)[1] for line in settings.splitlines() if line.startswith("SKIFF=")), "")
+        try:
+            return b"REDIS_WAIT_REPLICAS" in open(binary, "rb").read()
+        except OSError:
+            return False
+
+    async def phase_failover_wait(self) -> None:
+        if self.second_redis is None or self.primary_port != self.s.redis_replica_port:
+            self.notes.append("failover-wait skipped: it runs after failover-async")
+            return
+        if not self.binary_supports_wait():
+            self.notes.append("failover-wait skipped: the skiff binary has no REDIS_WAIT_REPLICAS setting yet")
+            log(self.notes[-1])
+            return
+        queues = self.declare_queues("failover-wait", "failover-wait", 1)
+        self.history.event("phase", name="failover-wait")
+        # The old primary comes back as a replica of the promoted one.
+        await self.cluster("start-redis")
+        await self.redis_cli(self.s.redis_port, "REPLICAOF", HOST, str(self.s.redis_replica_port))
+        await self.wait_replication(self.s.redis_port)
+        for n in range(1, self.s.replicas + 1):
+            await self.cluster("configure", str(n), "REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000")
+            await self.cluster("start", str(n))
+
+        async def kill_primary() -> None:
+            self.second_redis.kill()
+            self.second_redis.wait()
+
+        await self.failover(queues, "failover-wait", kill_primary, self.s.redis_port)
+
+    # --- The whole run --------------------------------------------------------------
+
+    async def setup(self) -> None:
+        if os.path.exists(os.path.join(STATE, "cluster.env")):
+            code = await self.cluster("status", check=False)
+            if code != 3 and any(self.pid_of(name) for name in ["redis", "proxy"] + [f"skiff-{n}" for n in range(1, self.s.replicas + 1)]):
+                raise SystemExit("chaos: a cluster from this checkout is running; stop it first (scripts/cluster.sh down)")
+        specs = [f"skiff-{n}={self.s.link_port + n}:{HOST}:{self.s.redis_port}" for n in range(1, self.s.replicas + 1)]
+        ready = os.path.join(self.s.out, "link.ready")
+        link_log = open(os.path.join(self.s.out, "link.log"), "a")
+        self.link_process = subprocess.Popen(
+            [sys.executable, "-m", "chaos", "link", "--control", str(self.s.link_port), "--ready-file", ready, *specs],
+            cwd=ROOT, stdin=subprocess.DEVNULL, stdout=link_log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        for _ in range(100):
+            if os.path.exists(ready) or self.link_process.poll() is not None:
+                break
+            await asyncio.sleep(0.05)
+        if not os.path.exists(ready):
+            raise RuntimeError(f"the link process did not start; see {link_log.name}")
+        skewed, offset = self.skewed
+        library = next((path for path in FAKETIME_LIB_CANDIDATES if os.path.exists(path)), None)
+        for n in range(1, self.s.replicas + 1):
+            extra = [f"REDIS_URL=redis://{HOST}:{self.s.link_port + n}"]
+            if n == skewed and "probe" in self.s.kinds:
+                if library is None:
+                    raise SystemExit("chaos: libfaketime is missing: apt-get install faketime")
+                extra += [f"LD_PRELOAD={library}", f"FAKETIME={offset}"]
+            await self.cluster("configure", str(n), "--reset", *extra)
+        if "probe" in self.s.kinds:
+            log(f"skiff-{skewed} runs with its clock {offset} ahead (libfaketime)")
+        for name in os.listdir(os.path.join(STATE, "logs")) if os.path.isdir(os.path.join(STATE, "logs")) else []:
+            self.log_offsets[name] = os.path.getsize(os.path.join(STATE, "logs", name))
+        self.started_cluster = True
+        await self.cluster("up", env={"CLAIM_LEASE_MS": str(self.s.lease_ms), "REDIS_APPENDFSYNC": "always"})
+        self.history.write({"type": "meta", "t": self.history.now(), "seed": self.s.seed, "lease_ms": self.s.lease_ms,
+                            "replicas": self.s.replicas, "seconds": self.s.seconds, "skewed": skewed, "skew": offset,
+                            "phases": list(self.s.phases), "kinds": list(self.s.kinds), "run_id": self.run_id})
+
+    async def teardown(self) -> None:
+        for n in sorted(self.paused):
+            await self.cluster("resume", str(n), check=False)
+        if self.started_cluster:
+            await self.cluster("down", check=False)
+        if self.second_redis is not None and self.second_redis.poll() is None:
+            self.second_redis.kill()
+            self.second_redis.wait()
+        if self.link_process is not None and self.link_process.poll() is None:
+            self.link_process.terminate()
+            try:
+                self.link_process.wait(5)
+            except subprocess.TimeoutExpired:
+                self.link_process.kill()
+        logs = os.path.join(STATE, "logs")
+        if os.path.isdir(logs):
+            os.makedirs(os.path.join(self.s.out, "logs"), exist_ok=True)
+            for name in os.listdir(logs):
+                with open(os.path.join(logs, name), "rb") as source, open(os.path.join(self.s.out, "logs", name), "wb") as target:
+                    source.seek(self.log_offsets.get(name, 0))
+                    shutil.copyfileobj(source, target)
+
+    async def run(self) -> None:
+        try:
+            await self.setup()
+            for phase in self.s.phases:
+                log(f"phase {phase}")
+                await {"strict": self.phase_strict, "everysec": self.phase_everysec, "failover-async": self.phase_failover_async,
+                       "failover-wait": self.phase_failover_wait}[phase]()
+        finally:
+            try:
+                await self.link.close()
+            except Exception:
+                pass
+            await self.teardown()
+            self.history.close()
+
+
+def summarize_logs(out: str) -> list[str]:
+    lines = []
+    logs = os.path.join(out, "logs")
+    if not os.path.isdir(logs):
+        return lines
+    for name in sorted(os.listdir(logs)):
+        if not name.startswith("skiff-"):
+            continue
+        text = open(os.path.join(logs, name), errors="replace").read()
+        twice = text.count("may be delivered twice")
+        recovered = text.count("recovered messages whose claim lease expired")
+        undeleted = text.count("could not delete a delivered message")
+        if twice or undeleted:
+            lines.append(f"{name}: 'may be delivered twice' x{twice}, 'could not delete a delivered message' x{undeleted}, lease recoveries x{recovered}")
+    return lines
+
+
+def main(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    settings = Settings.from_environment()
+    log(f"seed {settings.seed}; output in {settings.out}")
+    run = Run(settings)
+    started = time.monotonic()
+    try:
+        asyncio.run(run.run())
+    except KeyboardInterrupt:
+        log("interrupted")
+        return 130
+    log(f"run took {time.monotonic() - started:.0f} s")
+    for note in run.notes:
+        log(f"note: {note}")
+    for line in summarize_logs(settings.out):
+        log(f"replica log: {line}")
+    history = os.path.join(settings.out, "history.jsonl")
+    reports = checker.check(checker.read_history(history))
+    with open(os.path.join(settings.out, "check.txt"), "w") as handle:
+        for name in sorted(reports, key=lambda n: (n == checker.STRICT, n)):
+            for line in reports[name].details():
+                print(line, file=sys.stderr)
+                handle.write(line + "\n")
+        handle.write(reports[checker.STRICT].line() + "\n")
+    strict = reports[checker.STRICT]
+    print(strict.line(), flush=True)
+    if strict.failed or strict.acked == 0:
+        log(f"FAILED with seed {settings.seed}: replay with `make chaos CHAOS_SEED={settings.seed}` "
+            f"(or CHAOS_SEED={settings.seed} chaos/run.sh); history and logs in {settings.out}")
+        return 1
+    return 0

@@ -1,0 +1,287 @@
+"""Hand-made histories that prove each rule of the checker can fail, and that what it must
+accept passes. Run: python3 -m unittest discover -s chaos/tests -t .
+"""
+
+import io
+import json
+import os
+import tempfile
+import unittest
+from contextlib import redirect_stderr, redirect_stdout
+
+from chaos import checker
+from chaos.history import body_digest, make_body
+
+LEASE_MS = 3000
+
+
+def enq(value, inv, cmp, result="ok", q="q", message_id=None, digest=True):
+    record = {"type": "op", "f": "enqueue", "p": "p0", "q": q, "target": "proxy", "inv": inv, "cmp": cmp, "result": result, "value": value}
+    if result == "ok":
+        record["status"] = 201
+        record["id"] = message_id or f"id-{value}"
+    if digest:
+        record["digest"] = body_digest(make_body(value, 0))
+    return record
+
+
+def deq(value, inv, cmp, rc=1, q="q", message_id=None, result="ok", status=200, body_value=None):
+    record = {"type": "op", "f": "dequeue", "p": "c0", "q": q, "target": "proxy", "inv": inv, "cmp": cmp, "result": result}
+    if status is not None:
+        record["status"] = status
+    if result == "ok" and status == 200:
+        record["value"] = value
+        record["id"] = message_id or f"id-{value}"
+        record["rc"] = rc
+        record["digest"] = body_digest(make_body(body_value or value, 0))
+    elif message_id:
+        record["id"] = message_id
+    return record
+
+
+def empty(inv, cmp, q="q"):
+    return deq(None, inv, cmp, q=q, status=204)
+
+
+def indeterminate(inv, cmp, q="q", message_id=None, err="abort"):
+    record = deq(None, inv, cmp, q=q, result="info", status=None, message_id=message_id)
+    record["err"] = err
+    return record
+
+
+def history(*ops, classes=None):
+    records = [{"type": "meta", "seed": 1, "lease_ms": LEASE_MS}]
+    for queue, name in (classes or {}).items():
+        records.append({"type": "queue", "queue": queue, "class": name})
+    return records + list(ops)
+
+
+def strict(records):
+    return checker.check(records)["strict"]
+
+
+class CleanHistories(unittest.TestCase):
+    def test_everything_delivered_once_in_order(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), deq("a", 4, 5), deq("b", 6, 7), empty(8, 9)))
+        self.assertEqual(report.line(), "chaos: acked=2 delivered=2 lost=0 duplicated=0 unexpected=0 recovered=0")
+        self.assertFalse(report.failed)
+
+    def test_indeterminate_enqueue_may_be_delivered_once_or_never(self):
+        report = strict(history(enq("a", 0, 1, result="info"), enq("b", 0, 1, result="info"), deq("a", 2, 3)))
+        self.assertEqual((report.acked, report.delivered, report.lost, report.duplicated, report.unexpected), (0, 1, 0, 0, 0))
+        self.assertEqual(report.recovered_indeterminate_enqueues, 1)
+
+    def test_concurrent_enqueues_may_be_delivered_in_either_order(self):
+        # b was invoked before a completed: no order between them.
+        report = strict(history(enq("a", 0, 2), enq("b", 1, 3), deq("b", 4, 5), deq("a", 6, 7)))
+        self.assertFalse(report.failed)
+
+    def test_overlapping_dequeues_are_not_ordered(self):
+        # a's delivery was invoked before b's completed: they raced, either may win.
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), deq("b", 4, 6), deq("a", 5, 7)))
+        self.assertFalse(report.failed)
+
+
+class Lost(unittest.TestCase):
+    def test_acked_and_never_delivered_is_lost(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), deq("b", 4, 5)))
+        self.assertEqual((report.lost, report.recovered), (1, 0))
+        self.assertTrue(report.failed)
+
+    def test_a_timed_out_get_may_have_taken_one_message(self):
+        report = strict(history(enq("a", 0, 1), indeterminate(2, 10, err="timeout")))
+        self.assertEqual((report.lost, report.recovered), (0, 1))
+        self.assertFalse(report.failed)
+
+    def test_one_indeterminate_get_accounts_for_one_message_only(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 0, 1), indeterminate(2, 10)))
+        self.assertEqual((report.lost, report.recovered), (1, 1))
+
+    def test_an_indeterminate_get_that_ended_before_the_enqueue_cannot_account_for_it(self):
+        report = strict(history(indeterminate(0, 1), enq("a", 2, 3)))
+        self.assertEqual((report.lost, report.recovered), (1, 0))
+
+    def test_a_get_on_another_queue_cannot_account_for_it(self):
+        report = strict(history(enq("a", 0, 1), indeterminate(2, 10, q="other")))
+        self.assertEqual(report.lost, 1)
+
+    def test_a_definitely_failed_get_cannot_account_for_it(self):
+        # Skiff answered 503 itself: it handed nothing out (a claim it made comes back).
+        failed = deq(None, 2, 3, result="fail", status=503)
+        report = strict(history(enq("a", 0, 1), failed))
+        self.assertEqual(report.lost, 1)
+
+    def test_a_get_whose_headers_named_another_message_accounts_for_that_one(self):
+        # The cut-short GET named b, which was delivered later anyway: it explains nothing.
+        report = strict(history(enq("a", 0, 1), enq("b", 0, 1), indeterminate(2, 3, message_id="id-b"), deq("b", 4, 5, rc=2)))
+        self.assertEqual((report.lost, report.recovered), (1, 0))
+
+    def test_matching_is_maximal(self):
+        # g1 (ends at 2) can only take a; g2 (ends at 10) can take a or b. Both are explained.
+        report = strict(history(enq("a", 0, 1), enq("b", 5, 6), indeterminate(0.5, 2), indeterminate(3, 10)))
+        self.assertEqual((report.lost, report.recovered), (0, 2))
+
+
+class Duplicated(unittest.TestCase):
+    def test_two_deliveries_of_one_acked_message(self):
+        report = strict(history(enq("a", 0, 1), deq("a", 2, 3), deq("a", 4, 5, rc=2)))
+        self.assertEqual(report.duplicated, 1)
+        self.assertTrue(report.failed)
+
+    def test_an_indeterminate_enqueue_delivered_twice(self):
+        report = strict(history(enq("a", 0, 1, result="info"), deq("a", 2, 3), deq("a", 4, 5, rc=2)))
+        self.assertEqual(report.duplicated, 1)
+        self.assertTrue(report.failed)
+
+    def test_a_redelivery_after_a_lease_is_still_a_duplicate(self):
+        # There is no acknowledged mode: a consumer that got a complete 200 has the message.
+        report = strict(history(enq("a", 0, 1), deq("a", 2, 3, rc=1), deq("a", 10, 11, rc=2)))
+        self.assertEqual(report.duplicated, 1)
+
+
+class Unexpected(unittest.TestCase):
+    def test_a_value_never_sent(self):
+        report = strict(history(enq("a", 0, 1), deq("a", 2, 3), deq("zzz", 4, 5)))
+        self.assertEqual(report.unexpected, 1)
+        self.assertTrue(report.failed)
+
+    def test_a_value_whose_enqueue_certainly_failed(self):
+        report = strict(history(enq("a", 0, 1, result="fail"), deq("a", 2, 3)))
+        self.assertEqual(report.unexpected, 1)
+
+    def test_a_value_from_another_queue(self):
+        report = strict(history(enq("a", 0, 1, q="other"), deq("a", 2, 3, q="q")))
+        self.assertEqual(report.unexpected, 1)
+
+    def test_a_body_that_differs(self):
+        report = strict(history(enq("a", 0, 1), deq("a", 2, 3, body_value="a-but-different")))
+        self.assertEqual(report.unexpected, 1)
+
+    def test_a_message_id_that_differs(self):
+        report = strict(history(enq("a", 0, 1), deq("a", 2, 3, message_id="someone-else")))
+        self.assertEqual(report.unexpected, 1)
+
+    def test_a_delivery_before_the_enqueue_was_sent(self):
+        report = strict(history(enq("a", 5, 6), deq("a", 1, 2)))
+        self.assertEqual(report.unexpected, 1)
+
+
+class Fifo(unittest.TestCase):
+    def test_overtaking_is_a_violation(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), deq("b", 4, 5), deq("a", 6, 7)))
+        self.assertEqual((report.fifo_violations, report.unexpected), (1, 1))
+        self.assertTrue(report.failed)
+
+    def test_overtaking_a_redelivered_message_is_allowed(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), deq("b", 4, 5), deq("a", 6, 7, rc=2)))
+        self.assertEqual(report.fifo_violations, 0)
+        self.assertFalse(report.failed)
+
+    def test_overtaking_while_an_aborted_get_may_hold_the_head_is_allowed(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), indeterminate(3.5, 4.2), deq("b", 4, 5), deq("a", 6, 7)))
+        self.assertEqual(report.fifo_violations, 0)
+
+    def test_an_aborted_get_long_before_does_not_excuse(self):
+        # It ended more than a lease before b's delivery started: it held nothing by then.
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), indeterminate(0.2, 0.5), deq("b", 10, 11), deq("a", 12, 13)))
+        self.assertEqual(report.fifo_violations, 1)
+
+    def test_an_aborted_get_that_started_after_b_was_delivered_does_not_excuse(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), deq("b", 4, 5), indeterminate(5.5, 5.8), deq("a", 6, 7)))
+        self.assertEqual(report.fifo_violations, 1)
+
+    def test_an_aborted_get_that_ended_a_lease_before_a_existed_does_not_excuse(self):
+        report = strict(history(indeterminate(0, 0.5), enq("a", 4, 5), enq("b", 6, 7), deq("b", 0.1, 8), deq("a", 9, 10)))
+        self.assertEqual(report.fifo_violations, 1)
+
+    def test_a_204_does_not_excuse(self):
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), empty(3.5, 4.2), deq("b", 4, 5), deq("a", 6, 7)))
+        self.assertEqual(report.fifo_violations, 1)
+
+    def test_each_queue_has_its_own_order(self):
+        report = strict(history(enq("a", 0, 1, q="x"), enq("b", 2, 3, q="y"), deq("b", 4, 5, q="y"), deq("a", 6, 7, q="x")))
+        self.assertEqual(report.fifo_violations, 0)
+
+    def test_many_messages_in_order_are_fast_and_clean(self):
+        ops = []
+        for i in range(3000):
+            ops.append(enq(f"m{i}", i * 10, i * 10 + 1))
+        for i in range(3000):
+            ops.append(deq(f"m{i}", 100000 + i * 10, 100000 + i * 10 + 1))
+        report = strict(history(*ops))
+        self.assertEqual((report.acked, report.delivered, report.fifo_violations), (3000, 3000, 0))
+
+    def test_one_overtake_among_many_is_found(self):
+        ops = [enq(f"m{i}", i * 10, i * 10 + 1) for i in range(500)]
+        order = list(range(500))
+        order[200], order[300] = order[300], order[200]
+        ops += [deq(f"m{i}", 100000 + n * 10, 100000 + n * 10 + 1) for n, i in enumerate(order)]
+        report = strict(history(*ops))
+        # m300 overtook m201..m299 and m200: one b (m300), plus each of m201..m299 overtaking m200.
+        self.assertEqual(report.fifo_violations, 100)
+
+
+class Probes(unittest.TestCase):
+    def probe(self, claim_inv, redelivered, claimed=True):
+        return {"type": "probe", "q": "probe", "claim_inv": claim_inv, "claim_cmp": claim_inv + 0.9, "claimed": claimed, "redelivered": redelivered, "rc": 2}
+
+    def test_redelivery_after_the_lease_is_fine(self):
+        report = strict(history(self.probe(10.0, 13.5)))
+        self.assertEqual((report.probes, report.early_redeliveries, report.unexpected), (1, 0, 0))
+
+    def test_redelivery_before_the_lease_is_unexpected(self):
+        report = strict(history(self.probe(10.0, 11.2)))
+        self.assertEqual((report.early_redeliveries, report.unexpected), (1, 1))
+        self.assertTrue(report.failed)
+
+    def test_a_probe_whose_claim_never_happened_is_inconclusive(self):
+        report = strict(history(self.probe(10.0, 10.1, claimed=False)))
+        self.assertEqual((report.probes_inconclusive, report.unexpected), (1, 0))
+
+
+class MeasuredClasses(unittest.TestCase):
+    def test_loss_in_a_measured_class_does_not_fail_the_run(self):
+        records = history(
+            enq("a", 0, 1),
+            enq("m1", 0, 1, q="ev"),
+            enq("m2", 1, 1.5, q="ev"),
+            {"type": "fault", "t": 1.7, "name": "redis-crash", "crash_class": "everysec"},
+            deq("a", 2, 3),
+            deq("m1", 2, 3, q="ev"),
+            classes={"ev": "everysec"},
+        )
+        reports = checker.check(records)
+        self.assertFalse(reports["strict"].failed)
+        self.assertEqual(reports["everysec"].lost, 1)
+        self.assertAlmostEqual(reports["everysec"].loss_window_ms, 200, places=3)
+
+
+class CommandLine(unittest.TestCase):
+    def run_main(self, records):
+        with tempfile.TemporaryDirectory() as directory:
+            path = os.path.join(directory, "history.jsonl")
+            with open(path, "w") as handle:
+                for record in records:
+                    handle.write(json.dumps(record) + "\n")
+            out, err = io.StringIO(), io.StringIO()
+            with redirect_stdout(out), redirect_stderr(err):
+                status = checker.main([path])
+        return status, out.getvalue()
+
+    def test_prints_one_line_and_exits_zero_when_clean(self):
+        status, out = self.run_main(history(enq("a", 0, 1), deq("a", 2, 3)))
+        self.assertEqual(status, 0)
+        self.assertEqual(out, "chaos: acked=1 delivered=1 lost=0 duplicated=0 unexpected=0 recovered=0\n")
+
+    def test_exits_non_zero_on_a_loss(self):
+        status, out = self.run_main(history(enq("a", 0, 1)))
+        self.assertEqual(status, 1)
+        self.assertIn("lost=1", out)
+
+    def test_exits_non_zero_when_nothing_was_acked(self):
+        status, _ = self.run_main(history(enq("a", 0, 1, result="info")))
+        self.assertEqual(status, 1)
+
+
+if __name__ == "__main__":
+    unittest.main()
