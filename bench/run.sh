@@ -1,0 +1,355 @@
+#!/usr/bin/env bash
+# `make bench`: Skiff against its peers (webdis, redis-benchmark, Redis itself), side by side in one
+# run on this machine, for every scenario of issue 5. Prints one table and writes BENCHMARKS.md and
+# bench/latency.png.
+#
+#   bench/run.sh            full run (about 4 minutes plus the release build)
+#   bench/run.sh --smoke    every scenario, very briefly, to prove the harness works (CI); writes
+#                           its report under bench/out/smoke/ and leaves BENCHMARKS.md alone
+#
+# Environment:
+#   SKIFF_BIN       use this skiff binary instead of building one (`swift build -c release`)
+#   BENCH_SECONDS   seconds per throughput run (default 10; smoke 1)
+#   BENCH_SMOKE=1   same as --smoke
+#   BENCH_PROFILE=0 skip the perf profile (full mode only; needs `perf`)
+#   BENCH_OUT       directory for raw results (default bench/out/full or bench/out/smoke)
+#
+# Starts its own Redis (no persistence), webdis and Skiff replicas on free 127.0.0.1 ports and stops
+# them at exit. Installs missing Debian packages (redis-server, redis-tools, webdis, wrk, gnuplot-nox).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+SMOKE=${BENCH_SMOKE:-0}
+for arg in "$@"; do
+    case $arg in
+    --smoke) SMOKE=1 ;;
+    *) echo "usage: bench/run.sh [--smoke]" >&2 && exit 2 ;;
+    esac
+done
+
+if [ "$SMOKE" = 1 ]; then
+    RUN_SECONDS=${BENCH_SECONDS:-1}
+    RATE=1000 LATENCY_SECONDS=0.5 WARMUP=0.2 GRACE=2
+    WAKEUP_SAMPLES=20 IDLE_CONNECTIONS=500 IDLE_SECONDS=1 MEMORY_MESSAGES=1000
+    PROFILE=0
+    OUT=${BENCH_OUT:-$ROOT/bench/out/smoke}
+    MARKDOWN=$OUT/BENCHMARKS.md PLOT=$OUT/latency.png PLOT_LINK=latency.png
+else
+    RUN_SECONDS=${BENCH_SECONDS:-10}
+    RATE=5000 LATENCY_SECONDS=$RUN_SECONDS WARMUP=1 GRACE=3
+    WAKEUP_SAMPLES=200 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000
+    PROFILE=${BENCH_PROFILE:-1}
+    OUT=${BENCH_OUT:-$ROOT/bench/out/full}
+    MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
+fi
+CONNECTIONS=50
+PRODUCERS=16 CONSUMERS=16
+WAKEUP_SETTLE_MS=30
+BATCH_SIZE=1000
+# A ~128-byte JSON message for the throughput runs; webdis and redis-benchmark store values of the same size.
+BODY='{"id":1234567,"type":"order.created","customer":"c-0042","items":[{"sku":"A-17","qty":2}],"note":"bench"}'
+BODY_BYTES=${#BODY}
+
+log() { printf '\n== [%ds] %s\n' "$SECONDS" "$*"; }
+bench() { python3 "$ROOT/bench/skiffbench.py" "$@"; }
+
+ensure_packages() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-benchmark >/dev/null || missing+=(redis-tools)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    command -v webdis >/dev/null || missing+=(webdis)
+    command -v wrk >/dev/null || missing+=(wrk)
+    command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
+    command -v python3 >/dev/null || missing+=(python3)
+    if ((${#missing[@]})); then
+        log "installing ${missing[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        apt-get update -qq
+        apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    fi
+}
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
+}
+
+WORK=$(mktemp -d /tmp/skiff-bench.XXXXXX)
+PIDS=()
+FAILED=1
+cleanup() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    if [ "$FAILED" = 1 ]; then
+        echo "== bench failed; last lines of the server logs:" >&2
+        tail -n 15 "$WORK"/*.log >&2 2>/dev/null || true
+    fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# Stops one process this script started (by its pid) and forgets it.
+stop() {
+    local pid=$1 kept=() p
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${PIDS[@]}"; do [ "$p" = "$pid" ] || kept+=("$p"); done
+    PIDS=("${kept[@]}")
+}
+
+wait_http() { # port
+    local i
+    for i in $(seq 1 200); do
+        if [ "$(bench probe --port "$1" --path /health 2>/dev/null)" = 200 ]; then return 0; fi
+        sleep 0.05
+    done
+    echo "nothing healthy on port $1" >&2
+    return 1
+}
+
+rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+
+start_skiff() { # name port -> sets LAST_PID
+    local name=$1 port=$2
+    PORT=$port HOST=127.0.0.1 REDIS_URL=redis://127.0.0.1:$REDIS_PORT LOG_LEVEL=warning REPLICA_ID=$name \
+        "$SKIFF" serve >"$WORK/$name.log" 2>&1 </dev/null &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    wait_http "$port"
+}
+
+# --- preparation -------------------------------------------------------------------------------
+
+ensure_packages
+# Scenario (f) holds 10 000 sockets in the replica and as many in the client.
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNECTIONS + 500)) ]; then
+    IDLE_CONNECTIONS=$(($(ulimit -n) - 500))
+    echo "note: open-file limit $(ulimit -n); scenario (f) uses $IDLE_CONNECTIONS waits" >&2
+fi
+
+if [ -n "${SKIFF_BIN:-}" ]; then
+    [ -x "$SKIFF_BIN" ] || { echo "SKIFF_BIN=$SKIFF_BIN is not an executable" >&2 && exit 1; }
+else
+    log "building the release binary"
+    swift build -c release --product skiff
+    SKIFF_BIN=$(swift build -c release --show-bin-path)/skiff
+fi
+# A private copy: a rebuild during the run must not change the binary under test.
+SKIFF=$WORK/skiff
+cp "$SKIFF_BIN" "$SKIFF"
+
+rm -rf "$OUT"
+mkdir -p "$OUT"
+
+log "starting Redis, webdis and a Skiff replica"
+REDIS_PORT=$(free_port)
+mkdir -p "$WORK/redis"
+redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$WORK/redis" \
+    --maxclients 1000 --logfile "$WORK/redis.log" </dev/null &
+REDIS_PID=$!
+PIDS+=("$REDIS_PID")
+for _ in $(seq 1 100); do rcli ping 2>/dev/null | grep -q PONG && break; sleep 0.05; done
+rcli ping | grep -q PONG
+
+WEBDIS_PORT=$(free_port)
+WEBDIS_THREADS=2 # Debian's default configuration
+cat >"$WORK/webdis.json" <<EOF
+{
+    "redis_host": "127.0.0.1", "redis_port": $REDIS_PORT, "redis_auth": null,
+    "http_host": "127.0.0.1", "http_port": $WEBDIS_PORT, "threads": $WEBDIS_THREADS,
+    "daemonize": false, "database": 0,
+    "acl": [{"disabled": ["DEBUG"]}],
+    "verbosity": 1, "logfile": "$WORK/webdis.log"
+}
+EOF
+(cd "$WORK" && exec webdis "$WORK/webdis.json") </dev/null >"$WORK/webdis-stderr.log" 2>&1 &
+WEBDIS_PID=$!
+PIDS+=("$WEBDIS_PID")
+for _ in $(seq 1 100); do [ "$(bench probe --port "$WEBDIS_PORT" --path /PING 2>/dev/null)" = 200 ] && break; sleep 0.05; done
+
+PORT_A=$(free_port)
+start_skiff skiff-a "$PORT_A"
+SKIFF_A_PID=$LAST_PID
+
+ROOT=$ROOT WEBDIS_THREADS=$WEBDIS_THREADS python3 - "$OUT/machine.json" <<'EOF'
+import json, os, platform, re, subprocess, sys
+def sh(*command):
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=20).stdout.strip()
+    except Exception:
+        return "?"
+root = os.environ["ROOT"]
+cpu = re.search(r"model name\s*:\s*(.*)", open("/proc/cpuinfo").read())
+memory = int(re.search(r"MemTotal:\s*(\d+)", open("/proc/meminfo").read()).group(1)) / 2**20
+redis = re.search(r"v=(\S+)", sh("redis-server", "--version"))
+dirty = sh("git", "-C", root, "status", "--porcelain", "--untracked-files=no", "--", "Sources", "Package.swift")
+json.dump({
+    "date": sh("date", "-u", "+%Y-%m-%d %H:%M UTC"),
+    "nproc": sh("nproc"), "cpu": cpu.group(1).strip() if cpu else "?", "memory": "%.0f GiB RAM" % memory,
+    "kernel": platform.release(), "load": open("/proc/loadavg").read().split()[:3],
+    "commit": sh("git", "-C", root, "rev-parse", "--short", "HEAD") + (" (with local changes)" if dirty else ""),
+    "redis": redis.group(1) if redis else "?",
+    "redis_benchmark": (sh("redis-benchmark", "--version").split() + ["?", "?"])[1],
+    "webdis": sh("dpkg-query", "-W", "-f=${Version}", "webdis"), "webdis_threads": os.environ["WEBDIS_THREADS"],
+    "wrk": sh("dpkg-query", "-W", "-f=${Version}", "wrk"),
+    "python": platform.python_version(),
+}, open(sys.argv[1], "w"), indent=1)
+EOF
+
+CPU_A=(--cpu "skiff=$SKIFF_A_PID" --cpu "redis=$REDIS_PID")
+CPU_W=(--cpu "webdis=$WEBDIS_PID" --cpu "redis=$REDIS_PID")
+# redis-benchmark runs a count, not a duration: about RUN_SECONDS here.
+REQUESTS=$((RUN_SECONDS * 50000))
+[ "$SMOKE" = 1 ] && REQUESTS=10000
+
+# --- (a) enqueue -------------------------------------------------------------------------------
+
+log "(a) enqueue: 1 message per request, $CONNECTIONS connections, ${RUN_SECONDS}s each"
+bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-a" --method POST --body "$BODY" --expect 201 \
+    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/a-skiff.json" >/dev/null
+bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/LPUSH/bench-webdis-a" --method PUT --body "$BODY" --expect 200 \
+    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/a-webdis.json" >/dev/null
+bench redis-bench --port "$REDIS_PORT" --tests lpush --requests "$REQUESTS" --connections "$CONNECTIONS" \
+    --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/a-redis-benchmark.json" >/dev/null
+rcli DEL 'skiff:{bench-a}:ready' 'skiff:{bench-a}:seq' bench-webdis-a >/dev/null
+rcli -n 1 FLUSHDB >/dev/null
+
+# --- (b) dequeue -------------------------------------------------------------------------------
+
+# More messages than either can take in the run (checked afterwards), written straight into Redis:
+# for Skiff in its envelope format (docs/redis-data-model.md), checked by one GET first.
+PREFILL=$((RUN_SECONDS * 60000 + 20000))
+[ "$SMOKE" = 1 ] && PREFILL=30000
+log "(b) dequeue with $PREFILL messages ready, $CONNECTIONS connections, ${RUN_SECONDS}s each"
+bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-b --count "$PREFILL" --body "$BODY" >/dev/null
+bench prefill --redis-port "$REDIS_PORT" --format list --queue bench-webdis-b --count "$PREFILL" --body "$BODY" >/dev/null
+got=$(bench probe --port "$PORT_A" --path '/api/bench-b?timeout=0' --print-body)
+if [ "$got" != "$BODY" ]; then
+    echo "(b) Skiff did not return the pre-filled message (envelope format changed?): $got" >&2
+    exit 1
+fi
+bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-b?timeout=0" --expect 200 \
+    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/b-skiff.json" >/dev/null
+bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/RPOP/bench-webdis-b" --expect 200 \
+    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/b-webdis.json" >/dev/null
+printf '{"skiff_left": %d, "webdis_left": %d}\n' "$(rcli LLEN 'skiff:{bench-b}:ready')" \
+    "$(rcli LLEN bench-webdis-b)" >"$OUT/b-after.json"
+bench redis-bench --port "$REDIS_PORT" --tests lpush,rpop --requests "$REQUESTS" --connections "$CONNECTIONS" \
+    --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/b-redis-benchmark.json" >/dev/null
+rcli DEL 'skiff:{bench-b}:ready' 'skiff:{bench-b}:seq' bench-webdis-b >/dev/null
+rcli -n 1 FLUSHDB >/dev/null
+
+# --- (c) end-to-end latency at a fixed rate ----------------------------------------------------
+
+log "(c) produce+consume at $RATE msg/s for ${LATENCY_SECONDS}s (+${WARMUP}s warm-up)"
+for mode in skiff redis; do
+    port=$PORT_A
+    [ "$mode" = redis ] && port=$REDIS_PORT
+    bench latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$mode" \
+        --rate "$RATE" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
+        --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/c-$mode.dat" \
+        --json "$OUT/c-$mode.json" >/dev/null
+done
+rcli DEL 'skiff:{bench-c-skiff}:ready' 'skiff:{bench-c-skiff}:seq' bench-c-redis >/dev/null
+
+# --- (d) wake-up across replicas ---------------------------------------------------------------
+
+log "(d) wake-up: POST on replica A, consumer waiting on replica B ($WAKEUP_SAMPLES samples)"
+PORT_B=$(free_port)
+start_skiff skiff-b "$PORT_B"
+SKIFF_B_PID=$LAST_PID
+bench wakeup --mode skiff --produce-port "$PORT_A" --consume-port "$PORT_B" --queue bench-d \
+    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --distribution "$OUT/d-skiff.dat" \
+    --json "$OUT/d-skiff.json" >/dev/null
+bench wakeup --mode redis --produce-port "$REDIS_PORT" --consume-port "$REDIS_PORT" --queue bench-d-redis \
+    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --distribution "$OUT/d-redis.dat" \
+    --json "$OUT/d-redis.json" >/dev/null
+stop "$SKIFF_B_PID"
+
+# --- (e) batch enqueue -------------------------------------------------------------------------
+
+log "(e) batch enqueue"
+BATCH=$(python3 -c "import json,sys; print(json.dumps([json.loads(sys.argv[1])] * int(sys.argv[2]), separators=(',', ':')))" \
+    "$BODY" "$BATCH_SIZE")
+status=$(bench probe --port "$PORT_A" --method POST --path /api/bench-e/batch --body '[{"probe":1}]')
+if [ "$status" = 404 ] || [ "$status" = 405 ]; then
+    echo "not available: batch API not implemented (POST /api/{queue}/batch answers $status)"
+    printf '{"available": false, "reason": "not available: batch API not implemented"}\n' >"$OUT/e-skiff.json"
+else
+    bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-e/batch" --method POST --body "$BATCH" --expect 201 \
+        --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/e-skiff.json" >/dev/null
+    python3 - "$OUT/e-skiff.json" "$BATCH_SIZE" <<'EOF'
+import json, sys
+result = json.load(open(sys.argv[1]))
+result["batch_size"] = int(sys.argv[2])
+json.dump(result, open(sys.argv[1], "w"), indent=1)
+EOF
+fi
+# The ceiling for the same work in Redis: one LPUSH carrying the whole batch.
+mapfile -t VALUES < <(for _ in $(seq 1 "$BATCH_SIZE"); do echo "$BODY"; done)
+bench redis-bench --port "$REDIS_PORT" --requests $((RUN_SECONDS * 100)) --connections "$CONNECTIONS" \
+    --values-per-command "$BATCH_SIZE" --json "$OUT/e-redis-benchmark.json" -- LPUSH bench-e "${VALUES[@]}" >/dev/null
+rcli DEL 'skiff:{bench-e}:ready' 'skiff:{bench-e}:seq' >/dev/null
+rcli -n 1 FLUSHDB >/dev/null
+
+# --- (f) idle long-polls -----------------------------------------------------------------------
+
+# A fresh replica, so what earlier scenarios left in its allocator does not count.
+log "(f) $IDLE_CONNECTIONS idle long-polls on one fresh replica, ${IDLE_SECONDS}s idle"
+PORT_C=$(free_port)
+start_skiff skiff-c "$PORT_C"
+SKIFF_C_PID=$LAST_PID
+bench idle --port "$PORT_C" --pid "$SKIFF_C_PID" --redis-port "$REDIS_PORT" --connections "$IDLE_CONNECTIONS" \
+    --idle-seconds "$IDLE_SECONDS" --json "$OUT/f-skiff.json" >/dev/null
+stop "$SKIFF_C_PID"
+
+# --- (g) Redis memory per message --------------------------------------------------------------
+
+log "(g) Redis memory per queued 1 KiB message ($MEMORY_MESSAGES messages)"
+bench memory --port "$PORT_A" --redis-port "$REDIS_PORT" --count "$MEMORY_MESSAGES" --json "$OUT/g-memory.json" >/dev/null
+rcli DEL 'skiff:{bench-g}:ready' 'skiff:{bench-g}:seq' >/dev/null
+
+# --- profile -----------------------------------------------------------------------------------
+
+if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && perf stat -e cpu-clock true >/dev/null 2>&1; then
+    log "profiling the replica with perf (enqueue, then dequeue)"
+    bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-p --count 400000 --body "$BODY" >/dev/null
+    for kind in enqueue dequeue; do
+        if [ "$kind" = enqueue ]; then
+            args=(--url "http://127.0.0.1:$PORT_A/api/bench-p2" --method POST --body "$BODY" --expect 201)
+        else
+            args=(--url "http://127.0.0.1:$PORT_A/api/bench-p?timeout=0" --expect 200)
+        fi
+        bench wrk "${args[@]}" --seconds 8 --connections "$CONNECTIONS" --json "$OUT/profile-$kind-wrk.json" >/dev/null &
+        wrk_job=$!
+        sleep 1
+        perf record -F 999 -e cpu-clock -g -p "$SKIFF_A_PID" -o "$WORK/perf-$kind.data" -- sleep 5 \
+            >"$WORK/perf-$kind.log" 2>&1 || true
+        wait "$wrk_job" || true
+        bench perf-summary --data "$WORK/perf-$kind.data" --title "$kind" --wrk "$OUT/profile-$kind-wrk.json" \
+            >>"$OUT/profile.md" || true
+    done
+    rcli DEL 'skiff:{bench-p}:ready' 'skiff:{bench-p}:seq' 'skiff:{bench-p2}:ready' 'skiff:{bench-p2}:seq' >/dev/null
+fi
+
+# --- report ------------------------------------------------------------------------------------
+
+log "report"
+bench plot --results "$OUT" --png "$PLOT" --rate "$RATE"
+REPORT_ARGS=(--results "$OUT" --markdown "$MARKDOWN" --plot-link "$PLOT_LINK" --connections "$CONNECTIONS"
+    --seconds "$RUN_SECONDS" --latency-seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE"
+    --rate "$RATE" --producers "$PRODUCERS" --consumers "$CONSUMERS" --settle-ms "$WAKEUP_SETTLE_MS"
+    --batch-size "$BATCH_SIZE" --idle-seconds "$IDLE_SECONDS" --body-bytes "$BODY_BYTES")
+if [ "$SMOKE" = 1 ]; then
+    REPORT_ARGS+=(--smoke)
+else
+    REPORT_ARGS+=(--notes "$ROOT/bench/analysis.md")
+fi
+bench report "${REPORT_ARGS[@]}"
+echo
+echo "written: $MARKDOWN, $PLOT (raw results in $OUT)"
+FAILED=0
