@@ -21,8 +21,14 @@ Environment: CHAOS_SEED, CHAOS_SECONDS (300: the whole fault schedule, measured 
 included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
 CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
 CHAOS_ABORT_SHARE (0.2), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
-CHAOS_FAULTS (kinds of faults.KINDS to schedule), CHAOS_OUT (run directory),
-CHAOS_LINK_PORT (7100: control; replica N's link is 7100+N), CHAOS_REDIS_REPLICA_PORT (6380).
+CHAOS_FAULTS (kinds of faults.KINDS to schedule), CHAOS_OUT (run directory, default
+.cluster/chaos/runs/<time>-seed<seed>).
+
+The cluster runs apart from a developer's `make up` cluster: its own state directory
+(CHAOS_CLUSTER_STATE_DIR, default .cluster/chaos/cluster, given to scripts/cluster.sh as
+CLUSTER_STATE_DIR) and its own loopback ports from CHAOS_PORT_BASE (18480): the proxy on the
+base, replica N on base+N, HAProxy's statistics on base+10, Redis on base-1, the promoted
+replica on base-2, the link control on base-10 and replica N's link on base-10+N.
 """
 
 from __future__ import annotations
@@ -45,7 +51,13 @@ from .link import LinkControl
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CLUSTER = os.path.join(ROOT, "scripts", "cluster.sh")
-STATE = os.path.join(ROOT, ".cluster")
+#: The chaos cluster's own state directory (pids, logs, cluster.env) and ports, apart from a
+#: developer's `make up` cluster in .cluster/ on 8080..., so neither can stop the other.
+STATE = os.environ.get("CHAOS_CLUSTER_STATE_DIR") or os.path.join(ROOT, ".cluster", "chaos", "cluster")
+RUNS = os.path.join(ROOT, ".cluster", "chaos", "runs")
+if "CLUSTER_STATE_DIR" not in open(CLUSTER).read():
+    # An older scripts/cluster.sh: it can only use .cluster/ (the ports still differ).
+    STATE = os.path.join(ROOT, ".cluster")
 HOST = "127.0.0.1"
 FAKETIME_LIB_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1",
@@ -54,7 +66,7 @@ FAKETIME_LIB_CANDIDATES = (
 )
 MEASURED_PHASES = ("everysec", "failover-async", "failover-wait")
 #: Seconds the measured phases take together, subtracted from CHAOS_SECONDS for the strict one.
-MEASURED_BUDGET = {"everysec": 14.0, "failover-async": 16.0, "failover-wait": 22.0}
+MEASURED_BUDGET = {"everysec": 16.0, "failover-async": 18.0, "failover-wait": 26.0}
 
 
 def log(message: str) -> None:
@@ -80,6 +92,7 @@ class Settings:
     proxy_port: int
     replica_base_port: int
     redis_port: int
+    stats_port: int
 
     @staticmethod
     def from_environment() -> "Settings":
@@ -91,6 +104,7 @@ class Settings:
             if kind not in faults.KINDS:
                 raise SystemExit(f"chaos: unknown fault kind {kind!r} in CHAOS_FAULTS; known: {', '.join(faults.KINDS)}")
         stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = int(env.get("CHAOS_PORT_BASE", "18480"))
         return Settings(
             seed=seed,
             seconds=float(env.get("CHAOS_SECONDS", "300")),
@@ -103,12 +117,13 @@ class Settings:
             abort_share=float(env.get("CHAOS_ABORT_SHARE", "0.2")),
             phases=phases,
             kinds=kinds,
-            out=env.get("CHAOS_OUT") or os.path.join(STATE, "chaos", f"{stamp}-seed{seed}"),
-            link_port=int(env.get("CHAOS_LINK_PORT", "7100")),
-            redis_replica_port=int(env.get("CHAOS_REDIS_REPLICA_PORT", "6380")),
-            proxy_port=int(env.get("PROXY_PORT", "8080")),
-            replica_base_port=int(env.get("REPLICA_BASE_PORT", "8080")),
-            redis_port=int(env.get("REDIS_PORT_HOST", "6379")),
+            out=env.get("CHAOS_OUT") or os.path.join(RUNS, f"{stamp}-seed{seed}"),
+            link_port=base - 10,
+            redis_replica_port=base - 2,
+            proxy_port=base,
+            replica_base_port=base,
+            redis_port=base - 1,
+            stats_port=base + 10,
         )
 
     @property
@@ -152,7 +167,15 @@ class Run:
     async def cluster(self, *args: str, env: dict | None = None, check: bool = True) -> int:
         full_env = dict(os.environ)
         full_env.update(env or {})
-        full_env["REPLICAS"] = str(self.s.replicas)
+        full_env.update({
+            "REPLICAS": str(self.s.replicas),
+            "CLUSTER_STATE_DIR": STATE,
+            "CLUSTER_MODE": "native",
+            "PROXY_PORT": str(self.s.proxy_port),
+            "PROXY_STATS_PORT": str(self.s.stats_port),
+            "REPLICA_BASE_PORT": str(self.s.replica_base_port),
+            "REDIS_PORT_HOST": str(self.s.redis_port),
+        })
         self.cluster_log.write(f"==== {self.history.now():.3f} scripts/cluster.sh {' '.join(args)}\n")
         process = await asyncio.create_subprocess_exec(
             CLUSTER, *args, env=full_env, stdin=subprocess.DEVNULL, stdout=self.cluster_log, stderr=self.cluster_log
@@ -252,36 +275,50 @@ class Run:
             stop_consumers.set()
             await asyncio.gather(*tasks_c, return_exceptions=True)
 
-    async def drain(self, queues: list[str], port_for_residue: int) -> None:
-        """Consumes everything left: first after one lease (claims of dead or paused replicas come
-        back), then again until Redis holds nothing for these queues."""
-        for attempt in range(3):
-            await asyncio.sleep(self.s.lease_s + 1.5)
-            self.history.event("phase", name="drain", attempt=attempt, queues=queues)
-            await asyncio.gather(*(self.drain_queue(q, attempt) for q in queues))
-            left = 0
-            for queue in queues:
-                ready = int(await self.redis_cli(port_for_residue, "LLEN", f"skiff:{{{queue}}}:ready") or 0)
-                inflight = int(await self.redis_cli(port_for_residue, "HLEN", f"skiff:{{{queue}}}:inflight") or 0)
-                left += ready + inflight
-                if attempt == 2 or ready + inflight == 0:
-                    self.history.event("residue", q=queue, ready=ready, inflight=inflight, attempt=attempt)
-            if left == 0:
-                return
-            log(f"drain: {left} messages still in Redis after pass {attempt}; draining again")
+    async def residue(self, queue: str, port: int) -> tuple[int, int]:
+        """Messages of `queue` still in Redis: (ready, in flight)."""
+        ready = await self.redis_cli(port, "LLEN", f"skiff:{{{queue}}}:ready")
+        inflight = await self.redis_cli(port, "HLEN", f"skiff:{{{queue}}}:inflight")
+        try:
+            return int(ready), int(inflight)
+        except ValueError:
+            return -1, -1  # Redis did not answer: never taken for "empty"
 
-    async def drain_queue(self, queue: str, attempt: int) -> None:
+    async def drain(self, queues: list[str], port_for_residue: int) -> None:
+        """Consumes everything left, after one lease (claims of dead or paused replicas come back),
+        until Redis holds nothing for these queues (checked with LLEN/HLEN, so replicas that answer
+        503 cannot end the drain early or make it run for long); recorded as `residue`."""
+        await asyncio.sleep(self.s.lease_s + 1.5)
+        self.history.event("phase", name="drain", queues=queues)
+        await asyncio.gather(*(self.drain_queue(q, port_for_residue) for q in queues))
+        for queue in queues:
+            ready, inflight = await self.residue(queue, port_for_residue)
+            self.history.event("residue", q=queue, ready=ready, inflight=inflight)
+            if ready or inflight:
+                log(f"drain: {queue} still holds {ready} ready and {inflight} in-flight messages in Redis")
+
+    async def drain_queue(self, queue: str, port: int) -> None:
+        done = asyncio.Event()
+        deadline = time.monotonic() + 60 + 2 * self.s.lease_s
+
         async def drainer(index: int) -> None:
-            rng = random.Random(f"{self.s.seed}-drain-{queue}-{attempt}-{index}")
-            quiet = 0
-            deadline = time.monotonic() + 120
-            while quiet < 3 and time.monotonic() < deadline:
-                result, record = await self.dequeue(f"drain{index}", queue, self.pick_target(rng), 1000, margin=15.0)
-                quiet = quiet + 1 if (result == "ok" and record.get("status") == 204) else 0
+            rng = random.Random(f"{self.s.seed}-drain-{queue}-{index}")
+            while not done.is_set() and time.monotonic() < deadline:
+                result, _ = await self.dequeue(f"drain{index}", queue, self.pick_target(rng), 500, margin=15.0)
                 if result != "ok":
                     await asyncio.sleep(0.1)
 
-        await asyncio.gather(*(drainer(i) for i in range(3)))
+        async def monitor() -> None:
+            empty = 0
+            while time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+                # Nothing ready and nothing claimed, twice in a row: every claim settled or came back.
+                empty = empty + 1 if await self.residue(queue, port) == (0, 0) else 0
+                if empty >= 2:
+                    break
+            done.set()
+
+        await asyncio.gather(monitor(), *(drainer(i) for i in range(3)))
 
     # --- Faults ---------------------------------------------------------------------
 

@@ -1,0 +1,195 @@
+"""Small, deterministic reproductions of what the chaos runs found, against one throwaway
+replica (SKIFF_BIN) on a throwaway redis-server, both on free loopback ports.
+
+    python3 -m chaos.repro abort-race [--rounds N]
+        A long-poll whose client closes its connection (FIN) just as a message arrives: is the
+        message back in the queue afterwards, or gone with nobody having read it?
+    python3 -m chaos.repro dropped-connection [--requests N]
+        Redis connections that close right after they open (what a restarting Redis, a full
+        `maxclients`, or a proxy in front of Redis does): do all requests get an answer, and does
+        the replica still stop on SIGTERM?
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+from .http import request
+from .link import Link, LinkSet
+
+HOST = "127.0.0.1"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+class Sandbox:
+    """A redis-server and one Skiff replica (optionally reaching Redis through a link)."""
+
+    def __init__(self, through_link: bool = False, environment: dict | None = None) -> None:
+        self.directory = tempfile.mkdtemp(prefix="skiff-repro-")
+        self.redis_port = free_port()
+        self.http_port = free_port()
+        self.through_link = through_link
+        self.link: Link | None = None
+        self.environment = environment or {}
+        self.processes: list[subprocess.Popen] = []
+        self.skiff: subprocess.Popen | None = None
+
+    async def start(self) -> None:
+        binary = os.environ.get("SKIFF_BIN") or ".build/debug/skiff"
+        if not os.access(binary, os.X_OK):
+            raise SystemExit(f"repro: set SKIFF_BIN to a skiff binary ({binary} is not executable)")
+        self.processes.append(subprocess.Popen(
+            ["redis-server", "--port", str(self.redis_port), "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", self.directory],
+            stdout=open(os.path.join(self.directory, "redis.log"), "w"), stderr=subprocess.STDOUT))
+        redis_port = self.redis_port
+        if self.through_link:
+            self.link = Link("skiff", free_port(), (HOST, self.redis_port))
+            await self.link.start()
+            redis_port = self.link.listen_port
+        environment = {"PATH": "/usr/bin:/bin", "HOST": HOST, "PORT": str(self.http_port), "REDIS_URL": f"redis://{HOST}:{redis_port}",
+                       "LOG_FORMAT": "json", "LOG_LEVEL": "debug", **self.environment}
+        self.log_path = os.path.join(self.directory, "skiff.log")
+        self.skiff = subprocess.Popen([binary, "serve"], env=environment, stdout=open(self.log_path, "w"), stderr=subprocess.STDOUT)
+        self.processes.append(self.skiff)
+        for _ in range(200):
+            response = await request(HOST, self.http_port, "GET", "/health", timeout=1)
+            if response.status == 200:
+                return
+            await asyncio.sleep(0.05)
+        raise RuntimeError(f"skiff did not become healthy; see {self.log_path}")
+
+    async def stop(self) -> None:
+        if self.link:
+            await self.link.stop()
+        for process in reversed(self.processes):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
+    sandbox = Sandbox()
+    await sandbox.start()
+    gone = read = back = 0
+    outcomes: dict[str, list[str]] = {}
+    try:
+        for i in range(rounds):
+            queue = f"abort-race-{os.getpid()}-{i}"
+            # A plain socket, never read: whatever the server sends stays in the kernel buffer.
+            sock = socket.create_connection((HOST, sandbox.http_port))
+            sock.sendall(f"GET /api/{queue}?timeout=5000 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            await asyncio.sleep(0.05)  # the long-poll is waiting
+            if close_first:
+                # The client is gone before the message exists: nothing can excuse its loss.
+                if reset:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                sock.close()
+                await asyncio.sleep((i % 20) / 10000)
+                posted = await request(HOST, sandbox.http_port, "POST", f"/api/{queue}", b'{"n":%d}' % i, timeout=5)
+                assert posted.status == 201, posted
+                after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=1500", timeout=5)
+                if after.status == 200:
+                    back += 1
+                else:
+                    gone += 1
+                continue
+            posted = await request(HOST, sandbox.http_port, "POST", f"/api/{queue}", b'{"n":%d}' % i, timeout=5)
+            assert posted.status == 201, posted
+            # Close somewhere in the next ~2 ms, while the waiter is being woken and claims.
+            await asyncio.sleep((i % 20) / 10000)
+            try:
+                arrived = sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+            except BlockingIOError:
+                arrived = b""
+            if reset:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            elif not arrived:
+                sock.shutdown(socket.SHUT_WR)  # FIN now, even if the answer lands a moment later
+            sock.close()
+            delay = f"{(i % 20) / 10:.1f}ms"
+            if arrived:
+                read += 1  # the answer had reached this client before it closed: delivered
+                outcomes.setdefault(delay, []).append("r")
+                continue
+            after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=1500", timeout=5)
+            if after.status == 200:
+                back += 1
+                outcomes.setdefault(delay, []).append("b")
+            else:
+                gone += 1
+                outcomes.setdefault(delay, []).append("G")
+    finally:
+        await sandbox.stop()
+    kind = ("RST" if reset else "FIN") + (", closed before the message was sent" if close_first else "")
+    print(f"abort-race ({kind}): {rounds} rounds: answer had arrived before the close {read}, message back in the queue {back}, "
+          f"message gone with nobody having read it {gone}")
+    if outcomes:
+        print("  by delay between the 201 and the close (r: answer read, b: message back, G: gone):")
+        for delay in sorted(outcomes, key=float.__call__ if False else lambda d: float(d[:-2])):
+            print(f"  {delay:>6} {''.join(outcomes[delay])}")
+    return 1 if gone else 0
+
+
+async def dropped_connection(requests: int) -> int:
+    sandbox = Sandbox(through_link=True)
+    await sandbox.start()
+    try:
+        link_set = LinkSet([sandbox.link])
+        link_set.command("mode skiff drop")
+        posts = [asyncio.ensure_future(request(HOST, sandbox.http_port, "POST", "/api/dropped", b'{"n":%d}' % i, timeout=30))
+                 for i in range(requests)]
+        await asyncio.sleep(1.0)
+        link_set.command("mode skiff pass")
+        healed = time.monotonic()
+        results = await asyncio.gather(*posts)
+        unanswered = sum(1 for r in results if not r.complete)
+        print(f"dropped-connection: {requests} POSTs while Redis connections were dropped for 1 s: "
+              f"{sum(1 for r in results if r.status == 201)} x 201, {sum(1 for r in results if r.status == 503)} x 503, "
+              f"{unanswered} never answered ({time.monotonic() - healed:.0f} s after Redis was reachable again)")
+        long_poll = await request(HOST, sandbox.http_port, "GET", "/api/dropped-after?timeout=500", timeout=5)
+        print(f"dropped-connection: a long-poll afterwards answers {long_poll.status} {long_poll.body[:120]!r}")
+        sandbox.skiff.send_signal(signal.SIGTERM)
+        try:
+            sandbox.skiff.wait(10)
+            stopped = f"stopped {sandbox.skiff.returncode}"
+        except subprocess.TimeoutExpired:
+            stopped = "still running 10 s after SIGTERM"
+        print(f"dropped-connection: SIGTERM: {stopped}")
+        return 1 if unanswered or "still" in stopped else 0
+    finally:
+        await sandbox.stop()
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python3 -m chaos.repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    race = sub.add_parser("abort-race")
+    race.add_argument("--rounds", type=int, default=200)
+    race.add_argument("--reset", action="store_true", help="close with RST instead of FIN")
+    race.add_argument("--close-first", action="store_true", help="close 0-2 ms before the message is sent")
+    dropped = sub.add_parser("dropped-connection")
+    dropped.add_argument("--requests", type=int, default=20)
+    args = parser.parse_args(argv)
+    if args.command == "abort-race":
+        return asyncio.run(abort_race(args.rounds, args.reset, args.close_first))
+    return asyncio.run(dropped_connection(args.requests))
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
