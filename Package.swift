@@ -65,7 +65,10 @@ let package = Package(
             ]
         ),
         // Helpers shared by the test targets: harness-provided Redis URLs, throwaway redis-servers.
-        .target(name: "SkiffTestSupport"),
+        .target(
+            name: "SkiffTestSupport",
+            dependencies: [.product(name: "HummingbirdTesting", package: "hummingbird")]
+        ),
         .testTarget(
             name: "SkiffRedisTests",
             dependencies: [
@@ -89,6 +92,11 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
             ]
+        ),
+        // Runs against the local cluster that `make test` starts with `scripts/cluster.sh up`.
+        .testTarget(
+            name: "SkiffClusterTests",
+            dependencies: ["SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
         ),
     ]
 )

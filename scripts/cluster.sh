@@ -45,6 +45,7 @@
 #   REDIS_APPENDFSYNC=everysec  or `always` (no acknowledged write lost on a Redis crash)
 #   SKIFF_BIN=path        native: run this binary instead of building .build/release/skiff
 #   UP_TIMEOUT=120        seconds to wait for the cluster to become healthy
+#   CLUSTER_STATE_DIR=.cluster  where native state lives (make test runs its own cluster there)
 #   any key of deploy/skiff.env (e.g. CLAIM_LEASE_MS=3000) overrides that file
 #
 # Native state lives in .cluster/ (gitignored): pids/, logs/, redis/ (AOF and
@@ -53,7 +54,7 @@
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-STATE=$ROOT/.cluster
+STATE=${CLUSTER_STATE_DIR:-$ROOT/.cluster}
 PIDS=$STATE/pids
 LOGS=$STATE/logs
 SETTINGS_FILE=$STATE/cluster.env

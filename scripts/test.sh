@@ -27,7 +27,12 @@ free_port() {
 
 WORK=$(mktemp -d /tmp/skiff-test.XXXXXX)
 PIDS=()
+CLUSTER_UP=0
 cleanup() {
+    if [ "$CLUSTER_UP" = 1 ]; then
+        echo "== cluster logs (last lines)"; scripts/cluster.sh logs 2>&1 | tail -40 || true
+        scripts/cluster.sh down || true
+    fi
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$WORK"
@@ -89,7 +94,21 @@ log "building"
 swift build --build-tests
 
 log "unit, contract and HTTP tests (memory and Redis)"
-swift test --skip-build
+swift test --skip-build --skip SkiffClusterTests
+
+log "cluster suite: Redis (AOF, fsync always) + 3 release replicas + HAProxy, via scripts/cluster.sh"
+swift build -c release --product skiff
+# Its own ports and state directory, so a cluster from `make up` is never touched.
+export CLUSTER_STATE_DIR="$WORK/cluster" CLUSTER_MODE=native
+export REPLICAS=3 PROXY_PORT=$(free_port) REPLICA_BASE_PORT=28080 REDIS_PORT_HOST=$(free_port) PROXY_STATS_PORT=$(free_port)
+export REDIS_APPENDFSYNC=always CLAIM_LEASE_MS=3000 SKIFF_BIN="$PWD/.build/release/skiff"
+CLUSTER_UP=1
+scripts/cluster.sh up
+export SKIFF_CLUSTER_PROXY_PORT=$PROXY_PORT SKIFF_CLUSTER_REPLICA_PORTS=28081,28082,28083
+export SKIFF_CLUSTER_CLAIM_LEASE_MS=$CLAIM_LEASE_MS SKIFF_CLUSTER_SCRIPT="$PWD/scripts/cluster.sh"
+swift test --skip-build --filter SkiffClusterTests
+scripts/cluster.sh down
+CLUSTER_UP=0
 
 log "infrastructure checks (terraform, checkov, hadolint, compose, haproxy)"
 scripts/check-infra.sh

@@ -15,7 +15,12 @@ public func buildApplication(configuration: SkiffConfiguration, logger: Logger) 
         let client = RedisClient(configuration: redisConfiguration, eventLoopGroup: group, logger: logger)
         let backend = RedisQueueBackend(
             client: client,
-            configuration: RedisQueueConfiguration(keyPrefix: configuration.keyPrefix, claimLease: configuration.claimLease),
+            configuration: RedisQueueConfiguration(
+                keyPrefix: configuration.keyPrefix,
+                claimLease: configuration.claimLease,
+                replicaAcknowledgements: configuration.redisWaitReplicas,
+                replicaTimeout: configuration.redisWaitTimeout
+            ),
             eventLoop: group.next(),
             logger: logger
         )

@@ -18,6 +18,9 @@ public struct SkiffConfiguration: Sendable {
     public var claimLease: Duration
     /// A name for this replica in logs and `/health`.
     public var replicaID: String
+    /// Redis replicas that must confirm a message (`WAIT`) before POST answers 201; 0 = none.
+    public var redisWaitReplicas: Int
+    public var redisWaitTimeout: Duration
 
     public init(
         host: String = "0.0.0.0",
@@ -26,7 +29,9 @@ public struct SkiffConfiguration: Sendable {
         redis: RedisConfiguration? = nil,
         keyPrefix: String = "skiff",
         claimLease: Duration = .seconds(30),
-        replicaID: String = "skiff"
+        replicaID: String = "skiff",
+        redisWaitReplicas: Int = 0,
+        redisWaitTimeout: Duration = .milliseconds(100)
     ) {
         self.host = host
         self.port = port
@@ -35,6 +40,8 @@ public struct SkiffConfiguration: Sendable {
         self.keyPrefix = keyPrefix
         self.claimLease = claimLease
         self.replicaID = replicaID
+        self.redisWaitReplicas = redisWaitReplicas
+        self.redisWaitTimeout = redisWaitTimeout
     }
 
     /// The settings and their environment variables, as documented in the README.
@@ -55,6 +62,8 @@ public struct SkiffConfiguration: Sendable {
         }
         if let bytes = try integer("MAX_MESSAGE_BYTES", in: 1...(512 * 1024 * 1024)) { configuration.api.maximumMessageBytes = bytes }
         if let lease = try integer("CLAIM_LEASE_MS", in: 100...86_400_000) { configuration.claimLease = .milliseconds(lease) }
+        if let replicas = try integer("REDIS_WAIT_REPLICAS", in: 0...16) { configuration.redisWaitReplicas = replicas }
+        if let wait = try integer("REDIS_WAIT_TIMEOUT_MS", in: 1...60_000) { configuration.redisWaitTimeout = .milliseconds(wait) }
         if let prefix = environment["REDIS_KEY_PREFIX"], !prefix.isEmpty {
             guard prefix.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "{") && $0 != UInt8(ascii: "}") }) else {
                 throw ConfigurationError("REDIS_KEY_PREFIX must be printable ASCII without spaces or braces")

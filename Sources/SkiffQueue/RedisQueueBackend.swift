@@ -15,17 +15,26 @@ public struct RedisQueueConfiguration: Sendable {
     public var sweepInterval: Duration
     /// How long a queue's notification channel stays subscribed after its last waiter left.
     public var idleUnsubscribeAfter: Duration
+    /// When above 0, a send is acknowledged only once this many Redis replicas hold it (`WAIT`),
+    /// narrowing what a failover can lose; otherwise the send fails as indeterminate.
+    public var replicaAcknowledgements: Int
+    /// How long a send waits for those replicas.
+    public var replicaTimeout: Duration
 
     public init(
         keyPrefix: String = "skiff",
         claimLease: Duration = .seconds(30),
         sweepInterval: Duration = .seconds(1),
-        idleUnsubscribeAfter: Duration = .seconds(30)
+        idleUnsubscribeAfter: Duration = .seconds(30),
+        replicaAcknowledgements: Int = 0,
+        replicaTimeout: Duration = .milliseconds(100)
     ) {
         self.keyPrefix = keyPrefix
         self.claimLease = claimLease
         self.sweepInterval = min(sweepInterval, claimLease / 4)
         self.idleUnsubscribeAfter = idleUnsubscribeAfter
+        self.replicaAcknowledgements = replicaAcknowledgements
+        self.replicaTimeout = replicaTimeout
     }
 }
 
@@ -92,12 +101,27 @@ public final class RedisQueueBackend: QueueBackend, Service {
     public func send(_ body: ByteBuffer, to queue: QueueName) async throws -> SentMessage {
         let keys = keys(queue)
         let id = MessageID.make(nowMilliseconds: MemoryQueueBackend.nowMilliseconds())
-        let reply = try await mapErrors {
-            try await client.evaluate(
-                RedisQueueScripts.enqueue,
-                keys: [keys.ready, keys.sequence, queueSetKey],
-                arguments: [.string(id), .bytes(body), .string(keys.channel), .string(queue.rawValue)]
-            )
+        let scriptKeys = [keys.ready, keys.sequence, queueSetKey]
+        let arguments: [RedisArgument] = [.string(id), .bytes(body), .string(keys.channel), .string(queue.rawValue)]
+        let reply: RedisValue
+        if configuration.replicaAcknowledgements > 0 {
+            let (value, acknowledged) = try await mapErrors {
+                try await client.evaluate(
+                    RedisQueueScripts.enqueue,
+                    keys: scriptKeys,
+                    arguments: arguments,
+                    waitingForReplicas: configuration.replicaAcknowledgements,
+                    timeout: configuration.replicaTimeout
+                )
+            }
+            guard acknowledged >= configuration.replicaAcknowledgements else {
+                throw QueueError.unavailable(
+                    "the message reached the primary but only \(acknowledged) of \(configuration.replicaAcknowledgements) replicas confirmed it in time; it may or may not be delivered"
+                )
+            }
+            reply = value
+        } else {
+            reply = try await mapErrors { try await client.evaluate(RedisQueueScripts.enqueue, keys: scriptKeys, arguments: arguments) }
         }
         guard let enqueuedAt = reply.integer else { throw QueueError.internalError("enqueue script returned \(reply)") }
         return SentMessage(id: id, queue: queue, enqueuedAtMilliseconds: enqueuedAt)
@@ -135,7 +159,9 @@ public final class RedisQueueBackend: QueueBackend, Service {
     @discardableResult
     public func complete(_ delivery: Delivery) async throws -> Bool {
         let keys = keys(delivery.queue)
-        // The response is already with the client: try hard, or the message comes back after its lease.
+        // The response is already with the client: keep trying (through a Redis restart, say)
+        // until the lease ends, after which a sweep may hand the message out again.
+        let giveUpAt = delivery.claimedAt + delivery.lease
         var attempt = 0
         while true {
             do {
@@ -154,9 +180,9 @@ public final class RedisQueueBackend: QueueBackend, Service {
                     )
                 }
                 return completed
-            } catch let error as QueueError where error.kind == .unavailable && attempt < 5 {
+            } catch let error as QueueError where error.kind == .unavailable && ContinuousClock.now < giveUpAt {
                 attempt += 1
-                try await Task.sleep(for: .milliseconds(100 * attempt))
+                try await Task.sleep(for: .milliseconds(min(50 << min(attempt, 4), 500)))
             }
         }
     }

@@ -58,35 +58,78 @@ public final class RedisClient: Sendable, Service {
 
     /// Runs a script by its SHA1, loading it on first use and again after `NOSCRIPT`.
     public func evaluate(_ script: RedisScript, keys: [String], arguments: [RedisArgument]) async throws -> RedisValue {
-        var commandArguments: [RedisArgument] = []
-        commandArguments.reserveCapacity(keys.count + arguments.count + 2)
-        commandArguments.append(.string(""))
-        commandArguments.append(.integer(Int64(keys.count)))
-        for key in keys { commandArguments.append(.string(key)) }
-        commandArguments.append(contentsOf: arguments)
-
-        let knownHash = scriptHashes.withLock { $0[script.source] }
-        if let knownHash {
-            commandArguments[0] = .string(knownHash)
+        if let hash = scriptHashes.withLock({ $0[script.source] }) {
             do {
-                return try await send(RedisCommand("EVALSHA", commandArguments))
+                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments))
             } catch let error as RedisServerError where error.isNoScript {
                 logger.info("redis script cache was emptied; reloading", metadata: ["redis.script": "\(script.name)"])
             }
         }
-        // EVAL both runs the script and caches it; SCRIPT LOAD gives the hash for next time.
-        let hash = try await send("SCRIPT", "LOAD", .string(script.source))
-        if let hash = hash.string {
-            scriptHashes.withLock { $0[script.source] = hash }
-            commandArguments[0] = .string(hash)
+        if let hash = try await load(script) {
             do {
-                return try await send(RedisCommand("EVALSHA", commandArguments))
+                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments))
             } catch let error as RedisServerError where error.isNoScript {
                 // Flushed between the two commands: EVAL cannot miss.
             }
         }
-        commandArguments[0] = .string(script.source)
-        return try await send(RedisCommand("EVAL", commandArguments))
+        return try await send(Self.scriptCommand("EVAL", script.source, keys: keys, arguments: arguments))
+    }
+
+    /// Runs a script, then `WAIT replicas timeout` on the same connection, so the answer says how
+    /// many replicas hold the script's writes (Redis replicates asynchronously otherwise).
+    ///
+    /// - Returns: the script's reply and the number of replicas that acknowledged it in time.
+    public func evaluate(
+        _ script: RedisScript,
+        keys: [String],
+        arguments: [RedisArgument],
+        waitingForReplicas replicas: Int,
+        timeout replicaTimeout: Duration
+    ) async throws -> (RedisValue, acknowledgedReplicas: Int) {
+        let hash: String
+        if let known = scriptHashes.withLock({ $0[script.source] }) {
+            hash = known
+        } else if let loaded = try await load(script) {
+            hash = loaded
+        } else {
+            throw RedisClientError.unexpectedReply("SCRIPT LOAD returned no hash")
+        }
+        let wait = RedisCommand("WAIT", .integer(Int64(replicas)), .integer(max(1, replicaTimeout.milliseconds)))
+        for name in ["EVALSHA", "EVAL"] {
+            let body = name == "EVALSHA" ? hash : script.source
+            do {
+                let connection = try await pool.multiplexedConnection()
+                let results = try await connection.sendPipelined(
+                    [Self.scriptCommand(name, body, keys: keys, arguments: arguments), wait],
+                    timeout: configuration.commandTimeout + replicaTimeout
+                )
+                let value = try results[0].get()
+                return (value, Int(try results[1].get().integer ?? 0))
+            } catch let error as RedisServerError where error.isNoScript && name == "EVALSHA" {
+                continue
+            } catch let error as RedisClientError where error.isConnectivityFailure {
+                recordFailure(error)
+                throw error
+            }
+        }
+        throw RedisClientError.unexpectedReply("script could not be run")
+    }
+
+    /// `SCRIPT LOAD`s a script and remembers its hash.
+    private func load(_ script: RedisScript) async throws -> String? {
+        guard let hash = try await send("SCRIPT", "LOAD", .string(script.source)).string else { return nil }
+        scriptHashes.withLock { $0[script.source] = hash }
+        return hash
+    }
+
+    private static func scriptCommand(_ name: String, _ scriptOrHash: String, keys: [String], arguments: [RedisArgument]) -> RedisCommand {
+        var commandArguments: [RedisArgument] = []
+        commandArguments.reserveCapacity(keys.count + arguments.count + 2)
+        commandArguments.append(.string(scriptOrHash))
+        commandArguments.append(.integer(Int64(keys.count)))
+        for key in keys { commandArguments.append(.string(key)) }
+        commandArguments.append(contentsOf: arguments)
+        return RedisCommand(name, commandArguments)
     }
 
     /// A pub/sub subscriber on its own connection, sharing this client's configuration.

@@ -20,6 +20,9 @@ struct Serve: AsyncParsableCommand {
     var claimLeaseMs: Int?
     @Option(help: "Deadline in ms for each Redis command (env REDIS_COMMAND_TIMEOUT_MS, default 800).") var redisCommandTimeoutMs: Int?
     @Option(help: "Prefix of every Redis key (env REDIS_KEY_PREFIX, default skiff).") var redisKeyPrefix: String?
+    @Option(help: "Redis replicas that must confirm a message before POST answers 201 (env REDIS_WAIT_REPLICAS, default 0).")
+    var redisWaitReplicas: Int?
+    @Option(help: "Ms a POST waits for those replicas (env REDIS_WAIT_TIMEOUT_MS, default 100).") var redisWaitTimeoutMs: Int?
     @Option(help: "Name of this replica in logs and /health (env REPLICA_ID, default the host name).") var replicaId: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL, default info).") var logLevel: String?
     @Option(help: "json (Cloud Logging fields) or text (env LOG_FORMAT, default json).") var logFormat: String?
@@ -30,7 +33,8 @@ struct Serve: AsyncParsableCommand {
             ("HOST", host), ("PORT", port.map(String.init)), ("REDIS_URL", redisURL), ("REDIS_TLS_CA_FILE", redisTLSCAFile),
             ("DEFAULT_TIMEOUT", defaultTimeout.map(String.init)), ("MAX_MESSAGE_BYTES", maxMessageBytes.map(String.init)),
             ("CLAIM_LEASE_MS", claimLeaseMs.map(String.init)), ("REDIS_COMMAND_TIMEOUT_MS", redisCommandTimeoutMs.map(String.init)),
-            ("REDIS_KEY_PREFIX", redisKeyPrefix), ("REPLICA_ID", replicaId), ("LOG_LEVEL", logLevel), ("LOG_FORMAT", logFormat),
+            ("REDIS_KEY_PREFIX", redisKeyPrefix), ("REDIS_WAIT_REPLICAS", redisWaitReplicas.map(String.init)),
+            ("REDIS_WAIT_TIMEOUT_MS", redisWaitTimeoutMs.map(String.init)), ("REPLICA_ID", replicaId), ("LOG_LEVEL", logLevel), ("LOG_FORMAT", logFormat),
         ]
         for case (let name, let value?) in flags { environment[name] = value }
 

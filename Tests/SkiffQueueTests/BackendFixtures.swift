@@ -44,7 +44,9 @@ final class BackendFixture: Sendable {
             let backend = MemoryQueueBackend(eventLoop: group.next(), claimLease: claimLease, logger: logger)
             return BackendFixture(backend: backend, replicas: [backend], tasks: [], clients: [], recover: { backend.recoverExpiredClaims() })
         case .redis:
-            let configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+            var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+            // Generous: dozens of tests share two cores. Deadlines have tests of their own.
+            configuration.commandTimeout = .seconds(5)
             var backends: [RedisQueueBackend] = []
             var tasks: [Task<Void, Never>] = []
             var clients: [RedisClient] = []

@@ -1,5 +1,8 @@
+import Logging
 import NIOCore
+import NIOPosix
 import SkiffQueue
+import SkiffRedis
 import SkiffTestSupport
 import Synchronization
 import Testing
@@ -136,7 +139,9 @@ struct QueueBackendContractTests {
 
     @Test(arguments: BackendKind.available)
     func claimOfACrashedConsumerComesBackAfterItsLease(kind: BackendKind) async throws {
-        let fixture = try await BackendFixture.make(kind, claimLease: .milliseconds(400))
+        // Long enough that the backend's own sweep cannot recover the claims before the test
+        // looks, even on a loaded machine.
+        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(2))
         defer { fixture.close() }
         let queue = uniqueQueue()
         let backend = fixture.backend
@@ -146,7 +151,7 @@ struct QueueBackendContractTests {
         _ = try #require(try await backend.receive(from: queue, timeout: .zero))
         await fixture.recover()
         #expect(try await backend.take(from: queue) == "2")
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(2_100))
         await fixture.recover()
         // Back at the head, in their original order; the late owner can no longer complete.
         let back0 = try #require(try await backend.receive(from: queue, timeout: .zero))
@@ -217,6 +222,38 @@ struct RedisReplicaTests {
         try await Task.sleep(for: .milliseconds(200))
         _ = try await first.send("across", to: queue)
         #expect(try await waiting.value == "across")
+    }
+
+    @Test func sendWaitsForAReplicaWhenAsked() async throws {
+        let primary = try RedisServerProcess()
+        try primary.start()
+        let logger = Logger(label: "test")
+        let client = RedisClient(configuration: try RedisConfiguration(url: primary.url), eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        defer { client.close() }
+        let backend = RedisQueueBackend(
+            client: client,
+            configuration: RedisQueueConfiguration(replicaAcknowledgements: 1, replicaTimeout: .seconds(3)),
+            eventLoop: MultiThreadedEventLoopGroup.singleton.next(),
+            logger: logger
+        )
+        let queue = uniqueQueue()
+        // No replica: the write cannot be confirmed, so the send is not acknowledged.
+        await #expect(throws: QueueError.self) { try await backend.send("unconfirmed", to: queue) }
+
+        let replica = try RedisServerProcess()
+        try replica.start(extraArguments: ["--replicaof", "127.0.0.1", "\(primary.port)"])
+        var linked = false
+        for _ in 0..<400 where !linked {
+            // Connected and past its initial sync: only then does it acknowledge writes.
+            linked = String(buffer: try await client.send("INFO", "replication").bytes ?? ByteBuffer()).contains("state=online")
+            if !linked { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        #expect(linked)
+        let sent = try await backend.send("confirmed", to: queue)
+        #expect(sent.queue == queue)
+        // The unconfirmed one is still stored on the primary: its outcome was unknown, not failed.
+        #expect(try await backend.take(from: queue) == "unconfirmed")
+        #expect(try await backend.take(from: queue) == "confirmed")
     }
 
     @Test func manyWaitersShareOneSubscriberAndAreServedOldestFirst() async throws {

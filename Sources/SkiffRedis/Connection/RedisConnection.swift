@@ -94,6 +94,28 @@ public final class RedisConnection: Sendable {
     ///   fails, the deadline passes (the connection is then closed) or the task is cancelled.
     public func send(_ command: RedisCommand, timeout: Duration, isBlocking: Bool = false) async throws -> RedisValue {
         if Task.isCancelled { throw RedisClientError.cancelled }
+        let (id, future) = write(command, timeout: timeout, isBlocking: isBlocking)
+        return try await reply(id: id, future)
+    }
+
+    /// Writes several commands before waiting for any reply, so they run in this order on this
+    /// connection (`WAIT` after a write covers that write), and returns each outcome in order.
+    public func sendPipelined(_ commands: [RedisCommand], timeout: Duration) async throws -> [Result<RedisValue, any Error>] {
+        if Task.isCancelled { throw RedisClientError.cancelled }
+        let written = commands.map { write($0, timeout: timeout, isBlocking: false) }
+        var results: [Result<RedisValue, any Error>] = []
+        results.reserveCapacity(written.count)
+        for (id, future) in written {
+            do {
+                results.append(.success(try await reply(id: id, future)))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    private func write(_ command: RedisCommand, timeout: Duration, isBlocking: Bool) -> (UInt64, EventLoopFuture<RedisValue>) {
         let id = nextCommandID.wrappingAdd(1, ordering: .relaxed).newValue
         let promise = channel.eventLoop.makePromise(of: RedisValue.self)
         var buffer = channel.allocator.buffer(capacity: 64)
@@ -106,10 +128,15 @@ public final class RedisConnection: Sendable {
             promise: promise
         )
         channel.write(request, promise: nil)
+        return (id, promise.futureResult)
+    }
+
+    /// Waits for a written command's reply; cancelling the caller abandons it (see the state machine).
+    private func reply(id: UInt64, _ future: EventLoopFuture<RedisValue>) async throws -> RedisValue {
         let handler = self.handler
         let eventLoop = channel.eventLoop
         let value = try await withTaskCancellationHandler {
-            try await promise.futureResult.get()
+            try await future.get()
         } onCancel: {
             eventLoop.execute { handler.value.cancel(id: id) }
         }
