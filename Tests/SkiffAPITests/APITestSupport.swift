@@ -31,6 +31,7 @@ func makeApplication(
         configuration.redis = try RedisConfiguration(url: try #require(redisURL))
         // Generous: dozens of tests share two cores. Deadlines have tests of their own.
         configuration.redis?.commandTimeout = .seconds(5)
+        configuration.redis?.connectTimeout = .seconds(5)
     }
     configure(&configuration)
     var logger = Logger(label: "skiff-test")

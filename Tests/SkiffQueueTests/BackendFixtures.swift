@@ -47,6 +47,7 @@ final class BackendFixture: Sendable {
             var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
             // Generous: dozens of tests share two cores. Deadlines have tests of their own.
             configuration.commandTimeout = .seconds(5)
+            configuration.connectTimeout = .seconds(5)
             var backends: [RedisQueueBackend] = []
             var tasks: [Task<Void, Never>] = []
             var clients: [RedisClient] = []

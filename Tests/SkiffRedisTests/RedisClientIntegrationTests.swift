@@ -12,6 +12,9 @@ struct RedisClientIntegrationTests {
 
     func makeClient(_ url: String? = TestEnvironment.redisURL, configure: (inout RedisConfiguration) -> Void = { _ in }) throws -> RedisClient {
         var configuration = try RedisConfiguration(url: try #require(url))
+        // Generous by default: dozens of tests share two cores. The deadline test sets its own.
+        configuration.commandTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(5)
         configure(&configuration)
         return RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
     }
@@ -116,13 +119,13 @@ struct RedisClientIntegrationTests {
     @Test func commandDeadlineAppliesWhenTheServerHangs() async throws {
         let server = try RedisServerProcess()
         try server.start()
-        let client = try makeClient(server.url) { $0.commandTimeout = .milliseconds(300) }
+        let client = try makeClient(server.url) { $0.commandTimeout = .seconds(1) }
         defer { client.close() }
         #expect(try await client.send("PING") == .simpleString("PONG"))
         // Freeze the server: replies stop but the socket stays open.
         let pauser = try makeClient(server.url)
         defer { pauser.close() }
-        _ = try await pauser.send("CLIENT", "PAUSE", "2000", "ALL")
+        _ = try await pauser.send("CLIENT", "PAUSE", "4000", "ALL")
         await #expect(throws: RedisClientError.timeout) { try await client.send("SET", "k", "v") }
     }
 
