@@ -6,6 +6,8 @@
 #   bench/run.sh            full run (about 4 minutes plus the release build)
 #   bench/run.sh --smoke    every scenario, very briefly, to prove the harness works (CI); writes
 #                           its report under bench/out/smoke/ and leaves BENCHMARKS.md alone
+#   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
+#                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #
 # Environment:
 #   SKIFF_BIN       use this skiff binary instead of building one (`swift build -c release`)
@@ -21,10 +23,12 @@ cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 
 SMOKE=${BENCH_SMOKE:-0}
+REPORT_ONLY=0
 for arg in "$@"; do
     case $arg in
     --smoke) SMOKE=1 ;;
-    *) echo "usage: bench/run.sh [--smoke]" >&2 && exit 2 ;;
+    --report-only) REPORT_ONLY=1 ;;
+    *) echo "usage: bench/run.sh [--smoke] [--report-only]" >&2 && exit 2 ;;
     esac
 done
 
@@ -44,7 +48,7 @@ else
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
 fi
 CONNECTIONS=50
-PRODUCERS=16 CONSUMERS=16
+PRODUCERS=50 CONSUMERS=50
 WAKEUP_SETTLE_MS=30
 BATCH_SIZE=1000
 # A ~128-byte JSON message for the throughput runs; webdis and redis-benchmark store values of the same size.
@@ -112,6 +116,9 @@ wait_http() { # port
 
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
+# Lets the servers finish what the last run left them (an overloaded replica drains for a while).
+settle() { bench settle --pid "$SKIFF_A_PID" --pid "$REDIS_PID" --pid "$WEBDIS_PID"; }
+
 start_skiff() { # name port -> sets LAST_PID
     local name=$1 port=$2
     PORT=$port HOST=127.0.0.1 REDIS_URL=redis://127.0.0.1:$REDIS_PORT LOG_LEVEL=warning REPLICA_ID=$name \
@@ -120,6 +127,30 @@ start_skiff() { # name port -> sets LAST_PID
     PIDS+=("$LAST_PID")
     wait_http "$port"
 }
+
+write_report() {
+    log "report"
+    bench plot --results "$OUT" --png "$PLOT" --rate "$RATE"
+    local args=(--results "$OUT" --markdown "$MARKDOWN" --plot-link "$PLOT_LINK" --connections "$CONNECTIONS"
+        --seconds "$RUN_SECONDS" --latency-seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE"
+        --rate "$RATE" --producers "$PRODUCERS" --consumers "$CONSUMERS" --settle-ms "$WAKEUP_SETTLE_MS"
+        --batch-size "$BATCH_SIZE" --idle-seconds "$IDLE_SECONDS" --body-bytes "$BODY_BYTES")
+    if [ "$SMOKE" = 1 ]; then
+        args+=(--smoke)
+    else
+        args+=(--notes "$ROOT/bench/analysis.md")
+    fi
+    bench report "${args[@]}"
+    echo
+    echo "written: $MARKDOWN, $PLOT (raw results in $OUT)"
+}
+
+if [ "$REPORT_ONLY" = 1 ]; then
+    [ -f "$OUT/machine.json" ] || { echo "no results in $OUT: run bench/run.sh first" >&2 && exit 1; }
+    write_report
+    FAILED=0
+    exit 0
+fi
 
 # --- preparation -------------------------------------------------------------------------------
 
@@ -203,7 +234,7 @@ EOF
 CPU_A=(--cpu "skiff=$SKIFF_A_PID" --cpu "redis=$REDIS_PID")
 CPU_W=(--cpu "webdis=$WEBDIS_PID" --cpu "redis=$REDIS_PID")
 # redis-benchmark runs a count, not a duration: about RUN_SECONDS here.
-REQUESTS=$((RUN_SECONDS * 50000))
+REQUESTS=$((RUN_SECONDS * 30000))
 [ "$SMOKE" = 1 ] && REQUESTS=10000
 
 # --- (a) enqueue -------------------------------------------------------------------------------
@@ -213,10 +244,12 @@ bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-a" --method POST --body "$BO
     --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/a-skiff.json" >/dev/null
 bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/LPUSH/bench-webdis-a" --method PUT --body "$BODY" --expect 200 \
     --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/a-webdis.json" >/dev/null
+# Its list stays in database 1 for the RPOP run of (b), which pops exactly as many.
+rcli -n 1 FLUSHDB >/dev/null
 bench redis-bench --port "$REDIS_PORT" --tests lpush --requests "$REQUESTS" --connections "$CONNECTIONS" \
     --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/a-redis-benchmark.json" >/dev/null
 rcli DEL 'skiff:{bench-a}:ready' 'skiff:{bench-a}:seq' bench-webdis-a >/dev/null
-rcli -n 1 FLUSHDB >/dev/null
+settle
 
 # --- (b) dequeue -------------------------------------------------------------------------------
 
@@ -238,23 +271,27 @@ bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/RPOP/bench-webdis-b" --expect 200
     --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/b-webdis.json" >/dev/null
 printf '{"skiff_left": %d, "webdis_left": %d}\n' "$(rcli LLEN 'skiff:{bench-b}:ready')" \
     "$(rcli LLEN bench-webdis-b)" >"$OUT/b-after.json"
-bench redis-bench --port "$REDIS_PORT" --tests lpush,rpop --requests "$REQUESTS" --connections "$CONNECTIONS" \
+bench redis-bench --port "$REDIS_PORT" --tests rpop --requests "$REQUESTS" --connections "$CONNECTIONS" \
     --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/b-redis-benchmark.json" >/dev/null
 rcli DEL 'skiff:{bench-b}:ready' 'skiff:{bench-b}:seq' bench-webdis-b >/dev/null
 rcli -n 1 FLUSHDB >/dev/null
+settle
 
 # --- (c) end-to-end latency at a fixed rate ----------------------------------------------------
 
 log "(c) produce+consume at $RATE msg/s for ${LATENCY_SECONDS}s (+${WARMUP}s warm-up)"
-for mode in skiff redis; do
-    port=$PORT_A
+# c-skiff-low: the same at a fifth of the rate, for Skiff's latency when it is not near saturation.
+# The run that may overload Skiff goes last.
+for run in redis:$RATE skiff-low:$((RATE / 5)) skiff:$RATE; do
+    name=${run%%:*} rate=${run#*:} mode=${name%-low} port=$PORT_A
     [ "$mode" = redis ] && port=$REDIS_PORT
-    bench latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$mode" \
-        --rate "$RATE" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
-        --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/c-$mode.dat" \
-        --json "$OUT/c-$mode.json" >/dev/null
+    bench latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$name" \
+        --rate "$rate" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
+        --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/c-$name.dat" \
+        --json "$OUT/c-$name.json" >/dev/null
+    settle
+    rcli DEL "skiff:{bench-c-$name}:ready" "skiff:{bench-c-$name}:seq" "bench-c-$name" >/dev/null
 done
-rcli DEL 'skiff:{bench-c-skiff}:ready' 'skiff:{bench-c-skiff}:seq' bench-c-redis >/dev/null
 
 # --- (d) wake-up across replicas ---------------------------------------------------------------
 
@@ -338,18 +375,11 @@ fi
 
 # --- report ------------------------------------------------------------------------------------
 
-log "report"
-bench plot --results "$OUT" --png "$PLOT" --rate "$RATE"
-REPORT_ARGS=(--results "$OUT" --markdown "$MARKDOWN" --plot-link "$PLOT_LINK" --connections "$CONNECTIONS"
-    --seconds "$RUN_SECONDS" --latency-seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE"
-    --rate "$RATE" --producers "$PRODUCERS" --consumers "$CONSUMERS" --settle-ms "$WAKEUP_SETTLE_MS"
-    --batch-size "$BATCH_SIZE" --idle-seconds "$IDLE_SECONDS" --body-bytes "$BODY_BYTES")
-if [ "$SMOKE" = 1 ]; then
-    REPORT_ARGS+=(--smoke)
-else
-    REPORT_ARGS+=(--notes "$ROOT/bench/analysis.md")
-fi
-bench report "${REPORT_ARGS[@]}"
-echo
-echo "written: $MARKDOWN, $PLOT (raw results in $OUT)"
+python3 - "$OUT/machine.json" <<'EOF'
+import json, sys
+machine = json.load(open(sys.argv[1]))
+machine["load_end"] = open("/proc/loadavg").read().split()[:3]
+json.dump(machine, open(sys.argv[1], "w"), indent=1)
+EOF
+write_report
 FAILED=0

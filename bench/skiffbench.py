@@ -429,6 +429,20 @@ def command_redis_bench(args):
     emit(result, args.json)
 
 
+def command_settle(args):
+    """Waits until the processes are (nearly) idle, so one run's leftovers (an overloaded server
+    still draining its sockets) do not slow the next one. Bounded by --max-seconds."""
+    pids = [int(pid) for pid in args.pid]
+    deadline = time.monotonic() + args.max_seconds
+    while time.monotonic() < deadline:
+        before = sum(cpu_seconds(pid) for pid in pids)
+        time.sleep(0.5)
+        used = sum(cpu_seconds(pid) for pid in pids) - before
+        if used / 0.5 * 100 < args.below_percent:
+            return
+    print("settle: still busy after %.0f s" % args.max_seconds, file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------------------------
 # prefill
 # ---------------------------------------------------------------------------------------------
@@ -511,10 +525,12 @@ def percentiles(samples_ns, missing=0):
     }
 
 
-def write_distribution(samples_ns, path):
-    """Percentile distribution for gnuplot: `x = 1/(1-p)` (log axis of nines) and latency in ms."""
+def write_distribution(samples_ns, path, missing=0):
+    """Percentile distribution for gnuplot: `x = 1/(1-p)` (log axis of nines) and latency in ms.
+    Messages never received count in the percentiles; the curve stops where they begin."""
     samples = sorted(samples_ns)
     n = len(samples)
+    total = n + missing
     if not n:
         return
     with open(path, "w") as handle:
@@ -523,13 +539,14 @@ def write_distribution(samples_ns, path):
         while True:
             nines = step / 20  # 0, 0.05, ... nines
             p = 1 - 10 ** (-nines)
-            if nines > 0 and (1 - p) * n < 1:
+            if nines > 0 and (1 - p) * total < 1:
                 break
-            index = min(n - 1, int(p * n))
+            index = int(p * total)
+            if index >= n:
+                return
             handle.write("%.6g %.6f %.4f\n" % (1 / (1 - p), p * 100, samples[index] / 1e6))
             step += 1
-        handle.write("%.6g %.6f %.4f\n" % (n, 100.0, samples[-1] / 1e6))
-        # Messages never received are left out of the plot (the table reports them).
+        handle.write("%.6g %.6f %.4f\n" % (total, 100.0, samples[-1] / 1e6))
 
 
 def producer_request(args, port, seq, intended_ns, padding):
@@ -690,8 +707,9 @@ async def latency(args):
     samples, received, errors = await consume(args, total, int(args.rate * args.warmup), deadline_ns)
     out, _ = await asyncio.wait_for(producer.communicate(), timeout=args.seconds + args.grace + 30)
     produced = json.loads(out.decode() or "{}")
+    missing = max(0, total - int(args.rate * args.warmup) - len(samples))
     if args.distribution:
-        write_distribution(samples, args.distribution)
+        write_distribution(samples, args.distribution, missing)
     return {
         "mode": args.mode,
         "rate": args.rate,
@@ -701,7 +719,7 @@ async def latency(args):
         "sent": produced.get("sent"),
         "received": received,
         "lost_or_late": total - received,
-        "latency": percentiles(samples, missing=max(0, total - int(args.rate * args.warmup) - len(samples))),
+        "latency": percentiles(samples, missing=missing),
         "send_lag": produced.get("send_lag"),
         "producer_errors": produced.get("errors"),
         "consumer_errors": errors,
@@ -1087,6 +1105,11 @@ def command_report(args):
                 notes.append("(c) %s: %s messages not received by the end of the run plus %s s grace; errors %s."
                              % (mode, result.get("lost_or_late"), args.grace, errors or "none"))
 
+    low = load(d, "c-skiff-low")
+    if low:
+        rows.append(["c′", "the same at %s msg/s (context: below saturation)" % rate_text(low["rate"]), latency_cell(low),
+                     "—", "—", "—", "—", "none", "—"])
+
     ds, dr = load(d, "d-skiff"), load(d, "d-redis")
     if ds and ds["latency"]["count"]:
         p99 = ds["latency"]["p99_ms"]
@@ -1152,7 +1175,7 @@ def command_report(args):
         per = g["skiff"]["bytes_per_message"]
         raw = g["redis_list"]["bytes_per_message"]
         met = verdict(per <= 1.15 * 1024, "%.3f KiB" % (per / 1024) if per <= 1.15 * 1024
-                      else "%.3f KiB, %.0f%% over" % (per / 1024, 100 * (per / (1.15 * 1024) - 1)))
+                      else "%.3f KiB, %.2g%% over" % (per / 1024, 100 * (per / (1.15 * 1024) - 1)))
         rows.append(["g", "Redis memory per queued 1 KiB message", "%.0f B (%.2f× body)" % (per, per / 1024), "—",
                      "%.0f B (%.2f× body, plain list)" % (raw, raw / 1024), "—", "%.2f×" % (per / raw),
                      "≤ 1.15 KiB", met])
@@ -1185,7 +1208,8 @@ def command_report(args):
         "",
         "- Machine: %s × %s, %s, kernel %s; load average at start %s (the machine is shared)" % (
             machine.get("nproc", "?"), machine.get("cpu", "?"), machine.get("memory", "?"), machine.get("kernel", "?"),
-            " ".join(machine.get("load", ["?"]))),
+            " ".join(machine.get("load", ["?"])) + ((", at the end " + " ".join(machine["load_end"]))
+                                                    if machine.get("load_end") else "")),
         "- Skiff: commit %s, release build; one replica (two for d) with `LOG_LEVEL=warning` on one Redis %s "
         "(no persistence)" % (machine.get("commit", "?"), machine.get("redis", "?")),
         "- Peers on the same Redis: webdis %s (%s threads), redis-benchmark %s; load: wrk %s, %s connections, "
@@ -1218,7 +1242,7 @@ def details(d, args):
             args.body_bytes, args.connections, args.seconds, args.body_bytes),
         "- **b** `GET /api/bench-b?timeout=0` on a queue pre-filled (straight into Redis, in Skiff's envelope "
         "format) with more messages than the run can take; only `200` answers count. webdis: `GET /RPOP/...` on a "
-        "pre-filled list; redis-benchmark: `RPOP` right after its own `LPUSH` run of the same size.",
+        "pre-filled list; redis-benchmark: `RPOP` of the list its `LPUSH` run in (a) left, as many pops as pushes.",
         "- **c** Open loop: a producer process sends message *i* at *start + i/rate* over %s keep-alive "
         "connections; if none is free it queues the send, and the latency still counts from the intended time "
         "(no coordinated omission). %s consumers long-poll (`GET ?timeout=1000`). Latency = time the consumer "
@@ -1255,13 +1279,13 @@ def details(d, args):
                 "per second):", "",
                 "| run | ok/s | statuses | wrk mean latency | CPU used | CPU µs per request |", "|---|---|---|---|---|---|"]
         out += lines + [""]
-    for mode in ("skiff", "webdis", "redis"):
+    for mode in ("skiff", "webdis", "redis", "skiff-low"):
         r = load(d, "c-" + mode)
         if r:
             lat, lag = r["latency"], r.get("send_lag") or {}
-            out.append("- (c) %s: sent %s, received %s; latency p50 %s, p90 %s, p99 %s, p99.9 %s, p99.99 %s, max %s "
+            out.append("- (c) %s at %s msg/s: sent %s, received %s; latency p50 %s, p90 %s, p99 %s, p99.9 %s, p99.99 %s, max %s "
                        "ms; generator send lag p50 %s / p99 %s / max %s ms (already included in the latency)" % (
-                           mode, r.get("sent"), r.get("received"), ms(lat["p50_ms"]), ms(lat["p90_ms"]),
+                           mode, rate_text(r.get("rate")), r.get("sent"), r.get("received"), ms(lat["p50_ms"]), ms(lat["p90_ms"]),
                            ms(lat["p99_ms"]), ms(lat["p99_9_ms"]), ms(lat["p99_99_ms"]), ms(lat["max_ms"]),
                            ms(lag.get("p50_ms")), ms(lag.get("p99_ms")), ms(lag.get("max_ms"))))
     for mode in ("skiff", "redis"):
@@ -1304,7 +1328,8 @@ def command_plot(args):
     """Latency-percentile plot (gnuplot): (c) end to end at the fixed rate, (d) wake-up."""
     d = args.results
     series = {
-        "c": [("c-skiff.dat", "Skiff", 1), ("c-redis.dat", "Redis LPUSH→BRPOP (same generator)", 2)],
+        "c": [("c-skiff.dat", "Skiff", 1), ("c-redis.dat", "Redis LPUSH→BRPOP (same generator)", 2),
+              ("c-skiff-low.dat", "Skiff at %s msg/s" % rate_text(args.rate / 5), 3)],
         "d": [("d-skiff.dat", "Skiff, A→B", 1), ("d-redis.dat", "Redis LPUSH→BRPOP", 2)],
     }
     targets = {"c": 5, "d": 2}
@@ -1506,6 +1531,12 @@ def main():
     p.add_argument("--json")
     p.set_defaults(func=command_redis_bench)
 
+    p = sub.add_parser("settle")
+    p.add_argument("--pid", action="append", required=True)
+    p.add_argument("--below-percent", type=float, default=10)
+    p.add_argument("--max-seconds", type=float, default=30)
+    p.set_defaults(func=command_settle)
+
     p = sub.add_parser("prefill")
     p.add_argument("--redis-port", type=int, required=True)
     p.add_argument("--format", choices=["skiff", "list"], required=True)
@@ -1543,7 +1574,7 @@ def main():
     p.add_argument("--queues", type=int, default=8)
     p.add_argument("--queue", default="bench-f")
     p.add_argument("--timeout-ms", type=int, default=60000)
-    p.add_argument("--connect-batch", type=int, default=200)
+    p.add_argument("--connect-batch", type=int, default=500)
     p.add_argument("--connect-seconds", type=float, default=30)
     p.add_argument("--settle-seconds", type=float, default=1)
     p.add_argument("--idle-seconds", type=float, default=10)
