@@ -8,6 +8,9 @@ replica (SKIFF_BIN) on a throwaway redis-server, both on free loopback ports.
         Redis connections that close right after they open (what a restarting Redis, a full
         `maxclients`, or a proxy in front of Redis does): do all requests get an answer, and does
         the replica still stop on SIGTERM?
+    python3 -m chaos.repro redelivery [--rounds N]
+        The replica's Redis connections are reset at random moments around a delivery: does a
+        message whose 200 reached its consumer ever come back after its lease (a duplicate)?
 """
 
 from __future__ import annotations
@@ -176,6 +179,54 @@ async def dropped_connection(requests: int) -> int:
         await sandbox.stop()
 
 
+async def redelivery(rounds: int) -> int:
+    """Resets the replica's Redis connections at random moments around a delivery; a message whose
+    200 reached the client must never come back after its lease."""
+    lease_ms = 1000
+    sandbox = Sandbox(through_link=True, environment={"CLAIM_LEASE_MS": str(lease_ms)})
+    await sandbox.start()
+    link_set = LinkSet([sandbox.link])
+    delivered = duplicated = 0
+    silent = []
+    statuses: dict = {}
+    try:
+        for i in range(rounds):
+            queue = f"redelivery-{os.getpid()}-{i}"
+            posted = await request(HOST, sandbox.http_port, "POST", f"/api/{queue}", b'{"n":%d}' % i, timeout=5)
+            if posted.status != 201:
+                continue
+            get = asyncio.ensure_future(request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=0", timeout=5))
+            await asyncio.sleep((i % 30) / 10000)
+            link_set.command("mode skiff reset")
+            await asyncio.sleep(0.2)
+            link_set.command("mode skiff pass")
+            first = await get
+            statuses[first.status or first.error] = statuses.get(first.status or first.error, 0) + 1
+            if first.status != 200:
+                continue
+            delivered += 1
+            again = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout={lease_ms + 2500}", timeout=10)
+            if again.status == 200:
+                duplicated += 1
+                message_id = first.headers.get("skiff-message-id", "?")
+                logged = [line for line in open(sandbox.log_path, errors="replace") if message_id in line and "ERROR" in line]
+                if not logged:
+                    silent.append(message_id)
+        stuck = "unknown"
+        sandbox.skiff.send_signal(signal.SIGTERM)
+        try:
+            sandbox.skiff.wait(10)
+            stuck = "no"
+        except subprocess.TimeoutExpired:
+            stuck = "yes: still running 10 s after SIGTERM"
+    finally:
+        await sandbox.stop()
+    print(f"redelivery: {rounds} rounds, {delivered} answered 200, {duplicated} of those came back after the lease "
+          f"({len(silent)} without any error logged for the message: {', '.join(silent[:5])}); first answers {statuses}; "
+          f"replica stuck at SIGTERM: {stuck}")
+    return 1 if duplicated else 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m chaos.repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -185,9 +236,13 @@ def main(argv: list[str]) -> int:
     race.add_argument("--close-first", action="store_true", help="close 0-2 ms before the message is sent")
     dropped = sub.add_parser("dropped-connection")
     dropped.add_argument("--requests", type=int, default=20)
+    again = sub.add_parser("redelivery")
+    again.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args(argv)
     if args.command == "abort-race":
         return asyncio.run(abort_race(args.rounds, args.reset, args.close_first))
+    if args.command == "redelivery":
+        return asyncio.run(redelivery(args.rounds))
     return asyncio.run(dropped_connection(args.requests))
 
 

@@ -21,7 +21,9 @@ Environment: CHAOS_SEED, CHAOS_SECONDS (300: the whole fault schedule, measured 
 included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
 CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
 CHAOS_ABORT_SHARE (0.2), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
-CHAOS_FAULTS (kinds of faults.KINDS to schedule), CHAOS_OUT (run directory, default
+CHAOS_FAULTS (kinds of faults.KINDS to schedule), CHAOS_FAILOVER_WAIT=force (run the second
+failover even when the binary has no REDIS_WAIT_REPLICAS: it then measures the asynchronous
+failover back, as class failover-back-async), CHAOS_OUT (run directory, default
 .cluster/chaos/runs/<time>-seed<seed>).
 
 The cluster runs apart from a developer's `make up` cluster: its own state directory
@@ -543,25 +545,29 @@ class Run:
         if self.second_redis is None or self.primary_port != self.s.redis_replica_port:
             self.notes.append("failover-wait skipped: it runs after failover-async")
             return
-        if not self.binary_supports_wait():
+        supported = self.binary_supports_wait()
+        if not supported and os.environ.get("CHAOS_FAILOVER_WAIT") != "force":
             self.notes.append("failover-wait skipped: the skiff binary has no REDIS_WAIT_REPLICAS setting yet")
             log(self.notes[-1])
             return
-        queues = self.declare_queues("failover-wait", "failover-wait", 1)
-        self.history.event("phase", name="failover-wait")
+        # Forced without the setting, the same drill measures the asynchronous failover back.
+        name = "failover-wait" if supported else "failover-back-async"
+        queues = self.declare_queues(name, name, 1)
+        self.history.event("phase", name=name)
         # The old primary comes back as a replica of the promoted one.
         await self.cluster("start-redis")
         await self.redis_cli(self.s.redis_port, "REPLICAOF", HOST, str(self.s.redis_replica_port))
         await self.wait_replication(self.s.redis_port)
-        for n in range(1, self.s.replicas + 1):
-            await self.cluster("configure", str(n), "REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000")
-            await self.cluster("start", str(n))
+        if supported:
+            for n in range(1, self.s.replicas + 1):
+                await self.cluster("configure", str(n), "REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000")
+                await self.cluster("start", str(n))
 
         async def kill_primary() -> None:
             self.second_redis.kill()
             self.second_redis.wait()
 
-        await self.failover(queues, "failover-wait", kill_primary, self.s.redis_port)
+        await self.failover(queues, name, kill_primary, self.s.redis_port)
 
     # --- The whole run --------------------------------------------------------------
 
