@@ -30,7 +30,8 @@ The cluster runs apart from a developer's `make up` cluster: its own state direc
 (CHAOS_CLUSTER_STATE_DIR, default .cluster/chaos/cluster, given to scripts/cluster.sh as
 CLUSTER_STATE_DIR) and its own loopback ports from CHAOS_PORT_BASE (18480): the proxy on the
 base, replica N on base+N, HAProxy's statistics on base+10, Redis on base-1, the promoted
-replica on base-2, the link control on base-10 and replica N's link on base-10+N.
+replica on base-2, the link control on base-10, replica N's link on base-10+N, and the
+replication link between the two redis-servers (failover phases) on base-11.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ FAKETIME_LIB_CANDIDATES = (
     "/usr/lib/faketime/libfaketimeMT.so.1",
 )
 MEASURED_PHASES = ("everysec", "failover-async", "failover-wait")
+#: How long the replication link stalls before the primary is killed in the failover phases.
+REPLICATION_LAG_S = 0.7
 #: Seconds the measured phases take together, subtracted from CHAOS_SECONDS for the strict one.
 MEASURED_BUDGET = {"everysec": 16.0, "failover-async": 18.0, "failover-wait": 26.0}
 
@@ -149,6 +152,8 @@ class Run:
         self.paused: set[int] = set()
         self.killed: set[int] = set()
         self.primary_port = settings.redis_port
+        #: The link a promoted replica replicates through, so a failover can find it behind.
+        self.repl_link_port = settings.link_port - 1
         self.skewed = faults.skew(settings.seed, settings.replicas)
         self.run_id = f"c{settings.seed}-{int(time.time()) % 100000}"
         self.counter = 0
@@ -485,13 +490,13 @@ class Run:
         await self.redis_cli(self.primary_port, "CONFIG", "SET", "appendfsync", "always")
         await self.drain(queues, self.primary_port)
 
-    async def start_second_redis(self, replica_of: int) -> None:
+    async def start_second_redis(self) -> None:
         directory = os.path.join(self.s.out, "redis-second")
         os.makedirs(directory, exist_ok=True)
         logfile = open(os.path.join(self.s.out, "redis-second.log"), "a")
         self.second_redis = subprocess.Popen(
             ["redis-server", os.path.join(ROOT, "deploy", "redis.conf"), "--port", str(self.s.redis_replica_port), "--bind", HOST,
-             "--dir", directory, "--appendfsync", "always", "--replicaof", HOST, str(replica_of)],
+             "--dir", directory, "--appendfsync", "always", "--replicaof", HOST, str(self.repl_link_port)],
             stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
         )
         await self.wait_replication(self.s.redis_replica_port)
@@ -505,14 +510,29 @@ class Run:
             await asyncio.sleep(0.2)
         raise RuntimeError(f"redis on {port} did not finish its initial sync within 30 s")
 
+    async def replication_offset(self, port: int, field: str) -> int | None:
+        for line in (await self.redis_cli(port, "INFO", "replication")).splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split(":", 1)[1])
+        return None
+
     async def failover(self, queues: list[str], crash_class: str, kill_primary, new_primary: int) -> None:
+        """Under load: the replication link stalls for REPLICATION_LAG_S (replication is
+        asynchronous: a replica may trail by that much, as across zones under load), the primary
+        is killed, the replica promoted and every Skiff replica's link moved to it."""
+
         async def scenario() -> None:
-            await asyncio.sleep(5)
-            offset = await self.redis_cli(new_primary, "INFO", "replication")
-            self.fault("primary-kill", crash_class=crash_class, replica_info=[l for l in offset.splitlines() if "offset" in l][:2])
+            await asyncio.sleep(4)
+            await self.link.send("mode repl pause")
+            self.fault("replication-stall", seconds=REPLICATION_LAG_S)
+            await asyncio.sleep(REPLICATION_LAG_S)
+            primary_offset = await self.replication_offset(self.primary_port, "master_repl_offset")
+            replica_offset = await self.replication_offset(new_primary, "slave_repl_offset")
+            self.fault("primary-kill", crash_class=crash_class, primary_offset=primary_offset, replica_offset=replica_offset)
             await kill_primary()
             await self.redis_cli(new_primary, "REPLICAOF", "NO", "ONE")
-            await self.link.send(f"target all {HOST}:{new_primary} --reset")
+            for n in range(1, self.s.replicas + 1):
+                await self.link.send(f"target skiff-{n} {HOST}:{new_primary} --reset")
             self.primary_port = new_primary
             self.fault("promoted", port=new_primary)
             await asyncio.sleep(4)
@@ -523,7 +543,8 @@ class Run:
     async def phase_failover_async(self) -> None:
         queues = self.declare_queues("failover-async", "failover-async", 1)
         self.history.event("phase", name="failover-async")
-        await self.start_second_redis(self.s.redis_port)
+        await self.link.send(f"target repl {HOST}:{self.s.redis_port} --reset")
+        await self.start_second_redis()
 
         async def kill_primary() -> None:
             await self.cluster("kill-redis")
@@ -556,11 +577,15 @@ class Run:
         self.history.event("phase", name=name)
         # The old primary comes back as a replica of the promoted one.
         await self.cluster("start-redis")
-        await self.redis_cli(self.s.redis_port, "REPLICAOF", HOST, str(self.s.redis_replica_port))
+        await self.link.send(f"target repl {HOST}:{self.s.redis_replica_port} --reset")
+        await self.link.send("mode repl pass")
+        await self.redis_cli(self.s.redis_port, "REPLICAOF", HOST, str(self.repl_link_port))
         await self.wait_replication(self.s.redis_port)
         if supported:
             for n in range(1, self.s.replicas + 1):
                 await self.cluster("configure", str(n), "REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000")
+                # kill + start rather than a graceful restart: only the new setting matters here.
+                await self.cluster("kill", str(n), check=False)
                 await self.cluster("start", str(n))
 
         async def kill_primary() -> None:
@@ -577,6 +602,7 @@ class Run:
             if code != 3 and any(self.pid_of(name) for name in ["redis", "proxy"] + [f"skiff-{n}" for n in range(1, self.s.replicas + 1)]):
                 raise SystemExit("chaos: a cluster from this checkout is running; stop it first (scripts/cluster.sh down)")
         specs = [f"skiff-{n}={self.s.link_port + n}:{HOST}:{self.s.redis_port}" for n in range(1, self.s.replicas + 1)]
+        specs.append(f"repl={self.repl_link_port}:{HOST}:{self.s.redis_port}")
         ready = os.path.join(self.s.out, "link.ready")
         link_log = open(os.path.join(self.s.out, "link.log"), "a")
         self.link_process = subprocess.Popen(
