@@ -48,6 +48,10 @@ else
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
 fi
 CONNECTIONS=50
+# Throughput runs alternate Skiff and webdis in rounds (the machine is shared; its load drifts).
+ROUNDS=2
+[ "$SMOKE" = 1 ] && ROUNDS=1
+SLICE=$(((RUN_SECONDS + ROUNDS - 1) / ROUNDS))
 PRODUCERS=50 CONSUMERS=50
 WAKEUP_SETTLE_MS=30
 BATCH_SIZE=1000
@@ -117,7 +121,10 @@ wait_http() { # port
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
 
 # Lets the servers finish what the last run left them (an overloaded replica drains for a while).
-settle() { bench settle --pid "$SKIFF_A_PID" --pid "$REDIS_PID" --pid "$WEBDIS_PID"; }
+# (Not in smoke mode, where the numbers do not matter.)
+settle() {
+    [ "$SMOKE" = 1 ] || bench settle --pid "$SKIFF_A_PID" --pid "$REDIS_PID" --pid "$WEBDIS_PID"
+}
 
 start_skiff() { # name port -> sets LAST_PID
     local name=$1 port=$2
@@ -240,10 +247,14 @@ REQUESTS=$((RUN_SECONDS * 30000))
 # --- (a) enqueue -------------------------------------------------------------------------------
 
 log "(a) enqueue: 1 message per request, $CONNECTIONS connections, ${RUN_SECONDS}s each"
-bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-a" --method POST --body "$BODY" --expect 201 \
-    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/a-skiff.json" >/dev/null
-bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/LPUSH/bench-webdis-a" --method PUT --body "$BODY" --expect 200 \
-    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/a-webdis.json" >/dev/null
+for round in $(seq 1 "$ROUNDS"); do
+    bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-a" --method POST --body "$BODY" --expect 201 \
+        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/a-skiff-$round.json" >/dev/null
+    bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/LPUSH/bench-webdis-a" --method PUT --body "$BODY" --expect 200 \
+        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/a-webdis-$round.json" >/dev/null
+done
+bench merge "$OUT"/a-skiff-*.json --json "$OUT/a-skiff.json" >/dev/null
+bench merge "$OUT"/a-webdis-*.json --json "$OUT/a-webdis.json" >/dev/null
 # Its list stays in database 1 for the RPOP run of (b), which pops exactly as many.
 rcli -n 1 FLUSHDB >/dev/null
 bench redis-bench --port "$REDIS_PORT" --tests lpush --requests "$REQUESTS" --connections "$CONNECTIONS" \
@@ -265,10 +276,14 @@ if [ "$got" != "$BODY" ]; then
     echo "(b) Skiff did not return the pre-filled message (envelope format changed?): $got" >&2
     exit 1
 fi
-bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-b?timeout=0" --expect 200 \
-    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/b-skiff.json" >/dev/null
-bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/RPOP/bench-webdis-b" --expect 200 \
-    --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/b-webdis.json" >/dev/null
+for round in $(seq 1 "$ROUNDS"); do
+    bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-b?timeout=0" --expect 200 \
+        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/b-skiff-$round.json" >/dev/null
+    bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/RPOP/bench-webdis-b" --expect 200 \
+        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/b-webdis-$round.json" >/dev/null
+done
+bench merge "$OUT"/b-skiff-*.json --json "$OUT/b-skiff.json" >/dev/null
+bench merge "$OUT"/b-webdis-*.json --json "$OUT/b-webdis.json" >/dev/null
 printf '{"skiff_left": %d, "webdis_left": %d}\n' "$(rcli LLEN 'skiff:{bench-b}:ready')" \
     "$(rcli LLEN bench-webdis-b)" >"$OUT/b-after.json"
 bench redis-bench --port "$REDIS_PORT" --tests rpop --requests "$REQUESTS" --connections "$CONNECTIONS" \

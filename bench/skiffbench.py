@@ -392,6 +392,39 @@ def command_wrk(args):
     emit(result, args.json)
 
 
+def command_merge(args):
+    """Adds up wrk runs made in interleaved rounds (Skiff, peer, Skiff, peer, ...), so that load
+    from elsewhere on a shared machine falls on both sides alike."""
+    runs = []
+    for path in args.parts:
+        with open(path) as handle:
+            runs.append(json.load(handle))
+    merged = dict(runs[0])
+    for key in ("ok", "bad", "socket_errors"):
+        merged[key] = sum(run.get(key) or 0 for run in runs)
+    merged["seconds"] = sum(run["seconds"] for run in runs)
+    merged["wall_seconds"] = round(sum(run.get("wall_seconds", 0) for run in runs), 3)
+    merged["exit"] = max(run.get("exit") or 0 for run in runs)
+    merged["rounds"] = len(runs)
+    merged["ok_per_second_by_round"] = [round(run["ok_per_second"]) for run in runs]
+    merged["ok_per_second"] = merged["ok"] / merged["seconds"] if merged["seconds"] else 0
+    statuses = collections.Counter()
+    for run in runs:
+        for part in (run.get("statuses") or "").split(","):
+            if ":" in part:
+                code, count = part.split(":")
+                statuses[code] += int(count)
+    merged["statuses"] = ",".join("%s:%d" % item for item in sorted(statuses.items()))
+    merged["latency_avg"] = " / ".join(str(run.get("latency_avg")) for run in runs)
+    cpu = collections.Counter()
+    for run in runs:
+        cpu.update(run.get("cpu_seconds") or {})
+    merged["cpu_seconds"] = {name: round(value, 3) for name, value in cpu.items()}
+    if merged["ok"]:
+        merged["cpu_us_per_op"] = {name: round(value * 1e6 / merged["ok"], 1) for name, value in cpu.items()}
+    emit(merged, args.json)
+
+
 def command_redis_bench(args):
     pids = parse_pids(args.cpu)
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -1080,6 +1113,9 @@ def command_report(args):
     b_after = load(d, "b-after")
     if b_after and b_after.get("skiff_left") == 0:
         notes.append("(b) Skiff's queue ran empty during the run: raise the prefill.")
+    if b_after and b_after.get("webdis_left") == 0:
+        notes.append("(b) webdis's list ran empty during the run (an empty RPOP still answers 200, so its rate is "
+                     "inflated): raise the prefill.")
 
     c = {mode: load(d, "c-" + mode) for mode in ("skiff", "webdis", "redis")}
     cs = c["skiff"]
@@ -1234,7 +1270,11 @@ def command_report(args):
 
 
 def details(d, args):
+    rounds = (load(d, "a-skiff") or {}).get("rounds", 1)
     out = ["## What each scenario measures", ""]
+    if rounds > 1:
+        out += ["Throughput runs (a, b) alternate Skiff and webdis in %d rounds of %g s each, and add them up, so "
+                "that load from elsewhere on the shared machine falls on both alike." % (rounds, args.seconds / rounds), ""]
     out += [
         "- **a** `POST /api/bench-a` with a %d-byte JSON object, wrk, %s keep-alive connections, %s s; webdis: "
         "`PUT /LPUSH/bench-webdis-a` with the same bytes as body; redis-benchmark: `LPUSH` with a %d-byte value, "
@@ -1270,8 +1310,11 @@ def details(d, args):
                         ("b-webdis", "b webdis")):
         r = load(d, name)
         if r:
-            lines.append("| %s | %s | %s | %s | %s | %s |" % (
-                label, rate_text(r.get("ok_per_second")), r.get("statuses"), r.get("latency_avg"),
+            by_round = r.get("ok_per_second_by_round")
+            lines.append("| %s | %s%s | %s | %s | %s | %s |" % (
+                label, rate_text(r.get("ok_per_second")),
+                " (rounds: %s)" % ", ".join(rate_text(v) for v in by_round) if by_round and len(by_round) > 1 else "",
+                r.get("statuses"), r.get("latency_avg"),
                 ", ".join("%s %.1f s" % (k, v) for k, v in sorted(r.get("cpu_seconds", {}).items())),
                 ", ".join("%s %s" % (k, v) for k, v in sorted(r.get("cpu_us_per_op", {}).items()))))
     if lines:
@@ -1517,6 +1560,11 @@ def main():
     p.add_argument("--cpu", action="append", help="name=pid of a process whose CPU time to account")
     p.add_argument("--json")
     p.set_defaults(func=command_wrk)
+
+    p = sub.add_parser("merge")
+    p.add_argument("parts", nargs="+")
+    p.add_argument("--json", required=True)
+    p.set_defaults(func=command_merge)
 
     p = sub.add_parser("redis-bench")
     p.add_argument("--port", type=int, required=True)
