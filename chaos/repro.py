@@ -11,6 +11,10 @@ replica (SKIFF_BIN) on a throwaway redis-server, both on free loopback ports.
     python3 -m chaos.repro redelivery [--rounds N]
         The replica's Redis connections are reset at random moments around a delivery: does a
         message whose 200 reached its consumer ever come back after its lease (a duplicate)?
+    python3 -m chaos.repro pause-after-claim [--long-poll] [--rounds N] [--lease-ms MS]
+        Replica A is frozen (SIGSTOP) the instant Redis's answer to its claim reaches it, for
+        longer than the lease; replica B recovers the claim and hands the message out; then A
+        resumes. Does A's consumer get the message as well (the fence)?
 """
 
 from __future__ import annotations
@@ -75,6 +79,20 @@ class Sandbox:
                 return
             await asyncio.sleep(0.05)
         raise RuntimeError(f"skiff did not become healthy; see {self.log_path}")
+
+    async def second_replica(self) -> int:
+        """Starts another replica straight on Redis (it sweeps expired claims and serves); returns
+        its HTTP port."""
+        port = free_port()
+        environment = {"PATH": "/usr/bin:/bin", "HOST": HOST, "LOG_FORMAT": "json", "LOG_LEVEL": "debug", **self.environment,
+                       "PORT": str(port), "REDIS_URL": f"redis://{HOST}:{self.redis_port}"}
+        self.processes.append(subprocess.Popen([os.environ.get("SKIFF_BIN") or ".build/debug/skiff", "serve"], env=environment,
+                                               stdout=open(os.path.join(self.directory, "skiff-b.log"), "w"), stderr=subprocess.STDOUT))
+        for _ in range(200):
+            if (await request(HOST, port, "GET", "/health", timeout=1)).status == 200:
+                return port
+            await asyncio.sleep(0.05)
+        raise RuntimeError("the second replica did not become healthy")
 
     async def stop(self) -> None:
         if self.link:
@@ -227,6 +245,87 @@ async def redelivery(rounds: int) -> int:
     return 1 if duplicated else 0
 
 
+class StopAfterReply(Link):
+    """A link that sends SIGSTOP to the replica the moment a Redis reply carrying `marker` has
+    been handed to it: the replica is frozen between its claim and its answer to the consumer."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.marker: bytes | None = None
+        self.pid: int | None = None
+        self.stopped_at: float | None = None
+
+    async def _pump(self, pair, reader, writer, gate) -> None:
+        try:
+            while True:
+                chunk = await reader.read(65536)
+                await gate.wait()
+                if not chunk:
+                    return
+                writer.write(chunk)
+                if writer is pair.down_writer and self.marker and self.marker in chunk and self.pid:
+                    os.kill(self.pid, signal.SIGSTOP)
+                    self.stopped_at = time.monotonic()
+                    self.marker = None
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError):
+            return
+
+
+async def pause_after_claim(rounds: int, lease_ms: int, long_poll: bool) -> int:
+    """A consumer's GET is claimed on replica A, which is frozen right after Redis answered the
+    claim, for longer than the lease; replica B recovers the claim and hands the message out.
+    When A resumes, does its consumer get the message too?"""
+    sandbox = Sandbox(environment={"CLAIM_LEASE_MS": str(lease_ms)})
+    sandbox.link = StopAfterReply("skiff", free_port(), (HOST, sandbox.redis_port))
+    await sandbox.link.start()
+    sandbox.through_link = False  # started by hand above; Sandbox.start must not replace it
+    duplicates = 0
+    try:
+        # Replica A reaches Redis through the stopping link; B directly.
+        sandbox.environment["REDIS_URL"] = f"redis://{HOST}:{sandbox.link.listen_port}"
+        await sandbox.start()
+        sandbox.link.pid = sandbox.skiff.pid
+        port_b = await sandbox.second_replica()
+        for i in range(rounds):
+            queue = f"pause-after-claim-{os.getpid()}-{i}"
+            marker = f"marker-{os.getpid()}-{i}"
+            if long_poll:
+                sandbox.link.marker = marker.encode()
+                first = asyncio.ensure_future(request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=5000", timeout=lease_ms / 1000 + 20))
+                await asyncio.sleep(0.2)
+                await request(HOST, port_b, "POST", f"/api/{queue}", f'{{"m":"{marker}"}}'.encode(), timeout=5)
+            else:
+                await request(HOST, port_b, "POST", f"/api/{queue}", f'{{"m":"{marker}"}}'.encode(), timeout=5)
+                sandbox.link.marker = marker.encode()
+                first = asyncio.ensure_future(request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=0", timeout=lease_ms / 1000 + 20))
+            for _ in range(100):
+                if sandbox.link.stopped_at:
+                    break
+                await asyncio.sleep(0.02)
+            if not sandbox.link.stopped_at:
+                print(f"round {i}: the claim reply never passed the link")
+                first.cancel()
+                continue
+            second = await request(HOST, port_b, "GET", f"/api/{queue}?timeout={lease_ms + 3000}", timeout=lease_ms / 1000 + 10)
+            os.kill(sandbox.skiff.pid, signal.SIGCONT)
+            sandbox.link.stopped_at = None
+            answer = await first
+            got_first = answer.status == 200 and marker.encode() in answer.body
+            got_second = second.status == 200 and marker.encode() in second.body
+            if got_first and got_second:
+                duplicates += 1
+            print(f"round {i}: frozen replica's consumer got it: {got_first} ({answer.status or answer.error}); "
+                  f"other replica's consumer got it: {got_second} (receive count {second.headers.get('skiff-receive-count')})")
+    finally:
+        if sandbox.skiff and sandbox.skiff.poll() is None:
+            os.kill(sandbox.skiff.pid, signal.SIGCONT)
+        await sandbox.stop()
+    path = "long-poll (woken waiter)" if long_poll else "immediate claim"
+    print(f"pause-after-claim ({path}, lease {lease_ms} ms): {duplicates} of {rounds} messages were delivered to both consumers")
+    return 1 if duplicates else 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m chaos.repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -236,11 +335,17 @@ def main(argv: list[str]) -> int:
     race.add_argument("--close-first", action="store_true", help="close 0-2 ms before the message is sent")
     dropped = sub.add_parser("dropped-connection")
     dropped.add_argument("--requests", type=int, default=20)
+    frozen = sub.add_parser("pause-after-claim")
+    frozen.add_argument("--rounds", type=int, default=3)
+    frozen.add_argument("--lease-ms", type=int, default=1000)
+    frozen.add_argument("--long-poll", action="store_true", help="claim for a waiting long-poll instead of at once")
     again = sub.add_parser("redelivery")
     again.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args(argv)
     if args.command == "abort-race":
         return asyncio.run(abort_race(args.rounds, args.reset, args.close_first))
+    if args.command == "pause-after-claim":
+        return asyncio.run(pause_after_claim(args.rounds, args.lease_ms, args.long_poll))
     if args.command == "redelivery":
         return asyncio.run(redelivery(args.rounds))
     return asyncio.run(dropped_connection(args.requests))
