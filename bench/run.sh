@@ -35,14 +35,14 @@ done
 if [ "$SMOKE" = 1 ]; then
     RUN_SECONDS=${BENCH_SECONDS:-1}
     RATE=1000 LATENCY_SECONDS=0.5 WARMUP=0.2 GRACE=2
-    WAKEUP_SAMPLES=20 IDLE_CONNECTIONS=500 IDLE_SECONDS=1 MEMORY_MESSAGES=1000
+    WAKEUP_SAMPLES=20 IDLE_CONNECTIONS=500 IDLE_SECONDS=1 MEMORY_MESSAGES=1000 UNLOADED_REQUESTS=100
     PROFILE=0
     OUT=${BENCH_OUT:-$ROOT/bench/out/smoke}
     MARKDOWN=$OUT/BENCHMARKS.md PLOT=$OUT/latency.png PLOT_LINK=latency.png
 else
     RUN_SECONDS=${BENCH_SECONDS:-10}
     RATE=5000 LATENCY_SECONDS=$RUN_SECONDS WARMUP=1 GRACE=3
-    WAKEUP_SAMPLES=200 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000
+    WAKEUP_SAMPLES=200 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000 UNLOADED_REQUESTS=2000
     PROFILE=${BENCH_PROFILE:-1}
     OUT=${BENCH_OUT:-$ROOT/bench/out/full}
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
@@ -171,7 +171,9 @@ fi
 
 if [ -n "${SKIFF_BIN:-}" ]; then
     [ -x "$SKIFF_BIN" ] || { echo "SKIFF_BIN=$SKIFF_BIN is not an executable" >&2 && exit 1; }
+    SKIFF_SOURCE="SKIFF_BIN=$SKIFF_BIN, built $(date -u -r "$SKIFF_BIN" '+%Y-%m-%d %H:%M UTC')"
 else
+    SKIFF_SOURCE="built by this run from the checkout"
     log "building the release binary"
     swift build -c release --product skiff
     SKIFF_BIN=$(swift build -c release --show-bin-path)/skiff
@@ -213,7 +215,7 @@ PORT_A=$(free_port)
 start_skiff skiff-a "$PORT_A"
 SKIFF_A_PID=$LAST_PID
 
-ROOT=$ROOT WEBDIS_THREADS=$WEBDIS_THREADS python3 - "$OUT/machine.json" <<'EOF'
+ROOT=$ROOT WEBDIS_THREADS=$WEBDIS_THREADS SKIFF_SOURCE=$SKIFF_SOURCE python3 - "$OUT/machine.json" <<'EOF'
 import json, os, platform, re, subprocess, sys
 def sh(*command):
     try:
@@ -235,6 +237,7 @@ json.dump({
     "webdis": sh("dpkg-query", "-W", "-f=${Version}", "webdis"), "webdis_threads": os.environ["WEBDIS_THREADS"],
     "wrk": sh("dpkg-query", "-W", "-f=${Version}", "wrk"),
     "python": platform.python_version(),
+    "skiff_source": os.environ["SKIFF_SOURCE"],
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 
@@ -243,6 +246,13 @@ CPU_W=(--cpu "webdis=$WEBDIS_PID" --cpu "redis=$REDIS_PID")
 # redis-benchmark runs a count, not a duration: about RUN_SECONDS here.
 REQUESTS=$((RUN_SECONDS * 30000))
 [ "$SMOKE" = 1 ] && REQUESTS=10000
+
+# --- fixed cost per request (diagnostic) -------------------------------------------------------
+
+log "fixed cost of one request, one connection, nothing batched"
+bench unloaded --skiff-port "$PORT_A" --skiff-pid "$SKIFF_A_PID" --webdis-port "$WEBDIS_PORT" \
+    --webdis-pid "$WEBDIS_PID" --requests "$UNLOADED_REQUESTS" --json "$OUT/unloaded.json" >/dev/null
+rcli DEL 'skiff:{bench-u}:ready' 'skiff:{bench-u}:seq' bench-u >/dev/null
 
 # --- (a) enqueue -------------------------------------------------------------------------------
 
@@ -295,15 +305,17 @@ settle
 # --- (c) end-to-end latency at a fixed rate ----------------------------------------------------
 
 log "(c) produce+consume at $RATE msg/s for ${LATENCY_SECONDS}s (+${WARMUP}s warm-up)"
-# c-skiff-low: the same at a fifth of the rate, for Skiff's latency when it is not near saturation.
-# The run that may overload Skiff goes last.
-for run in redis:$RATE skiff-low:$((RATE / 5)) skiff:$RATE; do
+# c-skiff-low: the same at a tenth of the rate, for Skiff's latency when it is not near saturation
+# (with the Redis commands it costs per message). The run that may overload Skiff goes last.
+for run in redis:$RATE skiff-low:$((RATE / 10)) skiff:$RATE; do
     name=${run%%:*} rate=${run#*:} mode=${name%-low} port=$PORT_A
     [ "$mode" = redis ] && port=$REDIS_PORT
+    [ "$name" = skiff-low ] && rcli CONFIG RESETSTAT >/dev/null
     bench latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$name" \
         --rate "$rate" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
         --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/c-$name.dat" \
-        --json "$OUT/c-$name.json" >/dev/null
+        --cpu "redis=$REDIS_PID" --cpu "skiff=$SKIFF_A_PID" --json "$OUT/c-$name.json" >/dev/null
+    [ "$name" = skiff-low ] && rcli INFO commandstats >"$OUT/c-skiff-low-commandstats.txt"
     settle
     rcli DEL "skiff:{bench-c-$name}:ready" "skiff:{bench-c-$name}:seq" "bench-c-$name" >/dev/null
 done
@@ -368,24 +380,35 @@ rcli DEL 'skiff:{bench-g}:ready' 'skiff:{bench-g}:seq' >/dev/null
 # --- profile -----------------------------------------------------------------------------------
 
 if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && perf stat -e cpu-clock true >/dev/null 2>&1; then
-    log "profiling the replica with perf (enqueue, then dequeue)"
+    log "profiling the replica with perf (enqueue, dequeue, long-poll consumers)"
     bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-p --count 400000 --body "$BODY" >/dev/null
-    for kind in enqueue dequeue; do
-        if [ "$kind" = enqueue ]; then
-            args=(--url "http://127.0.0.1:$PORT_A/api/bench-p2" --method POST --body "$BODY" --expect 201)
-        else
-            args=(--url "http://127.0.0.1:$PORT_A/api/bench-p?timeout=0" --expect 200)
-        fi
-        bench wrk "${args[@]}" --seconds 8 --connections "$CONNECTIONS" --json "$OUT/profile-$kind-wrk.json" >/dev/null &
-        wrk_job=$!
-        sleep 1
+    for kind in enqueue dequeue long-poll; do
+        case $kind in
+        enqueue)
+            bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-p2" --method POST --body "$BODY" --expect 201 \
+                --seconds 8 --connections "$CONNECTIONS" --json "$OUT/profile-$kind.json" >/dev/null &
+            what=() ;;
+        dequeue)
+            bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-p?timeout=0" --expect 200 \
+                --seconds 8 --connections "$CONNECTIONS" --json "$OUT/profile-$kind.json" >/dev/null &
+            what=() ;;
+        long-poll)
+            bench latency --mode skiff --produce-port "$PORT_A" --consume-port "$PORT_A" --queue bench-p3 \
+                --rate $((RATE / 10)) --seconds 7 --warmup 0 --producers "$PRODUCERS" --consumers "$CONSUMERS" \
+                --json "$OUT/profile-$kind.json" >/dev/null &
+            what=(--what "$((RATE / 10)) msg/s went through it as in (c′): POSTs, and $CONSUMERS consumers in long-polls") ;;
+        esac
+        load_job=$!
+        sleep 1.5
         perf record -F 999 -e cpu-clock -g -p "$SKIFF_A_PID" -o "$WORK/perf-$kind.data" -- sleep 5 \
             >"$WORK/perf-$kind.log" 2>&1 || true
-        wait "$wrk_job" || true
-        bench perf-summary --data "$WORK/perf-$kind.data" --title "$kind" --wrk "$OUT/profile-$kind-wrk.json" \
-            >>"$OUT/profile.md" || true
+        wait "$load_job" || true
+        bench perf-summary --data "$WORK/perf-$kind.data" --title "$kind" --wrk "$OUT/profile-$kind.json" \
+            "${what[@]}" >>"$OUT/profile.md" || true
+        settle
     done
-    rcli DEL 'skiff:{bench-p}:ready' 'skiff:{bench-p}:seq' 'skiff:{bench-p2}:ready' 'skiff:{bench-p2}:seq' >/dev/null
+    rcli DEL 'skiff:{bench-p}:ready' 'skiff:{bench-p}:seq' 'skiff:{bench-p2}:ready' 'skiff:{bench-p2}:seq' \
+        'skiff:{bench-p3}:ready' 'skiff:{bench-p3}:seq' >/dev/null
 fi
 
 # --- report ------------------------------------------------------------------------------------

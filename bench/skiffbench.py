@@ -476,6 +476,59 @@ def command_settle(args):
     print("settle: still busy after %.0f s" % args.max_seconds, file=sys.stderr)
 
 
+async def unloaded(args):
+    """Fixed cost of one request: one connection, one request at a time, so nothing is batched.
+    CPU time of the server process per request and the round-trip latency."""
+    results = []
+    targets = [
+        ("skiff", args.skiff_port, args.skiff_pid, [
+            ("GET /nope (404)", "GET", "/nope", b""),
+            ("GET /health", "GET", "/health", b""),
+            ("POST /api/q", "POST", "/api/bench-u", b'{"id":1234567,"type":"order.created"}'),
+            ("GET /api/q?timeout=0, message ready", "GET", "/api/bench-u?timeout=0", b""),
+            ("GET /api/q?timeout=0, queue empty", "GET", "/api/bench-u-empty?timeout=0", b""),
+        ]),
+        ("webdis", args.webdis_port, args.webdis_pid, [
+            ("GET /PING", "GET", "/PING", b""),
+            ("PUT /LPUSH/q", "PUT", "/LPUSH/bench-u", b'{"id":1234567,"type":"order.created"}'),
+            ("GET /RPOP/q, element ready", "GET", "/RPOP/bench-u", b""),
+        ]),
+    ]
+    for server, port, pid, requests in targets:
+        connection = await http_connect(port)
+        for label, method, path, body in requests:
+            raw = http_request(method, path, port, body)
+            for _ in range(20):  # warm-up; for the GETs, as many messages are there as POSTs were made
+                await connection.send(raw)
+            latencies, statuses = [], collections.Counter()
+            cpu_before = cpu_seconds(pid)
+            for _ in range(args.requests):
+                started = time.monotonic_ns()
+                status, _, received = await connection.send(raw)
+                latencies.append(received - started)
+                statuses[status] += 1
+            cpu_used = cpu_seconds(pid) - cpu_before
+            lat = percentiles(latencies)
+            results.append({"server": server, "request": label, "cpu_us": round(cpu_used * 1e6 / args.requests, 1),
+                            "p50_ms": lat["p50_ms"], "p99_ms": lat["p99_ms"],
+                            "statuses": {str(k): v for k, v in statuses.items()}})
+        connection.close()
+    return {"requests": args.requests, "results": results}
+
+
+def command_unloaded(args):
+    emit(run(unloaded(args)), args.json)
+
+
+def parse_commandstats(text):
+    stats = {}
+    for line in text.splitlines():
+        match = re.match(r"cmdstat_([^:]+):calls=(\d+),usec=(\d+)", line.strip())
+        if match:
+            stats[match.group(1)] = (int(match.group(2)), int(match.group(3)))
+    return stats
+
+
 # ---------------------------------------------------------------------------------------------
 # prefill
 # ---------------------------------------------------------------------------------------------
@@ -730,6 +783,8 @@ async def consume(args, total, warm_count, deadline_ns):
 
 
 async def latency(args):
+    pids = parse_pids(args.cpu)
+    cpu_before = {name: cpu_seconds(pid) for name, pid in pids.items()}
     total = int(args.rate * (args.warmup + args.seconds))
     start_ns = time.monotonic_ns() + int(0.5e9)  # the producer process starts and connects meanwhile
     deadline_ns = start_ns + int((args.warmup + args.seconds + args.grace) * 1e9)
@@ -740,6 +795,7 @@ async def latency(args):
     samples, received, errors = await consume(args, total, int(args.rate * args.warmup), deadline_ns)
     out, _ = await asyncio.wait_for(producer.communicate(), timeout=args.seconds + args.grace + 30)
     produced = json.loads(out.decode() or "{}")
+    cpu_used = {name: cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
     missing = max(0, total - int(args.rate * args.warmup) - len(samples))
     if args.distribution:
         write_distribution(samples, args.distribution, missing)
@@ -756,6 +812,7 @@ async def latency(args):
         "send_lag": produced.get("send_lag"),
         "producer_errors": produced.get("errors"),
         "consumer_errors": errors,
+        "cpu_us_per_message": {name: round(used * 1e6 / received, 1) for name, used in cpu_used.items()} if received else {},
     }
 
 
@@ -771,9 +828,10 @@ def latency_parser(sub, name, helptext):
     parser.add_argument("--grace", type=float, default=3)
     parser.add_argument("--producers", type=int, default=16)
     parser.add_argument("--consumers", type=int, default=16)
-    parser.add_argument("--poll-ms", type=int, default=1000)
+    parser.add_argument("--poll-ms", type=int, default=10000)
     parser.add_argument("--body-bytes", type=int, default=128)
     parser.add_argument("--distribution")
+    parser.add_argument("--cpu", action="append", help="name=pid of a process whose CPU time to account")
     parser.add_argument("--json")
     return parser
 
@@ -1143,7 +1201,7 @@ def command_report(args):
 
     low = load(d, "c-skiff-low")
     if low:
-        rows.append(["c′", "the same at %s msg/s (context: below saturation)" % rate_text(low["rate"]), latency_cell(low),
+        rows.append(["c′", "the same at %s msg/s (context, further from saturation)" % rate_text(low["rate"]), latency_cell(low),
                      "—", "—", "—", "—", "none", "—"])
 
     ds, dr = load(d, "d-skiff"), load(d, "d-redis")
@@ -1246,8 +1304,9 @@ def command_report(args):
             machine.get("nproc", "?"), machine.get("cpu", "?"), machine.get("memory", "?"), machine.get("kernel", "?"),
             " ".join(machine.get("load", ["?"])) + ((", at the end " + " ".join(machine["load_end"]))
                                                     if machine.get("load_end") else "")),
-        "- Skiff: commit %s, release build; one replica (two for d) with `LOG_LEVEL=warning` on one Redis %s "
-        "(no persistence)" % (machine.get("commit", "?"), machine.get("redis", "?")),
+        "- Skiff: release binary (%s; checkout at commit %s); one replica (two for d) with `LOG_LEVEL=warning` "
+        "on one Redis %s (no persistence)" % (machine.get("skiff_source", "?"), machine.get("commit", "?"),
+                                               machine.get("redis", "?")),
         "- Peers on the same Redis: webdis %s (%s threads), redis-benchmark %s; load: wrk %s, %s connections, "
         "%s s per run; latency generator: `bench/skiffbench.py` (Python %s, asyncio)" % (
             machine.get("webdis", "?"), machine.get("webdis_threads", "?"), machine.get("redis_benchmark", "?"),
@@ -1285,7 +1344,7 @@ def details(d, args):
         "pre-filled list; redis-benchmark: `RPOP` of the list its `LPUSH` run in (a) left, as many pops as pushes.",
         "- **c** Open loop: a producer process sends message *i* at *start + i/rate* over %s keep-alive "
         "connections; if none is free it queues the send, and the latency still counts from the intended time "
-        "(no coordinated omission). %s consumers long-poll (`GET ?timeout=1000`). Latency = time the consumer "
+        "(no coordinated omission). %s consumers long-poll (`GET ?timeout=10000`). Latency = time the consumer "
         "read the response − intended send time (CLOCK_MONOTONIC, one machine). %s s measured after %s s warm-up. "
         "A message never received counts as infinitely late. The same generator drives Redis directly (`LPUSH`, "
         "consumers in `BRPOP`); webdis is left out because a waiting `BRPOP` holds one of the Redis connections it "
@@ -1322,15 +1381,40 @@ def details(d, args):
                 "per second):", "",
                 "| run | ok/s | statuses | wrk mean latency | CPU used | CPU µs per request |", "|---|---|---|---|---|---|"]
         out += lines + [""]
+    u = load(d, "unloaded")
+    if u:
+        out += ["", "Fixed cost of one request (one connection, one request at a time, %d each, nothing to batch):"
+                % u["requests"], "", "| server | request | server CPU per request | latency p50 | p99 |", "|---|---|---|---|---|"]
+        out += ["| %s | `%s` | %.0f µs | %s ms | %s ms |" % (r["server"], r["request"], r["cpu_us"], ms(r["p50_ms"]),
+                                                       ms(r["p99_ms"])) for r in u["results"]]
+        out.append("")
+    stats_path = os.path.join(d, "c-skiff-low-commandstats.txt")
+    low = load(d, "c-skiff-low")
+    if os.path.exists(stats_path) and low and low.get("received"):
+        with open(stats_path) as handle:
+            stats = parse_commandstats(handle.read())
+        messages = low["received"]
+        total_us = sum(usec for name, (calls, usec) in stats.items() if name in ("evalsha", "eval", "publish",
+                                                                               "subscribe", "unsubscribe"))
+        parts = ", ".join("%s %.2f" % (name.upper(), calls / messages)
+                          for name, (calls, usec) in sorted(stats.items(), key=lambda item: -item[1][0])
+                          if calls / messages >= 0.05 and name not in ("config|resetstat", "info"))
+        evalsha = stats.get("evalsha", (0, 0))
+        out += ["Redis work per delivered message in (c′) (`INFO commandstats`; commands inside scripts are counted "
+                "too): %s. Scripts cost Redis %.0f µs each on average, and top-level commands %.0f µs of Redis time "
+                "per message in all." % (parts, evalsha[1] / evalsha[0] if evalsha[0] else 0, total_us / messages), ""]
     for mode in ("skiff", "webdis", "redis", "skiff-low"):
         r = load(d, "c-" + mode)
         if r:
             lat, lag = r["latency"], r.get("send_lag") or {}
+            cpu = r.get("cpu_us_per_message") or {}
             out.append("- (c) %s at %s msg/s: sent %s, received %s; latency p50 %s, p90 %s, p99 %s, p99.9 %s, p99.99 %s, max %s "
-                       "ms; generator send lag p50 %s / p99 %s / max %s ms (already included in the latency)" % (
+                       "ms; generator send lag p50 %s / p99 %s / max %s ms (already included in the latency)%s" % (
                            mode, rate_text(r.get("rate")), r.get("sent"), r.get("received"), ms(lat["p50_ms"]), ms(lat["p90_ms"]),
                            ms(lat["p99_ms"]), ms(lat["p99_9_ms"]), ms(lat["p99_99_ms"]), ms(lat["max_ms"]),
-                           ms(lag.get("p50_ms")), ms(lag.get("p99_ms")), ms(lag.get("max_ms"))))
+                           ms(lag.get("p50_ms")), ms(lag.get("p99_ms")), ms(lag.get("max_ms")),
+                           "; CPU per message: " + ", ".join("%s %.0f µs" % item for item in sorted(cpu.items()))
+                           if cpu else ""))
     for mode in ("skiff", "redis"):
         r = load(d, "d-" + mode)
         if r:
@@ -1372,7 +1456,7 @@ def command_plot(args):
     d = args.results
     series = {
         "c": [("c-skiff.dat", "Skiff", 1), ("c-redis.dat", "Redis LPUSH→BRPOP (same generator)", 2),
-              ("c-skiff-low.dat", "Skiff at %s msg/s" % rate_text(args.rate / 5), 3)],
+              ("c-skiff-low.dat", "Skiff at %s msg/s" % rate_text(args.rate / 10), 3)],
         "d": [("d-skiff.dat", "Skiff, A→B", 1), ("d-redis.dat", "Redis LPUSH→BRPOP", 2)],
     }
     targets = {"c": 5, "d": 2}
@@ -1511,10 +1595,14 @@ def command_perf_summary(args):
         with open(args.wrk) as handle:
             wrk = json.load(handle)
     out = ["### Profile: %s" % args.title, ""]
-    out.append("`perf record -e cpu-clock -g` on the replica for 5 s while wrk ran %s (%s ok/s during the profile, "
-               "slowed by the profiler). Self time by where the code lives:" % (
-                   wrk.get("method", "?") + " " + re.sub(r"http://127.0.0.1:\d+", "", wrk.get("url", "?")),
-                   rate_text(wrk.get("ok_per_second"))))
+    if args.what:
+        what = args.what
+    else:
+        what = "wrk ran %s (%s ok/s during the profile, slowed by the profiler)" % (
+            wrk.get("method", "?") + " " + re.sub(r"http://127.0.0.1:\d+", "", wrk.get("url", "?")),
+            rate_text(wrk.get("ok_per_second")))
+    out.append("`perf record -e cpu-clock -g` on the replica for 5 s while %s. Self time by where the code lives:"
+               % what)
     out += ["", "| where | self time |", "|---|---|"]
     for group, percent in groups.most_common(14):
         out.append("| %s | %.1f%% |" % (group, percent))
@@ -1578,6 +1666,15 @@ def main():
     p.add_argument("--cpu", action="append")
     p.add_argument("--json")
     p.set_defaults(func=command_redis_bench)
+
+    p = sub.add_parser("unloaded")
+    p.add_argument("--skiff-port", type=int, required=True)
+    p.add_argument("--skiff-pid", type=int, required=True)
+    p.add_argument("--webdis-port", type=int, required=True)
+    p.add_argument("--webdis-pid", type=int, required=True)
+    p.add_argument("--requests", type=int, default=1000)
+    p.add_argument("--json")
+    p.set_defaults(func=command_unloaded)
 
     p = sub.add_parser("settle")
     p.add_argument("--pid", action="append", required=True)
@@ -1658,6 +1755,7 @@ def main():
     p.add_argument("--data", required=True)
     p.add_argument("--title", required=True)
     p.add_argument("--wrk")
+    p.add_argument("--what", help="what ran during the profile (instead of --wrk)")
     p.set_defaults(func=command_perf_summary)
 
     p = sub.add_parser("report")
