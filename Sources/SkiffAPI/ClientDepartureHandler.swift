@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 
 /// Notices when the client of an HTTP/1 connection goes away (it closed its side, or the
 /// connection dropped) without consuming the request stream, so keep-alive still works.
@@ -34,5 +35,24 @@ final class ClientDepartureHandler: ChannelInboundHandler, RemovableChannelHandl
         try? await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).departed?.futureResult
         }.get()
+    }
+}
+
+/// Whether the client of one request is known to have gone, set from the connection's event loop.
+final class ClientPresence: Sendable {
+    private let departed = Atomic<Bool>(false)
+
+    var hasDeparted: Bool { departed.load(ordering: .acquiring) }
+
+    /// Watches `channel`; `onDeparture` runs once the client is gone.
+    static func watch(_ channel: any Channel, onDeparture: @escaping @Sendable () -> Void) async -> ClientPresence {
+        let presence = ClientPresence()
+        if let departure = await ClientDepartureHandler.departure(of: channel) {
+            departure.whenComplete { _ in
+                presence.departed.store(true, ordering: .releasing)
+                onDeparture()
+            }
+        }
+        return presence
     }
 }

@@ -34,6 +34,11 @@ final class DeliverySettlement<Backend: QueueBackend>: Sendable {
         }
     }
 
+    /// Gives up the delivery without touching storage: the claim is no longer ours.
+    func abandon() {
+        _ = claimSettlement()
+    }
+
     func release() async {
         guard claimSettlement() else { return }
         await Self.release(delivery, backend: backend, logger: logger)

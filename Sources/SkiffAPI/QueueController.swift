@@ -64,9 +64,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                 try await backend.receive(from: queue, timeout: .milliseconds(timeout))
             }
         }
-        if timeout > 0, let departure = await ClientDepartureHandler.departure(of: context.channel) {
-            departure.whenComplete { _ in receiving.cancel() }
-        }
+        let presence = await ClientPresence.watch(context.channel) { receiving.cancel() }
         let delivery: Delivery?
         do {
             delivery = try await withTaskCancellationHandler {
@@ -78,13 +76,27 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             return Response(status: .noContent)
         }
         guard let delivery else { return Response(status: .noContent) }
-        return deliver(delivery, context: context)
+        let settlement = DeliverySettlement(delivery: delivery, backend: backend, logger: context.logger)
+        // The client left while the message was being claimed for it: nobody will read it.
+        if presence.hasDeparted {
+            await settlement.release()
+            return Response(status: .noContent)
+        }
+        // The fence: if this replica stalled past half the lease since the claim, the message may
+        // have been recovered and handed out elsewhere; then it is not ours to give.
+        guard try await backend.confirm(delivery) else {
+            settlement.abandon()
+            return Response(status: .noContent)
+        }
+        return deliver(settlement, presence: presence)
     }
 
     /// The 200 response. The message is deleted for good only after its bytes were handed to the
-    /// client's connection; if that write fails it goes back to the head of its queue.
-    private func deliver(_ delivery: Delivery, context: Context) -> Response {
-        let settlement = DeliverySettlement(delivery: delivery, backend: backend, logger: context.logger)
+    /// client's connection, and the client was not seen leaving before that; otherwise it goes
+    /// back to the head of its queue.
+    private func deliver(_ settlement: DeliverySettlement<Backend>, presence: ClientPresence) -> Response {
+        let delivery = settlement.delivery
+        let backend = self.backend
         let message = delivery.message
         var headers: HTTPFields = [
             .contentType: "application/json",
@@ -97,11 +109,21 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             status: .ok,
             headers: headers,
             body: ResponseBody(contentLength: message.body.readableBytes) { writer in
+                // Fence again for a stall between the handler and this write (free unless one happened).
+                guard try await backend.confirm(delivery) else {
+                    settlement.abandon()
+                    throw APIError(.serviceUnavailable, "the message was recovered by another replica")
+                }
                 do {
                     try await writer.write(message.body)
                 } catch {
                     await settlement.release()
                     throw error
+                }
+                // A client that left before the write cannot read it, even if the bytes were buffered.
+                if presence.hasDeparted {
+                    await settlement.release()
+                    throw CancellationError()
                 }
                 await settlement.complete()
                 try await writer.finish(nil)

@@ -76,7 +76,13 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         if timeout <= .zero || shuttingDown { return nil }
         let outcome = await waiters.wait(on: queue, timeout: timeout) { self.dispatch(queue) }
         switch outcome {
-        case .delivered(let delivery): return delivery
+        case .delivered(let delivery):
+            // Handed over just as the caller was cancelled (its client left): give it back now.
+            if Task.isCancelled {
+                try await release(delivery)
+                throw CancellationError()
+            }
+            return delivery
         case .timedOut: return nil
         case .cancelled: throw CancellationError()
         case .failed(let error): throw error
@@ -107,6 +113,17 @@ public final class MemoryQueueBackend: QueueBackend, Service {
             return true
         }
         if released { dispatch(delivery.queue) }
+    }
+
+    public func confirm(_ delivery: Delivery) async throws -> Bool {
+        guard delivery.needsFenceCheck else { return true }
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            guard let claim = state.queues[delivery.queue]?.inFlight[delivery.message.id], claim.message.claims == delivery.claimToken
+            else { return false }
+            state.queues[delivery.queue]?.inFlight[delivery.message.id] = Claim(message: claim.message, leaseExpiry: now + claimLease)
+            return true
+        }
     }
 
     public func health() async -> BackendHealth {

@@ -44,5 +44,11 @@ public protocol QueueBackend: Sendable {
     /// Puts a claimed message that did not reach its consumer back at the head of its queue.
     func release(_ delivery: Delivery) async throws
 
+    /// The fence before a hand-out: `true` while the claim is still held. Free (no storage round
+    /// trip) until half the lease has passed locally; after that it re-checks the claim and
+    /// restarts its lease, because a stalled replica's claim may have been recovered and the
+    /// message handed out elsewhere.
+    func confirm(_ delivery: Delivery) async throws -> Bool
+
     func health() async -> BackendHealth
 }

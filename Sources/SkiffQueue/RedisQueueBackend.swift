@@ -138,21 +138,21 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
             return delivery
         }
-        let deadline = ContinuousClock.now + timeout
-        while true {
-            let remaining = deadline - .now
-            if remaining <= .zero || state.withLock({ $0.isShuttingDown }) { return nil }
-            let outcome = await waiters.wait(on: queue, timeout: remaining) {
-                Task { await self.prepareToWait(on: queue) }
+        if timeout <= .zero || state.withLock({ $0.isShuttingDown }) { return nil }
+        let outcome = await waiters.wait(on: queue, timeout: timeout) {
+            Task { await self.prepareToWait(on: queue) }
+        }
+        switch outcome {
+        case .delivered(let delivery):
+            // Handed over just as the caller was cancelled (its client left): give it back now.
+            if Task.isCancelled {
+                try await shielded { try await self.release([delivery]) }
+                throw CancellationError()
             }
-            switch outcome {
-            case .delivered(let delivery):
-                if try await shielded({ try await self.holdsClaim(delivery) }) { return delivery }
-            // The claim was recovered by another replica while this one was stalled: keep waiting.
-            case .timedOut: return nil
-            case .cancelled: throw CancellationError()
-            case .failed(let error): throw error
-            }
+            return delivery
+        case .timedOut: return nil
+        case .cancelled: throw CancellationError()
+        case .failed(let error): throw error
         }
     }
 
@@ -227,9 +227,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
         }
     }
 
-    /// The fence: a delivery that waited more than half its lease locally is re-checked (and its
-    /// lease restarted) before it is handed out.
-    private func holdsClaim(_ delivery: Delivery) async throws -> Bool {
+    public func confirm(_ delivery: Delivery) async throws -> Bool {
         guard delivery.needsFenceCheck else { return true }
         let keys = keys(delivery.queue)
         let reply = try await mapErrors {
@@ -443,7 +441,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
             throw QueueError.internalError(error.detail)
         } catch let error as RedisServerError {
             if error.isOutOfMemory { throw QueueError.insufficientStorage(error.message) }
-            if error.isReadOnly { throw QueueError.unavailable(error.message) }
+            if error.isTemporary { throw QueueError.unavailable(error.message) }
             throw QueueError.internalError(error.message)
         }
     }

@@ -40,10 +40,11 @@ public struct RedisClientError: Error, Hashable, CustomStringConvertible, Sendab
 
     public var description: String { detail }
 
-    /// Whether the failure means Redis could not be reached or answered too late (as opposed to a bug).
+    /// Whether the failure means Redis could not be reached, answered too late, or the connection
+    /// broke (as opposed to a bug): the command may or may not have run.
     public var isConnectivityFailure: Bool {
         switch code {
-        case .connectionClosed, .timeout, .unavailable, .poolClosed: return true
+        case .connectionClosed, .timeout, .unavailable, .poolClosed, .protocolError: return true
         default: return false
         }
     }
@@ -62,7 +63,8 @@ public struct RedisServerError: Error, Hashable, CustomStringConvertible, Sendab
     public var isNoScript: Bool { prefix == "NOSCRIPT" }
     /// Redis refused a write because `maxmemory` is reached under `noeviction`.
     public var isOutOfMemory: Bool { prefix == "OOM" || message.contains("OOM command not allowed") }
-    /// The server is a replica (for example during a failover) and refuses writes.
-    public var isReadOnly: Bool { prefix == "READONLY" }
+    /// The server cannot serve for now and says so: loading its dataset after a restart, a
+    /// replica without its primary, a busy script, a cluster reconfiguring. Worth retrying.
+    public var isTemporary: Bool { ["LOADING", "MASTERDOWN", "TRYAGAIN", "BUSY", "READONLY"].contains(prefix) }
     public var description: String { "Redis error: \(message)" }
 }

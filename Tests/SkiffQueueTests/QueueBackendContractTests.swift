@@ -163,6 +163,29 @@ struct QueueBackendContractTests {
     }
 
     @Test(arguments: BackendKind.available)
+    func theFenceRenewsAHeldClaimAndRefusesARecoveredOne(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(2))
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        _ = try await backend.send("held", to: queue)
+        _ = try await backend.send("lost", to: queue)
+        let held = try #require(try await backend.receive(from: queue, timeout: .zero))
+        let lost = try #require(try await backend.receive(from: queue, timeout: .zero))
+        #expect(try await backend.confirm(held))
+        try await Task.sleep(for: .milliseconds(1_200))
+        // Past half the lease: the held claim is checked and its lease restarted.
+        #expect(try await backend.confirm(held))
+        try await Task.sleep(for: .milliseconds(1_000))
+        await fixture.recover()
+        // `lost` expired and was recovered; `held` was renewed and was not.
+        #expect(try await backend.confirm(lost) == false)
+        #expect(try await backend.confirm(held))
+        #expect(try await backend.complete(held))
+        #expect(try await backend.take(from: queue) == "lost")
+    }
+
+    @Test(arguments: BackendKind.available)
     func messagesPutBackSeparatelyKeepTheirOrder(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }

@@ -105,6 +105,28 @@ struct RedisClientIntegrationTests {
         #expect(client.pool.reconnects >= 1)
     }
 
+    @Test func aCommandOnAClosedConnectionFailsInsteadOfHanging() async throws {
+        var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+        configuration.connectTimeout = .seconds(5)
+        let connection = try await RedisConnection.connect(configuration: configuration, eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
+        connection.close()
+        try await connection.closeFuture.get()
+        // The pipeline is torn down: the write never reaches the handler, and must still fail.
+        await #expect(throws: RedisClientError.connectionClosed) {
+            try await connection.send(RedisCommand("PING"), timeout: .seconds(60))
+        }
+        let results = try await connection.sendPipelined([RedisCommand("PING"), RedisCommand("PING")], timeout: .seconds(60))
+        #expect(results.allSatisfy { if case .failure = $0 { true } else { false } })
+    }
+
+    @Test func serverErrorsThatPassAreTemporary() {
+        for message in ["LOADING Redis is loading the dataset in memory", "MASTERDOWN Link with MASTER is down", "TRYAGAIN", "BUSY Redis is busy", "READONLY You can't write against a read only replica."] {
+            #expect(RedisServerError(message: message).isTemporary, "\(message)")
+        }
+        #expect(!RedisServerError(message: "ERR unknown command").isTemporary)
+        #expect(RedisClientError.protocolError("x").isConnectivityFailure)
+    }
+
     @Test func failsFastWhenNothingListens() async throws {
         let port = try RedisServerProcess.freePort()
         let client = try makeClient("redis://127.0.0.1:\(port)")

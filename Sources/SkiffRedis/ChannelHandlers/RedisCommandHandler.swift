@@ -52,7 +52,9 @@ public final class RedisCommandHandler: ChannelDuplexHandler {
     }
 
     public func errorCaught(context: ChannelHandlerContext, error: Error) {
-        let clientError = (error as? RedisClientError) ?? .protocolError("\(error)")
+        // RESP errors come from the decoder as RedisClientError; anything else is the transport
+        // (a reset, a TLS failure): the connection is gone, not the protocol broken.
+        let clientError = (error as? RedisClientError) ?? .connectionClosed
         logger.debug("redis connection error", metadata: ["error": "\(error)"])
         failAll(stateMachine.connectionClosed(clientError), clientError)
         context.close(promise: nil)

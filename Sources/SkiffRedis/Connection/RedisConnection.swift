@@ -127,7 +127,12 @@ public final class RedisConnection: Sendable {
             isBlocking: isBlocking,
             promise: promise
         )
-        channel.write(request, promise: nil)
+        // If the channel closed before the request reaches the handler (its pipeline may already be
+        // torn down), the write fails and nothing else would ever complete the reply: fail it here.
+        // A promise completes once, so a reply or an earlier failure wins.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { _ in promise.fail(RedisClientError.connectionClosed) }
+        channel.write(request, promise: written)
         return (id, promise.futureResult)
     }
 
