@@ -235,7 +235,11 @@ stop_process() {
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 require_free_port() {
-    local name=$1 port=$2
+    local name=$1 port=$2 deadline=$((SECONDS + 10))
+    # A process we just killed may still hold its port for a moment: /proc shows the main
+    # thread as a zombie while other threads (Redis's fsync threads, NIO's event loops) are
+    # still exiting, and the listening socket closes only with the last of them.
+    while port_in_use "$port" && ((SECONDS < deadline)); do sleep 0.1; done
     if port_in_use "$port"; then
         die "port $port (for $name) is already in use by a process this script did not start; stop it or choose another port (see the header of scripts/cluster.sh)"
     fi
