@@ -15,6 +15,10 @@ replica (SKIFF_BIN) on a throwaway redis-server, both on free loopback ports.
         Replica A is frozen (SIGSTOP) the instant Redis's answer to its claim reaches it, for
         longer than the lease; replica B recovers the claim and hands the message out; then A
         resumes. Does A's consumer get the message as well (the fence)?
+    python3 -m chaos.repro stale-waiter [--rounds N]
+        A long-poll's deadline passes while its replica is frozen and two messages arrive; when
+        the replica resumes, is the first message briefly claimed for the expired waiter, so that
+        a consumer elsewhere gets the second one first (FIFO)?
 """
 
 from __future__ import annotations
@@ -326,6 +330,46 @@ async def pause_after_claim(rounds: int, lease_ms: int, long_poll: bool) -> int:
     return 1 if duplicates else 0
 
 
+async def stale_waiter(rounds: int) -> int:
+    """Replica A has a long-poll whose deadline passes while A is paused; two messages are sent
+    meanwhile. When A resumes, it may claim the head for its expired waiter and put it back a
+    round trip later; does a consumer on replica B get the second message first?"""
+    sandbox = Sandbox()
+    await sandbox.start()
+    port_b = await sandbox.second_replica()
+    overtaken = in_order = other = 0
+    try:
+        for i in range(rounds):
+            queue = f"stale-waiter-{os.getpid()}-{i}"
+            waiter = asyncio.ensure_future(request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=300", timeout=10))
+            await asyncio.sleep(0.1)
+            sandbox.skiff.send_signal(signal.SIGSTOP)
+            await request(HOST, port_b, "POST", f"/api/{queue}", b'{"n":1}', timeout=5)
+            await request(HOST, port_b, "POST", f"/api/{queue}", b'{"n":2}', timeout=5)
+            await asyncio.sleep(0.5)  # the waiter's deadline passes while A is frozen
+            sandbox.skiff.send_signal(signal.SIGCONT)
+            first = None
+            for _ in range(200):
+                response = await request(HOST, port_b, "GET", f"/api/{queue}?timeout=0", timeout=5)
+                if response.status == 200:
+                    first = response.body
+                    break
+            answer = await waiter
+            if answer.status == 200:
+                other += 1  # the expired waiter was served after all: no overtaking possible
+            elif first == b'{"n":2}':
+                overtaken += 1
+            elif first == b'{"n":1}':
+                in_order += 1
+            else:
+                other += 1
+    finally:
+        await sandbox.stop()
+    print(f"stale-waiter: {rounds} rounds: the second message was handed out first {overtaken} times, "
+          f"the first message first {in_order} times, other outcomes {other}")
+    return 1 if overtaken else 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m chaos.repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -339,6 +383,8 @@ def main(argv: list[str]) -> int:
     frozen.add_argument("--rounds", type=int, default=3)
     frozen.add_argument("--lease-ms", type=int, default=1000)
     frozen.add_argument("--long-poll", action="store_true", help="claim for a waiting long-poll instead of at once")
+    stale = sub.add_parser("stale-waiter")
+    stale.add_argument("--rounds", type=int, default=30)
     again = sub.add_parser("redelivery")
     again.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args(argv)
@@ -346,6 +392,8 @@ def main(argv: list[str]) -> int:
         return asyncio.run(abort_race(args.rounds, args.reset, args.close_first))
     if args.command == "pause-after-claim":
         return asyncio.run(pause_after_claim(args.rounds, args.lease_ms, args.long_poll))
+    if args.command == "stale-waiter":
+        return asyncio.run(stale_waiter(args.rounds))
     if args.command == "redelivery":
         return asyncio.run(redelivery(args.rounds))
     return asyncio.run(dropped_connection(args.requests))

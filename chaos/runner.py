@@ -703,11 +703,15 @@ def main(argv: list[str]) -> int:
     log(f"seed {settings.seed}; output in {settings.out}")
     run = Run(settings)
     started = time.monotonic()
+    harness_error = None
     try:
         asyncio.run(run.run())
     except KeyboardInterrupt:
         log("interrupted")
         return 130
+    except Exception as error:  # the history so far is still checked, but the run fails
+        harness_error = f"{type(error).__name__}: {error}"
+        log(f"the run did not complete: {harness_error}")
     log(f"run took {time.monotonic() - started:.0f} s")
     for note in run.notes:
         log(f"note: {note}")
@@ -723,6 +727,9 @@ def main(argv: list[str]) -> int:
         handle.write(reports[checker.STRICT].line() + "\n")
     strict = reports[checker.STRICT]
     print(strict.line(), flush=True)
+    if harness_error:
+        log(f"FAILED: the run did not complete ({harness_error}); seed {settings.seed}, history and logs in {settings.out}")
+        return 2
     if strict.failed or strict.acked == 0:
         log(f"FAILED with seed {settings.seed}: replay with `make chaos CHAOS_SEED={settings.seed}` "
             f"(or CHAOS_SEED={settings.seed} chaos/run.sh); history and logs in {settings.out}")
