@@ -606,7 +606,8 @@ class Run:
         if os.path.exists(os.path.join(STATE, "cluster.env")):
             code = await self.cluster("status", check=False)
             if code != 3 and any(self.pid_of(name) for name in ["redis", "proxy"] + [f"skiff-{n}" for n in range(1, self.s.replicas + 1)]):
-                raise SystemExit("chaos: a cluster from this checkout is running; stop it first (scripts/cluster.sh down)")
+                raise SystemExit(f"chaos: the chaos cluster of an earlier run is still running; stop it first: "
+                                 f"CLUSTER_STATE_DIR={STATE} scripts/cluster.sh down")
         specs = [f"skiff-{n}={self.s.link_port + n}:{HOST}:{self.s.redis_port}" for n in range(1, self.s.replicas + 1)]
         specs.append(f"repl={self.repl_link_port}:{HOST}:{self.s.redis_port}")
         ready = os.path.join(self.s.out, "link.ready")
