@@ -88,13 +88,12 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             settlement.abandon()
             return Response(status: .noContent)
         }
-        return deliver(settlement, presence: presence)
+        return deliver(settlement)
     }
 
     /// The 200 response. The message is deleted for good only after its bytes were handed to the
-    /// client's connection, and the client was not seen leaving before that; otherwise it goes
-    /// back to the head of its queue.
-    private func deliver(_ settlement: DeliverySettlement<Backend>, presence: ClientPresence) -> Response {
+    /// client's connection; if that fails it goes back to the head of its queue.
+    private func deliver(_ settlement: DeliverySettlement<Backend>) -> Response {
         let delivery = settlement.delivery
         let backend = self.backend
         let message = delivery.message
@@ -120,13 +119,15 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                     await settlement.release()
                     throw error
                 }
-                // A client that left before the write cannot read it, even if the bytes were buffered.
-                if presence.hasDeparted {
+                do {
+                    try await writer.finish(nil)
+                } catch {
                     await settlement.release()
-                    throw CancellationError()
+                    throw error
                 }
+                // Handed to the client's connection: delivered. (Seeing the client leave *after* this
+                // proves nothing: a fast client reads the whole response and closes at once.)
                 await settlement.complete()
-                try await writer.finish(nil)
             }
         )
     }
