@@ -1,7 +1,7 @@
 # Skiff: `make up` starts the local cluster, `make test` runs everything CI runs.
 REPLICAS ?= 3
 
-.PHONY: build release run test up down status logs check-infra clean
+.PHONY: build release run test up down status logs check-infra chaos chaos-ci bench bench-smoke clean
 
 build:
 	swift build
@@ -32,6 +32,22 @@ logs:
 
 check-infra:
 	scripts/check-infra.sh
+
+# Fault injection against its own cluster (issue 7): CHAOS_SECONDS (300), CHAOS_SEED to replay.
+chaos:
+	chaos/run.sh
+
+# The bounded run: every fault kind at least once, about 3 minutes.
+chaos-ci:
+	CHAOS_SECONDS=120 chaos/run.sh
+
+# Skiff against webdis, redis-benchmark and Redis on this machine; writes BENCHMARKS.md.
+bench:
+	bench/run.sh
+
+# Every benchmark scenario very briefly, to prove the harness works.
+bench-smoke:
+	bench/run.sh --smoke
 
 clean:
 	rm -rf .build .cluster

@@ -110,5 +110,11 @@ swift test --skip-build --filter SkiffClusterTests
 scripts/cluster.sh down
 CLUSTER_UP=0
 
+log "chaos checker's own tests (hand-made histories for every rule)"
+chaos/run.sh --unit
+
 log "infrastructure checks (terraform, checkov, hadolint, compose, haproxy)"
 scripts/check-infra.sh
+
+log "benchmark smoke run (every scenario, briefly; no timing is asserted)"
+SKIFF_BIN="$PWD/.build/release/skiff" bench/run.sh --smoke
