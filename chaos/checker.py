@@ -246,6 +246,10 @@ def _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for) ->
                 absorbed += 1
         report.recovered += absorbed
         report.lost += len(missing) - absorbed
+        if absorbed:
+            kinds = sorted(set((op.get("err") or str(op.get("status")))[:12] for op in indeterminate.get(queue, [])))
+            report.example("recovered", f"{queue}: {absorbed} acked message(s) never read, within reach of "
+                                        f"{len(indeterminate.get(queue, []))} indeterminate GETs ({', '.join(kinds)})")
         unexplained = free + remaining[position:]
         for sent in unexplained[:EXAMPLES]:
             report.example("lost", _describe(sent))
