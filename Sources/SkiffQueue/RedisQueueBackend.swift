@@ -301,28 +301,27 @@ public final class RedisQueueBackend: QueueBackend, Service {
     }
 
     /// Claims messages for the local waiters of `queue` and hands them out, oldest message to
-    /// oldest waiter. A message whose waiter left in the meantime goes to the next waiter, or
-    /// back to the head of the queue.
+    /// oldest waiter. The waiters are reserved while the claim is in flight, so none can time out
+    /// or leave with a message claimed for it and nobody to take it (which would hide the head of
+    /// the queue from other consumers until it was put back).
     private func claimPass(_ queue: QueueName) async {
         while true {
-            let wanted = min(waiters.count(on: queue), Self.maximumClaimBatch)
-            guard wanted > 0 else { return }
+            let reservations = waiters.reserveOldest(queue, max: Self.maximumClaimBatch)
+            guard !reservations.isEmpty else { return }
             let deliveries: [Delivery]
             do {
-                deliveries = try await claim(queue, count: wanted)
+                deliveries = try await claim(queue, count: reservations.count)
             } catch {
                 logger.warning("claim for waiters failed", metadata: ["queue.name": "\(queue)", "error": "\(error)"])
+                waiters.unreserve(reservations)
                 waiters.resolveAll(on: queue, with: .failed(error))
                 return
             }
             var leftovers: [Delivery] = []
-            for delivery in deliveries {
-                if let waiter = waiters.takeOldest(queue) {
-                    waiter.resume(.delivered(delivery))
-                } else {
-                    leftovers.append(delivery)
-                }
+            for (reservation, delivery) in zip(reservations, deliveries) where !waiters.fulfil(reservation, with: delivery) {
+                leftovers.append(delivery)
             }
+            waiters.unreserve(Array(reservations.dropFirst(deliveries.count)))
             if !leftovers.isEmpty {
                 do {
                     try await release(leftovers)
@@ -334,7 +333,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
                 }
                 return
             }
-            if deliveries.count < wanted { return }
+            if deliveries.count < reservations.count { return }
         }
     }
 

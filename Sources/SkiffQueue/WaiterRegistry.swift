@@ -20,6 +20,16 @@ public final class WaiterRegistry: Sendable {
         var continuation: CheckedContinuation<WaitOutcome, Never>?
         var cancelled = false
         var timer: Scheduled<Void>?
+        var deadline: NIODeadline
+        /// Counted for a claim in flight: it neither times out nor leaves until the claim returns,
+        /// so the message claimed for it is never orphaned (which would hide the queue's head).
+        var reserved = false
+    }
+
+    /// A waiter set aside for a claim in flight (see ``reserveOldest(_:max:)``).
+    public struct Reservation: Sendable {
+        fileprivate let queue: QueueName
+        fileprivate let id: UInt64
     }
 
     private struct Waiters {
@@ -59,7 +69,7 @@ public final class WaiterRegistry: Sendable {
         let id = state.withLock { state -> UInt64 in
             state.nextID &+= 1
             let id = state.nextID
-            state.queues[queue, default: Waiters()].entries[id] = Entry()
+            state.queues[queue, default: Waiters()].entries[id] = Entry(deadline: .now() + .nanoseconds(timeout.nanoseconds))
             return id
         }
         return await withTaskCancellationHandler {
@@ -78,9 +88,7 @@ public final class WaiterRegistry: Sendable {
                     continuation.resume(returning: .cancelled)
                     return
                 }
-                let timer = eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [weak self] () -> Void in
-                    self?.resolve(queue: queue, id: id, with: .timedOut)
-                }
+                let timer = armTimer(queue: queue, id: id, in: timeout)
                 let stillWaiting = state.withLock { state -> Bool in
                     guard state.queues[queue]?.entries[id] != nil else { return false }
                     state.queues[queue]?.entries[id]?.timer = timer
@@ -93,13 +101,91 @@ public final class WaiterRegistry: Sendable {
         }
     }
 
+    private func armTimer(queue: QueueName, id: UInt64, in timeout: Duration) -> Scheduled<Void> {
+        eventLoop.scheduleTask(in: .nanoseconds(timeout.nanoseconds)) { [weak self] () -> Void in
+            self?.resolve(queue: queue, id: id, with: .timedOut)
+        }
+    }
+
+    /// Sets aside up to `max` of the oldest waiters on `queue` for a claim about to be made for them.
+    ///
+    /// Each reservation must end with ``fulfil(_:with:)`` or ``unreserve(_:)``.
+    public func reserveOldest(_ queue: QueueName, max: Int) -> [Reservation] {
+        state.withLock { state in
+            guard var waiters = state.queues[queue] else { return [] }
+            var reservations: [Reservation] = []
+            while reservations.count < max, let id = waiters.order.popFirst() {
+                guard let entry = waiters.entries[id], entry.continuation != nil, !entry.reserved else { continue }
+                entry.timer?.cancel()
+                waiters.entries[id]?.timer = nil
+                waiters.entries[id]?.reserved = true
+                reservations.append(Reservation(queue: queue, id: id))
+            }
+            state.queues[queue] = waiters
+            return reservations
+        }
+    }
+
+    /// Hands `delivery` to a reserved waiter. `false` if the waiter is gone (the registry was
+    /// shut down or failed meanwhile): the caller must put the message back.
+    public func fulfil(_ reservation: Reservation, with delivery: Delivery) -> Bool {
+        let taken = state.withLock { state -> TakenWaiter? in
+            guard var waiters = state.queues[reservation.queue], let entry = waiters.entries[reservation.id], entry.reserved,
+                let continuation = entry.continuation
+            else { return nil }
+            defer { Self.store(waiters, for: reservation.queue, in: &state) }
+            waiters.entries[reservation.id] = nil
+            state.total -= 1
+            return TakenWaiter(continuation: continuation, timer: nil)
+        }
+        guard let taken else { return false }
+        // A waiter whose task was cancelled while reserved still gets it; its receive gives it back.
+        taken.resume(.delivered(delivery))
+        return true
+    }
+
+    /// Ends reservations that got no message: back at the front of the line, in their order, unless
+    /// their deadline passed (they time out now) or their task was cancelled meanwhile.
+    public func unreserve(_ reservations: [Reservation]) {
+        guard let queue = reservations.first?.queue else { return }
+        let now = NIODeadline.now()
+        var ended: [(TakenWaiter, WaitOutcome)] = []
+        var rearm: [(UInt64, Duration)] = []
+        state.withLock { state in
+            guard var waiters = state.queues[queue] else { return }
+            for reservation in reservations.reversed() {
+                guard let entry = waiters.entries[reservation.id], entry.reserved, let continuation = entry.continuation else { continue }
+                if entry.cancelled || entry.deadline <= now {
+                    waiters.entries[reservation.id] = nil
+                    state.total -= 1
+                    ended.append((TakenWaiter(continuation: continuation, timer: nil), entry.cancelled ? .cancelled : .timedOut))
+                } else {
+                    waiters.entries[reservation.id]?.reserved = false
+                    waiters.order.prepend(reservation.id)
+                    rearm.append((reservation.id, .nanoseconds((entry.deadline - now).nanoseconds)))
+                }
+            }
+            Self.store(waiters, for: queue, in: &state)
+        }
+        for (id, remaining) in rearm {
+            let timer = armTimer(queue: queue, id: id, in: remaining)
+            let stillWaiting = state.withLock { state -> Bool in
+                guard state.queues[queue]?.entries[id] != nil else { return false }
+                state.queues[queue]?.entries[id]?.timer = timer
+                return true
+            }
+            if !stillWaiting { timer.cancel() }
+        }
+        for (waiter, outcome) in ended { waiter.resume(outcome) }
+    }
+
     /// Removes and returns the oldest waiter on `queue`, if any.
     public func takeOldest(_ queue: QueueName) -> TakenWaiter? {
         state.withLock { state in
             guard var waiters = state.queues[queue] else { return nil }
             defer { Self.store(waiters, for: queue, in: &state) }
             while let id = waiters.order.popFirst() {
-                guard let entry = waiters.entries[id], let continuation = entry.continuation else { continue }
+                guard let entry = waiters.entries[id], let continuation = entry.continuation, !entry.reserved else { continue }
                 waiters.entries[id] = nil
                 state.total -= 1
                 return TakenWaiter(continuation: continuation, timer: entry.timer)
@@ -111,7 +197,7 @@ public final class WaiterRegistry: Sendable {
     /// Waiters currently registered on `queue`.
     public func count(on queue: QueueName) -> Int {
         state.withLock { state in
-            state.queues[queue]?.entries.values.reduce(0) { $0 + ($1.continuation == nil ? 0 : 1) } ?? 0
+            state.queues[queue]?.entries.values.reduce(0) { $0 + ($1.continuation == nil || $1.reserved ? 0 : 1) } ?? 0
         }
     }
 
@@ -132,8 +218,8 @@ public final class WaiterRegistry: Sendable {
                 for entry in waiters.entries.values {
                     guard let continuation = entry.continuation else { continue }
                     taken.append(TakenWaiter(continuation: continuation, timer: entry.timer))
+                    state.total -= 1
                 }
-                state.total -= taken.count
             }
             return taken
         }
@@ -144,9 +230,11 @@ public final class WaiterRegistry: Sendable {
         let taken = state.withLock { state -> TakenWaiter? in
             guard var waiters = state.queues[queue], let entry = waiters.entries[id] else { return nil }
             defer { Self.store(waiters, for: queue, in: &state) }
-            guard let continuation = entry.continuation else {
-                // Not registered yet: the registration sees the flag and resumes at once.
-                waiters.entries[id]?.cancelled = true
+            guard let continuation = entry.continuation, !entry.reserved else {
+                // Not registered yet (the registration sees the flag and resumes at once), or
+                // reserved for a claim in flight (its reservation ends it). A reserved waiter's
+                // timer was cancelled; one that fired anyway is ignored, unreserve checks the deadline.
+                if case .cancelled = outcome { waiters.entries[id]?.cancelled = true }
                 return nil
             }
             waiters.entries[id] = nil
