@@ -119,15 +119,11 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                     await settlement.release()
                     throw error
                 }
-                do {
-                    try await writer.finish(nil)
-                } catch {
-                    await settlement.release()
-                    throw error
-                }
-                // Handed to the client's connection: delivered. (Seeing the client leave *after* this
-                // proves nothing: a fast client reads the whole response and closes at once.)
+                // The whole body is handed to the client's connection: delivered. Nothing that
+                // happens after this proves otherwise: a fast client reads the response and closes
+                // at once, so `finish` failing or the client leaving must not put the message back.
                 await settlement.complete()
+                try await writer.finish(nil)
             }
         )
     }
