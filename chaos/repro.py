@@ -105,13 +105,17 @@ class Sandbox:
             if process.poll() is None:
                 process.kill()
                 process.wait()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        if os.environ.get("REPRO_KEEP"):
+            print(f"repro: logs kept in {self.directory}")
+        else:
+            shutil.rmtree(self.directory, ignore_errors=True)
 
 
 async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
-    sandbox = Sandbox()
+    lease_ms = 2000
+    sandbox = Sandbox(environment={"CLAIM_LEASE_MS": str(lease_ms)})
     await sandbox.start()
-    gone = read = back = 0
+    gone = read = back = late = 0
     outcomes: dict[str, list[str]] = {}
     try:
         for i in range(rounds):
@@ -153,6 +157,15 @@ async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
                 outcomes.setdefault(delay, []).append("r")
                 continue
             after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=1500", timeout=5)
+            if os.environ.get("REPRO_KEEP"):
+                print(f"round {i}: queue {queue}: {'back' if after.status == 200 else 'not back within 1.5 s'}")
+            if after.status != 200:
+                # Not released at once: does it come back when its claim lease expires?
+                after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout={lease_ms + 2000}", timeout=10)
+                if after.status == 200:
+                    late += 1
+                    outcomes.setdefault(delay, []).append("L")
+                    continue
             if after.status == 200:
                 back += 1
                 outcomes.setdefault(delay, []).append("b")
@@ -163,9 +176,9 @@ async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
         await sandbox.stop()
     kind = ("RST" if reset else "FIN") + (", closed before the message was sent" if close_first else "")
     print(f"abort-race ({kind}): {rounds} rounds: answer had arrived before the close {read}, message back in the queue {back}, "
-          f"message gone with nobody having read it {gone}")
+          f"back only after its lease {late}, message gone with nobody having read it {gone}")
     if outcomes:
-        print("  by delay between the 201 and the close (r: answer read, b: message back, G: gone):")
+        print("  by delay between the 201 and the close (r: answer read, b: message back, L: back after the lease, G: gone):")
         for delay in sorted(outcomes, key=float.__call__ if False else lambda d: float(d[:-2])):
             print(f"  {delay:>6} {''.join(outcomes[delay])}")
     return 1 if gone else 0
