@@ -138,6 +138,14 @@ start_skiff() { # name port -> sets LAST_PID
 write_report() {
     log "report"
     bench plot --results "$OUT" --png "$PLOT" --rate "$RATE"
+    rm -f "$OUT/profile.md"
+    local kind what
+    for kind in enqueue dequeue long-poll; do
+        [ -s "$OUT/perf-$kind.data" ] || continue
+        mapfile -t what <"$OUT/perf-$kind.what"
+        bench perf-summary --data "$OUT/perf-$kind.data" --title "$kind" --wrk "$OUT/profile-$kind.json" \
+            "${what[@]}" >>"$OUT/profile.md" || true
+    done
     local args=(--results "$OUT" --markdown "$MARKDOWN" --plot-link "$PLOT_LINK" --connections "$CONNECTIONS"
         --seconds "$RUN_SECONDS" --latency-seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE"
         --rate "$RATE" --producers "$PRODUCERS" --consumers "$CONSUMERS" --settle-ms "$WAKEUP_SETTLE_MS"
@@ -400,11 +408,11 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && perf stat -e cpu-clock tr
         esac
         load_job=$!
         sleep 1.5
-        perf record -F 999 -e cpu-clock -g -p "$SKIFF_A_PID" -o "$WORK/perf-$kind.data" -- sleep 5 \
+        perf record -F 999 -e cpu-clock -g -p "$SKIFF_A_PID" -o "$OUT/perf-$kind.data" -- sleep 5 \
             >"$WORK/perf-$kind.log" 2>&1 || true
         wait "$load_job" || true
-        bench perf-summary --data "$WORK/perf-$kind.data" --title "$kind" --wrk "$OUT/profile-$kind.json" \
-            "${what[@]}" >>"$OUT/profile.md" || true
+        : >"$OUT/perf-$kind.what"
+        if ((${#what[@]})); then printf '%s\n' "${what[@]}" >"$OUT/perf-$kind.what"; fi
         settle
     done
     rcli DEL 'skiff:{bench-p}:ready' 'skiff:{bench-p}:seq' 'skiff:{bench-p2}:ready' 'skiff:{bench-p2}:seq' \

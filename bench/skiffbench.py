@@ -1192,6 +1192,12 @@ def command_report(args):
     rows.append(["c", "produce+consume at %s msg/s, end to end" % rate_text(args.rate), latency_cell(cs),
                  webdis_c, latency_cell(c["redis"]) + " (LPUSH+BRPOP, RESP)",
                  latency_ratio(cs, c["webdis"]), latency_ratio(cs, c["redis"]), "p99 ≤ 5 ms, p99.9 reported", met])
+    for name in ("c-skiff", "c-redis", "c-skiff-low"):
+        result = load(d, name)
+        lag = ((result or {}).get("send_lag") or {}).get("p99_ms")
+        if lag is not None and lag > 2 and result.get("received") == result.get("sent"):
+            notes.append("(%s) the load generator itself fell behind (send lag p99 %s ms, included in the latency): the "
+                         "machine was busy; compare with care." % (name, ms(lag)))
     for mode, result in c.items():
         if result:
             errors = {**(result.get("producer_errors") or {}), **(result.get("consumer_errors") or {})}
@@ -1574,6 +1580,26 @@ def perf_rows(data, children):
     return rows
 
 
+def thread_split(data):
+    """Share of samples per kind of thread: NIO event loops or Swift concurrency's global pool."""
+    proc = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "comm", "-g", "none"],
+                          capture_output=True, text=True, timeout=300)
+    split = collections.Counter()
+    for line in proc.stdout.splitlines():
+        match = re.match(r"^\s*([\d.]+)%\s+(.+?)\s*$", line)
+        if not match:
+            continue
+        name = match.group(2)
+        if name.startswith("NIO-"):
+            kind = "NIO event-loop threads"
+        elif "qos" in name:
+            kind = "Swift concurrency global executor (libdispatch) threads"
+        else:
+            kind = "other threads (%s)" % name
+        split[kind] += float(match.group(1))
+    return split
+
+
 def short(name, width=120):
     name = re.sub(r"\s+", " ", name)
     return name if len(name) <= width else name[: width - 1] + "…"
@@ -1606,6 +1632,9 @@ def command_perf_summary(args):
     out += ["", "| where | self time |", "|---|---|"]
     for group, percent in groups.most_common(14):
         out.append("| %s | %.1f%% |" % (group, percent))
+    threads = thread_split(args.data)
+    if threads:
+        out += ["", "By thread: " + ", ".join("%s %.0f%%" % item for item in threads.most_common()) + "."]
     out += ["", "<details><summary>Top functions by self time</summary>", "", "| self | function |", "|---|---|"]
     for percent, dso, kind, symbol in sorted(flat, key=lambda row: -row[0])[:30]:
         out.append("| %.1f%% | `%s` (%s) |" % (percent, short(names.get(symbol, symbol)).replace("|", "\\|"), dso))
