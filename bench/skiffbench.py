@@ -1489,6 +1489,11 @@ def command_plot(args):
         plots = []
         for name, label, style in series[panel]:
             path = os.path.join(d, name)
+            result = load(d, name[: -len(".dat")]) or {}
+            missing = (result.get("latency") or {}).get("missing")
+            if missing:
+                total = missing + result["latency"]["count"]
+                label += " (%.0f%% never arrived)" % (100 * missing / total)
             if os.path.exists(path) and os.path.getsize(path) > 40:
                 plots.append('"%s" using 1:3 with lines lw 2 lc %d title "%s"' % (path, style, label))
         plots.append('%g with lines dt 2 lc rgb "#c00000" title "target p99 ≤ %g ms"' % (targets[panel], targets[panel]))
