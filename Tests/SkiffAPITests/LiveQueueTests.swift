@@ -77,6 +77,29 @@ struct LiveQueueTests {
         }
     }
 
+    /// A client that reads its whole response and closes at once was served: the message must
+    /// not come back. (Releasing on any sign of the client leaving after the write would fail this.)
+    @Test(arguments: BackendKind.available)
+    func aConsumerThatReadsAndLeavesAtOnceIsServedOnce(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let probe = Probe(port: port)
+            let queue = TestEnvironment.uniqueName("readleave")
+            for index in 0..<100 { #expect(try await probe.post(queue, "\(index)").status == .created) }
+            for index in 0..<100 {
+                let (status, body) = try await RawHTTP.exchangeAndClose(
+                    port: port,
+                    request: "GET /api/\(queue)?timeout=2000 HTTP/1.1\r\nHost: localhost\r\n\r\n"
+                )
+                #expect(status.hasPrefix("HTTP/1.1 200"))
+                #expect(body == "\(index)")
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await probe.get(queue, timeout: 500).status == .noContent)
+        }
+    }
+
     @Test(.enabled(if: TestEnvironment.hasRedis))
     func competingConsumersOnTwoInstancesGetEveryMessageExactlyOnce() async throws {
         let first = try makeApplication(.redis)

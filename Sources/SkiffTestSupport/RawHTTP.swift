@@ -1,0 +1,63 @@
+import Foundation
+
+/// HTTP/1.1 over a plain blocking socket, for tests that need control over exactly when the
+/// connection closes.
+public enum RawHTTP {
+    /// Sends `request`, reads the response head and exactly Content-Length body bytes, then closes
+    /// the socket at once (a client that reads its answer and leaves). Returns the status line and body.
+    ///
+    /// The blocking socket work runs on a Dispatch thread: blocking the (small) cooperative pool
+    /// would starve the server under test.
+    public static func exchangeAndClose(port: Int, request: String) async throws -> (status: String, body: String) {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try blockingExchangeAndClose(port: port, request: request) })
+            }
+        }
+    }
+
+    private static func blockingExchangeAndClose(port: Int, request: String) throws -> (status: String, body: String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        defer { close(fd) }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
+        let bytes = Array(request.utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            if let headEnd = find([13, 10, 13, 10], in: received) {
+                let head = String(decoding: received[..<headEnd], as: UTF8.self)
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                let bodyStart = headEnd + 4
+                if received.count - bodyStart >= length {
+                    let status = String(head.split(separator: "\r\n").first ?? "")
+                    return (status, String(decoding: received[bodyStart..<(bodyStart + length)], as: UTF8.self))
+                }
+            }
+            let count = recv(fd, &buffer, buffer.count, 0)
+            guard count > 0 else {
+                throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "connection ended (\(count), errno \(errno)) after: \(String(decoding: received, as: UTF8.self).debugDescription)"])
+            }
+            received.append(contentsOf: buffer[0..<count])
+        }
+    }
+
+    private static func find(_ needle: [UInt8], in haystack: [UInt8]) -> Int? {
+        guard haystack.count >= needle.count else { return nil }
+        for index in 0...(haystack.count - needle.count) where Array(haystack[index..<(index + needle.count)]) == needle {
+            return index
+        }
+        return nil
+    }
+}
