@@ -1316,7 +1316,9 @@ def command_report(args):
         "- Peers on the same Redis: webdis %s (%s threads), redis-benchmark %s; load: wrk %s, %s connections, "
         "%s s per run; latency generator: `bench/skiffbench.py` (Python %s, asyncio)" % (
             machine.get("webdis", "?"), machine.get("webdis_threads", "?"), machine.get("redis_benchmark", "?"),
-            machine.get("wrk", "?"), args.connections, args.seconds, machine.get("python", "?")),
+            machine.get("wrk", "?"), args.connections, args.seconds, machine.get("python", "?"))
+        + (" run under `%s` so that it is not what is measured" % machine["generator_nice"]
+           if machine.get("generator_nice") else ""),
         "",
         "## Results",
         "",
