@@ -75,18 +75,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         let shuttingDown = state.withLock { $0.isShuttingDown }
         if timeout <= .zero || shuttingDown { return nil }
         let outcome = await waiters.wait(on: queue, timeout: timeout) { self.dispatch(queue) }
-        switch outcome {
-        case .delivered(let delivery):
-            // Handed over just as the caller was cancelled (its client left): give it back now.
-            if Task.isCancelled {
-                try await release(delivery)
-                throw CancellationError()
-            }
-            return delivery
-        case .timedOut: return nil
-        case .cancelled: throw CancellationError()
-        case .failed(let error): throw error
-        }
+        return try await outcome.delivery { try await self.release($0) }
     }
 
     @discardableResult

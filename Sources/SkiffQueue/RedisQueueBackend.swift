@@ -142,18 +142,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
         let outcome = await waiters.wait(on: queue, timeout: timeout) {
             Task { await self.prepareToWait(on: queue) }
         }
-        switch outcome {
-        case .delivered(let delivery):
-            // Handed over just as the caller was cancelled (its client left): give it back now.
-            if Task.isCancelled {
-                try await shielded { try await self.release([delivery]) }
-                throw CancellationError()
-            }
-            return delivery
-        case .timedOut: return nil
-        case .cancelled: throw CancellationError()
-        case .failed(let error): throw error
-        }
+        return try await outcome.delivery { delivery in try await self.shielded { try await self.release([delivery]) } }
     }
 
     @discardableResult

@@ -10,6 +10,24 @@ public enum WaitOutcome: Sendable {
     case failed(any Error)
 }
 
+extension WaitOutcome {
+    /// The delivery a wait ended with, or `nil` if it timed out. A delivery handed over just as the
+    /// waiting task was cancelled (its client left) is given back at once with `release`.
+    public func delivery(releasingIfCancelled release: (Delivery) async throws -> Void) async throws -> Delivery? {
+        switch self {
+        case .delivered(let delivery):
+            if Task.isCancelled {
+                try await release(delivery)
+                throw CancellationError()
+            }
+            return delivery
+        case .timedOut: return nil
+        case .cancelled: throw CancellationError()
+        case .failed(let error): throw error
+        }
+    }
+}
+
 /// The consumers waiting on this replica, per queue, oldest first.
 ///
 /// Backends hand claimed messages to the oldest waiter with ``takeOldest(_:)``. Each waiter has

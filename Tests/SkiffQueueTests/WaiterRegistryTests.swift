@@ -43,12 +43,13 @@ struct WaiterRegistryTests {
         let registry = self.registry, queue = self.queue
         let first = Task { await registry.wait(on: queue, timeout: .seconds(20)) {} }
         try await waitForRegistration(1)
-        let expiring = Task { await registry.wait(on: queue, timeout: .milliseconds(30)) {} }
+        // Long enough to outlive the registrations on a loaded machine; it expires while reserved.
+        let expiring = Task { await registry.wait(on: queue, timeout: .seconds(1)) {} }
         try await waitForRegistration(2)
         let last = Task { await registry.wait(on: queue, timeout: .seconds(20)) {} }
         try await waitForRegistration(3)
         let reservations = registry.reserveOldest(queue, max: 2)
-        try await Task.sleep(for: .milliseconds(80))
+        try await Task.sleep(for: .milliseconds(1_300))
         registry.unreserve(reservations)
         guard case .timedOut = await expiring.value else {
             Issue.record("a waiter whose deadline passed while reserved times out when unreserved")
