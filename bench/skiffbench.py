@@ -1230,8 +1230,9 @@ def command_report(args):
     e = load(d, "e-skiff")
     if not e or e.get("available") is False:
         reason = (e or {}).get("reason", "not available: batch API not implemented")
-        rows.append(["e", "batch enqueue", reason, "—", rate_text((load(d, "e-redis-benchmark") or {}).get("msg_per_second"))
-                     + " msg/s" if load(d, "e-redis-benchmark") else "—", "—", "—", "≥ 1 000 000 msg/s", "not run"])
+        eb = load(d, "e-redis-benchmark")
+        peer = (rate_text(eb.get("msg_per_second")) + " msg/s (LPUSH ×%d)" % args.batch_size) if eb else "—"
+        rows.append(["e", "batch enqueue", reason, "—", peer, "—", "—", "≥ 1 000 000 msg/s", "not run"])
     else:
         rate = wrk_rate(e)
         msgs = rate * e.get("batch_size", 1) if rate else None
@@ -1361,8 +1362,9 @@ def details(d, args):
         "- **d** One consumer waits on replica B (`GET ?timeout=5000`, %s ms to settle), then the message is "
         "POSTed to replica A; latency = consumer's receipt − POST start. Sequential samples; the peer is raw Redis "
         "(`BRPOP` woken by `LPUSH` from another connection)." % args.settle_ms,
-        "- **e** `POST /api/bench-e/batch` with a JSON array of %d messages (skipped while the route answers 404)."
-        % args.batch_size,
+        "- **e** `POST /api/bench-e/batch` with a JSON array of %d messages, wrk, %s connections (skipped while the "
+        "route answers 404 or 405); redis-benchmark: one `LPUSH` carrying %d values per command, msg/s = commands/s × "
+        "%d." % (args.batch_size, args.connections, args.batch_size, args.batch_size),
         "- **f** Python asyncio opens the waits (`GET ?timeout=60000`, spread over 8 queues), then RSS "
         "(`VmRSS`), the replica's established TCP connections to Redis (`ss -tnp`) and its CPU time over %s s of "
         "idling (`/proc/PID/stat`); finally one message per queue must reach a waiting consumer." % args.idle_seconds,
@@ -1552,8 +1554,17 @@ def classify(dso, kind, name, modules):
         return "kernel (syscalls, loopback TCP, scheduler)"
     if "libswift_Concurrency" in dso:
         return "Swift concurrency runtime (tasks, executors)"
-    if "libswiftCore" in dso or name.startswith("swift_"):
-        return "Swift runtime (ARC, allocation, generics, casts)"
+    if "libswiftCore" in dso or name.startswith("swift_") or name.startswith("__swift_"):
+        if re.search(r"swift_(retain|release|bridgeObject|isUniquelyReferenced|unknownObject)|RefCount", name):
+            return "Swift runtime: ARC (retain/release)"
+        if re.search(r"Metadata|getCache|WitnessTable|tryCast|dynamicCast|ConcurrentReadableHashMap|instantiate"
+                     r"|conformsTo|getTypeByMangled|EnumCase|checkMetadataState", name):
+            return "Swift runtime: generic metadata, witness tables, casts (unspecialized code)"
+        if re.search(r"Access(Set)?|beginAccess|endAccess", name):
+            return "Swift runtime: exclusivity checks"
+        if re.search(r"alloc|dealloc|Alloc", name):
+            return "Swift runtime: object allocation"
+        return "Swift runtime: other (String building, hashing, collections)"
     if dso.startswith("libc") or dso.startswith("ld-linux") or dso.startswith("libm"):
         return "libc (malloc/free, memcpy, locks)"
     if re.match(r"^(redis|sds|hi_|__redis)", name):
@@ -1637,7 +1648,7 @@ def command_perf_summary(args):
     out.append("`perf record -e cpu-clock -g` on the replica for 5 s while %s. Self time by where the code lives:"
                % what)
     out += ["", "| where | self time |", "|---|---|"]
-    for group, percent in groups.most_common(14):
+    for group, percent in groups.most_common(16):
         out.append("| %s | %.1f%% |" % (group, percent))
     threads = thread_split(args.data)
     if threads:
