@@ -383,6 +383,33 @@ async def stale_waiter(rounds: int) -> int:
     return 1 if overtaken else 0
 
 
+async def double_delivery(rounds: int) -> int:
+    """A waiting long-poll and a fresh GET on the same replica, and a message sent as the fresh
+    GET arrives: is the one message handed to both?"""
+    sandbox = Sandbox(environment={"CLAIM_LEASE_MS": "3000"})
+    await sandbox.start()
+    port_b = await sandbox.second_replica()  # the message is sent through another replica
+    both = one = none = 0
+    try:
+        for i in range(rounds):
+            queue = f"double-{os.getpid()}-{i}"
+            body = b'{"n":%d}' % i
+            older = asyncio.ensure_future(request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout={100 + (i % 7) * 20}", timeout=5))
+            await asyncio.sleep(0.05 + (i % 5) / 1000)
+            younger = asyncio.ensure_future(request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=500", timeout=5))
+            await asyncio.sleep((i % 3) / 1000)
+            await request(HOST, port_b, "POST", f"/api/{queue}", body, timeout=5)
+            answers = await asyncio.gather(older, younger)
+            got = sum(1 for a in answers if a.status == 200 and a.body == body)
+            both += got == 2
+            one += got == 1
+            none += got == 0
+    finally:
+        await sandbox.stop()
+    print(f"double-delivery: {rounds} rounds: message handed to both consumers {both}, to one {one}, to none {none}")
+    return 1 if both else 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python3 -m chaos.repro", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -396,6 +423,8 @@ def main(argv: list[str]) -> int:
     frozen.add_argument("--rounds", type=int, default=3)
     frozen.add_argument("--lease-ms", type=int, default=1000)
     frozen.add_argument("--long-poll", action="store_true", help="claim for a waiting long-poll instead of at once")
+    double = sub.add_parser("double-delivery")
+    double.add_argument("--rounds", type=int, default=200)
     stale = sub.add_parser("stale-waiter")
     stale.add_argument("--rounds", type=int, default=30)
     again = sub.add_parser("redelivery")
@@ -405,6 +434,8 @@ def main(argv: list[str]) -> int:
         return asyncio.run(abort_race(args.rounds, args.reset, args.close_first))
     if args.command == "pause-after-claim":
         return asyncio.run(pause_after_claim(args.rounds, args.lease_ms, args.long_poll))
+    if args.command == "double-delivery":
+        return asyncio.run(double_delivery(args.rounds))
     if args.command == "stale-waiter":
         return asyncio.run(stale_waiter(args.rounds))
     if args.command == "redelivery":

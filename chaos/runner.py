@@ -372,6 +372,7 @@ class Run:
         elif fault.kind == "redis":
             self.fault("redis-restart", graceful=p["graceful"], appendfsync="always")
             await self.cluster("restart-redis", *(["--graceful"] if p["graceful"] else []))
+            await self.keep_aof(self.s.redis_port)
             self.fault("redis-healed")
         elif fault.kind == "cut":
             n, mode = p["replica"], p["mode"]
@@ -490,6 +491,7 @@ class Run:
             await asyncio.sleep(5)
             self.fault("redis-crash", crash_class="everysec", appendfsync="everysec")
             await self.cluster("restart-redis")
+            await self.keep_aof(self.s.redis_port)
             await asyncio.sleep(3)
 
         await self.run_workload("everysec", queues, 2, 2, None, 0.0, asyncio.ensure_future(crash()))
@@ -506,6 +508,7 @@ class Run:
             stdin=subprocess.DEVNULL, stdout=logfile, stderr=subprocess.STDOUT, start_new_session=True,
         )
         await self.wait_replication(self.s.redis_replica_port)
+        await self.keep_aof(self.s.redis_replica_port)
 
     async def wait_replication(self, port: int) -> None:
         deadline = time.monotonic() + 30
@@ -583,6 +586,7 @@ class Run:
         self.history.event("phase", name=name)
         # The old primary comes back as a replica of the promoted one.
         await self.cluster("start-redis")
+        await self.keep_aof(self.s.redis_port)
         await self.link.send(f"target repl {HOST}:{self.s.redis_replica_port} --reset")
         await self.link.send("mode repl pass")
         await self.redis_cli(self.s.redis_port, "REPLICAOF", HOST, str(self.repl_link_port))
@@ -608,6 +612,9 @@ class Run:
             if code != 3 and any(self.pid_of(name) for name in ["redis", "proxy"] + [f"skiff-{n}" for n in range(1, self.s.replicas + 1)]):
                 raise SystemExit(f"chaos: the chaos cluster of an earlier run is still running; stop it first: "
                                  f"CLUSTER_STATE_DIR={STATE} scripts/cluster.sh down")
+        # A fresh Redis for every run: its append-only file then holds exactly this run's writes
+        # (kept in the run directory, see keep_aof), and no earlier run's queues.
+        await self.cluster("clean", check=False)
         specs = [f"skiff-{n}={self.s.link_port + n}:{HOST}:{self.s.redis_port}" for n in range(1, self.s.replicas + 1)]
         specs.append(f"repl={self.repl_link_port}:{HOST}:{self.s.redis_port}")
         ready = os.path.join(self.s.out, "link.ready")
@@ -637,15 +644,25 @@ class Run:
             self.log_offsets[name] = os.path.getsize(os.path.join(STATE, "logs", name))
         self.started_cluster = True
         await self.cluster("up", env={"CLAIM_LEASE_MS": str(self.s.lease_ms), "REDIS_APPENDFSYNC": "always"})
+        await self.keep_aof(self.s.redis_port)
         self.history.write({"type": "meta", "t": self.history.now(), "seed": self.s.seed, "lease_ms": self.s.lease_ms,
                             "replicas": self.s.replicas, "seconds": self.s.seconds, "skewed": skewed, "skew": offset,
                             "phases": list(self.s.phases), "kinds": list(self.s.kinds), "run_id": self.run_id})
+
+    async def keep_aof(self, port: int) -> None:
+        """No AOF rewrite during the run: the append-only file keeps every write effect of every
+        script (LPOP, HSET, RPUSH, LPUSH, HDEL...), the record to answer "what happened to this
+        message" after the fact (grep it for the message id). Copied into the run directory."""
+        await self.redis_cli(port, "CONFIG", "SET", "auto-aof-rewrite-percentage", "0")
 
     async def teardown(self) -> None:
         for n in sorted(self.paused):
             await self.cluster("resume", str(n), check=False)
         if self.started_cluster:
             await self.cluster("down", check=False)
+            aof = os.path.join(STATE, "redis", "appendonlydir")
+            if os.path.isdir(aof):
+                shutil.copytree(aof, os.path.join(self.s.out, "redis-aof"), dirs_exist_ok=True)
         if self.second_redis is not None and self.second_redis.poll() is None:
             self.second_redis.kill()
             self.second_redis.wait()
