@@ -481,6 +481,9 @@ class Run:
             await self.heal()
         self.history.event("phase", name="strict-drain")
         await self.drain(queues, self.primary_port)
+        # The failover phases resynchronise this Redis from a replica, which rewrites its AOF:
+        # keep the strict phase's record now.
+        self.copy_aof("redis-aof-strict")
 
     async def phase_everysec(self) -> None:
         queues = self.declare_queues("everysec", "everysec", 1)
@@ -655,14 +658,17 @@ class Run:
         message" after the fact (grep it for the message id). Copied into the run directory."""
         await self.redis_cli(port, "CONFIG", "SET", "auto-aof-rewrite-percentage", "0")
 
+    def copy_aof(self, name: str) -> None:
+        aof = os.path.join(STATE, "redis", "appendonlydir")
+        if os.path.isdir(aof):
+            shutil.copytree(aof, os.path.join(self.s.out, name), dirs_exist_ok=True)
+
     async def teardown(self) -> None:
         for n in sorted(self.paused):
             await self.cluster("resume", str(n), check=False)
         if self.started_cluster:
             await self.cluster("down", check=False)
-            aof = os.path.join(STATE, "redis", "appendonlydir")
-            if os.path.isdir(aof):
-                shutil.copytree(aof, os.path.join(self.s.out, "redis-aof"), dirs_exist_ok=True)
+            self.copy_aof("redis-aof")
         if self.second_redis is not None and self.second_redis.poll() is None:
             self.second_redis.kill()
             self.second_redis.wait()
