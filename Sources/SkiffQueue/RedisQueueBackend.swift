@@ -378,7 +378,11 @@ public final class RedisQueueBackend: QueueBackend, Service {
             let failWaiters = state.disconnectedSince.map { now - $0 > .seconds(1) } ?? false
             return (idle, failWaiters)
         }
-        for queue in idle { await subscriber.unsubscribe(keys(queue).channel) }
+        for queue in idle {
+            await subscriber.unsubscribe(keys(queue).channel)
+            // A waiter that arrived meanwhile may have seen the old subscription: subscribe again.
+            if waiters.count(on: queue) > 0 { try? await subscriber.subscribe(keys(queue).channel) }
+        }
         if failWaiters {
             waiters.resolveAll(with: .failed(QueueError.unavailable("lost the connection to Redis")))
         } else {

@@ -12,6 +12,8 @@ public final class RedisSubscriber: Sendable, Service {
     private struct State {
         var connection: RedisConnection?
         var channels: Set<String> = []
+        /// Channels Redis confirmed on the current connection: subscribing again is free.
+        var confirmed: Set<String> = []
         var isShutDown = false
     }
 
@@ -48,12 +50,16 @@ public final class RedisSubscriber: Sendable, Service {
     public func subscribe(_ channel: String) async throws {
         let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.commandTimeout
         while true {
-            let (connection, isShutDown) = state.withLock { state -> (RedisConnection?, Bool) in
+            let (connection, isConfirmed, isShutDown) = state.withLock { state -> (RedisConnection?, Bool, Bool) in
                 state.channels.insert(channel)
-                return (state.connection, state.isShutDown)
+                return (state.connection, state.confirmed.contains(channel), state.isShutDown)
             }
             if let connection, connection.isActive {
+                if isConfirmed { return }
                 _ = try await connection.send(RedisCommand("SUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
+                state.withLock { state in
+                    if state.connection === connection { state.confirmed.insert(channel) }
+                }
                 return
             }
             if isShutDown || ContinuousClock.now >= deadline { throw RedisClientError.unavailable("subscriber is not connected") }
@@ -65,6 +71,7 @@ public final class RedisSubscriber: Sendable, Service {
     public func unsubscribe(_ channel: String) async {
         let connection = state.withLock { state -> RedisConnection? in
             state.channels.remove(channel)
+            state.confirmed.remove(channel)
             return state.connection
         }
         guard let connection, connection.isActive else { return }
@@ -105,6 +112,7 @@ public final class RedisSubscriber: Sendable, Service {
                 let channels = state.withLock { state -> Set<String>? in
                     if state.isShutDown { return nil }
                     state.connection = connection
+                    state.confirmed = []
                     return state.channels
                 }
                 guard let channels else {
@@ -113,6 +121,9 @@ public final class RedisSubscriber: Sendable, Service {
                 }
                 for channel in channels {
                     _ = try await connection.send(RedisCommand("SUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
+                    state.withLock { state in
+                        if state.connection === connection { state.confirmed.insert(channel) }
+                    }
                 }
                 attempt = 0
                 onConnectionChange(true)

@@ -185,6 +185,19 @@ struct RedisClientIntegrationTests {
         await #expect(throws: (any Error).self) { try await untrusting.send("PING") }
     }
 
+    @Test func subscribingToAConfirmedChannelCostsNothing() async throws {
+        let server = try RedisServerProcess()
+        try server.start()
+        let client = try makeClient(server.url)
+        defer { client.close() }
+        let subscriber = client.makeSubscriber(onMessage: { _, _ in }, onConnectionChange: { _ in })
+        let running = Task { try await subscriber.run() }
+        defer { running.cancel() }
+        for _ in 0..<5 { try await subscriber.subscribe("channel") }
+        let stats = String(buffer: try await client.send("INFO", "commandstats").bytes ?? ByteBuffer())
+        #expect(stats.contains("cmdstat_subscribe:calls=1,"), "\(stats)")
+    }
+
     @Test func subscriberResubscribesAfterReconnect() async throws {
         let server = try RedisServerProcess()
         try server.start()
