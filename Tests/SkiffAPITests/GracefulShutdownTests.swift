@@ -30,7 +30,13 @@ struct GracefulShutdownTests {
                 try await tasks.waitForAll()
             }
         }
-        try await Task.sleep(for: .seconds(1))
+        // All 100 must be waiting before the shutdown (opening them takes a while on a busy machine).
+        for _ in 0..<400 {
+            let health = try await probe.request(.get, "/health")
+            if health.text.contains(#""waiters":"100""#) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(try await probe.request(.get, "/health").text.contains(#""waiters":"100""#))
         let started = ContinuousClock.now
         await group.triggerGracefulShutdown()
         try await waiters.value

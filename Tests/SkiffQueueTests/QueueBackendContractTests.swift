@@ -164,7 +164,7 @@ struct QueueBackendContractTests {
 
     @Test(arguments: BackendKind.available)
     func theFenceRenewsAHeldClaimAndRefusesARecoveredOne(kind: BackendKind) async throws {
-        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(2))
+        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(4))
         defer { fixture.close() }
         let queue = uniqueQueue()
         let backend = fixture.backend
@@ -173,10 +173,10 @@ struct QueueBackendContractTests {
         let held = try #require(try await backend.receive(from: queue, timeout: .zero))
         let lost = try #require(try await backend.receive(from: queue, timeout: .zero))
         #expect(try await backend.confirm(held))
-        try await Task.sleep(for: .milliseconds(1_200))
+        try await Task.sleep(for: .milliseconds(2_400))
         // Past half the lease: the held claim is checked and its lease restarted.
         #expect(try await backend.confirm(held))
-        try await Task.sleep(for: .milliseconds(1_000))
+        try await Task.sleep(for: .milliseconds(2_000))
         await fixture.recover()
         // `lost` expired and was recovered; `held` was renewed and was not.
         #expect(try await backend.confirm(lost) == false)
