@@ -18,7 +18,9 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   whose enqueue was invoked before that GET ended; when its headers arrived, it accounts for
   exactly the message they name. The count is the largest matching between the two (greedy
   over GETs in completion order is optimal here, because the messages each GET may have taken
-  form a growing chain of prefixes).
+  form a growing chain of prefixes). "Ended" is the GET's *reach*: when its client gave up, or,
+  when its replica (any replica, through the proxy) was stalled then (SIGSTOP, or its Redis link
+  paused or holding), when the stall ended: the replica handles the request only then.
 - An enqueue that ended in ``info`` may be delivered at most once, or never.
 
 FIFO (per queue): if enqueue(a) completed before enqueue(b) was invoked, then the first delivery
@@ -26,8 +28,8 @@ of b must not complete before the first delivery of a was invoked, unless a was 
 after a failure: its receive count is above 1 (it was claimed, and came back after its lease),
 or an indeterminate GET on that queue may have held a while b was claimed (a claim released
 after a client abort goes back to the head without counting the receive). That GET must have
-started before b's delivery completed and ended no earlier than one lease before b's delivery
-started, and not more than a lease before a's enqueue started. Violations count as unexpected.
+started before b's delivery completed and reached (see recovered) no earlier than one lease
+before b's delivery started, and not more than a lease before a's enqueue started. Violations count as unexpected.
 
 Measured classes (``everysec``, ``failover-async``, ``failover-wait``) are judged by the same
 rules but only reported (stderr): lost, duplicated, and the loss window (how long before the
@@ -207,12 +209,44 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
                 f"value {value} delivered {len(deliveries)} times: " + "; ".join(_describe(d) for d in sorted(deliveries, key=lambda d: d["inv"])),
             )
 
+    stalls = _stalls(records)
+    for ops_of_queue in indeterminate.values():
+        for op in ops_of_queue:
+            op["_reach"] = _reach(op, stalls)
     _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for)
     for queue in set(op["q"] for op in ops):
         _judge_fifo(queue, enqueues, valid, indeterminate.get(queue, []), lease, report_for(queue))
     _judge_probes(records, lease, report_for)
     _judge_residue_and_windows(records, enqueues, valid, report_for, reports)
     return reports
+
+
+def _stalls(records: list[dict]) -> dict[int, list[tuple[float, float]]]:
+    """When each replica could not act on its requests: SIGSTOPped (``pause``), or its Redis
+    link paused or holding replies (``cut``). Requests that arrived meanwhile, from clients
+    that have left since, are handled when the stall ends."""
+    stalls: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for fault in records:
+        if fault.get("type") != "fault" or fault.get("replica") is None:
+            continue
+        if fault.get("name") == "pause":
+            stalls[fault["replica"]].append((fault["t"], fault["t"] + fault.get("pause_s", 0) + 0.5))
+        elif fault.get("name") == "cut" and fault.get("mode") in ("pause", "hold"):
+            stalls[fault["replica"]].append((fault["t"], fault["t"] + fault.get("cut_s", 0) + 0.5))
+    return stalls
+
+
+def _reach(op: dict, stalls: dict[int, list[tuple[float, float]]]) -> float:
+    """The latest time an indeterminate GET may have claimed a message: when its client gave up,
+    or, if the replica (any replica, through the proxy) was stalled then, when the stall ended."""
+    target = op.get("target", "")
+    replicas = [int(target.split("-")[1])] if target.startswith("skiff-") else list(stalls)
+    reach = op["cmp"]
+    for replica in replicas:
+        for start, end in stalls.get(replica, []):
+            if start <= op["cmp"] and end >= op["inv"]:
+                reach = max(reach, end)
+    return reach
 
 
 def _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for) -> None:
@@ -233,12 +267,12 @@ def _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for) ->
             else:
                 generic.append(op)
         remaining = sorted((m for m in missing if m["value"] not in taken), key=lambda m: m["inv"])
-        generic.sort(key=lambda op: op["cmp"])
+        generic.sort(key=lambda op: op["_reach"])
         position = 0
         absorbed = len(taken)
         free: list[dict] = []
         for op in generic:
-            while position < len(remaining) and remaining[position]["inv"] < op["cmp"]:
+            while position < len(remaining) and remaining[position]["inv"] < op["_reach"]:
                 free.append(remaining[position])
                 position += 1
             if free:
@@ -271,7 +305,7 @@ def _judge_fifo(queue: str, enqueues, valid, indeterminate: list[dict], lease: f
     holder_end_max = []
     best = float("-inf")
     for op in holders:
-        best = max(best, op["cmp"])
+        best = max(best, op["_reach"])
         holder_end_max.append(best)
 
     def threshold(b_delivery: dict) -> float:

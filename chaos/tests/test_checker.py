@@ -116,6 +116,15 @@ class Lost(unittest.TestCase):
         report = strict(history(enq("a", 0, 1), enq("b", 0, 1), indeterminate(2, 3, message_id="id-b"), deq("b", 4, 5, rc=2)))
         self.assertEqual((report.lost, report.recovered), (1, 0))
 
+    def test_a_get_on_a_stalled_replica_reaches_until_the_stall_ends(self):
+        # Sent after the client gave up (1.5) but before its frozen replica resumed (9.0).
+        stall = {"type": "fault", "t": 1.0, "name": "pause", "replica": 2, "pause_s": 8.0}
+        aborted = indeterminate(1.2, 1.5)
+        aborted["target"] = "skiff-2"
+        self.assertEqual(strict(history(stall, aborted, enq("a", 4, 5))).recovered, 1)
+        aborted_elsewhere = dict(aborted, target="skiff-1")
+        self.assertEqual(strict(history(stall, aborted_elsewhere, enq("a", 4, 5))).lost, 1)
+
     def test_matching_is_maximal(self):
         # g1 (ends at 2) can only take a; g2 (ends at 10) can take a or b. Both are explained.
         report = strict(history(enq("a", 0, 1), enq("b", 5, 6), indeterminate(0.5, 2), indeterminate(3, 10)))
@@ -193,6 +202,22 @@ class Fifo(unittest.TestCase):
     def test_an_aborted_get_that_ended_a_lease_before_a_existed_does_not_excuse(self):
         report = strict(history(indeterminate(0, 0.5), enq("a", 4, 5), enq("b", 6, 7), deq("b", 0.1, 8), deq("a", 9, 10)))
         self.assertEqual(report.fifo_violations, 1)
+
+    def test_an_aborted_get_on_a_stalled_replica_may_hold_the_head_after_the_stall(self):
+        # The client gave up at 1.5 while skiff-2 was frozen until 9.0; when it resumed it could
+        # still claim a for that departed client and release it, while b was handed out at 9.2.
+        stall = {"type": "fault", "t": 1.0, "name": "pause", "replica": 2, "pause_s": 8.0}
+        aborted = indeterminate(1.2, 1.5)
+        aborted["target"] = "skiff-2"
+        ops = [enq("a", 0, 0.5), enq("b", 0.6, 0.7), stall, aborted, deq("b", 9.1, 9.2), deq("a", 9.3, 9.4)]
+        self.assertEqual(strict(history(*ops)).fifo_violations, 0)
+
+    def test_an_aborted_get_on_another_replica_than_the_stalled_one_does_not_excuse(self):
+        stall = {"type": "fault", "t": 1.0, "name": "pause", "replica": 3, "pause_s": 8.0}
+        aborted = indeterminate(1.2, 1.5)
+        aborted["target"] = "skiff-2"
+        ops = [enq("a", 0, 0.5), enq("b", 0.6, 0.7), stall, aborted, deq("b", 9.1, 9.2), deq("a", 9.3, 9.4)]
+        self.assertEqual(strict(history(*ops)).fifo_violations, 1)
 
     def test_a_204_does_not_excuse(self):
         report = strict(history(enq("a", 0, 1), enq("b", 2, 3), empty(3.5, 4.2), deq("b", 4, 5), deq("a", 6, 7)))
