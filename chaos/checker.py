@@ -389,9 +389,11 @@ def _judge_residue_and_windows(records, enqueues, valid, report_for, reports) ->
         for value, sent in enqueues.items():
             if sent["result"] != "ok" or value in valid or report_for(sent["q"]) is not report:
                 continue
-            before = [t for t in times if t >= sent["cmp"]]
-            if before:
-                gap = (min(before) - sent["cmp"]) * 1000
+            # The crash is recorded just before the kill is sent, which takes a few tens of ms:
+            # an acknowledgement a little after the record still came from the old primary.
+            after_ack = [t for t in times if t >= sent["cmp"] - 1.0]
+            if after_ack:
+                gap = max(0.0, (min(after_ack) - sent["cmp"]) * 1000)
                 window = gap if window is None else max(window, gap)
         report.loss_window_ms = window if window is not None else 0.0
 
