@@ -40,9 +40,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 # ---------------------------------------------------------------------------------------------
 
 
-class HTTPConnection(asyncio.Protocol):
-    """One keep-alive HTTP/1.1 connection. `send(raw)` returns a future of (status, body, t_ns),
-    where t_ns is time.monotonic_ns() when the complete response was read from the socket."""
+class PipelinedConnection(asyncio.Protocol):
+    """What the HTTP and RESP clients share: a TCP_NODELAY connection with a queue of futures
+    for requests sent and not yet answered, failed (or, when closing, cancelled) if it drops."""
 
     def __init__(self):
         self.transport = None
@@ -50,7 +50,6 @@ class HTTPConnection(asyncio.Protocol):
         self.pending = collections.deque()
         self.lost = False
         self.closing = False
-        self._expect = None  # (status, remaining length) of the response being read
 
     def connection_made(self, transport):
         self.transport = transport
@@ -69,6 +68,21 @@ class HTTPConnection(asyncio.Protocol):
                     future.cancel()
                 else:
                     future.set_exception(ConnectionError("connection closed"))
+
+    def close(self):
+        self.closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class HTTPConnection(PipelinedConnection):
+    """One keep-alive HTTP/1.1 connection. `send(raw)` returns a future of (status, body, t_ns),
+    where t_ns is time.monotonic_ns() when the complete response was read from the socket."""
+
+    def __init__(self):
+        super().__init__()
+        self._expect = None  # (status, remaining length) of the response being read
+
 
     def send(self, raw):
         future = asyncio.get_running_loop().create_future()
@@ -130,10 +144,6 @@ class HTTPConnection(asyncio.Protocol):
                 del buffer[:at]
                 return b"".join(parts)
 
-    def close(self):
-        self.closing = True
-        if self.transport is not None:
-            self.transport.close()
 
 
 class RedisIncomplete(Exception):
@@ -183,33 +193,9 @@ def resp_command(*parts):
     return b"".join(out)
 
 
-class RedisConnection(asyncio.Protocol):
+class RedisConnection(PipelinedConnection):
     """One RESP connection; `send(raw)` returns a future of (reply, t_ns). Pipelining works."""
 
-    def __init__(self):
-        self.transport = None
-        self.buffer = bytearray()
-        self.pending = collections.deque()
-        self.lost = False
-        self.closing = False
-
-    def connection_made(self, transport):
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def connection_lost(self, exc):
-        self.lost = True
-        while self.pending:
-            future = self.pending.popleft()
-            if isinstance(future, list):
-                future = future[0]
-            if not future.done():
-                if self.closing:
-                    future.cancel()
-                else:
-                    future.set_exception(ConnectionError("connection closed"))
 
     def send(self, raw, replies=1):
         future = asyncio.get_running_loop().create_future()
@@ -234,10 +220,6 @@ class RedisConnection(asyncio.Protocol):
                     entry[0].set_result((result, time.monotonic_ns()))
         del self.buffer[:at]
 
-    def close(self):
-        self.closing = True
-        if self.transport is not None:
-            self.transport.close()
 
 
 async def http_connect(port):
