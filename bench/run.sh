@@ -116,8 +116,7 @@ stop() {
 }
 
 wait_http() { # port
-    local i
-    for i in $(seq 1 200); do
+    for _ in $(seq 1 200); do
         if [ "$(bench probe --port "$1" --path /health 2>/dev/null)" = 200 ]; then return 0; fi
         sleep 0.05
     done

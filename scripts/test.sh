@@ -100,7 +100,10 @@ log "cluster suite: Redis (AOF, fsync always) + 3 release replicas + HAProxy, vi
 swift build -c release --product skiff
 # Its own ports and state directory, so a cluster from `make up` is never touched.
 export CLUSTER_STATE_DIR="$WORK/cluster" CLUSTER_MODE=native
-export REPLICAS=3 PROXY_PORT=$(free_port) REPLICA_BASE_PORT=28080 REDIS_PORT_HOST=$(free_port) PROXY_STATS_PORT=$(free_port)
+PROXY_PORT=$(free_port)
+REDIS_PORT_HOST=$(free_port)
+PROXY_STATS_PORT=$(free_port)
+export REPLICAS=3 PROXY_PORT REPLICA_BASE_PORT=28080 REDIS_PORT_HOST PROXY_STATS_PORT
 export REDIS_APPENDFSYNC=always CLAIM_LEASE_MS=3000 SKIFF_BIN="$PWD/.build/release/skiff"
 CLUSTER_UP=1
 scripts/cluster.sh up
