@@ -25,7 +25,6 @@ public struct APIError: Error, HTTPResponseError, Sendable {
             switch error.kind {
             case .unavailable: self.init(.serviceUnavailable, error.message, headers: [.retryAfter: "1"])
             case .insufficientStorage: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), error.message)
-            case .shuttingDown: self.init(.serviceUnavailable, error.message, headers: [.retryAfter: "1"])
             case .internalError: self.init(.internalServerError, error.message)
             }
         case is NIOTooManyBytesError:

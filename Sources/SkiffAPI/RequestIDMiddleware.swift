@@ -19,7 +19,7 @@ public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
         {
             id = given
         } else {
-            id = MessageID.make(nowMilliseconds: 0)
+            id = MessageID.make()
         }
         context.logger[metadataKey: "request.id"] = .string(id)
         var response = try await next(request, context)

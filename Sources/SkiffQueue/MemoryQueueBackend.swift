@@ -56,10 +56,8 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         self.logger = logger
     }
 
-    public var waiterCount: Int { waiters.totalCount }
-
     public func send(_ body: ByteBuffer, to queue: QueueName) async throws -> SentMessage {
-        let now = Self.nowMilliseconds()
+        let now = MessageID.currentMilliseconds()
         let id = MessageID.make(nowMilliseconds: now)
         state.withLock { state in
             state.sequence += 1
@@ -209,16 +207,4 @@ public final class MemoryQueueBackend: QueueBackend, Service {
             state.queues[queue] = nil
         }
     }
-
-    static func nowMilliseconds() -> Int64 {
-        var time = timespec()
-        clock_gettime(CLOCK_REALTIME, &time)
-        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
-    }
 }
-
-#if canImport(Glibc)
-import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif

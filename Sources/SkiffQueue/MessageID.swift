@@ -1,5 +1,11 @@
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// Message ids: 26 characters of Crockford base32, time-ordered like ULIDs (48 bits of Unix
 /// milliseconds, then 80 random bits). The time part only makes ids sortable for people; queue
 /// order never depends on it.
@@ -7,7 +13,15 @@ public enum MessageID {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
     private static let generator = Mutex(SplitMix64(seed: UInt64.random(in: .min ... .max)))
 
-    public static func make(nowMilliseconds: Int64) -> String {
+    /// Unix time in milliseconds by this machine's clock (ids and the memory backend's timestamps
+    /// only; the Redis backend's timestamps come from Redis).
+    public static func currentMilliseconds() -> Int64 {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME, &time)
+        return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
+    }
+
+    public static func make(nowMilliseconds: Int64 = currentMilliseconds()) -> String {
         let (high, low) = generator.withLock { ($0.next(), $0.next()) }
         // 128 bits: 48-bit time, then 80 random bits.
         let time = UInt64(truncatingIfNeeded: nowMilliseconds) & 0xFFFF_FFFF_FFFF

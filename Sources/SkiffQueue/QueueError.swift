@@ -6,8 +6,6 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         case unavailable
         /// The backend refuses writes because it is out of memory.
         case insufficientStorage
-        /// The replica is shutting down.
-        case shuttingDown
         /// Anything else: a bug or an unexpected reply.
         case internalError
     }
@@ -25,7 +23,6 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
     public static func insufficientStorage(_ detail: String) -> Self {
         Self(.insufficientStorage, "queue storage is full and refuses new messages: \(detail)")
     }
-    public static let shuttingDown = Self(.shuttingDown, "this replica is shutting down; retry on another")
     public static func internalError(_ detail: String) -> Self { Self(.internalError, "internal error: \(detail)") }
 
     public var description: String { message }

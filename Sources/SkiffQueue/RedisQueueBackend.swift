@@ -92,15 +92,13 @@ public final class RedisQueueBackend: QueueBackend, Service {
 
     private var subscriber: RedisSubscriber { subscriberBox.withLock { $0! } }
 
-    public var waiterCount: Int { waiters.totalCount }
-
     private func keys(_ queue: QueueName) -> RedisQueueKeys { RedisQueueKeys(prefix: configuration.keyPrefix, queue: queue) }
 
     // MARK: QueueBackend
 
     public func send(_ body: ByteBuffer, to queue: QueueName) async throws -> SentMessage {
         let keys = keys(queue)
-        let id = MessageID.make(nowMilliseconds: MemoryQueueBackend.nowMilliseconds())
+        let id = MessageID.make()
         let scriptKeys = [keys.ready, keys.sequence, queueSetKey]
         let arguments: [RedisArgument] = [.string(id), .bytes(body), .string(keys.channel), .string(queue.rawValue)]
         let reply: RedisValue

@@ -78,8 +78,6 @@ public final class RedisSubscriber: Sendable, Service {
         _ = try? await connection.send(RedisCommand("UNSUBSCRIBE", .string(channel)), timeout: configuration.commandTimeout)
     }
 
-    public var subscribedChannels: Set<String> { state.withLock { $0.channels } }
-
     /// Keeps the subscriber connected until graceful shutdown.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
