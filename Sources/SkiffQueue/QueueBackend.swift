@@ -17,31 +17,42 @@ public struct BackendHealth: Sendable, Equatable {
 
 /// The queue semantics Skiff serves, independent of HTTP and of where messages are stored.
 ///
-/// Implementations must behave identically (one contract suite runs against all of them):
-/// - FIFO per queue: ``receive(from:timeout:)`` returns the oldest message.
-/// - Exactly once: a message is claimed for one consumer only.
-/// - No loss: a claimed message is deleted only by ``complete(_:)``; ``release(_:)`` puts it back
-///   at the head of its queue; a claim never settled (crashed replica) comes back after its lease.
+/// Implementations must behave identically (one contract suite runs against all of them); the
+/// rules are written down in docs/message-lifecycle.md:
+/// - Order: higher priority first, FIFO within a priority. A message that comes back (release,
+///   nack, expired visibility) goes to the head of its priority, in its original order.
+/// - Exactly once: a message is claimed for one consumer at a time; a claim is identified by its
+///   claim token (``Receipt``), and a stale token can never settle a later claim.
+/// - No loss: a claimed message is deleted only by ``complete(_:)`` or an ack; an unsettled claim
+///   comes back after its lease (the visibility timeout in acknowledged mode).
+/// - Every state change is atomic; a failed send stores nothing.
 public protocol QueueBackend: Sendable {
-    /// Appends `body` (already validated) to the tail of `queue`, creating the queue if needed.
-    func send(_ body: ByteBuffer, to queue: QueueName) async throws -> SentMessage
-
-    /// Claims the oldest message, waiting up to `timeout` for one to arrive.
+    /// Stores `bodies` (already validated JSON) in `queue`, all or none, creating the queue if
+    /// needed. Returns one ``SentMessage`` per body, in order.
     ///
-    /// - Returns: `nil` when the wait ended with no message (never before `timeout`).
+    /// - Throws: ``QueueError`` `.queueFull` when the queue's `maxDepth` would be passed,
+    ///   `.invalidArgument` for a delay beyond the retention period, `.unavailable` /
+    ///   `.insufficientStorage` when storage fails. Nothing is stored in any of these cases.
+    func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage]
+
+    /// Claims up to `max` messages from the head of `queue`. When none is ready, waits up to
+    /// `timeout` for one and returns it alone.
+    ///
+    /// - Returns: an empty array when the wait ended with no message (never before `timeout`).
     /// - Throws: `CancellationError` when the task is cancelled (for example the client left);
     ///   no message is lost to a cancelled wait. ``QueueError`` when storage fails.
-    func receive(from queue: QueueName, timeout: Duration) async throws -> Delivery?
+    func receive(from queue: QueueName, max: Int, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery]
 
-    /// Deletes a delivered message for good, once its response has been handed to the client's
-    /// connection.
+    /// Deletes a message delivered in auto-acknowledge mode, once its response was handed to the
+    /// client's connection. Retries through a storage outage until the lease ends.
     ///
     /// - Returns: `false` when the claim is no longer held (its lease expired and the message was
     ///   recovered): the message may be delivered again.
     @discardableResult
     func complete(_ delivery: Delivery) async throws -> Bool
 
-    /// Puts a claimed message that did not reach its consumer back at the head of its queue.
+    /// Puts a claimed message that did not reach its consumer back at the head of its queue, with
+    /// the receive taken back.
     func release(_ delivery: Delivery) async throws
 
     /// The fence before a hand-out: `true` while the claim is still held. Free (no storage round
@@ -50,5 +61,61 @@ public protocol QueueBackend: Sendable {
     /// message handed out elsewhere.
     func confirm(_ delivery: Delivery) async throws -> Bool
 
+    /// Acks: deletes each message whose receipt still holds its claim.
+    /// - Returns: per receipt, whether it was acked (`false`: unknown or stale).
+    func acknowledge(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool]
+
+    /// Nacks: the message comes back after `delay` (`nil`: the queue's retry backoff; zero: at
+    /// once, at the head), or moves to the dead-letter queue if it has used `maxReceiveCount`.
+    /// - Returns: `false` for an unknown or stale receipt.
+    func reject(_ receipt: Receipt, in queue: QueueName, delay: Duration?, reason: String?) async throws -> Bool
+
+    /// Restarts the visibility timeout of a held claim at `timeout` from now. Zero makes the
+    /// message visible at once, as a nack without delay does.
+    /// - Returns: `false` for an unknown or stale receipt.
+    func changeVisibility(_ receipt: Receipt, in queue: QueueName, timeout: Duration) async throws -> Bool
+
+    /// The queue's settings, defaults filled in.
+    func settings(of queue: QueueName) async throws -> QueueSettings
+
+    /// Replaces the queue's settings (already validated), creating the queue if needed.
+    func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws
+
+    /// Moves up to `max` ready messages from the head of `queue`'s dead-letter queue to the tail
+    /// of `queue`, in one atomic step, with a fresh receive count.
+    /// - Returns: how many moved.
+    func redrive(into queue: QueueName, max: Int) async throws -> Int
+
+    /// Exact figures at O(1) storage cost (no scan of the queue).
+    func stats(of queue: QueueName) async throws -> QueueStats
+
+    /// Queues that exist (used or configured and not deleted), by name.
+    func queues() async throws -> [QueueSummary]
+
+    /// Deletes every message of the queue (ready, delayed and in flight); settings and totals stay.
+    /// - Returns: how many messages were deleted.
+    @discardableResult
+    func purge(_ queue: QueueName) async throws -> Int
+
+    /// Deletes the queue: its messages, settings, counters and idempotency keys.
+    /// - Returns: `false` when there was no such queue.
+    @discardableResult
+    func delete(_ queue: QueueName) async throws -> Bool
+
     func health() async -> BackendHealth
+}
+
+extension QueueBackend {
+    /// Stores one message with default options.
+    public func send(_ body: ByteBuffer, to queue: QueueName, options: SendOptions = SendOptions()) async throws -> SentMessage {
+        guard let sent = try await send([body], to: queue, options: options).first else {
+            throw QueueError.internalError("a send of one message returned no id")
+        }
+        return sent
+    }
+
+    /// Claims the oldest message in auto-acknowledge mode, waiting up to `timeout`.
+    public func receive(from queue: QueueName, timeout: Duration) async throws -> Delivery? {
+        try await receive(from: queue, max: 1, timeout: timeout, mode: .autoAcknowledge).first
+    }
 }

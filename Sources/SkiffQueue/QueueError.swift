@@ -6,6 +6,11 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         case unavailable
         /// The backend refuses writes because it is out of memory.
         case insufficientStorage
+        /// The queue holds `maxDepth` messages: retry after consumers caught up. Nothing was stored.
+        case queueFull
+        /// The request asks for something the queue's settings do not allow (a delay beyond the
+        /// retention period, say). Nothing was stored.
+        case invalidArgument
         /// Anything else: a bug or an unexpected reply.
         case internalError
     }
@@ -23,6 +28,10 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
     public static func insufficientStorage(_ detail: String) -> Self {
         Self(.insufficientStorage, "queue storage is full and refuses new messages: \(detail)")
     }
+    public static func queueFull(_ queue: QueueName, maxDepth: Int) -> Self {
+        Self(.queueFull, "queue \(queue) is at its maxDepth of \(maxDepth) messages; nothing was stored")
+    }
+    public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func internalError(_ detail: String) -> Self { Self(.internalError, "internal error: \(detail)") }
 
     public var description: String { message }
