@@ -55,6 +55,7 @@ public func buildRouter<Backend: QueueBackend>(backend: Backend, configuration: 
     router.add(middleware: RequestIDMiddleware())
     router.add(middleware: JSONErrorMiddleware())
     QueueController<Backend>(backend: backend, settings: configuration.api).addRoutes(to: router)
+    QueueAdminController<Backend>(backend: backend).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     return router
 }

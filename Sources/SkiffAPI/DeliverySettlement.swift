@@ -2,18 +2,19 @@ import Logging
 import SkiffQueue
 import Synchronization
 
-/// Settles one delivery exactly once: completed after the response was handed to the client's
-/// connection, released otherwise. If the response is dropped before its body is written (the
-/// client vanished between the handler and the write), the release happens when this object is
-/// freed, so the message returns to the head of its queue at once instead of after its lease.
+/// Settles the deliveries of one response exactly once: after the response was handed to the
+/// client's connection they are completed (auto-acknowledge; in acknowledged mode the consumer
+/// acks them later), otherwise released. If the response is dropped before its body is written
+/// (the client vanished between the handler and the write), the release happens when this object
+/// is freed, so the messages return to the head of their queue at once instead of after their lease.
 final class DeliverySettlement<Backend: QueueBackend>: Sendable {
-    let delivery: Delivery
+    let deliveries: [Delivery]
     private let backend: Backend
     private let logger: Logger
     private let settled = Atomic<Bool>(false)
 
-    init(delivery: Delivery, backend: Backend, logger: Logger) {
-        self.delivery = delivery
+    init(deliveries: [Delivery], backend: Backend, logger: Logger) {
+        self.deliveries = deliveries
         self.backend = backend
         self.logger = logger
     }
@@ -22,43 +23,59 @@ final class DeliverySettlement<Backend: QueueBackend>: Sendable {
         settled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
     }
 
+    /// The response reached the client's connection: auto-acknowledged deliveries are deleted.
     func complete() async {
         guard claimSettlement() else { return }
+        let automatic = deliveries.filter { !$0.isAcknowledgedMode }
+        guard let first = automatic.first else { return }
         do {
-            try await backend.complete(delivery)
+            if automatic.count == 1 {
+                try await backend.complete(first)
+            } else {
+                let results = try await backend.acknowledge(automatic.map(\.receipt), in: first.queue)
+                let lost = results.filter { !$0 }.count
+                if lost > 0 {
+                    logger.error(
+                        "claims were recovered before completion; those messages may be delivered twice",
+                        metadata: ["queue.name": "\(first.queue)", "message.count": "\(lost)"]
+                    )
+                }
+            }
         } catch {
             logger.error(
-                "could not delete a delivered message; it will be delivered again after its lease",
-                metadata: ["queue.name": "\(delivery.queue)", "message.id": "\(delivery.message.id)", "error": "\(error)"]
+                "could not delete delivered messages; they will be delivered again after their lease",
+                metadata: ["queue.name": "\(first.queue)", "message.id": "\(first.message.id)", "error": "\(error)"]
             )
         }
     }
 
-    /// Gives up the delivery without touching storage: the claim is no longer ours.
+    /// Gives up the deliveries without touching storage: the claims are no longer ours.
     func abandon() {
         _ = claimSettlement()
     }
 
     func release() async {
         guard claimSettlement() else { return }
-        await Self.release(delivery, backend: backend, logger: logger)
+        await Self.release(deliveries, backend: backend, logger: logger)
     }
 
-    private static func release(_ delivery: Delivery, backend: Backend, logger: Logger) async {
-        do {
-            try await backend.release(delivery)
-            logger.debug("returned an undelivered message to the head of its queue", metadata: ["message.id": "\(delivery.message.id)"])
-        } catch {
-            logger.error(
-                "could not return an undelivered message; it comes back when its lease expires",
-                metadata: ["queue.name": "\(delivery.queue)", "message.id": "\(delivery.message.id)", "error": "\(error)"]
-            )
+    private static func release(_ deliveries: [Delivery], backend: Backend, logger: Logger) async {
+        for delivery in deliveries {
+            do {
+                try await backend.release(delivery)
+                logger.debug("returned an undelivered message to the head of its queue", metadata: ["message.id": "\(delivery.message.id)"])
+            } catch {
+                logger.error(
+                    "could not return an undelivered message; it comes back when its lease expires",
+                    metadata: ["queue.name": "\(delivery.queue)", "message.id": "\(delivery.message.id)", "error": "\(error)"]
+                )
+            }
         }
     }
 
     deinit {
         guard claimSettlement() else { return }
-        let (delivery, backend, logger) = (self.delivery, self.backend, self.logger)
-        Task { await Self.release(delivery, backend: backend, logger: logger) }
+        let (deliveries, backend, logger) = (self.deliveries, self.backend, self.logger)
+        Task { await Self.release(deliveries, backend: backend, logger: logger) }
     }
 }

@@ -9,16 +9,34 @@ extension HTTPField.Name {
     static let skiffMessageID = Self("Skiff-Message-Id")!
     static let skiffEnqueuedAt = Self("Skiff-Enqueued-At")!
     static let skiffReceiveCount = Self("Skiff-Receive-Count")!
+    static let skiffReceipt = Self("Skiff-Receipt")!
+    static let skiffPriority = Self("Skiff-Priority")!
+    static let skiffDuplicate = Self("Skiff-Duplicate")!
+    static let skiffLastError = Self("Skiff-Last-Error")!
+    static let skiffDeadLetterSource = Self("Skiff-Dead-Letter-Source")!
+    static let skiffDeadLetterReceiveCount = Self("Skiff-Dead-Letter-Receive-Count")!
+    static let skiffFirstReceivedAt = Self("Skiff-First-Received-At")!
+    static let skiffLastReceivedAt = Self("Skiff-Last-Received-At")!
+    static let idempotencyKey = Self("Idempotency-Key")!
 }
 
-/// The queue routes, over any ``QueueBackend``.
+/// The message routes, over any ``QueueBackend``.
 ///
-/// - `POST /api/{queue}`: store one JSON value, 201.
-/// - `GET /api/{queue}?timeout=ms`: the oldest message (200) or nothing once the wait ends (204).
+/// - `POST /api/{queue}[?delay=ms&priority=0-9]` (+ `Idempotency-Key`): store one JSON value, 201
+///   (200 with `Skiff-Duplicate: true` for a repeat).
+/// - `GET /api/{queue}?timeout=ms[&visibility=ms]`: the oldest message (200) or nothing once the
+///   wait ends (204). With `visibility`, acknowledged mode: the response carries `Skiff-Receipt`.
+/// - Receipts: `DELETE /api/{queue}/messages/{receipt}` (ack), `POST .../nack`, `POST .../visibility`.
+/// - Batches: `POST /api/{queue}/batch`, `GET /api/{queue}/batch`, `POST /api/{queue}/ack`.
 public struct QueueController<Backend: QueueBackend>: Sendable {
     public typealias Context = SkiffRequestContext
     let backend: Backend
     let settings: APISettings
+
+    /// Messages per batch, both ways.
+    static var maximumBatch: Int { 1000 }
+    /// How long a batch receive that had to wait for its first message lingers for more.
+    static var batchLinger: Duration { .milliseconds(5) }
 
     public init(backend: Backend, settings: APISettings) {
         self.backend = backend
@@ -28,105 +46,327 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     public func addRoutes(to router: Router<Context>) {
         router.post("/api/:queue", use: send)
         router.get("/api/:queue", use: receive)
-        router.addMethodNotAllowed(path: "/api/:queue", allowed: [.get, .post])
+        router.post("/api/:queue/batch", use: sendBatch)
+        router.get("/api/:queue/batch", use: receiveBatch)
+        router.addMethodNotAllowed(path: "/api/:queue/batch", allowed: [.get, .post])
+        router.post("/api/:queue/ack", use: acknowledgeBatch)
+        router.addMethodNotAllowed(path: "/api/:queue/ack", allowed: [.post])
+        router.delete("/api/:queue/messages/:receipt", use: acknowledge)
+        router.addMethodNotAllowed(path: "/api/:queue/messages/:receipt", allowed: [.delete])
+        router.post("/api/:queue/messages/:receipt/nack", use: reject)
+        router.addMethodNotAllowed(path: "/api/:queue/messages/:receipt/nack", allowed: [.post])
+        router.post("/api/:queue/messages/:receipt/visibility", use: changeVisibility)
+        router.addMethodNotAllowed(path: "/api/:queue/messages/:receipt/visibility", allowed: [.post])
     }
+
+    // MARK: Sending
 
     @Sendable func send(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
-        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > settings.maximumMessageBytes {
-            throw tooLarge()
-        }
-        let body: ByteBuffer
-        do {
-            body = try await request.body.collect(upTo: settings.maximumMessageBytes)
-        } catch is NIOTooManyBytesError {
-            throw tooLarge()
-        }
+        let options = try sendOptions(request)
+        let body = try await collectBody(request, limit: settings.maximumMessageBytes)
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
-        let sent = try await backend.send(body, to: queue)
+        let sent = try await backend.send(body, to: queue, options: options)
         context.logger.debug("message enqueued", metadata: ["queue.name": "\(queue)", "message.id": "\(sent.id)"])
-        let json =
-            #"{"id":"# + JSONText.quoted(sent.id) + #","queue":"# + JSONText.quoted(queue.rawValue) + #","enqueuedAt":"#
-            + JSONText.quoted(JSONText.timestamp(milliseconds: sent.enqueuedAtMilliseconds)) + "}"
-        return Self.json(status: .created, json)
+        var response = Self.json(status: sent.isDuplicate ? .ok : .created, Self.sentJSON(sent))
+        if sent.isDuplicate { response.headers[.skiffDuplicate] = "true" }
+        return response
     }
+
+    @Sendable func sendBatch(request: Request, context: Context) async throws -> Response {
+        let queue = try Self.queueName(context)
+        let options = try sendOptions(request)
+        // A batch may carry up to 1000 messages of the usual size limit, but not more than 64 MiB.
+        let limit = min(settings.maximumMessageBytes * Self.maximumBatch, 64 << 20)
+        let body = try await collectBody(request, limit: limit)
+        let messages: [ByteBuffer]
+        do {
+            let contentType = request.headers[.contentType]?.lowercased() ?? ""
+            if contentType.hasPrefix("application/x-ndjson") || contentType.hasPrefix("application/jsonl") {
+                messages = try BatchBody.ndjson(body, maximumCount: Self.maximumBatch)
+            } else {
+                messages = try BatchBody.jsonArray(body, maximumCount: Self.maximumBatch)
+            }
+        } catch {
+            throw APIError(.badRequest, error.message)
+        }
+        if let index = messages.firstIndex(where: { $0.readableBytes > settings.maximumMessageBytes }) {
+            throw APIError(.contentTooLarge, "message \(index) is larger than MAX_MESSAGE_BYTES (\(settings.maximumMessageBytes) bytes)")
+        }
+        let sent = try await backend.send(messages, to: queue, options: options)
+        let duplicate = sent.first?.isDuplicate ?? false
+        var json = #"{"ids":["#
+        for (index, message) in sent.enumerated() {
+            if index > 0 { json += "," }
+            json += JSONText.quoted(message.id)
+        }
+        json += #"],"queue":"# + JSONText.quoted(queue.rawValue) + "}"
+        var response = Self.json(status: duplicate ? .ok : .created, json)
+        if duplicate { response.headers[.skiffDuplicate] = "true" }
+        return response
+    }
+
+    private func sendOptions(_ request: Request) throws -> SendOptions {
+        let query = request.uri.queryParameters
+        var options = SendOptions()
+        if let delay = query["delay"] {
+            options.delay = .milliseconds(try Self.integer(delay, name: "delay", range: 0...QueueSettings.maximumRetentionMilliseconds))
+        }
+        if let priority = query["priority"] {
+            options.priority = Int(try Self.integer(priority, name: "priority", range: 0...Int64(SendOptions.maximumPriority)))
+        }
+        if let key = request.headers[.idempotencyKey] {
+            guard (1...SendOptions.maximumIdempotencyKeyLength).contains(key.utf8.count) else {
+                throw APIError(.badRequest, "Idempotency-Key must be 1 to \(SendOptions.maximumIdempotencyKeyLength) bytes")
+            }
+            options.idempotencyKey = key
+        }
+        return options
+    }
+
+    private func collectBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
+        if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit {
+            throw tooLarge(limit)
+        }
+        do {
+            return try await request.body.collect(upTo: limit)
+        } catch is NIOTooManyBytesError {
+            throw tooLarge(limit)
+        }
+    }
+
+    static func sentJSON(_ sent: SentMessage) -> String {
+        #"{"id":"# + JSONText.quoted(sent.id) + #","queue":"# + JSONText.quoted(sent.queue.rawValue) + #","enqueuedAt":"#
+            + JSONText.quoted(JSONText.timestamp(milliseconds: sent.enqueuedAtMilliseconds)) + "}"
+    }
+
+    // MARK: Receiving
 
     @Sendable func receive(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
         let timeout = try parseTimeout(request.uri.queryParameters["timeout"].map(String.init))
+        let mode = try receiveMode(request)
+        guard let settlement = try await claim(queue: queue, max: 1, timeout: timeout, mode: mode, context: context) else {
+            return Response(status: .noContent)
+        }
+        let delivery = settlement.deliveries[0]
+        let message = delivery.message
+        var headers = Self.headers(for: delivery)
+        headers[.contentType] = "application/json"
+        headers[.contentLength] = String(message.body.readableBytes)
+        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, [message.body]))
+    }
+
+    @Sendable func receiveBatch(request: Request, context: Context) async throws -> Response {
+        let queue = try Self.queueName(context)
+        let query = request.uri.queryParameters
+        let timeout = try parseTimeout(query["timeout"].map(String.init))
+        let max = Int(try query["max"].map { try Self.integer($0, name: "max", range: 1...Int64(Self.maximumBatch)) } ?? 10)
+        let mode = try receiveMode(request)
+        guard let settlement = try await claim(queue: queue, max: max, timeout: timeout, mode: mode, context: context) else {
+            return Response(status: .noContent)
+        }
+        // `[{"id":…,"body":<stored JSON>,…},…]`: the bodies are written verbatim between the pieces.
+        var chunks: [ByteBuffer] = []
+        chunks.reserveCapacity(2 * settlement.deliveries.count + 1)
+        for (index, delivery) in settlement.deliveries.enumerated() {
+            let message = delivery.message
+            var head = index == 0 ? "[" : ","
+            head += #"{"id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
+                + JSONText.quoted(JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds)) + #","receiveCount":"#
+                + String(message.receiveCount) + #","priority":"# + String(message.priority)
+            if delivery.isAcknowledgedMode { head += #","receipt":"# + JSONText.quoted(delivery.receipt.description) }
+            if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
+            head += #","body":"#
+            chunks.append(ByteBuffer(string: head))
+            chunks.append(message.body)
+            chunks.append(ByteBuffer(string: "}"))
+        }
+        chunks.append(ByteBuffer(string: "]"))
+        let length = chunks.reduce(0) { $0 + $1.readableBytes }
+        let headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .contentLength: String(length)]
+        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, chunks))
+    }
+
+    /// Waits for up to `max` messages. `nil` when the wait ended empty, the client left, or the
+    /// claims were lost to a stall (the fence).
+    private func claim(queue: QueueName, max: Int, timeout: Int, mode: ReceiveMode, context: Context) async throws -> DeliverySettlement<Backend>? {
         let backend = self.backend
         // Hummingbird does not cancel a handler when its client leaves: the wait is cancelled
         // when the client's side of the connection closes, and graceful shutdown ends it with 204.
         let receiving = Task {
             try await cancelWhenGracefulShutdown {
-                try await backend.receive(from: queue, timeout: .milliseconds(timeout))
+                var deliveries = try await backend.receive(from: queue, max: max, timeout: .milliseconds(timeout), mode: mode)
+                // The first message had to be waited for: more may be on their way.
+                if deliveries.count == 1, max > 1 {
+                    try? await Task.sleep(for: Self.batchLinger)
+                    deliveries += try await backend.receive(from: queue, max: max - 1, timeout: .zero, mode: mode)
+                }
+                return deliveries
             }
         }
         let presence = await ClientPresence.watch(context.channel) { receiving.cancel() }
-        let delivery: Delivery?
+        let deliveries: [Delivery]
         do {
-            delivery = try await withTaskCancellationHandler {
+            deliveries = try await withTaskCancellationHandler {
                 try await receiving.value
             } onCancel: {
                 receiving.cancel()
             }
         } catch is CancellationError {
-            return Response(status: .noContent)
+            return nil
         }
-        guard let delivery else { return Response(status: .noContent) }
-        let settlement = DeliverySettlement(delivery: delivery, backend: backend, logger: context.logger)
-        // The client left while the message was being claimed for it: nobody will read it.
+        guard !deliveries.isEmpty else { return nil }
+        // The client left while the messages were being claimed for it: nobody will read them.
         if presence.hasDeparted {
-            await settlement.release()
-            return Response(status: .noContent)
+            await DeliverySettlement(deliveries: deliveries, backend: backend, logger: context.logger).release()
+            return nil
         }
-        // The fence: if this replica stalled past half the lease since the claim, the message may
+        // The fence: if this replica stalled past half the lease since the claim, a message may
         // have been recovered and handed out elsewhere; then it is not ours to give.
-        guard try await backend.confirm(delivery) else {
-            settlement.abandon()
-            return Response(status: .noContent)
-        }
-        return deliver(settlement)
+        var held: [Delivery] = []
+        for delivery in deliveries where try await backend.confirm(delivery) { held.append(delivery) }
+        guard !held.isEmpty else { return nil }
+        return DeliverySettlement(deliveries: held, backend: backend, logger: context.logger)
     }
 
-    /// The 200 response. The message is deleted for good only after its bytes were handed to the
-    /// client's connection; if that fails it goes back to the head of its queue.
-    private func deliver(_ settlement: DeliverySettlement<Backend>) -> Response {
-        let delivery = settlement.delivery
+    /// Writes `chunks`, then settles: the messages are deleted (auto-acknowledge) only after their
+    /// bytes were handed to the client's connection; if that fails they go back to the head.
+    private func deliveryBody(_ settlement: DeliverySettlement<Backend>, _ chunks: [ByteBuffer]) -> ResponseBody {
         let backend = self.backend
+        let length = chunks.reduce(0) { $0 + $1.readableBytes }
+        return ResponseBody(contentLength: length) { writer in
+            // Fence again for a stall between the handler and this write (free unless one happened).
+            for delivery in settlement.deliveries where !(try await backend.confirm(delivery)) {
+                settlement.abandon()
+                throw APIError(.serviceUnavailable, "the message was recovered by another replica")
+            }
+            do {
+                for chunk in chunks { try await writer.write(chunk) }
+            } catch {
+                await settlement.release()
+                throw error
+            }
+            // The whole body is handed to the client's connection: delivered. Nothing that
+            // happens after this proves otherwise: a fast client reads the response and closes
+            // at once, so `finish` failing or the client leaving must not put the messages back.
+            await settlement.complete()
+            try await writer.finish(nil)
+        }
+    }
+
+    static func headers(for delivery: Delivery) -> HTTPFields {
         let message = delivery.message
         var headers: HTTPFields = [
-            .contentType: "application/json",
             .skiffMessageID: message.id,
             .skiffEnqueuedAt: JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds),
             .skiffReceiveCount: String(message.receiveCount),
+            .skiffPriority: String(message.priority),
         ]
-        headers[.contentLength] = String(message.body.readableBytes)
-        return Response(
-            status: .ok,
-            headers: headers,
-            body: ResponseBody(contentLength: message.body.readableBytes) { writer in
-                // Fence again for a stall between the handler and this write (free unless one happened).
-                guard try await backend.confirm(delivery) else {
-                    settlement.abandon()
-                    throw APIError(.serviceUnavailable, "the message was recovered by another replica")
-                }
-                do {
-                    try await writer.write(message.body)
-                } catch {
-                    await settlement.release()
-                    throw error
-                }
-                // The whole body is handed to the client's connection: delivered. Nothing that
-                // happens after this proves otherwise: a fast client reads the response and closes
-                // at once, so `finish` failing or the client leaving must not put the message back.
-                await settlement.complete()
-                try await writer.finish(nil)
-            }
-        )
+        if delivery.isAcknowledgedMode { headers[.skiffReceipt] = delivery.receipt.description }
+        if let lastError = message.lastError { headers[.skiffLastError] = headerSafe(lastError) }
+        if let history = message.deadLetter {
+            headers[.skiffDeadLetterSource] = history.sourceQueue.rawValue
+            headers[.skiffDeadLetterReceiveCount] = String(history.receiveCount)
+            headers[.skiffFirstReceivedAt] = JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)
+            headers[.skiffLastReceivedAt] = JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds)
+            if let reason = history.lastError, message.lastError == nil { headers[.skiffLastError] = headerSafe(reason) }
+        }
+        return headers
     }
+
+    /// A reason as a header value: printable ASCII, anything else percent-encoded.
+    static func headerSafe(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8.prefix(1024) {
+            if byte >= 0x20, byte < 0x7F, byte != UInt8(ascii: "%") {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+
+    private func receiveMode(_ request: Request) throws -> ReceiveMode {
+        guard let raw = request.uri.queryParameters["visibility"] else { return .autoAcknowledge }
+        // `visibility` without a value: the queue's default visibility timeout.
+        if raw.isEmpty { return .acknowledge(visibilityTimeout: nil) }
+        let milliseconds = try Self.integer(raw, name: "visibility", range: 1...QueueSettings.maximumVisibilityTimeoutMilliseconds)
+        return .acknowledge(visibilityTimeout: .milliseconds(milliseconds))
+    }
+
+    // MARK: Receipts
+
+    @Sendable func acknowledge(request: Request, context: Context) async throws -> Response {
+        let queue = try Self.queueName(context)
+        let receipt = try Self.receipt(context)
+        guard try await backend.acknowledge([receipt], in: queue)[0] else { throw Self.unknownReceipt() }
+        return Response(status: .noContent)
+    }
+
+    @Sendable func acknowledgeBatch(request: Request, context: Context) async throws -> Response {
+        let queue = try Self.queueName(context)
+        let document = try JSONDocument.object(try await collectBody(request, limit: 1 << 20))
+        guard case .array(let list)? = document["receipts"], (1...Self.maximumBatch).contains(list.count) else {
+            throw APIError(.badRequest, #"body must be {"receipts": [...]} with 1 to \#(Self.maximumBatch) receipts"#)
+        }
+        var receipts: [Receipt] = []
+        var malformed: [String] = []
+        for item in list {
+            guard let text = item.string else { throw APIError(.badRequest, "receipts must be strings") }
+            if let receipt = Receipt(text) { receipts.append(receipt) } else { malformed.append(text) }
+        }
+        let results = try await backend.acknowledge(receipts, in: queue)
+        let notFound = malformed + zip(receipts, results).filter { !$0.1 }.map { $0.0.description }
+        let json = #"{"acked":"# + String(results.filter { $0 }.count) + #","notFound":["# + notFound.map(JSONText.quoted).joined(separator: ",") + "]}"
+        return Self.json(status: .ok, json)
+    }
+
+    @Sendable func reject(request: Request, context: Context) async throws -> Response {
+        let queue = try Self.queueName(context)
+        let receipt = try Self.receipt(context)
+        let delay = try request.uri.queryParameters["delay"].map {
+            Duration.milliseconds(try Self.integer($0, name: "delay", range: 0...QueueSettings.maximumRetentionMilliseconds))
+        }
+        var reason: String?
+        let body = try await collectBody(request, limit: 64 << 10)
+        if body.readableBytes > 0 {
+            let document = try JSONDocument.object(body)
+            if let value = document["reason"], value != .null {
+                guard let text = value.string, text.utf8.count <= 1024 else {
+                    throw APIError(.badRequest, "reason must be a string of at most 1024 bytes")
+                }
+                reason = text
+            }
+        }
+        guard try await backend.reject(receipt, in: queue, delay: delay, reason: reason) else { throw Self.unknownReceipt() }
+        return Response(status: .noContent)
+    }
+
+    @Sendable func changeVisibility(request: Request, context: Context) async throws -> Response {
+        let queue = try Self.queueName(context)
+        let receipt = try Self.receipt(context)
+        guard let raw = request.uri.queryParameters["timeout"] else {
+            throw APIError(.badRequest, "timeout (milliseconds from 0 to \(QueueSettings.maximumVisibilityTimeoutMilliseconds)) is required")
+        }
+        let timeout = try Self.integer(raw, name: "timeout", range: 0...QueueSettings.maximumVisibilityTimeoutMilliseconds)
+        guard try await backend.changeVisibility(receipt, in: queue, timeout: .milliseconds(timeout)) else { throw Self.unknownReceipt() }
+        return Response(status: .noContent)
+    }
+
+    static func receipt(_ context: Context) throws -> Receipt {
+        guard let receipt = context.parameters.get("receipt").flatMap(Receipt.init) else { throw unknownReceipt() }
+        return receipt
+    }
+
+    static func unknownReceipt() -> APIError {
+        APIError(.notFound, "unknown or stale receipt: the message was acked, or redelivered since this receipt was issued")
+    }
+
+    // MARK: Parameters
 
     private func parseTimeout(_ raw: String?) throws -> Int {
         guard let raw else { return settings.defaultTimeoutMilliseconds }
@@ -139,8 +379,18 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         return value
     }
 
-    private func tooLarge() -> APIError {
-        APIError(.contentTooLarge, "message body is larger than MAX_MESSAGE_BYTES (\(settings.maximumMessageBytes) bytes)")
+    /// A non-negative decimal integer query parameter within `range`.
+    static func integer(_ raw: Substring, name: String, range: ClosedRange<Int64>) throws -> Int64 {
+        guard !raw.isEmpty, raw.utf8.count <= 15, raw.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let value = Int64(raw), range.contains(value)
+        else {
+            throw APIError(.badRequest, "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
+        }
+        return value
+    }
+
+    private func tooLarge(_ limit: Int) -> APIError {
+        APIError(.contentTooLarge, "request body is larger than its limit (\(limit) bytes; MAX_MESSAGE_BYTES is \(settings.maximumMessageBytes))")
     }
 
     static func queueName(_ context: Context) throws -> QueueName {
@@ -158,6 +408,12 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(body.readableBytes)],
             body: .init(byteBuffer: body)
         )
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
 

@@ -161,6 +161,18 @@ public struct SendOptions: Sendable, Equatable {
 
     public static let maximumPriority = 9
     public static let maximumIdempotencyKeyLength = 256
+
+    /// - Throws: ``QueueError`` `.invalidArgument` for a priority outside 0...9, a negative delay,
+    ///   or an idempotency key that is empty or longer than 256 bytes.
+    public func validate() throws(QueueError) {
+        guard (0...Self.maximumPriority).contains(priority) else {
+            throw .invalidArgument("priority must be an integer from 0 to \(Self.maximumPriority)")
+        }
+        if let delay, delay < .zero { throw .invalidArgument("delay must not be negative") }
+        if let idempotencyKey, !(1...Self.maximumIdempotencyKeyLength).contains(idempotencyKey.utf8.count) {
+            throw .invalidArgument("Idempotency-Key must be 1 to \(Self.maximumIdempotencyKeyLength) bytes")
+        }
+    }
 }
 
 /// The answer to a successful send.

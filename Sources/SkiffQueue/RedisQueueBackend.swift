@@ -38,16 +38,19 @@ public struct RedisQueueConfiguration: Sendable {
     }
 }
 
-/// Queues in Redis, shared by any number of replicas.
+/// Queues in Redis, shared by any number of replicas. Every state change in
+/// docs/message-lifecycle.md is one Lua script (``RedisQueueScripts``).
 ///
-/// - Send: one script appends the message and publishes a wake-up on the queue's channel.
-/// - Receive: one script pops from the head and leases the message (in-flight hash + lease
-///   sorted set, Redis clock). Consumers that must wait register locally; one subscriber
-///   connection per replica listens on the channels of queues that have waiters, and a wake-up
-///   runs a claim pass that hands messages to the oldest local waiters. Waiting costs no Redis
-///   connection and no polling.
-/// - Complete deletes the claim once the response was handed to the client; release puts it back
-///   at the head; a sweep on every replica returns expired claims (from dead replicas) to the head.
+/// - Send: one script stores the messages (or finds the idempotency key) and publishes a wake-up
+///   on the queue's channel.
+/// - Receive: one script pops from the head of the highest priority and leases the messages
+///   (in-flight hash + lease sorted set, Redis clock). Consumers that must wait register locally;
+///   one subscriber connection per replica listens on the channels of queues that have waiters,
+///   and a wake-up runs a claim pass that hands messages to the oldest local waiters. Waiting costs
+///   no Redis connection and no polling.
+/// - Complete / ack delete a claim its token still holds; release and nack put it back; sweeps on
+///   every replica return expired claims, make due delayed messages ready (every 50 ms) and remove
+///   messages past retention, each touching only the queues an index says are due.
 public final class RedisQueueBackend: QueueBackend, Service {
     private struct PassState {
         var running = false
@@ -67,18 +70,18 @@ public final class RedisQueueBackend: QueueBackend, Service {
     private let logger: Logger
     private let state = Mutex(State())
     private let subscriberBox = Mutex<RedisSubscriber?>(nil)
-    private let queueSetKey: String
-    private let leaseIndexKey: String
+    private let prefix: String
     /// Claims per pass; a pass repeats while it fills up and waiters remain.
     private static let maximumClaimBatch = 64
+    /// How often due delayed messages are looked for: delivery within 100 ms of due.
+    private static let delayPollInterval = Duration.milliseconds(50)
 
     public init(client: RedisClient, configuration: RedisQueueConfiguration = .init(), eventLoop: any EventLoop, logger: Logger) {
         self.client = client
         self.configuration = configuration
         self.waiters = WaiterRegistry(eventLoop: eventLoop)
         self.logger = logger
-        self.queueSetKey = RedisQueueKeys.queueSet(prefix: configuration.keyPrefix)
-        self.leaseIndexKey = RedisQueueKeys.leaseIndex(prefix: configuration.keyPrefix)
+        self.prefix = configuration.keyPrefix
         let prefix = configuration.keyPrefix
         let subscriber = client.makeSubscriber(
             onMessage: { [weak self] channel, _ in
@@ -92,74 +95,105 @@ public final class RedisQueueBackend: QueueBackend, Service {
 
     private var subscriber: RedisSubscriber { subscriberBox.withLock { $0! } }
 
-    private func keys(_ queue: QueueName) -> RedisQueueKeys { RedisQueueKeys(prefix: configuration.keyPrefix, queue: queue) }
+    private func keys(_ queue: QueueName) -> RedisQueueKeys { RedisQueueKeys(prefix: prefix, queue: queue) }
 
-    // MARK: QueueBackend
+    /// Runs one of the queue scripts on `queue` (every script takes the prefix and the queue first).
+    private func run(_ script: RedisScript, on queue: QueueName?, _ arguments: [RedisArgument] = []) async throws -> RedisValue {
+        var all: [RedisArgument] = [.string(prefix), .string(queue?.rawValue ?? "")]
+        all.append(contentsOf: arguments)
+        return try await mapErrors { try await client.evaluate(script, keys: [], arguments: all) }
+    }
 
-    public func send(_ body: ByteBuffer, to queue: QueueName) async throws -> SentMessage {
-        let keys = keys(queue)
-        let id = MessageID.make()
-        let scriptKeys = [keys.ready, keys.sequence, queueSetKey]
-        let arguments: [RedisArgument] = [.string(id), .bytes(body), .string(keys.channel), .string(queue.rawValue)]
+    // MARK: Sending
+
+    public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
+        guard !bodies.isEmpty else { return [] }
+        try options.validate()
+        let ids = bodies.map { _ in MessageID.make() }
+        var arguments: [RedisArgument] = [.string(prefix), .string(queue.rawValue)]
+        arguments.reserveCapacity(6 + 2 * bodies.count)
+        arguments.append(options.delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""))
+        arguments.append(.integer(Int64(options.priority)))
+        arguments.append(.string(options.idempotencyKey ?? ""))
+        arguments.append(.integer(Int64(bodies.count)))
+        for id in ids { arguments.append(.string(id)) }
+        for body in bodies { arguments.append(.bytes(body)) }
         let reply: RedisValue
         if configuration.replicaAcknowledgements > 0 {
             let (value, acknowledged) = try await mapErrors {
                 try await client.evaluate(
                     RedisQueueScripts.enqueue,
-                    keys: scriptKeys,
+                    keys: [],
                     arguments: arguments,
                     waitingForReplicas: configuration.replicaAcknowledgements,
                     timeout: configuration.replicaTimeout
                 )
             }
-            guard acknowledged >= configuration.replicaAcknowledgements else {
+            if acknowledged < configuration.replicaAcknowledgements, value.array?.first?.integer == 1 {
                 throw QueueError.unavailable(
                     "the message reached the primary but only \(acknowledged) of \(configuration.replicaAcknowledgements) replicas confirmed it in time; it may or may not be delivered"
                 )
             }
             reply = value
         } else {
-            reply = try await mapErrors { try await client.evaluate(RedisQueueScripts.enqueue, keys: scriptKeys, arguments: arguments) }
+            reply = try await mapErrors { try await client.evaluate(RedisQueueScripts.enqueue, keys: [], arguments: arguments) }
         }
-        guard let enqueuedAt = reply.integer else { throw QueueError.internalError("enqueue script returned \(reply)") }
-        return SentMessage(id: id, queue: queue, enqueuedAtMilliseconds: enqueuedAt)
+        guard let items = reply.array, items.count == 2, let status = items[0].integer else {
+            throw QueueError.internalError("enqueue script returned \(reply)")
+        }
+        switch status {
+        case 1:
+            guard let enqueuedAt = items[1].integer else { throw QueueError.internalError("enqueue script returned \(reply)") }
+            return ids.map { SentMessage(id: $0, queue: queue, enqueuedAtMilliseconds: enqueuedAt) }
+        case 0:
+            // "<enqueuedAt>|<id>,<id>...": the send that stored this idempotency key.
+            guard let original = items[1].string, let bar = original.firstIndex(of: "|"), let enqueuedAt = Int64(original[..<bar]) else {
+                throw QueueError.internalError("malformed idempotency record in \(queue)")
+            }
+            return original[original.index(after: bar)...].split(separator: ",").map {
+                SentMessage(id: String($0), queue: queue, enqueuedAtMilliseconds: enqueuedAt, isDuplicate: true)
+            }
+        case -1:
+            throw QueueError.queueFull(queue, maxDepth: Int(items[1].integer ?? 0))
+        case -2:
+            throw QueueError.invalidArgument("delay must be at most the queue's retentionMs (\(items[1].integer ?? 0) ms)")
+        default:
+            throw QueueError.internalError("enqueue script returned \(reply)")
+        }
     }
 
-    public func receive(from queue: QueueName, timeout: Duration) async throws -> Delivery? {
+    // MARK: Receiving and settling
+
+    public func receive(from queue: QueueName, max: Int, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
         // A claim that ran in Redis must reach a consumer or go back; cancelling the command
-        // mid-flight would strand the message until its lease expires. So the claim finishes,
-        // and a caller that was cancelled meanwhile gives the message back at once.
-        if let delivery = try await shielded({ try await self.claim(queue, count: 1) }).first {
+        // mid-flight would strand the messages until their lease expires. So the claim finishes,
+        // and a caller that was cancelled meanwhile gives the messages back at once.
+        let modes = Array(repeating: mode, count: Swift.max(1, max))
+        let claimed = try await shielded { try await self.claim(queue, modes: modes) }
+        if !claimed.isEmpty {
             if Task.isCancelled {
-                try await shielded { try await self.release([delivery]) }
+                try await shielded { try await self.release(claimed) }
                 throw CancellationError()
             }
-            return delivery
+            return claimed
         }
-        if timeout <= .zero || state.withLock({ $0.isShuttingDown }) { return nil }
-        let outcome = await waiters.wait(on: queue, timeout: timeout) {
+        if timeout <= .zero || state.withLock({ $0.isShuttingDown }) { return [] }
+        let outcome = await waiters.wait(on: queue, timeout: timeout, mode: mode) {
             Task { await self.prepareToWait(on: queue) }
         }
-        return try await outcome.delivery { delivery in try await self.shielded { try await self.release([delivery]) } }
+        let delivery = try await outcome.delivery { delivery in try await self.shielded { try await self.release([delivery]) } }
+        return delivery.map { [$0] } ?? []
     }
 
     @discardableResult
     public func complete(_ delivery: Delivery) async throws -> Bool {
-        let keys = keys(delivery.queue)
         // The response is already with the client: keep trying (through a Redis restart, say)
         // until the lease ends, after which a sweep may hand the message out again.
         let giveUpAt = delivery.claimedAt + delivery.lease
         var attempt = 0
         while true {
             do {
-                let reply = try await mapErrors {
-                    try await client.evaluate(
-                        RedisQueueScripts.complete,
-                        keys: [keys.inFlight, keys.leases],
-                        arguments: [.string(delivery.message.id), .integer(Int64(delivery.claimToken))]
-                    )
-                }
-                let completed = reply.integer == 1
+                let completed = try await acknowledge([delivery.receipt], in: delivery.queue)[0]
                 if !completed {
                     logger.error(
                         "claim was recovered before completion; the message may be delivered twice",
@@ -178,6 +212,206 @@ public final class RedisQueueBackend: QueueBackend, Service {
         try await release([delivery])
     }
 
+    public func confirm(_ delivery: Delivery) async throws -> Bool {
+        guard delivery.needsFenceCheck else { return true }
+        return try await changeVisibility(delivery.receipt, in: delivery.queue, timeout: delivery.lease)
+    }
+
+    public func acknowledge(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
+        guard !receipts.isEmpty else { return [] }
+        var arguments: [RedisArgument] = []
+        arguments.reserveCapacity(2 * receipts.count)
+        for receipt in receipts {
+            arguments.append(.string(receipt.messageID))
+            arguments.append(.integer(Int64(receipt.claimToken)))
+        }
+        let reply = try await run(RedisQueueScripts.acknowledge, on: queue, arguments)
+        guard let results = reply.array, results.count == receipts.count else {
+            throw QueueError.internalError("acknowledge script returned \(reply)")
+        }
+        return results.map { $0.integer == 1 }
+    }
+
+    public func reject(_ receipt: Receipt, in queue: QueueName, delay: Duration?, reason: String?) async throws -> Bool {
+        let reply = try await run(
+            RedisQueueScripts.reject,
+            on: queue,
+            [
+                .string(receipt.messageID), .integer(Int64(receipt.claimToken)),
+                delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""),
+                .string(String(Double.random(in: 0..<1))),
+                .string(reason == nil ? "0" : "1"), .string(reason ?? ""),
+            ]
+        )
+        return reply.integer == 1
+    }
+
+    public func changeVisibility(_ receipt: Receipt, in queue: QueueName, timeout: Duration) async throws -> Bool {
+        let reply = try await run(
+            RedisQueueScripts.changeVisibility,
+            on: queue,
+            [.string(receipt.messageID), .integer(Int64(receipt.claimToken)), .integer(max(0, timeout.milliseconds))]
+        )
+        return reply.integer == 1
+    }
+
+    /// Claims one message per entry of `modes` (oldest message for the first), fewer if the queue
+    /// runs out.
+    func claim(_ queue: QueueName, modes: [ReceiveMode]) async throws -> [Delivery] {
+        let claimedAt = ContinuousClock.now
+        let leases: [RedisArgument] = modes.map { mode in
+            switch mode {
+            case .autoAcknowledge: .integer(configuration.claimLease.milliseconds)
+            case .acknowledge(let visibility): visibility.map { .integer(max(1, $0.milliseconds)) } ?? .string("")
+            }
+        }
+        let reply = try await run(RedisQueueScripts.claim, on: queue, leases)
+        guard let values = reply.array, values.count % 4 == 0 else { throw QueueError.internalError("claim script returned \(reply)") }
+        var deliveries: [Delivery] = []
+        deliveries.reserveCapacity(values.count / 4)
+        for index in stride(from: 0, to: values.count, by: 4) {
+            guard let envelope = values[index].bytes, let leaseMilliseconds = values[index + 3].integer,
+                let (message, claimToken) = Self.parseEnvelope(
+                    envelope,
+                    lastError: values[index + 1].string,
+                    history: values[index + 2].string
+                )
+            else {
+                throw QueueError.internalError("malformed message envelope in \(queue)")
+            }
+            let mode = modes[index / 4]
+            deliveries.append(
+                Delivery(
+                    queue: queue,
+                    message: message,
+                    claimToken: claimToken,
+                    claimedAt: claimedAt,
+                    lease: .milliseconds(leaseMilliseconds),
+                    isAcknowledgedMode: mode != .autoAcknowledge
+                )
+            )
+        }
+        return deliveries
+    }
+
+    private func release(_ deliveries: [Delivery]) async throws {
+        guard let queue = deliveries.first?.queue else { return }
+        var arguments: [RedisArgument] = []
+        for delivery in deliveries {
+            arguments.append(.string(delivery.message.id))
+            arguments.append(.integer(Int64(delivery.claimToken)))
+        }
+        _ = try await run(RedisQueueScripts.release, on: queue, arguments)
+    }
+
+    // MARK: Settings, dead letters, management
+
+    private static let settingFields = [
+        "visibilityTimeoutMs", "maxReceiveCount", "deadLetterQueue", "retryBackoffBaseMs", "retryBackoffCapMs", "retentionMs", "delayMs",
+        "maxDepth", "dedupWindowMs",
+    ]
+
+    public func settings(of queue: QueueName) async throws -> QueueSettings {
+        let command = RedisCommand("HMGET", [.string(keys(queue).config)] + Self.settingFields.map { .string($0) })
+        let reply = try await mapErrors { try await client.send(command) }
+        guard let values = reply.array, values.count == Self.settingFields.count else {
+            throw QueueError.internalError("HMGET returned \(reply)")
+        }
+        func number(_ index: Int) -> Int64? { values[index].string.flatMap { Int64($0) } }
+        let defaults = QueueSettings()
+        return QueueSettings(
+            visibilityTimeoutMilliseconds: number(0) ?? defaults.visibilityTimeoutMilliseconds,
+            maxReceiveCount: number(1).map { Int($0) },
+            deadLetterQueue: values[2].string.flatMap { QueueName($0) },
+            retryBackoffBaseMilliseconds: number(3) ?? defaults.retryBackoffBaseMilliseconds,
+            retryBackoffCapMilliseconds: number(4) ?? defaults.retryBackoffCapMilliseconds,
+            retentionMilliseconds: number(5) ?? defaults.retentionMilliseconds,
+            delayMilliseconds: number(6) ?? defaults.delayMilliseconds,
+            maxDepth: number(7).map { Int($0) },
+            dedupWindowMilliseconds: number(8) ?? defaults.dedupWindowMilliseconds
+        )
+    }
+
+    public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
+        let values: [String?] = [
+            String(settings.visibilityTimeoutMilliseconds), settings.maxReceiveCount.map(String.init), settings.deadLetterQueue?.rawValue,
+            String(settings.retryBackoffBaseMilliseconds), String(settings.retryBackoffCapMilliseconds), String(settings.retentionMilliseconds),
+            String(settings.delayMilliseconds), settings.maxDepth.map(String.init), String(settings.dedupWindowMilliseconds),
+        ]
+        var arguments: [RedisArgument] = []
+        for (field, value) in zip(Self.settingFields, values) {
+            guard let value else { continue }
+            arguments.append(.string(field))
+            arguments.append(.string(value))
+        }
+        _ = try await run(RedisQueueScripts.configure, on: queue, arguments)
+    }
+
+    public func redrive(into queue: QueueName, max: Int) async throws -> Int {
+        guard max > 0 else { return 0 }
+        let reply = try await run(RedisQueueScripts.redrive, on: queue, [.integer(Int64(max))])
+        return Int(reply.integer ?? 0)
+    }
+
+    public func stats(of queue: QueueName) async throws -> QueueStats {
+        let reply = try await run(RedisQueueScripts.stats, on: queue)
+        let fields = RedisQueueScripts.counterFields.count
+        guard let values = reply.array?.compactMap(\.integer), values.count == 5 + 2 * fields else {
+            throw QueueError.internalError("stats script returned \(reply)")
+        }
+        var stats = QueueStats()
+        stats.ready = Int(values[0])
+        stats.inFlight = Int(values[1])
+        stats.delayed = Int(values[2])
+        stats.deadLetterReady = Int(values[3])
+        stats.oldestReadyAgeMilliseconds = values[4] >= 0 ? values[4] : nil
+        stats.totals = Self.counters(values[5..<(5 + fields)])
+        stats.lastMinute = Self.counters(values[(5 + fields)...])
+        return stats
+    }
+
+    private static func counters(_ values: ArraySlice<Int64>) -> QueueCounters {
+        var counters = QueueCounters()
+        let v = Array(values)
+        counters.enqueued = v[0]
+        counters.delivered = v[1]
+        counters.acknowledged = v[2]
+        counters.retried = v[3]
+        counters.deadLettered = v[4]
+        counters.expired = v[5]
+        return counters
+    }
+
+    public func queues() async throws -> [QueueSummary] {
+        let reply = try await run(RedisQueueScripts.list, on: nil)
+        guard let values = reply.array, values.count % 4 == 0 else { throw QueueError.internalError("list script returned \(reply)") }
+        var summaries: [QueueSummary] = []
+        for index in stride(from: 0, to: values.count, by: 4) {
+            guard let name = values[index].string.flatMap({ QueueName($0) }) else { continue }
+            summaries.append(
+                QueueSummary(
+                    name: name,
+                    ready: Int(values[index + 1].integer ?? 0),
+                    inFlight: Int(values[index + 2].integer ?? 0),
+                    delayed: Int(values[index + 3].integer ?? 0)
+                )
+            )
+        }
+        return summaries.sorted { $0.name < $1.name }
+    }
+
+    @discardableResult
+    public func purge(_ queue: QueueName) async throws -> Int {
+        let reply = try await run(RedisQueueScripts.purge, on: queue, [.string("0")])
+        return Int(reply.array?.first?.integer ?? 0)
+    }
+
+    @discardableResult
+    public func delete(_ queue: QueueName) async throws -> Bool {
+        let reply = try await run(RedisQueueScripts.purge, on: queue, [.string("1")])
+        return reply.array?.last?.integer == 1
+    }
+
     public func health() async -> BackendHealth {
         let redis = client.health
         let subscribed = subscriber.isConnected
@@ -192,56 +426,8 @@ public final class RedisQueueBackend: QueueBackend, Service {
         return BackendHealth(isHealthy: redis.isConnected, backend: "redis", details: details)
     }
 
-    // MARK: Claims
-
-    /// Claims up to `count` messages from the head of `queue`.
-    func claim(_ queue: QueueName, count: Int) async throws -> [Delivery] {
-        let keys = keys(queue)
-        let claimedAt = ContinuousClock.now
-        let reply = try await mapErrors {
-            try await client.evaluate(
-                RedisQueueScripts.claim,
-                keys: [keys.ready, keys.inFlight, keys.leases, leaseIndexKey],
-                arguments: [.integer(Int64(count)), .integer(configuration.claimLease.milliseconds), .string(queue.rawValue)]
-            )
-        }
-        guard let envelopes = reply.array else { throw QueueError.internalError("claim script returned \(reply)") }
-        return try envelopes.map { value in
-            guard let envelope = value.bytes, let (message, claimToken) = Self.parseEnvelope(envelope) else {
-                throw QueueError.internalError("malformed message envelope in \(keys.ready)")
-            }
-            return Delivery(queue: queue, message: message, claimToken: claimToken, claimedAt: claimedAt, lease: configuration.claimLease)
-        }
-    }
-
-    public func confirm(_ delivery: Delivery) async throws -> Bool {
-        guard delivery.needsFenceCheck else { return true }
-        let keys = keys(delivery.queue)
-        let reply = try await mapErrors {
-            try await client.evaluate(
-                RedisQueueScripts.renew,
-                keys: [keys.inFlight, keys.leases, leaseIndexKey],
-                arguments: [
-                    .string(delivery.message.id), .integer(Int64(delivery.claimToken)),
-                    .integer(configuration.claimLease.milliseconds), .string(delivery.queue.rawValue),
-                ]
-            )
-        }
-        return reply.integer == 1
-    }
-
-    private func release(_ deliveries: [Delivery]) async throws {
-        guard let queue = deliveries.first?.queue else { return }
-        let keys = keys(queue)
-        var arguments: [RedisArgument] = [.string(keys.channel)]
-        for delivery in deliveries {
-            arguments.append(.string(delivery.message.id))
-            arguments.append(.integer(Int64(delivery.claimToken)))
-        }
-        _ = try await mapErrors {
-            try await client.evaluate(RedisQueueScripts.release, keys: [keys.ready, keys.inFlight, keys.leases], arguments: arguments)
-        }
-    }
+    /// Consumers waiting on this replica.
+    public var waiterCount: Int { waiters.totalCount }
 
     // MARK: Waiting
 
@@ -297,7 +483,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
             guard !reservations.isEmpty else { return }
             let deliveries: [Delivery]
             do {
-                deliveries = try await claim(queue, count: reservations.count)
+                deliveries = try await claim(queue, modes: reservations.map(\.mode))
             } catch {
                 logger.warning("claim for waiters failed", metadata: ["queue.name": "\(queue)", "error": "\(error)"])
                 waiters.unreserve(reservations)
@@ -344,8 +530,9 @@ public final class RedisQueueBackend: QueueBackend, Service {
         waiters.resolveAll(with: .timedOut)
     }
 
-    /// Runs the subscriber and the maintenance loop (lease recovery, idle unsubscribes, failing
-    /// waiters while Redis is unreachable) until graceful shutdown.
+    /// Runs the subscriber and the maintenance loops (lease recovery, retention, idle unsubscribes,
+    /// failing waiters while Redis is unreachable; due delayed messages every 50 ms) until
+    /// graceful shutdown.
     public func run() async throws {
         let subscriber = self.subscriber
         await withTaskGroup(of: Void.self) { group in
@@ -359,6 +546,15 @@ public final class RedisQueueBackend: QueueBackend, Service {
                     }
                 }
             }
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: Self.delayPollInterval)
+                        if Task.isCancelled { break }
+                        await self.promoteDueMessages()
+                    }
+                }
+            }
             await group.waitForAll()
         }
         beginShutdown()
@@ -367,6 +563,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
     /// One round of maintenance; public so tests can drive it without waiting for the timer.
     public func maintain() async {
         await recoverExpiredClaims()
+        await removeExpiredMessages()
         let now = ContinuousClock.now
         let (idle, failWaiters) = state.withLock { state -> ([QueueName], Bool) in
             let active = Set(waiters.queuesWithWaiters)
@@ -389,30 +586,44 @@ public final class RedisQueueBackend: QueueBackend, Service {
         }
     }
 
-    /// Returns the claims of dead (or stalled) replicas to the heads of their queues.
-    @discardableResult
-    public func recoverExpiredClaims() async -> Int {
-        var recovered = 0
+    /// Runs `script` on every queue `index` says is due (at most 100 per round).
+    private func sweep(_ index: String, with script: RedisScript, _ arguments: [RedisArgument] = []) async -> Int {
+        var total = 0
         do {
-            let due = try await client.evaluate(RedisQueueScripts.dueQueues, keys: [leaseIndexKey], arguments: [.integer(100)])
+            let due = try await run(RedisQueueScripts.dueQueues, on: nil, [.string(index), .integer(100)])
             for name in due.array ?? [] {
                 guard let raw = name.string, let queue = QueueName(raw) else { continue }
-                let keys = keys(queue)
-                let count = try await client.evaluate(
-                    RedisQueueScripts.recover,
-                    keys: [keys.ready, keys.inFlight, keys.leases, leaseIndexKey],
-                    arguments: [.string(queue.rawValue), .integer(1000), .string(keys.channel)]
-                )
-                let n = Int(count.integer ?? 0)
-                if n > 0 {
-                    logger.warning("recovered messages whose claim lease expired", metadata: ["queue.name": "\(queue)", "message.count": "\(n)"])
+                let count = Int(try await run(script, on: queue, arguments).integer ?? 0)
+                if count > 0 {
+                    logger.debug("sweep", metadata: ["queue.name": "\(queue)", "redis.script": "\(script.name)", "message.count": "\(count)"])
                 }
-                recovered += n
+                total += count
             }
         } catch {
-            logger.debug("lease recovery skipped", metadata: ["error": "\(error)"])
+            logger.debug("sweep skipped", metadata: ["redis.script": "\(script.name)", "error": "\(error)"])
         }
+        return total
+    }
+
+    /// Expired leases and visibility timeouts are failed receives: their messages go back to the
+    /// heads of their queues (or to dead-letter queues). Returns how many.
+    @discardableResult
+    public func recoverExpiredClaims() async -> Int {
+        let recovered = await sweep("lease-index", with: RedisQueueScripts.recover, [.integer(1000)])
+        if recovered > 0 { logger.warning("recovered messages whose lease or visibility timeout expired", metadata: ["message.count": "\(recovered)"]) }
         return recovered
+    }
+
+    /// Makes delayed messages whose time has come ready. Returns how many.
+    @discardableResult
+    public func promoteDueMessages() async -> Int {
+        await sweep("delay-index", with: RedisQueueScripts.promoteDue)
+    }
+
+    /// Removes messages past their queue's retention period. Returns how many.
+    @discardableResult
+    public func removeExpiredMessages() async -> Int {
+        await sweep("retention-index", with: RedisQueueScripts.expire)
     }
 
     // MARK: Helpers
@@ -436,25 +647,49 @@ public final class RedisQueueBackend: QueueBackend, Service {
         }
     }
 
-    /// Parses `1|<seq>|<id>|<enqueuedAtMs>|<receiveCount>|<claims>|<body>` into the message and its
-    /// claim token; the body is a zero-copy slice.
-    static func parseEnvelope(_ envelope: ByteBuffer) -> (QueueMessage, claimToken: Int)? {
+    /// Parses `2|<seq>|<id>|<enqueuedAtMs>|<priority>|<receiveCount>|<claims>|<first>|<last>|<body>`
+    /// into the message and its claim token; the body is a zero-copy slice. `history` is the
+    /// dead-letter record `<source>|<receiveCount>|<first>|<last>|<reason>`.
+    static func parseEnvelope(_ envelope: ByteBuffer, lastError: String? = nil, history: String? = nil) -> (QueueMessage, claimToken: Int)? {
         let view = envelope.readableBytesView
         var fields: [Substring] = []
+        fields.reserveCapacity(9)
         var start = view.startIndex
         var index = view.startIndex
-        while fields.count < 6, index < view.endIndex {
+        while fields.count < 9, index < view.endIndex {
             if view[index] == UInt8(ascii: "|") {
                 fields.append(Substring(decoding: view[start..<index], as: UTF8.self))
                 start = index + 1
             }
             index += 1
         }
-        guard fields.count == 6, fields[0] == "1", let enqueuedAt = Int64(fields[3]), let receiveCount = Int(fields[4]),
-            let claims = Int(fields[5])
+        guard fields.count == 9, fields[0] == "2", let enqueuedAt = Int64(fields[3]), let priority = Int(fields[4]),
+            let receiveCount = Int(fields[5]), let claims = Int(fields[6])
         else { return nil }
         let bodyOffset = start - view.startIndex
         guard let body = envelope.getSlice(at: envelope.readerIndex + bodyOffset, length: envelope.readableBytes - bodyOffset) else { return nil }
-        return (QueueMessage(id: String(fields[2]), body: body, enqueuedAtMilliseconds: enqueuedAt, receiveCount: receiveCount), claims)
+        let message = QueueMessage(
+            id: String(fields[2]),
+            body: body,
+            enqueuedAtMilliseconds: enqueuedAt,
+            receiveCount: receiveCount,
+            priority: priority,
+            lastError: lastError,
+            deadLetter: history.flatMap(parseHistory)
+        )
+        return (message, claims)
+    }
+
+    private static func parseHistory(_ record: String) -> DeadLetterHistory? {
+        let parts = record.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
+        guard parts.count == 5, let source = QueueName(parts[0]), let count = Int(parts[1]), let first = Int64(parts[2]), let last = Int64(parts[3])
+        else { return nil }
+        return DeadLetterHistory(
+            sourceQueue: source,
+            receiveCount: count,
+            firstReceivedAtMilliseconds: first,
+            lastReceivedAtMilliseconds: last,
+            lastError: parts[4].isEmpty ? nil : String(parts[4])
+        )
     }
 }

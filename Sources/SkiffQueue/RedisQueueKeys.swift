@@ -1,23 +1,20 @@
 /// The Redis keys of one queue. The queue name is inside a hash tag (`{name}`), so all of a
 /// queue's keys live in one slot, and ``QueueName``'s character set keeps names from escaping it.
+/// The scripts build the same names from the prefix and the queue name (see RedisQueueScripts).
 struct RedisQueueKeys: Sendable {
-    let ready: String
-    let inFlight: String
-    let leases: String
-    let sequence: String
+    let base: String
     let channel: String
+    let config: String
 
     init(prefix: String, queue: QueueName) {
-        let base = "\(prefix):{\(queue.rawValue)}:"
-        ready = base + "ready"
-        inFlight = base + "inflight"
-        leases = base + "leases"
-        sequence = base + "seq"
+        base = "\(prefix):{\(queue.rawValue)}:"
         channel = base + "notify"
+        config = base + "config"
     }
 
+    func ready(priority: Int) -> String { priority == 0 ? base + "ready" : base + "ready:\(priority)" }
+
     static func queueSet(prefix: String) -> String { "\(prefix):queues" }
-    static func leaseIndex(prefix: String) -> String { "\(prefix):lease-index" }
 
     /// The queue a notification channel belongs to.
     static func queue(fromChannel channel: String, prefix: String) -> QueueName? {

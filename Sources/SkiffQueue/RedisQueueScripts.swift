@@ -1,172 +1,550 @@
 import SkiffRedis
 
-/// The Lua scripts behind every state change of a message in Redis. Each runs atomically and
-/// reads time from Redis (`TIME`), never from a replica, so replica clock skew cannot move a lease.
+/// The Lua scripts behind every state change of a message in Redis (docs/message-lifecycle.md
+/// gives the rules, docs/redis-data-model.md the keys). Each runs atomically and reads time from
+/// Redis (`TIME`), never from a replica, so replica clock skew cannot move a lease or a due time.
 ///
-/// A stored message is one string, the envelope: `1|<seq>|<id>|<enqueuedAtMs>|<receiveCount>|<claims>|<body>`.
-/// `seq` is the queue's enqueue counter (order for recovery); `receiveCount` counts deliveries to
-/// consumers (a release undoes one); `claims` counts claims and never goes down, so it identifies
-/// one delivery (the claim token); the body is the posted bytes verbatim.
-/// See docs/redis-data-model.md for keys and invariants.
+/// Every script takes `ARGV[1]` = key prefix and `ARGV[2]` = queue name, and builds key names
+/// from them, because a failed receive may write to another queue (the dead-letter queue) named
+/// by the stored settings. That needs a standalone Redis (Memorystore Standard), not Redis Cluster.
+///
+/// A stored message is one string, the envelope:
+/// `2|<seq>|<id>|<enqueuedAtMs>|<priority>|<receiveCount>|<claims>|<firstReceiveMs>|<lastReceiveMs>|<body>`.
+/// `claims` never goes down, so it identifies one delivery (the claim token in a receipt).
 enum RedisQueueScripts {
-    /// Sets `now` to Redis's clock in milliseconds. Newlines on both sides so it can be spliced in.
-    static let now = """
+    private static let defaults = QueueSettings()
 
+    /// Shared definitions: keys, time, envelopes, settings, counters, requeue, dead-lettering.
+    static let library = """
+        local prefix, queue = ARGV[1], ARGV[2]
+        local function key(q, suffix) return prefix .. ':{' .. q .. '}:' .. suffix end
+        local function readyKey(q, priority)
+          if priority == 0 then return key(q, 'ready') end
+          return key(q, 'ready:' .. priority)
+        end
         local t = redis.call('TIME')
         local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-        """
+        local function parse(e)
+          local seq, id, enq, priority, count, claims, first, last, rest =
+            string.match(e, '^2|(%d+)|([^|]+)|(%d+)|(%d)|(%d+)|(%d+)|(%d+)|(%d+)|()')
+          if seq then
+            return { seq = tonumber(seq), id = id, enq = tonumber(enq), priority = tonumber(priority), count = tonumber(count),
+                     claims = tonumber(claims), first = tonumber(first), last = tonumber(last), body = string.sub(e, rest) }
+          end
+          seq, id, enq, count, claims, rest = string.match(e, '^1|(%d+)|([^|]+)|(%d+)|(%d+)|(%d+)|()')
+          return { seq = tonumber(seq), id = id, enq = tonumber(enq), priority = 0, count = tonumber(count),
+                   claims = tonumber(claims), first = 0, last = 0, body = string.sub(e, rest) }
+        end
+        local function build(m)
+          return string.format('2|%d|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last) .. m.body
+        end
 
-    /// Defines `requeue(key, envelope, seq)`: puts a message back near the head of the ready list,
-    /// after any messages with a lower enqueue sequence that were put back before it, so messages
-    /// returned by separate releases or sweeps keep their original order. Costs O(position),
-    /// and the position is at the head (bounded at 1000).
-    static let requeue = """
+        local function settings(q)
+          local c = redis.call('HMGET', key(q, 'config'), 'visibilityTimeoutMs', 'maxReceiveCount', 'deadLetterQueue',
+            'retryBackoffBaseMs', 'retryBackoffCapMs', 'retentionMs', 'delayMs', 'maxDepth', 'dedupWindowMs')
+          return {
+            visibility = tonumber(c[1]) or \(defaults.visibilityTimeoutMilliseconds),
+            maxReceive = tonumber(c[2]),
+            dlq = c[3] or (string.sub(q, 1, \(QueueName.maximumLength - 4)) .. '-dlq'),
+            backoffBase = tonumber(c[4]) or \(defaults.retryBackoffBaseMilliseconds),
+            backoffCap = tonumber(c[5]) or \(defaults.retryBackoffCapMilliseconds),
+            retention = tonumber(c[6]) or \(defaults.retentionMilliseconds),
+            delay = tonumber(c[7]) or \(defaults.delayMilliseconds),
+            maxDepth = tonumber(c[8]),
+            dedupWindow = tonumber(c[9]) or \(defaults.dedupWindowMilliseconds),
+          }
+        end
 
-        local function requeue(key, envelope, seq)
+        -- Totals, plus 10-second buckets for the last-minute figures.
+        local function count(q, field, n)
+          if n == 0 then return end
+          redis.call('HINCRBY', key(q, 'stats'), field, n)
+          local bucket = key(q, 'rate:' .. math.floor(now / 10000))
+          redis.call('HINCRBY', bucket, field, n)
+          redis.call('PEXPIRE', bucket, 80000)
+        end
+
+        local function notify(q) redis.call('PUBLISH', key(q, 'notify'), '1') end
+
+        local function readyDepth(q)
+          local n = 0
+          for p = 0, 9 do n = n + redis.call('LLEN', readyKey(q, p)) end
+          return n
+        end
+
+        -- Earliest possible retention expiry of the queue: the sweep looks at it then.
+        local function indexRetention(q, enqueuedAt, retention)
+          redis.call('ZADD', prefix .. ':retention-index', 'LT', enqueuedAt + retention, q)
+        end
+
+        -- Back near the head of its priority, after messages put back earlier that were enqueued
+        -- before it, so separate returns keep their original order. O(position), bounded at 1000.
+        local function requeue(q, m)
+          local k = readyKey(q, m.priority)
+          local envelope = build(m)
           local position = 0
           while position < 1000 do
-            local item = redis.call('LINDEX', key, position)
-            if not item or tonumber(string.match(item, '^1|(%d+)|')) > seq then break end
+            local item = redis.call('LINDEX', k, position)
+            if not item or tonumber(string.match(item, '^%d|(%d+)|')) > m.seq then break end
             position = position + 1
           end
           if position == 0 then
-            redis.call('LPUSH', key, envelope)
+            redis.call('LPUSH', k, envelope)
           else
-            redis.call('LINSERT', key, 'AFTER', redis.call('LINDEX', key, position - 1), envelope)
+            redis.call('LINSERT', k, 'AFTER', redis.call('LINDEX', k, position - 1), envelope)
           end
+        end
+
+        local function forget(q, id)
+          redis.call('HDEL', key(q, 'errors'), id)
+          redis.call('HDEL', key(q, 'history'), id)
+        end
+
+        -- Moves a message (already out of its source state) to the tail of the dead-letter queue.
+        local function deadLetter(q, s, m)
+          local target = s.dlq
+          local reason = redis.call('HGET', key(q, 'errors'), m.id) or ''
+          forget(q, m.id)
+          local history = q .. '|' .. m.count .. '|' .. m.first .. '|' .. m.last .. '|' .. reason
+          m.seq = redis.call('INCR', key(target, 'seq'))
+          m.enq, m.count, m.first, m.last = now, 0, 0, 0
+          redis.call('RPUSH', readyKey(target, m.priority), build(m))
+          redis.call('HSET', key(target, 'history'), m.id, history)
+          redis.call('SADD', prefix .. ':queues', target)
+          indexRetention(target, now, settings(target).retention)
+          count(q, 'deadLettered', 1)
+          count(target, 'enqueued', 1)
+          notify(target)
+        end
+
+        -- A receive that failed (nack, visibility 0, expired lease): dead letter, delayed retry or
+        -- back at the head. The message is already out of the in-flight state.
+        local function failed(q, s, m, delay)
+          if now - m.enq >= s.retention then
+            forget(q, m.id)
+            count(q, 'expired', 1)
+          elseif s.maxReceive and m.count >= s.maxReceive then
+            deadLetter(q, s, m)
+          else
+            count(q, 'retried', 1)
+            if delay > 0 then
+              redis.call('ZADD', key(q, 'delayed'), now + delay, build(m))
+              redis.call('ZADD', prefix .. ':delay-index', 'LT', now + delay, q)
+            else
+              requeue(q, m)
+              notify(q)
+            end
+          end
+        end
+
+        -- Takes a claim out of the in-flight state if `token` still holds it.
+        local function takeClaim(q, id, token)
+          local envelope = redis.call('HGET', key(q, 'inflight'), id)
+          if not envelope then return nil end
+          local m = parse(envelope)
+          if m.claims ~= tonumber(token) then return nil end
+          redis.call('HDEL', key(q, 'inflight'), id)
+          redis.call('ZREM', key(q, 'leases'), id)
+          return m
+        end
+
+        -- Delayed messages whose time has come become ready: never-received ones at the tail,
+        -- retries back at the head. Returns how many.
+        local function promote(q, s)
+          local due = redis.call('ZRANGEBYSCORE', key(q, 'delayed'), '-inf', now, 'LIMIT', 0, 1000)
+          for _, envelope in ipairs(due) do
+            redis.call('ZREM', key(q, 'delayed'), envelope)
+            local m = parse(envelope)
+            if m.count > 0 or m.claims > 0 then requeue(q, m) else redis.call('RPUSH', readyKey(q, m.priority), envelope) end
+            indexRetention(q, m.enq, s.retention)
+          end
+          if #due > 0 then
+            local first = redis.call('ZRANGE', key(q, 'delayed'), 0, 0, 'WITHSCORES')
+            if #first == 0 then
+              redis.call('ZREM', prefix .. ':delay-index', q)
+            else
+              redis.call('ZADD', prefix .. ':delay-index', first[2], q)
+            end
+            notify(q)
+          end
+          return #due
         end
 
         """
 
-    /// KEYS: ready, seq, queues. ARGV: id, body, channel, queue name. Returns enqueuedAt (ms).
-    static let enqueue = RedisScript(
-        name: "enqueue",
-        source: now + """
+    private static func script(_ name: String, _ body: String) -> RedisScript {
+        RedisScript(name: name, source: library + body)
+    }
 
-            local seq = redis.call('INCR', KEYS[2])
-            redis.call('RPUSH', KEYS[1], string.format('1|%d|%s|%d|0|0|', seq, ARGV[1], now) .. ARGV[2])
-            redis.call('SADD', KEYS[3], ARGV[4])
-            redis.call('PUBLISH', ARGV[3], '1')
-            return now
-            """
+    /// ARGV: prefix, queue, delay ms ('' = the queue's), priority, idempotency key ('' = none),
+    /// count n, then n ids, then n bodies.
+    /// Returns `{1, now}` when stored; `{0, "<enqueuedAt>|<id>,<id>..."}` for a duplicate;
+    /// `{-1, maxDepth}` when full; `{-2, retention}` when the delay is beyond retention.
+    static let enqueue = script(
+        "enqueue",
+        """
+        local s = settings(queue)
+        local idempotencyKey = ARGV[5]
+        if idempotencyKey ~= '' then
+          local stale = redis.call('ZRANGEBYSCORE', key(queue, 'dedup-expiry'), '-inf', now, 'LIMIT', 0, 100)
+          for _, old in ipairs(stale) do
+            redis.call('HDEL', key(queue, 'dedup'), old)
+            redis.call('ZREM', key(queue, 'dedup-expiry'), old)
+          end
+          local original = redis.call('HGET', key(queue, 'dedup'), idempotencyKey)
+          if original then return { 0, original } end
+        end
+        local delay = s.delay
+        if ARGV[3] ~= '' then delay = tonumber(ARGV[3]) end
+        if delay > s.retention then return { -2, s.retention } end
+        local n = tonumber(ARGV[6])
+        if s.maxDepth then
+          local depth = readyDepth(queue) + redis.call('ZCARD', key(queue, 'delayed')) + redis.call('HLEN', key(queue, 'inflight'))
+          if depth + n > s.maxDepth then return { -1, s.maxDepth } end
+        end
+        local priority = tonumber(ARGV[4])
+        local ids = {}
+        for i = 1, n do
+          local m = { seq = redis.call('INCR', key(queue, 'seq')), id = ARGV[6 + i], enq = now, priority = priority,
+                      count = 0, claims = 0, first = 0, last = 0, body = ARGV[6 + n + i] }
+          ids[i] = m.id
+          if delay > 0 then
+            redis.call('ZADD', key(queue, 'delayed'), now + delay, build(m))
+          else
+            redis.call('RPUSH', readyKey(queue, priority), build(m))
+          end
+        end
+        if delay > 0 then
+          redis.call('ZADD', prefix .. ':delay-index', 'LT', now + delay, queue)
+        else
+          indexRetention(queue, now, s.retention)
+          notify(queue)
+        end
+        redis.call('SADD', prefix .. ':queues', queue)
+        count(queue, 'enqueued', n)
+        if idempotencyKey ~= '' then
+          redis.call('HSET', key(queue, 'dedup'), idempotencyKey, now .. '|' .. table.concat(ids, ','))
+          redis.call('ZADD', key(queue, 'dedup-expiry'), now + s.dedupWindow, idempotencyKey)
+        end
+        return { 1, now }
+        """
     )
 
-    /// KEYS: ready, inflight, leases, lease index. ARGV: count, lease ms, queue name.
-    /// Pops up to `count` messages from the head, counts the receive, and leases them.
-    /// Returns the updated envelopes, oldest first.
-    static let claim = RedisScript(
-        name: "claim",
-        source: """
-            local items = redis.call('LPOP', KEYS[1], tonumber(ARGV[1]))
-            if not items then return {} end
-            """ + now + """
-
-            local expiry = now + tonumber(ARGV[2])
-            local out = {}
-            for i, envelope in ipairs(items) do
-              local seq, id, enqueued, count, claims, rest = string.match(envelope, '^1|(%d+)|([^|]+)|(%d+)|(%d+)|(%d+)|()')
-              local updated = '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. (tonumber(count) + 1) .. '|' .. (tonumber(claims) + 1) .. '|' .. string.sub(envelope, rest)
-              redis.call('HSET', KEYS[2], id, updated)
-              redis.call('ZADD', KEYS[3], expiry, id)
-              out[i] = updated
-            end
-            redis.call('ZADD', KEYS[4], 'LT', expiry, ARGV[3])
-            return out
-            """
-    )
-
-    /// KEYS: inflight, leases. ARGV: id, claim token (the claims counter).
-    /// Deletes the message for good if this claim still holds it. Returns 1, or 0 if the claim is stale.
-    static let complete = RedisScript(
-        name: "complete",
-        source: """
-            local envelope = redis.call('HGET', KEYS[1], ARGV[1])
-            if not envelope then return 0 end
-            if string.match(envelope, '^1|%d+|[^|]+|%d+|%d+|(%d+)|') ~= ARGV[2] then return 0 end
-            redis.call('HDEL', KEYS[1], ARGV[1])
-            redis.call('ZREM', KEYS[2], ARGV[1])
-            return 1
-            """
-    )
-
-    /// KEYS: ready, inflight, leases. ARGV: channel, then id and token pairs.
-    /// Puts still-held claims back at the head in enqueue order, without counting the receive.
-    static let release = RedisScript(
-        name: "release",
-        source: requeue + """
-            local released = 0
-            for i = 2, #ARGV - 1, 2 do
-              local id, token = ARGV[i], ARGV[i + 1]
-              local envelope = redis.call('HGET', KEYS[2], id)
-              if envelope then
-                local seq, enqueued, count, claims, rest = string.match(envelope, '^1|(%d+)|[^|]+|(%d+)|(%d+)|(%d+)|()')
-                if claims == token then
-                  local previous = math.max(tonumber(count) - 1, 0)
-                  requeue(KEYS[1], '1|' .. seq .. '|' .. id .. '|' .. enqueued .. '|' .. previous .. '|' .. claims .. '|' .. string.sub(envelope, rest), tonumber(seq))
-                  redis.call('HDEL', KEYS[2], id)
-                  redis.call('ZREM', KEYS[3], id)
-                  released = released + 1
-                end
-              end
-            end
-            if released > 0 then redis.call('PUBLISH', ARGV[1], '1') end
-            return released
-            """
-    )
-
-    /// KEYS: ready, inflight, leases, lease index. ARGV: queue name, limit, channel.
-    /// Returns messages whose lease expired to the head of the queue in their original order.
-    /// Costs O(expired log n) plus the walk of `requeue`. Returns how many were recovered.
-    static let recover = RedisScript(
-        name: "recover",
-        source: requeue + now + """
-
-            local ids = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))
-            local entries = {}
-            for _, id in ipairs(ids) do
-              local envelope = redis.call('HGET', KEYS[2], id)
-              if envelope then
-                entries[#entries + 1] = { tonumber(string.match(envelope, '^1|(%d+)|')), envelope }
-              end
-              redis.call('HDEL', KEYS[2], id)
-              redis.call('ZREM', KEYS[3], id)
-            end
-            table.sort(entries, function(a, b) return a[1] < b[1] end)
-            for _, entry in ipairs(entries) do requeue(KEYS[1], entry[2], entry[1]) end
-            local first = redis.call('ZRANGE', KEYS[3], 0, 0, 'WITHSCORES')
-            if #first == 0 then
-              redis.call('ZREM', KEYS[4], ARGV[1])
+    /// ARGV: prefix, queue, then one lease per message to claim, oldest message first: a number
+    /// of milliseconds, or '' for the queue's visibility timeout.
+    /// Returns `{e1, err1, hist1, lease1, e2, ...}`: per claimed message the updated envelope, the
+    /// last nack reason (or nil), the dead-letter history (or nil) and its lease in ms.
+    static let claim = script(
+        "claim",
+        """
+        local s = settings(queue)
+        promote(queue, s)
+        local wanted = #ARGV - 2
+        local out = {}
+        local claimed = 0
+        local earliest = nil
+        for priority = 9, 0, -1 do
+          local k = readyKey(queue, priority)
+          while claimed < wanted do
+            local envelope = redis.call('LPOP', k)
+            if not envelope then break end
+            local m = parse(envelope)
+            if now - m.enq >= s.retention then
+              forget(queue, m.id)
+              count(queue, 'expired', 1)
+            elseif s.maxReceive and m.count >= s.maxReceive then
+              deadLetter(queue, s, m)
             else
-              redis.call('ZADD', KEYS[4], first[2], ARGV[1])
+              claimed = claimed + 1
+              local lease = tonumber(ARGV[2 + claimed]) or s.visibility
+              m.count, m.claims, m.last = m.count + 1, m.claims + 1, now
+              if m.first == 0 then m.first = now end
+              local updated = build(m)
+              redis.call('HSET', key(queue, 'inflight'), m.id, updated)
+              redis.call('ZADD', key(queue, 'leases'), now + lease, m.id)
+              if not earliest or now + lease < earliest then earliest = now + lease end
+              local n = #out
+              out[n + 1] = updated
+              out[n + 2] = redis.call('HGET', key(queue, 'errors'), m.id)
+              out[n + 3] = redis.call('HGET', key(queue, 'history'), m.id)
+              out[n + 4] = lease
             end
-            if #entries > 0 then redis.call('PUBLISH', ARGV[3], '1') end
-            return #entries
-            """
+          end
+          if claimed >= wanted then break end
+        end
+        if earliest then redis.call('ZADD', prefix .. ':lease-index', 'LT', earliest, queue) end
+        count(queue, 'delivered', claimed)
+        return out
+        """
     )
 
-    /// KEYS: lease index. ARGV: limit. Queues that may hold an expired lease.
-    static let dueQueues = RedisScript(
-        name: "due-queues",
-        source: now + """
-
-            return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[1]))
-            """
+    /// ARGV: prefix, queue, then id and token pairs. Deletes each message whose claim the token
+    /// still holds. Returns one 1 or 0 per pair.
+    static let acknowledge = script(
+        "acknowledge",
+        """
+        local out = {}
+        local acked = 0
+        for i = 3, #ARGV - 1, 2 do
+          local m = takeClaim(queue, ARGV[i], ARGV[i + 1])
+          if m then
+            forget(queue, m.id)
+            acked = acked + 1
+            out[#out + 1] = 1
+          else
+            out[#out + 1] = 0
+          end
+        end
+        count(queue, 'acknowledged', acked)
+        return out
+        """
     )
 
-    /// KEYS: inflight, leases, lease index. ARGV: id, token, lease ms, queue name.
-    /// Re-checks a claim and restarts its lease (the fence before a late hand-out). Returns 1 or 0.
-    static let renew = RedisScript(
-        name: "renew",
-        source: """
-            local envelope = redis.call('HGET', KEYS[1], ARGV[1])
-            if not envelope then return 0 end
-            if string.match(envelope, '^1|%d+|[^|]+|%d+|%d+|(%d+)|') ~= ARGV[2] then return 0 end
-            """ + now + """
+    /// ARGV: prefix, queue, then id and token pairs. Puts claims that never reached their consumer
+    /// back at the head in enqueue order, with the receive taken back. Returns how many.
+    static let release = script(
+        "release",
+        """
+        local released = 0
+        for i = 3, #ARGV - 1, 2 do
+          local m = takeClaim(queue, ARGV[i], ARGV[i + 1])
+          if m then
+            m.count = math.max(m.count - 1, 0)
+            requeue(queue, m)
+            released = released + 1
+          end
+        end
+        if released > 0 then
+          count(queue, 'delivered', -released)
+          notify(queue)
+        end
+        return released
+        """
+    )
 
-            redis.call('ZADD', KEYS[2], now + tonumber(ARGV[3]), ARGV[1])
-            redis.call('ZADD', KEYS[3], 'LT', now + tonumber(ARGV[3]), ARGV[4])
-            return 1
-            """
+    /// ARGV: prefix, queue, id, token, delay ms ('' = the backoff), jitter in [0, 1), has reason
+    /// ('1'/'0'), reason. A nack: returns 1, or 0 for a stale receipt.
+    static let reject = script(
+        "reject",
+        """
+        local m = takeClaim(queue, ARGV[3], ARGV[4])
+        if not m then return 0 end
+        local s = settings(queue)
+        if ARGV[7] == '1' then redis.call('HSET', key(queue, 'errors'), m.id, ARGV[8]) end
+        local delay = tonumber(ARGV[5])
+        if not delay then
+          local backoff = math.min(s.backoffBase * math.pow(2, math.min(math.max(m.count - 1, 0), 40)), s.backoffCap)
+          delay = math.floor(backoff / 2 + backoff / 2 * tonumber(ARGV[6]))
+        end
+        failed(queue, s, m, delay)
+        return 1
+        """
+    )
+
+    /// ARGV: prefix, queue, id, token, timeout ms. Restarts a held claim's lease at `timeout` from
+    /// now; 0 is a failed receive without delay. Also the fence before a late hand-out. Returns 1 or 0.
+    static let changeVisibility = script(
+        "change-visibility",
+        """
+        local envelope = redis.call('HGET', key(queue, 'inflight'), ARGV[3])
+        if not envelope or parse(envelope).claims ~= tonumber(ARGV[4]) then return 0 end
+        local timeout = tonumber(ARGV[5])
+        if timeout == 0 then
+          failed(queue, settings(queue), takeClaim(queue, ARGV[3], ARGV[4]), 0)
+        else
+          redis.call('ZADD', key(queue, 'leases'), now + timeout, ARGV[3])
+          redis.call('ZADD', prefix .. ':lease-index', 'LT', now + timeout, queue)
+        end
+        return 1
+        """
+    )
+
+    /// ARGV: prefix, queue, limit. Expired leases are failed receives: their messages come back to
+    /// the head in their original order (or move to the dead-letter queue). O(expired log n).
+    static let recover = script(
+        "recover",
+        """
+        local s = settings(queue)
+        local ids = redis.call('ZRANGEBYSCORE', key(queue, 'leases'), '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+        local entries = {}
+        for _, id in ipairs(ids) do
+          local envelope = redis.call('HGET', key(queue, 'inflight'), id)
+          if envelope then entries[#entries + 1] = parse(envelope) end
+          redis.call('HDEL', key(queue, 'inflight'), id)
+          redis.call('ZREM', key(queue, 'leases'), id)
+        end
+        table.sort(entries, function(a, b) return a.seq < b.seq end)
+        for _, m in ipairs(entries) do failed(queue, s, m, 0) end
+        local first = redis.call('ZRANGE', key(queue, 'leases'), 0, 0, 'WITHSCORES')
+        if #first == 0 then
+          redis.call('ZREM', prefix .. ':lease-index', queue)
+        else
+          redis.call('ZADD', prefix .. ':lease-index', first[2], queue)
+        end
+        return #entries
+        """
+    )
+
+    /// ARGV: prefix, queue. Makes due delayed messages ready. Returns how many.
+    static let promoteDue = script(
+        "promote",
+        """
+        return promote(queue, settings(queue))
+        """
+    )
+
+    /// ARGV: prefix, queue. Removes messages past retention from the head of each priority and
+    /// re-indexes the queue's next possible expiry. Returns how many were removed.
+    static let expire = script(
+        "expire",
+        """
+        local s = settings(queue)
+        local removed = 0
+        local nextExpiry = nil
+        for p = 0, 9 do
+          local k = readyKey(queue, p)
+          while true do
+            local head = redis.call('LINDEX', k, 0)
+            if not head then break end
+            local enq = tonumber(string.match(head, '^2|%d+|[^|]+|(%d+)|') or string.match(head, '^1|%d+|[^|]+|(%d+)|'))
+            if now - enq < s.retention then
+              if not nextExpiry or enq + s.retention < nextExpiry then nextExpiry = enq + s.retention end
+              break
+            end
+            redis.call('LPOP', k)
+            forget(queue, string.match(head, '^%d|%d+|([^|]+)|'))
+            removed = removed + 1
+          end
+        end
+        count(queue, 'expired', removed)
+        if nextExpiry then
+          redis.call('ZADD', prefix .. ':retention-index', nextExpiry, queue)
+        else
+          redis.call('ZREM', prefix .. ':retention-index', queue)
+        end
+        return removed
+        """
+    )
+
+    /// ARGV: prefix, queue (unused), index key suffix, limit. Queues due in one of the indexes.
+    static let dueQueues = script(
+        "due-queues",
+        """
+        return redis.call('ZRANGEBYSCORE', prefix .. ':' .. ARGV[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+        """
+    )
+
+    /// ARGV: prefix, queue, max. Moves ready dead letters to the tail of the queue. Returns how many.
+    static let redrive = script(
+        "redrive",
+        """
+        local s = settings(queue)
+        local source = s.dlq
+        local wanted = tonumber(ARGV[3])
+        local moved = 0
+        for priority = 9, 0, -1 do
+          while moved < wanted do
+            local envelope = redis.call('LPOP', readyKey(source, priority))
+            if not envelope then break end
+            local m = parse(envelope)
+            forget(source, m.id)
+            m.seq = redis.call('INCR', key(queue, 'seq'))
+            m.enq, m.count, m.first, m.last = now, 0, 0, 0
+            redis.call('RPUSH', readyKey(queue, m.priority), build(m))
+            moved = moved + 1
+          end
+        end
+        if moved > 0 then
+          redis.call('SADD', prefix .. ':queues', queue)
+          indexRetention(queue, now, s.retention)
+          count(queue, 'enqueued', moved)
+          notify(queue)
+        end
+        return moved
+        """
+    )
+
+    /// ARGV: prefix, queue, then field/value pairs. Replaces the settings.
+    static let configure = script(
+        "configure",
+        """
+        redis.call('DEL', key(queue, 'config'))
+        for i = 3, #ARGV - 1, 2 do redis.call('HSET', key(queue, 'config'), ARGV[i], ARGV[i + 1]) end
+        redis.call('SADD', prefix .. ':queues', queue)
+        -- The retention may have shrunk: look at the queue's heads at the next sweep.
+        redis.call('ZADD', prefix .. ':retention-index', now, queue)
+        return 1
+        """
+    )
+
+    /// The counter fields of `stats`, in the order the stats script returns them.
+    static let counterFields = ["enqueued", "delivered", "acknowledged", "retried", "deadLettered", "expired"]
+
+    /// ARGV: prefix, queue. Returns `{ready, inFlight, delayed, deadLetterReady, oldestAge or -1,
+    /// totals..., lastMinute...}` with the counters in ``counterFields`` order. O(1): no scan.
+    static let stats = script(
+        "stats",
+        """
+        local s = settings(queue)
+        local oldest = nil
+        for p = 0, 9 do
+          local head = redis.call('LINDEX', readyKey(queue, p), 0)
+          if head then
+            local enq = tonumber(string.match(head, '^%d|%d+|[^|]+|(%d+)|'))
+            if not oldest or enq < oldest then oldest = enq end
+          end
+        end
+        local out = { readyDepth(queue), redis.call('HLEN', key(queue, 'inflight')), redis.call('ZCARD', key(queue, 'delayed')),
+                      readyDepth(s.dlq), oldest and (now - oldest) or -1 }
+        local fields = { \(counterFields.map { "'\($0)'" }.joined(separator: ", ")) }
+        local totals = redis.call('HMGET', key(queue, 'stats'), unpack(fields))
+        for i = 1, #fields do out[#out + 1] = tonumber(totals[i]) or 0 end
+        local current = math.floor(now / 10000)
+        local minute = {}
+        for i = 1, #fields do minute[i] = 0 end
+        for b = current - 6, current - 1 do
+          local values = redis.call('HMGET', key(queue, 'rate:' .. b), unpack(fields))
+          for i = 1, #fields do minute[i] = minute[i] + (tonumber(values[i]) or 0) end
+        end
+        for i = 1, #fields do out[#out + 1] = minute[i] end
+        return out
+        """
+    )
+
+    /// ARGV: prefix, queue (unused). Returns `{name, ready, inFlight, delayed, ...}` for every queue.
+    static let list = script(
+        "list",
+        """
+        local out = {}
+        for _, q in ipairs(redis.call('SMEMBERS', prefix .. ':queues')) do
+          out[#out + 1] = q
+          out[#out + 1] = readyDepth(q)
+          out[#out + 1] = redis.call('HLEN', key(q, 'inflight'))
+          out[#out + 1] = redis.call('ZCARD', key(q, 'delayed'))
+        end
+        return out
+        """
+    )
+
+    /// ARGV: prefix, queue, '1' to delete the queue too. Deletes every message; with delete, also
+    /// settings, counters, idempotency keys and the queue's registration. Returns
+    /// `{messages deleted, 1 if the queue existed}`.
+    static let purge = script(
+        "purge",
+        """
+        local existed = redis.call('SISMEMBER', prefix .. ':queues', queue)
+        local n = readyDepth(queue) + redis.call('HLEN', key(queue, 'inflight')) + redis.call('ZCARD', key(queue, 'delayed'))
+        for p = 0, 9 do redis.call('DEL', readyKey(queue, p)) end
+        redis.call('DEL', key(queue, 'inflight'), key(queue, 'leases'), key(queue, 'delayed'), key(queue, 'errors'), key(queue, 'history'))
+        for _, index in ipairs({ 'lease-index', 'delay-index', 'retention-index' }) do redis.call('ZREM', prefix .. ':' .. index, queue) end
+        if ARGV[3] == '1' then
+          redis.call('DEL', key(queue, 'config'), key(queue, 'stats'), key(queue, 'seq'), key(queue, 'dedup'), key(queue, 'dedup-expiry'))
+          local current = math.floor(now / 10000)
+          for b = current - 7, current do redis.call('DEL', key(queue, 'rate:' .. b)) end
+          redis.call('SREM', prefix .. ':queues', queue)
+        end
+        return { n, existed }
+        """
     )
 }

@@ -39,6 +39,8 @@ public final class WaiterRegistry: Sendable {
         var cancelled = false
         var timer: Scheduled<Void>?
         var deadline: NIODeadline
+        /// How the message handed to this waiter is to be claimed.
+        let mode: ReceiveMode
         /// Counted for a claim in flight: it neither times out nor leaves until the claim returns,
         /// so the message claimed for it is never orphaned (which would hide the queue's head).
         var reserved = false
@@ -48,6 +50,8 @@ public final class WaiterRegistry: Sendable {
     public struct Reservation: Sendable {
         fileprivate let queue: QueueName
         fileprivate let id: UInt64
+        /// The receive mode the waiter asked for: claim its message accordingly.
+        public let mode: ReceiveMode
     }
 
     private struct Waiters {
@@ -65,6 +69,8 @@ public final class WaiterRegistry: Sendable {
     public struct TakenWaiter: Sendable {
         fileprivate let continuation: CheckedContinuation<WaitOutcome, Never>
         fileprivate let timer: Scheduled<Void>?
+        /// The receive mode the waiter asked for.
+        public let mode: ReceiveMode
 
         public func resume(_ outcome: WaitOutcome) {
             timer?.cancel()
@@ -83,11 +89,16 @@ public final class WaiterRegistry: Sendable {
     ///
     /// `onRegistered` runs once the waiter can receive hand-offs: the place to check for messages
     /// that arrived before the registration, so none is missed.
-    public func wait(on queue: QueueName, timeout: Duration, onRegistered: @Sendable () -> Void) async -> WaitOutcome {
+    public func wait(
+        on queue: QueueName,
+        timeout: Duration,
+        mode: ReceiveMode = .autoAcknowledge,
+        onRegistered: @Sendable () -> Void
+    ) async -> WaitOutcome {
         let id = state.withLock { state -> UInt64 in
             state.nextID &+= 1
             let id = state.nextID
-            state.queues[queue, default: Waiters()].entries[id] = Entry(deadline: .now() + .nanoseconds(timeout.nanoseconds))
+            state.queues[queue, default: Waiters()].entries[id] = Entry(deadline: .now() + .nanoseconds(timeout.nanoseconds), mode: mode)
             return id
         }
         return await withTaskCancellationHandler {
@@ -137,7 +148,7 @@ public final class WaiterRegistry: Sendable {
                 entry.timer?.cancel()
                 waiters.entries[id]?.timer = nil
                 waiters.entries[id]?.reserved = true
-                reservations.append(Reservation(queue: queue, id: id))
+                reservations.append(Reservation(queue: queue, id: id, mode: entry.mode))
             }
             state.queues[queue] = waiters
             return reservations
@@ -154,7 +165,7 @@ public final class WaiterRegistry: Sendable {
             defer { Self.store(waiters, for: reservation.queue, in: &state) }
             waiters.entries[reservation.id] = nil
             state.total -= 1
-            return TakenWaiter(continuation: continuation, timer: nil)
+            return TakenWaiter(continuation: continuation, timer: nil, mode: entry.mode)
         }
         guard let taken else { return false }
         // A waiter whose task was cancelled while reserved still gets it; its receive gives it back.
@@ -176,7 +187,7 @@ public final class WaiterRegistry: Sendable {
                 if entry.cancelled || entry.deadline <= now {
                     waiters.entries[reservation.id] = nil
                     state.total -= 1
-                    ended.append((TakenWaiter(continuation: continuation, timer: nil), entry.cancelled ? .cancelled : .timedOut))
+                    ended.append((TakenWaiter(continuation: continuation, timer: nil, mode: entry.mode), entry.cancelled ? .cancelled : .timedOut))
                 } else {
                     waiters.entries[reservation.id]?.reserved = false
                     waiters.order.prepend(reservation.id)
@@ -206,7 +217,7 @@ public final class WaiterRegistry: Sendable {
                 guard let entry = waiters.entries[id], let continuation = entry.continuation, !entry.reserved else { continue }
                 waiters.entries[id] = nil
                 state.total -= 1
-                return TakenWaiter(continuation: continuation, timer: entry.timer)
+                return TakenWaiter(continuation: continuation, timer: entry.timer, mode: entry.mode)
             }
             return nil
         }
@@ -235,7 +246,7 @@ public final class WaiterRegistry: Sendable {
                 guard let waiters = state.queues.removeValue(forKey: name) else { continue }
                 for entry in waiters.entries.values {
                     guard let continuation = entry.continuation else { continue }
-                    taken.append(TakenWaiter(continuation: continuation, timer: entry.timer))
+                    taken.append(TakenWaiter(continuation: continuation, timer: entry.timer, mode: entry.mode))
                     state.total -= 1
                 }
             }
@@ -257,7 +268,7 @@ public final class WaiterRegistry: Sendable {
             }
             waiters.entries[id] = nil
             state.total -= 1
-            return TakenWaiter(continuation: continuation, timer: entry.timer)
+            return TakenWaiter(continuation: continuation, timer: entry.timer, mode: entry.mode)
         }
         taken?.resume(outcome)
     }

@@ -19,6 +19,8 @@ public final class RedisClient: Sendable, Service {
     public let pool: RedisConnectionPool
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
+    /// Script name → SHA1 from `SCRIPT LOAD` (names are unique; hashing the source on every call
+    /// would cost more than the command).
     private let scriptHashes = Mutex<[String: String]>([:])
     private let healthState = Mutex<(connected: Bool, lastError: String?)>((false, nil))
 
@@ -58,7 +60,7 @@ public final class RedisClient: Sendable, Service {
 
     /// Runs a script by its SHA1, loading it on first use and again after `NOSCRIPT`.
     public func evaluate(_ script: RedisScript, keys: [String], arguments: [RedisArgument]) async throws -> RedisValue {
-        if let hash = scriptHashes.withLock({ $0[script.source] }) {
+        if let hash = scriptHashes.withLock({ $0[script.name] }) {
             do {
                 return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments))
             } catch let error as RedisServerError where error.isNoScript {
@@ -87,7 +89,7 @@ public final class RedisClient: Sendable, Service {
         timeout replicaTimeout: Duration
     ) async throws -> (RedisValue, acknowledgedReplicas: Int) {
         let hash: String
-        if let known = scriptHashes.withLock({ $0[script.source] }) {
+        if let known = scriptHashes.withLock({ $0[script.name] }) {
             hash = known
         } else if let loaded = try await load(script) {
             hash = loaded
@@ -118,7 +120,7 @@ public final class RedisClient: Sendable, Service {
     /// `SCRIPT LOAD`s a script and remembers its hash.
     private func load(_ script: RedisScript) async throws -> String? {
         guard let hash = try await send("SCRIPT", "LOAD", .string(script.source)).string else { return nil }
-        scriptHashes.withLock { $0[script.source] = hash }
+        scriptHashes.withLock { $0[script.name] = hash }
         return hash
     }
 

@@ -1,0 +1,134 @@
+import HTTPTypes
+import Hummingbird
+import NIOCore
+import SkiffQueue
+
+/// Queue management routes, over any ``QueueBackend``.
+///
+/// - `GET`/`PUT /api/{queue}/config`: the queue's settings as JSON (camelCase, milliseconds).
+/// - `POST /api/{queue}/redrive?max=n&rate=per-second`: dead letters back into the queue.
+/// - `GET /api/{queue}/stats`, `POST /api/{queue}/purge`, `DELETE /api/{queue}`, `GET /queues`.
+public struct QueueAdminController<Backend: QueueBackend>: Sendable {
+    public typealias Context = SkiffRequestContext
+    let backend: Backend
+
+    public init(backend: Backend) {
+        self.backend = backend
+    }
+
+    public func addRoutes(to router: Router<Context>) {
+        router.get("/api/:queue/config", use: settings)
+        router.put("/api/:queue/config", use: updateSettings)
+        router.addMethodNotAllowed(path: "/api/:queue/config", allowed: [.get, .put])
+        router.post("/api/:queue/redrive", use: redrive)
+        router.addMethodNotAllowed(path: "/api/:queue/redrive", allowed: [.post])
+        router.get("/api/:queue/stats", use: stats)
+        router.addMethodNotAllowed(path: "/api/:queue/stats", allowed: [.get])
+        router.post("/api/:queue/purge", use: purge)
+        router.addMethodNotAllowed(path: "/api/:queue/purge", allowed: [.post])
+        router.delete("/api/:queue", use: delete)
+        router.addMethodNotAllowed(path: "/api/:queue", allowed: [.get, .post, .delete])
+        router.get("/queues", use: list)
+        router.addMethodNotAllowed(path: "/queues", allowed: [.get])
+    }
+
+    // MARK: Settings
+
+    @Sendable func settings(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        let settings = try await backend.settings(of: queue)
+        return QueueController<Backend>.json(status: .ok, settings.json(of: queue))
+    }
+
+    @Sendable func updateSettings(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        let body = try await request.body.collect(upTo: 64 << 10)
+        let settings = try QueueSettings(json: try JSONDocument.object(body))
+        do {
+            try settings.validate(for: queue)
+        } catch {
+            throw APIError(.badRequest, error.description)
+        }
+        try await backend.updateSettings(settings, of: queue)
+        context.logger.info("queue settings replaced", metadata: ["queue.name": "\(queue)"])
+        return QueueController<Backend>.json(status: .ok, settings.json(of: queue))
+    }
+
+    // MARK: Redrive
+
+    /// Moves dead letters back in steps of at most `rate / 10` (or 1000) messages, pacing the steps
+    /// so the rate holds. Each step is atomic, so the count is exact even if the client leaves.
+    @Sendable func redrive(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        let query = request.uri.queryParameters
+        let maximum = try query["max"].map { Int(try QueueController<Backend>.integer($0, name: "max", range: 1...100_000_000)) }
+        let rate = try query["rate"].map { Int(try QueueController<Backend>.integer($0, name: "rate", range: 1...1_000_000)) }
+        // Without `max`, what is there now: messages that fail again and return mid-way are not
+        // moved twice by one call.
+        var target = maximum ?? 0
+        if maximum == nil { target = try await backend.stats(of: queue).deadLetterReady }
+        let step = rate.map { Swift.max(1, Swift.min(1000, $0 / 10)) } ?? 1000
+        let started = ContinuousClock.now
+        var moved = 0
+        while moved < target, !Task.isCancelled {
+            let count = try await backend.redrive(into: queue, max: Swift.min(step, target - moved))
+            moved += count
+            if count == 0 { break }
+            if let rate, moved < target {
+                let due = started + .milliseconds(Int64(moved) * 1000 / Int64(rate))
+                if due > .now { try? await Task.sleep(until: due) }
+            }
+        }
+        context.logger.info("redrive", metadata: ["queue.name": "\(queue)", "message.count": "\(moved)"])
+        return QueueController<Backend>.json(status: .ok, #"{"moved":"# + String(moved) + "}")
+    }
+
+    // MARK: Stats and management
+
+    @Sendable func stats(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        let stats = try await backend.stats(of: queue)
+        func counters(_ counters: QueueCounters) -> String {
+            #"{"enqueued":"# + String(counters.enqueued) + #","delivered":"# + String(counters.delivered) + #","acked":"#
+                + String(counters.acknowledged) + #","retried":"# + String(counters.retried) + #","deadLettered":"#
+                + String(counters.deadLettered) + #","expired":"# + String(counters.expired) + "}"
+        }
+        func rates(_ counters: QueueCounters) -> String {
+            func perSecond(_ value: Int64) -> String { String(Double(value) / 60) }
+            return #"{"enqueued":"# + perSecond(counters.enqueued) + #","delivered":"# + perSecond(counters.delivered) + #","acked":"#
+                + perSecond(counters.acknowledged) + #","retried":"# + perSecond(counters.retried) + #","deadLettered":"#
+                + perSecond(counters.deadLettered) + #","expired":"# + perSecond(counters.expired) + "}"
+        }
+        let json =
+            #"{"queue":"# + JSONText.quoted(queue.rawValue) + #","ready":"# + String(stats.ready) + #","inFlight":"# + String(stats.inFlight)
+            + #","delayed":"# + String(stats.delayed) + #","deadLetter":"# + String(stats.deadLetterReady) + #","oldestAgeMs":"#
+            + (stats.oldestReadyAgeMilliseconds.map { String($0) } ?? "null") + #","totals":"# + counters(stats.totals)
+            + #","lastMinute":"# + counters(stats.lastMinute) + #","ratesPerSecond":"# + rates(stats.lastMinute) + "}"
+        return QueueController<Backend>.json(status: .ok, json)
+    }
+
+    @Sendable func purge(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        let purged = try await backend.purge(queue)
+        context.logger.notice("queue purged", metadata: ["queue.name": "\(queue)", "message.count": "\(purged)"])
+        return QueueController<Backend>.json(status: .ok, #"{"purged":"# + String(purged) + "}")
+    }
+
+    @Sendable func delete(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        guard try await backend.delete(queue) else { throw APIError(.notFound, "no queue named \(queue)") }
+        context.logger.notice("queue deleted", metadata: ["queue.name": "\(queue)"])
+        return Response(status: .noContent)
+    }
+
+    @Sendable func list(request: Request, context: Context) async throws -> Response {
+        let queues = try await backend.queues()
+        var json = #"{"queues":["#
+        for (index, queue) in queues.enumerated() {
+            if index > 0 { json += "," }
+            json += #"{"name":"# + JSONText.quoted(queue.name.rawValue) + #","ready":"# + String(queue.ready) + #","inFlight":"#
+                + String(queue.inFlight) + #","delayed":"# + String(queue.delayed) + "}"
+        }
+        return QueueController<Backend>.json(status: .ok, json + "]}")
+    }
+}
