@@ -111,7 +111,7 @@ struct QueueAPITests {
             for method: HTTPRequest.Method in [.put, .patch, .delete] {
                 let response = try await client.execute(uri: "/api/q", method: method)
                 #expect(response.status == .methodNotAllowed)
-                #expect(response.headers[.allow] == "GET, POST")
+                #expect(response.headers[.allow] == "GET, POST, DELETE")
                 #expect(response.text.hasPrefix(#"{"error":""#))
             }
         }

@@ -1,0 +1,102 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SkiffQueue
+import SkiffRedis
+import SkiffTestSupport
+import Testing
+
+/// Redis-only behaviour of the delivery rules: retention (aged by rewriting stored envelopes,
+/// since the shortest retention is a minute) and stored data from older versions.
+@Suite("Redis delivery", .enabled(if: TestEnvironment.hasRedis), .timeLimit(.minutes(2)))
+struct RedisDeliveryTests {
+    private func rawClient() throws -> RedisClient {
+        var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+        configuration.commandTimeout = .seconds(5)
+        return RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+    }
+
+    /// Rewrites the `enqueuedAt` of the ready message at `index` to `ageMilliseconds` ago.
+    private func age(_ queue: QueueName, index: Int, by ageMilliseconds: Int64, client: RedisClient) async throws {
+        let key = "skiff:{\(queue.rawValue)}:ready"
+        let envelope = try #require(try await client.send("LINDEX", .string(key), .integer(Int64(index))).string)
+        var fields = envelope.split(separator: "|", maxSplits: 9, omittingEmptySubsequences: false).map(String.init)
+        fields[3] = String(MessageID.currentMilliseconds() - ageMilliseconds)
+        _ = try await client.send("LSET", .string(key), .integer(Int64(index)), .string(fields.joined(separator: "|")))
+        // As if the time had passed: the retention index says the queue is due.
+        _ = try await client.send("ZADD", .string("skiff:retention-index"), .integer(0), .string(queue.rawValue))
+    }
+
+    @Test func messagesPastRetentionAreRemovedCountedAndNeverDelivered() async throws {
+        let fixture = try await BackendFixture.make(.redis)
+        defer { fixture.close() }
+        let backend = try #require(fixture.backend as? RedisQueueBackend)
+        let client = try rawClient()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        var settings = QueueSettings()
+        settings.retentionMilliseconds = 3_600_000
+        try await backend.updateSettings(settings, of: queue)
+        for index in 0..<4 { _ = try await backend.send("\(index)", to: queue) }
+        try await age(queue, index: 0, by: 3_600_001, client: client)
+        try await age(queue, index: 1, by: 7_200_000, client: client)
+
+        // The sweep (this one, or the backend's own timer) removes expired heads.
+        await backend.removeExpiredMessages()
+        #expect(try await backend.stats(of: queue).totals.expired == 2)
+        #expect(try await backend.stats(of: queue).ready == 2)
+        // An expired message the sweep has not reached is dropped by the claim instead.
+        try await age(queue, index: 0, by: 3_600_000, client: client)
+        #expect(try await backend.take(from: queue) == "3")
+        let stats = try await backend.stats(of: queue)
+        #expect(stats.totals.expired == 3)
+        #expect(stats.ready == 0)
+        #expect(try await backend.take(from: queue) == nil)
+    }
+
+    @Test func aVisibilityTimeoutThatExpiresPastRetentionExpiresTheMessage() async throws {
+        let fixture = try await BackendFixture.make(.redis)
+        defer { fixture.close() }
+        let backend = try #require(fixture.backend as? RedisQueueBackend)
+        let client = try rawClient()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        var settings = QueueSettings()
+        settings.retentionMilliseconds = 60_000
+        try await backend.updateSettings(settings, of: queue)
+        _ = try await backend.send("old", to: queue)
+        try await age(queue, index: 0, by: 59_000, client: client)
+        let delivery = try #require(try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(1))).first)
+        #expect(delivery.message.receiveCount == 1)
+        try await Task.sleep(for: .milliseconds(1200))
+        #expect(await backend.recoverExpiredClaims() == 1)
+        #expect(try await backend.stats(of: queue).totals.expired == 1)
+        #expect(try await backend.take(from: queue) == nil)
+    }
+
+    @Test func envelopesStoredByTheFirstVersionAreStillDelivered() async throws {
+        let fixture = try await BackendFixture.make(.redis)
+        defer { fixture.close() }
+        let client = try rawClient()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        let now = MessageID.currentMilliseconds()
+        _ = try await client.send("RPUSH", .string("skiff:{\(queue.rawValue)}:ready"), .string("1|7|01OLDFORMAT|\(now)|0|0|{\"v\":1}"))
+        let delivery = try #require(try await fixture.backend.receive(from: queue, timeout: .zero))
+        #expect(delivery.message.id == "01OLDFORMAT")
+        #expect(String(buffer: delivery.message.body) == #"{"v":1}"#)
+        #expect(delivery.message.receiveCount == 1)
+        #expect(try await fixture.backend.complete(delivery))
+    }
+
+    @Test func aDelayedMessageOnOneReplicaIsDeliveredToAWaiterOnAnother() async throws {
+        let fixture = try await BackendFixture.make(.redis, replicas: 2)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let waiting = Task { try await fixture.replicas[1].take(from: queue, timeout: .seconds(20)) }
+        let sent = ContinuousClock.now
+        _ = try await fixture.replicas[0].send(ByteBuffer(string: "later"), to: queue, options: SendOptions(delay: .milliseconds(300)))
+        #expect(try await waiting.value == "later")
+        #expect(ContinuousClock.now - sent >= .milliseconds(300))
+    }
+}
