@@ -75,6 +75,44 @@ struct ClusterTests {
         print("redis restart run: acknowledged \(history.acknowledgedCount), duplicates \(history.duplicated.count), errors \(history.errors)")
     }
 
+    /// A worker process receives in acknowledged mode, is killed with SIGKILL mid-task, and never
+    /// acks: the message stays invisible for the visibility timeout, then comes back to another
+    /// consumer with its receive count raised.
+    @Test func aWorkerKilledMidTaskGetsItsMessageRedeliveredAfterTheVisibilityTimeout() async throws {
+        let queue = TestEnvironment.uniqueName("worker")
+        #expect(try await Cluster.proxy.post(queue, #""task""#).status == .created)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("worker"))
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let body = directory.appendingPathComponent("body").path
+        let worker = Process()
+        worker.executableURL = URL(fileURLWithPath: "/bin/sh")
+        // The worker takes the message, then "works" (sleeps) without acking.
+        worker.arguments = [
+            "-c",
+            "curl -s -o '\(body)' 'http://127.0.0.1:\(Cluster.replicas[0].port)/api/\(queue)?timeout=5000&visibility=3000'; exec sleep 60",
+        ]
+        try worker.run()
+        var received = false
+        for _ in 0..<200 where !received {
+            received = (try? String(contentsOfFile: body, encoding: .utf8)) == #""task""#
+            if !received { try await Task.sleep(for: .milliseconds(25)) }
+        }
+        #expect(received)
+        let killedAt = ContinuousClock.now
+        kill(worker.processIdentifier, SIGKILL)
+        worker.waitUntilExit()
+        // Invisible to other consumers while its visibility timeout lasts.
+        #expect(try await Cluster.replicas[1].get(queue, timeout: 0).status == .noContent)
+        let redelivered = try await Cluster.replicas[2].request(.get, "/api/\(queue)?timeout=15000&visibility=5000")
+        #expect(redelivered.status == .ok)
+        #expect(redelivered.text == #""task""#)
+        #expect(redelivered.headers[.init("Skiff-Receive-Count")!] == "2")
+        #expect(ContinuousClock.now - killedAt >= .milliseconds(2500))
+        let receipt = try #require(redelivered.headers[.init("Skiff-Receipt")!])
+        #expect(try await Cluster.proxy.request(.delete, "/api/\(queue)/messages/\(receipt)").status == .noContent)
+    }
+
     struct Progress {
         var sent: Int
         var faulted: Bool
