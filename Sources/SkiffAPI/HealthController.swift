@@ -1,7 +1,8 @@
 import Hummingbird
+import NIOCore
 import SkiffQueue
 
-/// `GET /health` (liveness, with backend state) and `GET /ready` (readiness).
+/// `GET /health` (liveness, with backend state), `GET /ready` (readiness) and `GET /openapi.yaml`.
 public struct HealthController<Backend: QueueBackend>: Sendable {
     public typealias Context = SkiffRequestContext
     let backend: Backend
@@ -17,6 +18,15 @@ public struct HealthController<Backend: QueueBackend>: Sendable {
         router.get("/ready", use: ready)
         router.addMethodNotAllowed(path: "/health", allowed: [.get])
         router.addMethodNotAllowed(path: "/ready", allowed: [.get])
+        router.get("/openapi.yaml") { _, _ -> Response in
+            let body = ByteBuffer(string: OpenAPIDocument.yaml)
+            return Response(
+                status: .ok,
+                headers: [.contentType: "application/yaml; charset=utf-8", .contentLength: String(body.readableBytes)],
+                body: .init(byteBuffer: body)
+            )
+        }
+        router.addMethodNotAllowed(path: "/openapi.yaml", allowed: [.get])
     }
 
     @Sendable func health(request: Request, context: Context) async throws -> Response {
