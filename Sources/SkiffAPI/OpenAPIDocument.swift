@@ -454,7 +454,7 @@ paths:
           description: OpenAPI 3.1.
           content:
             application/yaml:
-              schema: { type: string }
+              schema: { type: object }
 components:
   securitySchemes:
     bearer:

@@ -421,7 +421,7 @@ extension Router {
     /// Answers 405 with an `Allow` header for the methods a path does not serve.
     func addMethodNotAllowed(path: RouterPath, allowed: [HTTPRequest.Method]) {
         let allow = allowed.map(\.rawValue).joined(separator: ", ")
-        let others: [HTTPRequest.Method] = [.get, .post, .put, .delete, .patch, .options].filter { !allowed.contains($0) }
+        let others: [HTTPRequest.Method] = [.get, .head, .post, .put, .delete, .patch, .options, .trace, .init("QUERY")!].filter { !allowed.contains($0) }
         for method in others {
             on(path, method: method) { _, _ -> Response in
                 throw APIError(.methodNotAllowed, "method not allowed here; use \(allow)", headers: [.allow: allow])
