@@ -25,6 +25,8 @@ public struct APIError: Error, HTTPResponseError, Sendable {
             switch error.kind {
             case .unavailable: self.init(.serviceUnavailable, error.message, headers: [.retryAfter: "1"])
             case .insufficientStorage: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), error.message)
+            case .queueFull: self.init(.tooManyRequests, error.message, headers: [.retryAfter: "1"])
+            case .invalidArgument: self.init(.badRequest, error.message)
             case .internalError: self.init(.internalServerError, error.message)
             }
         case is NIOTooManyBytesError:
