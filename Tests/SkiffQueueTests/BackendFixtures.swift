@@ -26,23 +26,49 @@ final class BackendFixture: Sendable {
     let replicas: [any QueueBackend]
     private let tasks: [Task<Void, Never>]
     private let clients: [RedisClient]
+    /// One maintenance round (lease recovery, due delays, expiry) on the first replica.
     let recover: @Sendable () async -> Void
+    /// One maintenance round per replica, to run them against each other.
+    let sweeps: [@Sendable () async -> Void]
+    /// The memory backend's wall clock, which tests can move forward to age messages; `nil` for
+    /// Redis, whose clock is the server's `TIME`.
+    let wallClock: TestWallClock?
 
-    private init(backend: any QueueBackend, replicas: [any QueueBackend], tasks: [Task<Void, Never>], clients: [RedisClient], recover: @escaping @Sendable () async -> Void) {
+    private init(
+        backend: any QueueBackend,
+        replicas: [any QueueBackend],
+        tasks: [Task<Void, Never>],
+        clients: [RedisClient],
+        sweeps: [@Sendable () async -> Void],
+        wallClock: TestWallClock?
+    ) {
         self.backend = backend
         self.replicas = replicas
         self.tasks = tasks
         self.clients = clients
-        self.recover = recover
+        self.recover = sweeps[0]
+        self.sweeps = sweeps
+        self.wallClock = wallClock
     }
 
-    static func make(_ kind: BackendKind, replicas count: Int = 1, claimLease: Duration = .seconds(30)) async throws -> BackendFixture {
+    /// - Parameter backgroundMaintenance: `false` leaves the memory backend's maintenance to the
+    ///   test (`recover`), to observe what happens before a sweep; the Redis replicas always run.
+    static func make(
+        _ kind: BackendKind,
+        replicas count: Int = 1,
+        claimLease: Duration = .seconds(30),
+        backgroundMaintenance: Bool = true
+    ) async throws -> BackendFixture {
         let logger = Logger(label: "test")
         let group = MultiThreadedEventLoopGroup.singleton
         switch kind {
         case .memory:
-            let backend = MemoryQueueBackend(eventLoop: group.next(), claimLease: claimLease, logger: logger)
-            return BackendFixture(backend: backend, replicas: [backend], tasks: [], clients: [], recover: { backend.recoverExpiredClaims() })
+            let clock = TestWallClock()
+            let backend = MemoryQueueBackend(eventLoop: group.next(), claimLease: claimLease, wallClock: { clock.now() }, logger: logger)
+            let tasks: [Task<Void, Never>] = backgroundMaintenance ? [Task { _ = try? await backend.run() }] : []
+            // One process: "replicas" are the same backend, swept as often as there would be replicas.
+            let sweeps = Array(repeating: { @Sendable () async in backend.maintain() }, count: max(count, 1))
+            return BackendFixture(backend: backend, replicas: [backend], tasks: tasks, clients: [], sweeps: sweeps, wallClock: clock)
         case .redis:
             var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
             // Generous: dozens of tests share two cores. Deadlines have tests of their own.
@@ -63,13 +89,13 @@ final class BackendFixture: Sendable {
                 clients.append(client)
                 backends.append(backend)
             }
-            let first = backends[0]
             return BackendFixture(
-                backend: first,
+                backend: backends[0],
                 replicas: backends,
                 tasks: tasks,
                 clients: clients,
-                recover: { await first.recoverExpiredClaims() }
+                sweeps: backends.map { backend in { @Sendable () async in _ = await backend.recoverExpiredClaims() } },
+                wallClock: nil
             )
         }
     }
@@ -91,6 +117,15 @@ extension QueueBackend {
         try await complete(delivery)
         return String(buffer: delivery.message.body)
     }
+}
+
+/// Real time plus an offset that only moves forward: messages age without the test waiting.
+final class TestWallClock: Sendable {
+    private let offsetMilliseconds = Mutex<Int64>(0)
+
+    func now() -> Int64 { MessageID.currentMilliseconds() + offsetMilliseconds.withLock { $0 } }
+
+    func advance(by milliseconds: Int64) { offsetMilliseconds.withLock { $0 += milliseconds } }
 }
 
 func uniqueQueue(_ prefix: String = "q") -> QueueName {
