@@ -129,8 +129,10 @@ enum RedisQueueScripts {
           else
             count(q, 'retried', 1)
             if delay > 0 then
-              redis.call('ZADD', key(q, 'delayed'), now + delay, build(m))
-              redis.call('ZADD', prefix .. ':delay-index', 'LT', now + delay, q)
+              -- Never later than its retention allows: it expires on time, not after the delay.
+              local due = math.min(now + delay, m.enq + s.retention)
+              redis.call('ZADD', key(q, 'delayed'), due, build(m))
+              redis.call('ZADD', prefix .. ':delay-index', 'LT', due, q)
             else
               requeue(q, m)
               notify(q)
@@ -138,12 +140,22 @@ enum RedisQueueScripts {
           end
         end
 
-        -- Takes a claim out of the in-flight state if `token` still holds it.
-        local function takeClaim(q, id, token)
+        -- The in-flight message `id` if `token` still holds its claim: the claim is the latest one
+        -- and its lease has not ended (whether or not a sweep has returned it yet).
+        local function heldClaim(q, id, token)
           local envelope = redis.call('HGET', key(q, 'inflight'), id)
           if not envelope then return nil end
           local m = parse(envelope)
           if m.claims ~= tonumber(token) then return nil end
+          local expiry = tonumber(redis.call('ZSCORE', key(q, 'leases'), id))
+          if not expiry or expiry <= now then return nil end
+          return m
+        end
+
+        -- Takes a claim out of the in-flight state if `token` still holds it.
+        local function takeClaim(q, id, token)
+          local m = heldClaim(q, id, token)
+          if not m then return nil end
           redis.call('HDEL', key(q, 'inflight'), id)
           redis.call('ZREM', key(q, 'leases'), id)
           return m
@@ -347,8 +359,7 @@ enum RedisQueueScripts {
     static let changeVisibility = script(
         "change-visibility",
         """
-        local envelope = redis.call('HGET', key(queue, 'inflight'), ARGV[3])
-        if not envelope or parse(envelope).claims ~= tonumber(ARGV[4]) then return 0 end
+        if not heldClaim(queue, ARGV[3], ARGV[4]) then return 0 end
         local timeout = tonumber(ARGV[5])
         if timeout == 0 then
           failed(queue, settings(queue), takeClaim(queue, ARGV[3], ARGV[4]), 0)

@@ -108,7 +108,7 @@ struct QueueAPITests {
                 #expect(response.status == .notFound, "\(uri)")
                 #expect(response.text.hasPrefix(#"{"error":""#))
             }
-            for method: HTTPRequest.Method in [.put, .patch, .delete] {
+            for method: HTTPRequest.Method in [.put, .patch, .trace] {
                 let response = try await client.execute(uri: "/api/q", method: method)
                 #expect(response.status == .methodNotAllowed)
                 #expect(response.headers[.allow] == "GET, POST, DELETE")
