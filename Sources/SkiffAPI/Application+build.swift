@@ -93,7 +93,8 @@ public func buildRouter<Backend: QueueBackend>(
     }
     router.add(middleware: HTTPMetricsMiddleware(factory: metricsFactory))
     router.add(middleware: JSONErrorMiddleware())
-    router.add(middleware: AccessControlMiddleware(policy: AccessPolicy(keys: configuration.apiKeys, metricsRequireAuth: configuration.metricsRequireAuth)))
+    let policy = AccessPolicy(keys: configuration.apiKeys, metricsRequireAuth: configuration.metricsRequireAuth)
+    router.add(middleware: AccessControlMiddleware(policy: policy))
     if let rateLimit = configuration.rateLimit {
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(settings: rateLimit), metricsRequireAuth: configuration.metricsRequireAuth))
     }

@@ -25,9 +25,10 @@ public struct RateLimitMiddleware: RouterMiddleware {
         case .allowed:
             return try await next(request, context)
         case .limited(let retryAfterSeconds):
+            let settings = limiter.settings
             throw APIError(
                 .tooManyRequests,
-                "rate limit of \(limiter.settings.requestsPerSecond) requests per second (burst \(limiter.settings.burst)) reached; retry after \(retryAfterSeconds) s",
+                "rate limit of \(settings.requestsPerSecond) requests per second (burst \(settings.burst)) reached; retry after \(retryAfterSeconds) s",
                 headers: [.retryAfter: String(retryAfterSeconds)]
             )
         }

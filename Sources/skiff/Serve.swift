@@ -29,7 +29,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL, default info).") var logLevel: String?
     @Option(help: "json (Cloud Logging fields) or text (env LOG_FORMAT, default json).") var logFormat: String?
     // No flag for SKIFF_API_KEYS itself: a secret on the command line is readable by every local user.
-    @Option(help: "JSON file of API keys, e.g. a mounted secret (env SKIFF_API_KEYS_FILE; or the document itself in SKIFF_API_KEYS). Without keys the service is open.")
+    @Option(
+        help: "JSON file of API keys, e.g. a mounted secret (env SKIFF_API_KEYS_FILE; or the document itself in SKIFF_API_KEYS). Without keys, open."
+    )
     var apiKeysFile: String?
     @Option(help: "true: GET /metrics needs a key with the admin scope when keys are configured (env METRICS_REQUIRE_AUTH, default true).")
     var metricsRequireAuth: String?
