@@ -1,5 +1,6 @@
 import Hummingbird
 import Logging
+import Metrics
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -9,10 +10,19 @@ import SkiffRedis
 public typealias SkiffApplication = Application<RouterResponder<SkiffRequestContext>>
 
 /// Assembles a replica from its configuration: Redis when configured, memory otherwise.
-public func buildApplication(configuration: SkiffConfiguration, logger: Logger) -> SkiffApplication {
+///
+/// - Parameters:
+///   - metricsFactory: where the HTTP and Redis metrics go; the executable passes its Prometheus factory.
+///   - metricsExposition: what `GET /metrics` renders; `nil` leaves the route out.
+public func buildApplication(
+    configuration: SkiffConfiguration,
+    logger: Logger,
+    metricsFactory: any MetricsFactory = MetricsSystem.factory,
+    metricsExposition: (any MetricsExposition)? = nil
+) -> SkiffApplication {
     let group = MultiThreadedEventLoopGroup.singleton
     if let redisConfiguration = configuration.redis {
-        let client = RedisClient(configuration: redisConfiguration, eventLoopGroup: group, logger: logger)
+        let client = RedisClient(configuration: redisConfiguration, eventLoopGroup: group, logger: logger, metricsFactory: metricsFactory)
         let backend = RedisQueueBackend(
             client: client,
             configuration: RedisQueueConfiguration(
@@ -25,11 +35,25 @@ public func buildApplication(configuration: SkiffConfiguration, logger: Logger) 
             logger: logger
         )
         // Services stop in reverse order after the HTTP server has drained: backend, then client.
-        return buildApplication(configuration: configuration, backend: backend, services: [client, backend], logger: logger)
+        return buildApplication(
+            configuration: configuration,
+            backend: backend,
+            services: [client, backend],
+            logger: logger,
+            metricsFactory: metricsFactory,
+            metricsExposition: metricsExposition
+        )
     }
     logger.notice("no Redis configured: queues live in this process's memory and are not shared or durable")
     let backend = MemoryQueueBackend(eventLoop: group.next(), claimLease: configuration.claimLease, logger: logger)
-    return buildApplication(configuration: configuration, backend: backend, services: [backend], logger: logger)
+    return buildApplication(
+        configuration: configuration,
+        backend: backend,
+        services: [backend],
+        logger: logger,
+        metricsFactory: metricsFactory,
+        metricsExposition: metricsExposition
+    )
 }
 
 /// Assembles a replica around a given backend (tests use this to keep a handle on it).
@@ -37,9 +61,11 @@ public func buildApplication<Backend: QueueBackend>(
     configuration: SkiffConfiguration,
     backend: Backend,
     services: [any Service],
-    logger: Logger
+    logger: Logger,
+    metricsFactory: any MetricsFactory = MetricsSystem.factory,
+    metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
-    let router = buildRouter(backend: backend, configuration: configuration)
+    let router = buildRouter(backend: backend, configuration: configuration, metricsFactory: metricsFactory, metricsExposition: metricsExposition)
     return Application(
         router: router,
         server: .http1(configuration: .init(additionalChannelHandlers: [ClientDepartureHandler()])),
@@ -50,12 +76,33 @@ public func buildApplication<Backend: QueueBackend>(
 }
 
 /// The routes and middleware of a replica.
-public func buildRouter<Backend: QueueBackend>(backend: Backend, configuration: SkiffConfiguration) -> Router<SkiffRequestContext> {
+///
+/// Middleware order, outermost first: request id (so every later log line has it), access log
+/// and HTTP metrics (they see the final status, errors included), JSON errors, then access
+/// control and rate limiting, whose refusals are errors rendered by the JSON error middleware.
+public func buildRouter<Backend: QueueBackend>(
+    backend: Backend,
+    configuration: SkiffConfiguration,
+    metricsFactory: any MetricsFactory = MetricsSystem.factory,
+    metricsExposition: (any MetricsExposition)? = nil
+) -> Router<SkiffRequestContext> {
     let router = Router(context: SkiffRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
+    if configuration.accessLog {
+        router.add(middleware: AccessLogMiddleware())
+    }
+    router.add(middleware: HTTPMetricsMiddleware(factory: metricsFactory))
     router.add(middleware: JSONErrorMiddleware())
+    let policy = AccessPolicy(keys: configuration.apiKeys, metricsRequireAuth: configuration.metricsRequireAuth)
+    router.add(middleware: AccessControlMiddleware(policy: policy))
+    if let rateLimit = configuration.rateLimit {
+        router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(settings: rateLimit), metricsRequireAuth: configuration.metricsRequireAuth))
+    }
     QueueController<Backend>(backend: backend, settings: configuration.api).addRoutes(to: router)
     QueueAdminController<Backend>(backend: backend).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
+    if let metricsExposition {
+        MetricsController(exposition: metricsExposition).addRoutes(to: router)
+    }
     return router
 }

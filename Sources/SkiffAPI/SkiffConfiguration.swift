@@ -21,6 +21,14 @@ public struct SkiffConfiguration: Sendable {
     /// Redis replicas that must confirm a message (`WAIT`) before POST answers 201; 0 = none.
     public var redisWaitReplicas: Int
     public var redisWaitTimeout: Duration
+    /// API keys; empty runs the service open to anyone who can reach it (the demo mode).
+    public var apiKeys: [APIKey]
+    /// Whether `GET /metrics` needs a key with the `admin` scope when keys are configured.
+    public var metricsRequireAuth: Bool
+    /// `nil`: no rate limiting (the default).
+    public var rateLimit: RateLimitSettings?
+    /// One JSON line per request at `info`.
+    public var accessLog: Bool
 
     public init(
         host: String = "0.0.0.0",
@@ -31,7 +39,11 @@ public struct SkiffConfiguration: Sendable {
         claimLease: Duration = .seconds(30),
         replicaID: String = "skiff",
         redisWaitReplicas: Int = 0,
-        redisWaitTimeout: Duration = .milliseconds(100)
+        redisWaitTimeout: Duration = .milliseconds(100),
+        apiKeys: [APIKey] = [],
+        metricsRequireAuth: Bool = true,
+        rateLimit: RateLimitSettings? = nil,
+        accessLog: Bool = true
     ) {
         self.host = host
         self.port = port
@@ -42,6 +54,10 @@ public struct SkiffConfiguration: Sendable {
         self.replicaID = replicaID
         self.redisWaitReplicas = redisWaitReplicas
         self.redisWaitTimeout = redisWaitTimeout
+        self.apiKeys = apiKeys
+        self.metricsRequireAuth = metricsRequireAuth
+        self.rateLimit = rateLimit
+        self.accessLog = accessLog
     }
 
     /// The settings and their environment variables, as documented in the README.
@@ -75,6 +91,7 @@ public struct SkiffConfiguration: Sendable {
         } else if let hostname = environment["HOSTNAME"], !hostname.isEmpty {
             configuration.replicaID = hostname
         }
+        try configuration.readAccessSettings(from: environment)
         do {
             configuration.redis = try RedisConfiguration.fromEnvironment(environment)
         } catch let error as RedisClientError {

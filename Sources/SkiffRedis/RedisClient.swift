@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import ServiceLifecycle
 import Synchronization
@@ -23,16 +24,27 @@ public final class RedisClient: Sendable, Service {
     /// would cost more than the command).
     private let scriptHashes = Mutex<[String: String]>([:])
     private let healthState = Mutex<(connected: Bool, lastError: String?)>((false, nil))
+    private let metrics: RedisMetrics
 
-    public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+    /// - Parameter metricsFactory: where command latencies, pool size and reconnects are recorded
+    ///   (see `RedisMetrics`); the global swift-metrics factory unless given.
+    public init(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
-        self.pool = RedisConnectionPool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger)
+        self.metrics = RedisMetrics(factory: metricsFactory)
+        self.pool = RedisConnectionPool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
     }
 
     /// Sends a command on a shared connection with the configured command deadline.
     public func send(_ command: RedisCommand) async throws -> RedisValue {
+        let start = ContinuousClock.now
+        defer { metrics.recordCommand(command.name, since: start) }
         do {
             let connection = try await pool.multiplexedConnection()
             let value = try await connection.send(command, timeout: configuration.commandTimeout)
@@ -53,7 +65,9 @@ public final class RedisClient: Sendable, Service {
     ///   deadline is that plus ``RedisConfiguration/blockingMargin``, so the server always answers
     ///   first when it is healthy. On timeout or cancellation the connection is closed, never reused.
     public func blocking(_ command: RedisCommand, serverTimeout: Duration) async throws -> RedisValue {
-        try await pool.withBlockingConnection { connection in
+        let start = ContinuousClock.now
+        defer { metrics.recordCommand(command.name, since: start) }
+        return try await pool.withBlockingConnection { connection in
             try await connection.send(command, timeout: serverTimeout + configuration.blockingMargin, isBlocking: true)
         }
     }
@@ -99,6 +113,8 @@ public final class RedisClient: Sendable, Service {
         let wait = RedisCommand("WAIT", .integer(Int64(replicas)), .integer(max(1, replicaTimeout.milliseconds)))
         for name in ["EVALSHA", "EVAL"] {
             let body = name == "EVALSHA" ? hash : script.source
+            let start = ContinuousClock.now
+            defer { metrics.recordCommand(name + "+WAIT", since: start) }
             do {
                 let connection = try await pool.multiplexedConnection()
                 let results = try await connection.sendPipelined(
@@ -176,14 +192,17 @@ public final class RedisClient: Sendable, Service {
         healthState.withLock { $0 = (false, reason) }
     }
 
-    /// Health-checks every second until graceful shutdown, then closes the pool.
+    /// Health-checks every second until graceful shutdown, then closes the pool. Also refreshes
+    /// the pool-size gauge.
     public func run() async throws {
         await checkHealth()
+        metrics.openConnections.record(pool.openConnections)
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 if Task.isCancelled { break }
                 await self.checkHealth()
+                self.metrics.openConnections.record(self.pool.openConnections)
             }
         }
         pool.close()

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import Metrics
+import Prometheus
 import SkiffAPI
 
 /// `skiff serve`: every setting is an environment variable; a flag overrides it.
@@ -26,6 +28,17 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Name of this replica in logs and /health (env REPLICA_ID, default the host name).") var replicaId: String?
     @Option(help: "trace, debug, info, notice, warning, error or critical (env LOG_LEVEL, default info).") var logLevel: String?
     @Option(help: "json (Cloud Logging fields) or text (env LOG_FORMAT, default json).") var logFormat: String?
+    // No flag for SKIFF_API_KEYS itself: a secret on the command line is readable by every local user.
+    @Option(
+        help: "JSON file of API keys, e.g. a mounted secret (env SKIFF_API_KEYS_FILE; or the document itself in SKIFF_API_KEYS). Without keys, open."
+    )
+    var apiKeysFile: String?
+    @Option(help: "true: GET /metrics needs a key with the admin scope when keys are configured (env METRICS_REQUIRE_AUTH, default true).")
+    var metricsRequireAuth: String?
+    @Option(help: "Requests per second per API key and queue, in this replica's memory; 0 is off (env RATE_LIMIT_PER_SECOND, default 0).")
+    var rateLimitPerSecond: String?
+    @Option(help: "Bucket size of the rate limit (env RATE_LIMIT_BURST, default the rate rounded up).") var rateLimitBurst: Int?
+    @Option(help: "true: one JSON log line per request at info (env ACCESS_LOG, default true).") var accessLog: String?
 
     func run() async throws {
         var environment = ProcessInfo.processInfo.environment
@@ -35,7 +48,10 @@ struct Serve: AsyncParsableCommand {
             ("CLAIM_LEASE_MS", claimLeaseMs.map(String.init)), ("REDIS_COMMAND_TIMEOUT_MS", redisCommandTimeoutMs.map(String.init)),
             ("REDIS_KEY_PREFIX", redisKeyPrefix), ("REDIS_WAIT_REPLICAS", redisWaitReplicas.map(String.init)),
             ("REDIS_WAIT_TIMEOUT_MS", redisWaitTimeoutMs.map(String.init)), ("REPLICA_ID", replicaId), ("LOG_LEVEL", logLevel), ("LOG_FORMAT", logFormat),
+            ("SKIFF_API_KEYS_FILE", apiKeysFile), ("METRICS_REQUIRE_AUTH", metricsRequireAuth), ("RATE_LIMIT_PER_SECOND", rateLimitPerSecond),
+            ("RATE_LIMIT_BURST", rateLimitBurst.map(String.init)), ("ACCESS_LOG", accessLog),
         ]
+        if apiKeysFile != nil { environment["SKIFF_API_KEYS"] = nil }
         for case (let name, let value?) in flags { environment[name] = value }
 
         let level = try Self.logLevel(environment["LOG_LEVEL"])
@@ -64,8 +80,45 @@ struct Serve: AsyncParsableCommand {
                 "redis.tls": "\(configuration.redis?.tls ?? false)",
             ]
         )
-        let app = buildApplication(configuration: configuration, logger: logger)
+        if configuration.apiKeys.isEmpty {
+            logger.warning(
+                "no API keys configured (SKIFF_API_KEYS or SKIFF_API_KEYS_FILE): every queue is open to anyone who can reach this port"
+            )
+        } else {
+            logger.info(
+                "API keys loaded",
+                metadata: [
+                    "auth.keys": "\(configuration.apiKeys.map(\.grant.keyName).joined(separator: ","))",
+                    "metrics.require_auth": "\(configuration.metricsRequireAuth)",
+                ]
+            )
+        }
+        if let rateLimit = configuration.rateLimit {
+            logger.info(
+                "rate limiting per API key and queue, in this replica's memory",
+                metadata: ["rate_limit.per_second": "\(rateLimit.requestsPerSecond)", "rate_limit.burst": "\(rateLimit.burst)"]
+            )
+        }
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(Self.metricsFactory(registry: registry))
+        let app = buildApplication(configuration: configuration, logger: logger, metricsFactory: MetricsSystem.factory, metricsExposition: registry)
         try await app.runService()
+    }
+
+    /// The Prometheus factory behind swift-metrics, with histogram buckets that fit each metric:
+    /// HTTP requests include long-polls of up to a minute; Redis commands are usually sub-millisecond.
+    static func metricsFactory(registry: PrometheusCollectorRegistry) -> PrometheusMetricsFactory {
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.durationHistogramBuckets["skiff_http_request_duration_seconds"] = [
+            .milliseconds(1), .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .milliseconds(2500), .seconds(5), .seconds(10), .seconds(30), .seconds(60),
+        ]
+        factory.durationHistogramBuckets["skiff_redis_command_duration_seconds"] = [
+            .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+            .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5),
+            .seconds(30), .seconds(60),
+        ]
+        return factory
     }
 
     static func logLevel(_ raw: String?) throws -> Logger.Level {

@@ -1,4 +1,5 @@
 import Logging
+import Metrics
 import NIOCore
 import Synchronization
 
@@ -31,11 +32,23 @@ public final class RedisConnectionPool: Sendable {
     private let logger: Logger
     private let state: Mutex<State>
     private let reconnectCount = Atomic<Int>(0)
+    private let metrics: RedisMetrics
 
-    public init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger) {
+    /// - Parameter metricsFactory: where reconnects are counted (`skiff_redis_reconnects_total`).
+    public convenience init(
+        configuration: RedisConfiguration,
+        eventLoopGroup: any EventLoopGroup,
+        logger: Logger,
+        metricsFactory: any MetricsFactory = MetricsSystem.factory
+    ) {
+        self.init(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: RedisMetrics(factory: metricsFactory))
+    }
+
+    init(configuration: RedisConfiguration, eventLoopGroup: any EventLoopGroup, logger: Logger, metrics: RedisMetrics) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
+        self.metrics = metrics
         self.state = Mutex(State(slots: Array(repeating: .empty, count: max(1, configuration.multiplexedConnections))))
     }
 
@@ -105,7 +118,10 @@ public final class RedisConnectionPool: Sendable {
                 let keep = self.state.withLock { state -> Bool in
                     guard !state.isClosed else { return false }
                     state.slots[index] = .connected(connection)
-                    if !state.everConnected.insert(index).inserted { reconnectCount.wrappingAdd(1, ordering: .relaxed) }
+                    if !state.everConnected.insert(index).inserted {
+                        reconnectCount.wrappingAdd(1, ordering: .relaxed)
+                        metrics.reconnects.increment()
+                    }
                     return true
                 }
                 if !keep {

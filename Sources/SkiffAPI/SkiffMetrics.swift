@@ -1,0 +1,142 @@
+import CoreMetrics
+import Metrics
+import Synchronization
+
+/// The queue metrics of a replica, through swift-metrics (Prometheus when the executable
+/// bootstraps it):
+///
+/// | metric | type | labels |
+/// |---|---|---|
+/// | `skiff_messages_enqueued_total` | counter | `queue` |
+/// | `skiff_messages_delivered_total` | counter | `queue` |
+/// | `skiff_messages_acked_total` | counter | `queue` |
+/// | `skiff_messages_retried_total` | counter | `queue` |
+/// | `skiff_messages_dead_lettered_total` | counter | `queue` |
+/// | `skiff_queue_depth` | gauge | `queue` |
+/// | `skiff_queue_in_flight` | gauge | `queue` |
+/// | `skiff_queue_oldest_message_age_seconds` | gauge | `queue` |
+/// | `skiff_long_poll_waiters` | gauge | none |
+///
+/// Counters are called by the queue routes as things happen; the three queue gauges are set by a
+/// ``QueueGaugeRefresher`` on an interval, never per scrape.
+///
+/// Cardinality: the first ``queueLabelLimit`` distinct queue names this process sees get their
+/// own `queue` label; later ones are counted under `queue="other"`, so a client creating queues
+/// without end cannot grow the series without end.
+public final class SkiffMetrics: Sendable {
+    public static let enqueuedTotal = "skiff_messages_enqueued_total"
+    public static let deliveredTotal = "skiff_messages_delivered_total"
+    public static let ackedTotal = "skiff_messages_acked_total"
+    public static let retriedTotal = "skiff_messages_retried_total"
+    public static let deadLetteredTotal = "skiff_messages_dead_lettered_total"
+    public static let queueDepth = "skiff_queue_depth"
+    public static let queueInFlight = "skiff_queue_in_flight"
+    public static let queueOldestAge = "skiff_queue_oldest_message_age_seconds"
+    public static let longPollWaiters = "skiff_long_poll_waiters"
+    /// The `queue` label of every queue past ``queueLabelLimit``.
+    public static let overflowQueueLabel = "other"
+
+    public let queueLabelLimit: Int
+    private let factory: any MetricsFactory
+    private let waiters: Meter
+
+    private struct HandleKey: Hashable {
+        let metric: String
+        let queueLabel: String
+    }
+
+    private struct State {
+        var labelledQueues: Set<String> = []
+        var counters: [HandleKey: Counter] = [:]
+        var gauges: [HandleKey: Gauge] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    public init(factory: any MetricsFactory = MetricsSystem.factory, queueLabelLimit: Int = 1000) {
+        self.factory = factory
+        self.queueLabelLimit = queueLabelLimit
+        self.waiters = Meter(label: Self.longPollWaiters, factory: factory)
+    }
+
+    public func messageEnqueued(queue: String, count: Int = 1) { counter(Self.enqueuedTotal, queue: queue).increment(by: count) }
+    public func messageDelivered(queue: String, count: Int = 1) { counter(Self.deliveredTotal, queue: queue).increment(by: count) }
+    public func messageAcked(queue: String, count: Int = 1) { counter(Self.ackedTotal, queue: queue).increment(by: count) }
+    /// A message went back to its queue for another attempt (nack, expired visibility, released claim).
+    public func messageRetried(queue: String, count: Int = 1) { counter(Self.retriedTotal, queue: queue).increment(by: count) }
+    public func messageDeadLettered(queue: String, count: Int = 1) { counter(Self.deadLetteredTotal, queue: queue).increment(by: count) }
+
+    /// A long-poll started waiting; pair with ``waiterFinished()``.
+    public func waiterStarted() { waiters.increment() }
+    public func waiterFinished() { waiters.decrement() }
+
+    /// Sets the per-queue gauges; called by ``QueueGaugeRefresher``. Queues past the label limit
+    /// are summed (depth, in-flight) or maxed (oldest age) into `queue="other"`.
+    public func recordQueueGauges(_ snapshots: [QueueGaugeSnapshot]) {
+        var byLabel: [String: (depth: Int, inFlight: Int, oldestAge: Double)] = [:]
+        for snapshot in snapshots {
+            let label = queueLabel(snapshot.queue)
+            var entry = byLabel[label] ?? (0, 0, 0)
+            entry.depth += snapshot.depth
+            entry.inFlight += snapshot.inFlight
+            entry.oldestAge = max(entry.oldestAge, snapshot.oldestMessageAgeSeconds)
+            byLabel[label] = entry
+        }
+        for (label, entry) in byLabel {
+            gauge(Self.queueDepth, label: label).record(entry.depth)
+            gauge(Self.queueInFlight, label: label).record(entry.inFlight)
+            gauge(Self.queueOldestAge, label: label).record(entry.oldestAge)
+        }
+    }
+
+    /// The `queue` label for `queue`: its name while fewer than ``queueLabelLimit`` names have
+    /// been labelled, `other` after that.
+    public func queueLabel(_ queue: String) -> String {
+        state.withLock { state in Self.label(for: queue, in: &state, limit: queueLabelLimit) }
+    }
+
+    private static func label(for queue: String, in state: inout State, limit: Int) -> String {
+        if state.labelledQueues.contains(queue) { return queue }
+        guard state.labelledQueues.count < limit else { return overflowQueueLabel }
+        state.labelledQueues.insert(queue)
+        return queue
+    }
+
+    private func counter(_ metric: String, queue: String) -> Counter {
+        state.withLock { state in
+            let key = HandleKey(metric: metric, queueLabel: Self.label(for: queue, in: &state, limit: queueLabelLimit))
+            if let counter = state.counters[key] { return counter }
+            let counter = Counter(label: metric, dimensions: [("queue", key.queueLabel)], factory: factory)
+            state.counters[key] = counter
+            return counter
+        }
+    }
+
+    private func gauge(_ metric: String, label: String) -> Gauge {
+        state.withLock { state in
+            let key = HandleKey(metric: metric, queueLabel: label)
+            if let gauge = state.gauges[key] { return gauge }
+            let gauge = Gauge(label: metric, dimensions: [("queue", label)], factory: factory)
+            state.gauges[key] = gauge
+            return gauge
+        }
+    }
+}
+
+/// One queue's state at one moment, for the queue gauges.
+public struct QueueGaugeSnapshot: Sendable, Equatable {
+    public var queue: String
+    /// Messages waiting to be delivered.
+    public var depth: Int
+    /// Messages delivered and not yet acknowledged (or claimed and not yet handed over).
+    public var inFlight: Int
+    /// Age of the oldest waiting message; 0 when the queue is empty.
+    public var oldestMessageAgeSeconds: Double
+
+    public init(queue: String, depth: Int, inFlight: Int, oldestMessageAgeSeconds: Double) {
+        self.queue = queue
+        self.depth = depth
+        self.inFlight = inFlight
+        self.oldestMessageAgeSeconds = oldestMessageAgeSeconds
+    }
+}

@@ -1,0 +1,92 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import MetricsTestKit
+import NIOCore
+import Prometheus
+import SkiffAPI
+import Testing
+
+/// API keys over HTTP: 401 and 403 with JSON bodies, open routes, open mode, `/metrics`.
+@Suite("Access control", .timeLimit(.minutes(2)))
+struct AccessControlTests {
+    func makeApp(metricsRequireAuth: Bool = true, keys: [APIKey] = TestKeys.all) throws -> SkiffApplication {
+        try makeObservedApplication(metricsFactory: TestMetrics(), registry: PrometheusCollectorRegistry()) {
+            $0.apiKeys = keys
+            $0.metricsRequireAuth = metricsRequireAuth
+        }
+    }
+
+    @Test func missingOrUnknownKeyGets401WithChallenge() async throws {
+        try await makeApp().test(.router) { client async throws in
+            for headers in [HTTPFields(), TestKeys.bearer("unknown-key-0123456789"), [.authorization: "Basic Zm9vOmJhcg=="]] {
+                let response = try await client.execute(uri: "/api/q", method: .post, headers: headers, body: ByteBuffer(string: "1"))
+                #expect(response.status == .unauthorized)
+                #expect(response.headers[.wwwAuthenticate]?.hasPrefix("Bearer") == true)
+                #expect(response.headers[.contentType]?.hasPrefix("application/json") == true)
+                #expect(response.text.hasPrefix(#"{"error":""#))
+                #expect(response.headers[HTTPField.Name("X-Request-Id")!] != nil)
+            }
+        }
+    }
+
+    @Test func wrongScopeOrPrefixGets403() async throws {
+        try await makeApp().test(.router) { client async throws in
+            let wrongScope = try await client.execute(uri: "/api/q", method: .post, headers: TestKeys.bearer(TestKeys.receive), body: ByteBuffer(string: "1"))
+            #expect(wrongScope.status == .forbidden)
+            #expect(wrongScope.text.contains("'send'"))
+            #expect(wrongScope.headers[.wwwAuthenticate] == nil)
+            let wrongPrefix = try await client.execute(uri: "/api/billing", method: .post, headers: TestKeys.bearer(TestKeys.orders), body: ByteBuffer(string: "1"))
+            #expect(wrongPrefix.status == .forbidden)
+            #expect(wrongPrefix.text.contains("orders-"))
+        }
+    }
+
+    @Test func rightKeysSendAndReceive() async throws {
+        try await makeApp().test(.router) { client async throws in
+            let sent = try await client.execute(uri: "/api/orders-eu", method: .post, headers: TestKeys.bearer(TestKeys.orders), body: ByteBuffer(string: "17"))
+            #expect(sent.status == .created)
+            let received = try await client.execute(uri: "/api/orders-eu?timeout=0", method: .get, headers: TestKeys.bearer(TestKeys.receive))
+            #expect(received.status == .ok)
+            #expect(received.text == "17")
+            // Auth comes first, then the usual validation.
+            let badName = try await client.execute(uri: "/api/bad.name", method: .post, headers: TestKeys.bearer(TestKeys.send), body: ByteBuffer(string: "1"))
+            #expect(badName.status == .badRequest)
+        }
+    }
+
+    @Test func healthAndReadyStayOpen() async throws {
+        try await makeApp().test(.router) { client async throws in
+            #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
+            #expect(try await client.execute(uri: "/ready", method: .get).status == .ok)
+        }
+    }
+
+    @Test func withoutKeysTheServiceIsOpen() async throws {
+        try await makeApp(keys: []).test(.router) { client async throws in
+            #expect(try await client.execute(uri: "/api/q-open", method: .post, body: ByteBuffer(string: "1")).status == .created)
+            #expect(try await client.execute(uri: "/api/q-open?timeout=0", method: .get).status == .ok)
+            #expect(try await client.execute(uri: "/metrics", method: .get).status == .ok)
+        }
+    }
+
+    @Test func metricsNeedsAdminWhenRequired() async throws {
+        try await makeApp(metricsRequireAuth: true).test(.router) { client async throws in
+            #expect(try await client.execute(uri: "/metrics", method: .get).status == .unauthorized)
+            #expect(try await client.execute(uri: "/metrics", method: .get, headers: TestKeys.bearer(TestKeys.send)).status == .forbidden)
+            let scraped = try await client.execute(uri: "/metrics", method: .get, headers: TestKeys.bearer(TestKeys.admin))
+            #expect(scraped.status == .ok)
+            #expect(scraped.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+        }
+        try await makeApp(metricsRequireAuth: false).test(.router) { client async throws in
+            #expect(try await client.execute(uri: "/metrics", method: .get).status == .ok)
+        }
+    }
+
+    @Test func unknownPathsNeedAdminThenGet404() async throws {
+        try await makeApp().test(.router) { client async throws in
+            #expect(try await client.execute(uri: "/nowhere", method: .get, headers: TestKeys.bearer(TestKeys.send)).status == .forbidden)
+            #expect(try await client.execute(uri: "/nowhere", method: .get, headers: TestKeys.bearer(TestKeys.admin)).status == .notFound)
+        }
+    }
+}
