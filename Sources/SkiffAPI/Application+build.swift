@@ -65,7 +65,18 @@ public func buildApplication<Backend: QueueBackend>(
     metricsFactory: any MetricsFactory = MetricsSystem.factory,
     metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
-    let router = buildRouter(backend: backend, configuration: configuration, metricsFactory: metricsFactory, metricsExposition: metricsExposition)
+    let metrics = SkiffMetrics(factory: metricsFactory)
+    let router = buildRouter(
+        backend: backend,
+        configuration: configuration,
+        metricsFactory: metricsFactory,
+        metricsExposition: metricsExposition,
+        metrics: metrics
+    )
+    var services = services
+    if metricsExposition != nil {
+        services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
+    }
     return Application(
         router: router,
         server: .http1(configuration: .init(additionalChannelHandlers: [ClientDepartureHandler()])),
@@ -84,8 +95,10 @@ public func buildRouter<Backend: QueueBackend>(
     backend: Backend,
     configuration: SkiffConfiguration,
     metricsFactory: any MetricsFactory = MetricsSystem.factory,
-    metricsExposition: (any MetricsExposition)? = nil
+    metricsExposition: (any MetricsExposition)? = nil,
+    metrics: SkiffMetrics? = nil
 ) -> Router<SkiffRequestContext> {
+    let metrics = metrics ?? SkiffMetrics(factory: metricsFactory)
     let router = Router(context: SkiffRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
     if configuration.accessLog {
@@ -98,7 +111,7 @@ public func buildRouter<Backend: QueueBackend>(
     if let rateLimit = configuration.rateLimit {
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(settings: rateLimit), metricsRequireAuth: configuration.metricsRequireAuth))
     }
-    QueueController<Backend>(backend: backend, settings: configuration.api).addRoutes(to: router)
+    QueueController<Backend>(backend: backend, settings: configuration.api, metrics: metrics).addRoutes(to: router)
     QueueAdminController<Backend>(backend: backend).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     if let metricsExposition {

@@ -24,13 +24,15 @@ final class DeliverySettlement<Backend: QueueBackend>: Sendable {
     }
 
     /// The response reached the client's connection: auto-acknowledged deliveries are deleted.
-    func complete() async {
-        guard claimSettlement() else { return }
+    /// - Returns: how many were deleted.
+    @discardableResult
+    func complete() async -> Int {
+        guard claimSettlement() else { return 0 }
         let automatic = deliveries.filter { !$0.isAcknowledgedMode }
-        guard let first = automatic.first else { return }
+        guard let first = automatic.first else { return 0 }
         do {
             if automatic.count == 1 {
-                try await backend.complete(first)
+                return try await backend.complete(first) ? 1 : 0
             } else {
                 let results = try await backend.acknowledge(automatic.map(\.receipt), in: first.queue)
                 let lost = results.filter { !$0 }.count
@@ -40,12 +42,14 @@ final class DeliverySettlement<Backend: QueueBackend>: Sendable {
                         metadata: ["queue.name": "\(first.queue)", "message.count": "\(lost)"]
                     )
                 }
+                return results.count - lost
             }
         } catch {
             logger.error(
                 "could not delete delivered messages; they will be delivered again after their lease",
                 metadata: ["queue.name": "\(first.queue)", "message.id": "\(first.message.id)", "error": "\(error)"]
             )
+            return 0
         }
     }
 

@@ -122,7 +122,8 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
     }
 
     @Sendable func list(request: Request, context: Context) async throws -> Response {
-        let queues = try await backend.queues()
+        // A key limited to a queue prefix sees only its own queues.
+        let queues = try await backend.queues().filter { context.accessGrant?.permits(queue: $0.name.rawValue) ?? true }
         var json = #"{"queues":["#
         for (index, queue) in queues.enumerated() {
             if index > 0 { json += "," }

@@ -32,15 +32,17 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     public typealias Context = SkiffRequestContext
     let backend: Backend
     let settings: APISettings
+    let metrics: SkiffMetrics
 
     /// Messages per batch, both ways.
     static var maximumBatch: Int { 1000 }
     /// How long a batch receive that had to wait for its first message lingers for more.
     static var batchLinger: Duration { .milliseconds(5) }
 
-    public init(backend: Backend, settings: APISettings) {
+    public init(backend: Backend, settings: APISettings, metrics: SkiffMetrics = SkiffMetrics()) {
         self.backend = backend
         self.settings = settings
+        self.metrics = metrics
     }
 
     public func addRoutes(to router: Router<Context>) {
@@ -69,6 +71,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
         let sent = try await backend.send(body, to: queue, options: options)
+        if !sent.isDuplicate { metrics.messageEnqueued(queue: queue.rawValue) }
         context.logger.debug("message enqueued", metadata: ["queue.name": "\(queue)", "message.id": "\(sent.id)"])
         var response = Self.json(status: sent.isDuplicate ? .ok : .created, Self.sentJSON(sent))
         if sent.isDuplicate { response.headers[.skiffDuplicate] = "true" }
@@ -97,6 +100,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         }
         let sent = try await backend.send(messages, to: queue, options: options)
         let duplicate = sent.first?.isDuplicate ?? false
+        if !duplicate { metrics.messageEnqueued(queue: queue.rawValue, count: sent.count) }
         var json = #"{"ids":["#
         for (index, message) in sent.enumerated() {
             if index > 0 { json += "," }
@@ -194,6 +198,8 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     /// claims were lost to a stall (the fence).
     private func claim(queue: QueueName, max: Int, timeout: Int, mode: ReceiveMode, context: Context) async throws -> DeliverySettlement<Backend>? {
         let backend = self.backend
+        metrics.waiterStarted()
+        defer { metrics.waiterFinished() }
         // Hummingbird does not cancel a handler when its client leaves: the wait is cancelled
         // when the client's side of the connection closes, and graceful shutdown ends it with 204.
         let receiving = Task {
@@ -236,6 +242,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     /// bytes were handed to the client's connection; if that fails they go back to the head.
     private func deliveryBody(_ settlement: DeliverySettlement<Backend>, _ chunks: [ByteBuffer]) -> ResponseBody {
         let backend = self.backend
+        let metrics = self.metrics
         let length = chunks.reduce(0) { $0 + $1.readableBytes }
         return ResponseBody(contentLength: length) { writer in
             // Fence again for a stall between the handler and this write (free unless one happened).
@@ -252,7 +259,10 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             // The whole body is handed to the client's connection: delivered. Nothing that
             // happens after this proves otherwise: a fast client reads the response and closes
             // at once, so `finish` failing or the client leaving must not put the messages back.
-            await settlement.complete()
+            let queue = settlement.deliveries[0].queue.rawValue
+            metrics.messageDelivered(queue: queue, count: settlement.deliveries.count)
+            let acknowledged = await settlement.complete()
+            if acknowledged > 0 { metrics.messageAcked(queue: queue, count: acknowledged) }
             try await writer.finish(nil)
         }
     }
@@ -304,6 +314,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let queue = try Self.queueName(context)
         let receipt = try Self.receipt(context)
         guard try await backend.acknowledge([receipt], in: queue)[0] else { throw Self.unknownReceipt() }
+        metrics.messageAcked(queue: queue.rawValue)
         return Response(status: .noContent)
     }
 
@@ -320,6 +331,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             if let receipt = Receipt(text) { receipts.append(receipt) } else { malformed.append(text) }
         }
         let results = try await backend.acknowledge(receipts, in: queue)
+        metrics.messageAcked(queue: queue.rawValue, count: results.filter { $0 }.count)
         let notFound = malformed + zip(receipts, results).filter { !$0.1 }.map { $0.0.description }
         let json = #"{"acked":"# + String(results.filter { $0 }.count) + #","notFound":["# + notFound.map(JSONText.quoted).joined(separator: ",") + "]}"
         return Self.json(status: .ok, json)

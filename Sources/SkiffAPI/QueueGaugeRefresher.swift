@@ -1,15 +1,14 @@
 import Logging
 import ServiceLifecycle
+import SkiffQueue
 
 /// Refreshes the per-queue gauges of ``SkiffMetrics`` on an interval, so a scrape costs nothing
 /// and a burst of scrapes cannot load Redis.
 ///
-/// Design note (wired up once the queue backend can report its queues): `buildApplication` adds
-/// `QueueGaugeRefresher(metrics:, interval:, logger:) { try await backend.gaugeSnapshots() }` to
-/// the application's services, where the snapshot should cost a bounded number of Redis round
-/// trips (one pipelined `LLEN`/`ZCARD`/oldest-score read per queue, or one script). Every replica
-/// exports the same queue-wide values, so dashboards aggregate them with `max`, not `sum`. A queue
-/// that disappears from the snapshot is set to 0 rather than left at its last value.
+/// `buildApplication` adds one to the application's services with ``snapshots(of:limit:)``: one
+/// script listing the queues, then one O(1) stats script per queue (the first 1000 by name).
+/// Every replica exports the same queue-wide values, so dashboards aggregate them with `max`, not
+/// `sum`. A queue that disappears from the snapshot is set to 0 rather than left at its last value.
 public struct QueueGaugeRefresher: Service {
     let metrics: SkiffMetrics
     let interval: Duration
@@ -56,5 +55,25 @@ public struct QueueGaugeRefresher: Service {
             logger.warning("could not refresh the queue gauges", metadata: ["error": "\(error)"])
             return previous
         }
+    }
+}
+
+extension QueueGaugeRefresher {
+    /// The gauges and totals of the first `limit` queues of `backend`, by name.
+    public static func snapshots(of backend: some QueueBackend, limit: Int = 1000) async throws -> [QueueGaugeSnapshot] {
+        var snapshots: [QueueGaugeSnapshot] = []
+        for summary in try await backend.queues().prefix(limit) {
+            let stats = try await backend.stats(of: summary.name)
+            snapshots.append(
+                QueueGaugeSnapshot(
+                    queue: summary.name.rawValue,
+                    depth: stats.ready,
+                    inFlight: stats.inFlight,
+                    oldestMessageAgeSeconds: Double(stats.oldestReadyAgeMilliseconds ?? 0) / 1000,
+                    totals: (stats.totals.retried, stats.totals.deadLettered)
+                )
+            )
+        }
+        return snapshots
     }
 }

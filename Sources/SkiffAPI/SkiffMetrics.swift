@@ -17,8 +17,11 @@ import Synchronization
 /// | `skiff_queue_oldest_message_age_seconds` | gauge | `queue` |
 /// | `skiff_long_poll_waiters` | gauge | none |
 ///
-/// Counters are called by the queue routes as things happen; the three queue gauges are set by a
-/// ``QueueGaugeRefresher`` on an interval, never per scrape.
+/// Enqueued, delivered and acked are counted by the queue routes of this replica as things happen
+/// (sum them over replicas). Retries and dead letters mostly happen inside Redis (sweeps, the
+/// failed-receive rule), so those two counters follow the queue's exact totals from the backend,
+/// read by the ``QueueGaugeRefresher`` with the three gauges on an interval, never per scrape:
+/// they are queue-wide, every replica reports the same value, so aggregate them with `max`.
 ///
 /// Cardinality: the first ``queueLabelLimit`` distinct queue names this process sees get their
 /// own `queue` label; later ones are counted under `queue="other"`, so a client creating queues
@@ -49,6 +52,8 @@ public final class SkiffMetrics: Sendable {
         var labelledQueues: Set<String> = []
         var counters: [HandleKey: Counter] = [:]
         var gauges: [HandleKey: Gauge] = [:]
+        /// The backend totals last seen per queue, to turn them into counter increments.
+        var lastTotals: [String: (retried: Int64, deadLettered: Int64)] = [:]
     }
 
     private let state = Mutex(State())
@@ -81,6 +86,18 @@ public final class SkiffMetrics: Sendable {
             entry.inFlight += snapshot.inFlight
             entry.oldestAge = max(entry.oldestAge, snapshot.oldestMessageAgeSeconds)
             byLabel[label] = entry
+        }
+        for snapshot in snapshots {
+            guard let totals = snapshot.totals else { continue }
+            let previous = state.withLock { state in
+                defer { state.lastTotals[snapshot.queue] = totals }
+                return state.lastTotals[snapshot.queue] ?? (0, 0)
+            }
+            // A total that went down was reset (the queue was deleted): count from zero again.
+            let retried = totals.retried >= previous.retried ? totals.retried - previous.retried : totals.retried
+            let deadLettered = totals.deadLettered >= previous.deadLettered ? totals.deadLettered - previous.deadLettered : totals.deadLettered
+            if retried > 0 { messageRetried(queue: snapshot.queue, count: Int(retried)) }
+            if deadLettered > 0 { messageDeadLettered(queue: snapshot.queue, count: Int(deadLettered)) }
         }
         for (label, entry) in byLabel {
             gauge(Self.queueDepth, label: label).record(entry.depth)
@@ -133,10 +150,26 @@ public struct QueueGaugeSnapshot: Sendable, Equatable {
     /// Age of the oldest waiting message; 0 when the queue is empty.
     public var oldestMessageAgeSeconds: Double
 
-    public init(queue: String, depth: Int, inFlight: Int, oldestMessageAgeSeconds: Double) {
+    /// The queue's exact retry and dead-letter totals, when the snapshot has them.
+    public var totals: (retried: Int64, deadLettered: Int64)?
+
+    public init(
+        queue: String,
+        depth: Int,
+        inFlight: Int,
+        oldestMessageAgeSeconds: Double,
+        totals: (retried: Int64, deadLettered: Int64)? = nil
+    ) {
         self.queue = queue
         self.depth = depth
         self.inFlight = inFlight
         self.oldestMessageAgeSeconds = oldestMessageAgeSeconds
+        self.totals = totals
+    }
+
+    public static func == (lhs: Self, rhs: Self) -> Bool {
+        lhs.queue == rhs.queue && lhs.depth == rhs.depth && lhs.inFlight == rhs.inFlight
+            && lhs.oldestMessageAgeSeconds == rhs.oldestMessageAgeSeconds && lhs.totals?.retried == rhs.totals?.retried
+            && lhs.totals?.deadLettered == rhs.totals?.deadLettered
     }
 }

@@ -586,21 +586,29 @@ public final class RedisQueueBackend: QueueBackend, Service {
         }
     }
 
-    /// Runs `script` on every queue `index` says is due (at most 100 per round).
+    /// Runs `script` on every queue `index` says is due (at most 100 per round). A queue whose
+    /// script fails is logged and skipped, so one bad queue cannot stop the sweep of the others.
     private func sweep(_ index: String, with script: RedisScript, _ arguments: [RedisArgument] = []) async -> Int {
-        var total = 0
+        let due: RedisValue
         do {
-            let due = try await run(RedisQueueScripts.dueQueues, on: nil, [.string(index), .integer(100)])
-            for name in due.array ?? [] {
-                guard let raw = name.string, let queue = QueueName(raw) else { continue }
-                let count = Int(try await run(script, on: queue, arguments).integer ?? 0)
-                if count > 0 {
-                    logger.debug("sweep", metadata: ["queue.name": "\(queue)", "redis.script": "\(script.name)", "message.count": "\(count)"])
-                }
-                total += count
-            }
+            due = try await run(RedisQueueScripts.dueQueues, on: nil, [.string(index), .integer(100)])
         } catch {
             logger.debug("sweep skipped", metadata: ["redis.script": "\(script.name)", "error": "\(error)"])
+            return 0
+        }
+        var total = 0
+        for name in due.array ?? [] {
+            guard let raw = name.string, let queue = QueueName(raw) else { continue }
+            do {
+                total += Int(try await run(script, on: queue, arguments).integer ?? 0)
+            } catch is CancellationError {
+                return total
+            } catch let error as QueueError where error.kind == .unavailable {
+                logger.debug("sweep interrupted", metadata: ["redis.script": "\(script.name)", "error": "\(error)"])
+                return total
+            } catch {
+                logger.error("sweep failed for a queue", metadata: ["queue.name": "\(queue)", "redis.script": "\(script.name)", "error": "\(error)"])
+            }
         }
         return total
     }

@@ -78,9 +78,9 @@ import Testing
         defer { fixture.close() }
         let (backend, queue) = (fixture.backend, uniqueQueue())
         for body in ["a", "b", "c"] { _ = try await backend.send(body, to: queue) }
-        let a = try #require(try await backend.receiveAcknowledged(from: queue, visibility: .milliseconds(300)).first)
+        let a = try #require(try await backend.receiveAcknowledged(from: queue, visibility: .seconds(2)).first)
         let b = try #require(try await backend.receiveAcknowledged(from: queue).first)
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(2_500))
         await fixture.recover()
         let again = try #require(try await backend.receive(from: queue, timeout: .zero))
         #expect(again.message.id == a.message.id)
@@ -131,9 +131,9 @@ import Testing
         defer { fixture.close() }
         let (backend, queue) = (fixture.backend, uniqueQueue())
         for body in ["a", "b"] { _ = try await backend.send(body, to: queue) }
-        let a = try #require(try await backend.receiveAcknowledged(from: queue, visibility: .milliseconds(300)).first)
+        let a = try #require(try await backend.receiveAcknowledged(from: queue, visibility: .seconds(2)).first)
         #expect(try await backend.changeVisibility(a.receipt, in: queue, timeout: .seconds(20)))
-        try await Task.sleep(for: .milliseconds(500))
+        try await Task.sleep(for: .milliseconds(2_500))
         await fixture.recover()
         // Extended: still invisible, and its receipt still holds.
         let b = try #require(try await backend.receiveAcknowledged(from: queue).first)
@@ -174,7 +174,7 @@ import Testing
         _ = try await backend.send("m", to: queue)
         let delivery = try #require(try await backend.receiveAcknowledged(from: queue).first)
         let nackedAt = MessageID.currentMilliseconds()
-        #expect(try await backend.reject(delivery.receipt, in: queue, delay: .milliseconds(400), reason: nil))
+        #expect(try await backend.reject(delivery.receipt, in: queue, delay: .milliseconds(1_500), reason: nil))
         #expect(try await backend.receive(from: queue, timeout: .zero) == nil)
         let stats = try await backend.stats(of: queue)
         #expect(stats.delayed == 1)
@@ -182,8 +182,8 @@ import Testing
         // A waiting consumer is woken when it is due.
         let again = try #require(try await backend.receive(from: queue, timeout: .seconds(10)))
         let elapsed = MessageID.currentMilliseconds() - nackedAt
-        #expect(elapsed >= 400)
-        #expect(elapsed < 400 + 1_000)
+        #expect(elapsed >= 1_500)
+        #expect(elapsed < 1_500 + 1_000)
         #expect(again.message.receiveCount == 2)
         try await backend.complete(again)
     }
@@ -193,13 +193,14 @@ import Testing
         defer { fixture.close() }
         let (backend, queue) = (fixture.backend, uniqueQueue())
         var settings = try await backend.settings(of: queue)
-        settings.retryBackoffBaseMilliseconds = 300
-        settings.retryBackoffCapMilliseconds = 500
+        // Long enough that a loaded machine cannot let the backoff pass before the checks below.
+        settings.retryBackoffBaseMilliseconds = 2_000
+        settings.retryBackoffCapMilliseconds = 3_000
         try await backend.updateSettings(settings, of: queue)
         _ = try await backend.send("m", to: queue)
-        // After receive n the backoff b is min(500, 300 * 2^(n-1)); the delay is in [b/2, b).
+        // After receive n the backoff b is min(3000, 2000 * 2^(n-1)); the delay is in [b/2, b).
         var delivery = try #require(try await backend.receiveAcknowledged(from: queue).first)
-        for (receive, backoff) in [(1, 300), (2, 500)] {
+        for (receive, backoff) in [(1, 2_000), (2, 3_000)] {
             #expect(delivery.message.receiveCount == receive)
             let nackedAt = MessageID.currentMilliseconds()
             #expect(try await backend.reject(delivery.receipt, in: queue, delay: nil, reason: nil))
@@ -208,7 +209,7 @@ import Testing
             delivery = try #require(try await backend.receiveAcknowledged(from: queue, timeout: .seconds(10)).first)
             let elapsed = MessageID.currentMilliseconds() - nackedAt
             #expect(elapsed >= Int64(backoff / 2))
-            #expect(elapsed < Int64(backoff) + 1_000)
+            #expect(elapsed < Int64(backoff) + 2_000)
         }
         #expect(delivery.message.receiveCount == 3)
         #expect(try await backend.acknowledge([delivery.receipt], in: queue) == [true])
@@ -396,15 +397,17 @@ import Testing
         defer { fixture.close() }
         let (backend, queue) = (fixture.backend, uniqueQueue())
         // A waiting consumer.
-        let sent = try await backend.send(ByteBuffer(string: "later"), to: queue, options: SendOptions(delay: .milliseconds(500)))
+        let sent = try await backend.send(ByteBuffer(string: "later"), to: queue, options: SendOptions(delay: .milliseconds(1_500)))
         // On two loaded cores the delay may already have passed here; what must hold is "never early".
         let early = try await backend.receive(from: queue, timeout: .zero)
         if early == nil { #expect(try await backend.stats(of: queue).delayed == 1) }
-        let waited = try #require(try await early ?? backend.receive(from: queue, timeout: .seconds(10)))
+        var waiting = early
+        if waiting == nil { waiting = try await backend.receive(from: queue, timeout: .seconds(10)) }
+        let waited = try #require(waiting)
         var age = MessageID.currentMilliseconds() - sent.enqueuedAtMilliseconds
         #expect(waited.message.id == sent.id)
-        #expect(age >= 500)
-        #expect(age < 500 + 1_000)
+        #expect(age >= 1_500)
+        #expect(age < 1_500 + 1_000)
         try await backend.complete(waited)
 
         // A polling consumer, with the queue's default delay.
