@@ -540,7 +540,7 @@ async def prefill(args):
         n = min(batch, args.count - written)
         if args.format == "skiff":
             values = [
-                b"1|%d|%s|%d|0|0|%s" % (first + written + i, message_id(now_ms, written + i).encode(), now_ms, body)
+                b"2|%d|%s|%d|0|0|0|0|0|%s" % (first + written + i, message_id(now_ms, written + i).encode(), now_ms, body)
                 for i in range(n)
             ]
         else:
