@@ -113,6 +113,9 @@ swift test --skip-build --filter SkiffClusterTests
 scripts/cluster.sh down
 CLUSTER_UP=0
 
+log "schemathesis: every operation of openapi.yaml against a live replica on Redis"
+SKIFF_BIN="$PWD/.build/release/skiff" scripts/schemathesis.sh
+
 log "chaos checker's own tests (hand-made histories for every rule)"
 chaos/run.sh --unit
 
