@@ -8,11 +8,24 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   queue, one whose enqueue certainly failed, a body or message id that differs from what was
   sent, a delivery that completed before its enqueue was invoked; plus every FIFO violation and
   every early redelivery seen by the probe (both listed separately on stderr).
-- **duplicated**: values handed out by two or more complete ``200`` answers, whatever their
-  receive counts. Skiff promises exactly-once hand-out; there is no acknowledged mode yet, so no
-  redelivery is excused.
-- **lost**: acked values never delivered, beyond what the indeterminate dequeues can account for.
-- **recovered**: acked values never delivered that an indeterminate dequeue may have taken: a
+- **consumed**: a value is consumed by an auto-acknowledged complete ``200`` (a plain GET), or by
+  an ack answered ``204`` for the receipt of an acknowledged-mode ``200``. An ack that may have
+  run (timeout, reset, 5xx) may have consumed it: never counted as a consumption, but it settles
+  the value for ``lost``.
+- **duplicated**: values consumed twice or more (two auto-acknowledged ``200``, an
+  auto-acknowledged ``200`` and a ``204`` ack, two ``204`` acks of different receipts), or handed
+  out again (any mode, receive count equal or higher) after the delivery that consumed them, or
+  handed out twice with the same receive count (a claim released after its answer was complete).
+  In plain GETs every second complete ``200`` is therefore a duplicate, whatever the receive
+  counts.
+- **redeliveries (acknowledged mode)**: an acknowledged-mode delivery that was not consumed (its
+  consumer "crashed", its ack answered 404 or failed or may not have run) followed by a delivery
+  with a higher receive count: counted, not a failure; but it must not come earlier than the
+  visibility timeout after the first delivery was requested (else unexpected: early-redelivery).
+- **lost**: acked values never consumed nor settled by an ack that may have run, beyond what the
+  indeterminate auto-acknowledged dequeues can account for. An indeterminate acknowledged-mode
+  GET accounts for nothing: what it may have claimed comes back after its visibility timeout.
+- **recovered**: acked values never consumed that an indeterminate plain dequeue may have taken: a
   GET that timed out, was aborted by the client, was reset, or got a 502/504 from the proxy.
   Each such GET can account for at most one message (a GET claims one), and only for a message
   whose enqueue was invoked before that GET ended; when its headers arrived, it accounts for
@@ -21,11 +34,15 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   form a growing chain of prefixes). "Ended" is the GET's *reach*: when its client gave up, or,
   when its replica (any replica, through the proxy) was stalled then (SIGSTOP, or its Redis link
   paused or holding), when the stall ended: the replica handles the request only then.
-- An enqueue that ended in ``info`` may be delivered at most once, or never.
+- An enqueue that ended in ``info`` may be consumed at most once, or never.
+- A ``200`` in acknowledged mode must carry a receipt for its message id (``<id>.<claim>``); a
+  plain ``200`` must not carry one (unexpected otherwise). One receipt acked ``204`` twice is
+  unexpected.
 
 FIFO (per queue): if enqueue(a) completed before enqueue(b) was invoked, then the first delivery
 of b must not complete before the first delivery of a was invoked, unless a was redelivered
-after a failure: its receive count is above 1 (it was claimed, and came back after its lease),
+after a failure: its receive count is above 1 (it was claimed, and came back after its lease or
+visibility timeout: every acknowledged-mode redelivery is excused this way),
 or an indeterminate GET on that queue may have held a while b was claimed (a claim released
 after a client abort goes back to the head without counting the receive). That GET must have
 started before b's delivery completed and reached (see recovered) no earlier than one lease
@@ -71,6 +88,15 @@ class ClassReport:
     probes_inconclusive: int = 0
     redeliveries: int = 0
     indeterminate_dequeues: int = 0
+    ack_deliveries: int = 0
+    crashes: int = 0
+    acks_ok: int = 0
+    acks_stale: int = 0
+    acks_failed: int = 0
+    acks_indeterminate: int = 0
+    ack_redeliveries: int = 0
+    settled_by_indeterminate_ack: int = 0
+    consumed: int = 0
     residue: int = 0
     loss_window_ms: float | None = None
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
@@ -95,6 +121,10 @@ class ClassReport:
             f"(delivered later: {self.recovered_indeterminate_enqueues}) deliveries={self.deliveries} "
             f"delivered={self.delivered} redeliveries(receive count>1)={self.redeliveries} "
             f"indeterminate-dequeues={self.indeterminate_dequeues}",
+            f"[{self.name}] acknowledged mode: deliveries={self.ack_deliveries} crashed={self.crashes} "
+            f"acks: 204={self.acks_ok} 404={self.acks_stale} failed={self.acks_failed} indeterminate={self.acks_indeterminate}; "
+            f"redeliveries={self.ack_redeliveries} consumed(all modes)={self.consumed} "
+            f"settled-by-indeterminate-ack={self.settled_by_indeterminate_ack}",
             f"[{self.name}] lost={self.lost} duplicated={self.duplicated} unexpected={self.unexpected} "
             f"(fifo={self.fifo_violations}, early-redelivery={self.early_redeliveries}) recovered={self.recovered} "
             f"probes={self.probes} (inconclusive {self.probes_inconclusive}) residue-after-drain={self.residue}"
@@ -127,7 +157,7 @@ class _Fenwick:
 
 
 def _describe(op: dict) -> str:
-    keys = ("f", "p", "q", "target", "inv", "cmp", "result", "status", "value", "id", "rc", "err")
+    keys = ("f", "mode", "p", "q", "target", "inv", "cmp", "result", "status", "value", "id", "receipt", "rc", "crash", "err")
     return "{" + ", ".join(f"{k}={op[k]}" for k in keys if op.get(k) is not None) + "}"
 
 
@@ -188,36 +218,61 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
             problem = f"message id {op.get('id')} but the enqueue answered {sent.get('id')}"
         elif op["cmp"] < sent["inv"]:
             problem = f"delivered before its enqueue was invoked: {_describe(sent)}"
+        elif op.get("mode") == "ack" and not str(op.get("receipt") or "").startswith(f"{op.get('id')}."):
+            problem = f"an acknowledged-mode 200 whose receipt {op.get('receipt')!r} is not one for its message id"
+        elif op.get("mode") != "ack" and op.get("receipt"):
+            problem = f"a plain GET answered with a receipt {op.get('receipt')!r}"
         if problem:
             report.unexpected += 1
             report.example("unexpected", f"{_describe(op)}: {problem}")
             continue
         if (op.get("rc") or 1) > 1:
             report.redeliveries += 1
+        if op.get("mode") == "ack":
+            report.ack_deliveries += 1
+            report.crashes += bool(op.get("crash"))
         valid[value].append(op)
 
+    acks: dict[str, list[dict]] = defaultdict(list)
+    for op in ops:
+        if op["f"] != "ack":
+            continue
+        acks[op["receipt"]].append(op)
+        report = report_for(op["q"])
+        if op["result"] == "ok":
+            report.acks_ok += 1
+        elif op["result"] == "info":
+            report.acks_indeterminate += 1
+        elif op.get("status") == 404:
+            report.acks_stale += 1
+        else:
+            report.acks_failed += 1
+
+    settled: set[str] = set()  # consumed, or settled by an ack that may have run
     for value, deliveries in valid.items():
         sent = enqueues[value]
         report = report_for(sent["q"])
         report.delivered += 1
         if sent["result"] == "info":
             report.recovered_indeterminate_enqueues += 1
-        if len(deliveries) > 1:
-            report.duplicated += 1
-            report.example(
-                "duplicated",
-                f"value {value} delivered {len(deliveries)} times: " + "; ".join(_describe(d) for d in sorted(deliveries, key=lambda d: d["inv"])),
-            )
+        outcome = _judge_deliveries(deliveries, acks, report)
+        if outcome in ("consumed", "maybe"):
+            settled.add(value)
+            report.consumed += outcome == "consumed"
+            report.settled_by_indeterminate_ack += outcome == "maybe"
 
     stalls = _stalls(records)
     for ops_of_queue in indeterminate.values():
         for op in ops_of_queue:
             op["_reach"] = _reach(op, stalls)
-    _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for)
+    # What an indeterminate acknowledged-mode GET may have claimed comes back after its visibility
+    # timeout: only plain GETs can account for a message nobody consumed.
+    plain_indeterminate = {q: [op for op in group if op.get("mode") != "ack"] for q, group in indeterminate.items()}
+    _judge_missing(enqueues, enqueue_by_id, settled, plain_indeterminate, report_for)
     for queue in set(op["q"] for op in ops):
         _judge_fifo(queue, enqueues, valid, indeterminate.get(queue, []), lease, report_for(queue))
     _judge_probes(records, lease, report_for)
-    _judge_residue_and_windows(records, enqueues, valid, report_for, reports)
+    _judge_residue_and_windows(records, enqueues, settled, report_for, reports)
     return reports
 
 
@@ -249,10 +304,69 @@ def _reach(op: dict, stalls: dict[int, list[tuple[float, float]]]) -> float:
     return reach
 
 
-def _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for) -> None:
+def _receive_count(delivery: dict) -> int:
+    return delivery.get("rc") or 1
+
+
+def _judge_deliveries(deliveries: list[dict], acks: dict[str, list[dict]], report: ClassReport) -> str:
+    """Judges the complete 200s of one value and the acks of their receipts. Returns
+    ``consumed``, ``maybe`` (only an ack that may have run settled it), ``no`` or ``duplicated``."""
+    ordered = sorted(deliveries, key=lambda d: (_receive_count(d), d["inv"]))
+    value = ordered[0]["value"]
+    consumptions = []
+    maybe = False
+    for delivery in ordered:
+        if delivery.get("mode") != "ack":
+            consumptions.append(delivery)
+            continue
+        outcomes = [ack["result"] for ack in acks.get(delivery["receipt"], [])]
+        if outcomes.count("ok") > 1:
+            report.unexpected += 1
+            report.example("unexpected", f"receipt {delivery['receipt']} of {value} acked 204 {outcomes.count('ok')} times")
+        if "ok" in outcomes:
+            consumptions.append(delivery)
+        elif "info" in outcomes:
+            maybe = True
+    problem = None
+    if consumptions:
+        # Whatever comes after the first consumption (in claim order: receive counts only grow
+        # between complete answers) is a second hand-out of a consumed message, a second
+        # consumption included.
+        first = consumptions[0]
+        if any(d is not first and _receive_count(d) >= _receive_count(first) for d in ordered):
+            problem = f"consumed {len(consumptions)} time(s) and handed out again after it was consumed"
+    counts = [_receive_count(d) for d in ordered]
+    if problem is None and len(set(counts)) < len(counts):
+        problem = "handed out twice with the same receive count (a claim released after its answer was complete)"
+    if problem:
+        report.duplicated += 1
+        shown = []
+        for delivery in sorted(deliveries, key=lambda d: d["inv"]):
+            settles = acks.get(delivery.get("receipt") or "", [])
+            shown.append(_describe(delivery) + "".join(f" ack {a['result']} {a.get('status') or a.get('err')} at {a['cmp']}" for a in settles))
+        report.example("duplicated", f"value {value} {problem}: " + "; ".join(shown))
+        return "duplicated"
+    for previous, following in zip(ordered, ordered[1:]):
+        # `previous` is an acknowledged-mode delivery that was not consumed (or it was a duplicate).
+        report.ack_redeliveries += 1
+        visibility = (previous.get("vis") or 0) / 1000.0
+        if following["cmp"] < previous["inv"] + visibility - 0.010:
+            report.early_redeliveries += 1
+            report.unexpected += 1
+            report.example(
+                "early-redelivery",
+                f"{value} came back {(following['cmp'] - previous['inv']) * 1000:.0f} ms after it was requested with visibility "
+                f"{visibility * 1000:.0f} ms: {_describe(previous)} then {_describe(following)}",
+            )
+    if consumptions:
+        return "consumed"
+    return "maybe" if maybe else "no"
+
+
+def _judge_missing(enqueues, enqueue_by_id, settled, indeterminate, report_for) -> None:
     missing_by_queue: dict[str, list[dict]] = defaultdict(list)
     for value, sent in enqueues.items():
-        if sent["result"] == "ok" and value not in valid:
+        if sent["result"] == "ok" and value not in settled:
             missing_by_queue[sent["q"]].append(sent)
     for queue, missing in missing_by_queue.items():
         report = report_for(queue)
@@ -262,7 +376,7 @@ def _judge_missing(enqueues, enqueue_by_id, valid, indeterminate, report_for) ->
         for op in indeterminate.get(queue, []):
             named = enqueue_by_id.get(op.get("id")) if op.get("id") else None
             if named is not None and named["q"] == queue:
-                if named["value"] not in valid and named["value"] not in taken:
+                if named["value"] not in settled and named["value"] not in taken:
                     taken.add(named["value"])
             else:
                 generic.append(op)
@@ -371,7 +485,7 @@ def _judge_probes(records, lease: float, report_for) -> None:
             report.example("early-redelivery", f"came back {waited * 1000:.0f} ms after its claim, lease {lease * 1000:.0f} ms: {probe}")
 
 
-def _judge_residue_and_windows(records, enqueues, valid, report_for, reports) -> None:
+def _judge_residue_and_windows(records, enqueues, settled, report_for, reports) -> None:
     for residue in (r for r in records if r.get("type") == "residue"):
         report = report_for(residue["q"])
         left = residue.get("ready", 0) + residue.get("inflight", 0)
@@ -387,7 +501,7 @@ def _judge_residue_and_windows(records, enqueues, valid, report_for, reports) ->
             continue
         window = None
         for value, sent in enqueues.items():
-            if sent["result"] != "ok" or value in valid or report_for(sent["q"]) is not report:
+            if sent["result"] != "ok" or value in settled or report_for(sent["q"]) is not report:
                 continue
             # The crash is recorded just before the kill is sent, which takes a few tens of ms:
             # an acknowledgement a little after the record still came from the old primary.

@@ -10,8 +10,14 @@ Record types (``type``):
 - ``queue``: a queue and its class: ``strict`` (every rule enforced, failures fail the run) or a
   measured class (``everysec``, ``failover-async``, ``failover-wait``: loss and duplicates are
   reported, not failed on).
-- ``op``: ``f`` is ``enqueue`` or ``dequeue``; ``result`` is Jepsen's ``ok`` (it happened),
-  ``fail`` (it certainly did not) or ``info`` (it may or may not have happened).
+- ``op``: ``f`` is ``enqueue``, ``dequeue`` or ``ack``; ``result`` is Jepsen's ``ok`` (it
+  happened), ``fail`` (it certainly did not) or ``info`` (it may or may not have happened). A
+  dequeue in acknowledged mode has ``mode: "ack"``, its visibility timeout (``vis``, ms) and, for a
+  200, the ``receipt``; ``crash: true`` when its consumer then "crashed" (never acked). An ``ack``
+  (``DELETE /api/{q}/messages/{receipt}``) names the ``receipt``, ``value`` and ``rc`` of the
+  delivery it settles: ``ok`` for a 204, ``fail`` for a 404 (stale receipt: nothing deleted) or a
+  request that never reached Skiff, ``info`` when the delete may have run (timeout, reset, a Skiff
+  503, a 502/504 from the proxy).
 - ``fault``, ``phase``: what the scheduler did and when.
 - ``probe``: the early-redelivery probe (a claim left to expire; when did it come back?).
 - ``residue``: messages still in Redis after the drain (should be none).
@@ -87,6 +93,9 @@ def classify_dequeue(response: Response) -> tuple[str, dict]:
     message_id = response.headers.get("skiff-message-id")
     if message_id:
         fields["id"] = message_id
+    receipt = response.headers.get("skiff-receipt")
+    if receipt:
+        fields["receipt"] = receipt
     if not response.sent:
         return "fail", fields
     if response.complete and response.status == 200:
@@ -99,6 +108,29 @@ def classify_dequeue(response: Response) -> tuple[str, dict]:
         return "ok", fields
     if response.complete and response.status is not None:
         if response.is_skiff_error or response.status == 503:
+            return "fail", fields
+        fields.setdefault("err", response.body[:200].decode("utf-8", "replace"))
+    return "info", fields
+
+
+def classify_ack(response: Response) -> tuple[str, dict]:
+    """``ok`` only for a complete 204 (the message is deleted). ``fail`` when nothing was deleted
+    for certain: the request never left, Skiff answered a 4xx (a 404 is a stale receipt: the
+    message was redelivered, or its visibility expired and it went back), or the proxy's own 503.
+    Anything else is ``info``: the delete script may have run (a Skiff 503 included)."""
+    fields: dict = {}
+    if response.status is not None:
+        fields["status"] = response.status
+    if response.error:
+        fields["err"] = response.error
+    if not response.sent:
+        return "fail", fields
+    if response.complete and response.status == 204:
+        return "ok", fields
+    if response.complete and response.status is not None:
+        if 400 <= response.status < 500 and response.is_skiff_error:
+            return "fail", fields
+        if response.status == 503 and not response.is_skiff_error:
             return "fail", fields
         fields.setdefault("err", response.body[:200].decode("utf-8", "replace"))
     return "info", fields

@@ -49,6 +49,29 @@ def indeterminate(inv, cmp, q="q", message_id=None, err="abort"):
     return record
 
 
+def ack_deq(value, inv, cmp, rc=1, claim=None, q="q", vis=4000, crash=False, receipt=None, result="ok", status=200, err=None):
+    """An acknowledged-mode GET (visibility `vis` ms); its receipt is `id-<value>.<claim>`."""
+    record = deq(value, inv, cmp, rc=rc, q=q, result=result, status=status)
+    record.update({"mode": "ack", "vis": vis})
+    if result == "ok" and status == 200:
+        record["receipt"] = receipt if receipt is not None else f"id-{value}.{claim or rc}"
+    if crash:
+        record["crash"] = True
+    if err:
+        record["err"] = err
+    return record
+
+
+def ack(delivery, inv, cmp, result="ok", status=204, err=None):
+    record = {"type": "op", "f": "ack", "p": "c1", "q": delivery["q"], "target": "proxy", "inv": inv, "cmp": cmp, "result": result,
+              "value": delivery["value"], "id": delivery["id"], "receipt": delivery["receipt"], "rc": delivery["rc"]}
+    if status is not None:
+        record["status"] = status
+    if err:
+        record["err"] = err
+    return record
+
+
 def history(*ops, classes=None):
     records = [{"type": "meta", "seed": 1, "lease_ms": LEASE_MS}]
     for queue, name in (classes or {}).items():
@@ -143,7 +166,7 @@ class Duplicated(unittest.TestCase):
         self.assertTrue(report.failed)
 
     def test_a_redelivery_after_a_lease_is_still_a_duplicate(self):
-        # There is no acknowledged mode: a consumer that got a complete 200 has the message.
+        # A plain GET: a consumer that got a complete 200 has the message.
         report = strict(history(enq("a", 0, 1), deq("a", 2, 3, rc=1), deq("a", 10, 11, rc=2)))
         self.assertEqual(report.duplicated, 1)
 
@@ -244,6 +267,124 @@ class Fifo(unittest.TestCase):
         report = strict(history(*ops))
         # m300 overtook m201..m299 and m200: one b (m300), plus each of m201..m299 overtaking m200.
         self.assertEqual(report.fifo_violations, 100)
+
+
+class AcknowledgedMode(unittest.TestCase):
+    """Receipts, acks and redeliveries: a value is consumed by a 204 ack, not by its delivery."""
+
+    def test_a_delivery_acked_204_is_consumed_once(self):
+        got = ack_deq("a", 2, 3)
+        report = strict(history(enq("a", 0, 1), got, ack(got, 3.1, 3.2)))
+        self.assertEqual(report.line(), "chaos: acked=1 delivered=1 lost=0 duplicated=0 unexpected=0 recovered=0")
+        self.assertEqual((report.consumed, report.acks_ok, report.ack_deliveries), (1, 1, 1))
+
+    def test_a_delivery_never_acked_and_never_redelivered_is_lost(self):
+        # The consumer crashed; the message must come back after its visibility timeout.
+        report = strict(history(enq("a", 0, 1), ack_deq("a", 2, 3, crash=True)))
+        self.assertEqual((report.delivered, report.lost, report.crashes), (1, 1, 1))
+        self.assertTrue(report.failed)
+
+    def test_a_stale_ack_does_not_consume(self):
+        got = ack_deq("a", 2, 3)
+        report = strict(history(enq("a", 0, 1), got, ack(got, 8, 8.1, result="fail", status=404)))
+        self.assertEqual((report.lost, report.acks_stale), (1, 1))
+
+    def test_two_204_acks_of_different_receipts_are_a_duplicate(self):
+        first, second = ack_deq("a", 2, 3, rc=1), ack_deq("a", 8, 9, rc=2)
+        report = strict(history(enq("a", 0, 1), first, ack(first, 3.1, 3.2), second, ack(second, 9.1, 9.2)))
+        self.assertEqual(report.duplicated, 1)
+        self.assertTrue(report.failed)
+
+    def test_one_receipt_acked_204_twice_is_unexpected(self):
+        got = ack_deq("a", 2, 3)
+        report = strict(history(enq("a", 0, 1), got, ack(got, 3.1, 3.2), ack(got, 3.3, 3.4)))
+        self.assertEqual((report.unexpected, report.duplicated), (1, 0))
+
+    def test_a_redelivery_after_a_crash_is_counted_not_duplicated(self):
+        first, second = ack_deq("a", 2, 3, rc=1, crash=True), ack_deq("a", 6.5, 7, rc=2)
+        report = strict(history(enq("a", 0, 1), first, second, ack(second, 7.1, 7.2)))
+        self.assertEqual((report.duplicated, report.ack_redeliveries, report.consumed), (0, 1, 1))
+        self.assertFalse(report.failed)
+
+    def test_a_redelivery_after_a_stale_or_failed_ack_is_counted_not_duplicated(self):
+        first, second = ack_deq("a", 2, 3, rc=1), ack_deq("a", 6.5, 7, rc=2)
+        for missed in (ack(first, 7.5, 7.6, result="fail", status=404), ack(first, 3.1, 3.2, result="fail", status=None, err="connect: refused")):
+            report = strict(history(enq("a", 0, 1), first, missed, second, ack(second, 7.7, 7.8)))
+            self.assertEqual((report.duplicated, report.ack_redeliveries, report.unexpected), (0, 1, 0))
+
+    def test_a_redelivery_after_an_ack_that_may_have_run_is_counted_not_duplicated(self):
+        # The ack timed out: had it run, the message could not have come back.
+        first, second = ack_deq("a", 2, 3, rc=1), ack_deq("a", 8, 9, rc=2)
+        report = strict(history(enq("a", 0, 1), first, ack(first, 3.1, 8.1, result="info", status=None, err="timeout"), second,
+                                ack(second, 9.1, 9.2)))
+        self.assertEqual((report.duplicated, report.ack_redeliveries, report.acks_indeterminate), (0, 1, 1))
+        plain_after = deq("a", 8, 9, rc=2)
+        report = strict(history(enq("a", 0, 1), first, ack(first, 3.1, 8.1, result="info", status=None, err="timeout"), plain_after))
+        self.assertEqual((report.duplicated, report.failed), (0, False))
+
+    def test_an_ack_that_may_have_run_settles_the_value(self):
+        got = ack_deq("a", 2, 3)
+        report = strict(history(enq("a", 0, 1), got, ack(got, 3.1, 8.1, result="info", status=None, err="timeout")))
+        self.assertEqual((report.lost, report.consumed, report.settled_by_indeterminate_ack), (0, 0, 1))
+        self.assertFalse(report.failed)
+
+    def test_a_redelivery_before_the_visibility_timeout_is_unexpected(self):
+        # Requested at 2 with a 4 s visibility timeout: back no earlier than 6.
+        first, second = ack_deq("a", 2, 3, rc=1, crash=True), ack_deq("a", 4, 5, rc=2)
+        report = strict(history(enq("a", 0, 1), first, second, ack(second, 5.1, 5.2)))
+        self.assertEqual((report.early_redeliveries, report.unexpected, report.duplicated), (1, 1, 0))
+
+    def test_a_plain_200_and_a_204_ack_are_a_duplicate(self):
+        first, second = ack_deq("a", 2, 3, rc=1), deq("a", 8, 9, rc=2)
+        report = strict(history(enq("a", 0, 1), first, ack(first, 3.1, 3.2), second))
+        self.assertEqual(report.duplicated, 1)
+        plain, acked = deq("a", 2, 3, rc=1), ack_deq("a", 8, 9, rc=2)
+        report = strict(history(enq("a", 0, 1), plain, acked, ack(acked, 9.1, 9.2)))
+        self.assertEqual(report.duplicated, 1)
+
+    def test_handed_out_again_after_it_was_consumed_is_a_duplicate(self):
+        # A plain 200 consumed it: a later acknowledged-mode delivery, even one never acked, is a second hand-out.
+        report = strict(history(enq("a", 0, 1), deq("a", 2, 3, rc=1), ack_deq("a", 8, 9, rc=2, crash=True)))
+        self.assertEqual(report.duplicated, 1)
+        # Acked 204, then handed out again.
+        first = ack_deq("a", 2, 3, rc=1)
+        report = strict(history(enq("a", 0, 1), first, ack(first, 3.1, 3.2), ack_deq("a", 8, 9, rc=2, crash=True)))
+        self.assertEqual(report.duplicated, 1)
+
+    def test_the_same_receive_count_twice_is_a_duplicate(self):
+        # A claim whose answer was complete was released and claimed again.
+        first, second = ack_deq("a", 2, 3, rc=1, claim=1, crash=True), ack_deq("a", 8, 9, rc=1, claim=2, crash=True)
+        report = strict(history(enq("a", 0, 1), first, second, deq("a", 14, 15, rc=2)))
+        self.assertEqual(report.duplicated, 1)
+
+    def test_an_indeterminate_acknowledged_mode_get_accounts_for_nothing(self):
+        aborted = ack_deq(None, 2, 10, result="info", status=None, err="abort")
+        report = strict(history(enq("a", 0, 1), aborted))
+        self.assertEqual((report.lost, report.recovered), (1, 0))
+        report = strict(history(enq("a", 0, 1), indeterminate(2, 10)))
+        self.assertEqual((report.lost, report.recovered), (0, 1))
+
+    def test_receipts_must_match_the_mode_and_the_message(self):
+        without = ack_deq("a", 2, 3, receipt="")
+        self.assertEqual(strict(history(enq("a", 0, 1), without)).unexpected, 1)
+        other = ack_deq("a", 2, 3, receipt="id-b.1")
+        self.assertEqual(strict(history(enq("a", 0, 1), other)).unexpected, 1)
+        plain = deq("a", 2, 3)
+        plain["receipt"] = "id-a.1"
+        self.assertEqual(strict(history(enq("a", 0, 1), plain)).unexpected, 1)
+
+    def test_fifo_holds_for_first_deliveries_in_acknowledged_mode(self):
+        b_got, a_got = ack_deq("b", 4, 5), ack_deq("a", 6, 7)
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), b_got, ack(b_got, 5.1, 5.2), a_got, ack(a_got, 7.1, 7.2)))
+        self.assertEqual(report.fifo_violations, 1)
+
+    def test_fifo_excuses_an_acknowledged_mode_redelivery(self):
+        # a's first hand-out went to an aborted acknowledged-mode GET whose client left mid-write:
+        # it came back after its visibility timeout with receive count 2, behind b.
+        aborted = ack_deq(None, 3.2, 3.9, result="info", status=None, err="abort")
+        b_got, a_got = deq("b", 4, 5), ack_deq("a", 8, 9, rc=2)
+        report = strict(history(enq("a", 0, 1), enq("b", 2, 3), aborted, b_got, a_got, ack(a_got, 9.1, 9.2)))
+        self.assertEqual((report.fifo_violations, report.failed), (0, False))
 
 
 class Probes(unittest.TestCase):

@@ -5,7 +5,7 @@ import asyncio
 import unittest
 
 from chaos import faults
-from chaos.history import classify_dequeue, classify_enqueue
+from chaos.history import classify_ack, classify_dequeue, classify_enqueue
 from chaos.http import Response
 from chaos.link import Link, LinkSet
 
@@ -67,6 +67,20 @@ class Classification(unittest.TestCase):
         cut, fields = classify_dequeue(response(complete=False, status=200, error="eof", headers={"skiff-message-id": "m2"}))
         self.assertEqual((cut, fields["id"]), ("info", "m2"))
         self.assertEqual(classify_dequeue(response(complete=False, error="abort"))[0], "info")
+        acknowledged = classify_dequeue(response(status=200, body=b'{"chaos":"v3"}', headers={"skiff-message-id": "m3", "skiff-receipt": "m3.4"}))
+        self.assertEqual(acknowledged[1]["receipt"], "m3.4")
+
+    def test_ack(self):
+        self.assertEqual(classify_ack(response(status=204))[0], "ok")
+        # A stale receipt: Skiff's own 404, nothing deleted.
+        stale, fields = classify_ack(response(status=404, body=b'{"error":"unknown or stale receipt"}', headers=self.skiff_error))
+        self.assertEqual((stale, fields["status"]), ("fail", 404))
+        self.assertEqual(classify_ack(response(sent=False, complete=False, error="connect: refused"))[0], "fail")
+        self.assertEqual(classify_ack(response(status=503, body=b"<html>No server</html>"))[0], "fail")
+        # The delete script may have run before Redis's reply was lost.
+        self.assertEqual(classify_ack(response(status=503, body=b'{"error":"redis"}', headers=self.skiff_error))[0], "info")
+        self.assertEqual(classify_ack(response(status=504, body=b"<html></html>"))[0], "info")
+        self.assertEqual(classify_ack(response(complete=False, error="timeout"))[0], "info")
 
 
 class LinkModes(unittest.IsolatedAsyncioTestCase):
