@@ -185,8 +185,11 @@ enum RedisQueueScripts {
 
         """
 
-    private static func script(_ name: String, _ body: String) -> RedisScript {
-        RedisScript(name: name, source: library + body)
+    /// A script on the shared library. `drains`: it frees memory or moves it (claims, acks,
+    /// sweeps, reads), so it may run while Redis refuses writes for memory (`noeviction` OOM):
+    /// consumers can always drain a full Redis. Sends, settings and redrives cannot.
+    private static func script(_ name: String, drains: Bool = true, _ body: String) -> RedisScript {
+        RedisScript(name: name, source: (drains ? "#!lua flags=allow-oom\n" : "") + library + body)
     }
 
     /// ARGV: prefix, queue, delay ms ('' = the queue's), priority, idempotency key ('' = none),
@@ -195,6 +198,7 @@ enum RedisQueueScripts {
     /// `{-1, maxDepth}` when full; `{-2, retention}` when the delay is beyond retention.
     static let enqueue = script(
         "enqueue",
+        drains: false,
         """
         local s = settings(queue)
         local idempotencyKey = ARGV[5]
@@ -449,6 +453,7 @@ enum RedisQueueScripts {
     /// ARGV: prefix, queue, max. Moves ready dead letters to the tail of the queue. Returns how many.
     static let redrive = script(
         "redrive",
+        drains: false,
         """
         local s = settings(queue)
         local source = s.dlq
@@ -479,6 +484,7 @@ enum RedisQueueScripts {
     /// ARGV: prefix, queue, then field/value pairs. Replaces the settings.
     static let configure = script(
         "configure",
+        drains: false,
         """
         redis.call('DEL', key(queue, 'config'))
         for i = 3, #ARGV - 1, 2 do redis.call('HSET', key(queue, 'config'), ARGV[i], ARGV[i + 1]) end
