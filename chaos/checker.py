@@ -256,9 +256,9 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
         if sent["result"] == "info":
             report.recovered_indeterminate_enqueues += 1
         outcome = _judge_deliveries(deliveries, acks, report)
-        if outcome in ("consumed", "maybe"):
+        if outcome in ("consumed", "maybe", "duplicated"):
             settled.add(value)
-            report.consumed += outcome == "consumed"
+            report.consumed += outcome != "maybe"
             report.settled_by_indeterminate_ack += outcome == "maybe"
 
     stalls = _stalls(records)
