@@ -20,7 +20,9 @@ scheduler can cut one replica off, and the failover can move all of them.
 Environment: CHAOS_SEED, CHAOS_SECONDS (300: the whole fault schedule, measured phases
 included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
 CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
-CHAOS_ABORT_SHARE (0.2), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
+CHAOS_ABORT_SHARE (0.2), CHAOS_ACK_SHARE (0.5: the share of the strict phase's consumers that
+receive in acknowledged mode), CHAOS_VISIBILITY_MS (their visibility timeout: CLAIM_LEASE_MS +
+1000), CHAOS_CRASH_SHARE (0.05: the share of their deliveries they never ack), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
 CHAOS_FAULTS (kinds of faults.KINDS to schedule), CHAOS_FAILOVER_WAIT=force (run the second
 failover even when the binary has no REDIS_WAIT_REPLICAS: it then measures the asynchronous
 failover back, as class failover-back-async), CHAOS_OUT (run directory, default
@@ -48,7 +50,7 @@ import time
 from dataclasses import dataclass
 
 from . import checker, faults
-from .history import History, body_digest, classify_dequeue, classify_enqueue, make_body
+from .history import History, body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body
 from .http import request
 from .link import LinkControl
 
@@ -89,6 +91,9 @@ class Settings:
     queues: int
     rate: float
     abort_share: float
+    ack_share: float
+    visibility_ms: int
+    crash_share: float
     phases: tuple[str, ...]
     kinds: tuple[str, ...]
     out: str
@@ -110,16 +115,20 @@ class Settings:
                 raise SystemExit(f"chaos: unknown fault kind {kind!r} in CHAOS_FAULTS; known: {', '.join(faults.KINDS)}")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = int(env.get("CHAOS_PORT_BASE", "18480"))
+        lease_ms = int(env.get("CLAIM_LEASE_MS", "3000"))
         return Settings(
             seed=seed,
             seconds=float(env.get("CHAOS_SECONDS", "300")),
-            lease_ms=int(env.get("CLAIM_LEASE_MS", "3000")),
+            lease_ms=lease_ms,
             replicas=int(env.get("REPLICAS", "3")),
             producers=int(env.get("CHAOS_PRODUCERS", "4")),
             consumers=int(env.get("CHAOS_CONSUMERS", "8")),
             queues=int(env.get("CHAOS_QUEUES", "3")),
             rate=float(env.get("CHAOS_RATE", "80")),
             abort_share=float(env.get("CHAOS_ABORT_SHARE", "0.2")),
+            ack_share=float(env.get("CHAOS_ACK_SHARE", "0.5")),
+            visibility_ms=int(env.get("CHAOS_VISIBILITY_MS") or lease_ms + 1000),
+            crash_share=float(env.get("CHAOS_CRASH_SHARE", "0.05")),
             phases=phases,
             kinds=kinds,
             out=env.get("CHAOS_OUT") or os.path.join(RUNS, f"{stamp}-seed{seed}"),
@@ -223,17 +232,38 @@ class Run:
         return result, record
 
     async def dequeue(self, worker: str, queue: str, target: str, timeout_ms: int, abort_after: float | None = None,
-                      reset: bool = False, margin: float = 8.0) -> tuple[str, dict]:
+                      reset: bool = False, margin: float = 8.0, visibility_ms: int | None = None,
+                      crash: bool = False) -> tuple[str, dict]:
+        """One GET; with ``visibility_ms``, in acknowledged mode (the caller acks the receipt, or,
+        with ``crash``, never does: the record says so when a message came)."""
         host, port = self.target_address(target)
+        path = f"/api/{queue}?timeout={timeout_ms}" + (f"&visibility={visibility_ms}" if visibility_ms else "")
         invoked = self.history.now()
-        response = await request(host, port, "GET", f"/api/{queue}?timeout={timeout_ms}", timeout=timeout_ms / 1000.0 + margin,
-                                 abort_after=abort_after, abort_with_reset=reset)
+        response = await request(host, port, "GET", path, timeout=timeout_ms / 1000.0 + margin, abort_after=abort_after,
+                                 abort_with_reset=reset)
         completed = self.history.now()
         result, fields = classify_dequeue(response)
         record = {"type": "op", "f": "dequeue", "p": worker, "q": queue, "target": target, "inv": invoked, "cmp": completed,
                   "result": result, "timeout_ms": timeout_ms, **fields}
+        if visibility_ms:
+            record["mode"], record["vis"] = "ack", visibility_ms
+            if crash and result == "ok" and fields.get("status") == 200:
+                record["crash"] = True
         if abort_after is not None:
             record["abort"] = round(abort_after, 3)
+        self.history.write(record)
+        return result, record
+
+    async def ack(self, worker: str, delivery: dict, target: str) -> tuple[str, dict]:
+        """``DELETE /api/{q}/messages/{receipt}`` for an acknowledged-mode delivery."""
+        host, port = self.target_address(target)
+        invoked = self.history.now()
+        response = await request(host, port, "DELETE", f"/api/{delivery['q']}/messages/{delivery['receipt']}", timeout=5.0)
+        completed = self.history.now()
+        result, fields = classify_ack(response)
+        record = {"type": "op", "f": "ack", "p": worker, "q": delivery["q"], "target": target, "inv": invoked, "cmp": completed,
+                  "result": result, "value": delivery.get("value"), "id": delivery.get("id"), "receipt": delivery["receipt"],
+                  "rc": delivery.get("rc"), **fields}
         self.history.write(record)
         return result, record
 
@@ -254,7 +284,11 @@ class Run:
                 except asyncio.TimeoutError:
                     pass
 
-    async def consumer(self, name: str, queues: list[str], stop: asyncio.Event, abort_share: float) -> None:
+    async def consumer(self, name: str, queues: list[str], stop: asyncio.Event, abort_share: float, acknowledged: bool = False) -> None:
+        """Long-polls until ``stop``. An ``acknowledged`` consumer receives with the visibility
+        timeout and acks each message after a short piece of "work" (retrying an ack that failed
+        or may not have run while the visibility lasts, on another endpoint; a 404 ends it), except
+        CHAOS_CRASH_SHARE of them, which it never acks, as a worker that crashed mid-task."""
         rng = random.Random(f"{self.s.seed}-{name}")
         # Client aborts all go to the first queue, at a rate that keeps their share of all
         # long-polls at abort_share: an abort makes a GET indeterminate, and an indeterminate GET
@@ -267,19 +301,42 @@ class Run:
             abort_after = None
             if timeout_ms > 0 and queue == queues[0] and rng.random() < abort_rate:
                 abort_after = rng.uniform(0.005, timeout_ms / 1000.0)
-            result, _ = await self.dequeue(name, queue, self.pick_target(rng), timeout_ms, abort_after, reset=rng.random() < 0.5)
+            target, reset = self.pick_target(rng), rng.random() < 0.5
+            if not acknowledged:
+                result, _ = await self.dequeue(name, queue, target, timeout_ms, abort_after, reset=reset)
+                if result == "fail":
+                    await asyncio.sleep(0.02)
+                continue
+            crash = rng.random() < self.s.crash_share
+            result, delivery = await self.dequeue(name, queue, target, timeout_ms, abort_after, reset=reset,
+                                                  visibility_ms=self.s.visibility_ms, crash=crash)
             if result == "fail":
                 await asyncio.sleep(0.02)
+            if result != "ok" or delivery.get("status") != 200 or not delivery.get("receipt") or crash:
+                continue
+            await asyncio.sleep(rng.uniform(0.0, 0.05))  # the work
+            received = time.monotonic()
+            for attempt in range(3):
+                outcome, record = await self.ack(name, delivery, target if attempt == 0 else self.pick_target(rng))
+                if outcome == "ok" or record.get("status") == 404:
+                    break
+                if time.monotonic() - received > self.s.visibility_ms / 1000.0:
+                    break
+                await asyncio.sleep(0.2)
 
     async def run_workload(self, phase: str, queues: list[str], producers: int, consumers: int, rate: float | None,
-                           abort_share: float, during) -> None:
+                           abort_share: float, during, ack_share: float = 0.0) -> None:
         """Producers and consumers for `seconds` (or until `during` finishes), then consumers until
         every producer stopped and their own last operation ended."""
         stop_producers, stop_consumers = asyncio.Event(), asyncio.Event()
         per_producer = rate / producers if rate else None
         cap = 10**6
         tasks_p = [asyncio.ensure_future(self.producer(f"{phase}-p{i}", queues, stop_producers, per_producer, cap)) for i in range(producers)]
-        tasks_c = [asyncio.ensure_future(self.consumer(f"{phase}-c{i}", queues, stop_consumers, abort_share)) for i in range(consumers)]
+        # Every 1/ack_share-th consumer receives in acknowledged mode (c1, c3, ... for one half).
+        acknowledged = [int((i + 1) * ack_share) > int(i * ack_share) for i in range(consumers)]
+        tasks_c = [asyncio.ensure_future(self.consumer(f"{phase}-{'k' if acknowledged[i] else 'c'}{i}", queues, stop_consumers,
+                                                       abort_share, acknowledged[i]))
+                   for i in range(consumers)]
         try:
             await during
         finally:
@@ -298,10 +355,11 @@ class Run:
             return -1, -1  # Redis did not answer: never taken for "empty"
 
     async def drain(self, queues: list[str], port_for_residue: int) -> None:
-        """Consumes everything left, after one lease (claims of dead or paused replicas come back),
-        until Redis holds nothing for these queues (checked with LLEN/HLEN, so replicas that answer
-        503 cannot end the drain early or make it run for long); recorded as `residue`."""
-        await asyncio.sleep(self.s.lease_s + 1.5)
+        """Consumes everything left, after one lease or visibility timeout (claims of dead or
+        paused replicas, and of acknowledged-mode consumers that never acked, come back), until
+        Redis holds nothing for these queues (checked with LLEN/HLEN, so replicas that answer 503
+        cannot end the drain early or make it run for long); recorded as `residue`."""
+        await asyncio.sleep(max(self.s.lease_s, self.s.visibility_ms / 1000.0) + 1.5)
         self.history.event("phase", name="drain", queues=queues)
         await asyncio.gather(*(self.drain_queue(q, port_for_residue) for q in queues))
         for queue in queues:
@@ -474,7 +532,8 @@ class Run:
         started = time.monotonic()
         schedule = asyncio.ensure_future(self.run_schedule(plan, seconds, started))
         try:
-            await self.run_workload("strict", queues, self.s.producers, self.s.consumers, self.s.rate, self.s.abort_share, schedule)
+            await self.run_workload("strict", queues, self.s.producers, self.s.consumers, self.s.rate, self.s.abort_share, schedule,
+                                    self.s.ack_share)
         finally:
             if not schedule.done():
                 schedule.cancel()
@@ -650,7 +709,8 @@ class Run:
         await self.keep_aof(self.s.redis_port)
         self.history.write({"type": "meta", "t": self.history.now(), "seed": self.s.seed, "lease_ms": self.s.lease_ms,
                             "replicas": self.s.replicas, "seconds": self.s.seconds, "skewed": skewed, "skew": offset,
-                            "phases": list(self.s.phases), "kinds": list(self.s.kinds), "run_id": self.run_id})
+                            "phases": list(self.s.phases), "kinds": list(self.s.kinds), "run_id": self.run_id,
+                            "ack_share": self.s.ack_share, "visibility_ms": self.s.visibility_ms, "crash_share": self.s.crash_share})
 
     async def keep_aof(self, port: int) -> None:
         """No AOF rewrite during the run: the append-only file keeps every write effect of every
@@ -719,6 +779,15 @@ def summarize_logs(out: str) -> list[str]:
     return lines
 
 
+def replay_settings(settings: Settings) -> str:
+    """The settings that replay this run: the seed, and every other setting it was given (the
+    schedule depends on CHAOS_SECONDS, the workload on the CHAOS_* shares)."""
+    given = {name: value for name, value in os.environ.items()
+             if (name.startswith("CHAOS_") and name not in ("CHAOS_SEED", "CHAOS_OUT", "CHAOS_CLUSTER_STATE_DIR"))
+             or name in ("CLAIM_LEASE_MS", "REPLICAS")}
+    return " ".join([f"CHAOS_SEED={settings.seed}"] + [f"{name}={value}" for name, value in sorted(given.items())])
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
@@ -752,10 +821,12 @@ def main(argv: list[str]) -> int:
     strict = reports[checker.STRICT]
     print(strict.line(), flush=True)
     if harness_error:
-        log(f"FAILED: the run did not complete ({harness_error}); seed {settings.seed}, history and logs in {settings.out}")
+        log(f"FAILED: the run did not complete ({harness_error}); replay with `make chaos {replay_settings(settings)}`; "
+            f"history and logs in {settings.out}")
         return 2
     if strict.failed or strict.acked == 0:
-        log(f"FAILED with seed {settings.seed}: replay with `make chaos CHAOS_SEED={settings.seed}` "
-            f"(or CHAOS_SEED={settings.seed} chaos/run.sh); history and logs in {settings.out}")
+        replay = replay_settings(settings)
+        log(f"FAILED with seed {settings.seed}: replay with `make chaos {replay}` "
+            f"(or {replay} chaos/run.sh); history and logs in {settings.out}")
         return 1
     return 0
