@@ -1,9 +1,11 @@
 """Small, deterministic reproductions of what the chaos runs found, against one throwaway
 replica (SKIFF_BIN) on a throwaway redis-server, both on free loopback ports.
 
-    python3 -m chaos.repro abort-race [--rounds N]
+    python3 -m chaos.repro abort-race [--rounds N] [--reset] [--visibility MS]
         A long-poll whose client closes its connection (FIN) just as a message arrives: is the
-        message back in the queue afterwards, or gone with nobody having read it?
+        message back in the queue afterwards, or gone with nobody having read it? With
+        --visibility, the long-poll is an acknowledged-mode receive that is never acked: the
+        message must always come back (at once, or after the visibility timeout).
     python3 -m chaos.repro dropped-connection [--requests N]
         Redis connections that close right after they open (what a restarting Redis, a full
         `maxclients`, or a proxy in front of Redis does): do all requests get an answer, and does
@@ -111,7 +113,7 @@ class Sandbox:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
+async def abort_race(rounds: int, reset: bool, close_first: bool, visibility_ms: int | None = None) -> int:
     lease_ms = 2000
     sandbox = Sandbox(environment={"CLAIM_LEASE_MS": str(lease_ms)})
     await sandbox.start()
@@ -122,7 +124,8 @@ async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
             queue = f"abort-race-{os.getpid()}-{i}"
             # A plain socket, never read: whatever the server sends stays in the kernel buffer.
             sock = socket.create_connection((HOST, sandbox.http_port))
-            sock.sendall(f"GET /api/{queue}?timeout=5000 HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+            mode = f"&visibility={visibility_ms}" if visibility_ms else ""
+            sock.sendall(f"GET /api/{queue}?timeout=5000{mode} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             await asyncio.sleep(0.05)  # the long-poll is waiting
             if close_first:
                 # The client is gone before the message exists: nothing can excuse its loss.
@@ -160,8 +163,9 @@ async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
             if os.environ.get("REPRO_KEEP"):
                 print(f"round {i}: queue {queue}: {'back' if after.status == 200 else 'not back within 1.5 s'}")
             if after.status != 200:
-                # Not released at once: does it come back when its claim lease expires?
-                after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout={lease_ms + 2000}", timeout=10)
+                # Not released at once: does it come back when its claim lease (or visibility) expires?
+                wait_ms = max(lease_ms, visibility_ms or 0) + 2000
+                after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout={wait_ms}", timeout=wait_ms / 1000 + 5)
                 if after.status == 200:
                     late += 1
                     outcomes.setdefault(delay, []).append("L")
@@ -175,8 +179,10 @@ async def abort_race(rounds: int, reset: bool, close_first: bool) -> int:
     finally:
         await sandbox.stop()
     kind = ("RST" if reset else "FIN") + (", closed before the message was sent" if close_first else "")
+    if visibility_ms:
+        kind += f", acknowledged mode, visibility {visibility_ms} ms"
     print(f"abort-race ({kind}): {rounds} rounds: answer had arrived before the close {read}, message back in the queue {back}, "
-          f"back only after its lease {late}, message gone with nobody having read it {gone}")
+          f"back only after its lease or visibility timeout {late}, message gone with nobody having read it {gone}")
     if outcomes:
         print("  by delay between the 201 and the close (r: answer read, b: message back, L: back after the lease, G: gone):")
         for delay in sorted(outcomes, key=float.__call__ if False else lambda d: float(d[:-2])):
@@ -417,6 +423,7 @@ def main(argv: list[str]) -> int:
     race.add_argument("--rounds", type=int, default=200)
     race.add_argument("--reset", action="store_true", help="close with RST instead of FIN")
     race.add_argument("--close-first", action="store_true", help="close 0-2 ms before the message is sent")
+    race.add_argument("--visibility", type=int, help="receive in acknowledged mode with this visibility timeout (ms), never ack")
     dropped = sub.add_parser("dropped-connection")
     dropped.add_argument("--requests", type=int, default=20)
     frozen = sub.add_parser("pause-after-claim")
@@ -431,7 +438,7 @@ def main(argv: list[str]) -> int:
     again.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args(argv)
     if args.command == "abort-race":
-        return asyncio.run(abort_race(args.rounds, args.reset, args.close_first))
+        return asyncio.run(abort_race(args.rounds, args.reset, args.close_first, args.visibility))
     if args.command == "pause-after-claim":
         return asyncio.run(pause_after_claim(args.rounds, args.lease_ms, args.long_poll))
     if args.command == "double-delivery":
