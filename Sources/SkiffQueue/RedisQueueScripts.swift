@@ -220,15 +220,25 @@ enum RedisQueueScripts {
           if depth + n > s.maxDepth then return { -1, s.maxDepth } end
         end
         local priority = tonumber(ARGV[4])
-        local ids = {}
+        -- One INCRBY and one RPUSH (or ZADD) per 500 messages, not one each: batches are cheap.
+        local firstSeq = redis.call('INCRBY', key(queue, 'seq'), n) - n + 1
+        local header = string.format('|%d|%d|0|0|0|0|', now, priority)
+        local ids, chunk = {}, {}
         for i = 1, n do
-          local m = { seq = redis.call('INCR', key(queue, 'seq')), id = ARGV[6 + i], enq = now, priority = priority,
-                      count = 0, claims = 0, first = 0, last = 0, body = ARGV[6 + n + i] }
-          ids[i] = m.id
+          local id = ARGV[6 + i]
+          ids[i] = id
+          local envelope = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[6 + n + i]
           if delay > 0 then
-            redis.call('ZADD', key(queue, 'delayed'), now + delay, build(m))
-          else
-            redis.call('RPUSH', readyKey(queue, priority), build(m))
+            chunk[#chunk + 1] = now + delay
+          end
+          chunk[#chunk + 1] = envelope
+          if #chunk >= 1000 or i == n then
+            if delay > 0 then
+              redis.call('ZADD', key(queue, 'delayed'), unpack(chunk))
+            else
+              redis.call('RPUSH', readyKey(queue, priority), unpack(chunk))
+            end
+            chunk = {}
           end
         end
         if delay > 0 then
@@ -257,6 +267,9 @@ enum RedisQueueScripts {
         local s = settings(queue)
         promote(queue, s)
         local wanted = #ARGV - 2
+        -- Most queues never had a nack reason or a dead letter: skip two lookups per message then.
+        local hasErrors = redis.call('EXISTS', key(queue, 'errors')) == 1
+        local hasHistory = redis.call('EXISTS', key(queue, 'history')) == 1
         local out = {}
         local claimed = 0
         local earliest = nil
@@ -282,8 +295,8 @@ enum RedisQueueScripts {
               if not earliest or now + lease < earliest then earliest = now + lease end
               local n = #out
               out[n + 1] = updated
-              out[n + 2] = redis.call('HGET', key(queue, 'errors'), m.id)
-              out[n + 3] = redis.call('HGET', key(queue, 'history'), m.id)
+              out[n + 2] = hasErrors and redis.call('HGET', key(queue, 'errors'), m.id)
+              out[n + 3] = hasHistory and redis.call('HGET', key(queue, 'history'), m.id)
               out[n + 4] = lease
             end
           end
