@@ -481,8 +481,11 @@ components:
     visibility:
       name: visibility
       in: query
-      description: Acknowledged mode; milliseconds the message stays invisible (empty for the queue's default).
-      schema: { type: integer, minimum: 1, maximum: 43200000 }
+      description: Acknowledged mode; milliseconds the message stays invisible, or empty for the queue's visibilityTimeoutMs.
+      schema:
+        anyOf:
+          - { type: integer, minimum: 1, maximum: 43200000 }
+          - { type: string, maxLength: 0 }
     delay:
       name: delay
       in: query
