@@ -77,6 +77,24 @@ struct RedisDeliveryTests {
         #expect(try await backend.take(from: queue) == nil)
     }
 
+    @Test func theLastMinuteCountsEventsOnceTheir10SecondBucketCloses() async throws {
+        let fixture = try await BackendFixture.make(.redis)
+        defer { fixture.close() }
+        let backend = fixture.backend
+        let queue = uniqueQueue()
+        for index in 0..<3 { _ = try await backend.send("\(index)", to: queue) }
+        #expect(try await backend.take(from: queue) == "0")
+        // The buckets are Redis-clock tens of seconds; wait until the one holding these events closed.
+        let sentAt = MessageID.currentMilliseconds()
+        let closes = (sentAt / 10_000 + 1) * 10_000
+        try await Task.sleep(for: .milliseconds(closes - sentAt + 300))
+        let stats = try await backend.stats(of: queue)
+        #expect(stats.lastMinute.enqueued == 3)
+        #expect(stats.lastMinute.delivered == 1)
+        #expect(stats.lastMinute.acknowledged == 1)
+        #expect(stats.totals.enqueued == 3)
+    }
+
     @Test func envelopesStoredByTheFirstVersionAreStillDelivered() async throws {
         let fixture = try await BackendFixture.make(.redis)
         defer { fixture.close() }
