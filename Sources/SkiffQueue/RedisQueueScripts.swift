@@ -161,6 +161,17 @@ enum RedisQueueScripts {
           return m
         end
 
+        -- Sets queue q's score in a global index to the earliest score in its sorted set `suffix`,
+        -- or removes q from the index when that set is empty.
+        local function reindex(index, q, suffix)
+          local first = redis.call('ZRANGE', key(q, suffix), 0, 0, 'WITHSCORES')
+          if #first == 0 then
+            redis.call('ZREM', prefix .. ':' .. index, q)
+          else
+            redis.call('ZADD', prefix .. ':' .. index, first[2], q)
+          end
+        end
+
         -- Delayed messages whose time has come become ready: never-received ones at the tail,
         -- retries back at the head. Returns how many.
         local function promote(q, s)
@@ -172,12 +183,7 @@ enum RedisQueueScripts {
             indexRetention(q, m.enq, s.retention)
           end
           if #due > 0 then
-            local first = redis.call('ZRANGE', key(q, 'delayed'), 0, 0, 'WITHSCORES')
-            if #first == 0 then
-              redis.call('ZREM', prefix .. ':delay-index', q)
-            else
-              redis.call('ZADD', prefix .. ':delay-index', first[2], q)
-            end
+            reindex('delay-index', q, 'delayed')
             notify(q)
           end
           return #due
@@ -404,12 +410,7 @@ enum RedisQueueScripts {
         end
         table.sort(entries, function(a, b) return a.seq < b.seq end)
         for _, m in ipairs(entries) do failed(queue, s, m, 0) end
-        local first = redis.call('ZRANGE', key(queue, 'leases'), 0, 0, 'WITHSCORES')
-        if #first == 0 then
-          redis.call('ZREM', prefix .. ':lease-index', queue)
-        else
-          redis.call('ZADD', prefix .. ':lease-index', first[2], queue)
-        end
+        reindex('lease-index', queue, 'leases')
         return #entries
         """
     )

@@ -29,16 +29,23 @@ struct RedisDeliveryTests {
         _ = try await client.send("ZADD", .string("skiff:retention-index"), .integer(0), .string(queue.rawValue))
     }
 
-    @Test func messagesPastRetentionAreRemovedCountedAndNeverDelivered() async throws {
+    /// A Redis backend with a raw client beside it, and a queue whose retention is `retention`.
+    private func retentionFixture(retention: Int64) async throws -> (BackendFixture, RedisQueueBackend, RedisClient, QueueName) {
         let fixture = try await BackendFixture.make(.redis)
-        defer { fixture.close() }
         let backend = try #require(fixture.backend as? RedisQueueBackend)
-        let client = try rawClient()
-        defer { client.close() }
         let queue = uniqueQueue()
         var settings = QueueSettings()
-        settings.retentionMilliseconds = 3_600_000
+        settings.retentionMilliseconds = retention
         try await backend.updateSettings(settings, of: queue)
+        return (fixture, backend, try rawClient(), queue)
+    }
+
+    @Test func messagesPastRetentionAreRemovedCountedAndNeverDelivered() async throws {
+        let (fixture, backend, client, queue) = try await retentionFixture(retention: 3_600_000)
+        defer {
+            client.close()
+            fixture.close()
+        }
         for index in 0..<4 { _ = try await backend.send("\(index)", to: queue) }
         try await age(queue, indexes: [0, 1], by: 3_600_001, client: client)
 
@@ -57,15 +64,11 @@ struct RedisDeliveryTests {
     }
 
     @Test func aVisibilityTimeoutThatExpiresPastRetentionExpiresTheMessage() async throws {
-        let fixture = try await BackendFixture.make(.redis)
-        defer { fixture.close() }
-        let backend = try #require(fixture.backend as? RedisQueueBackend)
-        let client = try rawClient()
-        defer { client.close() }
-        let queue = uniqueQueue()
-        var settings = QueueSettings()
-        settings.retentionMilliseconds = 60_000
-        try await backend.updateSettings(settings, of: queue)
+        let (fixture, backend, client, queue) = try await retentionFixture(retention: 60_000)
+        defer {
+            client.close()
+            fixture.close()
+        }
         _ = try await backend.send("old", to: queue)
         try await age(queue, indexes: [0], by: 59_000, client: client)
         let delivery = try #require(try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(1))).first)
