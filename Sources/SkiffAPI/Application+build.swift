@@ -79,7 +79,7 @@ public func buildApplication<Backend: QueueBackend>(
     }
     return Application(
         router: router,
-        server: .http1(configuration: .init(additionalChannelHandlers: [ClientDepartureHandler()])),
+        server: .eventLoopBoundHTTP1(configuration: .init(additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()])),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "skiff"),
         services: services,
         logger: logger

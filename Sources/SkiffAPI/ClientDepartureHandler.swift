@@ -17,24 +17,44 @@ final class ClientDepartureHandler: ChannelInboundHandler, RemovableChannelHandl
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        departed?.succeed()
+        depart()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .inputClosed = event as? ChannelEvent { departed?.succeed() }
+        if case .inputClosed = event as? ChannelEvent { depart() }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        departed?.succeed()
+        depart()
         context.fireChannelInactive()
     }
 
+    private func depart() {
+        hasDeparted = true
+        departed?.succeed()
+    }
+
+    private var hasDeparted = false
+
     /// Completes when the client is gone; `nil` when the channel has no such handler (in-process tests).
     static func departure(of channel: any Channel) async -> EventLoopFuture<Void>? {
-        try? await channel.eventLoop.submit {
+        if channel.eventLoop.inEventLoop {
+            return try? channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).departed?.futureResult
+        }
+        return try? await channel.eventLoop.submit {
             try channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).departed?.futureResult
         }.get()
+    }
+
+    /// Whether the client is known to be gone now (`false` without such a handler).
+    static func hasDeparted(_ channel: any Channel) async -> Bool {
+        if channel.eventLoop.inEventLoop {
+            return (try? channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).hasDeparted) ?? false
+        }
+        return (try? await channel.eventLoop.submit {
+            try channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).hasDeparted
+        }.get()) ?? false
     }
 }
 

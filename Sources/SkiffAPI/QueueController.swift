@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import SkiffQueue
+import SkiffRedis
 
 extension HTTPField.Name {
     static let skiffMessageID = Self("Skiff-Message-Id")!
@@ -198,13 +199,21 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     /// claims were lost to a stall (the fence).
     private func claim(queue: QueueName, max: Int, timeout: Int, mode: ReceiveMode, context: Context) async throws -> DeliverySettlement<Backend>? {
         let backend = self.backend
+        // Messages ready: claimed on the request's own task, with no wait task and no watch.
+        let ready = try await backend.receive(from: queue, max: max, timeout: .zero, mode: mode)
+        if !ready.isEmpty {
+            let departed = await ClientDepartureHandler.hasDeparted(context.channel)
+            return try await hold(ready, clientDeparted: departed, context: context)
+        }
+        guard timeout > 0 else { return nil }
         metrics.waiterStarted()
         defer { metrics.waiterFinished() }
         // Hummingbird does not cancel a handler when its client leaves: the wait is cancelled
         // when the client's side of the connection closes, and graceful shutdown ends it with 204.
-        let receiving = Task {
+        // The wait task stays on this event loop, where the wake-ups arrive.
+        let receiving = Task(executorPreference: EventLoopTaskExecutor.current) {
             try await cancelWhenGracefulShutdown {
-                var deliveries = try await backend.receive(from: queue, max: max, timeout: .milliseconds(timeout), mode: mode)
+                var deliveries = try await backend.wait(for: queue, timeout: .milliseconds(timeout), mode: mode)
                 // The first message had to be waited for: more may be on their way.
                 if deliveries.count == 1, max > 1 {
                     try? await Task.sleep(for: Self.batchLinger)
@@ -225,8 +234,14 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             return nil
         }
         guard !deliveries.isEmpty else { return nil }
+        return try await hold(deliveries, clientDeparted: presence.hasDeparted, context: context)
+    }
+
+    /// The checks between a claim and its response: a client that left gets nothing (the messages
+    /// go back), and the fence drops claims a stall may have lost.
+    private func hold(_ deliveries: [Delivery], clientDeparted: Bool, context: Context) async throws -> DeliverySettlement<Backend>? {
         // The client left while the messages were being claimed for it: nobody will read them.
-        if presence.hasDeparted {
+        if clientDeparted {
             await DeliverySettlement(deliveries: deliveries, backend: backend, logger: context.logger).release()
             return nil
         }

@@ -107,6 +107,10 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         let lease = self.lease(of: mode, in: queue)
         let claimed = claim(queue, max: Swift.max(1, max), lease: lease)
         if !claimed.isEmpty { return claimed }
+        return try await wait(for: queue, timeout: timeout, mode: mode)
+    }
+
+    public func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
         let deadline = ContinuousClock.now + timeout
         while true {
             let remaining = deadline - ContinuousClock.now

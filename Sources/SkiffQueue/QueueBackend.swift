@@ -43,6 +43,12 @@ public protocol QueueBackend: Sendable {
     ///   no message is lost to a cancelled wait. ``QueueError`` when storage fails.
     func receive(from queue: QueueName, max: Int, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery]
 
+    /// The waiting half of ``receive(from:max:timeout:mode:)``: waits up to `timeout` for one
+    /// message without claiming first. For a caller whose receive with a zero timeout just found
+    /// the queue empty, so a long-poll costs one claim, not two. A message that arrives between
+    /// the two calls is not missed: registering the wait looks for messages again.
+    func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery]
+
     /// Deletes a message delivered in auto-acknowledge mode, once its response was handed to the
     /// client's connection. Retries through a storage outage until the lease ends.
     ///

@@ -67,6 +67,8 @@ public final class RedisQueueBackend: QueueBackend, Service {
     public let client: RedisClient
     public let configuration: RedisQueueConfiguration
     private let waiters: WaiterRegistry
+    /// Claim passes run on the waiter registry's event loop, where wake-ups and timers are.
+    private let passExecutor: EventLoopTaskExecutor
     private let logger: Logger
     private let state = Mutex(State())
     private let subscriberBox = Mutex<RedisSubscriber?>(nil)
@@ -76,10 +78,23 @@ public final class RedisQueueBackend: QueueBackend, Service {
     /// How often due delayed messages are looked for: delivery within 100 ms of due.
     private static let delayPollInterval = Duration.milliseconds(50)
 
+    /// Sends to one queue with the same delay and priority: one `enqueue` script for concurrent requests.
+    private struct SendBatchKey: Hashable, Sendable {
+        let queue: QueueName
+        let delayMilliseconds: Int64?
+        let priority: Int
+    }
+
+    /// Concurrent sends, claims and acks on the same queue share one script run (see ``Coalescer``).
+    private let sendBatches = Mutex<Coalescer<SendBatchKey, ByteBuffer, SentMessage>?>(nil)
+    private let claimBatches = Mutex<Coalescer<QueueName, ReceiveMode, Delivery>?>(nil)
+    private let acknowledgeBatches = Mutex<Coalescer<QueueName, Receipt, Bool>?>(nil)
+
     public init(client: RedisClient, configuration: RedisQueueConfiguration = .init(), eventLoop: any EventLoop, logger: Logger) {
         self.client = client
         self.configuration = configuration
         self.waiters = WaiterRegistry(eventLoop: eventLoop)
+        self.passExecutor = EventLoopTaskExecutor.shared(for: eventLoop)
         self.logger = logger
         self.prefix = configuration.keyPrefix
         let prefix = configuration.keyPrefix
@@ -91,6 +106,80 @@ public final class RedisQueueBackend: QueueBackend, Service {
             onConnectionChange: { [weak self] connected in self?.subscriberConnectionChanged(connected) }
         )
         subscriberBox.withLock { $0 = subscriber }
+        // Messages per merged call: the scripts push 1000 values per command.
+        sendBatches.withLock {
+            $0 = Coalescer(maximumItems: 1000) { [weak self] key, members in
+                guard let self else { return members.map { _ in .failure(QueueError.unavailable("the backend is shut down")) } }
+                return await self.sendMerged(key, members)
+            }
+        }
+        claimBatches.withLock {
+            $0 = Coalescer(maximumItems: 1000) { [weak self] queue, members in
+                guard let self else { return members.map { _ in .failure(QueueError.unavailable("the backend is shut down")) } }
+                return await Self.split(members) { try await self.claim(queue, modes: members.flatMap { $0 }) }
+            }
+        }
+        acknowledgeBatches.withLock {
+            $0 = Coalescer(maximumItems: 1000) { [weak self] queue, members in
+                guard let self else { return members.map { _ in .failure(QueueError.unavailable("the backend is shut down")) } }
+                return await Self.split(members) { try await self.acknowledgeNow(members.flatMap { $0 }, in: queue) }
+            }
+        }
+    }
+
+    /// Runs one merged call and gives each member its share of the outputs, in order (a claim may
+    /// return fewer than asked: the earliest members are served first).
+    private static func split<Item, Output>(
+        _ members: [[Item]],
+        _ call: () async throws -> [Output]
+    ) async -> [Result<[Output], any Error>] {
+        do {
+            var outputs = try await call()[...]
+            return members.map { items in
+                let share = outputs.prefix(items.count)
+                outputs = outputs.dropFirst(share.count)
+                return .success(Array(share))
+            }
+        } catch {
+            return members.map { _ in .failure(error) }
+        }
+    }
+
+    /// One `enqueue` for several sends; when the merged batch does not fit the queue's `maxDepth`,
+    /// each send is tried alone, so a full queue refuses exactly the sends it would refuse one by one.
+    private func sendMerged(_ key: SendBatchKey, _ members: [[ByteBuffer]]) async -> [Result<[SentMessage], any Error>] {
+        var options = SendOptions()
+        options.delay = key.delayMilliseconds.map { .milliseconds($0) }
+        options.priority = key.priority
+        let queue = key.queue
+        if members.count > 1 {
+            do {
+                let sent = try await store(members.flatMap { $0 }, to: queue, options: options)
+                return Self.split(sent, as: members)
+            } catch let error as QueueError where error.kind == .queueFull {
+                // Fall through: one by one.
+            } catch {
+                return members.map { _ in .failure(error) }
+            }
+        }
+        var results: [Result<[SentMessage], any Error>] = []
+        for bodies in members {
+            do {
+                results.append(.success(try await store(bodies, to: queue, options: options)))
+            } catch {
+                results.append(.failure(error))
+            }
+        }
+        return results
+    }
+
+    private static func split<Item, Output>(_ outputs: [Output], as members: [[Item]]) -> [Result<[Output], any Error>] {
+        var rest = outputs[...]
+        return members.map { items in
+            let share = rest.prefix(items.count)
+            rest = rest.dropFirst(share.count)
+            return .success(Array(share))
+        }
     }
 
     private var subscriber: RedisSubscriber { subscriberBox.withLock { $0! } }
@@ -109,6 +198,16 @@ public final class RedisQueueBackend: QueueBackend, Service {
     public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
         guard !bodies.isEmpty else { return [] }
         try options.validate()
+        // A send with an idempotency key answers for its own key: never merged.
+        guard options.idempotencyKey == nil, let batches = sendBatches.withLock({ $0 }) else {
+            return try await store(bodies, to: queue, options: options)
+        }
+        let key = SendBatchKey(queue: queue, delayMilliseconds: options.delay.map { max(0, $0.milliseconds) }, priority: options.priority)
+        return try await batches.submit(bodies, for: key)
+    }
+
+    /// Stores `bodies` with one `enqueue` script run.
+    private func store(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
         let ids = bodies.map { _ in MessageID.make() }
         var arguments: [RedisArgument] = [.string(prefix), .string(queue.rawValue)]
         arguments.reserveCapacity(6 + 2 * bodies.count)
@@ -169,7 +268,12 @@ public final class RedisQueueBackend: QueueBackend, Service {
         // mid-flight would strand the messages until their lease expires. So the claim finishes,
         // and a caller that was cancelled meanwhile gives the messages back at once.
         let modes = Array(repeating: mode, count: Swift.max(1, max))
-        let claimed = try await shielded { try await self.claim(queue, modes: modes) }
+        let claimed: [Delivery]
+        if let batches = claimBatches.withLock({ $0 }) {
+            claimed = try await shielded { try await batches.submit(modes, for: queue) }
+        } else {
+            claimed = try await shielded { try await self.claim(queue, modes: modes) }
+        }
         if !claimed.isEmpty {
             if Task.isCancelled {
                 try await shielded { try await self.release(claimed) }
@@ -177,6 +281,10 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
             return claimed
         }
+        return try await wait(for: queue, timeout: timeout, mode: mode)
+    }
+
+    public func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
         if timeout <= .zero || state.withLock({ $0.isShuttingDown }) { return [] }
         let outcome = await waiters.wait(on: queue, timeout: timeout, mode: mode) {
             Task { await self.prepareToWait(on: queue) }
@@ -219,6 +327,11 @@ public final class RedisQueueBackend: QueueBackend, Service {
 
     public func acknowledge(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
         guard !receipts.isEmpty else { return [] }
+        guard let batches = acknowledgeBatches.withLock({ $0 }) else { return try await acknowledgeNow(receipts, in: queue) }
+        return try await batches.submit(receipts, for: queue)
+    }
+
+    private func acknowledgeNow(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
         var arguments: [RedisArgument] = []
         arguments.reserveCapacity(2 * receipts.count)
         for receipt in receipts {
@@ -455,7 +568,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
             return true
         }
         guard start else { return }
-        Task { await self.runPasses(queue) }
+        Task(executorPreference: passExecutor) { await self.runPasses(queue) }
     }
 
     private func runPasses(_ queue: QueueName) async {
@@ -637,8 +750,10 @@ public final class RedisQueueBackend: QueueBackend, Service {
     // MARK: Helpers
 
     /// Runs `body` to completion even when the calling task is cancelled.
+    /// Runs `body` in a task of its own that the caller's cancellation does not reach, on the
+    /// caller's event loop when it runs on one (no thread hop).
     private func shielded<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
-        try await Task { try await body() }.value
+        try await Task(executorPreference: EventLoopTaskExecutor.current) { try await body() }.value
     }
 
     private func mapErrors<T>(_ body: () async throws -> T) async throws -> T {

@@ -141,7 +141,8 @@ public final class WaiterRegistry: Sendable {
     /// Each reservation must end with ``fulfil(_:with:)`` or ``unreserve(_:)``.
     public func reserveOldest(_ queue: QueueName, max: Int) -> [Reservation] {
         state.withLock { state in
-            guard var waiters = state.queues[queue] else { return [] }
+            // Taken out and put back, so the mutation does not copy every entry (copy-on-write).
+            guard var waiters = state.queues.removeValue(forKey: queue) else { return [] }
             var reservations: [Reservation] = []
             while reservations.count < max, let id = waiters.order.popFirst() {
                 guard let entry = waiters.entries[id], entry.continuation != nil, !entry.reserved else { continue }
@@ -159,8 +160,8 @@ public final class WaiterRegistry: Sendable {
     /// shut down or failed meanwhile): the caller must put the message back.
     public func fulfil(_ reservation: Reservation, with delivery: Delivery) -> Bool {
         let taken = state.withLock { state -> TakenWaiter? in
-            guard var waiters = state.queues[reservation.queue], let entry = waiters.entries[reservation.id], entry.reserved,
-                let continuation = entry.continuation
+            guard let entry = state.queues[reservation.queue]?.entries[reservation.id], entry.reserved,
+                let continuation = entry.continuation, var waiters = state.queues.removeValue(forKey: reservation.queue)
             else { return nil }
             defer { Self.store(waiters, for: reservation.queue, in: &state) }
             waiters.entries[reservation.id] = nil
@@ -181,7 +182,7 @@ public final class WaiterRegistry: Sendable {
         var ended: [(TakenWaiter, WaitOutcome)] = []
         var rearm: [(UInt64, Duration)] = []
         state.withLock { state in
-            guard var waiters = state.queues[queue] else { return }
+            guard var waiters = state.queues.removeValue(forKey: queue) else { return }
             for reservation in reservations.reversed() {
                 guard let entry = waiters.entries[reservation.id], entry.reserved, let continuation = entry.continuation else { continue }
                 if entry.cancelled || entry.deadline <= now {
@@ -211,7 +212,7 @@ public final class WaiterRegistry: Sendable {
     /// Removes and returns the oldest waiter on `queue`, if any.
     public func takeOldest(_ queue: QueueName) -> TakenWaiter? {
         state.withLock { state in
-            guard var waiters = state.queues[queue] else { return nil }
+            guard var waiters = state.queues.removeValue(forKey: queue) else { return nil }
             defer { Self.store(waiters, for: queue, in: &state) }
             while let id = waiters.order.popFirst() {
                 guard let entry = waiters.entries[id], let continuation = entry.continuation, !entry.reserved else { continue }
@@ -257,7 +258,7 @@ public final class WaiterRegistry: Sendable {
 
     private func resolve(queue: QueueName, id: UInt64, with outcome: WaitOutcome) {
         let taken = state.withLock { state -> TakenWaiter? in
-            guard var waiters = state.queues[queue], let entry = waiters.entries[id] else { return nil }
+            guard let entry = state.queues[queue]?.entries[id], var waiters = state.queues.removeValue(forKey: queue) else { return nil }
             defer { Self.store(waiters, for: queue, in: &state) }
             guard let continuation = entry.continuation, !entry.reserved else {
                 // Not registered yet (the registration sees the flag and resumes at once), or
@@ -273,6 +274,7 @@ public final class WaiterRegistry: Sendable {
         taken?.resume(outcome)
     }
 
+    /// Puts a queue's waiters (taken out with `removeValue`) back, dropping an empty entry.
     private static func store(_ waiters: Waiters, for queue: QueueName, in state: inout State) {
         var waiters = waiters
         if waiters.entries.isEmpty {

@@ -29,6 +29,9 @@ public final class RedisConnectionPool: Sendable {
 
     public let configuration: RedisConfiguration
     private let eventLoopGroup: any EventLoopGroup
+    /// The event loop of each shared slot: slot `i` lives on loop `i % loops`, so every loop has a
+    /// connection of its own when there are at least as many slots as loops.
+    private let slotEventLoops: [any EventLoop]
     private let logger: Logger
     private let state: Mutex<State>
     private let reconnectCount = Atomic<Int>(0)
@@ -49,7 +52,10 @@ public final class RedisConnectionPool: Sendable {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.metrics = metrics
-        self.state = Mutex(State(slots: Array(repeating: .empty, count: max(1, configuration.multiplexedConnections))))
+        let slotCount = max(1, configuration.multiplexedConnections)
+        let loops = Array(eventLoopGroup.makeIterator())
+        self.slotEventLoops = (0..<slotCount).map { loops.isEmpty ? eventLoopGroup.next() : loops[$0 % loops.count] }
+        self.state = Mutex(State(slots: Array(repeating: .empty, count: slotCount)))
     }
 
     /// Connections opened after the first successful one: a measure of instability.
@@ -78,7 +84,17 @@ public final class RedisConnectionPool: Sendable {
             let count = state.slots.count
             let start = state.next
             state.next &+= 1
-            // Prefer any live connection, starting round-robin.
+            // A caller on an event loop prefers the connection on that loop: its command and reply
+            // then never leave the thread. Otherwise any live connection, starting round-robin.
+            for offset in 0..<count {
+                let index = (start + offset) % count
+                guard slotEventLoops[index].inEventLoop else { continue }
+                switch state.slots[index] {
+                case .connected(let connection) where connection.isActive: return .ready(connection)
+                case .empty: return .wait(startConnecting(slot: index, attempt: 0, state: &state))
+                default: continue
+                }
+            }
             for offset in 0..<count {
                 if case .connected(let connection) = state.slots[(start + offset) % count], connection.isActive {
                     return .ready(connection)
@@ -112,7 +128,7 @@ public final class RedisConnectionPool: Sendable {
             do {
                 let connection = try await RedisConnection.connect(
                     configuration: configuration,
-                    eventLoop: eventLoopGroup.next(),
+                    eventLoop: slotEventLoops[index],
                     logger: logger
                 )
                 let keep = self.state.withLock { state -> Bool in

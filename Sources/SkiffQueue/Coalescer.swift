@@ -1,0 +1,94 @@
+import Synchronization
+
+/// Merges concurrent operations on the same key into one storage call.
+///
+/// The first caller for a key leads: it yields once, so that callers already scheduled behind it
+/// (on an event loop: the other requests of the same read) can join, then makes one call for the
+/// whole batch and hands every member its share. Under light load a batch has one member and costs
+/// one `Task.yield()`; under load one Redis script serves many requests, which is what makes a
+/// single-message POST or GET cost Redis little more than the plain list command.
+///
+/// Members keep their arrival order, the leader first, so a merged send stores messages in the
+/// order their requests arrived and a merged claim hands the oldest messages to the earliest callers.
+/// A failed call fails every member (``Flush`` may decide otherwise per member).
+final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable>: Sendable {
+    /// Performs one merged call: `members[i]` are the items of the i-th member (the leader's first);
+    /// returns one result per member.
+    typealias Flush = @Sendable (_ key: Key, _ members: [[Item]]) async -> [Result<[Output], any Error>]
+
+    /// How a caller that found a batch open came out of joining it.
+    private enum Joining: Sendable {
+        /// The batch's leader ran the call: these are the caller's outputs.
+        case served([Output])
+        /// The batch was taken meanwhile: the caller leads a new one.
+        case leads
+        /// The batch has no room for the caller's items.
+        case full
+    }
+
+    private struct Follower: Sendable {
+        let items: [Item]
+        let continuation: CheckedContinuation<Joining, any Error>
+    }
+
+    private struct Batch: Sendable {
+        var followers: [Follower] = []
+        var itemCount: Int
+    }
+
+    private let batches = Mutex<[Key: Batch]>([:])
+    private let maximumItems: Int
+    private let flush: Flush
+
+    /// - Parameter maximumItems: a batch takes no more items than this (a caller with more runs alone).
+    init(maximumItems: Int, flush: @escaping Flush) {
+        self.maximumItems = maximumItems
+        self.flush = flush
+    }
+
+    /// Runs `items` as part of a batch for `key`; returns this caller's outputs.
+    func submit(_ items: [Item], for key: Key) async throws -> [Output] {
+        guard items.count < maximumItems else { return try await alone(items, key) }
+        let leads = batches.withLock { batches -> Bool in
+            guard batches[key] == nil else { return false }
+            batches[key] = Batch(itemCount: items.count)
+            return true
+        }
+        if !leads {
+            let joining = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Joining, any Error>) in
+                let outcome = batches.withLock { batches -> Joining? in
+                    guard var batch = batches[key] else {
+                        batches[key] = Batch(itemCount: items.count)
+                        return .leads
+                    }
+                    guard batch.itemCount + items.count <= maximumItems else { return .full }
+                    batch.followers.append(Follower(items: items, continuation: continuation))
+                    batch.itemCount += items.count
+                    batches[key] = batch
+                    return nil
+                }
+                if let outcome { continuation.resume(returning: outcome) }
+            }
+            switch joining {
+            case .served(let outputs): return outputs
+            case .full: return try await alone(items, key)
+            case .leads: break
+            }
+        }
+        await Task.yield()
+        let followers = batches.withLock { $0.removeValue(forKey: key)?.followers ?? [] }
+        let results = await flush(key, [items] + followers.map(\.items))
+        for (index, follower) in followers.enumerated() {
+            follower.continuation.resume(with: Self.result(results, index + 1).map { .served($0) })
+        }
+        return try Self.result(results, 0).get()
+    }
+
+    private func alone(_ items: [Item], _ key: Key) async throws -> [Output] {
+        try await Self.result(flush(key, [items]), 0).get()
+    }
+
+    private static func result(_ results: [Result<[Output], any Error>], _ index: Int) -> Result<[Output], any Error> {
+        index < results.count ? results[index] : .failure(QueueError.internalError("a merged call returned \(results.count) results"))
+    }
+}
