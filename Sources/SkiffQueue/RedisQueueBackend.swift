@@ -749,7 +749,6 @@ public final class RedisQueueBackend: QueueBackend, Service {
 
     // MARK: Helpers
 
-    /// Runs `body` to completion even when the calling task is cancelled.
     /// Runs `body` in a task of its own that the caller's cancellation does not reach, on the
     /// caller's event loop when it runs on one (no thread hop).
     private func shielded<T: Sendable>(_ body: @escaping @Sendable () async throws -> T) async throws -> T {
