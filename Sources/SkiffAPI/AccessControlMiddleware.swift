@@ -16,6 +16,8 @@ public struct AccessControlMiddleware: RouterMiddleware {
     }
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // Open mode (no keys): nothing to decide, and nothing to pay per request.
+        if policy.isOpen { return try await next(request, context) }
         switch policy.decide(method: request.method, path: request.uri.path, authorization: request.headers[.authorization]) {
         case .allow(let grant):
             var context = context

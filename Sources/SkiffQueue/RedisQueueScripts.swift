@@ -279,11 +279,17 @@ enum RedisQueueScripts {
         local out = {}
         local claimed = 0
         local earliest = nil
-        for priority = 9, 0, -1 do
-          local k = readyKey(queue, priority)
-          while claimed < wanted do
-            local envelope = redis.call('LPOP', k)
-            if not envelope then break end
+        -- One LMPOP takes from the highest non-empty priority, instead of an LPOP per priority:
+        -- a queue that never used priorities (or is empty) costs one command, not ten.
+        -- (`unpack` must come last in a call to expand fully: the arguments are one table.)
+        local pop = { 10 }
+        for priority = 9, 0, -1 do pop[#pop + 1] = readyKey(queue, priority) end
+        pop[12], pop[13] = 'LEFT', 'COUNT'
+        while claimed < wanted do
+          pop[14] = wanted - claimed
+          local popped = redis.call('LMPOP', unpack(pop))
+          if not popped then break end
+          for _, envelope in ipairs(popped[2]) do
             local m = parse(envelope)
             if now - m.enq >= s.retention then
               forget(queue, m.id)
@@ -306,7 +312,6 @@ enum RedisQueueScripts {
               out[n + 4] = lease
             end
           end
-          if claimed >= wanted then break end
         end
         if earliest then redis.call('ZADD', prefix .. ':lease-index', 'LT', earliest, queue) end
         count(queue, 'delivered', claimed)
