@@ -45,11 +45,17 @@ public struct APIError: Error, HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let (headers, body) = rendered()
+        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+    }
+
+    /// The headers and the `{"error": ...}` body of this error's response.
+    func rendered() -> (HTTPFields, ByteBuffer) {
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
         let body = ByteBuffer(string: #"{"error":"# + JSONText.quoted(message) + "}")
         headers[.contentLength] = String(body.readableBytes)
-        return Response(status: status, headers: headers, body: .init(byteBuffer: body))
+        return (headers, body)
     }
 }
 

@@ -13,18 +13,25 @@ public struct AccessLogMiddleware<Context: RequestContext>: RouterMiddleware {
         guard logger.logLevel <= .info else { return try await next(request, context) }
         let path = request.uri.path
         return try await ResponseObservation.observe(request, context: context, next: next) { observation in
-            let (seconds, attoseconds) = observation.duration.components
-            let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
-            logger.info(
-                "request",
-                metadata: [
-                    "http.method": .string(observation.method),
-                    "http.route": .string(observation.route),
-                    "url.path": .string(path),
-                    "http.status": .string(String(observation.status)),
-                    "http.duration_ms": .string(String(Double(Int(milliseconds * 1000)) / 1000)),
-                ]
-            )
+            observation.logAccess(path: path, logger: logger)
         }
+    }
+}
+
+extension ResponseObservation {
+    /// The access log line of one finished request.
+    func logAccess(path: String, logger: Logger) {
+        let (seconds, attoseconds) = duration.components
+        let milliseconds = Double(seconds) * 1000 + Double(attoseconds) / 1e15
+        logger.info(
+            "request",
+            metadata: [
+                "http.method": .string(method),
+                "http.route": .string(route),
+                "url.path": .string(path),
+                "http.status": .string(String(status)),
+                "http.duration_ms": .string(String(Double(Int(milliseconds * 1000)) / 1000)),
+            ]
+        )
     }
 }

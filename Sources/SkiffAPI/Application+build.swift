@@ -77,9 +77,25 @@ public func buildApplication<Backend: QueueBackend>(
     if metricsExposition != nil {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
     }
+    // The plain single-message POST skips the router when nothing per request needs it (no keys,
+    // no rate limit): see FastSendHandler.
+    var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
+    if configuration.apiKeys.isEmpty, configuration.rateLimit == nil, configuration.fastSend {
+        let settings = FastSendSettings(
+            maximumMessageBytes: configuration.api.maximumMessageBytes,
+            metrics: metrics,
+            httpMetrics: HTTPMetrics(factory: metricsFactory),
+            accessLog: configuration.accessLog,
+            logger: logger
+        )
+        connectionHandlers = { [FastSendHandler(backend: backend, settings: settings)] }
+    }
     return Application(
         router: router,
-        server: .eventLoopBoundHTTP1(configuration: .init(additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()])),
+        server: .eventLoopBoundHTTP1(
+            configuration: .init(additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()]),
+            connectionHandlers: connectionHandlers
+        ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "skiff"),
         services: services,
         logger: logger

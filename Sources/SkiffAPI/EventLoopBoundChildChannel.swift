@@ -6,12 +6,25 @@ import SkiffRedis
 
 /// Runs each connection's handler with a preference for the connection's own event loop (see
 /// ``EventLoopTaskExecutor``); the channel setup is `Inner`'s.
+///
+/// `connectionHandlers` are added to every connection after Hummingbird's connection state
+/// handler, where they see requests before the routes do (``FastSendHandler``) and graceful
+/// shutdown still sees every request.
 struct EventLoopBoundChildChannel<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value
     let inner: Inner
+    var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        inner.setup(channel: channel, logger: logger)
+        let makeHandlers = connectionHandlers
+        return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let handlers = makeHandlers()
+            if !handlers.isEmpty {
+                let pipeline = channel.pipeline.syncOperations
+                try pipeline.addHandlers(handlers, position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
+            }
+            return value
+        }
     }
 
     func handle(value: Value, logger: Logger) async {
@@ -24,9 +37,12 @@ struct EventLoopBoundChildChannel<Inner: ServerChildChannel>: ServerChildChannel
 extension HTTPServerBuilder {
     /// HTTP/1.1 as Hummingbird's `.http1(configuration:)`, with every connection's requests
     /// handled on that connection's event loop.
-    static func eventLoopBoundHTTP1(configuration: HTTP1Channel.Configuration) -> HTTPServerBuilder {
+    static func eventLoopBoundHTTP1(
+        configuration: HTTP1Channel.Configuration,
+        connectionHandlers: @escaping @Sendable () -> [any RemovableChannelHandler] = { [] }
+    ) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
-            EventLoopBoundChildChannel(inner: HTTP1Channel(responder: responder, configuration: configuration))
+            EventLoopBoundChildChannel(inner: HTTP1Channel(responder: responder, configuration: configuration), connectionHandlers: connectionHandlers)
         }
     }
 }

@@ -13,17 +13,18 @@ public struct RequestIDMiddleware<Context: RequestContext>: RouterMiddleware {
 
     public func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
-        let id: String
-        if let given = request.headers[.requestID], (1...128).contains(given.utf8.count),
-            given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
-        {
-            id = given
-        } else {
-            id = MessageID.make()
-        }
+        let id = Self.requestID(given: request.headers[.requestID])
         context.logger[metadataKey: "request.id"] = .string(id)
         var response = try await next(request, context)
         response.headers[.requestID] = id
         return response
+    }
+
+    /// The caller's id when it is 1 to 128 printable ASCII characters, else a new one.
+    static func requestID(given: String?) -> String {
+        if let given, (1...128).contains(given.utf8.count), given.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+            return given
+        }
+        return MessageID.make()
     }
 }

@@ -29,6 +29,9 @@ public struct SkiffConfiguration: Sendable {
     public var rateLimit: RateLimitSettings?
     /// One JSON line per request at `info`.
     public var accessLog: Bool
+    /// Whether a plain single-message POST may skip the router (``FastSendHandler``); the answer
+    /// is the same either way, only its cost differs.
+    public var fastSend: Bool
 
     public init(
         host: String = "0.0.0.0",
@@ -43,7 +46,8 @@ public struct SkiffConfiguration: Sendable {
         apiKeys: [APIKey] = [],
         metricsRequireAuth: Bool = true,
         rateLimit: RateLimitSettings? = nil,
-        accessLog: Bool = true
+        accessLog: Bool = true,
+        fastSend: Bool = true
     ) {
         self.host = host
         self.port = port
@@ -58,6 +62,7 @@ public struct SkiffConfiguration: Sendable {
         self.metricsRequireAuth = metricsRequireAuth
         self.rateLimit = rateLimit
         self.accessLog = accessLog
+        self.fastSend = fastSend
     }
 
     /// The settings and their environment variables, as documented in the README.

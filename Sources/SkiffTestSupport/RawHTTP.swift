@@ -6,14 +6,11 @@ public enum RawHTTP {
     /// Sends `request`, reads the response head and exactly Content-Length body bytes, then closes
     /// the socket at once (a client that reads its answer and leaves). Returns the status line and body.
     ///
-    /// The blocking socket work runs on a Dispatch thread: blocking the (small) cooperative pool
-    /// would starve the server under test.
+    /// The blocking socket work runs on a thread of its own: blocking a thread of the (small)
+    /// cooperative pool, or of Dispatch's global queues that back it on Linux, would starve the
+    /// server under test and every other test running beside it.
     public static func exchangeAndClose(port: Int, request: String) async throws -> (status: String, body: String) {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try blockingExchangeAndClose(port: port, request: request) })
-            }
-        }
+        try await onOwnThread { try blockingExchangeAndClose(port: port, request: request) }
     }
 
     private static func blockingExchangeAndClose(port: Int, request: String) throws -> (status: String, body: String) {
@@ -39,6 +36,48 @@ public enum RawHTTP {
                 throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "connection ended (\(count), errno \(errno)) after: \(String(decoding: received, as: UTF8.self).debugDescription)"])
             }
             received.append(contentsOf: buffer[0..<count])
+        }
+    }
+
+    /// Sends `requests` back to back on one connection (HTTP/1.1 pipelining) and reads
+    /// `requests.count` responses in order: status line, headers and body of each.
+    public static func pipelined(port: Int, _ requests: [String]) async throws -> [(status: String, head: String, body: String)] {
+        try await onOwnThread { try blockingPipelined(port: port, requests) }
+    }
+
+    private static func blockingPipelined(port: Int, _ requests: [String]) throws -> [(status: String, head: String, body: String)] {
+        guard let fd = LoopbackSocket.connect(port: port) else { throw POSIXError(.ECONNREFUSED) }
+        defer { close(fd) }
+        let bytes = Array(requests.joined().utf8)
+        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var received: [UInt8] = []
+        var responses: [(status: String, head: String, body: String)] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while responses.count < requests.count {
+            if let headEnd = find([13, 10, 13, 10], in: received) {
+                let head = String(decoding: received[..<headEnd], as: UTF8.self)
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                let bodyStart = headEnd + 4
+                if received.count - bodyStart >= length {
+                    let status = String(head.split(separator: "\r\n").first ?? "")
+                    responses.append((status, head, String(decoding: received[bodyStart..<(bodyStart + length)], as: UTF8.self)))
+                    received.removeFirst(bodyStart + length)
+                    continue
+                }
+            }
+            let count = recv(fd, &buffer, buffer.count, 0)
+            guard count > 0 else {
+                throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "connection ended after \(responses.count) responses"])
+            }
+            received.append(contentsOf: buffer[0..<count])
+        }
+        return responses
+    }
+
+    private static func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Result { try body() }) }.start()
         }
     }
 

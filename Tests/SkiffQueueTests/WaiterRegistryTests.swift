@@ -25,12 +25,13 @@ struct WaiterRegistryTests {
 
     @Test func aReservedWaiterDoesNotTimeOutBeforeItsClaimReturns() async throws {
         let registry = self.registry, queue = self.queue
-        let waiting = Task { await registry.wait(on: queue, timeout: .milliseconds(50)) {} }
+        // Long enough to be reserved on a loaded machine before it ends, short enough to pass.
+        let waiting = Task { await registry.wait(on: queue, timeout: .milliseconds(400)) {} }
         try await waitForRegistration(1)
         let reservations = registry.reserveOldest(queue, max: 10)
-        #expect(reservations.count == 1)
+        try #require(reservations.count == 1)
         #expect(registry.count(on: queue) == 0)
-        try await Task.sleep(for: .milliseconds(150))  // past its deadline, claim still "in flight"
+        try await Task.sleep(for: .milliseconds(800))  // past its deadline, claim still "in flight"
         #expect(registry.fulfil(reservations[0], with: delivery("m")))
         guard case .delivered(let got) = await waiting.value else {
             Issue.record("the message claimed for the waiter must reach it")
@@ -86,6 +87,7 @@ struct WaiterRegistryTests {
         let waiting = Task { await registry.wait(on: queue, timeout: .seconds(20)) {} }
         try await waitForRegistration(1)
         let reservations = registry.reserveOldest(queue, max: 1)
+        try #require(reservations.count == 1)
         registry.resolveAll(with: .timedOut)
         #expect(registry.fulfil(reservations[0], with: delivery("m")) == false)
         guard case .timedOut = await waiting.value else {
