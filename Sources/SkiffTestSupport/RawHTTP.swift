@@ -10,33 +10,8 @@ public enum RawHTTP {
     /// cooperative pool, or of Dispatch's global queues that back it on Linux, would starve the
     /// server under test and every other test running beside it.
     public static func exchangeAndClose(port: Int, request: String) async throws -> (status: String, body: String) {
-        try await onOwnThread { try blockingExchangeAndClose(port: port, request: request) }
-    }
-
-    private static func blockingExchangeAndClose(port: Int, request: String) throws -> (status: String, body: String) {
-        guard let fd = LoopbackSocket.connect(port: port) else { throw POSIXError(.ECONNREFUSED) }
-        defer { close(fd) }
-        let bytes = Array(request.utf8)
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-        var received: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            if let headEnd = find([13, 10, 13, 10], in: received) {
-                let head = String(decoding: received[..<headEnd], as: UTF8.self)
-                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
-                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
-                let bodyStart = headEnd + 4
-                if received.count - bodyStart >= length {
-                    let status = String(head.split(separator: "\r\n").first ?? "")
-                    return (status, String(decoding: received[bodyStart..<(bodyStart + length)], as: UTF8.self))
-                }
-            }
-            let count = recv(fd, &buffer, buffer.count, 0)
-            guard count > 0 else {
-                throw CocoaError(.fileReadUnknown, userInfo: [NSLocalizedDescriptionKey: "connection ended (\(count), errno \(errno)) after: \(String(decoding: received, as: UTF8.self).debugDescription)"])
-            }
-            received.append(contentsOf: buffer[0..<count])
-        }
+        let response = try await pipelined(port: port, [request])[0]
+        return (response.status, response.body)
     }
 
     /// Sends `requests` back to back on one connection (HTTP/1.1 pipelining) and reads
