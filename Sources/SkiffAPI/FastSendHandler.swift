@@ -56,6 +56,11 @@ final class FastSendHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// Parts of pipelined requests that wait for the responses before them: responses leave in
     /// request order whichever path serves them, and one request is served at a time.
     private var held = CircularBuffer<HTTPRequestPart>()
+    /// Past this many held parts the connection stops reading until they drain: a client cannot
+    /// pile up pipelined requests without bound behind a slow one.
+    static var maximumHeldParts: Int { 64 }
+    /// A read the channel asked for while too much was held.
+    private var readDeferred = false
     private let backend: Backend
     private let settings: FastSendSettings
 
@@ -67,6 +72,14 @@ final class FastSendHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let part = unwrapInboundIn(data)
         if !held.isEmpty || !process(context, part) { held.append(part) }
+    }
+
+    func read(context: ChannelHandlerContext) {
+        guard held.count < Self.maximumHeldParts else {
+            readDeferred = true
+            return
+        }
+        context.read()
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -129,6 +142,10 @@ final class FastSendHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         }
         // Outside a read: the async channel hands reads on at read-complete.
         if delivered { context.fireChannelReadComplete() }
+        if readDeferred, held.count < Self.maximumHeldParts {
+            readDeferred = false
+            context.read()
+        }
     }
 
     /// The queue of a request this handler may serve, or `nil`.

@@ -81,6 +81,20 @@ struct FastSendTests {
         }
     }
 
+    /// More pipelined requests than the handler holds at once: it stops reading, drains, reads on.
+    @Test(arguments: BackendKind.available)
+    func aLongPipelineIsAnsweredInFull(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let queue = TestEnvironment.uniqueName("long-pipeline")
+            let count = 300
+            let answers = try await RawHTTP.pipelined(port: port, (0..<count).map { post(port, "/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
+            #expect(answers.prefix(count).allSatisfy { $0.status == "HTTP/1.1 201 Created" })
+            #expect(answers[count].body == "0")
+        }
+    }
+
     @Test func fastSendsAreCountedLikeRoutedOnes() async throws {
         let registry = PrometheusCollectorRegistry()
         let app = try makeObservedApplication(metricsFactory: PrometheusMetricsFactory(registry: registry), registry: registry) {
