@@ -134,12 +134,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
         _ call: () async throws -> [Output]
     ) async -> [Result<[Output], any Error>] {
         do {
-            var outputs = try await call()[...]
-            return members.map { items in
-                let share = outputs.prefix(items.count)
-                outputs = outputs.dropFirst(share.count)
-                return .success(Array(share))
-            }
+            return split(try await call(), as: members)
         } catch {
             return members.map { _ in .failure(error) }
         }
