@@ -77,18 +77,18 @@ public func buildApplication<Backend: QueueBackend>(
     if metricsExposition != nil {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
     }
-    // The plain single-message POST skips the router when nothing per request needs it (no keys,
-    // no rate limit): see FastSendHandler.
+    // The plain single-message POST and the ready GET skip the router when nothing per request needs it (no keys,
+    // no rate limit): see FastPathHandler.
     var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
-    if configuration.apiKeys.isEmpty, configuration.rateLimit == nil, configuration.fastSend {
-        let settings = FastSendSettings(
-            maximumMessageBytes: configuration.api.maximumMessageBytes,
+    if configuration.apiKeys.isEmpty, configuration.rateLimit == nil, configuration.fastPath {
+        let settings = FastPathSettings(
+            api: configuration.api,
             metrics: metrics,
             httpMetrics: HTTPMetrics(factory: metricsFactory),
             accessLog: configuration.accessLog,
             logger: logger
         )
-        connectionHandlers = { [FastSendHandler(backend: backend, settings: settings)] }
+        connectionHandlers = { [FastPathHandler(backend: backend, settings: settings)] }
     }
     return Application(
         router: router,

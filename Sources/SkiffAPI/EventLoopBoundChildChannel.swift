@@ -8,7 +8,7 @@ import SkiffRedis
 /// ``EventLoopTaskExecutor``); the channel setup is `Inner`'s.
 ///
 /// `connectionHandlers` are added to every connection after Hummingbird's connection state
-/// handler, where they see requests before the routes do (``FastSendHandler``) and graceful
+/// handler, where they see requests before the routes do (``FastPathHandler``) and graceful
 /// shutdown still sees every request.
 struct EventLoopBoundChildChannel<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value

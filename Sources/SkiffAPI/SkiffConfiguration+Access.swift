@@ -3,7 +3,7 @@ import Foundation
 extension SkiffConfiguration {
     /// Reads API keys, rate limits and the access-log and metrics switches:
     /// `SKIFF_API_KEYS` or `SKIFF_API_KEYS_FILE`, `METRICS_REQUIRE_AUTH`, `RATE_LIMIT_PER_SECOND`,
-    /// `RATE_LIMIT_BURST`, `ACCESS_LOG`, `FAST_SEND`.
+    /// `RATE_LIMIT_BURST`, `ACCESS_LOG`, `FAST_PATH`.
     mutating func readAccessSettings(from environment: [String: String]) throws {
         func nonEmpty(_ name: String) -> String? {
             guard let value = environment[name], !value.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
@@ -37,7 +37,7 @@ extension SkiffConfiguration {
 
         if let required = try boolean("METRICS_REQUIRE_AUTH") { metricsRequireAuth = required }
         if let enabled = try boolean("ACCESS_LOG") { accessLog = enabled }
-        if let enabled = try boolean("FAST_SEND") { fastSend = enabled }
+        if let enabled = try boolean("FAST_PATH") { fastPath = enabled }
 
         let burst: Int?
         if let raw = nonEmpty("RATE_LIMIT_BURST") {

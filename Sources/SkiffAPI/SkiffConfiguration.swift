@@ -29,9 +29,9 @@ public struct SkiffConfiguration: Sendable {
     public var rateLimit: RateLimitSettings?
     /// One JSON line per request at `info`.
     public var accessLog: Bool
-    /// Whether a plain single-message POST may skip the router (``FastSendHandler``); the answer
+    /// Whether a plain single-message POST may skip the router (``FastPathHandler``); the answer
     /// is the same either way, only its cost differs.
-    public var fastSend: Bool
+    public var fastPath: Bool
 
     public init(
         host: String = "0.0.0.0",
@@ -47,7 +47,7 @@ public struct SkiffConfiguration: Sendable {
         metricsRequireAuth: Bool = true,
         rateLimit: RateLimitSettings? = nil,
         accessLog: Bool = true,
-        fastSend: Bool = true
+        fastPath: Bool = true
     ) {
         self.host = host
         self.port = port
@@ -62,7 +62,7 @@ public struct SkiffConfiguration: Sendable {
         self.metricsRequireAuth = metricsRequireAuth
         self.rateLimit = rateLimit
         self.accessLog = accessLog
-        self.fastSend = fastSend
+        self.fastPath = fastPath
     }
 
     /// The settings and their environment variables, as documented in the README.

@@ -14,6 +14,17 @@ public enum RawHTTP {
         return (response.status, response.body)
     }
 
+    /// Sends `request` and closes the socket at once without reading anything: a client that
+    /// asks and leaves before the answer.
+    public static func sendAndLeave(port: Int, request: String) async throws {
+        try await onOwnThread {
+            guard let fd = LoopbackSocket.connect(port: port) else { throw POSIXError(.ECONNREFUSED) }
+            let bytes = Array(request.utf8)
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            close(fd)
+        }
+    }
+
     /// Sends `requests` back to back on one connection (HTTP/1.1 pipelining) and reads
     /// `requests.count` responses in order: status line, headers and body of each.
     public static func pipelined(port: Int, _ requests: [String]) async throws -> [(status: String, head: String, body: String)] {

@@ -39,8 +39,8 @@ struct Serve: AsyncParsableCommand {
     var rateLimitPerSecond: String?
     @Option(help: "Bucket size of the rate limit (env RATE_LIMIT_BURST, default the rate rounded up).") var rateLimitBurst: Int?
     @Option(help: "true: one JSON log line per request at info (env ACCESS_LOG, default true).") var accessLog: String?
-    @Option(help: "true: a plain single-message POST skips the router when no keys or rate limits apply (env FAST_SEND, default true).")
-    var fastSend: String?
+    @Option(help: "true: a plain single-message POST skips the router when no keys or rate limits apply (env FAST_PATH, default true).")
+    var fastPath: String?
 
     func run() async throws {
         var environment = ProcessInfo.processInfo.environment
@@ -51,7 +51,7 @@ struct Serve: AsyncParsableCommand {
             ("REDIS_KEY_PREFIX", redisKeyPrefix), ("REDIS_WAIT_REPLICAS", redisWaitReplicas.map(String.init)),
             ("REDIS_WAIT_TIMEOUT_MS", redisWaitTimeoutMs.map(String.init)), ("REPLICA_ID", replicaId), ("LOG_LEVEL", logLevel), ("LOG_FORMAT", logFormat),
             ("SKIFF_API_KEYS_FILE", apiKeysFile), ("METRICS_REQUIRE_AUTH", metricsRequireAuth), ("RATE_LIMIT_PER_SECOND", rateLimitPerSecond),
-            ("RATE_LIMIT_BURST", rateLimitBurst.map(String.init)), ("ACCESS_LOG", accessLog), ("FAST_SEND", fastSend),
+            ("RATE_LIMIT_BURST", rateLimitBurst.map(String.init)), ("ACCESS_LOG", accessLog), ("FAST_PATH", fastPath),
         ]
         if apiKeysFile != nil { environment["SKIFF_API_KEYS"] = nil }
         for case (let name, let value?) in flags { environment[name] = value }

@@ -1,16 +1,19 @@
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
+import NIOPosix
 import Prometheus
 import SkiffAPI
+import SkiffRedis
 import SkiffTestSupport
 import Testing
 
-/// The fast path for a plain `POST /api/{queue}` (FastSendHandler) answers exactly as the route
-/// does, and hands everything it does not serve to the routes untouched.
-@Suite("Fast send path", .timeLimit(.minutes(2)))
-struct FastSendTests {
+/// The fast path for a plain `POST /api/{queue}` and a ready `GET /api/{queue}` (FastPathHandler)
+/// answers exactly as the route does, and hands everything it does not serve to the routes untouched.
+@Suite("Fast path", .timeLimit(.minutes(2)))
+struct FastPathTests {
     private func post(_ port: Int, _ path: String, _ body: String, headers: String = "") -> String {
         "POST \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
@@ -28,8 +31,8 @@ struct FastSendTests {
     func aPlainPostIsAnsweredAsTheRouteAnswersIt(kind: BackendKind) async throws {
         let queue = TestEnvironment.uniqueName("fast")
         var answers: [(status: String, head: String, body: String)] = []
-        for fastSend in [true, false] {
-            let app = try makeApplication(kind) { $0.fastSend = fastSend }
+        for fastPath in [true, false] {
+            let app = try makeApplication(kind) { $0.fastPath = fastPath }
             answers += try await app.test(.live) { client in
                 let port = try #require(client.port)
                 let request = post(port, "/api/\(queue)", #"{"n":1}"#, headers: "X-Request-Id: given-id\r\n")
@@ -45,6 +48,82 @@ struct FastSendTests {
         #expect(fast.head.contains("Server: skiff"))
         for answer in [fast, routed] {
             #expect(answer.body.hasPrefix(#"{"id":""#) && answer.body.contains(#","queue":"\#(queue)","enqueuedAt":""#))
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func aReadyGetIsAnsweredAsTheRouteAnswersIt(kind: BackendKind) async throws {
+        let queue = TestEnvironment.uniqueName("fast-get")
+        var answers: [(status: String, head: String, body: String)] = []
+        for fastPath in [true, false] {
+            let app = try makeApplication(kind) { $0.fastPath = fastPath }
+            answers += try await app.test(.live) { client in
+                let port = try #require(client.port)
+                return try await RawHTTP.pipelined(
+                    port: port,
+                    [post(port, "/api/\(queue)?priority=3", #"{"n": [1, 2]}"#), "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: given\r\n\r\n"]
+                )
+            }
+        }
+        let (fast, routed) = (answers[1], answers[3])
+        #expect(fast.status == "HTTP/1.1 200 OK")
+        #expect(fast.status == routed.status)
+        #expect(headerNames(fast.head) == headerNames(routed.head))
+        #expect(fast.head.contains("X-Request-Id: given"))
+        #expect(fast.head.contains("Skiff-Priority: 3"))
+        #expect(fast.head.contains("Skiff-Receive-Count: 1"))
+        #expect(fast.head.contains("Content-Type: application/json\r\n"))
+        #expect(fast.body == #"{"n": [1, 2]}"#)
+        #expect(routed.body == fast.body)
+    }
+
+    /// The fast path serves only a GET whose parameters the route would accept the same way.
+    @Test(arguments: BackendKind.available)
+    func aGetTheFastPathDoesNotServeGetsTheRoutesAnswer(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let queue = TestEnvironment.uniqueName("fast-get-routed")
+            let answers = try await RawHTTP.pipelined(
+                port: port,
+                [
+                    post(port, "/api/\(queue)", #""kept""#),
+                    get("/api/\(queue)?timeout=abc"),
+                    get("/api/\(queue)?timeout=60001"),
+                    get("/api/\(queue)?timeout="),
+                    get("/api/\(queue)?timeout=0&visibility=30000"),
+                    get("/api/\(queue)?timeout=0"),
+                ]
+            )
+            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "400", "400", "400", "200", "204"])
+            #expect(answers[1].body.hasPrefix(#"{"error":"timeout must be"#))
+            // The message survived the refused GETs and went to the acknowledged-mode one.
+            #expect(answers[4].body == #""kept""# && answers[4].head.contains("Skiff-Receipt: "))
+        }
+    }
+
+    /// A client that sends its GET and leaves while the claim is in flight (Redis is paused) gets
+    /// nothing, and the message goes back to the head of the queue, on the fast path and the route.
+    @Test(.enabled(if: TestEnvironment.hasRedis), arguments: [true, false])
+    func aMessageClaimedForAClientThatLeftGoesBack(fastPath: Bool) async throws {
+        let server = try RedisServerProcess()
+        try server.start()
+        defer { server.kill() }
+        let admin = RedisClient(configuration: try RedisConfiguration(url: server.url), eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+        defer { admin.close() }
+        let app = try makeApplication(.redis, redisURL: server.url) { $0.fastPath = fastPath }
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let probe = Probe(port: port)
+            let queue = TestEnvironment.uniqueName("left")
+            #expect(try await probe.post(queue, #""kept""#).status == .created)
+            // Every command waits 300 ms: the claim is still in flight when the client is gone.
+            _ = try await admin.send("CLIENT", "PAUSE", "300", "ALL")
+            try await RawHTTP.sendAndLeave(port: port, request: get("/api/\(queue)?timeout=0"))
+            try await Task.sleep(for: .milliseconds(500))
+            let next = try await probe.get(queue, timeout: 5_000)
+            #expect(next.status == .ok)
+            #expect(next.text == #""kept""#)
         }
     }
 
@@ -95,7 +174,7 @@ struct FastSendTests {
         }
     }
 
-    @Test func fastSendsAreCountedLikeRoutedOnes() async throws {
+    @Test func fastRequestsAreCountedLikeRoutedOnes() async throws {
         let registry = PrometheusCollectorRegistry()
         let app = try makeObservedApplication(metricsFactory: PrometheusMetricsFactory(registry: registry), registry: registry) {
             $0.metricsRequireAuth = false
@@ -105,12 +184,17 @@ struct FastSendTests {
             let queue = TestEnvironment.uniqueName("counted")
             let answers = try await RawHTTP.pipelined(
                 port: port,
-                [post(port, "/api/\(queue)", "1"), post(port, "/api/\(queue)", "2"), post(port, "/api/\(queue)", "{"), get("/metrics")]
+                [
+                    post(port, "/api/\(queue)", "1"), post(port, "/api/\(queue)", "2"), post(port, "/api/\(queue)", "{"),
+                    get("/api/\(queue)?timeout=0"), get("/metrics"),
+                ]
             )
-            let text = answers[3].body
+            let text = answers[4].body
             #expect(text.contains(#"skiff_http_requests_total{route="/api/{queue}",method="POST",status="201"} 2"#), "\(text)")
             #expect(text.contains(#"skiff_http_requests_total{route="/api/{queue}",method="POST",status="400"} 1"#))
             #expect(text.contains(#"skiff_messages_enqueued_total{queue="\#(queue)"} 2"#))
+            #expect(text.contains(#"skiff_http_requests_total{route="/api/{queue}",method="GET",status="200"} 1"#))
+            #expect(text.contains(#"skiff_messages_delivered_total{queue="\#(queue)"} 1"#))
         }
     }
 }
