@@ -296,9 +296,11 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// back to the head of its queue if they never do or the client left during the claim.
     private func deliver(_ context: ChannelHandlerContext, _ delivery: Delivery, _ observation: Observation) {
         let settlement = DeliverySettlement(deliveries: [delivery], backend: backend, logger: settings.logger)
+        // Settling stays on this loop, where this loop's Redis connection is.
+        let executor = EventLoopTaskExecutor.shared(for: context.eventLoop)
         guard !clientDeparted, context.channel.isActive else {
             // As on the route: nobody will read it; the connection gets the 204 a departed waiter gets.
-            Task { await settlement.release() }
+            Task(executorPreference: executor) { await settlement.release() }
             respond(context, .noContent, [:], nil, observation)
             return
         }
@@ -312,11 +314,11 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             switch result {
             case .success:
                 metrics.messageDelivered(queue: delivery.queue.rawValue)
-                Task {
+                Task(executorPreference: executor) {
                     if await settlement.complete() > 0 { metrics.messageAcked(queue: delivery.queue.rawValue) }
                 }
             case .failure:
-                Task { await settlement.release() }
+                Task(executorPreference: executor) { await settlement.release() }
             }
         }
         respond(context, .ok, headers, message.body, observation, written: written)
