@@ -57,14 +57,16 @@ final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable
         if !leads {
             let joining = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Joining, any Error>) in
                 let outcome = batches.withLock { batches -> Joining? in
-                    guard var batch = batches[key] else {
+                    // Taken out while it changes: a copy left in the dictionary would make every
+                    // append copy the whole follower list.
+                    guard var batch = batches.removeValue(forKey: key) else {
                         batches[key] = Batch(itemCount: items.count)
                         return .leads
                     }
+                    defer { batches[key] = batch }
                     guard batch.itemCount + items.count <= maximumItems else { return .full }
                     batch.followers.append(Follower(items: items, continuation: continuation))
                     batch.itemCount += items.count
-                    batches[key] = batch
                     return nil
                 }
                 if let outcome { continuation.resume(returning: outcome) }
