@@ -18,15 +18,24 @@ struct RedisDeliveryTests {
 
     /// Rewrites the `enqueuedAt` of the ready messages at `indexes` to `ageMilliseconds` ago, then
     /// marks the queue due for the retention sweep, as if that time had passed.
+    ///
+    /// One script, so it is atomic: a sweep (the backends of other tests run theirs on timers) that
+    /// ran between two rewrites would pop an aged head and shift the indexes under the next one.
     private func age(_ queue: QueueName, indexes: [Int], by ageMilliseconds: Int64, client: RedisClient) async throws {
-        let key = "skiff:{\(queue.rawValue)}:ready"
-        for index in indexes {
-            let envelope = try #require(try await client.send("LINDEX", .string(key), .integer(Int64(index))).string)
-            var fields = envelope.split(separator: "|", maxSplits: 9, omittingEmptySubsequences: false).map(String.init)
-            fields[3] = String(MessageID.currentMilliseconds() - ageMilliseconds)
-            _ = try await client.send("LSET", .string(key), .integer(Int64(index)), .string(fields.joined(separator: "|")))
-        }
-        _ = try await client.send("ZADD", .string("skiff:retention-index"), .integer(0), .string(queue.rawValue))
+        let script = """
+            for i = 3, #ARGV do
+              local index = tonumber(ARGV[i])
+              local envelope = redis.call('LINDEX', KEYS[1], index)
+              local head, rest = string.match(envelope, '^(%d|%d+|[^|]+|)%d+(|.*)$')
+              redis.call('LSET', KEYS[1], index, head .. ARGV[1] .. rest)
+            end
+            redis.call('ZADD', KEYS[2], 0, ARGV[2])
+            """
+        var arguments: [RedisArgument] = [.string(script), .integer(2)]
+        arguments += [.string("skiff:{\(queue.rawValue)}:ready"), .string("skiff:retention-index")]
+        arguments += [.integer(MessageID.currentMilliseconds() - ageMilliseconds), .string(queue.rawValue)]
+        arguments += indexes.map { .integer(Int64($0)) }
+        _ = try await client.send(RedisCommand("EVAL", arguments))
     }
 
     /// A Redis backend with a raw client beside it, and a queue whose retention is `retention`.
