@@ -66,9 +66,14 @@ public func buildApplication<Backend: QueueBackend>(
     metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
     let metrics = SkiffMetrics(factory: metricsFactory)
+    // The plain single-message POST and the ready GET skip the router when nothing per request
+    // needs it (no keys, no rate limit): see FastPathHandler.
+    let fastPath = configuration.apiKeys.isEmpty && configuration.rateLimit == nil && configuration.fastPath
+    var routed = configuration
+    routed.api.fastPathMarksEmptyChecks = fastPath
     let router = buildRouter(
         backend: backend,
-        configuration: configuration,
+        configuration: routed,
         metricsFactory: metricsFactory,
         metricsExposition: metricsExposition,
         metrics: metrics
@@ -77,10 +82,8 @@ public func buildApplication<Backend: QueueBackend>(
     if metricsExposition != nil {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
     }
-    // The plain single-message POST and the ready GET skip the router when nothing per request needs it (no keys,
-    // no rate limit): see FastPathHandler.
     var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
-    if configuration.apiKeys.isEmpty, configuration.rateLimit == nil, configuration.fastPath {
+    if fastPath {
         let settings = FastPathSettings(
             api: configuration.api,
             metrics: metrics,

@@ -137,7 +137,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             } else {
                 state = .passing
                 routedResponsesPending += 1
-                context.fireChannelRead(wrapInboundOut(part))
+                if head.headerFields[.skiffFastPathFoundEmpty] != nil {
+                    // Only this handler may say so: a client's copy goes.
+                    var head = head
+                    head.headerFields[.skiffFastPathFoundEmpty] = nil
+                    context.fireChannelRead(wrapInboundOut(.head(head)))
+                } else {
+                    context.fireChannelRead(wrapInboundOut(part))
+                }
             }
         case (.collecting(let head, let eligible, var body, let start), .body(let chunk)):
             // A GET with a body, or a message past the limit: the route says what it thinks of it.
@@ -280,8 +287,11 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             let observation = Observation(method: "GET", queue: queue, requestID: requestID, start: start)
             switch claimed {
             case .nothing:
-                // The route waits for a message, or answers 204 at once for `timeout=0`.
+                // The route waits for a message, or answers 204 at once for `timeout=0`; it
+                // need not claim again first.
                 handler.fastRequestInFlight = false
+                var head = head
+                head.headerFields[.skiffFastPathFoundEmpty] = "1"
                 handler.replay(context, head: head, body: ByteBuffer(), then: .end(nil))
                 context.fireChannelReadComplete()
             case .failure(let error):

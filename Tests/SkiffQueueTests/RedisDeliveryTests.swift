@@ -79,10 +79,11 @@ struct RedisDeliveryTests {
             fixture.close()
         }
         _ = try await backend.send("old", to: queue)
-        try await age(queue, indexes: [0], by: 59_000, client: client)
-        let delivery = try #require(try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(1))).first)
+        // 3 s short of retention: room for a loaded machine between here and the claim.
+        try await age(queue, indexes: [0], by: 57_000, client: client)
+        let delivery = try #require(try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(4))).first)
         #expect(delivery.message.receiveCount == 1)
-        try await Task.sleep(for: .milliseconds(1200))
+        try await Task.sleep(for: .milliseconds(4200))
         // This sweep, or the backend's own: the expired lease is a failed receive past retention.
         await backend.recoverExpiredClaims()
         #expect(try await backend.stats(of: queue).totals.expired == 1)
