@@ -146,8 +146,9 @@ public final class WaiterRegistry: Sendable {
             var reservations: [Reservation] = []
             while reservations.count < max, let id = waiters.order.popFirst() {
                 guard let entry = waiters.entries[id], entry.continuation != nil, !entry.reserved else { continue }
-                entry.timer?.cancel()
-                waiters.entries[id]?.timer = nil
+                // The timer stays armed: if it fires during the claim it is ignored, and
+                // `unreserve` ends a waiter whose deadline passed (cheaper than cancelling and
+                // re-arming every reserved waiter's timer on every claim).
                 waiters.entries[id]?.reserved = true
                 reservations.append(Reservation(queue: queue, id: id, mode: entry.mode))
             }
@@ -166,7 +167,7 @@ public final class WaiterRegistry: Sendable {
             defer { Self.store(waiters, for: reservation.queue, in: &state) }
             waiters.entries[reservation.id] = nil
             state.total -= 1
-            return TakenWaiter(continuation: continuation, timer: nil, mode: entry.mode)
+            return TakenWaiter(continuation: continuation, timer: entry.timer, mode: entry.mode)
         }
         guard let taken else { return false }
         // A waiter whose task was cancelled while reserved still gets it; its receive gives it back.
@@ -180,7 +181,6 @@ public final class WaiterRegistry: Sendable {
         guard let queue = reservations.first?.queue else { return }
         let now = NIODeadline.now()
         var ended: [(TakenWaiter, WaitOutcome)] = []
-        var rearm: [(UInt64, Duration)] = []
         state.withLock { state in
             guard var waiters = state.queues.removeValue(forKey: queue) else { return }
             for reservation in reservations.reversed() {
@@ -188,23 +188,14 @@ public final class WaiterRegistry: Sendable {
                 if entry.cancelled || entry.deadline <= now {
                     waiters.entries[reservation.id] = nil
                     state.total -= 1
-                    ended.append((TakenWaiter(continuation: continuation, timer: nil, mode: entry.mode), entry.cancelled ? .cancelled : .timedOut))
+                    ended.append((TakenWaiter(continuation: continuation, timer: entry.timer, mode: entry.mode), entry.cancelled ? .cancelled : .timedOut))
                 } else {
+                    // Its timer is still armed (it fires at the deadline, which has not come).
                     waiters.entries[reservation.id]?.reserved = false
                     waiters.order.prepend(reservation.id)
-                    rearm.append((reservation.id, .nanoseconds((entry.deadline - now).nanoseconds)))
                 }
             }
             Self.store(waiters, for: queue, in: &state)
-        }
-        for (id, remaining) in rearm {
-            let timer = armTimer(queue: queue, id: id, in: remaining)
-            let stillWaiting = state.withLock { state -> Bool in
-                guard state.queues[queue]?.entries[id] != nil else { return false }
-                state.queues[queue]?.entries[id]?.timer = timer
-                return true
-            }
-            if !stillWaiting { timer.cancel() }
         }
         for (waiter, outcome) in ended { waiter.resume(outcome) }
     }
@@ -262,8 +253,8 @@ public final class WaiterRegistry: Sendable {
             defer { Self.store(waiters, for: queue, in: &state) }
             guard let continuation = entry.continuation, !entry.reserved else {
                 // Not registered yet (the registration sees the flag and resumes at once), or
-                // reserved for a claim in flight (its reservation ends it). A reserved waiter's
-                // timer was cancelled; one that fired anyway is ignored, unreserve checks the deadline.
+                // reserved for a claim in flight (its reservation ends it): a timer that fires
+                // meanwhile is ignored, and unreserve checks the deadline.
                 if case .cancelled = outcome { waiters.entries[id]?.cancelled = true }
                 return nil
             }

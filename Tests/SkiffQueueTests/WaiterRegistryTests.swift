@@ -67,6 +67,26 @@ struct WaiterRegistryTests {
         #expect(toLast.message.id == "b")
     }
 
+    /// A claim that came back empty leaves the waiter as it was: it still ends at its own deadline.
+    @Test func aWaiterUnreservedBeforeItsDeadlineStillTimesOutOnTime() async throws {
+        let registry = self.registry, queue = self.queue
+        let start = ContinuousClock.now
+        let waiting = Task { await registry.wait(on: queue, timeout: .milliseconds(600)) {} }
+        try await waitForRegistration(1)
+        for _ in 0..<3 {
+            let reservations = registry.reserveOldest(queue, max: 10)
+            try #require(reservations.count == 1)
+            registry.unreserve(reservations)
+        }
+        guard case .timedOut = await waiting.value else {
+            Issue.record("the waiter times out")
+            return
+        }
+        // Not before its deadline (the timer measures from the registration, a little after `start`).
+        #expect(ContinuousClock.now - start >= .milliseconds(600))
+        #expect(registry.count(on: queue) == 0)
+    }
+
     @Test func aWaiterCancelledWhileReservedEndsWithTheReservation() async throws {
         let registry = self.registry, queue = self.queue
         let waiting = Task { await registry.wait(on: queue, timeout: .seconds(20)) {} }
