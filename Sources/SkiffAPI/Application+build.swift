@@ -66,14 +66,9 @@ public func buildApplication<Backend: QueueBackend>(
     metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
     let metrics = SkiffMetrics(factory: metricsFactory)
-    // The plain single-message POST and the ready GET skip the router when nothing per request
-    // needs it (no keys, no rate limit): see FastPathHandler.
-    let fastPath = configuration.apiKeys.isEmpty && configuration.rateLimit == nil && configuration.fastPath
-    var routed = configuration
-    routed.api.fastPathMarksEmptyChecks = fastPath
     let router = buildRouter(
         backend: backend,
-        configuration: routed,
+        configuration: configuration,
         metricsFactory: metricsFactory,
         metricsExposition: metricsExposition,
         metrics: metrics
@@ -82,7 +77,10 @@ public func buildApplication<Backend: QueueBackend>(
     if metricsExposition != nil {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
     }
+    // The plain single-message POST and GET skip the router when nothing per request needs it
+    // (no keys, no rate limit): see FastPathHandler.
     var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
+    let fastPath = configuration.apiKeys.isEmpty && configuration.rateLimit == nil && configuration.fastPath
     if fastPath {
         let settings = FastPathSettings(
             api: configuration.api,
@@ -96,7 +94,9 @@ public func buildApplication<Backend: QueueBackend>(
     return Application(
         router: router,
         server: .eventLoopBoundHTTP1(
-            configuration: .init(additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()]),
+            configuration: .init(
+                additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()] + (fastPath ? [GracefulShutdownRelay()] : [])
+            ),
             connectionHandlers: connectionHandlers
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "skiff"),

@@ -26,10 +26,11 @@ struct FastPathSettings: Sendable {
 ///
 /// - `POST /api/{queue}` with one message and no options: no query, no `Idempotency-Key`, no
 ///   `Expect`, a body within the limit that is valid JSON;
-/// - `GET /api/{queue}` with at most a valid `timeout` and a message ready now. It is claimed,
-///   written, and deleted only once the write has reached the socket; if the write fails or the
-///   client left during the claim, the message goes back to the head of its queue. When no message
-///   is ready the request goes to the route, which waits for one.
+/// - `GET /api/{queue}` with at most a valid `timeout`: the oldest message is claimed (waited for
+///   as long as `timeout`), written, and deleted only once the write has reached the socket; if
+///   the write fails or the client left meanwhile, the message goes back to the head of its queue.
+///   A wait ends with 204 at its timeout, when the client leaves, or when graceful shutdown begins
+///   (``GracefulShutdownRelay`` tells this handler, which sits behind the connection state handler).
 ///
 /// The service must run open (no API keys, no rate limit). Anything else, or any doubt, is handed
 /// on untouched (the head and body it held are replayed) to the Hummingbird routes, which answer it
@@ -47,7 +48,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// A request this handler serves.
     enum Eligible: Equatable {
         case send(QueueName)
-        case receive(QueueName)
+        case receive(QueueName, timeoutMilliseconds: Int)
     }
 
     private enum State {
@@ -74,6 +75,9 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     private var routedResponsesPending = 0
     /// The client closed its side or the connection dropped: a message claimed for it now goes back.
     private var clientDeparted = false
+    /// The fast GET in progress: cancelled (it answers 204) when the client leaves or the replica
+    /// shuts down gracefully.
+    private var receiving: Task<Void, Never>?
     /// Parts of pipelined requests that wait for the responses before them: responses leave in
     /// request order whichever path serves them, and one request is served at a time.
     private var held = CircularBuffer<HTTPRequestPart>()
@@ -96,12 +100,22 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if case .inputClosed = event as? ChannelEvent { clientDeparted = true }
+        if case .inputClosed = event as? ChannelEvent {
+            clientDeparted = true
+            receiving?.cancel()
+        }
+        if event is GracefulShutdownRelay.ShutdownStarted {
+            // Long-polls end with 204 at once, as on the route; the connection state handler then
+            // closes the connection after the response.
+            receiving?.cancel()
+            return
+        }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         clientDeparted = true
+        receiving?.cancel()
         context.fireChannelInactive()
     }
 
@@ -137,14 +151,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             } else {
                 state = .passing
                 routedResponsesPending += 1
-                if head.headerFields[.skiffFastPathFoundEmpty] != nil {
-                    // Only this handler may say so: a client's copy goes.
-                    var head = head
-                    head.headerFields[.skiffFastPathFoundEmpty] = nil
-                    context.fireChannelRead(wrapInboundOut(.head(head)))
-                } else {
-                    context.fireChannelRead(wrapInboundOut(part))
-                }
+                context.fireChannelRead(wrapInboundOut(part))
             }
         case (.collecting(let head, let eligible, var body, let start), .body(let chunk)):
             // A GET with a body, or a message past the limit: the route says what it thinks of it.
@@ -162,10 +169,10 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             state = .idle
             fastRequestInFlight = true
             send(context, head: head, queue: queue, body: body, start: start)
-        case (.collecting(let head, .receive(let queue), _, let start), .end):
+        case (.collecting(let head, .receive(let queue, let timeout), _, let start), .end):
             state = .idle
             fastRequestInFlight = true
-            receive(context, head: head, queue: queue, start: start)
+            receive(context, head: head, queue: queue, timeoutMilliseconds: timeout, start: start)
         case (.passing, .end):
             state = .idle
             context.fireChannelRead(wrapInboundOut(part))
@@ -212,14 +219,16 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             return .send(queue)
         case .get:
             // At most `timeout`, and only a value the route accepts (it answers anything else 400).
+            var timeout = settings.defaultTimeoutMilliseconds
             if let query, !query.isEmpty {
                 guard query.hasPrefix("timeout="), case let digits = query.dropFirst(8), (1...6).contains(digits.utf8.count),
                     digits.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                    let timeout = Int(digits), timeout <= settings.maximumTimeoutMilliseconds
+                    let value = Int(digits), value <= settings.maximumTimeoutMilliseconds
                 else { return nil }
+                timeout = value
             }
             if let declared = fields[.contentLength].flatMap(Int.init), declared > 0 { return nil }
-            return .receive(queue)
+            return .receive(queue, timeoutMilliseconds: timeout)
         default:
             return nil
         }
@@ -236,14 +245,15 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     }
 
     /// Runs `work` on a task that prefers the connection's loop, then `then` on the loop.
+    @discardableResult
     private func onLoop<Value: Sendable>(
         _ context: ChannelHandlerContext,
         _ work: @escaping @Sendable () async -> Value,
         then: @escaping (FastPathHandler, ChannelHandlerContext, Value) -> Void
-    ) {
+    ) -> Task<Void, Never> {
         let loop = context.eventLoop
         let bound = NIOLoopBound((self, context, then), eventLoop: loop)
-        Task(executorPreference: EventLoopTaskExecutor.shared(for: loop)) {
+        return Task(executorPreference: EventLoopTaskExecutor.shared(for: loop)) {
             let result = await work()
             let finish = {
                 let (handler, context, then) = bound.value
@@ -272,28 +282,34 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         }
     }
 
-    private func receive(_ context: ChannelHandlerContext, head: HTTPRequest, queue: QueueName, start: ContinuousClock.Instant) {
+    private func receive(_ context: ChannelHandlerContext, head: HTTPRequest, queue: QueueName, timeoutMilliseconds: Int, start: ContinuousClock.Instant) {
         let backend = self.backend
+        let metrics = settings.metrics
         let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.headerFields[.requestID])
-        onLoop(context) { () -> Claimed in
+        receiving = onLoop(context) { () -> Claimed in
             do {
-                guard let delivery = try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .autoAcknowledge).first else { return .nothing }
+                var deliveries = try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .autoAcknowledge)
+                if deliveries.isEmpty, timeoutMilliseconds > 0, !Task.isCancelled {
+                    // A long-poll: this task is cancelled if the client leaves or the replica
+                    // shuts down; the backend gives back a message handed over just then.
+                    metrics.waiterStarted()
+                    defer { metrics.waiterFinished() }
+                    deliveries = try await backend.wait(for: queue, timeout: .milliseconds(timeoutMilliseconds), mode: .autoAcknowledge)
+                }
+                guard let delivery = deliveries.first else { return .nothing }
                 // The fence, as on the route: a claim a stall may have lost is not ours to give.
                 return try await backend.confirm(delivery) ? .message(delivery) : .nothing
+            } catch is CancellationError {
+                return .nothing
             } catch {
                 return .failure(error)
             }
         } then: { handler, context, claimed in
+            handler.receiving = nil
             let observation = Observation(method: "GET", queue: queue, requestID: requestID, start: start)
             switch claimed {
             case .nothing:
-                // The route waits for a message, or answers 204 at once for `timeout=0`; it
-                // need not claim again first.
-                handler.fastRequestInFlight = false
-                var head = head
-                head.headerFields[.skiffFastPathFoundEmpty] = "1"
-                handler.replay(context, head: head, body: ByteBuffer(), then: .end(nil))
-                context.fireChannelReadComplete()
+                handler.respond(context, .noContent, [:], nil, observation)
             case .failure(let error):
                 handler.respond(context, error: error, observation)
             case .message(let delivery):

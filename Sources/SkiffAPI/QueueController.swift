@@ -19,8 +19,6 @@ extension HTTPField.Name {
     static let skiffFirstReceivedAt = Self("Skiff-First-Received-At")!
     static let skiffLastReceivedAt = Self("Skiff-Last-Received-At")!
     static let idempotencyKey = Self("Idempotency-Key")!
-    /// Internal, from ``FastPathHandler`` to the route: this GET's queue was just found empty.
-    static let skiffFastPathFoundEmpty = Self("Skiff-Fast-Path-Found-Empty")!
 }
 
 /// The message routes, over any ``QueueBackend``.
@@ -155,10 +153,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let queue = try Self.queueName(context)
         let timeout = try parseTimeout(request.uri.queryParameters["timeout"].map(String.init))
         let mode = try receiveMode(request)
-        // The fast path claimed for this request a moment ago and found nothing: wait at once
-        // (the wait's own first claim covers anything sent since).
-        let checked = settings.fastPathMarksEmptyChecks && request.headers[.skiffFastPathFoundEmpty] != nil
-        guard let settlement = try await claim(queue: queue, max: 1, timeout: timeout, mode: mode, readyChecked: checked, context: context) else {
+        guard let settlement = try await claim(queue: queue, max: 1, timeout: timeout, mode: mode, context: context) else {
             return Response(status: .noContent)
         }
         let delivery = settlement.deliveries[0]
@@ -202,17 +197,10 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
 
     /// Waits for up to `max` messages. `nil` when the wait ended empty, the client left, or the
     /// claims were lost to a stall (the fence).
-    private func claim(
-        queue: QueueName,
-        max: Int,
-        timeout: Int,
-        mode: ReceiveMode,
-        readyChecked: Bool = false,
-        context: Context
-    ) async throws -> DeliverySettlement<Backend>? {
+    private func claim(queue: QueueName, max: Int, timeout: Int, mode: ReceiveMode, context: Context) async throws -> DeliverySettlement<Backend>? {
         let backend = self.backend
         // Messages ready: claimed on the request's own task, with no wait task and no watch.
-        let ready = readyChecked ? [] : try await backend.receive(from: queue, max: max, timeout: .zero, mode: mode)
+        let ready = try await backend.receive(from: queue, max: max, timeout: .zero, mode: mode)
         if !ready.isEmpty {
             let departed = await ClientDepartureHandler.hasDeparted(context.channel)
             return try await hold(ready, clientDeparted: departed, context: context)

@@ -282,7 +282,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
     public func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
         if timeout <= .zero || state.withLock({ $0.isShuttingDown }) { return [] }
         let outcome = await waiters.wait(on: queue, timeout: timeout, mode: mode) {
-            Task { await self.prepareToWait(on: queue) }
+            Task(executorPreference: self.passExecutor) { await self.prepareToWait(on: queue) }
         }
         let delivery = try await outcome.delivery { delivery in try await self.shielded { try await self.release([delivery]) } }
         return delivery.map { [$0] } ?? []
