@@ -80,7 +80,8 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     private var receiving: Task<Void, Never>?
     /// Parts of pipelined requests that wait for the responses before them: responses leave in
     /// request order whichever path serves them, and one request is served at a time.
-    private var held = CircularBuffer<HTTPRequestPart>()
+    /// (An array, which allocates nothing while empty: every connection has one.)
+    private var held: [HTTPRequestPart] = []
     /// Past this many held parts the connection stops reading until they drain: a client cannot
     /// pile up pipelined requests without bound behind a slow one.
     static var maximumHeldParts: Int { 64 }

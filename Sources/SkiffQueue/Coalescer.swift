@@ -1,3 +1,4 @@
+import SkiffRedis
 import Synchronization
 
 /// Merges concurrent operations on the same key into one storage call.
@@ -38,12 +39,24 @@ final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable
 
     private let batches = Mutex<[Key: Batch]>([:])
     private let maximumItems: Int
+    private let isShielded: Bool
     private let flush: Flush
 
-    /// - Parameter maximumItems: a batch takes no more items than this (a caller with more runs alone).
-    init(maximumItems: Int, flush: @escaping Flush) {
+    /// - Parameters:
+    ///   - maximumItems: a batch takes no more items than this (a caller with more runs alone).
+    ///   - shielded: the merged call runs in a task of its own that no member's cancellation
+    ///     reaches (one task per batch, not per member); members wait for their share regardless.
+    ///     A cancelled member then decides what to do with what it got (a claim gives it back).
+    init(maximumItems: Int, shielded: Bool = false, flush: @escaping Flush) {
         self.maximumItems = maximumItems
+        self.isShielded = shielded
         self.flush = flush
+    }
+
+    private func run(_ key: Key, _ members: [[Item]]) async -> [Result<[Output], any Error>] {
+        guard isShielded else { return await flush(key, members) }
+        let flush = self.flush
+        return await Task(executorPreference: EventLoopTaskExecutor.current) { await flush(key, members) }.value
     }
 
     /// Runs `items` as part of a batch for `key`; returns this caller's outputs.
@@ -79,7 +92,7 @@ final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable
         }
         await Task.yield()
         let followers = batches.withLock { $0.removeValue(forKey: key)?.followers ?? [] }
-        let results = await flush(key, [items] + followers.map(\.items))
+        let results = await run(key, [items] + followers.map(\.items))
         for (index, follower) in followers.enumerated() {
             follower.continuation.resume(with: Self.result(results, index + 1).map { .served($0) })
         }
@@ -87,7 +100,7 @@ final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable
     }
 
     private func alone(_ items: [Item], _ key: Key) async throws -> [Output] {
-        try await Self.result(flush(key, [items]), 0).get()
+        try await Self.result(run(key, [items]), 0).get()
     }
 
     private static func result(_ results: [Result<[Output], any Error>], _ index: Int) -> Result<[Output], any Error> {

@@ -114,7 +114,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
         }
         claimBatches.withLock {
-            $0 = Coalescer(maximumItems: 1000) { [weak self] queue, members in
+            $0 = Coalescer(maximumItems: 1000, shielded: true) { [weak self] queue, members in
                 guard let self else { return members.map { _ in .failure(QueueError.unavailable("the backend is shut down")) } }
                 return await Self.split(members) { try await self.claim(queue, modes: members.flatMap { $0 }) }
             }
@@ -265,7 +265,8 @@ public final class RedisQueueBackend: QueueBackend, Service {
         let modes = Array(repeating: mode, count: Swift.max(1, max))
         let claimed: [Delivery]
         if let batches = claimBatches.withLock({ $0 }) {
-            claimed = try await shielded { try await batches.submit(modes, for: queue) }
+            // Shielded per batch by the coalescer.
+            claimed = try await batches.submit(modes, for: queue)
         } else {
             claimed = try await shielded { try await self.claim(queue, modes: modes) }
         }

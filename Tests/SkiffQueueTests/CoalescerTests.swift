@@ -57,6 +57,29 @@ struct CoalescerTests {
         #expect(try results.map { try $0.get() } == [[2], [4, 6], [8]])
     }
 
+    /// A shielded coalescer's merged call never sees a member's cancellation: the leader's task
+    /// being cancelled neither cancels the call nor takes the other members' outputs with it.
+    @Test func aCancelledLeaderOfAShieldedBatchStillGetsItsShare() async throws {
+        let callSawCancellation = Mutex<Bool?>(nil)
+        let coalescer = Coalescer<String, Int, Int>(maximumItems: 8, shielded: true) { _, members in
+            try? await Task.sleep(for: .milliseconds(200))
+            callSawCancellation.withLock { $0 = Task.isCancelled }
+            return members.map { .success($0.map { $0 * 2 }) }
+        }
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let executor = EventLoopTaskExecutor.shared(for: loop)
+        let tasks = try await loop.submit {
+            [1, 2].map { item in
+                Task(executorPreference: executor) { try await coalescer.submit([item], for: "queue") }
+            }
+        }.get()
+        try await Task.sleep(for: .milliseconds(50))
+        tasks[0].cancel()  // the leader, inside the merged call
+        #expect(try await tasks[0].value == [2])
+        #expect(try await tasks[1].value == [4])
+        #expect(callSawCancellation.withLock { $0 } == false)
+    }
+
     @Test func differentKeysAreNotMerged() async throws {
         let recorder = Recorder()
         let results = await concurrently(doubling(recorder), [[1], [2], [3]], key: { "queue-\($0 % 2)" })
