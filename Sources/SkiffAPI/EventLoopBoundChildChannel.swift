@@ -15,8 +15,18 @@ struct EventLoopBoundChildChannel<Inner: ServerChildChannel>: ServerChildChannel
     let inner: Inner
     var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
 
+    /// The first read buffer of a connection (NIO's default is 2 KiB): requests are a few hundred
+    /// bytes, the buffer grows for larger reads, and an idle connection (a long-poll) keeps it.
+    static var initialReadBufferBytes: Int { 512 }
+
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let makeHandlers = connectionHandlers
+        let allocator = AdaptiveRecvByteBufferAllocator(minimum: 64, initial: Self.initialReadBufferBytes, maximum: 65536)
+        do {
+            try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: allocator)
+        } catch {
+            return channel.eventLoop.makeFailedFuture(error)
+        }
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let handlers = makeHandlers()
             if !handlers.isEmpty {
