@@ -289,14 +289,13 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.headerFields[.requestID])
         receiving = onLoop(context) { () -> Claimed in
             do {
-                var deliveries = try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .autoAcknowledge)
-                if deliveries.isEmpty, timeoutMilliseconds > 0, !Task.isCancelled {
-                    // A long-poll: this task is cancelled if the client leaves or the replica
-                    // shuts down; the backend gives back a message handed over just then.
-                    metrics.waiterStarted()
-                    defer { metrics.waiterFinished() }
-                    deliveries = try await backend.wait(for: queue, timeout: .milliseconds(timeoutMilliseconds), mode: .autoAcknowledge)
-                }
+                // With a timeout, a long-poll: the claim, then the wait if it found nothing (the
+                // backend knows when that wait needs no claim of its own). This task is cancelled
+                // if the client leaves or the replica shuts down; the backend gives back a message
+                // handed over just then.
+                if timeoutMilliseconds > 0 { metrics.waiterStarted() }
+                defer { if timeoutMilliseconds > 0 { metrics.waiterFinished() } }
+                let deliveries = try await backend.receive(from: queue, max: 1, timeout: .milliseconds(timeoutMilliseconds), mode: .autoAcknowledge)
                 guard let delivery = deliveries.first else { return .nothing }
                 // The fence, as on the route: a claim a stall may have lost is not ours to give.
                 return try await backend.confirm(delivery) ? .message(delivery) : .nothing

@@ -60,6 +60,8 @@ public final class RedisQueueBackend: QueueBackend, Service {
     private struct State {
         var passes: [QueueName: PassState] = [:]
         var lastWaiterSeen: [QueueName: ContinuousClock.Instant] = [:]
+        /// Wake-ups received per queue with waiters (see ``WakeToken``).
+        var notifications: [QueueName: UInt64] = [:]
         var isShuttingDown = false
         var disconnectedSince: ContinuousClock.Instant?
     }
@@ -101,6 +103,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
         let subscriber = client.makeSubscriber(
             onMessage: { [weak self] channel, _ in
                 guard let self, let queue = RedisQueueKeys.queue(fromChannel: channel, prefix: prefix) else { return }
+                self.state.withLock { $0.notifications[queue, default: 0] &+= 1 }
                 self.kick(queue)
             },
             onConnectionChange: { [weak self] connected in self?.subscriberConnectionChanged(connected) }
@@ -263,6 +266,9 @@ public final class RedisQueueBackend: QueueBackend, Service {
         // mid-flight would strand the messages until their lease expires. So the claim finishes,
         // and a caller that was cancelled meanwhile gives the messages back at once.
         let modes = Array(repeating: mode, count: Swift.max(1, max))
+        // Taken before the claim: if it finds nothing and nothing is published until the wait is
+        // registered, the wait needs no claim of its own.
+        let token = timeout > .zero ? wakeToken(for: queue) : nil
         let claimed: [Delivery]
         if let batches = claimBatches.withLock({ $0 }) {
             // Shielded per batch by the coalescer.
@@ -277,13 +283,31 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
             return claimed
         }
-        return try await wait(for: queue, timeout: timeout, mode: mode)
+        return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: token)
     }
 
     public func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
+        try await wait(for: queue, timeout: timeout, mode: mode, quietSince: nil)
+    }
+
+    /// Proof that nothing was published on a queue's channel since a moment: the subscription stayed
+    /// up (same connection) and no wake-up arrived. Taken before a claim that then found the queue
+    /// empty, it shows that a waiter registered after the claim missed nothing, so the claim pass a
+    /// new waiter starts (for messages sent while it was registering) can be skipped.
+    struct WakeToken: Equatable {
+        let generation: UInt64
+        let notifications: UInt64
+    }
+
+    func wakeToken(for queue: QueueName) -> WakeToken? {
+        guard let generation = subscriber.confirmedGeneration(of: keys(queue).channel) else { return nil }
+        return WakeToken(generation: generation, notifications: state.withLock { $0.notifications[queue, default: 0] })
+    }
+
+    func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode, quietSince token: WakeToken?) async throws -> [Delivery] {
         if timeout <= .zero || state.withLock({ $0.isShuttingDown }) { return [] }
         let outcome = await waiters.wait(on: queue, timeout: timeout, mode: mode) {
-            Task(executorPreference: self.passExecutor) { await self.prepareToWait(on: queue) }
+            Task(executorPreference: self.passExecutor) { await self.prepareToWait(on: queue, quietSince: token) }
         }
         let delivery = try await outcome.delivery { delivery in try await self.shielded { try await self.release([delivery]) } }
         return delivery.map { [$0] } ?? []
@@ -540,8 +564,11 @@ public final class RedisQueueBackend: QueueBackend, Service {
 
     // MARK: Waiting
 
-    private func prepareToWait(on queue: QueueName) async {
+    private func prepareToWait(on queue: QueueName, quietSince token: WakeToken?) async {
         state.withLock { $0.lastWaiterSeen[queue] = .now }
+        // Subscribed throughout and nothing published since the claim that found the queue empty:
+        // the next wake-up finds this waiter registered.
+        if let token, wakeToken(for: queue) == token { return }
         do {
             try await subscriber.subscribe(keys(queue).channel)
         } catch {
@@ -678,7 +705,10 @@ public final class RedisQueueBackend: QueueBackend, Service {
             let active = Set(waiters.queuesWithWaiters)
             for queue in active { state.lastWaiterSeen[queue] = now }
             let idle = state.lastWaiterSeen.filter { !active.contains($0.key) && now - $0.value > configuration.idleUnsubscribeAfter }.map(\.key)
-            for queue in idle { state.lastWaiterSeen[queue] = nil }
+            for queue in idle {
+                state.lastWaiterSeen[queue] = nil
+                state.notifications[queue] = nil
+            }
             let failWaiters = state.disconnectedSince.map { now - $0 > .seconds(1) } ?? false
             return (idle, failWaiters)
         }

@@ -14,6 +14,8 @@ public final class RedisSubscriber: Sendable, Service {
         var channels: Set<String> = []
         /// Channels Redis confirmed on the current connection: subscribing again is free.
         var confirmed: Set<String> = []
+        /// Counts connections: a new one may have missed what was published before it.
+        var generation: UInt64 = 0
         var isShutDown = false
     }
 
@@ -39,6 +41,17 @@ public final class RedisSubscriber: Sendable, Service {
     }
 
     public var isConnected: Bool { state.withLock { $0.connection?.isActive ?? false } }
+
+    /// The connection on which `channel` is confirmed now (a number that changes with every new
+    /// connection), or `nil`. The same answer at two moments means every message published on the
+    /// channel in between has been or will be handed to `onMessage`; a connection lost meanwhile
+    /// is reported through `onConnectionChange` once the next one is up.
+    public func confirmedGeneration(of channel: String) -> UInt64? {
+        state.withLock { state in
+            guard state.confirmed.contains(channel), state.connection?.isActive == true else { return nil }
+            return state.generation
+        }
+    }
 
     /// Subscribes and returns once Redis confirmed it: every message published afterwards arrives.
     ///
@@ -110,6 +123,7 @@ public final class RedisSubscriber: Sendable, Service {
                 let channels = state.withLock { state -> Set<String>? in
                     if state.isShutDown { return nil }
                     state.connection = connection
+                    state.generation &+= 1
                     state.confirmed = []
                     return state.channels
                 }
