@@ -39,22 +39,22 @@ final class ClientDepartureHandler: ChannelInboundHandler, RemovableChannelHandl
 
     /// Completes when the client is gone; `nil` when the channel has no such handler (in-process tests).
     static func departure(of channel: any Channel) async -> EventLoopFuture<Void>? {
-        if channel.eventLoop.inEventLoop {
-            return try? channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).departed?.futureResult
-        }
-        return try? await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).departed?.futureResult
-        }.get()
+        await withHandler(of: channel) { $0.departed?.futureResult } ?? nil
     }
 
     /// Whether the client is known to be gone now (`false` without such a handler).
     static func hasDeparted(_ channel: any Channel) async -> Bool {
+        await withHandler(of: channel) { $0.hasDeparted } ?? false
+    }
+
+    /// Runs `body` with the channel's handler on its event loop: at once when already there.
+    private static func withHandler<T: Sendable>(of channel: any Channel, _ body: @escaping (ClientDepartureHandler) -> T) async -> T? {
         if channel.eventLoop.inEventLoop {
-            return (try? channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).hasDeparted) ?? false
+            return (try? channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self)).map(body)
         }
-        return (try? await channel.eventLoop.submit {
-            try channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self).hasDeparted
-        }.get()) ?? false
+        return try? await channel.eventLoop.submit {
+            try body(channel.pipeline.syncOperations.handler(type: ClientDepartureHandler.self))
+        }.get()
     }
 }
 

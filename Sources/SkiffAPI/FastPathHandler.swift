@@ -78,6 +78,8 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// The fast GET in progress: cancelled (it answers 204) when the client leaves or the replica
     /// shuts down gracefully.
     private var receiving: Task<Void, Never>?
+    /// Graceful shutdown has begun: a GET still to come on this connection does not wait.
+    private var isShuttingDown = false
     /// Parts of pipelined requests that wait for the responses before them: responses leave in
     /// request order whichever path serves them, and one request is served at a time.
     /// (An array, which allocates nothing while empty: every connection has one.)
@@ -108,6 +110,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         if event is GracefulShutdownRelay.ShutdownStarted {
             // Long-polls end with 204 at once, as on the route; the connection state handler then
             // closes the connection after the response.
+            isShuttingDown = true
             receiving?.cancel()
             return
         }
@@ -284,6 +287,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     }
 
     private func receive(_ context: ChannelHandlerContext, head: HTTPRequest, queue: QueueName, timeoutMilliseconds: Int, start: ContinuousClock.Instant) {
+        let timeoutMilliseconds = isShuttingDown ? 0 : timeoutMilliseconds
         let backend = self.backend
         let metrics = settings.metrics
         let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.headerFields[.requestID])
