@@ -109,7 +109,11 @@ struct FastPathTests {
         let server = try RedisServerProcess()
         try server.start()
         defer { server.kill() }
-        let admin = RedisClient(configuration: try RedisConfiguration(url: server.url), eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+        var configuration = try RedisConfiguration(url: server.url)
+        // Generous: dozens of tests share two cores.
+        configuration.connectTimeout = .seconds(5)
+        configuration.commandTimeout = .seconds(5)
+        let admin = RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
         defer { admin.close() }
         let app = try makeApplication(.redis, redisURL: server.url) { $0.fastPath = fastPath }
         try await app.test(.live) { client in
