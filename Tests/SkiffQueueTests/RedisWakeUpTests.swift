@@ -30,19 +30,21 @@ struct RedisWakeUpTests {
         defer { running.cancel() }
         let queue = uniqueQueue("wake")
         // A first waiter subscribes the replica to the queue's wake-ups, as in steady use.
-        let first = Task { try await backend.take(from: queue, timeout: .seconds(10)) }
-        try await Task.sleep(for: .milliseconds(200))
-        _ = try await backend.send("first", to: queue)
-        #expect(try await first.value == "first")
-
-        // The token a claim that found the queue empty takes; then a message is sent, and its
-        // wake-up arrives before the waiter registers.
+        let first = Task { try await backend.take(from: queue, timeout: .seconds(20)) }
         var confirmed = backend.wakeToken(for: queue)
-        for _ in 0..<500 where confirmed == nil {
+        for _ in 0..<1_000 where confirmed == nil {
             try await Task.sleep(for: .milliseconds(10))
             confirmed = backend.wakeToken(for: queue)
         }
-        let token = try #require(confirmed)
+        try #require(confirmed != nil)
+        _ = try await backend.send("first", to: queue)
+        #expect(try await first.value == "first")
+        // Let that send's wake-up arrive, if it has not yet.
+        try await Task.sleep(for: .milliseconds(300))
+
+        // The token a claim that found the queue empty takes; then a message is sent, and its
+        // wake-up arrives (and finds no waiter) before the waiter registers.
+        let token = try #require(backend.wakeToken(for: queue))
         _ = try await backend.send("sent meanwhile", to: queue)
         for _ in 0..<400 where backend.wakeToken(for: queue) == token { try await Task.sleep(for: .milliseconds(5)) }
         #expect(backend.wakeToken(for: queue) != token)
