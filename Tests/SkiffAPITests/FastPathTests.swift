@@ -14,7 +14,7 @@ import Testing
 /// answers exactly as the route does, and hands everything it does not serve to the routes untouched.
 @Suite("Fast path", .timeLimit(.minutes(2)))
 struct FastPathTests {
-    private func post(_ port: Int, _ path: String, _ body: String, headers: String = "") -> String {
+    private func post(_ path: String, _ body: String, headers: String = "") -> String {
         "POST \(path) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\(headers)Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
     }
 
@@ -27,19 +27,24 @@ struct FastPathTests {
         head.split(separator: "\r\n").dropFirst().map { String($0.split(separator: ":")[0]).lowercased() }.sorted()
     }
 
+    /// The answers to `requests` (sent pipelined on one connection) with the fast path on, then off.
+    private func answeredBothWays(
+        _ kind: BackendKind,
+        _ requests: [String]
+    ) async throws -> (fast: [(status: String, head: String, body: String)], routed: [(status: String, head: String, body: String)]) {
+        var answers: [[(status: String, head: String, body: String)]] = []
+        for fastPath in [true, false] {
+            let app = try makeApplication(kind) { $0.fastPath = fastPath }
+            answers.append(try await app.test(.live) { client in try await RawHTTP.pipelined(port: try #require(client.port), requests) })
+        }
+        return (answers[0], answers[1])
+    }
+
     @Test(arguments: BackendKind.available)
     func aPlainPostIsAnsweredAsTheRouteAnswersIt(kind: BackendKind) async throws {
         let queue = TestEnvironment.uniqueName("fast")
-        var answers: [(status: String, head: String, body: String)] = []
-        for fastPath in [true, false] {
-            let app = try makeApplication(kind) { $0.fastPath = fastPath }
-            answers += try await app.test(.live) { client in
-                let port = try #require(client.port)
-                let request = post(port, "/api/\(queue)", #"{"n":1}"#, headers: "X-Request-Id: given-id\r\n")
-                return try await RawHTTP.pipelined(port: port, [request])
-            }
-        }
-        let (fast, routed) = (answers[0], answers[1])
+        let answers = try await answeredBothWays(kind, [post("/api/\(queue)", #"{"n":1}"#, headers: "X-Request-Id: given-id\r\n")])
+        let (fast, routed) = (answers.fast[0], answers.routed[0])
         #expect(fast.status == "HTTP/1.1 201 Created")
         #expect(fast.status == routed.status)
         #expect(headerNames(fast.head) == headerNames(routed.head))
@@ -54,18 +59,11 @@ struct FastPathTests {
     @Test(arguments: BackendKind.available)
     func aReadyGetIsAnsweredAsTheRouteAnswersIt(kind: BackendKind) async throws {
         let queue = TestEnvironment.uniqueName("fast-get")
-        var answers: [(status: String, head: String, body: String)] = []
-        for fastPath in [true, false] {
-            let app = try makeApplication(kind) { $0.fastPath = fastPath }
-            answers += try await app.test(.live) { client in
-                let port = try #require(client.port)
-                return try await RawHTTP.pipelined(
-                    port: port,
-                    [post(port, "/api/\(queue)?priority=3", #"{"n": [1, 2]}"#), "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: given\r\n\r\n"]
-                )
-            }
-        }
-        let (fast, routed) = (answers[1], answers[3])
+        let answers = try await answeredBothWays(
+            kind,
+            [post("/api/\(queue)?priority=3", #"{"n": [1, 2]}"#), "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: localhost\r\nX-Request-Id: given\r\n\r\n"]
+        )
+        let (fast, routed) = (answers.fast[1], answers.routed[1])
         #expect(fast.status == "HTTP/1.1 200 OK")
         #expect(fast.status == routed.status)
         #expect(headerNames(fast.head) == headerNames(routed.head))
@@ -87,7 +85,7 @@ struct FastPathTests {
             let answers = try await RawHTTP.pipelined(
                 port: port,
                 [
-                    post(port, "/api/\(queue)", #""kept""#),
+                    post("/api/\(queue)", #""kept""#),
                     get("/api/\(queue)?timeout=abc"),
                     get("/api/\(queue)?timeout=60001"),
                     get("/api/\(queue)?timeout="),
@@ -140,13 +138,13 @@ struct FastPathTests {
             let answers = try await RawHTTP.pipelined(
                 port: port,
                 [
-                    post(port, "/api/\(queue)", #""first""#),
-                    post(port, "/api/\(queue)", #"{"broken":"#),
-                    post(port, "/api/\(queue)", "\"" + String(repeating: "x", count: 80) + "\""),
-                    post(port, "/api/\(queue)?priority=7", #""urgent""#),
-                    post(port, "/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
-                    post(port, "/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
-                    post(port, "/api/bad%20name", "1"),
+                    post("/api/\(queue)", #""first""#),
+                    post("/api/\(queue)", #"{"broken":"#),
+                    post("/api/\(queue)", "\"" + String(repeating: "x", count: 80) + "\""),
+                    post("/api/\(queue)?priority=7", #""urgent""#),
+                    post("/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
+                    post("/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
+                    post("/api/bad%20name", "1"),
                     get("/api/\(queue)?timeout=0"),
                     get("/api/\(queue)?timeout=0"),
                     get("/api/\(queue)?timeout=0"),
@@ -172,7 +170,7 @@ struct FastPathTests {
             let port = try #require(client.port)
             let queue = TestEnvironment.uniqueName("long-pipeline")
             let count = 300
-            let answers = try await RawHTTP.pipelined(port: port, (0..<count).map { post(port, "/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
+            let answers = try await RawHTTP.pipelined(port: port, (0..<count).map { post("/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
             #expect(answers.prefix(count).allSatisfy { $0.status == "HTTP/1.1 201 Created" })
             #expect(answers[count].body == "0")
         }
@@ -189,7 +187,7 @@ struct FastPathTests {
             let answers = try await RawHTTP.pipelined(
                 port: port,
                 [
-                    post(port, "/api/\(queue)", "1"), post(port, "/api/\(queue)", "2"), post(port, "/api/\(queue)", "{"),
+                    post("/api/\(queue)", "1"), post("/api/\(queue)", "2"), post("/api/\(queue)", "{"),
                     get("/api/\(queue)?timeout=0"), get("/metrics"),
                 ]
             )
