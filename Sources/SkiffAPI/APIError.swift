@@ -99,8 +99,27 @@ public enum JSONText {
         return out + "\""
     }
 
+    /// Writes `value` as a JSON string literal, quotes included.
+    public static func writeQuoted(_ value: String, to buffer: inout ByteBuffer) {
+        let plain = value.utf8.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
+        guard plain else {
+            buffer.writeString(quoted(value))
+            return
+        }
+        buffer.writeInteger(UInt8(ascii: "\""))
+        buffer.writeString(value)
+        buffer.writeInteger(UInt8(ascii: "\""))
+    }
+
     /// RFC 3339 UTC timestamp with milliseconds, e.g. `2026-11-23T14:05:09.123Z`.
     public static func timestamp(milliseconds: Int64) -> String {
+        var buffer = ByteBufferAllocator().buffer(capacity: 24)
+        writeTimestamp(milliseconds: milliseconds, to: &buffer)
+        return String(buffer: buffer)
+    }
+
+    /// Writes ``timestamp(milliseconds:)`` without building a string.
+    public static func writeTimestamp(milliseconds: Int64, to buffer: inout ByteBuffer) {
         let seconds = milliseconds >= 0 ? milliseconds / 1000 : (milliseconds - 999) / 1000
         let millis = Int(milliseconds - seconds * 1000)
         var days = seconds >= 0 ? seconds / 86_400 : (seconds - 86_399) / 86_400
@@ -114,11 +133,38 @@ public enum JSONText {
         let monthIndex = (5 * dayOfYear + 2) / 153
         let day = dayOfYear - (153 * monthIndex + 2) / 5 + 1
         let month = monthIndex < 10 ? monthIndex + 3 : monthIndex - 9
-        let year = yearOfEra + era * 400 + (month <= 2 ? 1 : 0)
-        func pad(_ value: Int, _ width: Int) -> String {
-            let text = String(value)
-            return String(repeating: "0", count: max(0, width - text.count)) + text
+        let year = Int(yearOfEra + era * 400 + (month <= 2 ? 1 : 0))
+        if year < 0 { buffer.writeInteger(UInt8(ascii: "-")) }
+        writeDigits(abs(year), width: 4, to: &buffer)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        writeDigits(Int(month), width: 2, to: &buffer)
+        buffer.writeInteger(UInt8(ascii: "-"))
+        writeDigits(Int(day), width: 2, to: &buffer)
+        buffer.writeInteger(UInt8(ascii: "T"))
+        writeDigits(secondOfDay / 3600, width: 2, to: &buffer)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeDigits(secondOfDay / 60 % 60, width: 2, to: &buffer)
+        buffer.writeInteger(UInt8(ascii: ":"))
+        writeDigits(secondOfDay % 60, width: 2, to: &buffer)
+        buffer.writeInteger(UInt8(ascii: "."))
+        writeDigits(millis, width: 3, to: &buffer)
+        buffer.writeInteger(UInt8(ascii: "Z"))
+    }
+
+    /// A non-negative number in decimal, zero-padded to at least `width` digits.
+    private static func writeDigits(_ value: Int, width: Int, to buffer: inout ByteBuffer) {
+        var divisor = 1
+        var digits = 1
+        while divisor <= value / 10 {
+            divisor *= 10
+            digits += 1
         }
-        return "\(pad(Int(year), 4))-\(pad(Int(month), 2))-\(pad(Int(day), 2))T\(pad(secondOfDay / 3600, 2)):\(pad(secondOfDay / 60 % 60, 2)):\(pad(secondOfDay % 60, 2)).\(pad(millis, 3))Z"
+        for _ in digits..<max(digits, width) { buffer.writeInteger(UInt8(ascii: "0")) }
+        var rest = value
+        while divisor > 0 {
+            buffer.writeInteger(UInt8(ascii: "0") + UInt8(rest / divisor))
+            rest %= divisor
+            divisor /= 10
+        }
     }
 }

@@ -79,7 +79,7 @@ public func buildApplication<Backend: QueueBackend>(
     }
     // The plain single-message POST and GET skip the router when nothing per request needs it
     // (no keys, no rate limit): see FastPathHandler.
-    var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
+    var connectionHandlers: @Sendable () -> ConnectionHandlers = { ConnectionHandlers() }
     let fastPath = configuration.apiKeys.isEmpty && configuration.rateLimit == nil && configuration.fastPath
     if fastPath {
         let settings = FastPathSettings(
@@ -89,13 +89,16 @@ public func buildApplication<Backend: QueueBackend>(
             accessLog: configuration.accessLog,
             logger: logger
         )
-        connectionHandlers = { [FastPathHandler(backend: backend, settings: settings)] }
+        connectionHandlers = {
+            let handler = FastPathHandler(backend: backend, settings: settings)
+            return ConnectionHandlers(front: [handler], behindStateHandler: [handler.makeRoutedResponseObserver()])
+        }
     }
     return Application(
         router: router,
         server: .eventLoopBoundHTTP1(
             configuration: .init(
-                additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()] + (fastPath ? [GracefulShutdownRelay()] : [])
+                additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()]
             ),
             connectionHandlers: connectionHandlers
         ),

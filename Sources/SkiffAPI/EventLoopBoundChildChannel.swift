@@ -7,13 +7,13 @@ import SkiffRedis
 /// Runs each connection's handler with a preference for the connection's own event loop (see
 /// ``EventLoopTaskExecutor``); the channel setup is `Inner`'s.
 ///
-/// `connectionHandlers` are added to every connection after Hummingbird's connection state
-/// handler, where they see requests before the routes do (``FastPathHandler``) and graceful
-/// shutdown still sees every request.
+/// `connectionHandlers` are added to every connection: `front` before everything, where they see
+/// the bytes from the socket first (``FastPathHandler``), `behindStateHandler` after Hummingbird's
+/// connection state handler, where routed requests and responses pass as HTTP parts.
 struct EventLoopBoundChildChannel<Inner: ServerChildChannel>: ServerChildChannel {
     typealias Value = Inner.Value
     let inner: Inner
-    var connectionHandlers: @Sendable () -> [any RemovableChannelHandler] = { [] }
+    var connectionHandlers: @Sendable () -> ConnectionHandlers = { ConnectionHandlers() }
 
     /// The first read buffer of a connection (NIO's default is 2 KiB): requests are a few hundred
     /// bytes, the buffer grows for larger reads, and an idle connection (a long-poll) keeps it.
@@ -29,9 +29,12 @@ struct EventLoopBoundChildChannel<Inner: ServerChildChannel>: ServerChildChannel
         }
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
             let handlers = makeHandlers()
-            if !handlers.isEmpty {
-                let pipeline = channel.pipeline.syncOperations
-                try pipeline.addHandlers(handlers, position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
+            let pipeline = channel.pipeline.syncOperations
+            if !handlers.behindStateHandler.isEmpty {
+                try pipeline.addHandlers(handlers.behindStateHandler, position: .after(try pipeline.handler(type: HTTPConnectionStateHandler.self)))
+            }
+            if !handlers.front.isEmpty {
+                try pipeline.addHandlers(handlers.front, position: .first)
             }
             return value
         }
@@ -49,10 +52,16 @@ extension HTTPServerBuilder {
     /// handled on that connection's event loop.
     static func eventLoopBoundHTTP1(
         configuration: HTTP1Channel.Configuration,
-        connectionHandlers: @escaping @Sendable () -> [any RemovableChannelHandler] = { [] }
+        connectionHandlers: @escaping @Sendable () -> ConnectionHandlers = { ConnectionHandlers() }
     ) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
             EventLoopBoundChildChannel(inner: HTTP1Channel(responder: responder, configuration: configuration), connectionHandlers: connectionHandlers)
         }
     }
+}
+
+/// Handlers a connection gets besides Hummingbird's (see ``EventLoopBoundChildChannel``).
+struct ConnectionHandlers {
+    var front: [any ChannelHandler] = []
+    var behindStateHandler: [any ChannelHandler] = []
 }

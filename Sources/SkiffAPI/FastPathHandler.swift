@@ -20,30 +20,35 @@ struct FastPathSettings: Sendable {
     let logger: Logger
 }
 
-/// Serves the two hottest requests straight from the connection's event loop, without the async
-/// channel, router and middleware machinery (which cost several times the request itself; see
-/// BENCHMARKS.md):
+/// Serves the two hottest requests straight from the bytes on the socket, in front of NIO's HTTP
+/// codec and Hummingbird's channel, router and middleware (which cost several times the request
+/// itself; see BENCHMARKS.md):
 ///
 /// - `POST /api/{queue}` with one message and no options: no query, no `Idempotency-Key`, no
 ///   `Expect`, a body within the limit that is valid JSON;
 /// - `GET /api/{queue}` with at most a valid `timeout`: the oldest message is claimed (waited for
 ///   as long as `timeout`), written, and deleted only once the write has reached the socket; if
 ///   the write fails or the client left meanwhile, the message goes back to the head of its queue.
-///   A wait ends with 204 at its timeout, when the client leaves, or when graceful shutdown begins
-///   (``GracefulShutdownRelay`` tells this handler, which sits behind the connection state handler).
+///   A wait ends with 204 at its timeout, when the client leaves, or when graceful shutdown begins.
 ///
-/// The service must run open (no API keys, no rate limit). Anything else, or any doubt, is handed
-/// on untouched (the head and body it held are replayed) to the Hummingbird routes, which answer it
-/// as always. The response is the route's in status, headers and body; the HTTP metrics, the queue
-/// metrics and the access log record it the same way.
+/// It is the first handler of the connection and reads request heads itself
+/// (``FastPathRequestHead``, a strict HTTP/1.1 subset). Every other request is passed on, byte for
+/// byte, to NIO's decoder and the routes, which answer it as always; the handler only needs to know
+/// where it ends (its `Content-Length`), and ``RoutedResponseObserver`` tells it when its response
+/// is written, so responses leave in request order whichever path serves them. A head outside the
+/// strict subset (a `Transfer-Encoding`, another HTTP version, odd syntax) hands the rest of the
+/// connection to NIO's decoder for good.
 ///
-/// It sits after Hummingbird's connection state handler, so graceful shutdown still sees the
-/// request in progress and waits for its response.
+/// The service must run open (no API keys, no rate limit). A fast response is the route's in
+/// status, headers and body; the HTTP metrics, the queue metrics and the access log record it the
+/// same way. Graceful shutdown reaches this handler first: a fast request in progress finishes (a
+/// long-poll with 204) before the quiesce event goes on to the connection state handler, which then
+/// closes the idle connection.
 final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundIn = HTTPResponsePart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// A request this handler serves.
     enum Eligible: Equatable {
@@ -51,13 +56,13 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         case receive(QueueName, timeoutMilliseconds: Int)
     }
 
-    private enum State {
-        /// Between requests.
-        case idle
-        /// A request the routes serve: every part goes on until its end.
-        case passing
-        /// A fast request whose body is arriving.
-        case collecting(HTTPRequest, Eligible, ByteBuffer, ContinuousClock.Instant)
+    private enum Mode: Equatable {
+        /// Reading request heads: serving fast requests, passing others on.
+        case serving
+        /// Passing on the rest of a request the routes serve.
+        case forwarding(remaining: Int)
+        /// NIO's decoder has the connection for good.
+        case handedOver
     }
 
     /// What a fast receive's claim came back with.
@@ -68,143 +73,201 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         case failure(any Error)
     }
 
-    private var state = State.idle
+    private var mode = Mode.serving
+    /// Bytes read and not yet served or passed on (`nil` when none: an idle connection keeps nothing).
+    private var buffered: ByteBuffer?
     /// A fast request being served whose response is not written yet.
     private var fastRequestInFlight = false
-    /// Requests handed to the routes whose response end has not been written yet.
+    /// Requests passed to the routes whose response end has not been written yet.
     private var routedResponsesPending = 0
     /// The client closed its side or the connection dropped: a message claimed for it now goes back.
     private var clientDeparted = false
     /// The fast GET in progress: cancelled (it answers 204) when the client leaves or the replica
     /// shuts down gracefully.
     private var receiving: Task<Void, Never>?
-    /// Graceful shutdown has begun: a GET still to come on this connection does not wait.
+    /// Graceful shutdown has begun: no further fast request is served, a GET does not wait.
     private var isShuttingDown = false
-    /// Parts of pipelined requests that wait for the responses before them: responses leave in
-    /// request order whichever path serves them, and one request is served at a time.
-    /// (An array, which allocates nothing while empty: every connection has one.)
-    private var held: [HTTPRequestPart] = []
-    /// Past this many held parts the connection stops reading until they drain: a client cannot
-    /// pile up pipelined requests without bound behind a slow one.
-    static var maximumHeldParts: Int { 64 }
-    /// A read the channel asked for while too much was held.
+    /// Events held back until the fast request in progress is answered (the handlers behind would
+    /// close the connection under it): the client's half-close, the quiesce of graceful shutdown.
+    private var inputClosedPending = false
+    private var quiescePending = false
+    /// Inside a read burst (the channel's read-complete follows); outside one, bytes passed on are
+    /// followed by a read-complete of this handler's own.
+    private var reading = false
+    /// A read the channel asked for while too much was buffered.
     private var readDeferred = false
+    private var context: ChannelHandlerContext?
     private let backend: Backend
     private let settings: FastPathSettings
+    /// Past this many buffered bytes (a client piling up pipelined requests behind a slow one) the
+    /// connection stops reading until they drain. Always room for one whole fast request.
+    let maximumBufferedBytes: Int
 
     init(backend: Backend, settings: FastPathSettings) {
         self.backend = backend
         self.settings = settings
+        self.maximumBufferedBytes = settings.api.maximumMessageBytes + FastPathRequestHead.maximumBytes + (64 << 10)
+    }
+
+    /// The observer to place where routed responses pass, behind Hummingbird's connection state handler.
+    func makeRoutedResponseObserver() -> RoutedResponseObserver {
+        RoutedResponseObserver { [self] in routedResponseEnded() }
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if !held.isEmpty || !process(context, part) { held.append(part) }
+        reading = true
+        if mode == .handedOver, buffered == nil {
+            context.fireChannelRead(data)
+            return
+        }
+        var bytes = unwrapInboundIn(data)
+        if buffered == nil {
+            buffered = bytes
+        } else {
+            buffered!.writeBuffer(&bytes)
+        }
+        advance(context)
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        reading = false
+        context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .inputClosed = event as? ChannelEvent {
             clientDeparted = true
             receiving?.cancel()
+            inputClosedPending = true
+            advance(context)
+            return
         }
-        if event is GracefulShutdownRelay.ShutdownStarted {
-            // Long-polls end with 204 at once, as on the route; the connection state handler then
-            // closes the connection after the response.
+        if event is ChannelShouldQuiesceEvent {
             isShuttingDown = true
             receiving?.cancel()
-            return
+            if fastRequestInFlight {
+                quiescePending = true
+                return
+            }
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         clientDeparted = true
+        buffered = nil
         receiving?.cancel()
         context.fireChannelInactive()
     }
 
     func read(context: ChannelHandlerContext) {
-        guard held.count < Self.maximumHeldParts else {
+        guard (buffered?.readableBytes ?? 0) < maximumBufferedBytes else {
             readDeferred = true
             return
         }
         context.read()
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        if case .end = unwrapOutboundIn(data) {
-            routedResponsesPending = max(0, routedResponsesPending - 1)
-            if !held.isEmpty {
-                let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-                context.eventLoop.execute {
-                    let (handler, context) = bound.value
-                    handler.drain(context)
+    /// The routes wrote the end of a response.
+    private func routedResponseEnded() {
+        routedResponsesPending = max(0, routedResponsesPending - 1)
+        if let context, buffered != nil || inputClosedPending { advance(context) }
+    }
+
+    /// Serves, passes on or keeps what is buffered, as far as it can go now.
+    private func advance(_ context: ChannelHandlerContext) {
+        var passedOn = false
+        /// A complete fast request waits for the routes' responses before it.
+        var waitingForRoutes = false
+        serving: while var bytes = buffered, bytes.readableBytes > 0 {
+            switch mode {
+            case .handedOver:
+                buffered = nil
+                context.fireChannelRead(wrapInboundOut(bytes))
+                passedOn = true
+            case .forwarding(let remaining):
+                let count = min(remaining, bytes.readableBytes)
+                let part = bytes.readSlice(length: count)!
+                buffered = bytes.readableBytes > 0 ? bytes : nil
+                mode = count == remaining ? .serving : .forwarding(remaining: remaining - count)
+                context.fireChannelRead(wrapInboundOut(part))
+                passedOn = true
+            case .serving:
+                guard !fastRequestInFlight, !isShuttingDown else { break serving }
+                switch FastPathRequestHead.parse(bytes) {
+                case .incomplete:
+                    break serving
+                case .unframeable:
+                    mode = .handedOver
+                case .head(let head):
+                    let length = head.length + head.contentLength
+                    if let eligible = Self.eligible(head, settings: settings.api) {
+                        guard routedResponsesPending == 0, bytes.readableBytes >= length else {
+                            waitingForRoutes = routedResponsesPending > 0
+                            break serving
+                        }
+                        let body = bytes.getSlice(at: bytes.readerIndex + head.length, length: head.contentLength)!
+                        if case .send = eligible, JSONValidator.validate(body) != nil {
+                            // Not JSON: the route says so, in its words.
+                        } else {
+                            bytes.moveReaderIndex(forwardBy: length)
+                            buffered = bytes.readableBytes > 0 ? bytes : nil
+                            serve(context, eligible, head: head, body: body)
+                            continue serving
+                        }
+                    }
+                    routedResponsesPending += 1
+                    mode = .forwarding(remaining: length)
                 }
             }
         }
-        context.write(data, promise: promise)
-    }
-
-    /// Serves or hands on one request part; `false` when it must wait.
-    private func process(_ context: ChannelHandlerContext, _ part: HTTPRequestPart) -> Bool {
-        switch (state, part) {
-        case (.idle, .head(let head)):
-            guard !fastRequestInFlight, routedResponsesPending == 0 else { return false }
-            if let eligible = Self.eligible(head, settings: settings.api) {
-                state = .collecting(head, eligible, context.channel.allocator.buffer(capacity: 0), .now)
-            } else {
-                state = .passing
-                routedResponsesPending += 1
-                context.fireChannelRead(wrapInboundOut(part))
+        if inputClosedPending, !fastRequestInFlight, !waitingForRoutes {
+            // What is left is an incomplete request: NIO's decoder has its say, then the event.
+            inputClosedPending = false
+            if let rest = buffered {
+                buffered = nil
+                mode = .handedOver
+                context.fireChannelRead(wrapInboundOut(rest))
+                passedOn = true
             }
-        case (.collecting(let head, let eligible, var body, let start), .body(let chunk)):
-            // A GET with a body, or a message past the limit: the route says what it thinks of it.
-            guard case .send = eligible, body.readableBytes + chunk.readableBytes <= settings.api.maximumMessageBytes else {
-                replay(context, head: head, body: body, then: part)
-                return true
-            }
-            body.writeImmutableBuffer(chunk)
-            state = .collecting(head, eligible, body, start)
-        case (.collecting(let head, .send(let queue), let body, let start), .end):
-            guard JSONValidator.validate(body) == nil else {
-                replay(context, head: head, body: body, then: part)
-                return true
-            }
-            state = .idle
-            fastRequestInFlight = true
-            send(context, head: head, queue: queue, body: body, start: start)
-        case (.collecting(let head, .receive(let queue, let timeout), _, let start), .end):
-            state = .idle
-            fastRequestInFlight = true
-            receive(context, head: head, queue: queue, timeoutMilliseconds: timeout, start: start)
-        case (.passing, .end):
-            state = .idle
-            context.fireChannelRead(wrapInboundOut(part))
-        default:
-            context.fireChannelRead(wrapInboundOut(part))
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
         }
-        return true
-    }
-
-    /// Processes held parts until one must wait again.
-    private func drain(_ context: ChannelHandlerContext) {
-        var delivered = false
-        while let part = held.first {
-            guard process(context, part) else { break }
-            held.removeFirst()
-            delivered = true
+        if quiescePending, !fastRequestInFlight {
+            quiescePending = false
+            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
         }
-        // Outside a read: the async channel hands reads on at read-complete.
-        if delivered { context.fireChannelReadComplete() }
-        if readDeferred, held.count < Self.maximumHeldParts {
+        // Outside a read: the decoder and the async channel hand reads on at read-complete.
+        if passedOn, !reading { context.fireChannelReadComplete() }
+        if readDeferred, (buffered?.readableBytes ?? 0) < maximumBufferedBytes {
             readDeferred = false
             context.read()
         }
     }
 
+    private func serve(_ context: ChannelHandlerContext, _ eligible: Eligible, head: FastPathRequestHead, body: ByteBuffer) {
+        fastRequestInFlight = true
+        let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.requestID)
+        switch eligible {
+        case .send(let queue):
+            send(context, queue: queue, body: body, requestID: requestID)
+        case .receive(let queue, let timeout):
+            receive(context, queue: queue, timeoutMilliseconds: timeout, requestID: requestID)
+        }
+    }
+
     /// Whether this handler may serve a request with this head, and as what.
-    static func eligible(_ head: HTTPRequest, settings: APISettings) -> Eligible? {
-        guard let path = head.path, path.utf8.count > 5, path.hasPrefix("/api/") else { return nil }
+    static func eligible(_ head: FastPathRequestHead, settings: APISettings) -> Eligible? {
+        guard !head.hasSpecialHeader, head.method != .other else { return nil }
+        let path = head.target
+        guard path.utf8.count > 5, path.hasPrefix("/api/") else { return nil }
         var name = Substring(path).dropFirst(5)
         var query: Substring?
         if let mark = name.firstIndex(of: "?") {
@@ -212,14 +275,11 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             name = name[..<mark]
         }
         // No further path component (`/batch`, `/ack`, ...).
-        guard !name.utf8.contains(UInt8(ascii: "/")), let queue = QueueName(String(name)) else { return nil }
-        let fields = head.headerFields
-        guard fields[.expect] == nil else { return nil }
-        if let connection = fields[.connection], connection.lowercased() != "keep-alive" { return nil }
+        guard !name.utf8.contains(UInt8(ascii: "/")), let queue = QueueName(name) else { return nil }
         switch head.method {
         case .post:
-            guard query == nil, fields[.idempotencyKey] == nil else { return nil }
-            if let declared = fields[.contentLength].flatMap(Int.init), declared > settings.maximumMessageBytes { return nil }
+            // An empty body is not JSON: the route answers it.
+            guard query == nil, (1...settings.maximumMessageBytes).contains(head.contentLength) else { return nil }
             return .send(queue)
         case .get:
             // At most `timeout`, and only a value the route accepts (it answers anything else 400).
@@ -231,21 +291,11 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                 else { return nil }
                 timeout = value
             }
-            if let declared = fields[.contentLength].flatMap(Int.init), declared > 0 { return nil }
+            guard head.contentLength == 0 else { return nil }
             return .receive(queue, timeoutMilliseconds: timeout)
-        default:
+        case .other:
             return nil
         }
-    }
-
-    /// Hands a request it held to the routes after all.
-    private func replay(_ context: ChannelHandlerContext, head: HTTPRequest, body: ByteBuffer, then part: HTTPRequestPart) {
-        state = .passing
-        if case .end = part { state = .idle }
-        routedResponsesPending += 1
-        context.fireChannelRead(wrapInboundOut(.head(head)))
-        if body.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(.body(body))) }
-        context.fireChannelRead(wrapInboundOut(part))
     }
 
     /// Runs `work` on a task that prefers the connection's loop, then `then` on the loop.
@@ -267,18 +317,23 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         }
     }
 
-    private func send(_ context: ChannelHandlerContext, head: HTTPRequest, queue: QueueName, body: ByteBuffer, start: ContinuousClock.Instant) {
+    private func send(_ context: ChannelHandlerContext, queue: QueueName, body: ByteBuffer, requestID: String) {
         let backend = self.backend
-        let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.headerFields[.requestID])
+        let observation = Observation(method: "POST", queue: queue, requestID: requestID, start: .now)
         onLoop(context) { () -> Result<SentMessage, any Error> in
             do { return .success(try await backend.send(body, to: queue, options: SendOptions())) } catch { return .failure(error) }
         } then: { handler, context, outcome in
-            let observation = Observation(method: "POST", queue: queue, requestID: requestID, start: start)
             switch outcome {
             case .success(let sent):
-                let json = ByteBuffer(string: QueueController<Backend>.sentJSON(sent))
-                let headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .contentLength: String(json.readableBytes)]
-                handler.respond(context, .created, headers, json, observation)
+                var json = context.channel.allocator.buffer(capacity: 96)
+                QueueController<Backend>.writeSentJSON(sent, to: &json)
+                var response = handler.responseHead(context, .created, observation, bodyBytes: json.readableBytes) { head in
+                    head.writeStaticString("Content-Type: application/json; charset=utf-8\r\nContent-Length: ")
+                    head.writeString(String(json.readableBytes))
+                    head.writeStaticString("\r\n")
+                }
+                response.writeBuffer(&json)
+                handler.respond(context, response, body: nil, status: .created, observation)
                 handler.settings.metrics.messageEnqueued(queue: queue.rawValue)
             case .failure(let error):
                 handler.respond(context, error: error, observation)
@@ -286,11 +341,10 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         }
     }
 
-    private func receive(_ context: ChannelHandlerContext, head: HTTPRequest, queue: QueueName, timeoutMilliseconds: Int, start: ContinuousClock.Instant) {
-        let timeoutMilliseconds = isShuttingDown ? 0 : timeoutMilliseconds
+    private func receive(_ context: ChannelHandlerContext, queue: QueueName, timeoutMilliseconds: Int, requestID: String) {
         let backend = self.backend
         let metrics = settings.metrics
-        let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.headerFields[.requestID])
+        let observation = Observation(method: "GET", queue: queue, requestID: requestID, start: .now)
         receiving = onLoop(context) { () -> Claimed in
             do {
                 // With a timeout, a long-poll: the claim, then the wait if it found nothing (the
@@ -310,10 +364,9 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             }
         } then: { handler, context, claimed in
             handler.receiving = nil
-            let observation = Observation(method: "GET", queue: queue, requestID: requestID, start: start)
             switch claimed {
             case .nothing:
-                handler.respond(context, .noContent, [:], nil, observation)
+                handler.respondNoContent(context, observation)
             case .failure(let error):
                 handler.respond(context, error: error, observation)
             case .message(let delivery):
@@ -331,13 +384,13 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         guard !clientDeparted, context.channel.isActive else {
             // As on the route: nobody will read it; the connection gets the 204 a departed waiter gets.
             Task(executorPreference: executor) { await settlement.release() }
-            respond(context, .noContent, [:], nil, observation)
+            respondNoContent(context, observation)
             return
         }
-        let message = delivery.message
-        var headers = QueueController<Backend>.headers(for: delivery)
-        headers[.contentType] = "application/json"
-        headers[.contentLength] = String(message.body.readableBytes)
+        let body = delivery.message.body
+        var fields = QueueController<Backend>.headers(for: delivery)
+        fields[.contentType] = "application/json"
+        fields[.contentLength] = String(body.readableBytes)
         let written = context.eventLoop.makePromise(of: Void.self)
         let metrics = settings.metrics
         written.futureResult.whenComplete { result in
@@ -351,8 +404,17 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                 Task(executorPreference: executor) { await settlement.release() }
             }
         }
-        respond(context, .ok, headers, message.body, observation, written: written)
+        // A small body goes out in the head's buffer; a large one as it came from Redis.
+        let inline = body.readableBytes <= Self.inlineBodyBytes
+        var response = responseHead(context, .ok, observation, bodyBytes: inline ? body.readableBytes : 0) { head in
+            Self.write(fields, to: &head)
+        }
+        if inline { response.writeImmutableBuffer(body) }
+        respond(context, response, body: inline ? nil : body, status: .ok, observation, written: written)
     }
+
+    /// Bodies up to this size are copied behind the head: one buffer, one iovec.
+    static var inlineBodyBytes: Int { 4096 }
 
     /// What the access log and the HTTP metrics record about a fast request.
     private struct Observation {
@@ -364,32 +426,70 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
 
     private func respond(_ context: ChannelHandlerContext, error: any Error, _ observation: Observation) {
         let apiError = APIError(from: error)
-        let (headers, body) = apiError.rendered()
+        let (fields, body) = apiError.rendered()
         if apiError.status.code >= 500 {
             var logger = settings.logger
             logger[metadataKey: "request.id"] = .string(observation.requestID)
             logger.error("request failed", metadata: ["http.status": "\(apiError.status.code)", "error": "\(error)"])
         }
-        respond(context, apiError.status, headers, body, observation)
+        var response = responseHead(context, apiError.status, observation, bodyBytes: body.readableBytes) { head in Self.write(fields, to: &head) }
+        response.writeImmutableBuffer(body)
+        respond(context, response, body: nil, status: apiError.status, observation)
+    }
+
+    private func respondNoContent(_ context: ChannelHandlerContext, _ observation: Observation) {
+        let response = responseHead(context, .noContent, observation, bodyBytes: 0) { _ in }
+        respond(context, response, body: nil, status: .noContent, observation)
+    }
+
+    private static func write(_ fields: HTTPFields, to head: inout ByteBuffer) {
+        for field in fields {
+            head.writeString(field.name.rawName)
+            head.writeStaticString(": ")
+            head.writeString(field.value)
+            head.writeStaticString("\r\n")
+        }
+    }
+
+    /// A response head as NIO's encoder writes the route's: status line, the response's own fields,
+    /// then `X-Request-Id`, `Date` and `Server`, as the middleware and the server add them.
+    private func responseHead(
+        _ context: ChannelHandlerContext,
+        _ status: HTTPResponse.Status,
+        _ observation: Observation,
+        bodyBytes: Int,
+        fields: (inout ByteBuffer) -> Void
+    ) -> ByteBuffer {
+        var head = context.channel.allocator.buffer(capacity: 256 + bodyBytes)
+        head.writeStaticString("HTTP/1.1 ")
+        head.writeString(String(status.code))
+        head.writeStaticString(" ")
+        head.writeString(status.reasonPhrase)
+        head.writeStaticString("\r\n")
+        fields(&head)
+        head.writeStaticString("X-Request-Id: ")
+        head.writeString(observation.requestID)
+        head.writeStaticString("\r\nDate: ")
+        head.writeString(HTTPDate.now())
+        head.writeStaticString("\r\nServer: skiff\r\n\r\n")
+        return head
     }
 
     private func respond(
         _ context: ChannelHandlerContext,
-        _ status: HTTPResponse.Status,
-        _ headers: HTTPFields,
-        _ body: ByteBuffer?,
+        _ response: ByteBuffer,
+        body: ByteBuffer?,
+        status: HTTPResponse.Status,
         _ observation: Observation,
         written: EventLoopPromise<Void>? = nil
     ) {
         fastRequestInFlight = false
-        var headers = headers
-        headers[.requestID] = observation.requestID
-        headers[.date] = HTTPDate.now()
-        headers[.server] = "skiff"
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: headers))), promise: nil)
-        if let body { context.write(wrapOutboundOut(.body(body)), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: written)
-        drain(context)
+        if let body {
+            context.write(wrapOutboundOut(response), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(body), promise: written)
+        } else {
+            context.writeAndFlush(wrapOutboundOut(response), promise: written)
+        }
         let record = ResponseObservation(method: observation.method, route: "/api/{queue}", status: status.code, duration: .now - observation.start)
         settings.httpMetrics.record(record)
         if settings.accessLog, settings.logger.logLevel <= .info {
@@ -397,6 +497,27 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             logger[metadataKey: "request.id"] = .string(observation.requestID)
             record.logAccess(path: "/api/" + observation.queue.rawValue, logger: logger)
         }
+        advance(context)
+    }
+}
+
+/// Tells ``FastPathHandler`` when the routes have written the end of a response, so the requests
+/// after it may be served. It sits behind Hummingbird's connection state handler, where routed
+/// responses pass as HTTP parts.
+final class RoutedResponseObserver: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPResponsePart
+    typealias OutboundOut = HTTPResponsePart
+
+    private let responseEnded: () -> Void
+
+    init(responseEnded: @escaping () -> Void) {
+        self.responseEnded = responseEnded
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let isEnd = if case .end = unwrapOutboundIn(data) { true } else { false }
+        context.write(data, promise: promise)
+        if isEnd { responseEnded() }
     }
 }
 

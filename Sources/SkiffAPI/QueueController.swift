@@ -143,8 +143,20 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     }
 
     static func sentJSON(_ sent: SentMessage) -> String {
-        #"{"id":"# + JSONText.quoted(sent.id) + #","queue":"# + JSONText.quoted(sent.queue.rawValue) + #","enqueuedAt":"#
-            + JSONText.quoted(JSONText.timestamp(milliseconds: sent.enqueuedAtMilliseconds)) + "}"
+        var buffer = ByteBufferAllocator().buffer(capacity: 96)
+        writeSentJSON(sent, to: &buffer)
+        return String(buffer: buffer)
+    }
+
+    /// `{"id":…,"queue":…,"enqueuedAt":…}`, the answer to a send.
+    static func writeSentJSON(_ sent: SentMessage, to buffer: inout ByteBuffer) {
+        buffer.writeStaticString(#"{"id":"#)
+        JSONText.writeQuoted(sent.id, to: &buffer)
+        buffer.writeStaticString(#","queue":"#)
+        JSONText.writeQuoted(sent.queue.rawValue, to: &buffer)
+        buffer.writeStaticString(#","enqueuedAt":""#)
+        JSONText.writeTimestamp(milliseconds: sent.enqueuedAtMilliseconds, to: &buffer)
+        buffer.writeStaticString(#""}"#)
     }
 
     // MARK: Receiving

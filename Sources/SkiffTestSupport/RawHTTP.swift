@@ -28,18 +28,44 @@ public enum RawHTTP {
     /// Sends `requests` back to back on one connection (HTTP/1.1 pipelining) and reads
     /// `requests.count` responses in order: status line, headers and body of each.
     public static func pipelined(port: Int, _ requests: [String]) async throws -> [(status: String, head: String, body: String)] {
-        try await onOwnThread { try blockingPipelined(port: port, requests) }
+        try await onOwnThread { try blockingExchange(port: port, pieces: [requests.joined()], pause: .zero, halfClose: false, responses: requests.count) }
     }
 
-    private static func blockingPipelined(port: Int, _ requests: [String]) throws -> [(status: String, head: String, body: String)] {
+    /// Sends `pieces` on one connection, pausing between them so that each arrives in reads of its
+    /// own (a request split anywhere), then half-closes the connection when asked, and reads
+    /// `responses` responses in order.
+    public static func exchange(
+        port: Int,
+        pieces: [String],
+        pause: Duration = .milliseconds(50),
+        halfClose: Bool = false,
+        responses: Int
+    ) async throws -> [(status: String, head: String, body: String)] {
+        try await onOwnThread { try blockingExchange(port: port, pieces: pieces, pause: pause, halfClose: halfClose, responses: responses) }
+    }
+
+    private static func blockingExchange(
+        port: Int,
+        pieces: [String],
+        pause: Duration,
+        halfClose: Bool,
+        responses count: Int
+    ) throws -> [(status: String, head: String, body: String)] {
         guard let fd = LoopbackSocket.connect(port: port) else { throw POSIXError(.ECONNREFUSED) }
         defer { close(fd) }
-        let bytes = Array(requests.joined().utf8)
-        _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        for (index, piece) in pieces.enumerated() {
+            if index > 0, pause > .zero {
+                let (seconds, attoseconds) = pause.components
+                Thread.sleep(forTimeInterval: Double(seconds) + Double(attoseconds) / 1e18)
+            }
+            let bytes = Array(piece.utf8)
+            _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        }
+        if halfClose { shutdown(fd, Int32(SHUT_WR)) }
         var received: [UInt8] = []
         var responses: [(status: String, head: String, body: String)] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
-        while responses.count < requests.count {
+        while responses.count < count {
             if let headEnd = find([13, 10, 13, 10], in: received) {
                 let head = String(decoding: received[..<headEnd], as: UTF8.self)
                 let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }

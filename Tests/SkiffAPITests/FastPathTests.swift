@@ -10,8 +10,8 @@ import SkiffRedis
 import SkiffTestSupport
 import Testing
 
-/// The fast path for a plain `POST /api/{queue}` and a ready `GET /api/{queue}` (FastPathHandler)
-/// answers exactly as the route does, and hands everything it does not serve to the routes untouched.
+/// The fast path for a plain `POST /api/{queue}` and `GET /api/{queue}` (FastPathHandler) answers
+/// exactly as the route does, and hands everything it does not serve to the routes untouched.
 @Suite("Fast path", .timeLimit(.minutes(2)))
 struct FastPathTests {
     private func post(_ path: String, _ body: String, headers: String = "") -> String {
@@ -165,14 +165,113 @@ struct FastPathTests {
     /// More pipelined requests than the handler holds at once: it stops reading, drains, reads on.
     @Test(arguments: BackendKind.available)
     func aLongPipelineIsAnsweredInFull(kind: BackendKind) async throws {
-        let app = try makeApplication(kind)
+        let app = try makeApplication(kind) { $0.api.maximumMessageBytes = 1024 }
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let queue = TestEnvironment.uniqueName("long-pipeline")
-            let count = 300
+            // Well past what the handler buffers at once with this message limit (64 KiB + 16 KiB + 1 KiB).
+            let count = 1_500
             let answers = try await RawHTTP.pipelined(port: port, (0..<count).map { post("/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
             #expect(answers.prefix(count).allSatisfy { $0.status == "HTTP/1.1 201 Created" })
             #expect(answers[count].body == "0")
+        }
+    }
+
+    /// Requests the routes serve are passed on byte for byte and framed by their length (a batch
+    /// body, a body-less GET, a chunked body the fast path does not read at all), and each answer
+    /// comes in request order.
+    @Test(arguments: BackendKind.available)
+    func routedRequestsBetweenFastOnesArePassedOnWhole(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let queue = TestEnvironment.uniqueName("framed")
+            let batch = #"["b1", "b2"]"#
+            let answers = try await RawHTTP.pipelined(
+                port: port,
+                [
+                    post("/api/\(queue)", #""a""#),
+                    post("/api/\(queue)/batch", batch),
+                    get("/health"),
+                    post("/api/\(queue)", #""c""#),
+                    get("/api/\(queue)/batch?max=2&timeout=0"),
+                    get("/api/\(queue)?timeout=0"),
+                    "POST /api/\(queue) HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n\"d\"\"\"\r\n0\r\n\r\n",
+                    post("/api/\(queue)", #""e""#),
+                    get("/api/\(queue)?timeout=0"),
+                    get("/api/\(queue)?timeout=0"),
+                    get("/api/\(queue)?timeout=0"),
+                ]
+            )
+            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "201", "200", "201", "200", "200", "400", "201", "200", "200", "204"])
+            #expect(answers[2].body.contains(#""status":"healthy""#))
+            #expect(answers[4].body.contains(#""body":"a""#) && answers[4].body.contains(#""body":"b1""#))
+            #expect(answers[5].body == #""b2""#)
+            // `"d"""` is not JSON: the route read the chunked body and said so.
+            #expect(answers[6].body.hasPrefix(#"{"error":"body is not valid JSON"#))
+            #expect(answers[8].body == #""c""#)
+            #expect(answers[9].body == #""e""#)
+        }
+    }
+
+    /// A fast request waits for the routed one before it: here a batch long-poll, which must time
+    /// out with 204 before the POST behind it is served (served early, its message would go to the
+    /// waiting batch and its answer would come first).
+    @Test(arguments: BackendKind.available)
+    func aFastRequestWaitsForTheRoutedResponseBeforeIt(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let queue = TestEnvironment.uniqueName("ordered")
+            let answers = try await RawHTTP.pipelined(
+                port: port,
+                [get("/api/\(queue)/batch?max=1&timeout=300"), post("/api/\(queue)", #""late""#), get("/api/\(queue)?timeout=0")]
+            )
+            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["204", "201", "200"])
+            #expect(answers[2].body == #""late""#)
+        }
+    }
+
+    /// Requests split anywhere across reads (inside the request line, between head and body,
+    /// inside the body) are put together before they are served.
+    @Test(arguments: BackendKind.available)
+    func aRequestSplitAcrossReadsIsServedWhole(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let queue = TestEnvironment.uniqueName("split")
+            let body = #"{"split": [1, 2, 3]}"#
+            let request = post("/api/\(queue)", body) + get("/api/\(queue)?timeout=0")
+            let cuts = [3, request.utf8.count - body.utf8.count - 60, request.utf8.count - 50, request.utf8.count - 10]
+            var pieces: [String] = []
+            var start = request.startIndex
+            for cut in cuts {
+                let end = request.index(request.startIndex, offsetBy: cut)
+                pieces.append(String(request[start..<end]))
+                start = end
+            }
+            pieces.append(String(request[start...]))
+            let answers = try await RawHTTP.exchange(port: port, pieces: pieces, responses: 2)
+            #expect(answers[0].status == "HTTP/1.1 201 Created")
+            #expect(answers[1].status == "HTTP/1.1 200 OK")
+            #expect(answers[1].body == body)
+        }
+    }
+
+    /// A client that sends its requests and closes its side still gets every answer. A GET among
+    /// them gets 204 and its message stays queued: a closed side cannot be told from a client that
+    /// left (as on the route), so nothing is handed over.
+    @Test(arguments: BackendKind.available)
+    func aClientThatHalfClosesGetsEveryAnswer(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            let queue = TestEnvironment.uniqueName("half-closed")
+            let requests = [post("/api/\(queue)", "1"), post("/api/\(queue)", "2"), get("/api/\(queue)?timeout=0")]
+            let answers = try await RawHTTP.exchange(port: port, pieces: [requests.joined()], halfClose: true, responses: 3)
+            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "201", "204"])
+            let next = try await Probe(port: port).get(queue, timeout: 1_000)
+            #expect(next.text == "1")
         }
     }
 
