@@ -12,7 +12,9 @@ import Testing
 struct RedisDeliveryTests {
     private func rawClient() throws -> RedisClient {
         var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+        // Generous: dozens of tests share two cores.
         configuration.commandTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(5)
         return RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
     }
 
