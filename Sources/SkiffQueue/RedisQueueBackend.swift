@@ -100,7 +100,9 @@ public final class RedisQueueBackend: QueueBackend, Service {
         self.logger = logger
         self.prefix = configuration.keyPrefix
         let prefix = configuration.keyPrefix
+        // Wake-ups arrive on the loop where the claim passes run: no thread hop between them.
         let subscriber = client.makeSubscriber(
+            on: eventLoop,
             onMessage: { [weak self] channel, _ in
                 guard let self, let queue = RedisQueueKeys.queue(fromChannel: channel, prefix: prefix) else { return }
                 self.state.withLock { $0.notifications[queue, default: 0] &+= 1 }

@@ -150,14 +150,18 @@ public final class RedisClient: Sendable, Service {
         return RedisCommand(name, commandArguments)
     }
 
-    /// A pub/sub subscriber on its own connection, sharing this client's configuration.
+    /// A pub/sub subscriber on its own connection, sharing this client's configuration; its
+    /// connection lives on `eventLoop` when one is given (its messages arrive there), else on one
+    /// of the client's loops.
     public func makeSubscriber(
+        on eventLoop: (any EventLoop)? = nil,
         onMessage: @escaping @Sendable (_ channel: String, _ payload: ByteBuffer) -> Void,
         onConnectionChange: @escaping @Sendable (_ connected: Bool) -> Void
     ) -> RedisSubscriber {
         RedisSubscriber(
             configuration: configuration,
-            eventLoopGroup: eventLoopGroup,
+            // An event loop is a group of one: every connection of the subscriber lives on it.
+            eventLoopGroup: eventLoop ?? eventLoopGroup,
             logger: logger,
             onMessage: onMessage,
             onConnectionChange: onConnectionChange
