@@ -77,13 +77,14 @@ public func buildApplication<Backend: QueueBackend>(
     if metricsExposition != nil {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
     }
-    // The plain single-message POST and GET skip the router when nothing per request needs it
-    // (no keys, no rate limit): see FastPathHandler.
+    // The plain single-message POST and GET skip the router unless a rate limit applies: see
+    // FastPathHandler.
     var connectionHandlers: @Sendable () -> ConnectionHandlers = { ConnectionHandlers() }
-    let fastPath = configuration.apiKeys.isEmpty && configuration.rateLimit == nil && configuration.fastPath
+    let fastPath = configuration.rateLimit == nil && configuration.fastPath
     if fastPath {
         let settings = FastPathSettings(
             api: configuration.api,
+            policy: AccessPolicy(keys: configuration.apiKeys, metricsRequireAuth: configuration.metricsRequireAuth),
             metrics: metrics,
             httpMetrics: HTTPMetrics(factory: metricsFactory),
             accessLog: configuration.accessLog,

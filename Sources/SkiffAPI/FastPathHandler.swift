@@ -14,6 +14,8 @@ import Glibc
 /// What the fast path needs from the application.
 struct FastPathSettings: Sendable {
     let api: APISettings
+    /// The API keys: a request they do not allow goes to the routes, which refuse it.
+    let policy: AccessPolicy
     let metrics: SkiffMetrics
     let httpMetrics: HTTPMetrics
     let accessLog: Bool
@@ -39,7 +41,9 @@ struct FastPathSettings: Sendable {
 /// strict subset (a `Transfer-Encoding`, another HTTP version, odd syntax) hands the rest of the
 /// connection to NIO's decoder for good.
 ///
-/// The service must run open (no API keys, no rate limit). A fast response is the route's in
+/// API keys are checked as the access-control middleware checks them; a request they refuse goes to
+/// the routes, which answer 401 or 403. With a rate limit configured the handler is not installed.
+/// A fast response is the route's in
 /// status, headers and body; the HTTP metrics, the queue metrics and the access log record it the
 /// same way. Graceful shutdown reaches this handler first: a fast request in progress finishes (a
 /// long-poll with 204) before the quiesce event goes on to the connection state handler, which then
@@ -209,7 +213,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                     mode = .handedOver
                 case .head(let head):
                     let length = head.length + head.contentLength
-                    if let eligible = Self.eligible(head, settings: settings.api) {
+                    if let eligible = Self.eligible(head, settings: settings.api), allowed(eligible, head) {
                         guard routedResponsesPending == 0, bytes.readableBytes >= length else {
                             waitingForRoutes = routedResponsesPending > 0
                             break serving
@@ -250,6 +254,21 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             readDeferred = false
             context.read()
         }
+    }
+
+    /// Whether the API keys allow the request (always, when the service runs open). A refusal is
+    /// the routes' to give, with their status, challenge and log line.
+    private func allowed(_ eligible: Eligible, _ head: FastPathRequestHead) -> Bool {
+        guard !settings.policy.isOpen else { return true }
+        let (method, queue): (HTTPRequest.Method, QueueName) =
+            switch eligible {
+            case .send(let queue): (.post, queue)
+            case .receive(let queue, _): (.get, queue)
+            }
+        guard case .allow = settings.policy.decide(method: method, path: "/api/" + queue.rawValue, authorization: head.authorization) else {
+            return false
+        }
+        return true
     }
 
     private func serve(_ context: ChannelHandlerContext, _ eligible: Eligible, head: FastPathRequestHead, body: ByteBuffer) {

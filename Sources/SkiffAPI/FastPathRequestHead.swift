@@ -31,6 +31,8 @@ struct FastPathRequestHead: Equatable {
     /// `Content-Length`, 0 when absent.
     var contentLength: Int
     var requestID: String?
+    /// `Authorization`, for the API keys.
+    var authorization: String?
     /// A header that changes how the request is handled: `Expect`, `Idempotency-Key`, `Upgrade`,
     /// or a `Connection` other than `keep-alive`. Such a request goes to the routes.
     var hasSpecialHeader = false
@@ -121,6 +123,10 @@ struct FastPathRequestHead: Equatable {
                 if !equalsLowercased(value, "keep-alive") { head.hasSpecialHeader = true }
             case 12 where equalsLowercased(name, "x-request-id"):
                 head.requestID = String(decoding: value, as: UTF8.self)
+            case 13 where equalsLowercased(name, "authorization"):
+                // Twice is for the route to judge.
+                if head.authorization != nil { head.hasSpecialHeader = true }
+                head.authorization = String(decoding: value, as: UTF8.self)
             case 14 where equalsLowercased(name, "content-length"):
                 guard !sawContentLength, (1...15).contains(value.count),
                     value.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })

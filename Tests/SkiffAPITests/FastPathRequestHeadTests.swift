@@ -80,6 +80,10 @@ struct FastPathRequestHeadTests {
             #expect(try head("POST /api/q HTTP/1.1\r\n\(header)\r\nContent-Length: 1\r\n\r\n").hasSpecialHeader, "\(header)")
         }
         #expect(try !head("POST /api/q HTTP/1.1\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n").hasSpecialHeader)
+        // One Authorization is read for the API keys; two are for the route to judge.
+        let keyed = try head("GET /api/q HTTP/1.1\r\nauthorization: Bearer k-1 \r\n\r\n")
+        #expect(keyed.authorization == "Bearer k-1" && !keyed.hasSpecialHeader)
+        #expect(try head("GET /api/q HTTP/1.1\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n").hasSpecialHeader)
     }
 
     @Test func onlyPlainRequestsAreEligible() throws {

@@ -30,11 +30,15 @@ struct FastPathTests {
     /// The answers to `requests` (sent pipelined on one connection) with the fast path on, then off.
     private func answeredBothWays(
         _ kind: BackendKind,
-        _ requests: [String]
+        _ requests: [String],
+        configure: (inout SkiffConfiguration) -> Void = { _ in }
     ) async throws -> (fast: [(status: String, head: String, body: String)], routed: [(status: String, head: String, body: String)]) {
         var answers: [[(status: String, head: String, body: String)]] = []
         for fastPath in [true, false] {
-            let app = try makeApplication(kind) { $0.fastPath = fastPath }
+            let app = try makeApplication(kind) {
+                configure(&$0)
+                $0.fastPath = fastPath
+            }
             answers.append(try await app.test(.live) { client in try await RawHTTP.pipelined(port: try #require(client.port), requests) })
         }
         return (answers[0], answers[1])
@@ -73,6 +77,37 @@ struct FastPathTests {
         #expect(fast.head.contains("Content-Type: application/json\r\n"))
         #expect(fast.body == #"{"n": [1, 2]}"#)
         #expect(routed.body == fast.body)
+    }
+
+    /// With API keys, the fast path serves what a key allows and leaves every refusal (no key, an
+    /// unknown one, the wrong scope, another queue prefix) to the routes: the answers are the same
+    /// either way, 401 with its challenge and 403 included, and a refused GET takes nothing.
+    @Test(arguments: BackendKind.available)
+    func withAPIKeysTheAnswersAreTheRoutes(kind: BackendKind) async throws {
+        let queue = "orders-" + TestEnvironment.uniqueName("keyed")
+        func bearer(_ key: String) -> String { "Authorization: Bearer \(key)\r\n" }
+        func get(_ key: String?) -> String {
+            "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: localhost\r\n\(key.map(bearer) ?? "")\r\n"
+        }
+        let answers = try await answeredBothWays(
+            kind,
+            [
+                post("/api/\(queue)", #""one""#, headers: bearer(TestKeys.send)),
+                post("/api/\(queue)", #""two""#),
+                post("/api/\(queue)", #""two""#, headers: bearer("unknown-key-0123456789")),
+                post("/api/\(queue)", #""two""#, headers: bearer(TestKeys.receive)),
+                post("/api/\(queue)", #""two""#, headers: bearer(TestKeys.orders)),
+                get(nil), get(TestKeys.send), get(TestKeys.receive), get(TestKeys.orders), get(TestKeys.orders),
+            ]
+        ) { $0.apiKeys = TestKeys.all }
+        #expect(answers.fast.map { $0.status } == answers.routed.map { $0.status })
+        #expect(answers.fast.map { $0.status.split(separator: " ")[1] } == ["201", "401", "401", "403", "201", "401", "403", "200", "200", "204"])
+        for (fast, routed) in zip(answers.fast, answers.routed) {
+            #expect(headerNames(fast.head) == headerNames(routed.head))
+            if !fast.status.contains(" 201 ") { #expect(fast.body == routed.body) }
+        }
+        #expect(answers.fast[1].head.contains(#"WWW-Authenticate: Bearer realm="skiff""#))
+        #expect(answers.fast[7].body == #""one""# && answers.fast[8].body == #""two""#)
     }
 
     /// The fast path serves only a GET whose parameters the route would accept the same way.
