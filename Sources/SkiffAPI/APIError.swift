@@ -81,6 +81,8 @@ public struct JSONErrorMiddleware<Context: RequestContext>: RouterMiddleware {
 public enum JSONText {
     /// `value` as a JSON string literal, quotes included.
     public static func quoted(_ value: String) -> String {
+        // The common case, nothing to escape: one allocation, no per-character appends.
+        if value.utf8.allSatisfy(isPlain) { return "\"" + value + "\"" }
         var out = "\""
         out.reserveCapacity(value.utf8.count + 2)
         for scalar in value.unicodeScalars {
@@ -100,9 +102,13 @@ public enum JSONText {
     }
 
     /// Writes `value` as a JSON string literal, quotes included.
+    /// A byte that stands for itself inside a JSON string.
+    private static func isPlain(_ byte: UInt8) -> Bool {
+        byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
+    }
+
     public static func writeQuoted(_ value: String, to buffer: inout ByteBuffer) {
-        let plain = value.utf8.allSatisfy { $0 >= 0x20 && $0 != UInt8(ascii: "\"") && $0 != UInt8(ascii: "\\") }
-        guard plain else {
+        guard value.utf8.allSatisfy(isPlain) else {
             buffer.writeString(quoted(value))
             return
         }

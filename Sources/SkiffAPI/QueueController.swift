@@ -102,12 +102,16 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let sent = try await backend.send(messages, to: queue, options: options)
         let duplicate = sent.first?.isDuplicate ?? false
         if !duplicate { metrics.messageEnqueued(queue: queue.rawValue, count: sent.count) }
-        var json = #"{"ids":["#
+        // Written as bytes: quoting 1000 ids into a `String` was a quarter of a batch's CPU.
+        var json = ByteBufferAllocator().buffer(capacity: 64 + 30 * sent.count)
+        json.writeStaticString(#"{"ids":["#)
         for (index, message) in sent.enumerated() {
-            if index > 0 { json += "," }
-            json += JSONText.quoted(message.id)
+            if index > 0 { json.writeInteger(UInt8(ascii: ",")) }
+            JSONText.writeQuoted(message.id, to: &json)
         }
-        json += #"],"queue":"# + JSONText.quoted(queue.rawValue) + "}"
+        json.writeStaticString(#"],"queue":"#)
+        JSONText.writeQuoted(queue.rawValue, to: &json)
+        json.writeStaticString("}")
         var response = Self.json(status: duplicate ? .ok : .created, json)
         if duplicate { response.headers[.skiffDuplicate] = "true" }
         return response
@@ -441,8 +445,11 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     }
 
     static func json(status: HTTPResponse.Status, _ text: String) -> Response {
-        let body = ByteBuffer(string: text)
-        return Response(
+        json(status: status, ByteBuffer(string: text))
+    }
+
+    static func json(status: HTTPResponse.Status, _ body: ByteBuffer) -> Response {
+        Response(
             status: status,
             headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(body.readableBytes)],
             body: .init(byteBuffer: body)
