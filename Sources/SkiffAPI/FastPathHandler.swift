@@ -180,10 +180,17 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         context.read()
     }
 
-    /// The routes wrote the end of a response.
+    /// The routes wrote the end of a response. What waited behind it goes on once that write has
+    /// run its course through the pipeline (not from inside it).
     private func routedResponseEnded() {
         routedResponsesPending = max(0, routedResponsesPending - 1)
-        if let context, buffered != nil || inputClosedPending { advance(context) }
+        guard let context, buffered != nil || inputClosedPending else { return }
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.execute {
+            let (handler, context) = bound.value
+            guard handler.context != nil, context.channel.isActive else { return }
+            handler.advance(context)
+        }
     }
 
     /// Serves, passes on or keeps what is buffered, as far as it can go now.

@@ -401,14 +401,20 @@ import Testing
         let sent = try await backend.send(ByteBuffer(string: "later"), to: queue, options: SendOptions(delay: .milliseconds(1_500)))
         // On two loaded cores the delay may already have passed here; what must hold is "never early".
         let early = try await backend.receive(from: queue, timeout: .zero)
-        if early == nil { #expect(try await backend.stats(of: queue).delayed == 1) }
+        if early == nil {
+            // Still delayed, unless its time came between the receive and this look.
+            let stats = try await backend.stats(of: queue)
+            let due = MessageID.currentMilliseconds() >= sent.enqueuedAtMilliseconds + 1_500
+            #expect(stats.delayed == 1 || (due && stats.ready == 1))
+        }
         var waiting = early
         if waiting == nil { waiting = try await backend.receive(from: queue, timeout: .seconds(10)) }
         let waited = try #require(waiting)
         var age = MessageID.currentMilliseconds() - sent.enqueuedAtMilliseconds
         #expect(waited.message.id == sent.id)
         #expect(age >= 1_500)
-        #expect(age < 1_500 + 1_000)
+        // Woken when due (not at the 10 s timeout); room for a loaded machine.
+        #expect(age < 1_500 + 2_500)
         try await backend.complete(waited)
 
         // A polling consumer, with the queue's default delay.
@@ -425,7 +431,7 @@ import Testing
         let received = try #require(delivery)
         #expect(received.message.id == polled.id)
         #expect(age >= 300)
-        #expect(age < 300 + 1_000)
+        #expect(age < 300 + 2_500)
         try await backend.complete(received)
     }
 
