@@ -101,12 +101,12 @@ public enum JSONText {
         return out + "\""
     }
 
-    /// Writes `value` as a JSON string literal, quotes included.
     /// A byte that stands for itself inside a JSON string.
     private static func isPlain(_ byte: UInt8) -> Bool {
         byte >= 0x20 && byte != UInt8(ascii: "\"") && byte != UInt8(ascii: "\\")
     }
 
+    /// Writes `value` as a JSON string literal, quotes included.
     public static func writeQuoted(_ value: String, to buffer: inout ByteBuffer) {
         guard value.utf8.allSatisfy(isPlain) else {
             buffer.writeString(quoted(value))

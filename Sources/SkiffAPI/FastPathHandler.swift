@@ -89,7 +89,8 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// The fast GET in progress: cancelled (it answers 204) when the client leaves or the replica
     /// shuts down gracefully.
     private var receiving: Task<Void, Never>?
-    /// Graceful shutdown has begun: no further fast request is served, a GET does not wait.
+    /// Graceful shutdown has begun: no further request is served here (the connection closes
+    /// once the one in progress is answered).
     private var isShuttingDown = false
     /// Events held back until the fast request in progress is answered (the handlers behind would
     /// close the connection under it): the client's half-close, the quiesce of graceful shutdown.

@@ -74,7 +74,9 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let sent = try await backend.send(body, to: queue, options: options)
         if !sent.isDuplicate { metrics.messageEnqueued(queue: queue.rawValue) }
         context.logger.debug("message enqueued", metadata: ["queue.name": "\(queue)", "message.id": "\(sent.id)"])
-        var response = Self.json(status: sent.isDuplicate ? .ok : .created, Self.sentJSON(sent))
+        var json = ByteBufferAllocator().buffer(capacity: 96)
+        Self.writeSentJSON(sent, to: &json)
+        var response = Self.json(status: sent.isDuplicate ? .ok : .created, json)
         if sent.isDuplicate { response.headers[.skiffDuplicate] = "true" }
         return response
     }
@@ -144,12 +146,6 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         } catch is NIOTooManyBytesError {
             throw tooLarge(limit)
         }
-    }
-
-    static func sentJSON(_ sent: SentMessage) -> String {
-        var buffer = ByteBufferAllocator().buffer(capacity: 96)
-        writeSentJSON(sent, to: &buffer)
-        return String(buffer: buffer)
     }
 
     /// `{"id":…,"queue":…,"enqueuedAt":…}`, the answer to a send.

@@ -29,6 +29,15 @@ struct FastPathTests {
         head.split(separator: "\r\n").dropFirst().map { String($0.split(separator: ":")[0]).lowercased() }.sorted()
     }
 
+    /// The answers to `requests`, sent pipelined on one connection to a live replica.
+    private func pipelined(
+        _ kind: BackendKind,
+        configure: (inout SkiffConfiguration) -> Void = { _ in },
+        _ requests: [String]
+    ) async throws -> [(status: String, head: String, body: String)] {
+        try await makeApplication(kind, configure: configure).test(.live) { client in try await RawHTTP.pipelined(port: try #require(client.port), requests) }
+    }
+
     /// The answers to `requests` (sent pipelined on one connection) with the fast path on, then off.
     private func answeredBothWays(
         _ kind: BackendKind,
@@ -37,11 +46,12 @@ struct FastPathTests {
     ) async throws -> (fast: [(status: String, head: String, body: String)], routed: [(status: String, head: String, body: String)]) {
         var answers: [[(status: String, head: String, body: String)]] = []
         for fastPath in [true, false] {
-            let app = try makeApplication(kind) {
-                configure(&$0)
-                $0.fastPath = fastPath
-            }
-            answers.append(try await app.test(.live) { client in try await RawHTTP.pipelined(port: try #require(client.port), requests) })
+            answers.append(
+                try await pipelined(kind, configure: {
+                    configure(&$0)
+                    $0.fastPath = fastPath
+                }, requests)
+            )
         }
         return (answers[0], answers[1])
     }
@@ -115,26 +125,22 @@ struct FastPathTests {
     /// The fast path serves only a GET whose parameters the route would accept the same way.
     @Test(arguments: BackendKind.available)
     func aGetTheFastPathDoesNotServeGetsTheRoutesAnswer(kind: BackendKind) async throws {
-        let app = try makeApplication(kind)
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            let queue = TestEnvironment.uniqueName("fast-get-routed")
-            let answers = try await RawHTTP.pipelined(
-                port: port,
-                [
-                    post("/api/\(queue)", #""kept""#),
-                    get("/api/\(queue)?timeout=abc"),
-                    get("/api/\(queue)?timeout=60001"),
-                    get("/api/\(queue)?timeout="),
-                    get("/api/\(queue)?timeout=0&visibility=30000"),
-                    get("/api/\(queue)?timeout=0"),
-                ]
-            )
-            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "400", "400", "400", "200", "204"])
-            #expect(answers[1].body.hasPrefix(#"{"error":"timeout must be"#))
-            // The message survived the refused GETs and went to the acknowledged-mode one.
-            #expect(answers[4].body == #""kept""# && answers[4].head.contains("Skiff-Receipt: "))
-        }
+        let queue = TestEnvironment.uniqueName("fast-get-routed")
+        let answers = try await pipelined(
+            kind,
+            [
+                post("/api/\(queue)", #""kept""#),
+                get("/api/\(queue)?timeout=abc"),
+                get("/api/\(queue)?timeout=60001"),
+                get("/api/\(queue)?timeout="),
+                get("/api/\(queue)?timeout=0&visibility=30000"),
+                get("/api/\(queue)?timeout=0"),
+            ]
+        )
+        #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "400", "400", "400", "200", "204"])
+        #expect(answers[1].body.hasPrefix(#"{"error":"timeout must be"#))
+        // The message survived the refused GETs and went to the acknowledged-mode one.
+        #expect(answers[4].body == #""kept""# && answers[4].head.contains("Skiff-Receipt: "))
     }
 
     /// A client that sends its GET and leaves while the claim is in flight (Redis is paused) gets
@@ -168,50 +174,42 @@ struct FastPathTests {
 
     @Test(arguments: BackendKind.available)
     func pipelinedRequestsAreAnsweredInOrderWhicheverPathServesThem(kind: BackendKind) async throws {
-        let app = try makeApplication(kind) { $0.api.maximumMessageBytes = 64 }
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            let queue = TestEnvironment.uniqueName("pipelined")
-            let answers = try await RawHTTP.pipelined(
-                port: port,
-                [
-                    post("/api/\(queue)", #""first""#),
-                    post("/api/\(queue)", #"{"broken":"#),
-                    post("/api/\(queue)", "\"" + String(repeating: "x", count: 80) + "\""),
-                    post("/api/\(queue)?priority=7", #""urgent""#),
-                    post("/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
-                    post("/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
-                    post("/api/bad%20name", "1"),
-                    get("/api/\(queue)?timeout=0"),
-                    get("/api/\(queue)?timeout=0"),
-                    get("/api/\(queue)?timeout=0"),
-                    get("/api/\(queue)?timeout=0"),
-                ]
-            )
-            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "400", "413", "201", "201", "200", "400", "200", "200", "200", "204"])
-            // The routes answered what the fast path handed on: their JSON errors, their options.
-            #expect(answers[1].body.hasPrefix(#"{"error":"body is not valid JSON"#))
-            #expect(answers[2].body.contains("MAX_MESSAGE_BYTES"))
-            #expect(answers[5].head.contains("Skiff-Duplicate: true"))
-            #expect(answers[7].body == #""urgent""# && answers[7].head.contains("Skiff-Priority: 7"))
-            #expect(answers[8].body == #""first""#)
-            #expect(answers[9].body == #""second""#)
-        }
+        let queue = TestEnvironment.uniqueName("pipelined")
+        let answers = try await pipelined(
+            kind, configure: { $0.api.maximumMessageBytes = 64 },
+            [
+                post("/api/\(queue)", #""first""#),
+                post("/api/\(queue)", #"{"broken":"#),
+                post("/api/\(queue)", "\"" + String(repeating: "x", count: 80) + "\""),
+                post("/api/\(queue)?priority=7", #""urgent""#),
+                post("/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
+                post("/api/\(queue)", #""second""#, headers: "Idempotency-Key: k1\r\n"),
+                post("/api/bad%20name", "1"),
+                get("/api/\(queue)?timeout=0"),
+                get("/api/\(queue)?timeout=0"),
+                get("/api/\(queue)?timeout=0"),
+                get("/api/\(queue)?timeout=0"),
+            ]
+        )
+        #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "400", "413", "201", "201", "200", "400", "200", "200", "200", "204"])
+        // The routes answered what the fast path handed on: their JSON errors, their options.
+        #expect(answers[1].body.hasPrefix(#"{"error":"body is not valid JSON"#))
+        #expect(answers[2].body.contains("MAX_MESSAGE_BYTES"))
+        #expect(answers[5].head.contains("Skiff-Duplicate: true"))
+        #expect(answers[7].body == #""urgent""# && answers[7].head.contains("Skiff-Priority: 7"))
+        #expect(answers[8].body == #""first""#)
+        #expect(answers[9].body == #""second""#)
     }
 
     /// More pipelined requests than the handler holds at once: it stops reading, drains, reads on.
     @Test(arguments: BackendKind.available)
     func aLongPipelineIsAnsweredInFull(kind: BackendKind) async throws {
-        let app = try makeApplication(kind) { $0.api.maximumMessageBytes = 1024 }
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            let queue = TestEnvironment.uniqueName("long-pipeline")
-            // Well past what the handler buffers at once with this message limit (64 KiB + 16 KiB + 1 KiB).
-            let count = 1_500
-            let answers = try await RawHTTP.pipelined(port: port, (0..<count).map { post("/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
-            #expect(answers.prefix(count).allSatisfy { $0.status == "HTTP/1.1 201 Created" })
-            #expect(answers[count].body == "0")
-        }
+        let queue = TestEnvironment.uniqueName("long-pipeline")
+        // Well past what the handler buffers at once with this message limit (64 KiB + 16 KiB + 1 KiB).
+        let count = 1_500
+        let answers = try await pipelined(kind, configure: { $0.api.maximumMessageBytes = 1024 }, (0..<count).map { post("/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
+        #expect(answers.prefix(count).allSatisfy { $0.status == "HTTP/1.1 201 Created" })
+        #expect(answers[count].body == "0")
     }
 
     /// Requests the routes serve are passed on byte for byte and framed by their length (a batch
@@ -219,36 +217,32 @@ struct FastPathTests {
     /// comes in request order.
     @Test(arguments: BackendKind.available)
     func routedRequestsBetweenFastOnesArePassedOnWhole(kind: BackendKind) async throws {
-        let app = try makeApplication(kind)
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            let queue = TestEnvironment.uniqueName("framed")
-            let batch = #"["b1", "b2"]"#
-            let answers = try await RawHTTP.pipelined(
-                port: port,
-                [
-                    post("/api/\(queue)", #""a""#),
-                    post("/api/\(queue)/batch", batch),
-                    get("/health"),
-                    post("/api/\(queue)", #""c""#),
-                    get("/api/\(queue)/batch?max=2&timeout=0"),
-                    get("/api/\(queue)?timeout=0"),
-                    "POST /api/\(queue) HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n\"d\"\"\"\r\n0\r\n\r\n",
-                    post("/api/\(queue)", #""e""#),
-                    get("/api/\(queue)?timeout=0"),
-                    get("/api/\(queue)?timeout=0"),
-                    get("/api/\(queue)?timeout=0"),
-                ]
-            )
-            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "201", "200", "201", "200", "200", "400", "201", "200", "200", "204"])
-            #expect(answers[2].body.contains(#""status":"healthy""#))
-            #expect(answers[4].body.contains(#""body":"a""#) && answers[4].body.contains(#""body":"b1""#))
-            #expect(answers[5].body == #""b2""#)
-            // `"d"""` is not JSON: the route read the chunked body and said so.
-            #expect(answers[6].body.hasPrefix(#"{"error":"body is not valid JSON"#))
-            #expect(answers[8].body == #""c""#)
-            #expect(answers[9].body == #""e""#)
-        }
+        let queue = TestEnvironment.uniqueName("framed")
+        let batch = #"["b1", "b2"]"#
+        let answers = try await pipelined(
+            kind,
+            [
+                post("/api/\(queue)", #""a""#),
+                post("/api/\(queue)/batch", batch),
+                get("/health"),
+                post("/api/\(queue)", #""c""#),
+                get("/api/\(queue)/batch?max=2&timeout=0"),
+                get("/api/\(queue)?timeout=0"),
+                "POST /api/\(queue) HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n\"d\"\"\"\r\n0\r\n\r\n",
+                post("/api/\(queue)", #""e""#),
+                get("/api/\(queue)?timeout=0"),
+                get("/api/\(queue)?timeout=0"),
+                get("/api/\(queue)?timeout=0"),
+            ]
+        )
+        #expect(answers.map { $0.status.split(separator: " ")[1] } == ["201", "201", "200", "201", "200", "200", "400", "201", "200", "200", "204"])
+        #expect(answers[2].body.contains(#""status":"healthy""#))
+        #expect(answers[4].body.contains(#""body":"a""#) && answers[4].body.contains(#""body":"b1""#))
+        #expect(answers[5].body == #""b2""#)
+        // `"d"""` is not JSON: the route read the chunked body and said so.
+        #expect(answers[6].body.hasPrefix(#"{"error":"body is not valid JSON"#))
+        #expect(answers[8].body == #""c""#)
+        #expect(answers[9].body == #""e""#)
     }
 
     /// Whatever the mix and wherever the bytes are cut, a pipeline is answered as the routes
@@ -315,17 +309,13 @@ struct FastPathTests {
     /// waiting batch and its answer would come first).
     @Test(arguments: BackendKind.available)
     func aFastRequestWaitsForTheRoutedResponseBeforeIt(kind: BackendKind) async throws {
-        let app = try makeApplication(kind)
-        try await app.test(.live) { client in
-            let port = try #require(client.port)
-            let queue = TestEnvironment.uniqueName("ordered")
-            let answers = try await RawHTTP.pipelined(
-                port: port,
-                [get("/api/\(queue)/batch?max=1&timeout=300"), post("/api/\(queue)", #""late""#), get("/api/\(queue)?timeout=0")]
-            )
-            #expect(answers.map { $0.status.split(separator: " ")[1] } == ["204", "201", "200"])
-            #expect(answers[2].body == #""late""#)
-        }
+        let queue = TestEnvironment.uniqueName("ordered")
+        let answers = try await pipelined(
+            kind,
+            [get("/api/\(queue)/batch?max=1&timeout=300"), post("/api/\(queue)", #""late""#), get("/api/\(queue)?timeout=0")]
+        )
+        #expect(answers.map { $0.status.split(separator: " ")[1] } == ["204", "201", "200"])
+        #expect(answers[2].body == #""late""#)
     }
 
     /// Requests split anywhere across reads (inside the request line, between head and body,
