@@ -62,6 +62,10 @@ public final class RedisQueueBackend: QueueBackend, Service {
         var lastWaiterSeen: [QueueName: ContinuousClock.Instant] = [:]
         /// Wake-ups received per queue with waiters (see ``WakeToken``).
         var notifications: [QueueName: UInt64] = [:]
+        /// Per queue, the token taken before the latest claim on this replica that emptied it (got
+        /// fewer messages than it asked for). While it still matches, the queue has been empty ever
+        /// since, as far as any consumer can tell: a waiter needs no claim of its own.
+        var exhaustedAt: [QueueName: WakeToken] = [:]
         var isShuttingDown = false
         var disconnectedSince: ContinuousClock.Instant?
     }
@@ -270,7 +274,14 @@ public final class RedisQueueBackend: QueueBackend, Service {
         let modes = Array(repeating: mode, count: Swift.max(1, max))
         // Taken before the claim: if it finds nothing and nothing is published until the wait is
         // registered, the wait needs no claim of its own.
-        let token = timeout > .zero ? wakeToken(for: queue) : nil
+        let token = wakeToken(for: queue)
+        // A claim taken under this same token emptied the queue, and nothing was published since:
+        // this consumer would find nothing, so it waits at once, and the next wake-up finds it.
+        // Only a consumer that waits: a poll with no timeout claims, so that it sees a message
+        // whose send has returned even if its wake-up is still on its way here.
+        if timeout > .zero, let token, state.withLock({ $0.exhaustedAt[queue] == token }) {
+            return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: token)
+        }
         let claimed: [Delivery]
         if let batches = claimBatches.withLock({ $0 }) {
             // Shielded per batch by the coalescer.
@@ -278,6 +289,8 @@ public final class RedisQueueBackend: QueueBackend, Service {
         } else {
             claimed = try await shielded { try await self.claim(queue, modes: modes) }
         }
+        // A merged claim serves its earliest members first: fewer than asked means it emptied the queue.
+        if claimed.count < modes.count, let token { noteExhausted(queue, since: token) }
         if !claimed.isEmpty {
             if Task.isCancelled {
                 try await shielded { try await self.release(claimed) }
@@ -285,7 +298,12 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
             return claimed
         }
-        return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: token)
+        return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: timeout > .zero ? token : nil)
+    }
+
+    /// Records that a claim started under `token` got fewer messages than it asked for.
+    private func noteExhausted(_ queue: QueueName, since token: WakeToken) {
+        state.withLock { $0.exhaustedAt[queue] = token }
     }
 
     public func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
@@ -295,7 +313,9 @@ public final class RedisQueueBackend: QueueBackend, Service {
     /// Proof that nothing was published on a queue's channel since a moment: the subscription stayed
     /// up (same connection) and no wake-up arrived. Taken before a claim that then found the queue
     /// empty, it shows that a waiter registered after the claim missed nothing, so the claim pass a
-    /// new waiter starts (for messages sent while it was registering) can be skipped.
+    /// new waiter starts (for messages sent while it was registering) can be skipped; and while the
+    /// latest such claim's token still matches, so can a new consumer's first claim
+    /// (``State/exhaustedAt``): every way a message becomes ready publishes a wake-up.
     struct WakeToken: Equatable {
         let generation: UInt64
         let notifications: UInt64
@@ -619,6 +639,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
         while true {
             let reservations = waiters.reserveOldest(queue, max: Self.maximumClaimBatch)
             guard !reservations.isEmpty else { return }
+            let token = wakeToken(for: queue)
             let deliveries: [Delivery]
             do {
                 deliveries = try await claim(queue, modes: reservations.map(\.mode))
@@ -644,7 +665,10 @@ public final class RedisQueueBackend: QueueBackend, Service {
                 }
                 return
             }
-            if deliveries.count < reservations.count { return }
+            if deliveries.count < reservations.count {
+                if let token { noteExhausted(queue, since: token) }
+                return
+            }
         }
     }
 
@@ -710,6 +734,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
             for queue in idle {
                 state.lastWaiterSeen[queue] = nil
                 state.notifications[queue] = nil
+                state.exhaustedAt[queue] = nil
             }
             let failWaiters = state.disconnectedSince.map { now - $0 > .seconds(1) } ?? false
             return (idle, failWaiters)
