@@ -291,7 +291,7 @@ settle
 
 # More messages than either can take in the run (checked afterwards), written straight into Redis:
 # for Skiff in its envelope format (docs/redis-data-model.md), checked by one GET first.
-PREFILL=$((RUN_SECONDS * 60000 + 20000))
+PREFILL=$((RUN_SECONDS * 150000 + 20000))
 [ "$SMOKE" = 1 ] && PREFILL=30000
 log "(b) dequeue with $PREFILL messages ready, $CONNECTIONS connections, ${RUN_SECONDS}s each"
 bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-b --count "$PREFILL" --body "$BODY" >/dev/null
