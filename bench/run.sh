@@ -42,7 +42,7 @@ if [ "$SMOKE" = 1 ]; then
 else
     RUN_SECONDS=${BENCH_SECONDS:-10}
     RATE=5000 LATENCY_SECONDS=$RUN_SECONDS WARMUP=1 GRACE=3
-    WAKEUP_SAMPLES=200 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000 UNLOADED_REQUESTS=2000
+    WAKEUP_SAMPLES=1000 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000 UNLOADED_REQUESTS=2000
     PROFILE=${BENCH_PROFILE:-1}
     OUT=${BENCH_OUT:-$ROOT/bench/out/full}
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
@@ -342,10 +342,10 @@ PORT_B=$(free_port)
 start_skiff skiff-b "$PORT_B"
 SKIFF_B_PID=$LAST_PID
 bench_generator wakeup --mode skiff --produce-port "$PORT_A" --consume-port "$PORT_B" --queue bench-d \
-    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --distribution "$OUT/d-skiff.dat" \
+    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-skiff.dat" \
     --json "$OUT/d-skiff.json" >/dev/null
 bench_generator wakeup --mode redis --produce-port "$REDIS_PORT" --consume-port "$REDIS_PORT" --queue bench-d-redis \
-    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --distribution "$OUT/d-redis.dat" \
+    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-redis.dat" \
     --json "$OUT/d-redis.json" >/dev/null
 stop "$SKIFF_B_PID"
 

@@ -14,7 +14,9 @@ public final class RedisSubscriber: Sendable, Service {
         var channels: Set<String> = []
         /// Channels Redis confirmed on the current connection: subscribing again is free.
         var confirmed: Set<String> = []
-        /// Counts connections: a new one may have missed what was published before it.
+        /// Changes with every new connection and every unsubscribe: a new connection may have
+        /// missed what was published before it, and a channel subscribed again what was published
+        /// while it was not.
         var generation: UInt64 = 0
         var isShutDown = false
     }
@@ -43,9 +45,9 @@ public final class RedisSubscriber: Sendable, Service {
     public var isConnected: Bool { state.withLock { $0.connection?.isActive ?? false } }
 
     /// The connection on which `channel` is confirmed now (a number that changes with every new
-    /// connection), or `nil`. The same answer at two moments means every message published on the
-    /// channel in between has been or will be handed to `onMessage`; a connection lost meanwhile
-    /// is reported through `onConnectionChange` once the next one is up.
+    /// connection and every unsubscribe), or `nil`. The same answer at two moments means every
+    /// message published on the channel in between has been or will be handed to `onMessage`; a
+    /// connection lost meanwhile is reported through `onConnectionChange` once the next one is up.
     public func confirmedGeneration(of channel: String) -> UInt64? {
         state.withLock { state in
             guard state.confirmed.contains(channel), state.connection?.isActive == true else { return nil }
@@ -85,6 +87,7 @@ public final class RedisSubscriber: Sendable, Service {
         let connection = state.withLock { state -> RedisConnection? in
             state.channels.remove(channel)
             state.confirmed.remove(channel)
+            state.generation &+= 1
             return state.connection
         }
         guard let connection, connection.isActive else { return }

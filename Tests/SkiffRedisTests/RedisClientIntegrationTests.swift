@@ -200,6 +200,28 @@ struct RedisClientIntegrationTests {
         #expect(stats.contains("cmdstat_subscribe:calls=1,"), "\(stats)")
     }
 
+    /// A channel unsubscribed and subscribed again on the same connection missed what was
+    /// published in between: the generation says so.
+    @Test func aChannelSubscribedAgainHasANewGeneration() async throws {
+        let server = try RedisServerProcess()
+        try server.start()
+        let client = try makeClient(server.url)
+        defer { client.close() }
+        let subscriber = client.makeSubscriber(onMessage: { _, _ in }, onConnectionChange: { _ in })
+        let running = Task { try await subscriber.run() }
+        defer { running.cancel() }
+        for _ in 0..<200 where !subscriber.isConnected { try await Task.sleep(for: .milliseconds(10)) }
+        try await subscriber.subscribe("channel")
+        let first = try #require(subscriber.confirmedGeneration(of: "channel"))
+        try await subscriber.subscribe("other")
+        #expect(subscriber.confirmedGeneration(of: "channel") == first)
+        await subscriber.unsubscribe("channel")
+        #expect(subscriber.confirmedGeneration(of: "channel") == nil)
+        try await subscriber.subscribe("channel")
+        let again = try #require(subscriber.confirmedGeneration(of: "channel"))
+        #expect(again != first)
+    }
+
     @Test func subscriberResubscribesAfterReconnect() async throws {
         let server = try RedisServerProcess()
         try server.start()
