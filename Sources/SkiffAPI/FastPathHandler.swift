@@ -36,10 +36,11 @@ struct FastPathSettings: Sendable {
 /// It is the first handler of the connection and reads request heads itself
 /// (``FastPathRequestHead``, a strict HTTP/1.1 subset). Every other request is passed on, byte for
 /// byte, to NIO's decoder and the routes, which answer it as always; the handler only needs to know
-/// where it ends (its `Content-Length`), and ``RoutedResponseObserver`` tells it when its response
-/// is written, so responses leave in request order whichever path serves them. A head outside the
-/// strict subset (a `Transfer-Encoding`, another HTTP version, odd syntax) hands the rest of the
-/// connection to NIO's decoder for good.
+/// where it ends (its `Content-Length`, or the end of its chunks, ``ChunkedBodyFraming``), and
+/// ``RoutedResponseObserver`` tells it when its response is written, so responses leave in request
+/// order whichever path serves them. A head or a chunked body outside the strict subset (another
+/// `Transfer-Encoding`, another HTTP version, chunk extensions or trailers, odd syntax) hands the
+/// rest of the connection to NIO's decoder for good.
 ///
 /// API keys are checked as the access-control middleware checks them; a request they refuse goes to
 /// the routes, which answer 401 or 403. With a rate limit configured the handler is not installed.
@@ -65,6 +66,8 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         case serving
         /// Passing on the rest of a request the routes serve.
         case forwarding(remaining: Int)
+        /// Passing on a chunked body the routes read, watching for its end.
+        case forwardingChunked(ChunkedBodyFraming)
         /// NIO's decoder has the connection for good.
         case handedOver
     }
@@ -212,6 +215,25 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                 mode = count == remaining ? .serving : .forwarding(remaining: remaining - count)
                 context.fireChannelRead(wrapInboundOut(part))
                 passedOn = true
+            case .forwardingChunked(var framing):
+                let outcome = bytes.withUnsafeReadableBytes { framing.scan($0) }
+                switch outcome {
+                case .unframeable:
+                    // The decoder has what came before; from here on it reads alone.
+                    mode = .handedOver
+                    settings.metrics.fastPathHandedOver()
+                    continue serving
+                case .needsMore:
+                    mode = .forwardingChunked(framing)
+                    buffered = nil
+                case .ended(let count):
+                    mode = .serving
+                    let part = bytes.readSlice(length: count)!
+                    buffered = bytes.readableBytes > 0 ? bytes : nil
+                    bytes = part
+                }
+                context.fireChannelRead(wrapInboundOut(bytes))
+                passedOn = true
             case .serving:
                 guard !fastRequestInFlight, !isShuttingDown else { break serving }
                 switch FastPathRequestHead.parse(bytes) {
@@ -219,6 +241,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                     break serving
                 case .unframeable:
                     mode = .handedOver
+                    settings.metrics.fastPathHandedOver()
                 case .head(let head):
                     let length = head.length + head.contentLength
                     if let eligible = Self.eligible(head, settings: settings.api), allowed(eligible, head) {
@@ -237,7 +260,16 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                         }
                     }
                     routedResponsesPending += 1
-                    mode = .forwarding(remaining: length)
+                    if head.isChunked {
+                        // The head now, the body as its chunks come.
+                        let part = bytes.readSlice(length: head.length)!
+                        buffered = bytes.readableBytes > 0 ? bytes : nil
+                        mode = .forwardingChunked(ChunkedBodyFraming())
+                        context.fireChannelRead(wrapInboundOut(part))
+                        passedOn = true
+                    } else {
+                        mode = .forwarding(remaining: length)
+                    }
                 }
             }
         }

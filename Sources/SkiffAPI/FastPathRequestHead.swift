@@ -4,9 +4,11 @@ import NIOCore
 /// what it needs to serve the request or to know where the request ends.
 ///
 /// Anything outside a narrow, unambiguous grammar is `unframeable`: another HTTP version, a
-/// `Transfer-Encoding`, a repeated or malformed `Content-Length`, folded or non-ASCII header lines,
-/// bare line feeds. The handler then gives the connection to NIO's HTTP parser for good, so the
-/// two parsers can never disagree on where a request ends (no request smuggling between them).
+/// `Transfer-Encoding` other than one `chunked` (or with a `Content-Length`), a repeated or
+/// malformed `Content-Length`, folded or non-ASCII header lines, bare line feeds. The handler then
+/// gives the connection to NIO's HTTP parser for good, so the two parsers can never disagree on
+/// where a request ends (no request smuggling between them). A chunked body is framed by
+/// ``ChunkedBodyFraming``, as strictly.
 struct FastPathRequestHead: Equatable {
     enum Method: Equatable {
         case get, post, other
@@ -30,6 +32,9 @@ struct FastPathRequestHead: Equatable {
     var length: Int
     /// `Content-Length`, 0 when absent.
     var contentLength: Int
+    /// `Transfer-Encoding: chunked`: the body's end is found by ``ChunkedBodyFraming``. Such a
+    /// request always goes to the routes (`hasSpecialHeader`).
+    var isChunked = false
     var requestID: String?
     /// `Authorization`, for the API keys.
     var authorization: String?
@@ -136,11 +141,16 @@ struct FastPathRequestHead: Equatable {
             case 15 where equalsLowercased(name, "idempotency-key"):
                 head.hasSpecialHeader = true
             case 17 where equalsLowercased(name, "transfer-encoding"):
-                return .unframeable
+                // Exactly one coding, `chunked`, in one header line; anything else is the decoder's.
+                guard !head.isChunked, equalsLowercased(value, "chunked") else { return .unframeable }
+                head.isChunked = true
+                head.hasSpecialHeader = true
             default:
                 break
             }
         }
+        // Both framings at once is how requests are smuggled: never ours to settle.
+        if head.isChunked, sawContentLength { return .unframeable }
         return .head(head)
     }
 

@@ -16,12 +16,18 @@ import Synchronization
 /// | `skiff_queue_in_flight` | gauge | `queue` |
 /// | `skiff_queue_oldest_message_age_seconds` | gauge | `queue` |
 /// | `skiff_long_poll_waiters` | gauge | none |
+/// | `skiff_fast_path_handovers_total` | counter | none |
 ///
 /// Enqueued, delivered and acked are counted by the queue routes of this replica as things happen
 /// (sum them over replicas). Retries and dead letters mostly happen inside Redis (sweeps, the
 /// failed-receive rule), so those two counters follow the queue's exact totals from the backend,
 /// read by the ``QueueGaugeRefresher`` with the three gauges on an interval, never per scrape:
 /// they are queue-wide, every replica reports the same value, so aggregate them with `max`.
+///
+/// A handover is a connection whose remaining requests all go to the HTTP decoder and the routes,
+/// because one of them was outside the fast path's strict HTTP/1.1 subset (another HTTP version,
+/// a `Transfer-Encoding` other than `chunked`, chunk extensions or trailers, odd syntax): behind a
+/// proxy that reuses its connections, a rising count means requests lose the fast path.
 ///
 /// Cardinality: the first ``queueLabelLimit`` distinct queue names this process sees get their
 /// own `queue` label; later ones are counted under `queue="other"`, so a client creating queues
@@ -36,12 +42,14 @@ public final class SkiffMetrics: Sendable {
     public static let queueInFlight = "skiff_queue_in_flight"
     public static let queueOldestAge = "skiff_queue_oldest_message_age_seconds"
     public static let longPollWaiters = "skiff_long_poll_waiters"
+    public static let fastPathHandoversTotal = "skiff_fast_path_handovers_total"
     /// The `queue` label of every queue past ``queueLabelLimit``.
     public static let overflowQueueLabel = "other"
 
     public let queueLabelLimit: Int
     private let factory: any MetricsFactory
     private let waiters: Meter
+    private let handovers: Counter
 
     private struct HandleKey: Hashable {
         let metric: String
@@ -62,6 +70,7 @@ public final class SkiffMetrics: Sendable {
         self.factory = factory
         self.queueLabelLimit = queueLabelLimit
         self.waiters = Meter(label: Self.longPollWaiters, factory: factory)
+        self.handovers = Counter(label: Self.fastPathHandoversTotal, dimensions: [], factory: factory)
     }
 
     public func messageEnqueued(queue: String, count: Int = 1) { counter(Self.enqueuedTotal, queue: queue).increment(by: count) }
@@ -74,6 +83,9 @@ public final class SkiffMetrics: Sendable {
     /// A long-poll started waiting; pair with ``waiterFinished()``.
     public func waiterStarted() { waiters.increment() }
     public func waiterFinished() { waiters.decrement() }
+
+    /// A connection went to the HTTP decoder for good (see the type's notes).
+    public func fastPathHandedOver() { handovers.increment() }
 
     /// Sets the per-queue gauges; called by ``QueueGaugeRefresher``. Queues past the label limit
     /// are summed (depth, in-flight) or maxed (oldest age) into `queue="other"`.

@@ -63,8 +63,12 @@ struct FastPathRequestHeadTests {
         "GET /api/q HTTP/1.1\r\nHost: a\r\n folded\r\n\r\n",
         "GET /api/q HTTP/1.1\r\nHost: caf\u{E9}\r\n\r\n",
         "GET /api/q HTTP/1.1\r\nNo-Colon\r\n\r\n",
-        "POST /api/q HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
         "POST /api/q HTTP/1.1\r\ntransfer-encoding: identity\r\nContent-Length: 2\r\n\r\n",
+        "POST /api/q HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n",
+        "POST /api/q HTTP/1.1\r\nTransfer-Encoding: chunked, chunked\r\n\r\n",
+        "POST /api/q HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+        "POST /api/q HTTP/1.1\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n",
+        "POST /api/q HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",
         "POST /api/q HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n",
         "POST /api/q HTTP/1.1\r\nContent-Length: +2\r\n\r\n",
         "POST /api/q HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n",
@@ -84,6 +88,22 @@ struct FastPathRequestHeadTests {
         let keyed = try head("GET /api/q HTTP/1.1\r\nauthorization: Bearer k-1 \r\n\r\n")
         #expect(keyed.authorization == "Bearer k-1" && !keyed.hasSpecialHeader)
         #expect(try head("GET /api/q HTTP/1.1\r\nAuthorization: Bearer a\r\nAuthorization: Bearer b\r\n\r\n").hasSpecialHeader)
+    }
+
+    /// One `Transfer-Encoding: chunked` and no `Content-Length`: framed by its chunks, and always
+    /// for the routes, whatever the method and path.
+    @Test func aChunkedHeadIsFramedByItsChunksAndGoesToTheRoutes() throws {
+        let settings = APISettings(maximumMessageBytes: 100)
+        for text in [
+            "POST /api/q HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            "POST /api/q HTTP/1.1\r\ntransfer-encoding:  Chunked \r\n\r\n",
+            "GET /api/q HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            let head = try head(text)
+            #expect(head.isChunked && head.hasSpecialHeader && head.contentLength == 0, "\(text.debugDescription)")
+            #expect(FastPathHandler<MemoryQueueBackend>.eligible(head, settings: settings) == nil, "\(text.debugDescription)")
+        }
+        #expect(try !head("POST /api/q HTTP/1.1\r\nContent-Length: 5\r\n\r\n").isChunked)
     }
 
     @Test func onlyPlainRequestsAreEligible() throws {
