@@ -24,6 +24,21 @@ struct FastPathTests {
         "GET \(path) HTTP/1.1\r\nHost: localhost\r\n\r\n"
     }
 
+    /// A request with `body` sent in chunks of 1 to 6 bytes, sizes in either case, some with
+    /// leading zeros.
+    private func chunked(_ requestLine: String, _ body: String, _ random: inout SplitMix64) -> String {
+        var text = "\(requestLine) HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+        let bytes = Array(body.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let count = min(bytes.count - offset, Int.random(in: 1...6, using: &random))
+            let size = String(count, radix: 16, uppercase: Bool.random(using: &random))
+            text += (Bool.random(using: &random) ? "0" : "") + size + "\r\n" + String(decoding: bytes[offset..<offset + count], as: UTF8.self) + "\r\n"
+            offset += count
+        }
+        return text + "0\r\n\r\n"
+    }
+
     /// Header names of a raw response head, lowercased, without the status line.
     private func headerNames(_ head: String) -> [String] {
         head.split(separator: "\r\n").dropFirst().map { String($0.split(separator: ":")[0]).lowercased() }.sorted()
@@ -270,6 +285,11 @@ struct FastPathTests {
                 let inner = self.get("/api/\(queue)?timeout=0")
                 return "DELETE /api/\(queue)/messages/nope HTTP/1.1\r\nHost: localhost\r\nContent-Length: \(inner.utf8.count)\r\n\r\n" + inner
             },
+            // Chunked bodies in chunks of random sizes: a message, a batch whose whitespace looks
+            // like the last chunk, and a body that is a whole fast request.
+            { random in self.chunked("POST /api/\(queue)", #"{"chunked": [1, 2]}"#, &random) },
+            { random in self.chunked("POST /api/\(queue)/batch", "[\"c1\",\r\n0\r\n\r\n, \"c2\"]", &random) },
+            { random in self.chunked("DELETE /api/\(queue)/messages/nope", self.post("/api/\(queue)", "7"), &random) },
         ]
         // Plain GETs wait at most 0 ms here: the routes and the fast path must not wait differently.
         var requests = (0..<40).map { _ in templates[Int.random(in: 0..<templates.count, using: &random)](&random) }
