@@ -205,19 +205,16 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         serving: while var bytes = buffered, bytes.readableBytes > 0 {
             switch mode {
             case .handedOver:
-                buffered = nil
-                context.fireChannelRead(wrapInboundOut(bytes))
+                passOn(bytes.readableBytes, of: bytes, context)
                 passedOn = true
             case .forwarding(let remaining):
                 let count = min(remaining, bytes.readableBytes)
-                let part = bytes.readSlice(length: count)!
-                buffered = bytes.readableBytes > 0 ? bytes : nil
                 mode = count == remaining ? .serving : .forwarding(remaining: remaining - count)
-                context.fireChannelRead(wrapInboundOut(part))
+                passOn(count, of: bytes, context)
                 passedOn = true
             case .forwardingChunked(var framing):
-                let outcome = bytes.withUnsafeReadableBytes { framing.scan($0) }
-                switch outcome {
+                let count: Int
+                switch bytes.withUnsafeReadableBytes({ framing.scan($0) }) {
                 case .unframeable:
                     // The decoder has what came before; from here on it reads alone.
                     mode = .handedOver
@@ -225,14 +222,12 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                     continue serving
                 case .needsMore:
                     mode = .forwardingChunked(framing)
-                    buffered = nil
-                case .ended(let count):
+                    count = bytes.readableBytes
+                case .ended(let bodyBytes):
                     mode = .serving
-                    let part = bytes.readSlice(length: count)!
-                    buffered = bytes.readableBytes > 0 ? bytes : nil
-                    bytes = part
+                    count = bodyBytes
                 }
-                context.fireChannelRead(wrapInboundOut(bytes))
+                passOn(count, of: bytes, context)
                 passedOn = true
             case .serving:
                 guard !fastRequestInFlight, !isShuttingDown else { break serving }
@@ -262,10 +257,8 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                     routedResponsesPending += 1
                     if head.isChunked {
                         // The head now, the body as its chunks come.
-                        let part = bytes.readSlice(length: head.length)!
-                        buffered = bytes.readableBytes > 0 ? bytes : nil
                         mode = .forwardingChunked(ChunkedBodyFraming())
-                        context.fireChannelRead(wrapInboundOut(part))
+                        passOn(head.length, of: bytes, context)
                         passedOn = true
                     } else {
                         mode = .forwarding(remaining: length)
@@ -294,6 +287,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             readDeferred = false
             context.read()
         }
+    }
+
+    /// Passes the first `count` of `bytes` (what is buffered) on to NIO's decoder and keeps the rest.
+    private func passOn(_ count: Int, of bytes: ByteBuffer, _ context: ChannelHandlerContext) {
+        var rest = bytes
+        let part = rest.readSlice(length: count)!
+        buffered = rest.readableBytes > 0 ? rest : nil
+        context.fireChannelRead(wrapInboundOut(part))
     }
 
     /// Whether the API keys allow the request (always, when the service runs open). A refusal is

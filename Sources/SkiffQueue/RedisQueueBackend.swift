@@ -298,7 +298,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
             return claimed
         }
-        return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: timeout > .zero ? token : nil)
+        return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: token)
     }
 
     /// Records that a claim started under `token` got fewer messages than it asked for.

@@ -39,6 +39,14 @@ struct FastPathTests {
         return text + "0\r\n\r\n"
     }
 
+    /// A replica on the memory backend whose `/metrics` (its own Prometheus registry) needs no key.
+    private func applicationWithOpenMetrics() throws -> SkiffApplication {
+        let registry = PrometheusCollectorRegistry()
+        return try makeObservedApplication(metricsFactory: PrometheusMetricsFactory(registry: registry), registry: registry) {
+            $0.metricsRequireAuth = false
+        }
+    }
+
     /// Header names of a raw response head, lowercased, without the status line.
     private func headerNames(_ head: String) -> [String] {
         head.split(separator: "\r\n").dropFirst().map { String($0.split(separator: ":")[0]).lowercased() }.sorted()
@@ -388,10 +396,7 @@ struct FastPathTests {
     /// the fast path's (no handover counted). A chunk extension, outside the strict grammar, hands
     /// the rest of the connection to the routes, which still answer everything right.
     @Test func aChunkedRequestKeepsTheFastPathAndAnOddOneHandsTheConnectionOver() async throws {
-        let registry = PrometheusCollectorRegistry()
-        let app = try makeObservedApplication(metricsFactory: PrometheusMetricsFactory(registry: registry), registry: registry) {
-            $0.metricsRequireAuth = false
-        }
+        let app = try applicationWithOpenMetrics()
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let queue = TestEnvironment.uniqueName("chunked")
@@ -430,10 +435,7 @@ struct FastPathTests {
     }
 
     @Test func fastRequestsAreCountedLikeRoutedOnes() async throws {
-        let registry = PrometheusCollectorRegistry()
-        let app = try makeObservedApplication(metricsFactory: PrometheusMetricsFactory(registry: registry), registry: registry) {
-            $0.metricsRequireAuth = false
-        }
+        let app = try applicationWithOpenMetrics()
         try await app.test(.live) { client in
             let port = try #require(client.port)
             let queue = TestEnvironment.uniqueName("counted")

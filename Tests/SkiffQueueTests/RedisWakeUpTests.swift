@@ -93,7 +93,7 @@ struct RedisWakeUpTests {
 
         // The poll emptied the queue again; a consumer now waits, and a message sent through
         // another replica (another client and backend on the same Redis) wakes it.
-        let other = try await Subscribed.make()
+        let other = try await BackendFixture.make(.redis)
         defer { other.close() }
         let waiting = Task { try await backend.take(from: queue, timeout: .seconds(10)) }
         try await Task.sleep(for: .milliseconds(200))

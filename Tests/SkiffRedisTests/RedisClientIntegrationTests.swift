@@ -185,7 +185,8 @@ struct RedisClientIntegrationTests {
         await #expect(throws: (any Error).self) { try await untrusting.send("PING") }
     }
 
-    @Test func subscribingToAConfirmedChannelCostsNothing() async throws {
+    /// Runs `body` with a client and its subscriber, connected, on a Redis server of its own.
+    private func withConnectedSubscriber(_ body: (RedisClient, RedisSubscriber) async throws -> Void) async throws {
         let server = try RedisServerProcess()
         try server.start()
         let client = try makeClient(server.url)
@@ -195,31 +196,31 @@ struct RedisClientIntegrationTests {
         defer { running.cancel() }
         // Connected first: a channel asked for while connecting is subscribed by the connect itself.
         for _ in 0..<200 where !subscriber.isConnected { try await Task.sleep(for: .milliseconds(10)) }
-        for _ in 0..<5 { try await subscriber.subscribe("channel") }
-        let stats = String(buffer: try await client.send("INFO", "commandstats").bytes ?? ByteBuffer())
-        #expect(stats.contains("cmdstat_subscribe:calls=1,"), "\(stats)")
+        try await body(client, subscriber)
+    }
+
+    @Test func subscribingToAConfirmedChannelCostsNothing() async throws {
+        try await withConnectedSubscriber { client, subscriber in
+            for _ in 0..<5 { try await subscriber.subscribe("channel") }
+            let stats = String(buffer: try await client.send("INFO", "commandstats").bytes ?? ByteBuffer())
+            #expect(stats.contains("cmdstat_subscribe:calls=1,"), "\(stats)")
+        }
     }
 
     /// A channel unsubscribed and subscribed again on the same connection missed what was
     /// published in between: the generation says so.
     @Test func aChannelSubscribedAgainHasANewGeneration() async throws {
-        let server = try RedisServerProcess()
-        try server.start()
-        let client = try makeClient(server.url)
-        defer { client.close() }
-        let subscriber = client.makeSubscriber(onMessage: { _, _ in }, onConnectionChange: { _ in })
-        let running = Task { try await subscriber.run() }
-        defer { running.cancel() }
-        for _ in 0..<200 where !subscriber.isConnected { try await Task.sleep(for: .milliseconds(10)) }
-        try await subscriber.subscribe("channel")
-        let first = try #require(subscriber.confirmedGeneration(of: "channel"))
-        try await subscriber.subscribe("other")
-        #expect(subscriber.confirmedGeneration(of: "channel") == first)
-        await subscriber.unsubscribe("channel")
-        #expect(subscriber.confirmedGeneration(of: "channel") == nil)
-        try await subscriber.subscribe("channel")
-        let again = try #require(subscriber.confirmedGeneration(of: "channel"))
-        #expect(again != first)
+        try await withConnectedSubscriber { _, subscriber in
+            try await subscriber.subscribe("channel")
+            let first = try #require(subscriber.confirmedGeneration(of: "channel"))
+            try await subscriber.subscribe("other")
+            #expect(subscriber.confirmedGeneration(of: "channel") == first)
+            await subscriber.unsubscribe("channel")
+            #expect(subscriber.confirmedGeneration(of: "channel") == nil)
+            try await subscriber.subscribe("channel")
+            let again = try #require(subscriber.confirmedGeneration(of: "channel"))
+            #expect(again != first)
+        }
     }
 
     @Test func subscriberResubscribesAfterReconnect() async throws {
