@@ -39,6 +39,11 @@ enum RedisQueueScripts {
         local function build(m)
           return string.format('2|%d|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last) .. m.body
         end
+        -- In the delayed set, messages due at the same time are ordered by their text: there the
+        -- sequence number is zero-padded to 16 digits so that 100 sorts after 99.
+        local function buildDelayed(m)
+          return string.format('2|%016d|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last) .. m.body
+        end
 
         local function settings(q)
           local c = redis.call('HMGET', key(q, 'config'), 'visibilityTimeoutMs', 'maxReceiveCount', 'deadLetterQueue',
@@ -131,7 +136,7 @@ enum RedisQueueScripts {
             if delay > 0 then
               -- Never later than its retention allows: it expires on time, not after the delay.
               local due = math.min(now + delay, m.enq + s.retention)
-              redis.call('ZADD', key(q, 'delayed'), due, build(m))
+              redis.call('ZADD', key(q, 'delayed'), due, buildDelayed(m))
               redis.call('ZADD', prefix .. ':delay-index', 'LT', due, q)
             else
               requeue(q, m)
@@ -179,7 +184,7 @@ enum RedisQueueScripts {
           for _, envelope in ipairs(due) do
             redis.call('ZREM', key(q, 'delayed'), envelope)
             local m = parse(envelope)
-            if m.count > 0 or m.claims > 0 then requeue(q, m) else redis.call('RPUSH', readyKey(q, m.priority), envelope) end
+            if m.count > 0 or m.claims > 0 then requeue(q, m) else redis.call('RPUSH', readyKey(q, m.priority), build(m)) end
             indexRetention(q, m.enq, s.retention)
           end
           if #due > 0 then
@@ -214,8 +219,12 @@ enum RedisQueueScripts {
             redis.call('HDEL', key(queue, 'dedup'), old)
             redis.call('ZREM', key(queue, 'dedup-expiry'), old)
           end
+          -- The cleanup above is bounded, so a key found here may still be past its window:
+          -- only a key whose expiry is still ahead makes a duplicate.
           local original = redis.call('HGET', key(queue, 'dedup'), idempotencyKey)
-          if original then return { 0, original } end
+          if original and (tonumber(redis.call('ZSCORE', key(queue, 'dedup-expiry'), idempotencyKey)) or 0) > now then
+            return { 0, original }
+          end
         end
         local delay = s.delay
         if ARGV[3] ~= '' then delay = tonumber(ARGV[3]) end
@@ -233,11 +242,12 @@ enum RedisQueueScripts {
         for i = 1, n do
           local id = ARGV[6 + i]
           ids[i] = id
-          local envelope = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[6 + n + i]
           if delay > 0 then
             chunk[#chunk + 1] = now + delay
+            chunk[#chunk + 1] = '2|' .. string.format('%016d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[6 + n + i]
+          else
+            chunk[#chunk + 1] = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[6 + n + i]
           end
-          chunk[#chunk + 1] = envelope
           if #chunk >= 1000 or i == n then
             if delay > 0 then
               redis.call('ZADD', key(queue, 'delayed'), unpack(chunk))

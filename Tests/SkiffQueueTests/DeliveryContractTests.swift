@@ -393,6 +393,55 @@ import Testing
         #expect(bodies == ["x", "y", "other", "z"])
     }
 
+    /// An idempotency key whose window has passed stores the message, however many other keys
+    /// expired at the same time (the Redis script once cleaned 100 expired keys per send and took
+    /// any key still there for a live one: a lost message answered as a duplicate).
+    @Test(arguments: BackendKind.available) func aKeyPastItsWindowStoresTheMessageWhateverTheBacklogOfExpiredKeys(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, queue) = (fixture.backend, uniqueQueue())
+        var settings = try await backend.settings(of: queue)
+        settings.dedupWindowMilliseconds = 1_000
+        try await backend.updateSettings(settings, of: queue)
+        let keys = (0..<250).map { "key-\($0)" }
+        let started = MessageID.currentMilliseconds()
+        for key in keys { _ = try await backend.send([ByteBuffer(string: "1")], to: queue, options: SendOptions(idempotencyKey: key)) }
+        // Every key was sent inside one window, so this proves nothing unless it took less than one.
+        try #require(MessageID.currentMilliseconds() - started < 1_000, "250 sends took longer than the window")
+        try await Task.sleep(for: .milliseconds(1_300))
+        for key in [keys[249], keys[248], keys[150]] {
+            let again = try await backend.send([ByteBuffer(string: "2")], to: queue, options: SendOptions(idempotencyKey: key))
+            #expect(again.map(\.isDuplicate) == [false], "\(key) past its window was taken for a duplicate")
+        }
+        #expect(try await backend.stats(of: queue).ready == 253)
+    }
+
+    /// Delayed messages due at the same moment come out in the order they were sent, also when
+    /// their sequence numbers cross a digit (99 -> 100), which a text comparison gets wrong.
+    @Test(arguments: BackendKind.available) func delayedMessagesDueTogetherKeepTheirOrderAcrossADigitBoundary(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, queue) = (fixture.backend, uniqueQueue())
+        _ = try await backend.send((0..<95).map { ByteBuffer(string: "\($0)") }, to: queue, options: SendOptions())
+        #expect(try await backend.receive(from: queue, max: 100, timeout: .zero, mode: .autoAcknowledge).count == 95)
+        // Sequence numbers 96...105 (and 996...1005 for the second round), all due at once.
+        for round in 0..<2 {
+            let batch = (0..<10).map { ByteBuffer(string: "\(round)-\($0)") }
+            _ = try await backend.send(batch, to: queue, options: SendOptions(delay: .milliseconds(300)))
+            var bodies: [String] = []
+            while bodies.count < 10 {
+                let got = try await backend.receive(from: queue, max: 10, timeout: .seconds(10), mode: .autoAcknowledge)
+                try #require(!got.isEmpty)
+                bodies += got.map { String(buffer: $0.message.body) }
+            }
+            #expect(bodies == (0..<10).map { "\(round)-\($0)" })
+            if round == 0 {
+                _ = try await backend.send((0..<890).map { ByteBuffer(string: "\($0)") }, to: queue, options: SendOptions())
+                #expect(try await backend.receive(from: queue, max: 1000, timeout: .zero, mode: .autoAcknowledge).count == 890)
+            }
+        }
+    }
+
     @Test(arguments: BackendKind.available) func aDelayedMessageIsNeverEarlyAndArrivesWhenDue(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }
