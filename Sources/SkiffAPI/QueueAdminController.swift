@@ -49,6 +49,7 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         } catch {
             throw APIError(.badRequest, error.description)
         }
+        try Self.checkAccess(context, to: settings.deadLetterQueue(of: queue), named: "deadLetterQueue")
         try await backend.updateSettings(settings, of: queue)
         context.logger.info("queue settings replaced", metadata: ["queue.name": "\(queue)"])
         return QueueController<Backend>.json(status: .ok, settings.json(of: queue))
@@ -65,6 +66,8 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         let rate = try query["rate"].map { Int(try QueueController<Backend>.integer($0, name: "rate", range: 1...1_000_000)) }
         // Without `max`, what is there now: messages that fail again and return mid-way are not
         // moved twice by one call.
+        // The source is named by stored settings, which another key may have written.
+        try Self.checkAccess(context, to: try await backend.settings(of: queue).deadLetterQueue(of: queue), named: "the dead-letter queue")
         var target = maximum ?? 0
         if maximum == nil { target = try await backend.stats(of: queue).deadLetterReady }
         let step = rate.map { Swift.max(1, Swift.min(1000, $0 / 10)) } ?? 1000
@@ -83,11 +86,29 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         return QueueController<Backend>.json(status: .ok, #"{"moved":"# + String(moved) + "}")
     }
 
+    /// Every queue a request makes the server touch passes the caller's access check, not only
+    /// the one in the path: a name in a body or in stored settings (a dead-letter queue, a
+    /// redrive source) could otherwise reach another tenant's queue.
+    static func checkAccess(_ context: Context, to queue: QueueName, named role: String) throws {
+        guard let grant = context.accessGrant, !grant.permits(queue: queue.rawValue) else { return }
+        throw APIError(
+            .forbidden,
+            "\(role) '\(queue)' is outside this API key's queues: it may only use queues whose names start with '\(grant.queuePrefix ?? "")'"
+        )
+    }
+
     // MARK: Stats and management
 
     @Sendable func stats(request: Request, context: Context) async throws -> Response {
         let queue = try QueueController<Backend>.queueName(context)
         let stats = try await backend.stats(of: queue)
+        // The dead-letter depth is another queue's figure: shown only if the key may see that queue.
+        var deadLetterReady: Int? = stats.deadLetterReady
+        if let grant = context.accessGrant, grant.queuePrefix != nil,
+            !grant.permits(queue: try await backend.settings(of: queue).deadLetterQueue(of: queue).rawValue)
+        {
+            deadLetterReady = nil
+        }
         func counters(_ counters: QueueCounters) -> String {
             #"{"enqueued":"# + String(counters.enqueued) + #","delivered":"# + String(counters.delivered) + #","acked":"#
                 + String(counters.acknowledged) + #","retried":"# + String(counters.retried) + #","deadLettered":"#
@@ -101,7 +122,7 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         }
         let json =
             #"{"queue":"# + JSONText.quoted(queue.rawValue) + #","ready":"# + String(stats.ready) + #","inFlight":"# + String(stats.inFlight)
-            + #","delayed":"# + String(stats.delayed) + #","deadLetter":"# + String(stats.deadLetterReady) + #","oldestAgeMs":"#
+            + #","delayed":"# + String(stats.delayed) + #","deadLetter":"# + (deadLetterReady.map { String($0) } ?? "null") + #","oldestAgeMs":"#
             + (stats.oldestReadyAgeMilliseconds.map { String($0) } ?? "null") + #","totals":"# + counters(stats.totals)
             + #","lastMinute":"# + counters(stats.lastMinute) + #","ratesPerSecond":"# + rates(stats.lastMinute) + "}"
         return QueueController<Backend>.json(status: .ok, json)

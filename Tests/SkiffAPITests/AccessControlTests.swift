@@ -55,6 +55,40 @@ struct AccessControlTests {
         }
     }
 
+    /// A key confined to a prefix must not reach another tenant's queue through a name in a body
+    /// or in stored settings: here, a dead-letter queue outside its prefix, which a redrive would
+    /// otherwise read from and move into a queue the key can read.
+    @Test func aPrefixedAdminKeyCannotNameAQueueOutsideItsPrefix() async throws {
+        try await makeApp().test(.router) { client async throws in
+            let admin = TestKeys.bearer(TestKeys.admin)
+            let confined = TestKeys.bearer(TestKeys.ordersAdmin)
+            #expect(try await client.execute(uri: "/api/billing", method: .post, headers: TestKeys.bearer(TestKeys.send), body: ByteBuffer(string: #""secret""#)).status == .created)
+
+            let escape = try await client.execute(
+                uri: "/api/orders-x/config", method: .put, headers: confined, body: ByteBuffer(string: #"{"deadLetterQueue":"billing"}"#))
+            #expect(escape.status == .forbidden)
+            #expect(escape.text.contains("deadLetterQueue"))
+            #expect(escape.text.contains("orders-"))
+            // Nothing was stored: the default dead-letter queue is still the queue's own.
+            let stored = try await client.execute(uri: "/api/orders-x/config", method: .get, headers: confined)
+            #expect(stored.text.contains(#""deadLetterQueue":"orders-x-dlq""#))
+            // Inside the prefix it is allowed.
+            let inside = try await client.execute(
+                uri: "/api/orders-x/config", method: .put, headers: confined, body: ByteBuffer(string: #"{"deadLetterQueue":"orders-dead"}"#))
+            #expect(inside.status == .ok)
+
+            // Settings an unrestricted admin stored are not a way around it either.
+            let unrestricted = try await client.execute(
+                uri: "/api/orders-y/config", method: .put, headers: admin, body: ByteBuffer(string: #"{"deadLetterQueue":"billing"}"#))
+            #expect(unrestricted.status == .ok)
+            let redrive = try await client.execute(uri: "/api/orders-y/redrive", method: .post, headers: confined)
+            #expect(redrive.status == .forbidden)
+            #expect(redrive.text.contains("billing"))
+            let received = try await client.execute(uri: "/api/billing?timeout=0", method: .get, headers: TestKeys.bearer(TestKeys.receive))
+            #expect(received.text == #""secret""#)
+        }
+    }
+
     @Test func healthAndReadyStayOpen() async throws {
         try await makeApp().test(.router) { client async throws in
             #expect(try await client.execute(uri: "/health", method: .get).status == .ok)
