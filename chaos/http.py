@@ -55,12 +55,13 @@ async def request(
     abort_after: float | None = None,
     abort_with_reset: bool = False,
     connect_timeout: float = 2.0,
+    headers: dict[str, str] | None = None,
 ) -> Response:
     """Sends one request and reads the answer within ``timeout`` seconds.
 
     With ``abort_after``, the client closes the connection after that many seconds if no complete
     answer arrived (a consumer that gives up mid-wait): with a FIN, or an RST if
-    ``abort_with_reset``.
+    ``abort_with_reset``. ``headers`` are sent after the fixed ones (e.g. ``Idempotency-Key``).
     """
     result = Response()
     try:
@@ -76,7 +77,9 @@ async def request(
     try:
         head = (
             f"{method} {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+            + "".join(f"{name}: {value}\r\n" for name, value in (headers or {}).items())
+            + "\r\n"
         ).encode()
         writer.write(head + body)
         result.sent = True

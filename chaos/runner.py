@@ -150,6 +150,9 @@ class Settings:
 
 
 class Run:
+    #: The cluster's state directory (scripts/cluster.sh's CLUSTER_STATE_DIR); the soak uses its own.
+    state = STATE
+
     def __init__(self, settings: Settings) -> None:
         self.s = settings
         os.makedirs(settings.out, exist_ok=True)
@@ -185,7 +188,7 @@ class Run:
         full_env.update(env or {})
         full_env.update({
             "REPLICAS": str(self.s.replicas),
-            "CLUSTER_STATE_DIR": STATE,
+            "CLUSTER_STATE_DIR": self.state,
             "CLUSTER_MODE": "native",
             "PROXY_PORT": str(self.s.proxy_port),
             "PROXY_STATS_PORT": str(self.s.stats_port),
@@ -218,12 +221,12 @@ class Run:
         self.counter += 1
         return f"{self.run_id}-{worker}-{self.counter}"
 
-    async def enqueue(self, worker: str, queue: str, target: str, padding: int) -> tuple[str, dict]:
+    async def enqueue(self, worker: str, queue: str, target: str, padding: int, headers: dict | None = None) -> tuple[str, dict]:
         value = self.next_value(worker)
         body = make_body(value, padding)
         host, port = self.target_address(target)
         invoked = self.history.now()
-        response = await request(host, port, "POST", f"/api/{queue}", body, timeout=5.0)
+        response = await request(host, port, "POST", f"/api/{queue}", body, timeout=5.0, headers=headers)
         completed = self.history.now()
         result, fields = classify_enqueue(response)
         record = {"type": "op", "f": "enqueue", "p": worker, "q": queue, "target": target, "inv": invoked, "cmp": completed,
@@ -396,7 +399,7 @@ class Run:
     def pid_of(self, name: str) -> int | None:
         """The pid recorded by scripts/cluster.sh, only if that very process still runs."""
         try:
-            pid, start = open(os.path.join(STATE, "pids", f"{name}.pid")).read().split()
+            pid, start = open(os.path.join(self.state, "pids", f"{name}.pid")).read().split()
             stat = open(f"/proc/{pid}/stat").read()
         except (OSError, ValueError):
             return None
@@ -624,7 +627,7 @@ class Run:
 
     def binary_supports_wait(self) -> bool:
         try:
-            settings = open(os.path.join(STATE, "cluster.env")).read()
+            settings = open(os.path.join(self.state, "cluster.env")).read()
         except OSError:
             return False
         binary = next((line.split("=", 1)[1] for line in settings.splitlines() if line.startswith("SKIFF=")), "")
@@ -669,11 +672,11 @@ class Run:
     # --- The whole run --------------------------------------------------------------
 
     async def setup(self) -> None:
-        if os.path.exists(os.path.join(STATE, "cluster.env")):
+        if os.path.exists(os.path.join(self.state, "cluster.env")):
             code = await self.cluster("status", check=False)
             if code != 3 and any(self.pid_of(name) for name in ["redis", "proxy"] + [f"skiff-{n}" for n in range(1, self.s.replicas + 1)]):
                 raise SystemExit(f"chaos: the chaos cluster of an earlier run is still running; stop it first: "
-                                 f"CLUSTER_STATE_DIR={STATE} scripts/cluster.sh down")
+                                 f"CLUSTER_STATE_DIR={self.state} scripts/cluster.sh down")
         # A fresh Redis for every run: its append-only file then holds exactly this run's writes
         # (kept in the run directory, see keep_aof), and no earlier run's queues.
         await self.cluster("clean", check=False)
@@ -702,8 +705,8 @@ class Run:
             await self.cluster("configure", str(n), "--reset", *extra)
         if "probe" in self.s.kinds:
             log(f"skiff-{skewed} runs with its clock {offset} ahead (libfaketime)")
-        for name in os.listdir(os.path.join(STATE, "logs")) if os.path.isdir(os.path.join(STATE, "logs")) else []:
-            self.log_offsets[name] = os.path.getsize(os.path.join(STATE, "logs", name))
+        for name in os.listdir(os.path.join(self.state, "logs")) if os.path.isdir(os.path.join(self.state, "logs")) else []:
+            self.log_offsets[name] = os.path.getsize(os.path.join(self.state, "logs", name))
         self.started_cluster = True
         await self.cluster("up", env={"CLAIM_LEASE_MS": str(self.s.lease_ms), "REDIS_APPENDFSYNC": "always"})
         await self.keep_aof(self.s.redis_port)
@@ -719,7 +722,7 @@ class Run:
         await self.redis_cli(port, "CONFIG", "SET", "auto-aof-rewrite-percentage", "0")
 
     def copy_aof(self, name: str) -> None:
-        aof = os.path.join(STATE, "redis", "appendonlydir")
+        aof = os.path.join(self.state, "redis", "appendonlydir")
         if os.path.isdir(aof):
             shutil.copytree(aof, os.path.join(self.s.out, name), dirs_exist_ok=True)
 
@@ -738,7 +741,11 @@ class Run:
                 self.link_process.wait(5)
             except subprocess.TimeoutExpired:
                 self.link_process.kill()
-        logs = os.path.join(STATE, "logs")
+        self.copy_logs()
+
+    def copy_logs(self) -> None:
+        """Copies what every component logged during the run into the run directory."""
+        logs = os.path.join(self.state, "logs")
         if os.path.isdir(logs):
             os.makedirs(os.path.join(self.s.out, "logs"), exist_ok=True)
             for name in os.listdir(logs):
