@@ -11,6 +11,7 @@
 #   CHAOS_SEED=1234 chaos/run.sh       replay a seed
 #   chaos/run.sh --check HISTORY       only check a recorded history
 #   chaos/run.sh --unit                only the checker's own unit tests
+#   chaos/run.sh --soak                the soak instead (`make soak`: chaos/soak.py, SOAK_SECONDS=1800)
 #
 # Settings: see `python3 -m chaos run --help` (CHAOS_*, CLAIM_LEASE_MS, REPLICAS, SKIFF_BIN).
 set -euo pipefail
@@ -18,14 +19,18 @@ cd "$(dirname "$0")/.."
 
 need() { command -v "$1" >/dev/null 2>&1; }
 
-install_missing() {
+install_missing() { # [--soak]: the soak plots (gnuplot) and needs no fake clock
     local missing=()
     need python3 || missing+=(python3)
     need redis-server || missing+=(redis-server)
     need redis-cli || missing+=(redis-tools)
     need haproxy || missing+=(haproxy)
     need curl || missing+=(curl)
-    need faketime || missing+=(faketime)
+    if [[ ${1:-} == --soak ]]; then
+        need gnuplot || missing+=(gnuplot-nox)
+    else
+        need faketime || missing+=(faketime)
+    fi
     ((${#missing[@]} == 0)) && return 0
     ((EUID == 0)) || { echo "chaos: missing ${missing[*]}; install them (apt-get install ${missing[*]})" >&2; exit 1; }
     echo "chaos: installing ${missing[*]}" >&2
@@ -52,9 +57,14 @@ case ${1:-} in
         ;;
 esac
 
-install_missing
+command=run
+if [[ ${1:-} == --soak ]]; then
+    command=soak
+    shift
+fi
+install_missing "--$command"
 python3 -m chaos.tests >/dev/null 2>&1 || {
     echo "chaos: the checker's unit tests fail; run chaos/run.sh --unit" >&2
     exit 1
 }
-exec python3 -m chaos run "$@"
+exec python3 -m chaos "$command" "$@"
