@@ -1,7 +1,7 @@
 # Skiff: `make up` starts the local cluster, `make test` runs everything CI runs.
 REPLICAS ?= 3
 
-.PHONY: build release run test up down status logs check-infra chaos chaos-ci bench bench-smoke clean
+.PHONY: build release run test up down status logs check-infra chaos chaos-ci soak soak-ci bench bench-smoke clean
 
 build:
 	swift build
@@ -41,6 +41,16 @@ chaos:
 # a failure prints the seed and the command that replays it.
 chaos-ci:
 	CHAOS_SECONDS=120 chaos/run.sh
+
+# Mixed load for SOAK_SECONDS (1800) against its own cluster, a replica restarted every few
+# minutes; fails if RSS, descriptors, Redis memory or p99 keep growing after warm-up, or if the
+# checker finds a message lost or duplicated (RELIABILITY.md, "Soak").
+soak:
+	chaos/run.sh --soak
+
+# The 3-minute soak CI runs after chaos-ci, sampling every 15 s.
+soak-ci:
+	SOAK_SECONDS=180 SOAK_SAMPLE_SECONDS=15 chaos/run.sh --soak
 
 # Skiff against webdis, redis-benchmark and Redis on this machine; writes BENCHMARKS.md.
 bench:
