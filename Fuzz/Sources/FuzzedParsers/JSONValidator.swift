@@ -1,0 +1,1 @@
+../../../Sources/SkiffAPI/JSONValidator.swift
