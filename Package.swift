@@ -18,6 +18,8 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        // Tests only: property-based checks (random operation sequences, hostile byte streams).
+        .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
     targets: [
         // hiredis from Debian's libhiredis-dev: RESP encoding and reply parsing.
@@ -93,7 +95,13 @@ let package = Package(
         ),
         .testTarget(
             name: "SkiffQueueTests",
-            dependencies: ["SkiffQueue", "SkiffRedis", "SkiffTestSupport", .product(name: "NIOPosix", package: "swift-nio")]
+            dependencies: [
+                "SkiffQueue",
+                "SkiffRedis",
+                "SkiffTestSupport",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ]
         ),
         .testTarget(
             name: "SkiffAPITests",
@@ -106,10 +114,12 @@ let package = Package(
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "MetricsTestKit", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "PropertyBased", package: "swift-property-based"),
             ]
         ),
         // Runs against the local cluster that `make test` starts with `scripts/cluster.sh up`.

@@ -1,0 +1,1 @@
+../../../Fuzz/Sources/FuzzedParsers/OracleFailure.swift
