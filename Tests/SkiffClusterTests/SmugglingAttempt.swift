@@ -1,0 +1,1 @@
+../SkiffAPITests/SmugglingAttempt.swift
