@@ -56,6 +56,12 @@ soak-ci:
 bench:
 	bench/run.sh
 
+# libFuzzer on the fast path's request-head parser, its chunked framing and the JSON validator,
+# FUZZ_SECONDS (60) each over Fuzz/corpus; `scripts/fuzz.sh --merge` keeps what found new code.
+.PHONY: fuzz
+fuzz:
+	scripts/fuzz.sh
+
 # Every benchmark scenario very briefly, to prove the harness works.
 bench-smoke:
 	bench/run.sh --smoke

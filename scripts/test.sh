@@ -96,6 +96,9 @@ swift build --build-tests
 log "unit, contract and HTTP tests (memory and Redis)"
 swift test --skip-build --skip SkiffClusterTests
 
+log "fuzzing the fast path's request heads and chunked bodies and the JSON validator (libFuzzer, scripts/fuzz.sh)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh
+
 log "cluster suite: Redis (AOF, fsync always) + 3 release replicas + HAProxy, via scripts/cluster.sh"
 swift build -c release --product skiff
 # Its own ports and state directory, so a cluster from `make up` is never touched.
