@@ -160,10 +160,13 @@ enum BackendOperation: CustomStringConvertible, Sendable {
         case 108..<110:
             self = .changeVisibilityShort(handle: next(16))
         default:
-            // A few keys from a pool that repeats, or a burst of fresh ones (more than the Redis
-            // script's cleanup takes per send: 100).
-            let burst = next(4) == 0
-            self = .sendKeyedShortWindow(keys: burst ? (0..<(60 + next(100))).map { "burst-\(argument)-\($0)" } : (0..<(1 + next(3))).map { _ in "s\(next(4))" })
+            // A burst of keys b0, b1... (more than the Redis script's cleanup takes per send: 100,
+            // so expired keys are left for later sends to meet), or a few keys from the same pool.
+            if next(4) == 0 {
+                self = .sendKeyedShortWindow(keys: (0..<(60 + next(100))).map { "b\($0)" })
+            } else {
+                self = .sendKeyedShortWindow(keys: (0..<(1 + next(3))).map { _ in next(2) == 0 ? "s\(next(4))" : "b\(next(160))" })
+            }
         }
     }
 
