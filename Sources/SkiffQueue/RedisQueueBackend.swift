@@ -754,7 +754,16 @@ public final class RedisQueueBackend: QueueBackend, Service {
 
     /// Runs `script` on every queue `index` says is due (at most 100 per round). A queue whose
     /// script fails is logged and skipped, so one bad queue cannot stop the sweep of the others.
-    private func sweep(_ index: String, with script: RedisScript, _ arguments: [RedisArgument] = []) async -> Int {
+    ///
+    /// `result` reads a run's answer: how many it handled, and whether that queue has more due now
+    /// (then it runs again, up to ``maximumRunsPerQueue`` times a round: each run is kept short so
+    /// other clients of Redis are served between them).
+    private func sweep(
+        _ index: String,
+        with script: RedisScript,
+        _ arguments: [RedisArgument] = [],
+        result: (RedisValue) -> (handled: Int, more: Bool) = { (Int($0.integer ?? 0), false) }
+    ) async -> Int {
         let due: RedisValue
         do {
             due = try await run(RedisQueueScripts.dueQueues, on: nil, [.string(index), .integer(100)])
@@ -766,7 +775,14 @@ public final class RedisQueueBackend: QueueBackend, Service {
         for name in due.array ?? [] {
             guard let raw = name.string, let queue = QueueName(raw) else { continue }
             do {
-                total += Int(try await run(script, on: queue, arguments).integer ?? 0)
+                var runs = 0
+                var more = true
+                while more, runs < Self.maximumRunsPerQueue {
+                    let answer = result(try await run(script, on: queue, arguments))
+                    total += answer.handled
+                    more = answer.more
+                    runs += 1
+                }
             } catch is CancellationError {
                 return total
             } catch let error as QueueError where error.kind == .unavailable {
@@ -779,11 +795,25 @@ public final class RedisQueueBackend: QueueBackend, Service {
         return total
     }
 
+    /// Runs of one sweep script on one queue in one round, at most.
+    static var maximumRunsPerQueue: Int { 1000 }
+    /// Claims one recovery run returns at most, and the message bytes it copies at most (about):
+    /// a run stays within a few milliseconds of Redis time however much a crashed consumer held.
+    static var recoveryClaimsPerRun: Int { 100 }
+    static var recoveryBytesPerRun: Int { 1 << 20 }
+
     /// Expired leases and visibility timeouts are failed receives: their messages go back to the
     /// heads of their queues (or to dead-letter queues). Returns how many.
     @discardableResult
     public func recoverExpiredClaims() async -> Int {
-        let recovered = await sweep("lease-index", with: RedisQueueScripts.recover, [.integer(1000)])
+        let recovered = await sweep(
+            "lease-index",
+            with: RedisQueueScripts.recover,
+            [.integer(Int64(Self.recoveryClaimsPerRun)), .integer(Int64(Self.recoveryBytesPerRun))]
+        ) { answer in
+            let values = answer.array ?? []
+            return (Int(values.first?.integer ?? 0), (values.count > 1 ? values[1].integer : 0) == 1)
+        }
         if recovered > 0 { logger.warning("recovered messages whose lease or visibility timeout expired", metadata: ["message.count": "\(recovered)"]) }
         return recovered
     }

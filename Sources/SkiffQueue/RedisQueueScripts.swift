@@ -83,22 +83,31 @@ enum RedisQueueScripts {
           redis.call('ZADD', prefix .. ':retention-index', 'LT', enqueuedAt + retention, q)
         end
 
-        -- Back near the head of its priority, after messages put back earlier that were enqueued
-        -- before it, so separate returns keep their original order. O(position), bounded at 1000.
+        -- The sequence numbers of the returned messages at the head of one priority's ready list,
+        -- in list order: where the next return goes, without reading the list's messages.
+        local function returnedKey(q, priority) return key(q, 'returned:' .. priority) end
+
+        -- A message left the head of its ready list (claimed, expired, redriven).
+        local function leftHead(q, m)
+          if m.claims > 0 then redis.call('ZREM', returnedKey(q, m.priority), m.seq) end
+        end
+
+        -- Back at the head of its priority, after messages put back earlier that were enqueued
+        -- before it, so separate returns keep their original order. O(log n) to find the place
+        -- and one element read, whatever the depth of the queue and the size of its messages.
         local function requeue(q, m)
-          local k = readyKey(q, m.priority)
+          local k, returned = readyKey(q, m.priority), returnedKey(q, m.priority)
           local envelope = build(m)
-          local position = 0
-          while position < 1000 do
-            local item = redis.call('LINDEX', k, position)
-            if not item or tonumber(string.match(item, '^%d|(%d+)|')) > m.seq then break end
-            position = position + 1
-          end
-          if position == 0 then
-            redis.call('LPUSH', k, envelope)
+          local position = redis.call('ZCOUNT', returned, '-inf', '(' .. m.seq)
+          local pivot = position > 0 and redis.call('LINDEX', k, position - 1)
+          if pivot then
+            redis.call('LINSERT', k, 'AFTER', pivot, envelope)
           else
-            redis.call('LINSERT', k, 'AFTER', redis.call('LINDEX', k, position - 1), envelope)
+            -- Nothing returned before it (or an index older than the list: start it again).
+            if position > 0 then redis.call('DEL', returned) end
+            redis.call('LPUSH', k, envelope)
           end
+          redis.call('ZADD', returned, m.seq, m.seq)
         end
 
         local function forget(q, id)
@@ -301,6 +310,7 @@ enum RedisQueueScripts {
           if not popped then break end
           for _, envelope in ipairs(popped[2]) do
             local m = parse(envelope)
+            leftHead(queue, m)
             if now - m.enq >= s.retention then
               forget(queue, m.id)
               count(queue, 'expired', 1)
@@ -409,24 +419,32 @@ enum RedisQueueScripts {
         """
     )
 
-    /// ARGV: prefix, queue, limit. Expired leases are failed receives: their messages come back to
-    /// the head in their original order (or move to the dead-letter queue). O(expired log n).
+    /// ARGV: prefix, queue, limit, byte budget. Expired leases are failed receives: their messages
+    /// come back to the head in their original order (or move to the dead-letter queue). At most
+    /// `limit` claims and about `budget` bytes of messages per run, so one run stays short whatever
+    /// a crashed consumer held. Returns `{returned, 1 if expired leases remain}`. O(returned log n).
     static let recover = script(
         "recover",
         """
         local s = settings(queue)
-        local ids = redis.call('ZRANGEBYSCORE', key(queue, 'leases'), '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
-        local entries = {}
+        local limit, budget = tonumber(ARGV[3]), tonumber(ARGV[4])
+        local ids = redis.call('ZRANGEBYSCORE', key(queue, 'leases'), '-inf', now, 'LIMIT', 0, limit + 1)
+        local entries, bytes, taken = {}, 0, 0
         for _, id in ipairs(ids) do
+          if taken >= limit or bytes >= budget then break end
+          taken = taken + 1
           local envelope = redis.call('HGET', key(queue, 'inflight'), id)
-          if envelope then entries[#entries + 1] = parse(envelope) end
+          if envelope then
+            entries[#entries + 1] = parse(envelope)
+            bytes = bytes + #envelope
+          end
           redis.call('HDEL', key(queue, 'inflight'), id)
           redis.call('ZREM', key(queue, 'leases'), id)
         end
         table.sort(entries, function(a, b) return a.seq < b.seq end)
         for _, m in ipairs(entries) do failed(queue, s, m, 0) end
         reindex('lease-index', queue, 'leases')
-        return #entries
+        return { #entries, taken < #ids and 1 or 0 }
         """
     )
 
@@ -457,6 +475,7 @@ enum RedisQueueScripts {
               break
             end
             redis.call('LPOP', k)
+            redis.call('ZREM', returnedKey(queue, p), string.match(head, '^%d|(%d+)|'))
             forget(queue, string.match(head, '^%d|%d+|([^|]+)|'))
             removed = removed + 1
           end
@@ -493,6 +512,7 @@ enum RedisQueueScripts {
             local envelope = redis.call('LPOP', readyKey(source, priority))
             if not envelope then break end
             local m = parse(envelope)
+            leftHead(source, m)
             forget(source, m.id)
             m.seq = redis.call('INCR', key(queue, 'seq'))
             m.enq, m.count, m.first, m.last = now, 0, 0, 0
@@ -581,7 +601,7 @@ enum RedisQueueScripts {
         """
         local existed = redis.call('SISMEMBER', prefix .. ':queues', queue)
         local n = readyDepth(queue) + redis.call('HLEN', key(queue, 'inflight')) + redis.call('ZCARD', key(queue, 'delayed'))
-        for p = 0, 9 do redis.call('DEL', readyKey(queue, p)) end
+        for p = 0, 9 do redis.call('DEL', readyKey(queue, p), returnedKey(queue, p)) end
         redis.call('DEL', key(queue, 'inflight'), key(queue, 'leases'), key(queue, 'delayed'), key(queue, 'errors'), key(queue, 'history'))
         for _, index in ipairs({ 'lease-index', 'delay-index', 'retention-index' }) do redis.call('ZREM', prefix .. ':' .. index, queue) end
         if ARGV[3] == '1' then

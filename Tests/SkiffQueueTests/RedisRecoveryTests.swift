@@ -1,0 +1,115 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SkiffRedis
+import SkiffTestSupport
+import Testing
+
+@testable import SkiffQueue
+
+/// Returning claims costs O(claims), whatever the queue's depth and its messages' size: one run
+/// of the recovery script is bounded in claims and bytes, and returns keep their order.
+@Suite("Redis recovery", .enabled(if: TestEnvironment.hasRedis), .timeLimit(.minutes(2)))
+struct RedisRecoveryTests {
+    /// A backend on a key prefix of its own whose maintenance never runs on its own, so every
+    /// recovery run here is the test's.
+    private func isolatedBackend() throws -> (RedisQueueBackend, RedisClient, String) {
+        var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+        configuration.commandTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(5)
+        let client = RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+        let prefix = TestEnvironment.uniqueName("recovery")
+        let backend = RedisQueueBackend(
+            client: client,
+            configuration: RedisQueueConfiguration(keyPrefix: prefix, claimLease: .seconds(30)),
+            eventLoop: MultiThreadedEventLoopGroup.singleton.next(),
+            logger: Logger(label: "test")
+        )
+        return (backend, client, prefix)
+    }
+
+    /// One run of `recover` on `queue`: `{returned, more}`.
+    private func recoverOnce(_ client: RedisClient, prefix: String, queue: QueueName) async throws -> (returned: Int, more: Bool) {
+        let script = RedisQueueScripts.recover
+        let reply = try await client.send(
+            RedisCommand(
+                "EVAL",
+                [
+                    .string(script.source), .integer(0), .string(prefix), .string(queue.rawValue),
+                    .integer(Int64(RedisQueueBackend.recoveryClaimsPerRun)), .integer(Int64(RedisQueueBackend.recoveryBytesPerRun)),
+                ]
+            )
+        )
+        let values = try #require(reply.array)
+        return (Int(try #require(values[0].integer)), values[1].integer == 1)
+    }
+
+    @Test func aCrashedBatchConsumersClaimsComeBackInShortRunsAndInOrder() async throws {
+        let (backend, client, prefix) = try isolatedBackend()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        // 300 messages of 16 KiB: 4.7 MiB, held by one batch consumer that vanishes.
+        let filler = String(repeating: "z", count: 16 << 10)
+        let bodies = (0..<300).map { ByteBuffer(string: #""\#($0)-\#(filler)""#) }
+        _ = try await backend.send(bodies, to: queue, options: SendOptions())
+        var held: [Delivery] = []
+        while held.count < 300 {
+            held += try await backend.receive(from: queue, max: 300 - held.count, timeout: .zero, mode: .acknowledge(visibilityTimeout: .milliseconds(50)))
+        }
+        try await Task.sleep(for: .milliseconds(150))
+
+        // Each run stops at its byte budget (1 MiB: about 64 of these messages), and says more is due.
+        var runs: [Int] = []
+        while true {
+            let run = try await recoverOnce(client, prefix: prefix, queue: queue)
+            runs.append(run.returned)
+            #expect(run.returned <= RedisQueueBackend.recoveryClaimsPerRun)
+            #expect(run.returned * (16 << 10) <= RedisQueueBackend.recoveryBytesPerRun + (17 << 10))
+            if !run.more { break }
+            try #require(runs.count < 100)
+        }
+        #expect(runs.reduce(0, +) == 300)
+        #expect(runs.count >= 300 * (16 << 10) / RedisQueueBackend.recoveryBytesPerRun)
+
+        // Back at the head in their original order, after those returned earlier, before the rest.
+        _ = try await backend.send([ByteBuffer(string: #""later""#)], to: queue, options: SendOptions())
+        var order: [String] = []
+        while order.count < 301 {
+            let got = try await backend.receive(from: queue, max: 301 - order.count, timeout: .zero, mode: .autoAcknowledge)
+            try #require(!got.isEmpty)
+            for delivery in got {
+                let text = String(buffer: delivery.message.body).dropFirst()
+                order.append(String(text.prefix(while: { $0 != "-" && $0 != "\"" })))
+                try await backend.complete(delivery)
+            }
+        }
+        #expect(order == (0..<300).map(String.init) + ["later"])
+    }
+
+    /// Returns from separate releases interleave by original order, and the index that places them
+    /// follows claims, expiry and purge (a stale index would misplace the next return).
+    @Test func separateReturnsKeepTheirOriginalOrderAcrossClaimsInBetween() async throws {
+        let (backend, client, _) = try isolatedBackend()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        _ = try await backend.send((0..<10).map { ByteBuffer(string: "\($0)") }, to: queue, options: SendOptions())
+        let claimed = try await backend.receive(from: queue, max: 10, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(60)))
+        #expect(claimed.count == 10)
+        // Returned out of order, in three steps, with claims of returned messages in between.
+        for index in [7, 3, 9] { try await backend.release(claimed[index]) }
+        let first = try #require(try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(60))).first)
+        #expect(String(buffer: first.message.body) == "3")
+        for index in [0, 5] { try await backend.release(claimed[index]) }
+        try await backend.release(first)
+        for index in [8, 1] { try await backend.release(claimed[index]) }
+        let order = try await backend.receive(from: queue, max: 10, timeout: .zero, mode: .autoAcknowledge).map { String(buffer: $0.message.body) }
+        #expect(order == ["0", "1", "3", "5", "7", "8", "9"])
+        for delivery in try await backend.receive(from: queue, max: 10, timeout: .zero, mode: .autoAcknowledge) { try await backend.complete(delivery) }
+        try await backend.purge(queue)
+        // After a purge the index starts empty: a return goes to the head.
+        _ = try await backend.send((0..<3).map { ByteBuffer(string: "p\($0)") }, to: queue, options: SendOptions())
+        let again = try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(60)))
+        try await backend.release(again[0])
+        #expect(try await backend.receive(from: queue, max: 3, timeout: .zero, mode: .autoAcknowledge).map { String(buffer: $0.message.body) } == ["p0", "p1", "p2"])
+    }
+}
