@@ -399,21 +399,37 @@ import Testing
     @Test(arguments: BackendKind.available) func aKeyPastItsWindowStoresTheMessageWhateverTheBacklogOfExpiredKeys(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }
-        let (backend, queue) = (fixture.backend, uniqueQueue())
-        var settings = try await backend.settings(of: queue)
-        settings.dedupWindowMilliseconds = 1_000
-        try await backend.updateSettings(settings, of: queue)
-        let keys = (0..<250).map { "key-\($0)" }
-        let started = MessageID.currentMilliseconds()
-        for key in keys { _ = try await backend.send([ByteBuffer(string: "1")], to: queue, options: SendOptions(idempotencyKey: key)) }
-        // Every key was sent inside one window, so this proves nothing unless it took less than one.
-        try #require(MessageID.currentMilliseconds() - started < 1_000, "250 sends took longer than the window")
-        try await Task.sleep(for: .milliseconds(1_300))
-        for key in [keys[249], keys[248], keys[150]] {
-            let again = try await backend.send([ByteBuffer(string: "2")], to: queue, options: SendOptions(idempotencyKey: key))
-            #expect(again.map(\.isDuplicate) == [false], "\(key) past its window was taken for a duplicate")
+        let backend = fixture.backend
+        let window: Int64 = 3_000
+        // The keys must all expire after the last of them was sent, or each send cleans up the
+        // few that expired before it and no backlog builds: on a loaded machine, try again.
+        for _ in 0..<3 {
+            let queue = uniqueQueue()
+            var settings = try await backend.settings(of: queue)
+            settings.dedupWindowMilliseconds = window
+            try await backend.updateSettings(settings, of: queue)
+            let keys = (0..<250).map { "key-\($0)" }
+            let started = MessageID.currentMilliseconds()
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for chunk in stride(from: 0, to: keys.count, by: 25) {
+                    group.addTask {
+                        for key in keys[chunk..<min(chunk + 25, keys.count)] {
+                            _ = try await backend.send([ByteBuffer(string: "1")], to: queue, options: SendOptions(idempotencyKey: key))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            guard MessageID.currentMilliseconds() - started < window else { continue }
+            try await Task.sleep(for: .milliseconds(window + 300))
+            for key in [keys[249], keys[248], keys[150]] {
+                let again = try await backend.send([ByteBuffer(string: "2")], to: queue, options: SendOptions(idempotencyKey: key))
+                #expect(again.map(\.isDuplicate) == [false], "\(key) past its window was taken for a duplicate")
+            }
+            #expect(try await backend.stats(of: queue).ready == 253)
+            return
         }
-        #expect(try await backend.stats(of: queue).ready == 253)
+        Issue.record("250 sends never fit in one 3 s dedup window: the backlog this test needs was not built")
     }
 
     /// Delayed messages due at the same moment come out in the order they were sent, also when
