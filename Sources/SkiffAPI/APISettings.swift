@@ -6,10 +6,20 @@ public struct APISettings: Sendable {
     public var maximumTimeoutMilliseconds: Int
     /// Largest accepted message body; larger ones get 413 and are not read past this size.
     public var maximumMessageBytes: Int
+    /// Largest batch, both ways (`MAX_BATCH_BYTES`): a batch POST body over it gets 413; a batch
+    /// receive stops claiming at it (at least one message) and says so in `Skiff-Batch-Truncated`.
+    /// The default keeps a batch well inside Cloud Run's 32 MiB request and response limit.
+    public var maximumBatchBytes: Int
 
-    public init(defaultTimeoutMilliseconds: Int = 10_000, maximumTimeoutMilliseconds: Int = 60_000, maximumMessageBytes: Int = 1_048_576) {
+    public init(
+        defaultTimeoutMilliseconds: Int = 10_000,
+        maximumTimeoutMilliseconds: Int = 60_000,
+        maximumMessageBytes: Int = 1_048_576,
+        maximumBatchBytes: Int = 16 << 20
+    ) {
         self.defaultTimeoutMilliseconds = defaultTimeoutMilliseconds
         self.maximumTimeoutMilliseconds = maximumTimeoutMilliseconds
         self.maximumMessageBytes = maximumMessageBytes
+        self.maximumBatchBytes = maximumBatchBytes
     }
 }

@@ -66,17 +66,21 @@ public func buildApplication<Backend: QueueBackend>(
     metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
     let metrics = SkiffMetrics(factory: metricsFactory)
+    let settlements = SettlementTasks(logger: logger)
     let router = buildRouter(
         backend: backend,
         configuration: configuration,
         metricsFactory: metricsFactory,
         metricsExposition: metricsExposition,
-        metrics: metrics
+        metrics: metrics,
+        settlements: settlements
     )
     var services = services
     if metricsExposition != nil {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
     }
+    // Last, so it stops first: right after the HTTP server has drained, before storage closes.
+    services.append(settlements)
     // The plain single-message POST and GET skip the router unless a rate limit applies: see
     // FastPathHandler.
     var connectionHandlers: @Sendable () -> ConnectionHandlers = { ConnectionHandlers() }
@@ -88,7 +92,8 @@ public func buildApplication<Backend: QueueBackend>(
             metrics: metrics,
             httpMetrics: HTTPMetrics(factory: metricsFactory),
             accessLog: configuration.accessLog,
-            logger: logger
+            logger: logger,
+            settlements: settlements
         )
         connectionHandlers = {
             let handler = FastPathHandler(backend: backend, settings: settings)
@@ -119,7 +124,8 @@ public func buildRouter<Backend: QueueBackend>(
     configuration: SkiffConfiguration,
     metricsFactory: any MetricsFactory = MetricsSystem.factory,
     metricsExposition: (any MetricsExposition)? = nil,
-    metrics: SkiffMetrics? = nil
+    metrics: SkiffMetrics? = nil,
+    settlements: SettlementTasks? = nil
 ) -> Router<SkiffRequestContext> {
     let metrics = metrics ?? SkiffMetrics(factory: metricsFactory)
     let router = Router(context: SkiffRequestContext.self)
@@ -134,7 +140,7 @@ public func buildRouter<Backend: QueueBackend>(
     if let rateLimit = configuration.rateLimit {
         router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(settings: rateLimit), metricsRequireAuth: configuration.metricsRequireAuth))
     }
-    QueueController<Backend>(backend: backend, settings: configuration.api, metrics: metrics).addRoutes(to: router)
+    QueueController<Backend>(backend: backend, settings: configuration.api, metrics: metrics, settlements: settlements).addRoutes(to: router)
     QueueAdminController<Backend>(backend: backend).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     if let metricsExposition {

@@ -11,12 +11,15 @@ final class DeliverySettlement<Backend: QueueBackend>: Sendable {
     let deliveries: [Delivery]
     private let backend: Backend
     private let logger: Logger
+    private let tasks: SettlementTasks?
     private let settled = Atomic<Bool>(false)
 
-    init(deliveries: [Delivery], backend: Backend, logger: Logger) {
+    /// - Parameter tasks: where a release from `deinit` runs, so shutdown waits for it.
+    init(deliveries: [Delivery], backend: Backend, logger: Logger, tasks: SettlementTasks? = nil) {
         self.deliveries = deliveries
         self.backend = backend
         self.logger = logger
+        self.tasks = tasks
     }
 
     private func claimSettlement() -> Bool {
@@ -80,6 +83,10 @@ final class DeliverySettlement<Backend: QueueBackend>: Sendable {
     deinit {
         guard claimSettlement() else { return }
         let (deliveries, backend, logger) = (self.deliveries, self.backend, self.logger)
-        Task { await Self.release(deliveries, backend: backend, logger: logger) }
+        if let tasks {
+            tasks.run(on: nil) { await Self.release(deliveries, backend: backend, logger: logger) }
+        } else {
+            Task { await Self.release(deliveries, backend: backend, logger: logger) }
+        }
     }
 }

@@ -20,6 +20,8 @@ struct FastPathSettings: Sendable {
     let httpMetrics: HTTPMetrics
     let accessLog: Bool
     let logger: Logger
+    /// Where deletes and releases after a write run, so that shutdown waits for them.
+    let settlements: SettlementTasks
 }
 
 /// Serves the two hottest requests straight from the bytes on the socket, in front of NIO's HTTP
@@ -438,12 +440,13 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// Writes a claimed message; it is deleted once the bytes have reached the socket, and goes
     /// back to the head of its queue if they never do or the client left during the claim.
     private func deliver(_ context: ChannelHandlerContext, _ delivery: Delivery, _ observation: Observation) {
-        let settlement = DeliverySettlement(deliveries: [delivery], backend: backend, logger: settings.logger)
+        let tasks = settings.settlements
+        let settlement = DeliverySettlement(deliveries: [delivery], backend: backend, logger: settings.logger, tasks: tasks)
         // Settling stays on this loop, where this loop's Redis connection is.
         let executor = EventLoopTaskExecutor.shared(for: context.eventLoop)
         guard !clientDeparted, context.channel.isActive else {
             // As on the route: nobody will read it; the connection gets the 204 a departed waiter gets.
-            Task(executorPreference: executor) { await settlement.release() }
+            tasks.run(on: executor) { await settlement.release() }
             respondNoContent(context, observation)
             return
         }
@@ -457,11 +460,11 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             switch result {
             case .success:
                 metrics.messageDelivered(queue: delivery.queue.rawValue)
-                Task(executorPreference: executor) {
+                tasks.run(on: executor) {
                     if await settlement.complete() > 0 { metrics.messageAcked(queue: delivery.queue.rawValue) }
                 }
             case .failure:
-                Task(executorPreference: executor) { await settlement.release() }
+                tasks.run(on: executor) { await settlement.release() }
             }
         }
         // A small body goes out in the head's buffer; a large one as it came from Redis.

@@ -19,6 +19,7 @@ extension HTTPField.Name {
     static let skiffFirstReceivedAt = Self("Skiff-First-Received-At")!
     static let skiffLastReceivedAt = Self("Skiff-Last-Received-At")!
     static let idempotencyKey = Self("Idempotency-Key")!
+    static let skiffBatchTruncated = Self("Skiff-Batch-Truncated")!
 }
 
 /// The message routes, over any ``QueueBackend``.
@@ -34,16 +35,19 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     let backend: Backend
     let settings: APISettings
     let metrics: SkiffMetrics
+    /// Where releases of dropped responses run, so that shutdown waits for them.
+    let settlements: SettlementTasks?
 
     /// Messages per batch, both ways.
     static var maximumBatch: Int { 1000 }
     /// How long a batch receive that had to wait for its first message lingers for more.
     static var batchLinger: Duration { .milliseconds(5) }
 
-    public init(backend: Backend, settings: APISettings, metrics: SkiffMetrics = SkiffMetrics()) {
+    public init(backend: Backend, settings: APISettings, metrics: SkiffMetrics = SkiffMetrics(), settlements: SettlementTasks? = nil) {
         self.backend = backend
         self.settings = settings
         self.metrics = metrics
+        self.settlements = settlements
     }
 
     public func addRoutes(to router: Router<Context>) {
@@ -84,9 +88,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     @Sendable func sendBatch(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
         let options = try sendOptions(request)
-        // A batch may carry up to 1000 messages of the usual size limit, but not more than 64 MiB.
-        let limit = min(settings.maximumMessageBytes * Self.maximumBatch, 64 << 20)
-        let body = try await collectBody(request, limit: limit)
+        let body = try await collectBody(request, limit: settings.maximumBatchBytes, name: "MAX_BATCH_BYTES")
         let messages: [ByteBuffer]
         do {
             let contentType = request.headers[.contentType]?.lowercased() ?? ""
@@ -137,14 +139,14 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         return options
     }
 
-    private func collectBody(_ request: Request, limit: Int) async throws -> ByteBuffer {
+    private func collectBody(_ request: Request, limit: Int, name: String = "MAX_MESSAGE_BYTES") async throws -> ByteBuffer {
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit {
-            throw tooLarge(limit)
+            throw tooLarge(limit, name: name)
         }
         do {
             return try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw tooLarge(limit)
+            throw tooLarge(limit, name: name)
         }
     }
 
@@ -173,7 +175,8 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         var headers = Self.headers(for: delivery)
         headers[.contentType] = "application/json"
         headers[.contentLength] = String(message.body.readableBytes)
-        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, [message.body]))
+        let written = await awaitWrite(of: &headers, context: context)
+        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, [message.body], written: written, context: context))
     }
 
     @Sendable func receiveBatch(request: Request, context: Context) async throws -> Response {
@@ -182,8 +185,17 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let timeout = try parseTimeout(query["timeout"].map(String.init))
         let max = Int(try query["max"].map { try Self.integer($0, name: "max", range: 1...Int64(Self.maximumBatch)) } ?? 10)
         let mode = try receiveMode(request)
-        guard let settlement = try await claim(queue: queue, max: max, timeout: timeout, mode: mode, context: context) else {
+        guard var settlement = try await claim(queue: queue, max: max, timeout: timeout, mode: mode, context: context) else {
             return Response(status: .noContent)
+        }
+        // The reply's bytes are bounded: what is over the cap goes back to the head at once.
+        var truncated = false
+        if let kept = Self.fittingCount(settlement.deliveries, byteLimit: settings.maximumBatchBytes), kept < settlement.deliveries.count {
+            let (held, over) = (Array(settlement.deliveries[..<kept]), Array(settlement.deliveries[kept...]))
+            settlement.abandon()
+            await DeliverySettlement(deliveries: over, backend: backend, logger: context.logger).release()
+            settlement = DeliverySettlement(deliveries: held, backend: backend, logger: context.logger, tasks: settlements)
+            truncated = true
         }
         // `[{"id":…,"body":<stored JSON>,…},…]`: the bodies are written verbatim between the pieces.
         var chunks: [ByteBuffer] = []
@@ -203,8 +215,22 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         }
         chunks.append(ByteBuffer(string: "]"))
         let length = chunks.reduce(0) { $0 + $1.readableBytes }
-        let headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .contentLength: String(length)]
-        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, chunks))
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .contentLength: String(length)]
+        if truncated { headers[.skiffBatchTruncated] = "bytes" }
+        let written = await awaitWrite(of: &headers, context: context)
+        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, chunks, written: written, context: context))
+    }
+
+    /// How many of `deliveries`, from the first, fit in a batch reply of `byteLimit` body bytes
+    /// (always at least one); `nil` when all of them do.
+    static func fittingCount(_ deliveries: [Delivery], byteLimit: Int) -> Int? {
+        var bytes = 0
+        for (index, delivery) in deliveries.enumerated() {
+            // The body and about 200 bytes of its envelope in the reply.
+            bytes += delivery.message.body.readableBytes + 200
+            if bytes > byteLimit { return Swift.max(index, 1) }
+        }
+        return nil
     }
 
     /// Waits for up to `max` messages. `nil` when the wait ended empty, the client left, or the
@@ -262,35 +288,72 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         var held: [Delivery] = []
         for delivery in deliveries where try await backend.confirm(delivery) { held.append(delivery) }
         guard !held.isEmpty else { return nil }
-        return DeliverySettlement(deliveries: held, backend: backend, logger: context.logger)
+        return DeliverySettlement(deliveries: held, backend: backend, logger: context.logger, tasks: settlements)
     }
 
-    /// Writes `chunks`, then settles: the messages are deleted (auto-acknowledge) only after their
-    /// bytes were handed to the client's connection; if that fails they go back to the head.
-    private func deliveryBody(_ settlement: DeliverySettlement<Backend>, _ chunks: [ByteBuffer]) -> ResponseBody {
-        let backend = self.backend
-        let metrics = self.metrics
+    /// Marks a delivery's response so that its settlement can wait for the bytes to reach the
+    /// socket. `nil` when the connection cannot tell (in-process tests): then handing the body to
+    /// the writer counts as written.
+    private func awaitWrite(of headers: inout HTTPFields, context: Context) async -> (token: UInt64, future: EventLoopFuture<Void>)? {
+        let token = ResponseFlushCoalescer.makeToken()
+        guard let future = await ResponseFlushCoalescer.whenWritten(token: token, on: context.channel) else { return nil }
+        headers[.skiffWriteToken] = String(token)
+        return (token, future)
+    }
+
+    /// Writes `chunks`, then settles: the messages are deleted (auto-acknowledge) only once their
+    /// bytes were written to the client's socket; if that fails they go back to the head. A
+    /// claim lost between the handler and the write (a stall) aborts the response before its
+    /// body, so the client sees a broken response rather than a message that is not its own.
+    private func deliveryBody(
+        _ settlement: DeliverySettlement<Backend>,
+        _ chunks: [ByteBuffer],
+        written: (token: UInt64, future: EventLoopFuture<Void>)?,
+        context: Context
+    ) -> ResponseBody {
+        let (backend, metrics, settlements) = (self.backend, self.metrics, self.settlements)
+        let channel = context.channel
         let length = chunks.reduce(0) { $0 + $1.readableBytes }
         return ResponseBody(contentLength: length) { writer in
             // Fence again for a stall between the handler and this write (free unless one happened).
             for delivery in settlement.deliveries where !(try await backend.confirm(delivery)) {
                 settlement.abandon()
+                if let written { ResponseFlushCoalescer.forget(token: written.token, on: channel) }
                 throw APIError(.serviceUnavailable, "the message was recovered by another replica")
             }
             do {
                 for chunk in chunks { try await writer.write(chunk) }
+                try await writer.finish(nil)
             } catch {
+                if let written { ResponseFlushCoalescer.forget(token: written.token, on: channel) }
                 await settlement.release()
                 throw error
             }
-            // The whole body is handed to the client's connection: delivered. Nothing that
-            // happens after this proves otherwise: a fast client reads the response and closes
-            // at once, so `finish` failing or the client leaving must not put the messages back.
+            if let written {
+                do {
+                    try await written.future.get()
+                } catch {
+                    // The connection closed before the bytes were written: nobody read them.
+                    await settlement.release()
+                    return
+                }
+            }
+            // The whole body is in the socket: delivered. Nothing that happens after this proves
+            // otherwise: a fast client reads the response and closes at once.
             let queue = settlement.deliveries[0].queue.rawValue
             metrics.messageDelivered(queue: queue, count: settlement.deliveries.count)
-            let acknowledged = await settlement.complete()
-            if acknowledged > 0 { metrics.messageAcked(queue: queue, count: acknowledged) }
-            try await writer.finish(nil)
+            let complete: @Sendable () async -> Void = {
+                let acknowledged = await settlement.complete()
+                if acknowledged > 0 { metrics.messageAcked(queue: queue, count: acknowledged) }
+            }
+            // Off the request, as on the fast path: a delete retried through a Redis outage (up
+            // to the lease) must not hold the connection, where a proxy's timeout would cut the
+            // next request. Shutdown still waits for it.
+            if let settlements {
+                settlements.run(on: EventLoopTaskExecutor.shared(for: channel.eventLoop), complete)
+            } else {
+                await complete()
+            }
         }
     }
 
@@ -428,8 +491,9 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         return value
     }
 
-    private func tooLarge(_ limit: Int) -> APIError {
-        APIError(.contentTooLarge, "request body is larger than its limit (\(limit) bytes; MAX_MESSAGE_BYTES is \(settings.maximumMessageBytes))")
+    private func tooLarge(_ limit: Int, name: String = "MAX_MESSAGE_BYTES") -> APIError {
+        if name != "MAX_MESSAGE_BYTES" { return APIError(.contentTooLarge, "request body is larger than \(name) (\(limit) bytes)") }
+        return APIError(.contentTooLarge, "request body is larger than its limit (\(limit) bytes; MAX_MESSAGE_BYTES is \(settings.maximumMessageBytes))")
     }
 
     static func queueName(_ context: Context) throws -> QueueName {

@@ -82,6 +82,7 @@ public struct SkiffConfiguration: Sendable {
             configuration.api.defaultTimeoutMilliseconds = timeout
         }
         if let bytes = try integer("MAX_MESSAGE_BYTES", in: 1...(512 * 1024 * 1024)) { configuration.api.maximumMessageBytes = bytes }
+        if let bytes = try integer("MAX_BATCH_BYTES", in: 1024...(512 * 1024 * 1024)) { configuration.api.maximumBatchBytes = bytes }
         if let lease = try integer("CLAIM_LEASE_MS", in: 100...86_400_000) { configuration.claimLease = .milliseconds(lease) }
         if let replicas = try integer("REDIS_WAIT_REPLICAS", in: 0...16) { configuration.redisWaitReplicas = replicas }
         if let wait = try integer("REDIS_WAIT_TIMEOUT_MS", in: 1...60_000) { configuration.redisWaitTimeout = .milliseconds(wait) }
