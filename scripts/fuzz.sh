@@ -62,10 +62,12 @@ for target in $FUZZ_TARGETS; do
     echo "== fuzzing $target ($product) for ${FUZZ_SECONDS} s over Fuzz/corpus/$target"
     # New inputs go to a scratch folder first (listed first: libFuzzer writes there); the corpus
     # in the repository only grows by --merge.
+    target_failed=0
     if ! "$BIN/$product" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
         -dict="Fuzz/dictionaries/$target.dict" -artifact_prefix="$WORK/$target/artifacts/" \
         "$WORK/$target/new" "Fuzz/corpus/$target" >"$WORK/$target/log" 2>&1; then
         failed=1
+        target_failed=1
         echo "!! $target: a crash, hang or broken invariant"
         grep -E "INVARIANT BROKEN|ERROR:|SUMMARY:" "$WORK/$target/log" | head -20 || true
         for artifact in "$WORK/$target/artifacts"/*; do
@@ -80,7 +82,7 @@ for target in $FUZZ_TARGETS; do
     else
         grep -E "stat::number_of_executed_units|stat::new_units_added" "$WORK/$target/log" | sed 's/^/   /'
     fi
-    if [ "$MERGE" = 1 ] && [ "$failed" = 0 ]; then
+    if [ "$MERGE" = 1 ] && [ "$target_failed" = 0 ]; then
         echo "== merging new coverage of $target into Fuzz/corpus/$target"
         "$BIN/$product" -merge=1 "Fuzz/corpus/$target" "$WORK/$target/new" >"$WORK/$target/merge.log" 2>&1 || tail -20 "$WORK/$target/merge.log"
     fi

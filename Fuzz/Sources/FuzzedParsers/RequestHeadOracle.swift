@@ -80,7 +80,8 @@ public enum RequestHeadOracle {
                 throw OracleFailure("chunked for the fast path, NIO sees Content-Length \(contentLengths), Transfer-Encoding \(transferEncodings): \(input)")
             }
         } else {
-            guard transferEncodings.isEmpty, contentLengths.count <= 1, (contentLengths.first.flatMap { Int($0) } ?? 0) == head.contentLength else {
+            // NIO keeps the whitespace after a value (`Content-Length: 4 `), and frames by the number.
+            guard transferEncodings.isEmpty, contentLengths.count <= 1, (contentLengths.first.flatMap { Int(trimmed($0)) } ?? 0) == head.contentLength else {
                 throw OracleFailure(
                     "Content-Length \(head.contentLength) for the fast path, NIO sees Content-Length \(contentLengths), Transfer-Encoding \(transferEncodings): \(input)"
                 )
