@@ -29,7 +29,8 @@ public func buildApplication(
                 keyPrefix: configuration.keyPrefix,
                 claimLease: configuration.claimLease,
                 replicaAcknowledgements: configuration.redisWaitReplicas,
-                replicaTimeout: configuration.redisWaitTimeout
+                replicaTimeout: configuration.redisWaitTimeout,
+                maximumQueues: configuration.maximumQueues
             ),
             eventLoop: group.next(),
             logger: logger
@@ -45,7 +46,12 @@ public func buildApplication(
         )
     }
     logger.notice("no Redis configured: queues live in this process's memory and are not shared or durable")
-    let backend = MemoryQueueBackend(eventLoop: group.next(), claimLease: configuration.claimLease, logger: logger)
+    let backend = MemoryQueueBackend(
+        eventLoop: group.next(),
+        claimLease: configuration.claimLease,
+        maximumQueues: configuration.maximumQueues,
+        logger: logger
+    )
     return buildApplication(
         configuration: configuration,
         backend: backend,

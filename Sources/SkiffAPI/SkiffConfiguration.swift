@@ -32,6 +32,17 @@ public struct SkiffConfiguration: Sendable {
     /// Whether a plain single-message POST may skip the router (``FastPathHandler``); the answer
     /// is the same either way, only its cost differs.
     public var fastPath: Bool
+    /// Queues the service may hold (`MAX_QUEUES`); creating one more answers 409.
+    public var maximumQueues: Int = 10_000
+    /// Open client connections per replica (`MAX_CONNECTIONS`); past it a new connection is
+    /// answered 503 with `Retry-After` and closed. Room for 10 000 idle long-polls and more.
+    public var maximumConnections: Int = 20_000
+    /// How long a client may take to send a request's head once its first byte arrived
+    /// (`REQUEST_HEAD_TIMEOUT_MS`); past it the connection is answered 408 and closed (slowloris).
+    public var requestHeadTimeout: Duration = .seconds(10)
+    /// How long a connection may sit idle between requests (`IDLE_TIMEOUT_MS`) before it is closed.
+    /// A long-poll in progress is not idle; the default is above the 75 s a proxy keeps one alive.
+    public var idleTimeout: Duration = .seconds(90)
 
     public init(
         host: String = "0.0.0.0",
@@ -83,6 +94,10 @@ public struct SkiffConfiguration: Sendable {
         }
         if let bytes = try integer("MAX_MESSAGE_BYTES", in: 1...(512 * 1024 * 1024)) { configuration.api.maximumMessageBytes = bytes }
         if let bytes = try integer("MAX_BATCH_BYTES", in: 1024...(512 * 1024 * 1024)) { configuration.api.maximumBatchBytes = bytes }
+        if let queues = try integer("MAX_QUEUES", in: 1...10_000_000) { configuration.maximumQueues = queues }
+        if let connections = try integer("MAX_CONNECTIONS", in: 1...10_000_000) { configuration.maximumConnections = connections }
+        if let timeout = try integer("REQUEST_HEAD_TIMEOUT_MS", in: 100...3_600_000) { configuration.requestHeadTimeout = .milliseconds(timeout) }
+        if let timeout = try integer("IDLE_TIMEOUT_MS", in: 1_000...86_400_000) { configuration.idleTimeout = .milliseconds(timeout) }
         if let lease = try integer("CLAIM_LEASE_MS", in: 100...86_400_000) { configuration.claimLease = .milliseconds(lease) }
         if let replicas = try integer("REDIS_WAIT_REPLICAS", in: 0...16) { configuration.redisWaitReplicas = replicas }
         if let wait = try integer("REDIS_WAIT_TIMEOUT_MS", in: 1...60_000) { configuration.redisWaitTimeout = .milliseconds(wait) }

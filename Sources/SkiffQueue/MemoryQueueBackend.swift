@@ -16,6 +16,8 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     private let state = Mutex(State())
     private let waiters: WaiterRegistry
     private let claimLease: Duration
+    /// Queues this backend may hold (`MAX_QUEUES`); creating one more is refused.
+    private let maximumQueues: Int
     private let maintenanceInterval: Duration
     private let wallClock: @Sendable () -> Int64
     private let logger: Logger
@@ -31,9 +33,11 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         claimLease: Duration = .seconds(30),
         maintenanceInterval: Duration = .milliseconds(25),
         wallClock: @escaping @Sendable () -> Int64 = { MessageID.currentMilliseconds() },
+        maximumQueues: Int = QueueSettings.defaultMaximumQueues,
         logger: Logger = Logger(label: "skiff.memory")
     ) {
         self.waiters = WaiterRegistry(eventLoop: eventLoop)
+        self.maximumQueues = maximumQueues
         self.claimLease = claimLease
         self.maintenanceInterval = maintenanceInterval
         self.wallClock = wallClock
@@ -69,6 +73,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
             if let maxDepth = settings.maxDepth, (state.queues[queue]?.depth ?? 0) + bodies.count > maxDepth {
                 throw QueueError.queueFull(queue, maxDepth: maxDepth)
             }
+            try checkQueueLimit(queue, in: state)
             guard !bodies.isEmpty else { return ([], false) }
             var sent: [SentMessage] = []
             sent.reserveCapacity(bodies.count)
@@ -278,15 +283,19 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     }
 
     public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
-        state.withLock { $0.queues[queue, default: QueueState()].settings = settings }
+        try state.withLock { state throws(QueueError) in
+            try checkQueueLimit(queue, in: state)
+            state.queues[queue, default: QueueState()].settings = settings
+        }
     }
 
     public func redrive(into queue: QueueName, max: Int) async throws -> Int {
         guard max > 0 else { return 0 }
         let now = wallClock()
-        let moved = state.withLock { state -> Int in
+        let moved = try state.withLock { state throws(QueueError) -> Int in
             let deadLetterQueue = (state.queues[queue]?.settings ?? QueueSettings()).deadLetterQueue(of: queue)
-            guard state.queues[deadLetterQueue] != nil else { return 0 }
+            guard let source = state.queues[deadLetterQueue], source.readyCount > 0 else { return 0 }
+            try checkQueueLimit(queue, in: state)
             var moving: [StoredMessage] = []
             state.queues[deadLetterQueue]!.modify { source in
                 let retention = source.effectiveSettings.retentionMilliseconds
@@ -336,6 +345,14 @@ public final class MemoryQueueBackend: QueueBackend, Service {
             stats.totals = queueState.counters.totals
             stats.lastMinute = queueState.counters.lastMinute(at: now)
             return stats
+        }
+    }
+
+    /// A queue that does not exist yet may be created only below ``maximumQueues``. Dead-letter
+    /// queues are exempt: a failed message is never dropped for want of a place.
+    private func checkQueueLimit(_ queue: QueueName, in state: borrowing State) throws(QueueError) {
+        if state.queues[queue] == nil, state.queues.count >= maximumQueues {
+            throw QueueError.tooManyQueues(queue, maximum: maximumQueues)
         }
     }
 

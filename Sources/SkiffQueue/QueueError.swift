@@ -8,6 +8,8 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         case insufficientStorage
         /// The queue holds `maxDepth` messages: retry after consumers caught up. Nothing was stored.
         case queueFull
+        /// Creating the queue would pass the service's limit on the number of queues. Nothing was stored.
+        case tooManyQueues
         /// The request asks for something the queue's settings do not allow (a delay beyond the
         /// retention period, say). Nothing was stored.
         case invalidArgument
@@ -30,6 +32,12 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
     }
     public static func queueFull(_ queue: QueueName, maxDepth: Int) -> Self {
         Self(.queueFull, "queue \(queue) is at its maxDepth of \(maxDepth) messages; nothing was stored")
+    }
+    public static func tooManyQueues(_ queue: QueueName, maximum: Int) -> Self {
+        Self(
+            .tooManyQueues,
+            "queue \(queue) does not exist and the service already holds its maximum of \(maximum) queues (MAX_QUEUES); delete unused queues or raise the limit; nothing was stored"
+        )
     }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func internalError(_ detail: String) -> Self { Self(.internalError, "internal error: \(detail)") }

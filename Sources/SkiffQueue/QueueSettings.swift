@@ -60,6 +60,9 @@ public struct QueueSettings: Sendable, Equatable {
 
     /// The dead-letter queue of `queue`: the configured one, or `{queue}-dlq` (the name shortened
     /// to fit the 128-character limit).
+    /// Queues a service holds at most unless configured otherwise (`MAX_QUEUES`).
+    public static let defaultMaximumQueues = 10_000
+
     public func deadLetterQueue(of queue: QueueName) -> QueueName {
         if let deadLetterQueue { return deadLetterQueue }
         let base = queue.rawValue.prefix(QueueName.maximumLength - 4)

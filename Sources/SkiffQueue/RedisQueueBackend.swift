@@ -20,6 +20,9 @@ public struct RedisQueueConfiguration: Sendable {
     public var replicaAcknowledgements: Int
     /// How long a send waits for those replicas.
     public var replicaTimeout: Duration
+    /// Queues the service may hold (`MAX_QUEUES`): a send, a settings change or a redrive that
+    /// would create one more is refused. Dead-letter queues are exempt.
+    public var maximumQueues: Int
 
     public init(
         keyPrefix: String = "skiff",
@@ -27,8 +30,10 @@ public struct RedisQueueConfiguration: Sendable {
         sweepInterval: Duration = .seconds(1),
         idleUnsubscribeAfter: Duration = .seconds(30),
         replicaAcknowledgements: Int = 0,
-        replicaTimeout: Duration = .milliseconds(100)
+        replicaTimeout: Duration = .milliseconds(100),
+        maximumQueues: Int = QueueSettings.defaultMaximumQueues
     ) {
+        self.maximumQueues = maximumQueues
         self.keyPrefix = keyPrefix
         self.claimLease = claimLease
         self.sweepInterval = min(sweepInterval, claimLease / 4)
@@ -218,6 +223,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
         arguments.append(options.delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""))
         arguments.append(.integer(Int64(options.priority)))
         arguments.append(.string(options.idempotencyKey ?? ""))
+        arguments.append(.integer(Int64(configuration.maximumQueues)))
         arguments.append(.integer(Int64(bodies.count)))
         for id in ids { arguments.append(.string(id)) }
         for body in bodies { arguments.append(.bytes(body)) }
@@ -258,6 +264,8 @@ public final class RedisQueueBackend: QueueBackend, Service {
             }
         case -1:
             throw QueueError.queueFull(queue, maxDepth: Int(items[1].integer ?? 0))
+        case -3:
+            throw QueueError.tooManyQueues(queue, maximum: Int(items[1].integer ?? 0))
         case -2:
             throw QueueError.invalidArgument("delay must be at most the queue's retentionMs (\(items[1].integer ?? 0) ms)")
         default:
@@ -493,18 +501,20 @@ public final class RedisQueueBackend: QueueBackend, Service {
             String(settings.retryBackoffBaseMilliseconds), String(settings.retryBackoffCapMilliseconds), String(settings.retentionMilliseconds),
             String(settings.delayMilliseconds), settings.maxDepth.map(String.init), String(settings.dedupWindowMilliseconds),
         ]
-        var arguments: [RedisArgument] = []
+        var arguments: [RedisArgument] = [.integer(Int64(configuration.maximumQueues))]
         for (field, value) in zip(Self.settingFields, values) {
             guard let value else { continue }
             arguments.append(.string(field))
             arguments.append(.string(value))
         }
-        _ = try await run(RedisQueueScripts.configure, on: queue, arguments)
+        let reply = try await run(RedisQueueScripts.configure, on: queue, arguments)
+        if reply.integer == -3 { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
     }
 
     public func redrive(into queue: QueueName, max: Int) async throws -> Int {
         guard max > 0 else { return 0 }
-        let reply = try await run(RedisQueueScripts.redrive, on: queue, [.integer(Int64(max))])
+        let reply = try await run(RedisQueueScripts.redrive, on: queue, [.integer(Int64(max)), .integer(Int64(configuration.maximumQueues))])
+        if reply.integer == -3 { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
         return Int(reply.integer ?? 0)
     }
 
@@ -537,11 +547,28 @@ public final class RedisQueueBackend: QueueBackend, Service {
         return counters
     }
 
+    /// Incremental: one short script run per page of about 100 queues (`SSCAN`), so a service
+    /// with many queues never runs one long script; a queue created or deleted meanwhile may or
+    /// may not be listed.
     public func queues() async throws -> [QueueSummary] {
-        let reply = try await run(RedisQueueScripts.list, on: nil)
-        guard let values = reply.array, values.count % 4 == 0 else { throw QueueError.internalError("list script returned \(reply)") }
         var summaries: [QueueSummary] = []
-        for index in stride(from: 0, to: values.count, by: 4) {
+        var seen: Set<QueueName> = []
+        var cursor = "0"
+        repeat {
+            let reply = try await run(RedisQueueScripts.list, on: nil, [.string(cursor), .integer(100)])
+            guard let values = reply.array, values.count % 4 == 1, let next = values[0].string else {
+                throw QueueError.internalError("list script returned \(reply)")
+            }
+            cursor = next
+            // A set scan may return a member twice (while Redis resizes the set).
+            for summary in Self.summaries(values.dropFirst()) where seen.insert(summary.name).inserted { summaries.append(summary) }
+        } while cursor != "0" && summaries.count <= configuration.maximumQueues * 2
+        return summaries.sorted { $0.name < $1.name }
+    }
+
+    private static func summaries(_ values: ArraySlice<RedisValue>) -> [QueueSummary] {
+        var summaries: [QueueSummary] = []
+        for index in stride(from: values.startIndex, to: values.endIndex, by: 4) {
             guard let name = values[index].string.flatMap({ QueueName($0) }) else { continue }
             summaries.append(
                 QueueSummary(

@@ -72,6 +72,11 @@ enum RedisQueueScripts {
 
         local function notify(q) redis.call('PUBLISH', key(q, 'notify'), '1') end
 
+        -- Whether queue q may be used: it exists, or there is room for one more (`maximum`).
+        local function mayCreate(q, maximum)
+          return redis.call('SISMEMBER', prefix .. ':queues', q) == 1 or redis.call('SCARD', prefix .. ':queues') < maximum
+        end
+
         local function readyDepth(q)
           local n = 0
           for p = 0, 9 do n = n + redis.call('LLEN', readyKey(q, p)) end
@@ -213,9 +218,10 @@ enum RedisQueueScripts {
     }
 
     /// ARGV: prefix, queue, delay ms ('' = the queue's), priority, idempotency key ('' = none),
-    /// count n, then n ids, then n bodies.
+    /// maximum number of queues, count n, then n ids, then n bodies.
     /// Returns `{1, now}` when stored; `{0, "<enqueuedAt>|<id>,<id>..."}` for a duplicate;
-    /// `{-1, maxDepth}` when full; `{-2, retention}` when the delay is beyond retention.
+    /// `{-1, maxDepth}` when full; `{-2, retention}` when the delay is beyond retention;
+    /// `{-3, maximum}` when the queue does not exist and there are as many queues as allowed.
     static let enqueue = script(
         "enqueue",
         drains: false,
@@ -235,10 +241,11 @@ enum RedisQueueScripts {
             return { 0, original }
           end
         end
+        if not mayCreate(queue, tonumber(ARGV[6])) then return { -3, tonumber(ARGV[6]) } end
         local delay = s.delay
         if ARGV[3] ~= '' then delay = tonumber(ARGV[3]) end
         if delay > s.retention then return { -2, s.retention } end
-        local n = tonumber(ARGV[6])
+        local n = tonumber(ARGV[7])
         if s.maxDepth then
           local depth = readyDepth(queue) + redis.call('ZCARD', key(queue, 'delayed')) + redis.call('HLEN', key(queue, 'inflight'))
           if depth + n > s.maxDepth then return { -1, s.maxDepth } end
@@ -249,13 +256,13 @@ enum RedisQueueScripts {
         local header = string.format('|%d|%d|0|0|0|0|', now, priority)
         local ids, chunk = {}, {}
         for i = 1, n do
-          local id = ARGV[6 + i]
+          local id = ARGV[7 + i]
           ids[i] = id
           if delay > 0 then
             chunk[#chunk + 1] = now + delay
-            chunk[#chunk + 1] = '2|' .. string.format('%016d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[6 + n + i]
+            chunk[#chunk + 1] = '2|' .. string.format('%016d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[7 + n + i]
           else
-            chunk[#chunk + 1] = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[6 + n + i]
+            chunk[#chunk + 1] = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[7 + n + i]
           end
           if #chunk >= 1000 or i == n then
             if delay > 0 then
@@ -498,12 +505,18 @@ enum RedisQueueScripts {
         """
     )
 
-    /// ARGV: prefix, queue, max. Moves ready dead letters to the tail of the queue. Returns how many.
+    /// ARGV: prefix, queue, max, maximum number of queues. Moves ready dead letters to the tail of
+    /// the queue. Returns how many, or -3 when the queue does not exist and may not be created.
     static let redrive = script(
         "redrive",
         drains: false,
         """
         local s = settings(queue)
+        if not mayCreate(queue, tonumber(ARGV[4])) then
+          -- Nothing to move creates nothing; something to move needs the queue.
+          if readyDepth(s.dlq) == 0 then return 0 end
+          return -3
+        end
         local source = s.dlq
         local wanted = tonumber(ARGV[3])
         local moved = 0
@@ -530,13 +543,15 @@ enum RedisQueueScripts {
         """
     )
 
-    /// ARGV: prefix, queue, then field/value pairs. Replaces the settings.
+    /// ARGV: prefix, queue, maximum number of queues, then field/value pairs. Replaces the
+    /// settings. Returns 1, or -3 when the queue does not exist and may not be created.
     static let configure = script(
         "configure",
         drains: false,
         """
+        if not mayCreate(queue, tonumber(ARGV[3])) then return -3 end
         redis.call('DEL', key(queue, 'config'))
-        for i = 3, #ARGV - 1, 2 do redis.call('HSET', key(queue, 'config'), ARGV[i], ARGV[i + 1]) end
+        for i = 4, #ARGV - 1, 2 do redis.call('HSET', key(queue, 'config'), ARGV[i], ARGV[i + 1]) end
         redis.call('SADD', prefix .. ':queues', queue)
         -- The retention may have shrunk: look at the queue's heads at the next sweep.
         redis.call('ZADD', prefix .. ':retention-index', now, queue)
@@ -578,12 +593,14 @@ enum RedisQueueScripts {
         """
     )
 
-    /// ARGV: prefix, queue (unused). Returns `{name, ready, inFlight, delayed, ...}` for every queue.
+    /// ARGV: prefix, queue (unused), cursor, page size. One page of the queue set (`SSCAN`):
+    /// returns `{next cursor, name, ready, inFlight, delayed, ...}`; the cursor is "0" at the end.
     static let list = script(
         "list",
         """
-        local out = {}
-        for _, q in ipairs(redis.call('SMEMBERS', prefix .. ':queues')) do
+        local page = redis.call('SSCAN', prefix .. ':queues', ARGV[3], 'COUNT', tonumber(ARGV[4]))
+        local out = { page[1] }
+        for _, q in ipairs(page[2]) do
           out[#out + 1] = q
           out[#out + 1] = readyDepth(q)
           out[#out + 1] = redis.call('HLEN', key(q, 'inflight'))
