@@ -89,7 +89,10 @@ public func buildApplication<Backend: QueueBackend>(
     services.append(settlements)
     // The plain single-message POST and GET skip the router unless a rate limit applies: see
     // FastPathHandler.
-    var connectionHandlers: @Sendable () -> ConnectionHandlers = { ConnectionHandlers() }
+    let limiter = ConnectionLimiter(maximum: configuration.maximumConnections)
+    let (headTimeout, idleTimeout) = (configuration.requestHeadTimeout, configuration.idleTimeout)
+    let makeGuard = { @Sendable in ConnectionGuard(limiter: limiter, headTimeout: headTimeout, idleTimeout: idleTimeout, logger: logger) }
+    var connectionHandlers: @Sendable () -> ConnectionHandlers = { ConnectionHandlers(front: [makeGuard()]) }
     let fastPath = configuration.rateLimit == nil && configuration.fastPath
     if fastPath {
         let settings = FastPathSettings(
@@ -103,7 +106,7 @@ public func buildApplication<Backend: QueueBackend>(
         )
         connectionHandlers = {
             let handler = FastPathHandler(backend: backend, settings: settings)
-            return ConnectionHandlers(front: [handler], behindStateHandler: [handler.makeRoutedResponseObserver()])
+            return ConnectionHandlers(front: [makeGuard(), handler], behindStateHandler: [handler.makeRoutedResponseObserver()])
         }
     }
     return Application(

@@ -316,6 +316,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
 
     private func serve(_ context: ChannelHandlerContext, _ eligible: Eligible, head: FastPathRequestHead, body: ByteBuffer) {
         fastRequestInFlight = true
+        connectionGuard(context)?.headReceived()
         let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.requestID)
         switch eligible {
         case .send(let queue):
@@ -324,6 +325,17 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             receive(context, queue: queue, timeoutMilliseconds: timeout, requestID: requestID)
         }
     }
+
+    /// The connection's ``ConnectionGuard``, told when a fast request's head is read and its
+    /// response written (the routed ones it hears of from the coalescer).
+    private func connectionGuard(_ context: ChannelHandlerContext) -> ConnectionGuard? {
+        if guardLookedUp { return cachedGuard }
+        guardLookedUp = true
+        cachedGuard = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
+        return cachedGuard
+    }
+    private var guardLookedUp = false
+    private var cachedGuard: ConnectionGuard?
 
     /// Whether this handler may serve a request with this head, and as what.
     static func eligible(_ head: FastPathRequestHead, settings: APISettings) -> Eligible? {
@@ -547,6 +559,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         written: EventLoopPromise<Void>? = nil
     ) {
         fastRequestInFlight = false
+        connectionGuard(context)?.responseCompleted()
         if let body {
             context.write(wrapOutboundOut(response), promise: nil)
             context.writeAndFlush(wrapOutboundOut(body), promise: written)

@@ -22,8 +22,7 @@ extension HTTPField.Name {
 /// would lose it). The route marks its response head with a token and waits on
 /// ``whenWritten(token:on:)``, which completes with the write of that response's end.
 final class ResponseFlushCoalescer: ChannelDuplexHandler, RemovableChannelHandler {
-    // Reads pass through untouched (the default channelRead forwards them).
-    typealias InboundIn = NIOAny
+    typealias InboundIn = HTTPRequestPart
     typealias OutboundIn = HTTPResponsePart
     typealias OutboundOut = HTTPResponsePart
 
@@ -58,6 +57,7 @@ final class ResponseFlushCoalescer: ChannelDuplexHandler, RemovableChannelHandle
             unflushedBytes += buffer.readableBytes
         case .end:
             inResponse = false
+            connectionGuard(context)?.responseCompleted()
             if let token = currentToken {
                 currentToken = nil
                 if let waiter = writeWaiters.removeValue(forKey: token) {
@@ -70,6 +70,21 @@ final class ResponseFlushCoalescer: ChannelDuplexHandler, RemovableChannelHandle
         }
         context.write(data, promise: promise)
     }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head = unwrapInboundIn(data) { connectionGuard(context)?.headReceived() }
+        context.fireChannelRead(data)
+    }
+
+    /// The connection's ``ConnectionGuard`` (added after this handler, so looked up on first use).
+    private func connectionGuard(_ context: ChannelHandlerContext) -> ConnectionGuard? {
+        if guardLookedUp { return cachedGuard }
+        guardLookedUp = true
+        cachedGuard = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
+        return cachedGuard
+    }
+    private var guardLookedUp = false
+    private var cachedGuard: ConnectionGuard?
 
     func flush(context: ChannelHandlerContext) {
         if inResponse, unflushedBytes < Self.flushThresholdBytes { return }

@@ -1,0 +1,190 @@
+import Logging
+import NIOCore
+import Synchronization
+
+/// How many connections a replica holds open, against its limit (`MAX_CONNECTIONS`).
+final class ConnectionLimiter: Sendable {
+    let maximum: Int
+    private let open = Atomic<Int>(0)
+
+    init(maximum: Int) {
+        self.maximum = maximum
+    }
+
+    var count: Int { open.load(ordering: .relaxed) }
+
+    /// Takes a place if one is free.
+    func admit() -> Bool {
+        var current = open.load(ordering: .relaxed)
+        while current < maximum {
+            let (exchanged, original) = open.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    func release() {
+        open.subtract(1, ordering: .relaxed)
+    }
+}
+
+/// The limits every connection is held to, whichever path serves its requests: a cap on open
+/// connections (503 past it), a deadline for each request's head once its first byte arrived
+/// (408: a client sending a header line every few seconds cannot hold the connection), and an
+/// idle timeout between requests. The first handler of the pipeline, so it sees every byte.
+///
+/// It cannot tell where a head ends by itself: the fast path (for the requests it serves) and
+/// ``ResponseFlushCoalescer`` (for those NIO's decoder reads, and for every routed response) tell
+/// it through ``headReceived()`` and ``responseCompleted()``. Its decisions are in
+/// ``RequestTimingState``.
+final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let limiter: ConnectionLimiter
+    private let headTimeout: TimeAmount
+    private let idleTimeout: TimeAmount
+    private let logger: Logger
+    private var state = RequestTimingState()
+    private var admitted = false
+    private var refused = false
+    private var headDeadline: Scheduled<Void>?
+    private var idleTimer: Scheduled<Void>?
+    private var context: ChannelHandlerContext?
+
+    init(limiter: ConnectionLimiter, headTimeout: Duration, idleTimeout: Duration, logger: Logger) {
+        self.limiter = limiter
+        self.headTimeout = TimeAmount(headTimeout)
+        self.idleTimeout = TimeAmount(idleTimeout)
+        self.logger = logger
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        if context.channel.isActive { admit(context) }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        admit(context)
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        cancelTimers()
+        if admitted {
+            admitted = false
+            limiter.release()
+        }
+        self.context = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        cancelTimers()
+        if admitted {
+            admitted = false
+            limiter.release()
+        }
+        context.fireChannelInactive()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !refused else { return }
+        apply(state.bytesArrived(), context)
+        context.fireChannelRead(data)
+    }
+
+    /// A request's head is complete.
+    func headReceived() {
+        guard let context else { return }
+        apply(state.headReceived(), context)
+    }
+
+    /// A response has been written in full.
+    func responseCompleted() {
+        guard let context else { return }
+        apply(state.responseCompleted(), context)
+    }
+
+    private func admit(_ context: ChannelHandlerContext) {
+        guard !admitted, !refused else { return }
+        guard limiter.admit() else {
+            refused = true
+            logger.warning("connection refused: the replica holds its maximum of connections", metadata: ["connection.limit": "\(limiter.maximum)"])
+            close(
+                context,
+                status: "503 Service Unavailable",
+                extraHeaders: "Retry-After: 1\r\n",
+                error: "this replica holds its maximum of \(limiter.maximum) connections (MAX_CONNECTIONS); retry shortly"
+            )
+            return
+        }
+        admitted = true
+        apply(.startIdleTimer, context)
+    }
+
+    private func apply(_ action: RequestTimingState.Action, _ context: ChannelHandlerContext) {
+        switch action {
+        case .none:
+            return
+        case .startHeadDeadline:
+            idleTimer?.cancel()
+            idleTimer = nil
+            headDeadline = schedule(after: headTimeout, context) { handler, context in
+                guard handler.state.headDeadlineApplies else { return }
+                handler.close(
+                    context,
+                    status: "408 Request Timeout",
+                    extraHeaders: "",
+                    error: "the request head was not received within \(handler.headTimeout.nanoseconds / 1_000_000) ms (REQUEST_HEAD_TIMEOUT_MS)"
+                )
+            }
+        case .cancelHeadDeadline:
+            idleTimer?.cancel()
+            idleTimer = nil
+            headDeadline?.cancel()
+            headDeadline = nil
+        case .startIdleTimer:
+            idleTimer?.cancel()
+            idleTimer = schedule(after: idleTimeout, context) { handler, context in
+                guard handler.state.idleTimeoutApplies else { return }
+                context.close(promise: nil)
+            }
+        }
+    }
+
+    private func schedule(
+        after delay: TimeAmount,
+        _ context: ChannelHandlerContext,
+        _ body: @escaping (ConnectionGuard, ChannelHandlerContext) -> Void
+    ) -> Scheduled<Void> {
+        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        return context.eventLoop.scheduleTask(in: delay) {
+            let (handler, context) = bound.value
+            guard handler.context != nil else { return }
+            body(handler, context)
+        }
+    }
+
+    private func cancelTimers() {
+        headDeadline?.cancel()
+        idleTimer?.cancel()
+        headDeadline = nil
+        idleTimer = nil
+    }
+
+    /// Answers with a JSON error straight on the socket (no request is being answered) and closes.
+    private func close(_ context: ChannelHandlerContext, status: String, extraHeaders: String, error: String) {
+        var body = context.channel.allocator.buffer(capacity: 128)
+        body.writeStaticString(#"{"error":"#)
+        body.writeString(JSONText.quoted(error))
+        body.writeStaticString("}")
+        var response = context.channel.allocator.buffer(capacity: 256 + body.readableBytes)
+        response.writeString("HTTP/1.1 \(status)\r\nContent-Type: application/json; charset=utf-8\r\n\(extraHeaders)")
+        response.writeString("Content-Length: \(body.readableBytes)\r\nConnection: close\r\n\r\n")
+        response.writeBuffer(&body)
+        let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(response)).whenComplete { _ in bound.value.close(promise: nil) }
+    }
+}
