@@ -4,8 +4,9 @@ import Testing
 /// Request smuggling straight at a live replica (issue 16), fast path on and off: every
 /// ``SmugglingAttempt`` is refused or read as one request, a request behind `Connection: close`
 /// never runs, and nothing runs without its answer on the same connection. The fast path answers
-/// each attempt as the routes alone do.
-@Suite("Request smuggling against the fast path", .timeLimit(.minutes(3)))
+/// each attempt as the routes alone do. Serialized: two live replicas per attempt at a time is
+/// enough load beside the other suites.
+@Suite("Request smuggling against the fast path", .serialized, .timeLimit(.minutes(3)))
 struct FastPathSmugglingTests {
     @Test(arguments: SmugglingAttempt.all)
     func aHiddenRequestNeverRunsUnanswered(attempt: SmugglingAttempt) async throws {
