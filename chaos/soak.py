@@ -14,7 +14,9 @@ unexpected = 0.
 
 Every sample: each replica's VmRSS (/proc/<pid>/status) and open descriptors (/proc/<pid>/fd),
 Redis's ``INFO memory`` used_memory, the messages present in the soak's queues, and the p99 of
-the requests that do not wait (sends, batch sends, acks) completed since the previous sample.
+the requests that do not wait (sends, batch sends, acks) completed since the previous sample;
+besides, not judged, the CPU each replica used and the CPU that processes outside the soak took
+(/proc/stat less the soak's own), which tells a slower cluster from a busier machine.
 
 Environment: SOAK_SECONDS (1800), SOAK_SAMPLE_SECONDS (60), SOAK_RESTART_SECONDS (SOAK_SECONDS
 / 6), SOAK_RATE (100), SOAK_QUEUES (3), SOAK_SEED, SOAK_PORT_BASE (18680: proxy on the base,
@@ -43,6 +45,7 @@ from .http import request
 from .runner import HOST, ROOT, Run, Settings, log
 
 BATCH_SHARE, KEYED_SHARE, VISIBILITY_MS = 0.1, 0.2, 5000
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 #: Short, so idempotency keys stop accumulating well inside the warm-up (default: 5 minutes).
 DEDUP_WINDOW_MS = 20000
 
@@ -60,6 +63,7 @@ class SoakRun(Run):
         self.queues: list[str] = []
         self.load_started = 0.0
         self.after_drain: dict | None = None
+        self.last_cpu: tuple[float, float, dict] = (0.0, 0.0, {})
 
     # --- Operations the chaos runner does not have, and latencies -------------------------------
 
@@ -222,6 +226,33 @@ class SoakRun(Run):
 
     # --- Samples --------------------------------------------------------------------------------
 
+    def cpu_reading(self) -> tuple[float, dict[str, tuple[int, float]]]:
+        """CPU seconds the machine spent busy, and each soak process's (pid, CPU seconds): the
+        cluster's, and the load generator's own (with the redis-cli and cluster.sh it ran)."""
+        ticks = [int(v) for v in open("/proc/stat").readline().split()[1:]]
+        processes = {"load": (os.getpid(), sum(os.times()[:4]))}
+        for name in ["redis", "proxy", "proxy-old"] + [f"skiff-{n}" for n in range(1, self.s.replicas + 1)]:
+            pid = self.pid_of(name)
+            try:
+                fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split() if pid else None
+            except OSError:
+                fields = None
+            if fields:
+                processes[name] = (pid, (int(fields[11]) + int(fields[12])) / CLOCK_TICKS)
+        return (sum(ticks) - ticks[3] - ticks[4]) / CLOCK_TICKS, processes
+
+    def cpu_since_last(self, t: float) -> tuple[float, dict[str, float]]:
+        """Cores used since the previous reading by processes outside the soak (the machine's
+        busy time less the soak's), and by each soak process; a process started since counts
+        whole, one gone since is missed (a restart interval overstates the others a little)."""
+        busy, processes = self.cpu_reading()
+        last_t, last_busy, last = self.last_cpu
+        self.last_cpu = (t, busy, processes)
+        interval = max(t - last_t, 1e-3)
+        used = {name: (seconds - (last[name][1] if name in last and last[name][0] == pid else 0.0)) / interval
+                for name, (pid, seconds) in processes.items()}
+        return max(0.0, (busy - last_busy) / interval - sum(used.values())), used
+
     def process_sample(self, pid: int) -> dict | None:
         try:
             status = open(f"/proc/{pid}/status").read()
@@ -247,13 +278,14 @@ class SoakRun(Run):
     async def take_sample(self, t: float) -> dict:
         latencies, self.latencies = sorted(self.latencies), []
         p99 = latencies[max(0, math.ceil(0.99 * len(latencies)) - 1)] * 1000 if latencies else None
+        others, used = self.cpu_since_last(t)
         row = {"t": round(t, 1), "requests": len(latencies), "p99_ms": round(p99, 2) if p99 is not None else None,
-               "restarts": len(self.restarts), "replicas": {}}
+               "restarts": len(self.restarts), "cpu_others": round(others, 2), "replicas": {}}
         for n in range(1, self.s.replicas + 1):
             pid = self.pid_of(f"skiff-{n}")
             sample = self.process_sample(pid) if pid else None
             if sample:
-                row["replicas"][n] = sample
+                row["replicas"][n] = {**sample, "cpu": round(used.get(f"skiff-{n}", 0.0), 3)}
         row.update(await self.redis_sample())
         return row
 
@@ -267,7 +299,7 @@ class SoakRun(Run):
             self.history.event("sample", **{key: value for key, value in row.items() if key != "replicas"},
                                replicas={str(n): v for n, v in row["replicas"].items()})
             rss = " ".join(f"skiff-{n}={v['rss'] / trend.MIB:.0f}MiB/{v['fds']}fd" for n, v in row["replicas"].items())
-            log(f"sample t={row['t']:.0f}s p99={row['p99_ms']} ms ({row['requests']} requests) {rss} "
+            log(f"sample t={row['t']:.0f}s p99={row['p99_ms']} ms ({row['requests']} requests) others={row['cpu_others']} cores {rss} "
                 f"redis={(row['redis_used_memory'] or 0) / trend.MIB:.1f}MiB messages={row['redis_messages']}")
 
     # --- The whole soak -------------------------------------------------------------------------
@@ -296,6 +328,7 @@ class SoakRun(Run):
     async def soak(self) -> None:
         stop_producers, stop_consumers, stop_restarts = asyncio.Event(), asyncio.Event(), asyncio.Event()
         self.load_started = time.monotonic()
+        self.cpu_since_last(0.0)
         self.history.event("phase", name="soak", seconds=self.s.seconds)
         producers = [asyncio.ensure_future(self.mixed_producer(f"soak-p{i}", stop_producers, self.s.rate / self.s.producers))
                      for i in range(self.s.producers)]

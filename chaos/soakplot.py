@@ -1,5 +1,6 @@
 """The soak's samples as a CSV and a gnuplot PNG: RSS and open descriptors per replica, Redis
-memory beside the backlog, the p99; the end of warm-up, every restart, and the judged lines."""
+memory beside the backlog, the p99 beside the CPU other processes took; the end of warm-up,
+every restart, and the judged lines."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import sys
 
 from .trend import MIB, Trend
 
-SERIES = ("pid", "rss", "fds")
+SERIES = ("pid", "rss", "fds", "cpu")
 
 
 def columns(replicas: int) -> list[str]:
-    return (["t_s", "requests", "p99_ms", "restarts", "redis_used_memory", "redis_messages", "redis_keys"]
+    return (["t_s", "requests", "p99_ms", "restarts", "cpu_others", "redis_used_memory", "redis_messages", "redis_keys"]
             + [f"skiff{n}_{key}" for n in range(1, replicas + 1) for key in SERIES])
 
 
@@ -24,7 +25,7 @@ def write_csv(rows: list[dict], replicas: int, path: str) -> None:
         writer = csv.writer(handle)
         writer.writerow(columns(replicas))
         for row in rows:
-            fields = [row["t"], row["requests"], row.get("p99_ms"), row["restarts"], row.get("redis_used_memory"),
+            fields = [row["t"], row["requests"], row.get("p99_ms"), row["restarts"], row.get("cpu_others"), row.get("redis_used_memory"),
                       row.get("redis_messages"), row.get("redis_keys")]
             for n in range(1, replicas + 1):
                 sample = row["replicas"].get(n, {})
@@ -79,9 +80,10 @@ def plot(out: str, rows: list[dict], trends: list[Trend], settings, restarts: li
            *fit("redis"),
            f'"{data}" using {x}:{index["redis_messages"]} skip 1 axes x1y2 with lines lc rgb "#999999" title "messages (right)"'],
           ["set y2tics", 'set y2label "messages"', "set yrange [0:*]", "set y2range [0:*]"])
-    panel("p99 of sends and acks per interval", "ms",
-          [f'"{data}" using {x}:{index["p99_ms"]} skip 1 with linespoints pt 7 ps 0.5 title "p99"',
-           *fit("p99")], ["set yrange [0:*]"])
+    panel("p99 of sends and acks per interval, and the CPU other processes took", "ms",
+          [f'"{data}" using {x}:{index["p99_ms"]} skip 1 with linespoints pt 7 ps 0.5 title "p99"', *fit("p99"),
+           f'"{data}" using {x}:{index["cpu_others"]} skip 1 axes x1y2 with lines lc rgb "#999999" title "other processes, cores (right; p99 judged where <= 0.3)"'],
+          ["set yrange [0:*]", "set y2tics", 'set y2label "cores"', "set y2range [0:2]"])
     script.append("unset multiplot")
     path = os.path.join(out, "soak.gp")
     with open(path, "w") as handle:

@@ -15,7 +15,10 @@ the growth that line projects over the whole run exceeds its tolerance:
 - Redis ``used_memory``: more than 8 MiB + 32 KiB per message the backlog's own line adds over the
   run (a larger backlog is not a leak; 32 KiB covers the largest body, 20 KB, and its envelope);
 - p99: the line's value at the end of the run above max(2 x the warm-up p99, warm-up p99 + 5 ms),
-  the warm-up p99 being the median of the warm-up intervals' p99s.
+  the warm-up p99 being the median of the warm-up intervals' p99s. Intervals in which processes
+  outside the soak took more than 0.3 of a core (``cpu_others``: another build or test on the
+  machine) are left out of both: the latency then measures the machine, not the cluster, whose
+  own slowing would not show as CPU taken by others. Too few quiet intervals fail the check.
 
 A restart resets a replica's RSS and descriptors, which would bend its line down and hide a leak.
 So a replica's series is cut by process (pid): only the process sampled first, one that ran
@@ -34,6 +37,7 @@ RSS_SHARE, RSS_FLOOR = 0.20, 30 * MIB
 FDS_TOLERANCE = 16
 REDIS_FLOOR, REDIS_PER_MESSAGE = 8 * MIB, 32 * 1024
 P99_FACTOR, P99_SLACK_MS = 2.0, 5.0
+BUSY_MACHINE_CORES = 0.3
 
 
 @dataclass
@@ -141,14 +145,17 @@ def judge(rows: list[dict], run_seconds: float, replicas: list[int]) -> list[Tre
 
 
 def p99_trend(rows: list[dict], warmup_end: float, run_seconds: float) -> Trend:
-    warm = [row["p99_ms"] for row in rows if row["t"] < warmup_end and row.get("p99_ms") is not None]
-    points = [(row["t"], float(row["p99_ms"])) for row in rows if row["t"] >= warmup_end and row.get("p99_ms") is not None]
+    quiet = [row for row in rows if row.get("p99_ms") is not None and (row.get("cpu_others") or 0.0) <= BUSY_MACHINE_CORES]
+    busy = sum(1 for row in rows if row.get("p99_ms") is not None) - len(quiet)
+    warm = [row["p99_ms"] for row in quiet if row["t"] < warmup_end]
+    points = [(row["t"], float(row["p99_ms"])) for row in quiet if row["t"] >= warmup_end]
+    left_out = f"; {busy} intervals left out, other processes took > {BUSY_MACHINE_CORES} cores" if busy else ""
     if not warm:
-        return _failed("p99", "ms", len(points), "no latency measured during warm-up")
+        return _failed("p99", "ms", len(points), f"no quiet interval during warm-up{left_out}")
     reference = statistics.median(warm)
     limit = max(P99_FACTOR * reference, reference + P99_SLACK_MS)
     trend = growth_trend("p99", "ms", points, warmup_end, run_seconds, lambda level: limit - reference,
-                         f"end <= max(2 x {reference:.2f} ms, {reference:.2f} ms + {P99_SLACK_MS:.0f} ms)")
+                         f"end <= max(2 x {reference:.2f} ms, {reference:.2f} ms + {P99_SLACK_MS:.0f} ms){left_out}")
     if trend.points >= MIN_POINTS:
         # The p99 is judged by where its line ends, against the warm-up's p99.
         trend.growth = trend.end - reference

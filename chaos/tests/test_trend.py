@@ -98,6 +98,24 @@ class Flatness(unittest.TestCase):
         self.assertFalse(verdicts(rows(p99=lambda t: 10 + 20 * t / RUN))["p99"].ok)
         self.assertTrue(verdicts(rows(p99=lambda t: 60.0 if t == 1500 else 10.0))["p99"].ok)
 
+    def test_p99_of_a_busy_machine_is_left_out(self):
+        # Another process takes a core from minute 20 on, and the p99 triples: not the cluster's doing.
+        samples = rows(p99=lambda t: 30.0 if t >= 1200 else 10.0)
+        for row in samples:
+            row["cpu_others"] = 1.0 if row["t"] >= 1200 else 0.05
+        found = verdicts(samples)["p99"]
+        self.assertTrue(found.ok, found.line())
+        self.assertEqual(found.points, 10)
+        self.assertIn("11 intervals left out", found.rule)
+        # The same p99 on a quiet machine fails.
+        self.assertFalse(verdicts(rows(p99=lambda t: 30.0 if t >= 1200 else 10.0))["p99"].ok)
+
+    def test_p99_cannot_be_judged_on_a_machine_busy_all_along(self):
+        samples = rows()
+        for row in samples:
+            row["cpu_others"] = 1.5
+        self.assertFalse(verdicts(samples)["p99"].ok)
+
     def test_too_few_samples_fail(self):
         few = [row for row in rows() if row["t"] < 700]
         found = verdicts(few)
