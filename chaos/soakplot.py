@@ -82,7 +82,8 @@ def plot(out: str, rows: list[dict], trends: list[Trend], settings, restarts: li
           ["set y2tics", 'set y2label "messages"', "set yrange [0:*]", "set y2range [0:*]"])
     panel("p99 of sends and acks per interval, and the CPU other processes took", "ms",
           [f'"{data}" using {x}:{index["p99_ms"]} skip 1 with linespoints pt 7 ps 0.5 title "p99"', *fit("p99"),
-           f'"{data}" using {x}:{index["cpu_others"]} skip 1 axes x1y2 with lines lc rgb "#999999" title "other processes, cores (right; p99 judged where <= 0.3)"'],
+           f'"{data}" using {x}:{index["cpu_others"]} skip 1 axes x1y2 with lines lc rgb "#999999" '
+           'title "other processes, cores (right; p99 judged where <= 0.3)"'],
           ["set yrange [0:*]", "set y2tics", 'set y2label "cores"', "set y2range [0:2]"])
     script.append("unset multiplot")
     path = os.path.join(out, "soak.gp")
