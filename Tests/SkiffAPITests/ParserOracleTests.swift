@@ -48,19 +48,31 @@ struct ParserOracleTests {
         let lineEnd = mostly(["\r\n"], or: ["\n", "\r", "\r\n ", "\r\n\t", " \r\n", "\r\r\n"])
         let requestLine = zip(
             mostly(["GET", "POST", "PUT", "DELETE"], or: ["get", "CONNECT", "HEAD", "FOO", "P OST", "POST\t", ""]),
-            mostly(["/api/q", "/api/q?timeout=0", "/api/q/batch", "/health"], or: ["*", "http://skiff/api/q", "/api/q#x", "/a%00b", "api/q", "/api/q /x", "/\u{7F}"]),
+            mostly(
+                ["/api/q", "/api/q?timeout=0", "/api/q/batch", "/health"],
+                or: ["*", "http://skiff/api/q", "/api/q#x", "/a%00b", "api/q", "/api/q /x", "/\u{7F}"]
+            ),
             mostly(["HTTP/1.1"], or: ["HTTP/1.0", "http/1.1", "HTTP/1.1 ", "HTTP/2", "HTTP/1.10", " HTTP/1.1"]),
             lineEnd
         ).map { "\($0) \($1) \($2)\($3)" }
         let header = zip(
             mostly(
-                ["Content-Length", "content-length", "Transfer-Encoding", "transfer-encoding", "Connection", "Host", "X-Request-Id", "Authorization", "Upgrade", "Expect", "Idempotency-Key", "Trailer", "Te"],
+                [
+                    "Content-Length", "content-length", "Transfer-Encoding", "transfer-encoding", "Connection", "Host", "X-Request-Id",
+                    "Authorization", "Upgrade", "Expect", "Idempotency-Key", "Trailer", "Te",
+                ],
                 or: ["CONTENT-LENGTH", "Content-Length ", " Content-Length", "Content\u{0}Length", "", "X Y"]
             ),
             mostly([": ", ":", ":\t", ":  "], or: [" : ", ":\r\n ", "", "::"]),
             mostly(
-                ["0", "5", "12", "005", "chunked", "Chunked", " chunked ", "close", "keep-alive", "Upgrade", "websocket", "100-continue", "Bearer k", "abc-1", ""],
-                or: ["+5", "-1", "5, 5", "5,5", "1234567890123456", "0x5", "chunked, identity", "identity, chunked", "gzip", "xchunked", "chunked;q=1", "a\u{1}b", "caf\u{E9}", "a\rb"]
+                [
+                    "0", "5", "12", "005", "chunked", "Chunked", " chunked ", "close", "keep-alive", "Upgrade", "websocket", "100-continue",
+                    "Bearer k", "abc-1", "",
+                ],
+                or: [
+                    "+5", "-1", "5, 5", "5,5", "1234567890123456", "0x5", "chunked, identity", "identity, chunked", "gzip", "xchunked", "chunked;q=1",
+                    "a\u{1}b", "caf\u{E9}", "a\rb",
+                ]
             ),
             lineEnd
         ).map { "\($0)\($1)\($2)\($3)" }
@@ -144,7 +156,9 @@ struct ParserOracleTests {
     /// NIO's decoder, as the oracle runs it, ends requests where their framing says.
     @Test func theRouterPathDecodingFindsWhereRequestsEnd() {
         let two = RouterPathDecoding(Array("POST /a HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc".utf8) + Sentinel.request)
-        #expect(two.error == nil && two.requests.count == 2 && two.requests[0].body == Array("abc".utf8) && two.requests[1].head.uri == Sentinel.target)
+        #expect(
+            two.error == nil && two.requests.count == 2 && two.requests[0].body == Array("abc".utf8) && two.requests[1].head.uri == Sentinel.target
+        )
         // Both framings at once: NIO refuses it, as the fast path leaves it to NIO.
         let both = RouterPathDecoding(Array("POST /a HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n".utf8))
         #expect(both.error != nil)
@@ -173,7 +187,9 @@ struct ParserOracleTests {
         let decoded = RouterPathDecoding(Array(text.utf8) + Sentinel.request)
         #expect(decoded.requests.count == 2 && decoded.requests[0].body == Array("null".utf8))
         try RequestHeadOracle.check(Array(text.utf8))
-        try RequestHeadOracle.check(Array("POST /api/orders HTTP/1.1\r\nHost: localhos)t80\r\nContent-Length:2 \r\nX-Request-Id: 6f1c-22\r\n\r\n42".utf8))
+        try RequestHeadOracle.check(
+            Array("POST /api/orders HTTP/1.1\r\nHost: localhos)t80\r\nContent-Length:2 \r\nX-Request-Id: 6f1c-22\r\n\r\n42".utf8)
+        )
     }
 
     /// Where Skiff's validator and Foundation differ on purpose (see JSONValidatorOracle): each

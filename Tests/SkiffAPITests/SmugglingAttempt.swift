@@ -37,14 +37,17 @@ struct SmugglingAttempt: CustomTestStringConvertible, Sendable {
 
     /// The request that must not run where it was hidden: it stores `"hidden"` in `hiddenQueue`.
     static func hidden(_ hiddenQueue: String) -> String {
-        "POST /api/\(hiddenQueue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: hidden\r\nContent-Type: application/json\r\nContent-Length: 8\r\n\r\n\"hidden\""
+        "POST /api/\(hiddenQueue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: hidden\r\n"
+            + "Content-Type: application/json\r\nContent-Length: 8\r\n\r\n\"hidden\""
     }
 
     /// `Content-Length` covers a last chunk and the hidden request; the chunks end before it.
     private static func lengthCoversChunks(_ name: String, _ transferEncoding: String) -> Self {
         Self(name, .ambiguousFraming) { queue, hiddenQueue in
             let body = "0\r\n\r\n" + hidden(hiddenQueue)
-            return "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nContent-Length: \(body.utf8.count)\r\n\(transferEncoding)\r\n\r\n\(body)"
+            return
+                "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\n"
+                + "Content-Length: \(body.utf8.count)\r\n\(transferEncoding)\r\n\r\n\(body)"
         }
     }
 
@@ -55,7 +58,9 @@ struct SmugglingAttempt: CustomTestStringConvertible, Sendable {
         Self("TE.CL", .ambiguousFraming) { queue, hiddenQueue in
             let hiddenRequest = hidden(hiddenQueue)
             let size = String(hiddenRequest.utf8.count, radix: 16) + "\r\n"
-            return "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nTransfer-Encoding: chunked\r\nContent-Length: \(size.utf8.count)\r\n\r\n"
+            return
+                "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\n"
+                + "Transfer-Encoding: chunked\r\nContent-Length: \(size.utf8.count)\r\n\r\n"
                 + size + hiddenRequest + "\r\n0\r\n\r\n"
         },
         // Transfer-Encoding written so that some parsers miss it, next to a Content-Length.
@@ -79,20 +84,28 @@ struct SmugglingAttempt: CustomTestStringConvertible, Sendable {
         // Two lengths.
         Self("Content-Length 0 then n", .ambiguousFraming) { queue, hiddenQueue in
             let hiddenRequest = hidden(hiddenQueue)
-            return "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nContent-Length: 0\r\nContent-Length: \(hiddenRequest.utf8.count)\r\n\r\n" + hiddenRequest
+            return
+                "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\n"
+                + "Content-Length: 0\r\nContent-Length: \(hiddenRequest.utf8.count)\r\n\r\n"
+                + hiddenRequest
         },
         Self("Content-Length n then 0", .ambiguousFraming) { queue, hiddenQueue in
             let hiddenRequest = hidden(hiddenQueue)
-            return "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nContent-Length: \(hiddenRequest.utf8.count)\r\nContent-Length: 0\r\n\r\n" + hiddenRequest
+            return
+                "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\n"
+                + "Content-Length: \(hiddenRequest.utf8.count)\r\nContent-Length: 0\r\n\r\n"
+                + hiddenRequest
         },
         Self("Content-Length n, 0", .ambiguousFraming) { queue, hiddenQueue in
             let hiddenRequest = hidden(hiddenQueue)
-            return "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nContent-Length: \(hiddenRequest.utf8.count), 0\r\n\r\n" + hiddenRequest
+            return "POST /api/\(queue) HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nContent-Length: \(hiddenRequest.utf8.count), 0\r\n\r\n"
+                + hiddenRequest
         },
         // A GET whose body is a request: a reader that skips bodies on GET would run it.
         Self("GET with a body", .ambiguousFraming) { queue, hiddenQueue in
             let hiddenRequest = hidden(hiddenQueue)
-            return "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nContent-Length: \(hiddenRequest.utf8.count)\r\n\r\n" + hiddenRequest
+            return "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nContent-Length: \(hiddenRequest.utf8.count)\r\n\r\n"
+                + hiddenRequest
         },
         // The hidden request as a well-framed chunk: a plain body, never a request.
         Self("chunked body holding a request", .ambiguousFraming) { queue, hiddenQueue in
@@ -104,7 +117,8 @@ struct SmugglingAttempt: CustomTestStringConvertible, Sendable {
             "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nConnection: close\r\n\r\n" + hidden(hiddenQueue)
         },
         Self("request after a refused upgrade", .afterUpgrade) { queue, hiddenQueue in
-            "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n" + hidden(hiddenQueue)
+            "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: skiff\r\nX-Request-Id: outer\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+                + hidden(hiddenQueue)
         },
     ]
 }
@@ -208,7 +222,13 @@ extension SmugglingAttempt {
     /// went through HAProxy, which reads a bare LF as a line end (RFC 9112 §2.2 allows it) and
     /// passes each request on with CRLF, so there a head ended by bare LFs is an ordinary request
     /// and what follows it the next one: both run and both are answered, in order.
-    func expectNoSmuggling(_ outcome: SmugglingOutcome, hiddenRan: Bool, at place: String, behindProxy: Bool = false, sourceLocation: SourceLocation = #_sourceLocation) {
+    func expectNoSmuggling(
+        _ outcome: SmugglingOutcome,
+        hiddenRan: Bool,
+        at place: String,
+        behindProxy: Bool = false,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) {
         let context = Comment(rawValue: "\(name), \(place): \(outcome), hidden request \(hiddenRan ? "ran" : "did not run")")
         // Whatever ran was answered here, and nothing was answered that did not run: no desync.
         #expect(hiddenRan == outcome.hiddenAnswered, context, sourceLocation: sourceLocation)
@@ -247,7 +267,10 @@ extension SmugglingAttempt {
         switch kind {
         case .afterConnectionClose: knownFastPathIssue
         case .afterUpgrade:
-            "after a refused upgrade NIO's decoder reads no more requests, so the routes alone answer nothing more (the connection hangs); the fast path still serves the requests it can and hangs on the first routed one"
+            """
+            after a refused upgrade NIO's decoder reads no more requests, so the routes alone answer nothing more (the connection \
+            hangs); the fast path still serves the requests it can and hangs on the first routed one
+            """
         default: nil
         }
     }

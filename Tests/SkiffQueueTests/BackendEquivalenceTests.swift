@@ -102,7 +102,9 @@ extension BackendEquivalenceTests {
         for backend in [pair.memory as any QueueBackend, pair.redis] {
             let queue = uniqueQueue("lowered")
             _ = try await backend.send([ByteBuffer(string: "first")], to: queue, options: SendOptions())
-            let delivery = try #require(try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: nil)).first)
+            let delivery = try #require(
+                try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: nil)).first
+            )
             #expect(try await backend.reject(delivery.receipt, in: queue, delay: .zero, reason: nil))
             try await backend.updateSettings(QueueSettings(maxReceiveCount: 1), of: queue)
             _ = try await backend.send([ByteBuffer(string: "second")], to: queue, options: SendOptions())
@@ -226,7 +228,11 @@ private final class Driver {
     /// once (the default backoff of about a second could pass mid-case, or not).
     func setUp() async throws {
         for role in BackendOperation.Role.allCases {
-            var settings = QueueSettings(maxReceiveCount: setup.maxReceiveCounts[role], retryBackoffBaseMilliseconds: 0, retryBackoffCapMilliseconds: 0)
+            var settings = QueueSettings(
+                maxReceiveCount: setup.maxReceiveCounts[role],
+                retryBackoffBaseMilliseconds: 0,
+                retryBackoffCapMilliseconds: 0
+            )
             if role == .shortWindow { settings.dedupWindowMilliseconds = BackendOperation.shortMilliseconds }
             try await backend.updateSettings(settings, of: names[role]!)
         }
@@ -310,7 +316,12 @@ private final class Driver {
             return "nacked \(try await backend.reject(delivery.receipt, in: delivery.queue, delay: duration, reason: reason))"
         case .rejectShortDelay(let pick):
             guard let delivery = handle(pick) else { return "no handle" }
-            let nacked = try await backend.reject(delivery.receipt, in: delivery.queue, delay: .milliseconds(BackendOperation.shortMilliseconds), reason: nil)
+            let nacked = try await backend.reject(
+                delivery.receipt,
+                in: delivery.queue,
+                delay: .milliseconds(BackendOperation.shortMilliseconds),
+                reason: nil
+            )
             return "nacked \(nacked)"
         case .changeVisibility(let pick, let timer):
             guard let delivery = handle(pick) else { return "no handle" }
@@ -318,7 +329,11 @@ private final class Driver {
             return "changed \(try await backend.changeVisibility(delivery.receipt, in: delivery.queue, timeout: timeout))"
         case .changeVisibilityShort(let pick):
             guard let delivery = handle(pick) else { return "no handle" }
-            let changed = try await backend.changeVisibility(delivery.receipt, in: delivery.queue, timeout: .milliseconds(BackendOperation.shortMilliseconds))
+            let changed = try await backend.changeVisibility(
+                delivery.receipt,
+                in: delivery.queue,
+                timeout: .milliseconds(BackendOperation.shortMilliseconds)
+            )
             return "changed \(changed)"
         case .complete(let pick):
             guard let delivery = handle(pick) else { return "no handle" }
@@ -375,16 +390,17 @@ private final class Driver {
     }
 
     private func describe(_ deliveries: [Delivery]) -> String {
-        "received [" + deliveries.map { delivery in
-            let message = delivery.message
-            var text = "\(String(buffer: message.body)) count \(message.receiveCount) priority \(message.priority)"
-            if let lastError = message.lastError { text += " error \(lastError)" }
-            if let history = message.deadLetter {
-                text += " dead letter from \(role(of: history.sourceQueue)) after \(history.receiveCount) error \(history.lastError ?? "none")"
-            }
-            text += delivery.isAcknowledgedMode ? " acknowledged" : " auto"
-            return text + " lease \(delivery.lease)"
-        }.joined(separator: ", ") + "]"
+        "received ["
+            + deliveries.map { delivery in
+                let message = delivery.message
+                var text = "\(String(buffer: message.body)) count \(message.receiveCount) priority \(message.priority)"
+                if let lastError = message.lastError { text += " error \(lastError)" }
+                if let history = message.deadLetter {
+                    text += " dead letter from \(role(of: history.sourceQueue)) after \(history.receiveCount) error \(history.lastError ?? "none")"
+                }
+                text += delivery.isAcknowledgedMode ? " acknowledged" : " auto"
+                return text + " lease \(delivery.lease)"
+            }.joined(separator: ", ") + "]"
     }
 
     /// The figures of every queue of the case; with `listing`, also the queue list and settings.
@@ -395,7 +411,11 @@ private final class Driver {
                 let stats = try await backend.stats(of: names[role]!)
                 let totals = stats.totals
                 lines.append(
-                    "\(role): ready \(stats.ready) in flight \(stats.inFlight) delayed \(stats.delayed) dead letters \(stats.deadLetterReady) oldest \(stats.oldestReadyAgeMilliseconds == nil ? "none" : "some") totals \(totals.enqueued)/\(totals.delivered)/\(totals.acknowledged)/\(totals.retried)/\(totals.deadLettered)/\(totals.expired)"
+                    "\(role): ready \(stats.ready) in flight \(stats.inFlight) delayed \(stats.delayed) "
+                        + "dead letters \(stats.deadLetterReady) "
+                        + "oldest \(stats.oldestReadyAgeMilliseconds == nil ? "none" : "some") "
+                        + "totals \(totals.enqueued)/\(totals.delivered)/\(totals.acknowledged)/"
+                        + "\(totals.retried)/\(totals.deadLettered)/\(totals.expired)"
                 )
             }
             if listing {

@@ -54,7 +54,9 @@ enum BackendOperation: CustomStringConvertible, Sendable {
         var usesAlternateDeadLetterQueue: Bool
 
         var description: String {
-            "maxDepth \(maxDepth.map(String.init) ?? "none"), visibility \(visibilityTimeoutMilliseconds), delay \(delayMilliseconds), backoff \(retryBackoffMilliseconds), dedup \(dedupWindowMilliseconds), retention \(retentionMilliseconds)\(usesAlternateDeadLetterQueue ? ", dead letters to alternate" : "")"
+            "maxDepth \(maxDepth.map(String.init) ?? "none"), visibility \(visibilityTimeoutMilliseconds), delay \(delayMilliseconds), "
+                + "backoff \(retryBackoffMilliseconds), dedup \(dedupWindowMilliseconds), retention \(retentionMilliseconds)"
+                + (usesAlternateDeadLetterQueue ? ", dead letters to alternate" : "")
         }
     }
 
@@ -197,7 +199,7 @@ enum BackendOperation: CustomStringConvertible, Sendable {
         case .rejectShortDelay(let handle): "nack handle \(handle) with a 100 ms delay, then wait"
         case .changeVisibilityShort(let handle): "change visibility of handle \(handle) to 100 ms, then wait"
         case .sendKeyedShortWindow(let keys):
-            "send \(keys.count) keyed message(s) to shortWindow (\(keys.count > 4 ? "fresh keys" : keys.joined(separator: ", "))), then wait for the window"
+            "send \(keys.count) keyed message(s) to shortWindow (\(keys.count > 4 ? "b0..." : keys.joined(separator: ", "))), then wait"
         }
     }
 }

@@ -38,7 +38,9 @@ public enum ChunkedBodyOracle {
             }
             size = Int(bytes[end - 1]) % 13 + 1
         }
-        guard inPieces == reference.outcome else { throw OracleFailure("scanned in pieces: \(inPieces), the reference: \(reference.outcome): \(input)") }
+        guard inPieces == reference.outcome else {
+            throw OracleFailure("scanned in pieces: \(inPieces), the reference: \(reference.outcome): \(input)")
+        }
 
         switch reference.outcome {
         case .ended(let count):
@@ -48,7 +50,8 @@ public enum ChunkedBodyOracle {
             else {
                 let seen = decoded.requests.map { "\($0.head.uri) body \(OracleFailure.literal($0.body)) complete \($0.isComplete)" }
                 throw OracleFailure(
-                    "the body ends after \(count) bytes with data \(OracleFailure.literal(reference.data)); NIO saw \(seen), error \(String(describing: decoded.error)): \(input)"
+                    "the body ends after \(count) bytes with data \(OracleFailure.literal(reference.data)); "
+                        + "NIO saw \(seen), error \(String(describing: decoded.error)): \(input)"
                 )
             }
         case .needsMore:

@@ -25,7 +25,10 @@ public struct OracleFailure: Error, CustomStringConvertible {
 /// Hands `body` a copy of `bytes` in an allocation of exactly their size, so that a read past
 /// the end is caught: by AddressSanitizer in the fuzz build, by the bounds checks of
 /// `UnsafeRawBufferPointer` in a debug build.
-func withExactAllocation<Result>(_ bytes: some Collection<UInt8>, _ body: (UnsafeRawBufferPointer) throws(OracleFailure) -> Result) throws(OracleFailure) -> Result {
+func withExactAllocation<Result>(
+    _ bytes: some Collection<UInt8>,
+    _ body: (UnsafeRawBufferPointer) throws(OracleFailure) -> Result
+) throws(OracleFailure) -> Result {
     let storage = UnsafeMutableRawBufferPointer.allocate(byteCount: bytes.count, alignment: 1)
     defer { storage.deallocate() }
     _ = storage.initializeMemory(as: UInt8.self, from: bytes)

@@ -67,23 +67,31 @@ public enum RequestHeadOracle {
 
         guard let first = decoded.requests.first else {
             if head.method == .other { return }  // a method NIO does not know: 400 and close
-            throw OracleFailure("the fast path reads \(head.method) \(head.target) but NIO refuses the head (\(String(describing: decoded.error))): \(input)")
+            throw OracleFailure(
+                "the fast path reads \(head.method) \(head.target) but NIO refuses the head (\(String(describing: decoded.error))): \(input)"
+            )
         }
         let method = String(decoding: bytes.prefix { $0 != UInt8(ascii: " ") }, as: UTF8.self)
         guard first.head.method.rawValue == method, first.head.uri == head.target, first.head.version == .http1_1 else {
-            throw OracleFailure("NIO reads \(first.head.method) \(first.head.uri) \(first.head.version), the fast path \(method) \(head.target): \(input)")
+            throw OracleFailure(
+                "NIO reads \(first.head.method) \(first.head.uri) \(first.head.version), the fast path \(method) \(head.target): \(input)"
+            )
         }
         let contentLengths = first.head.headers["content-length"]
         let transferEncodings = first.head.headers["transfer-encoding"]
         if head.isChunked {
             guard contentLengths.isEmpty, transferEncodings.count == 1 else {
-                throw OracleFailure("chunked for the fast path, NIO sees Content-Length \(contentLengths), Transfer-Encoding \(transferEncodings): \(input)")
+                throw OracleFailure(
+                    "chunked for the fast path, NIO sees Content-Length \(contentLengths), Transfer-Encoding \(transferEncodings): \(input)"
+                )
             }
         } else {
             // NIO keeps the whitespace after a value (`Content-Length: 4 `), and frames by the number.
-            guard transferEncodings.isEmpty, contentLengths.count <= 1, (contentLengths.first.flatMap { Int(trimmed($0)) } ?? 0) == head.contentLength else {
+            guard transferEncodings.isEmpty, contentLengths.count <= 1, (contentLengths.first.flatMap { Int(trimmed($0)) } ?? 0) == head.contentLength
+            else {
                 throw OracleFailure(
-                    "Content-Length \(head.contentLength) for the fast path, NIO sees Content-Length \(contentLengths), Transfer-Encoding \(transferEncodings): \(input)"
+                    "Content-Length \(head.contentLength) for the fast path, "
+                        + "NIO sees Content-Length \(contentLengths), Transfer-Encoding \(transferEncodings): \(input)"
                 )
             }
         }
@@ -96,13 +104,16 @@ public enum RequestHeadOracle {
 
         let isUpgrade = first.head.method == .CONNECT || first.head.headers.contains(name: "upgrade")
         guard framedWhole else {
-            guard !first.isComplete, decoded.requests.count == 1 else { throw OracleFailure("NIO ended a request of \(head.contentLength) bytes early: \(input)") }
+            guard !first.isComplete, decoded.requests.count == 1 else {
+                throw OracleFailure("NIO ended a request of \(head.contentLength) bytes early: \(input)")
+            }
             return
         }
         if isUpgrade, decoded.requests.count == 1, decoded.error == nil { return }  // NIO reads nothing after an upgrade
         let seen = decoded.requests.map { "\($0.head.method) \($0.head.uri) body \($0.body.count) complete \($0.isComplete)" }
         let disagreement = OracleFailure(
-            "NIO ends the request elsewhere than the fast path (length \(head.length) + \(head.contentLength), chunked \(head.isChunked)): NIO saw \(seen), error \(String(describing: decoded.error)): \(input)"
+            "NIO ends the request elsewhere than the fast path (length \(head.length) + \(head.contentLength), chunked \(head.isChunked)): "
+                + "NIO saw \(seen), error \(String(describing: decoded.error)): \(input)"
         )
         guard first.isComplete, first.body.count == (head.isChunked ? 0 : head.contentLength) else { throw disagreement }
         // After `Connection: close` NIO refuses any byte more (the router path answers and closes).
@@ -110,7 +121,8 @@ public enum RequestHeadOracle {
             guard decoded.requests.count == 1 else { throw disagreement }
             return
         }
-        guard decoded.requests.count == 2, decoded.requests[1].head.uri == Sentinel.target, decoded.requests[1].isComplete, decoded.error == nil else {
+        guard decoded.requests.count == 2, decoded.requests[1].head.uri == Sentinel.target, decoded.requests[1].isComplete, decoded.error == nil
+        else {
             throw disagreement
         }
     }
