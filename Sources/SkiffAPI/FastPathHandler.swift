@@ -468,14 +468,19 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         fields[.contentLength] = String(body.readableBytes)
         let written = context.eventLoop.makePromise(of: Void.self)
         let metrics = settings.metrics
-        written.futureResult.whenComplete { result in
+        let channel = context.channel
+        let departure = try? context.pipeline.syncOperations.handler(type: ClientDepartureHandler.self)
+        written.futureResult.flatMap {
+            // Written; but a client whose socket was closed before the bytes arrived did not take them.
+            ClientDepartureHandler.deliveryFailed(channel, departure: departure)
+        }.whenComplete { result in
             switch result {
-            case .success:
+            case .success(false):
                 metrics.messageDelivered(queue: delivery.queue.rawValue)
                 tasks.run(on: executor) {
                     if await settlement.complete() > 0 { metrics.messageAcked(queue: delivery.queue.rawValue) }
                 }
-            case .failure:
+            case .success(true), .failure:
                 tasks.run(on: executor) { await settlement.release() }
             }
         }

@@ -330,10 +330,11 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                 throw error
             }
             if let written {
-                do {
-                    try await written.future.get()
-                } catch {
-                    // The connection closed before the bytes were written: nobody read them.
+                // The connection closed before the bytes were written, or the client's FIN or
+                // RST was there when they were: nobody read them.
+                let departure = await ClientDepartureHandler.handler(of: channel)
+                let departed = (try? await written.future.flatMap { ClientDepartureHandler.deliveryFailed(channel, departure: departure) }.get()) ?? true
+                if departed {
                     await settlement.release()
                     return
                 }

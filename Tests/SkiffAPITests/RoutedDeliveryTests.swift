@@ -34,7 +34,7 @@ struct RoutedDeliveryTests {
             // `Connection: close` keeps the request off the fast path.
             let socket = try #require(StalledReader.connect(port: port))
             StalledReader.send(socket, "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
-            let held = try await eventually { try await stats(probe, queue) }
+            let held = try await eventually(until: { $0.inFlight == 1 }) { try await stats(probe, queue) }
             #expect(held.inFlight == 1 && held.ready == 0)
             // The response cannot be written (the client reads nothing): still in flight, not deleted.
             try await Task.sleep(for: .milliseconds(300))
