@@ -257,6 +257,15 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                         }
                     }
                     routedResponsesPending += 1
+                    if head.mayEndConnection {
+                        // `Connection: close` or an upgrade: whether anything after this request is
+                        // read, and how, is for NIO's decoder and the routes alone to decide (the
+                        // routes never run a request behind a `close`). Hand the connection over
+                        // with this request.
+                        mode = .handedOver
+                        settings.metrics.fastPathHandedOver()
+                        continue serving
+                    }
                     if head.isChunked {
                         // The head now, the body as its chunks come.
                         mode = .forwardingChunked(ChunkedBodyFraming())

@@ -41,6 +41,9 @@ struct FastPathRequestHead: Equatable {
     /// A header that changes how the request is handled: `Expect`, `Idempotency-Key`, `Upgrade`,
     /// or a `Connection` other than `keep-alive`. Such a request goes to the routes.
     var hasSpecialHeader = false
+    /// `Upgrade`, or a `Connection` other than `keep-alive`: the connection may end with this
+    /// request or change protocol, so what follows it on the connection is not this parser's.
+    var mayEndConnection = false
 
     /// The request line: `METHOD SP target SP HTTP/1.1 CRLF`.
     private static let version: [UInt8] = Array("HTTP/1.1".utf8)
@@ -124,8 +127,12 @@ struct FastPathRequestHead: Equatable {
                 head.hasSpecialHeader = true
             case 7 where equalsLowercased(name, "upgrade"):
                 head.hasSpecialHeader = true
+                head.mayEndConnection = true
             case 10 where equalsLowercased(name, "connection"):
-                if !equalsLowercased(value, "keep-alive") { head.hasSpecialHeader = true }
+                if !equalsLowercased(value, "keep-alive") {
+                    head.hasSpecialHeader = true
+                    head.mayEndConnection = true
+                }
             case 12 where equalsLowercased(name, "x-request-id"):
                 head.requestID = String(decoding: value, as: UTF8.self)
             case 13 where equalsLowercased(name, "authorization"):

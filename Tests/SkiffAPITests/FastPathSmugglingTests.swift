@@ -18,20 +18,12 @@ struct FastPathSmugglingTests {
                 let (queue, hiddenQueue) = (TestEnvironment.uniqueName("outer"), TestEnvironment.uniqueName("hidden"))
                 let outcome = try await SmugglingOutcome.exchange(port: port, attempt.bytes(queue: queue, hiddenQueue: hiddenQueue))
                 let hiddenRan = try await Probe(port: port).get(hiddenQueue, timeout: 0).status == .ok
-                if fastPath, let issue = attempt.knownFastPathIssue {
-                    withKnownIssue(issue) { attempt.expectNoSmuggling(outcome, hiddenRan: hiddenRan, at: "fast path") }
-                } else {
-                    attempt.expectNoSmuggling(outcome, hiddenRan: hiddenRan, at: fastPath ? "fast path" : "routes only")
-                }
+                attempt.expectNoSmuggling(outcome, hiddenRan: hiddenRan, at: fastPath ? "fast path" : "routes only")
                 return "\(outcome), hidden request \(hiddenRan ? "ran" : "did not run")"
             }
             outcomes.append(seen)
         }
         let comparison = "fast path: \(outcomes[0]); routes only: \(outcomes[1])"
-        if let difference = attempt.knownDifferenceFromRoutes {
-            withKnownIssue(difference) { #expect(outcomes[0] == outcomes[1], "\(comparison)") }
-        } else {
-            #expect(outcomes[0] == outcomes[1], "\(comparison)")
-        }
+        #expect(outcomes[0] == outcomes[1], "\(comparison)")
     }
 }

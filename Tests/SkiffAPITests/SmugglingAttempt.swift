@@ -250,28 +250,4 @@ extension SmugglingAttempt {
             #expect(refused || (["outer", "hidden", "probe"].starts(with: ids) && !ids.isEmpty), context, sourceLocation: sourceLocation)
         }
     }
-
-    /// Where the fast path itself breaks the rules above (found by these tests, reported in
-    /// issue 16; the fix belongs in FastPathHandler). `withKnownIssue` turns into a failure once
-    /// it is fixed, so that this goes.
-    var knownFastPathIssue: Comment? {
-        switch kind {
-        case .afterConnectionClose:
-            "the fast path runs a request pipelined behind `Connection: close` (the message is stored) and never answers it; the routes never run it"
-        default: nil
-        }
-    }
-
-    /// Where the fast path answers otherwise than the routes alone (reported in issue 16).
-    var knownDifferenceFromRoutes: Comment? {
-        switch kind {
-        case .afterConnectionClose: knownFastPathIssue
-        case .afterUpgrade:
-            """
-            after a refused upgrade NIO's decoder reads no more requests, so the routes alone answer nothing more (the connection \
-            hangs); the fast path still serves the requests it can and hangs on the first routed one
-            """
-        default: nil
-        }
-    }
 }

@@ -15,12 +15,7 @@ extension ClusterTests {
             // Read on replica 1, which no other test of the suite stops.
             let hiddenRan = try await Cluster.replicas[0].get(hiddenQueue, timeout: 0).status == .ok
             let behindProxy = place == "HAProxy"
-            // A replica serves with the fast path on: its known issue (see SmugglingAttempt).
-            if !behindProxy, let issue = attempt.knownFastPathIssue {
-                withKnownIssue(issue) { attempt.expectNoSmuggling(outcome, hiddenRan: hiddenRan, at: place) }
-            } else {
-                attempt.expectNoSmuggling(outcome, hiddenRan: hiddenRan, at: place, behindProxy: behindProxy)
-            }
+            attempt.expectNoSmuggling(outcome, hiddenRan: hiddenRan, at: place, behindProxy: behindProxy)
             print("smuggling attempt \(attempt.name) at \(place): \(outcome), hidden request \(hiddenRan ? "ran" : "did not run")")
         }
     }
