@@ -229,15 +229,18 @@ enum RedisQueueScripts {
         local s = settings(queue)
         local idempotencyKey = ARGV[5]
         if idempotencyKey ~= '' then
-          local stale = redis.call('ZRANGEBYSCORE', key(queue, 'dedup-expiry'), '-inf', now, 'LIMIT', 0, 100)
+          -- `dedup-expiry` scores each key with its send time (data written before scored the end of
+          -- its window, which keeps such a key one window longer): a key is judged by the window
+          -- in force now, as docs/message-lifecycle.md says, also after the setting changed.
+          local stale = redis.call('ZRANGEBYSCORE', key(queue, 'dedup-expiry'), '-inf', now - s.dedupWindow, 'LIMIT', 0, 100)
           for _, old in ipairs(stale) do
             redis.call('HDEL', key(queue, 'dedup'), old)
             redis.call('ZREM', key(queue, 'dedup-expiry'), old)
           end
           -- The cleanup above is bounded, so a key found here may still be past its window:
-          -- only a key whose expiry is still ahead makes a duplicate.
+          -- only a key sent less than a window ago makes a duplicate.
           local original = redis.call('HGET', key(queue, 'dedup'), idempotencyKey)
-          if original and (tonumber(redis.call('ZSCORE', key(queue, 'dedup-expiry'), idempotencyKey)) or 0) > now then
+          if original and (tonumber(redis.call('ZSCORE', key(queue, 'dedup-expiry'), idempotencyKey)) or 0) > now - s.dedupWindow then
             return { 0, original }
           end
         end
@@ -283,7 +286,7 @@ enum RedisQueueScripts {
         count(queue, 'enqueued', n)
         if idempotencyKey ~= '' then
           redis.call('HSET', key(queue, 'dedup'), idempotencyKey, now .. '|' .. table.concat(ids, ','))
-          redis.call('ZADD', key(queue, 'dedup-expiry'), now + s.dedupWindow, idempotencyKey)
+          redis.call('ZADD', key(queue, 'dedup-expiry'), now, idempotencyKey)
         end
         return { 1, now }
         """

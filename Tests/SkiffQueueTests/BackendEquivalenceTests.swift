@@ -52,11 +52,10 @@ struct BackendEquivalenceTests {
 }
 
 extension BackendEquivalenceTests {
-    /// Known disagreement, found by the random sequences and reported in issue 16 (the fix is in
-    /// Sources/SkiffQueue): after `dedupWindowMs` changes, the memory backend judges a stored key
-    /// by the new window ("stored less than dedupWindowMs ago", docs/message-lifecycle.md), the
-    /// Redis backend by the window of the send that stored it (`dedup-expiry` holds send time +
-    /// window). A shrunk window: a duplicate for Redis only; a grown one: for memory only.
+    /// Found by the random sequences (issue 16): after `dedupWindowMs` changes, a stored key is
+    /// judged by the window in force when the repeat comes ("stored less than dedupWindowMs ago",
+    /// docs/message-lifecycle.md). The Redis backend judged it by the window of the send that
+    /// stored it. A shrunk window: a duplicate for Redis only; a grown one: for memory only.
     /// The memory backend runs no maintenance here, so nothing but the rule decides.
     @Test func aKeyIsJudgedAlikeAfterItsQueuesDedupWindowChanged() async throws {
         let pair = try BackendPair()
@@ -83,9 +82,7 @@ extension BackendEquivalenceTests {
             duplicates.append(answers)
         }
         #expect(duplicates[0] == [false, true], "memory: the window in force when the repeat comes")
-        withKnownIssue("Redis judges a key by the window of its original send: [true, false]") {
-            #expect(duplicates[0] == duplicates[1], "memory \(duplicates[0]), redis \(duplicates[1]) (shrunk window, grown window)")
-        }
+        #expect(duplicates[0] == duplicates[1], "memory \(duplicates[0]), redis \(duplicates[1]) (shrunk window, grown window)")
     }
 
     /// Known disagreement, found by the random sequences and reported in issue 16 (the fix is in
