@@ -29,6 +29,8 @@ locals {
     DEFAULT_TIMEOUT                      = tostring(var.default_timeout_ms)
     MAX_MESSAGE_BYTES                    = tostring(var.max_message_bytes)
     CLAIM_LEASE_MS                       = tostring(var.claim_lease_ms)
+    REDIS_WAIT_REPLICAS                  = tostring(var.redis_wait_replicas)
+    REDIS_WAIT_TIMEOUT_MS                = tostring(var.redis_wait_timeout_ms)
     LOG_LEVEL                            = var.log_level
     LOG_FORMAT                           = "json"
   }

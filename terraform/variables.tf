@@ -313,9 +313,31 @@ variable "memory" {
 }
 
 variable "cpu_idle" {
-  description = "true: CPU is allocated only while requests are in flight (cheaper). false: always allocated, so background work such as recovering a crashed instance's claimed messages also runs between requests."
+  description = "false (default): CPU stays allocated, so the work Skiff does after a response has left runs at once: deleting a delivered message once its bytes are in the socket, returning a crashed instance's claims, waking long-polls. true: CPU only while requests are in flight (cheaper); a delete after a response may then stall until the next request, and the message may be delivered again after its lease (never lost). See docs/deploy.md."
   type        = bool
-  default     = true
+  default     = false
+}
+
+variable "redis_wait_replicas" {
+  description = "REDIS_WAIT_REPLICAS: Redis replicas that must hold a message (WAIT) before a POST answers 201. 1 (default) with the STANDARD_HA tier's replica makes an acknowledged message survive a Memorystore failover; 0 saves the WAIT round trip and accepts losing the messages of the replication lag on failover (RELIABILITY.md, fault 7)."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.redis_wait_replicas >= 0 && var.redis_wait_replicas <= 1
+    error_message = "redis_wait_replicas must be 0 or 1: the STANDARD_HA instance has one replica."
+  }
+}
+
+variable "redis_wait_timeout_ms" {
+  description = "REDIS_WAIT_TIMEOUT_MS: how long a POST waits for that replica before answering 503 (stored on the primary, outcome unknown)."
+  type        = number
+  default     = 1000
+
+  validation {
+    condition     = var.redis_wait_timeout_ms >= 1 && var.redis_wait_timeout_ms <= 60000
+    error_message = "redis_wait_timeout_ms must be between 1 and 60000."
+  }
 }
 
 variable "deletion_protection" {
