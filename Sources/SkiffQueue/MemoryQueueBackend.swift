@@ -612,8 +612,11 @@ public final class MemoryQueueBackend: QueueBackend, Service {
                 let now = wallClock()
                 let (handOff, wakes) = state.withLock { state -> ((WaiterRegistry.TakenWaiter, Delivery)?, Set<QueueName>) in
                     var wakes = Set<QueueName>()
-                    // A waiter is taken only when a claim for it is sure to succeed.
-                    guard Self.prepareHead(of: queue, in: &state, now: now, wakes: &wakes), let waiter = waiters.takeOldest(queue),
+                    // A waiter is taken only when a claim for it is sure to succeed. Without one, the
+                    // head is left alone: dead-lettering or expiring it is the next claim's (or the
+                    // sweep's) work, as in Redis, not a send's.
+                    guard waiters.count(on: queue) > 0, Self.prepareHead(of: queue, in: &state, now: now, wakes: &wakes),
+                        let waiter = waiters.takeOldest(queue),
                         let delivery = Self.claim(
                             queue,
                             max: 1,

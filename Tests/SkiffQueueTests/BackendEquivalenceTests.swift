@@ -85,12 +85,10 @@ extension BackendEquivalenceTests {
         #expect(duplicates[0] == duplicates[1], "memory \(duplicates[0]), redis \(duplicates[1]) (shrunk window, grown window)")
     }
 
-    /// Known disagreement, found by the random sequences and reported in issue 16 (the fix is in
-    /// Sources/SkiffQueue): with `maxReceiveCount` lowered below the receive count of a message
-    /// waiting at the head, the memory backend dead-letters it at the next send (any event that
-    /// serves waiters runs the claim's head check, with or without a waiter), the Redis backend
-    /// only at the next claim, as docs/message-lifecycle.md says. The figures differ until then;
-    /// the next receive agrees again.
+    /// Found by the random sequences (issue 16): with `maxReceiveCount` lowered below the receive
+    /// count of a message waiting at the head, the memory backend dead-lettered it at the next
+    /// send (any event that served waiters ran the claim's head check, with or without a waiter),
+    /// the Redis backend only at the next claim, as docs/message-lifecycle.md says.
     @Test func aLoweredMaxReceiveCountDeadLettersAtTheSameMomentOnBoth() async throws {
         let pair = try BackendPair()
         defer { pair.close() }
@@ -111,9 +109,7 @@ extension BackendEquivalenceTests {
             // No claim left to expire in Redis's sweep index (see `run`).
             for name in [queue, QueueSettings().deadLetterQueue(of: queue)] { try await backend.delete(name) }
         }
-        withKnownIssue("memory dead-letters at the send: ready 1, dead letters 1; Redis at the claim: ready 2, dead letters 0") {
-            #expect(figures[0] == figures[1], "memory: \(figures[0]); redis: \(figures[1])")
-        }
+        #expect(figures[0] == figures[1], "memory: \(figures[0]); redis: \(figures[1])")
         #expect(received == ["second", "second"])
     }
 }
