@@ -29,6 +29,21 @@ final class ConnectionLimiter: Sendable {
     }
 }
 
+/// Finds a connection's ``ConnectionGuard`` once, for the handlers that report to it (it may be
+/// added to the pipeline after them, so it is looked up on first use, on the event loop).
+struct ConnectionGuardLookup {
+    private var lookedUp = false
+    private var found: ConnectionGuard?
+
+    mutating func callAsFunction(_ context: ChannelHandlerContext) -> ConnectionGuard? {
+        if !lookedUp {
+            lookedUp = true
+            found = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
+        }
+        return found
+    }
+}
+
 /// The limits every connection is held to, whichever path serves its requests: a cap on open
 /// connections (503 past it), a deadline for each request's head once its first byte arrived
 /// (408: a client sending a header line every few seconds cannot hold the connection), and an

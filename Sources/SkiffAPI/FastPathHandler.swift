@@ -335,16 +335,9 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         }
     }
 
-    /// The connection's ``ConnectionGuard``, told when a fast request's head is read and its
-    /// response written (the routed ones it hears of from the coalescer).
-    private func connectionGuard(_ context: ChannelHandlerContext) -> ConnectionGuard? {
-        if guardLookedUp { return cachedGuard }
-        guardLookedUp = true
-        cachedGuard = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
-        return cachedGuard
-    }
-    private var guardLookedUp = false
-    private var cachedGuard: ConnectionGuard?
+    /// The connection's ``ConnectionGuard``, told when a request's head is read and its response
+    /// written.
+    private var connectionGuard = ConnectionGuardLookup()
 
     /// Whether this handler may serve a request with this head, and as what.
     static func eligible(_ head: FastPathRequestHead, settings: APISettings) -> Eligible? {

@@ -76,15 +76,9 @@ final class ResponseFlushCoalescer: ChannelDuplexHandler, RemovableChannelHandle
         context.fireChannelRead(data)
     }
 
-    /// The connection's ``ConnectionGuard`` (added after this handler, so looked up on first use).
-    private func connectionGuard(_ context: ChannelHandlerContext) -> ConnectionGuard? {
-        if guardLookedUp { return cachedGuard }
-        guardLookedUp = true
-        cachedGuard = try? context.pipeline.syncOperations.handler(type: ConnectionGuard.self)
-        return cachedGuard
-    }
-    private var guardLookedUp = false
-    private var cachedGuard: ConnectionGuard?
+    /// The connection's ``ConnectionGuard``, told when a request's head is read and its response
+    /// written.
+    private var connectionGuard = ConnectionGuardLookup()
 
     func flush(context: ChannelHandlerContext) {
         if inResponse, unflushedBytes < Self.flushThresholdBytes { return }

@@ -1,4 +1,5 @@
 import Foundation
+import SkiffTestSupport
 import Testing
 
 /// A request-smuggling attempt (issue 16): one connection's bytes that parsers can frame
@@ -158,19 +159,8 @@ struct SmugglingOutcome: CustomStringConvertible {
     }
 
     private static func blockingExchange(port: Int, _ bytes: [UInt8], quietSeconds: Int) throws -> SmugglingOutcome {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EMFILE) }
+        guard let fd = LoopbackSocket.connect(port: port, receiveTimeoutSeconds: quietSeconds) else { throw POSIXError(.ECONNREFUSED) }
         defer { close(fd) }
-        var timeout = timeval(tv_sec: quietSeconds, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard connected == 0 else { throw POSIXError(.ECONNREFUSED) }
         _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
 
         var outcome = SmugglingOutcome()
