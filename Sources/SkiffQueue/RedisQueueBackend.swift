@@ -827,7 +827,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
     /// Claims one recovery run returns at most, and the message bytes it copies at most (about):
     /// a run stays within a few milliseconds of Redis time however much a crashed consumer held.
     static var recoveryClaimsPerRun: Int { 100 }
-    static var recoveryBytesPerRun: Int { 1 << 20 }
+    static var recoveryBytesPerRun: Int { 256 << 10 }
 
     /// Expired leases and visibility timeouts are failed receives: their messages go back to the
     /// heads of their queues (or to dead-letter queues). Returns how many.

@@ -58,7 +58,7 @@ struct RedisRecoveryTests {
         }
         try await Task.sleep(for: .milliseconds(150))
 
-        // Each run stops at its byte budget (1 MiB: about 64 of these messages), and says more is due.
+        // Each run stops at its byte budget (a few dozen of these messages), and says more is due.
         var runs: [Int] = []
         while true {
             let run = try await recoverOnce(client, prefix: prefix, queue: queue)
