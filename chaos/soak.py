@@ -24,9 +24,10 @@ replica N on base+N, HAProxy statistics on base+10, Redis on base-1), SOAK_OUT (
 .cluster/soak/runs/<time>-seed<seed>), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN. The
 cluster's state lives in .cluster/soak/cluster, apart from `make up`'s and the chaos run's.
 
-Output: samples.csv, soak.png, verdict.txt, history.jsonl, check.txt and the logs, in SOAK_OUT;
-one line on stdout; exit 1 when anything was lost, duplicated, unexpected or not flat, 2 when the
-run did not complete.
+Output: history.jsonl (every operation, restart and sample), samples.csv, soak.png, verdict.txt
+and the logs, in SOAK_OUT; one line on stdout; exit 1 when anything was lost, duplicated,
+unexpected or not flat, 2 when the run did not complete. `python3 -m chaos soak --judge SOAK_OUT`
+judges a finished run again from its history.
 """
 
 from __future__ import annotations
@@ -62,7 +63,6 @@ class SoakRun(Run):
         self.restarts: list[float] = []
         self.queues: list[str] = []
         self.load_started = 0.0
-        self.after_drain: dict | None = None
         self.last_cpu: tuple[float, float, dict] = (0.0, 0.0, {})
 
     # --- Operations the chaos runner does not have, and latencies -------------------------------
@@ -321,7 +321,7 @@ class SoakRun(Run):
             if response.status != 200:
                 raise RuntimeError(f"PUT /api/{queue}/config answered {response.status} {response.body[:200]!r}")
         self.history.write({"type": "meta", "t": self.history.now(), "seed": self.s.seed, "lease_ms": self.s.lease_ms,
-                            "replicas": self.s.replicas, "seconds": self.s.seconds, "soak": True, "run_id": self.run_id,
+                            "replicas": self.s.replicas, "seconds": self.s.seconds, "rate": self.s.rate, "soak": True, "run_id": self.run_id,
                             "sample_seconds": self.sample_seconds, "restart_seconds": self.restart_seconds,
                             "visibility_ms": VISIBILITY_MS, "crash_share": self.s.crash_share})
 
@@ -348,7 +348,7 @@ class SoakRun(Run):
         if restarts.done() and not restarts.cancelled() and restarts.exception():
             raise restarts.exception()
         await self.drain(self.queues, self.s.redis_port)
-        self.after_drain = await self.redis_sample()
+        self.history.event("after-drain", **await self.redis_sample())
 
     async def run(self) -> None:
         try:
@@ -379,10 +379,44 @@ def settings_from_environment() -> tuple[Settings, float, float]:
     return settings, sample, restart
 
 
+def verdict(out: str) -> tuple[str, bool]:
+    """Judges a finished soak from its history: the checker, and the trends of its samples;
+    writes samples.csv, soak.png and verdict.txt. Returns the summary line and whether it passed."""
+    records = checker.read_history(os.path.join(out, "history.jsonl"))
+    meta = next((r for r in records if r.get("type") == "meta"), {})
+    seconds, replicas, rate = meta.get("seconds", 1800), meta.get("replicas", 3), meta.get("rate", 100)
+    start = next((r["t"] for r in records if r.get("type") == "phase" and r.get("name") == "soak"), 0.0)
+    rows = [{**r, "replicas": {int(n): v for n, v in r["replicas"].items()}} for r in records if r.get("type") == "sample"]
+    restarts = [r["t"] - start for r in records if r.get("type") == "fault" and r.get("name") == "restart"]
+    strict = checker.check(records)[checker.STRICT]
+    trends = trend.judge(rows, seconds, list(range(1, replicas + 1)))
+    soakplot.write_csv(rows, replicas, os.path.join(out, "samples.csv"))
+    plotted = soakplot.plot(out, trends, seconds, replicas, rate, restarts)
+    flat = all(t.ok for t in trends)
+    summary = (f"soak: seconds={seconds:.0f} samples={len(rows)} restarts={len(restarts)} acked={strict.acked} "
+               f"delivered={strict.delivered} lost={strict.lost} duplicated={strict.duplicated} unexpected={strict.unexpected} "
+               f"flat={'yes' if flat else 'no'}")
+    lines = strict.details() + [t.line() for t in trends]
+    after = next((r for r in records if r.get("type") == "after-drain"), None)
+    if after and after.get("redis_used_memory") is not None:
+        lines.append(f"after the drain: redis used_memory {after['redis_used_memory'] / trend.MIB:.1f} MiB, "
+                     f"{after['redis_messages']} messages, {after['redis_keys']} keys")
+    lines.append(f"plot: {plotted or 'not written (see above)'}")
+    with open(os.path.join(out, "verdict.txt"), "w") as handle:
+        handle.write("\n".join(lines + [summary]) + "\n")
+    for line in lines:
+        log(line)
+    return summary, flat and not strict.failed and strict.acked > 0
+
+
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help"):
         print(__doc__)
         return 0
+    if argv and argv[0] == "--judge" and len(argv) == 2:
+        summary, passed = verdict(argv[1])
+        print(summary, flush=True)
+        return 0 if passed else 1
     settings, sample_seconds, restart_seconds = settings_from_environment()
     log(f"soak: seed {settings.seed}, {settings.seconds:.0f} s, a sample every {sample_seconds:.0f} s, skiff-{settings.replicas} "
         f"restarted every {restart_seconds:.0f} s; output in {settings.out}")
@@ -398,30 +432,14 @@ def main(argv: list[str]) -> int:
     log(f"soak took {time.monotonic() - started:.0f} s")
     for note in run.notes:
         log(f"note: {note}")
-    strict = checker.check(checker.read_history(os.path.join(settings.out, "history.jsonl")))[checker.STRICT]
-    trends = trend.judge(run.rows, settings.seconds, list(range(1, settings.replicas + 1)))
-    soakplot.write_csv(run.rows, settings.replicas, os.path.join(settings.out, "samples.csv"))
-    plotted = soakplot.plot(settings.out, run.rows, trends, settings, run.restarts)
-    flat = all(t.ok for t in trends)
-    summary = (f"soak: seconds={settings.seconds:.0f} samples={len(run.rows)} restarts={len(run.restarts)} acked={strict.acked} "
-               f"delivered={strict.delivered} lost={strict.lost} duplicated={strict.duplicated} unexpected={strict.unexpected} "
-               f"flat={'yes' if flat else 'no'}")
-    lines = strict.details() + [t.line() for t in trends]
-    after = run.after_drain
-    if after:
-        lines.append(f"after the drain: redis used_memory {after['redis_used_memory'] / trend.MIB:.1f} MiB, "
-                     f"{after['redis_messages']} messages, {after['redis_keys']} keys")
-    lines.append(f"plot: {plotted or 'not written (see above)'}")
-    with open(os.path.join(settings.out, "verdict.txt"), "w") as handle:
-        handle.write("\n".join(lines + [summary]) + "\n")
-    for line in lines:
-        log(line)
+    summary, passed = verdict(settings.out)
     print(summary, flush=True)
     replay = f"make soak SOAK_SEED={settings.seed} SOAK_SECONDS={settings.seconds:.0f} SOAK_SAMPLE_SECONDS={sample_seconds:.0f}"
     if harness_error:
         log(f"FAILED: the soak did not complete ({harness_error}); replay with `{replay}`; output in {settings.out}")
         return 2
-    if strict.failed or strict.acked == 0 or not flat:
-        log(f"FAILED: replay with `{replay}`; output in {settings.out}")
+    if not passed:
+        log(f"FAILED: replay with `{replay}` (or re-judge with `python3 -m chaos soak --judge {settings.out}`); "
+            f"output in {settings.out}")
         return 1
     return 0

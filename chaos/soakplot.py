@@ -37,28 +37,29 @@ def _fit_block(name: str, trends: list[Trend], scale: float, run_seconds: float)
     """A gnuplot data block with the judged lines (two points each, in minutes)."""
     lines = [f"${name} << EOD"]
     for t in trends:
-        if t.points:
+        if t.judged:
             for x in (t.first_t, run_seconds):
                 lines.append(f"{x / 60:.3f},{(t.intercept + t.slope * x) / scale:.4f}")
             lines.append("")
     return lines + ["EOD"]
 
 
-def plot(out: str, rows: list[dict], trends: list[Trend], settings, restarts: list[float]) -> str | None:
+def plot(out: str, trends: list[Trend], seconds: float, replicas: int, rate: float,
+         restarts: list[float]) -> str | None:
     """Writes soak.png beside samples.csv; returns its path, or None when gnuplot failed."""
-    data, png, replicas = os.path.join(out, "samples.csv"), os.path.join(out, "soak.png"), settings.replicas
+    data, png = os.path.join(out, "samples.csv"), os.path.join(out, "soak.png")
     index = {name: i + 1 for i, name in enumerate(columns(replicas))}
-    warmup_min = settings.seconds / 3 / 60
+    warmup_min = seconds / 3 / 60
     script = ['set terminal pngcairo size 1400,900 noenhanced font "DejaVu Sans,10"', f'set output "{png}"',
               'set datafile separator ","', "set key top left", "set grid", 'set xlabel "minutes"',
-              f"set xrange [0:{settings.seconds / 60:.2f}]", "set multiplot layout 2,2 title "
-              f'"Skiff soak: {settings.seconds / 60:.0f} min, {settings.rate:.0f} msg/s, {len(restarts)} restarts of skiff-{replicas} '
+              f"set xrange [0:{seconds / 60:.2f}]", "set multiplot layout 2,2 title "
+              f'"Skiff soak: {seconds / 60:.0f} min, {rate:.0f} msg/s, {len(restarts)} restarts of skiff-{replicas} '
               f'(dotted); warm-up to {warmup_min:.0f} min (dashed); judged lines in black"']
     kinds = {"rss": (lambda name: name.endswith(" rss"), MIB), "fds": (lambda name: name.endswith(" fds"), 1),
              "redis": (lambda name: name.startswith("redis"), MIB), "p99": (lambda name: name == "p99", 1)}
-    judged = {kind: [t for t in trends if t.points and match(t.name)] for kind, (match, _) in kinds.items()}
+    judged = {kind: [t for t in trends if t.judged and match(t.name)] for kind, (match, _) in kinds.items()}
     for kind, (_, scale) in kinds.items():
-        script += _fit_block(kind, judged[kind], scale, settings.seconds)
+        script += _fit_block(kind, judged[kind], scale, seconds)
     marks = [f"set arrow from {warmup_min:.3f}, graph 0 to {warmup_min:.3f}, graph 1 nohead dt 2 lc rgb '#666666'"]
     marks += [f"set arrow from {t / 60:.3f}, graph 0 to {t / 60:.3f}, graph 1 nohead dt 3 lc rgb '#bbbbbb'" for t in restarts]
     def fit(kind: str) -> list[str]:

@@ -58,8 +58,12 @@ class Trend:
     intercept: float = 0.0
     slope: float = 0.0
     first_t: float = 0.0
+    #: False when the series could not be judged (too few samples): a failure all the same.
+    judged: bool = True
 
     def line(self) -> str:
+        if not self.judged:
+            return f"{self.name}: NOT JUDGED (a failure): {self.rule}"
         verdict = "flat" if self.ok else "GROWING"
         return (f"{self.name}: {verdict} over {self.points} samples: {_show(self.start, self.unit)} -> {_show(self.end, self.unit)}, "
                 f"{_show(self.slope_per_hour, self.unit, '+')}/h, projected {_show(self.growth, self.unit, '+')} over the run "
@@ -85,7 +89,7 @@ def least_squares(points: list[tuple[float, float]]) -> tuple[float, float]:
 
 
 def _failed(name: str, unit: str, points: int, why: str) -> Trend:
-    return Trend(name, unit, points, 0.0, 0.0, 0.0, 0.0, 0.0, False, why)
+    return Trend(name, unit, points, 0.0, 0.0, 0.0, 0.0, 0.0, False, why, judged=False)
 
 
 def growth_trend(name: str, unit: str, points: list[tuple[float, float]], warmup_end: float, run_seconds: float,
