@@ -1,9 +1,10 @@
 """Small, deterministic reproductions of what the chaos runs found, against one throwaway
 replica (SKIFF_BIN) on a throwaway redis-server, both on free loopback ports.
 
-    python3 -m chaos.repro abort-race [--rounds N] [--reset] [--visibility MS]
+    python3 -m chaos.repro abort-race [--rounds N] [--reset] [--visibility MS] [--proxy]
         A long-poll whose client closes its connection (FIN) just as a message arrives: is the
-        message back in the queue afterwards, or gone with nobody having read it? With
+        message back in the queue afterwards, or gone with nobody having read it? With --proxy,
+        through the local cluster's HAProxy (deploy/haproxy.cfg.tmpl) in front of the replica. With
         --visibility, the long-poll is an acknowledged-mode receive that is never acked: the
         message must always come back (at once, or after the visibility timeout).
     python3 -m chaos.repro dropped-connection [--requests N]
@@ -86,6 +87,24 @@ class Sandbox:
             await asyncio.sleep(0.05)
         raise RuntimeError(f"skiff did not become healthy; see {self.log_path}")
 
+    async def start_proxy(self) -> int:
+        """Starts HAProxy from the project's template (native mode, one replica: this one) and
+        returns its port, once it routes to the replica."""
+        port, stats = free_port(), free_port()
+        config = os.path.join(self.directory, "haproxy.cfg")
+        rendered = subprocess.run(
+            ["sh", "deploy/render-haproxy.sh", "native", "1"], check=True, capture_output=True, text=True,
+            env={**os.environ, "PROXY_PORT": str(port), "PROXY_STATS_PORT": str(stats), "REPLICA_BASE_PORT": str(self.http_port - 1)})
+        with open(config, "w") as file:
+            file.write(rendered.stdout)
+        self.processes.append(subprocess.Popen(["haproxy", "-db", "-f", config], stdout=open(os.path.join(self.directory, "haproxy.log"), "w"),
+                                               stderr=subprocess.STDOUT))
+        for _ in range(200):
+            if (await request(HOST, port, "GET", "/health", timeout=1)).status == 200:
+                return port
+            await asyncio.sleep(0.05)
+        raise RuntimeError("haproxy did not route to the replica")
+
     async def second_replica(self) -> int:
         """Starts another replica straight on Redis (it sweeps expired claims and serves); returns
         its HTTP port."""
@@ -113,17 +132,19 @@ class Sandbox:
             shutil.rmtree(self.directory, ignore_errors=True)
 
 
-async def abort_race(rounds: int, reset: bool, close_first: bool, visibility_ms: int | None = None) -> int:
+async def abort_race(rounds: int, reset: bool, close_first: bool, visibility_ms: int | None = None, proxy: bool = False) -> int:
     lease_ms = 2000
     sandbox = Sandbox(environment={"CLAIM_LEASE_MS": str(lease_ms)})
     await sandbox.start()
+    # Every request of the race goes through the proxy when asked; the sandbox's port is the target.
+    port = await sandbox.start_proxy() if proxy else sandbox.http_port
     gone = read = back = late = 0
     outcomes: dict[str, list[str]] = {}
     try:
         for i in range(rounds):
             queue = f"abort-race-{os.getpid()}-{i}"
             # A plain socket, never read: whatever the server sends stays in the kernel buffer.
-            sock = socket.create_connection((HOST, sandbox.http_port))
+            sock = socket.create_connection((HOST, port))
             mode = f"&visibility={visibility_ms}" if visibility_ms else ""
             sock.sendall(f"GET /api/{queue}?timeout=5000{mode} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
             await asyncio.sleep(0.05)  # the long-poll is waiting
@@ -133,15 +154,15 @@ async def abort_race(rounds: int, reset: bool, close_first: bool, visibility_ms:
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                 sock.close()
                 await asyncio.sleep((i % 20) / 10000)
-                posted = await request(HOST, sandbox.http_port, "POST", f"/api/{queue}", b'{"n":%d}' % i, timeout=5)
+                posted = await request(HOST, port, "POST", f"/api/{queue}", b'{"n":%d}' % i, timeout=5)
                 assert posted.status == 201, posted
-                after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=1500", timeout=5)
+                after = await request(HOST, port, "GET", f"/api/{queue}?timeout=1500", timeout=5)
                 if after.status == 200:
                     back += 1
                 else:
                     gone += 1
                 continue
-            posted = await request(HOST, sandbox.http_port, "POST", f"/api/{queue}", b'{"n":%d}' % i, timeout=5)
+            posted = await request(HOST, port, "POST", f"/api/{queue}", b'{"n":%d}' % i, timeout=5)
             assert posted.status == 201, posted
             # Close somewhere in the next ~2 ms, while the waiter is being woken and claims.
             await asyncio.sleep((i % 20) / 10000)
@@ -159,13 +180,13 @@ async def abort_race(rounds: int, reset: bool, close_first: bool, visibility_ms:
                 read += 1  # the answer had reached this client before it closed: delivered
                 outcomes.setdefault(delay, []).append("r")
                 continue
-            after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout=1500", timeout=5)
+            after = await request(HOST, port, "GET", f"/api/{queue}?timeout=1500", timeout=5)
             if os.environ.get("REPRO_KEEP"):
                 print(f"round {i}: queue {queue}: {'back' if after.status == 200 else 'not back within 1.5 s'}")
             if after.status != 200:
                 # Not released at once: does it come back when its claim lease (or visibility) expires?
                 wait_ms = max(lease_ms, visibility_ms or 0) + 2000
-                after = await request(HOST, sandbox.http_port, "GET", f"/api/{queue}?timeout={wait_ms}", timeout=wait_ms / 1000 + 5)
+                after = await request(HOST, port, "GET", f"/api/{queue}?timeout={wait_ms}", timeout=wait_ms / 1000 + 5)
                 if after.status == 200:
                     late += 1
                     outcomes.setdefault(delay, []).append("L")
@@ -178,7 +199,7 @@ async def abort_race(rounds: int, reset: bool, close_first: bool, visibility_ms:
                 outcomes.setdefault(delay, []).append("G")
     finally:
         await sandbox.stop()
-    kind = ("RST" if reset else "FIN") + (", closed before the message was sent" if close_first else "")
+    kind = ("RST" if reset else "FIN") + (", closed before the message was sent" if close_first else "") + (", through HAProxy" if proxy else "")
     if visibility_ms:
         kind += f", acknowledged mode, visibility {visibility_ms} ms"
     print(f"abort-race ({kind}): {rounds} rounds: answer had arrived before the close {read}, message back in the queue {back}, "
@@ -424,6 +445,7 @@ def main(argv: list[str]) -> int:
     race.add_argument("--reset", action="store_true", help="close with RST instead of FIN")
     race.add_argument("--close-first", action="store_true", help="close 0-2 ms before the message is sent")
     race.add_argument("--visibility", type=int, help="receive in acknowledged mode with this visibility timeout (ms), never ack")
+    race.add_argument("--proxy", action="store_true", help="through HAProxy (deploy/haproxy.cfg.tmpl) in front of the replica")
     dropped = sub.add_parser("dropped-connection")
     dropped.add_argument("--requests", type=int, default=20)
     frozen = sub.add_parser("pause-after-claim")
@@ -438,7 +460,7 @@ def main(argv: list[str]) -> int:
     again.add_argument("--rounds", type=int, default=60)
     args = parser.parse_args(argv)
     if args.command == "abort-race":
-        return asyncio.run(abort_race(args.rounds, args.reset, args.close_first, args.visibility))
+        return asyncio.run(abort_race(args.rounds, args.reset, args.close_first, args.visibility, args.proxy))
     if args.command == "pause-after-claim":
         return asyncio.run(pause_after_claim(args.rounds, args.lease_ms, args.long_poll))
     if args.command == "double-delivery":

@@ -1,6 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#endif
 import NIOCore
 import Synchronization
 
@@ -33,13 +30,6 @@ final class ClientDepartureHandler: ChannelInboundHandler, RemovableChannelHandl
         context.fireChannelInactive()
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if let error = error as? IOError, [ECONNRESET, EPIPE].contains(error.errnoCode) { wasReset = true }
-        context.fireErrorCaught(error)
-    }
-
-    /// The client reset the connection (an RST): it did not take what was being sent.
-    private(set) var wasReset = false
 
     private func depart() {
         hasDeparted = true
@@ -52,14 +42,6 @@ final class ClientDepartureHandler: ChannelInboundHandler, RemovableChannelHandl
     static func departure(of channel: any Channel) async -> EventLoopFuture<Void>? {
         await withHandler(of: channel) { $0.departed?.futureResult } ?? nil
     }
-
-    /// The connection's handler, on its event loop (`nil` without one).
-    static func handler(of channel: any Channel) async -> ClientDepartureHandler? {
-        await withHandler(of: channel) { UncheckedHandler(handler: $0) }?.handler
-    }
-
-    /// Carries the loop-confined handler out of its loop; only touched on that loop again.
-    struct UncheckedHandler: @unchecked Sendable { let handler: ClientDepartureHandler }
 
     /// Whether the client is known to be gone now (`false` without such a handler).
     static func hasDeparted(_ channel: any Channel) async -> Bool {
@@ -97,45 +79,24 @@ final class ClientPresence: Sendable {
 }
 
 extension ClientDepartureHandler {
-    /// Whether a delivery just written to this connection failed to reach its client's socket,
-    /// read from the socket's TCP state (so it also sees a close NIO has not read yet). Asked
-    /// right after the bytes were written, before the message is deleted:
-    ///
-    /// - the connection is open: delivered (the bytes are in the client's connection);
-    /// - the client reset it (state CLOSE): not delivered, the message goes back;
-    /// - the client closed it (its FIN is here): delivered once the client's kernel has
-    ///   acknowledged every byte, since a socket closed before the bytes arrived answers them with
-    ///   an RST instead; until then it is looked at again every millisecond, for at most
-    ///   `patience`, and past that counted as not delivered (a duplicate rather than a loss).
-    ///
-    /// What stays indistinguishable from a delivery: a client that closes after its kernel took
-    /// the bytes but before the application read them (README, Guarantees).
-    /// `false` on a channel that is not a socket (in-process tests). When the socket is already
-    /// closed, `departure` (the connection's handler, taken while it was open) tells whether the
-    /// client reset it.
-    static func deliveryFailed(_ channel: any Channel, departure: ClientDepartureHandler?, patience: Int = 50) -> EventLoopFuture<Bool> {
-        guard let provider = channel as? any SocketOptionProvider else { return channel.eventLoop.makeSucceededFuture(false) }
+    /// On the channel's event loop: whether the client's FIN or RST has already reached this
+    /// connection, read from the socket's TCP state now, before NIO has read it. Asked right
+    /// before a delivery is written: a client (or a proxy that aborted for its client) that closed
+    /// first gets nothing written, and the message goes back. Once written, a delivery stands: a
+    /// close after the write cannot be told from one after reading (a proxy even resets its server
+    /// connection once it has relayed a whole response). `false` when it cannot be read at once.
+    static func peerHasClosed(_ channel: any Channel) -> Bool {
+        guard channel.eventLoop.inEventLoop, let provider = channel as? any SocketOptionProvider else { return false }
+        let closed = NIOLoopBoundBox(false, eventLoop: channel.eventLoop)
         #if os(Linux)
-        return provider.getTCPInfo().flatMap { info -> EventLoopFuture<Bool> in
-            // include/net/tcp_states.h: TIME_WAIT 6, CLOSE 7, CLOSE_WAIT 8, LAST_ACK 9, CLOSING 11.
-            switch Int(info.tcpi_state) {
-            case 7:
-                return channel.eventLoop.makeSucceededFuture(true)
-            case 6, 8, 9, 11 where info.tcpi_unacked > 0:
-                guard patience > 0 else { return channel.eventLoop.makeSucceededFuture(true) }
-                return channel.eventLoop.flatScheduleTask(in: .milliseconds(1)) {
-                    deliveryFailed(channel, departure: departure, patience: patience - 1)
-                }.futureResult
-            default:
-                return channel.eventLoop.makeSucceededFuture(false)
+        // On its own loop the option is read at once and the future is already complete.
+        provider.getTCPInfo().whenComplete { result in
+            switch result {
+            case .success(let info): closed.value = [6, 7, 8, 9, 11].contains(Int(info.tcpi_state))
+            case .failure: closed.value = true
             }
-        }.recover { _ in
-            // The socket is closed already: by the client's RST (not delivered), or after its FIN
-            // (it closed once the bytes were in its connection: delivered).
-            departure?.wasReset ?? true
         }
-        #else
-        return channel.eventLoop.makeSucceededFuture(!channel.isActive)
         #endif
+        return closed.value
     }
 }

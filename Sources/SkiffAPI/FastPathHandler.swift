@@ -458,7 +458,8 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         let settlement = DeliverySettlement(deliveries: [delivery], backend: backend, logger: settings.logger, tasks: tasks)
         // Settling stays on this loop, where this loop's Redis connection is.
         let executor = EventLoopTaskExecutor.shared(for: context.eventLoop)
-        guard !clientDeparted, context.channel.isActive else {
+        // A client (or a proxy that aborted for it) whose FIN or RST is already here gets nothing.
+        guard !clientDeparted, context.channel.isActive, !ClientDepartureHandler.peerHasClosed(context.channel) else {
             // As on the route: nobody will read it; the connection gets the 204 a departed waiter gets.
             tasks.run(on: executor) { await settlement.release() }
             respondNoContent(context, observation)
@@ -470,19 +471,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         fields[.contentLength] = String(body.readableBytes)
         let written = context.eventLoop.makePromise(of: Void.self)
         let metrics = settings.metrics
-        let channel = context.channel
-        let departure = try? context.pipeline.syncOperations.handler(type: ClientDepartureHandler.self)
-        written.futureResult.flatMap {
-            // Written; but a client whose socket was closed before the bytes arrived did not take them.
-            ClientDepartureHandler.deliveryFailed(channel, departure: departure)
-        }.whenComplete { result in
+        written.futureResult.whenComplete { result in
             switch result {
-            case .success(false):
+            case .success:
                 metrics.messageDelivered(queue: delivery.queue.rawValue)
                 tasks.run(on: executor) {
                     if await settlement.complete() > 0 { metrics.messageAcked(queue: delivery.queue.rawValue) }
                 }
-            case .success(true), .failure:
+            case .failure:
                 tasks.run(on: executor) { await settlement.release() }
             }
         }

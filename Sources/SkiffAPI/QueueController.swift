@@ -322,6 +322,10 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                 throw APIError(.serviceUnavailable, "the message was recovered by another replica")
             }
             do {
+                // The client (or a proxy that aborted for it) closed first: nothing is written.
+                if try await channel.eventLoop.submit({ ClientDepartureHandler.peerHasClosed(channel) }).get() {
+                    throw ChannelError.ioOnClosedChannel
+                }
                 for chunk in chunks { try await writer.write(chunk) }
                 try await writer.finish(nil)
             } catch {
@@ -330,11 +334,10 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                 throw error
             }
             if let written {
-                // The connection closed before the bytes were written, or the client's FIN or
-                // RST was there when they were: nobody read them.
-                let departure = await ClientDepartureHandler.handler(of: channel)
-                let departed = (try? await written.future.flatMap { ClientDepartureHandler.deliveryFailed(channel, departure: departure) }.get()) ?? true
-                if departed {
+                do {
+                    try await written.future.get()
+                } catch {
+                    // The connection closed before the bytes were written: nobody read them.
                     await settlement.release()
                     return
                 }
