@@ -61,6 +61,7 @@ paths:
         '400': { $ref: '#/components/responses/BadRequest' }
         '401': { $ref: '#/components/responses/Unauthorized' }
         '403': { $ref: '#/components/responses/Forbidden' }
+        '409': { $ref: '#/components/responses/TooManyQueues' }
         '413': { $ref: '#/components/responses/TooLarge' }
         '429': { $ref: '#/components/responses/TooMany' }
         '503': { $ref: '#/components/responses/Unavailable' }
@@ -145,6 +146,7 @@ paths:
         '400': { $ref: '#/components/responses/BadRequest' }
         '401': { $ref: '#/components/responses/Unauthorized' }
         '403': { $ref: '#/components/responses/Forbidden' }
+        '409': { $ref: '#/components/responses/TooManyQueues' }
         '413': { $ref: '#/components/responses/TooLarge' }
         '429': { $ref: '#/components/responses/TooMany' }
         '503': { $ref: '#/components/responses/Unavailable' }
@@ -161,7 +163,9 @@ paths:
           schema: { type: integer, minimum: 1, maximum: 1000, default: 10 }
       responses:
         '200':
-          description: The messages, oldest first.
+          description: The messages, oldest first; fewer than `max` when the reply reached MAX_BATCH_BYTES (the rest stays at the head of the queue).
+          headers:
+            Skiff-Batch-Truncated: { description: '`bytes` when the reply stopped at MAX_BATCH_BYTES.', schema: { type: string, const: bytes } }
           content:
             application/json:
               schema:
@@ -308,6 +312,7 @@ paths:
         '401': { $ref: '#/components/responses/Unauthorized' }
         '403': { $ref: '#/components/responses/Forbidden' }
         '413': { $ref: '#/components/responses/TooLarge' }
+        '409': { $ref: '#/components/responses/TooManyQueues' }
         '429': { $ref: '#/components/responses/TooMany' }
         '503': { $ref: '#/components/responses/Unavailable' }
   /api/{queue}/redrive:
@@ -339,6 +344,7 @@ paths:
         '400': { $ref: '#/components/responses/BadRequest' }
         '401': { $ref: '#/components/responses/Unauthorized' }
         '403': { $ref: '#/components/responses/Forbidden' }
+        '409': { $ref: '#/components/responses/TooManyQueues' }
         '429': { $ref: '#/components/responses/TooMany' }
         '503': { $ref: '#/components/responses/Unavailable' }
   /api/{queue}/stats:
@@ -539,6 +545,9 @@ components:
     TooLarge:
       description: The body is over its limit.
       content: { application/json: { schema: { $ref: '#/components/schemas/Error' } } }
+    TooManyQueues:
+      description: The queue does not exist and the service holds MAX_QUEUES queues; nothing was stored.
+      content: { application/json: { schema: { $ref: '#/components/schemas/Error' } } }
     TooMany:
       description: The queue is at its maxDepth, or a rate limit was reached.
       headers:
@@ -634,7 +643,7 @@ components:
         ready: { type: integer, minimum: 0 }
         inFlight: { type: integer, minimum: 0 }
         delayed: { type: integer, minimum: 0 }
-        deadLetter: { type: integer, minimum: 0 }
+        deadLetter: { type: [integer, 'null'], minimum: 0, description: 'Ready messages in the dead-letter queue; null when the API key may not see that queue.' }
         oldestAgeMs: { type: [integer, 'null'] }
         totals: { $ref: '#/components/schemas/Counters' }
         lastMinute: { $ref: '#/components/schemas/Counters' }
