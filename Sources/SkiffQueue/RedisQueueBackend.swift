@@ -836,11 +836,9 @@ public final class RedisQueueBackend: QueueBackend, Service {
         let recovered = await sweep(
             "lease-index",
             with: RedisQueueScripts.recover,
-            [.integer(Int64(Self.recoveryClaimsPerRun)), .integer(Int64(Self.recoveryBytesPerRun))]
-        ) { answer in
-            let values = answer.array ?? []
-            return (Int(values.first?.integer ?? 0), (values.count > 1 ? values[1].integer : 0) == 1)
-        }
+            [.integer(Int64(Self.recoveryClaimsPerRun)), .integer(Int64(Self.recoveryBytesPerRun))],
+            result: Self.handledAndMore
+        )
         if recovered > 0 { logger.warning("recovered messages whose lease or visibility timeout expired", metadata: ["message.count": "\(recovered)"]) }
         return recovered
     }
@@ -854,7 +852,17 @@ public final class RedisQueueBackend: QueueBackend, Service {
     /// Removes messages past their queue's retention period. Returns how many.
     @discardableResult
     public func removeExpiredMessages() async -> Int {
-        await sweep("retention-index", with: RedisQueueScripts.expire)
+        await sweep("retention-index", with: RedisQueueScripts.expire, [.integer(Int64(Self.expiriesPerRun))], result: Self.handledAndMore)
+    }
+
+    /// Messages one retention run removes at most: a queue whose whole backlog expired is emptied
+    /// in short runs, not one long one.
+    static var expiriesPerRun: Int { 1000 }
+
+    /// Reads `{handled, 1 if more is due now}`, the answer of the bounded sweep scripts.
+    private static func handledAndMore(_ answer: RedisValue) -> (handled: Int, more: Bool) {
+        let values = answer.array ?? []
+        return (Int(values.first?.integer ?? 0), (values.count > 1 ? values[1].integer : 0) == 1)
     }
 
     // MARK: Helpers

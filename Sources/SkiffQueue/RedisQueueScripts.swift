@@ -466,17 +466,24 @@ enum RedisQueueScripts {
         """
     )
 
-    /// ARGV: prefix, queue. Removes messages past retention from the head of each priority and
-    /// re-indexes the queue's next possible expiry. Returns how many were removed.
+    /// ARGV: prefix, queue, limit. Removes messages past retention from the head of each
+    /// priority, at most `limit` per run, and re-indexes the queue's next possible expiry.
+    /// Returns `{removed, 1 if more may be due now}`.
     static let expire = script(
         "expire",
         """
         local s = settings(queue)
+        local limit = tonumber(ARGV[3])
         local removed = 0
         local nextExpiry = nil
+        local more = false
         for p = 0, 9 do
           local k = readyKey(queue, p)
           while true do
+            if removed >= limit then
+              more = true
+              break
+            end
             local head = redis.call('LINDEX', k, 0)
             if not head then break end
             local enq = tonumber(string.match(head, '^2|%d+|[^|]+|(%d+)|') or string.match(head, '^1|%d+|[^|]+|(%d+)|'))
@@ -491,12 +498,15 @@ enum RedisQueueScripts {
           end
         end
         count(queue, 'expired', removed)
-        if nextExpiry then
+        if more then
+          -- Stopped at the limit: still due, the sweep runs this again at once.
+          redis.call('ZADD', prefix .. ':retention-index', now, queue)
+        elseif nextExpiry then
           redis.call('ZADD', prefix .. ':retention-index', nextExpiry, queue)
         else
           redis.call('ZREM', prefix .. ':retention-index', queue)
         end
-        return removed
+        return { removed, more and 1 or 0 }
         """
     )
 

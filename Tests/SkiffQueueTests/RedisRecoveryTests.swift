@@ -112,4 +112,45 @@ struct RedisRecoveryTests {
         try await backend.release(again[0])
         #expect(try await backend.receive(from: queue, max: 3, timeout: .zero, mode: .autoAcknowledge).map { String(buffer: $0.message.body) } == ["p0", "p1", "p2"])
     }
+
+    /// A queue whose whole backlog passed retention is emptied in runs of at most 1000 removals,
+    /// each saying whether more is due, and the sweep repeats until none is.
+    @Test func aWholeExpiredBacklogIsRemovedInBoundedRuns() async throws {
+        let (backend, client, prefix) = try isolatedBackend()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        var settings = QueueSettings()
+        settings.retentionMilliseconds = 60_000
+        try await backend.updateSettings(settings, of: queue)
+        _ = try await backend.send((0..<2_500).map { ByteBuffer(string: "\($0)") }, to: queue, options: SendOptions())
+        // Every message enqueued two minutes ago.
+        let age = """
+            local k, enq = KEYS[1], ARGV[1]
+            for i = 0, redis.call('LLEN', k) - 1 do
+              local envelope = redis.call('LINDEX', k, i)
+              local head, rest = string.match(envelope, '^(%d|%d+|[^|]+|)%d+(|.*)$')
+              redis.call('LSET', k, i, head .. enq .. rest)
+            end
+            """
+        _ = try await client.send(
+            RedisCommand(
+                "EVAL",
+                [.string(age), .integer(1), .string("\(prefix):{\(queue.rawValue)}:ready"), .integer(MessageID.currentMilliseconds() - 120_000)]
+            )
+        )
+        let once = try await client.send(
+            RedisCommand(
+                "EVAL",
+                [.string(RedisQueueScripts.expire.source), .integer(0), .string(prefix), .string(queue.rawValue), .integer(Int64(RedisQueueBackend.expiriesPerRun))]
+            )
+        )
+        let values = try #require(once.array)
+        #expect(values[0].integer == Int64(RedisQueueBackend.expiriesPerRun))
+        #expect(values[1].integer == 1)
+        // The sweep finishes the job in one round.
+        #expect(await backend.removeExpiredMessages() == 1_500)
+        let stats = try await backend.stats(of: queue)
+        #expect(stats.ready == 0)
+        #expect(stats.totals.expired == 2_500)
+    }
 }
