@@ -22,13 +22,18 @@ struct ResponseFlushCoalescerTests {
         init(_ future: EventLoopFuture<Void>) { future.whenComplete { self.value = $0 } }
     }
 
-    @Test func theWaiterCompletesWithTheWriteOfItsResponsesEndAndTheTokenNeverLeaves() throws {
+    /// A connected channel with the coalescer, and a waiter registered for a new token.
+    private func connectedWaiter() throws -> (EmbeddedChannel, UInt64, Outcome) {
         let channel = EmbeddedChannel(handler: ResponseFlushCoalescer())
         _ = channel.connect(to: try .init(ipAddress: "127.0.0.1", port: 1))
         channel.embeddedEventLoop.run()
         try #require(channel.isActive)
         let token = ResponseFlushCoalescer.makeToken()
-        let outcome = Outcome(try ResponseFlushCoalescer.registerWriteWaiter(token: token, on: channel))
+        return (channel, token, Outcome(try ResponseFlushCoalescer.registerWriteWaiter(token: token, on: channel)))
+    }
+
+    @Test func theWaiterCompletesWithTheWriteOfItsResponsesEndAndTheTokenNeverLeaves() throws {
+        let (channel, token, outcome) = try connectedWaiter()
 
         // An earlier response without a token ends first: it must not complete the waiter.
         // (The coalescer holds a flush inside a response, so no `writeOutbound`, which waits for one.)
@@ -55,12 +60,7 @@ struct ResponseFlushCoalescerTests {
     }
 
     @Test func theWaiterFailsWhenTheConnectionClosesFirst() throws {
-        let channel = EmbeddedChannel(handler: ResponseFlushCoalescer())
-        _ = channel.connect(to: try .init(ipAddress: "127.0.0.1", port: 1))
-        channel.embeddedEventLoop.run()
-        try #require(channel.isActive)
-        let token = ResponseFlushCoalescer.makeToken()
-        let outcome = Outcome(try ResponseFlushCoalescer.registerWriteWaiter(token: token, on: channel))
+        let (channel, token, outcome) = try connectedWaiter()
         channel.write(HTTPResponsePart.head(response(token: token)), promise: nil)
         _ = channel.close()
         channel.embeddedEventLoop.run()
