@@ -251,7 +251,11 @@ struct RedisReplicaTests {
         let primary = try RedisServerProcess()
         try primary.start()
         let logger = Logger(label: "test")
-        let client = RedisClient(configuration: try RedisConfiguration(url: primary.url), eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
+        var configuration = try RedisConfiguration(url: primary.url)
+        // Generous, as elsewhere: on two loaded cores a send that missed the 800 ms default would
+        // never have run, and the test would then see nothing stored for the wrong reason.
+        configuration.commandTimeout = .seconds(5)
+        let client = RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: logger)
         defer { client.close() }
         let backend = RedisQueueBackend(
             client: client,
