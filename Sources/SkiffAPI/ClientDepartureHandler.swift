@@ -30,7 +30,6 @@ final class ClientDepartureHandler: ChannelInboundHandler, RemovableChannelHandl
         context.fireChannelInactive()
     }
 
-
     private func depart() {
         hasDeparted = true
         departed?.succeed()
@@ -98,5 +97,11 @@ extension ClientDepartureHandler {
         }
         #endif
         return closed.value
+    }
+
+    /// ``peerHasClosed(_:)`` from anywhere: at once on the channel's loop, else one hop to it.
+    static func peerHasClosed(on channel: any Channel) async -> Bool {
+        if channel.eventLoop.inEventLoop { return peerHasClosed(channel) }
+        return (try? await channel.eventLoop.submit { peerHasClosed(channel) }.get()) ?? true
     }
 }

@@ -64,10 +64,10 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         let query = request.uri.queryParameters
         let maximum = try query["max"].map { Int(try QueueController<Backend>.integer($0, name: "max", range: 1...100_000_000)) }
         let rate = try query["rate"].map { Int(try QueueController<Backend>.integer($0, name: "rate", range: 1...1_000_000)) }
-        // Without `max`, what is there now: messages that fail again and return mid-way are not
-        // moved twice by one call.
         // The source is named by stored settings, which another key may have written.
         try Self.checkAccess(context, to: try await backend.settings(of: queue).deadLetterQueue(of: queue), named: "the dead-letter queue")
+        // Without `max`, what is there now: messages that fail again and return mid-way are not
+        // moved twice by one call.
         var target = maximum ?? 0
         if maximum == nil { target = try await backend.stats(of: queue).deadLetterReady }
         let step = rate.map { Swift.max(1, Swift.min(1000, $0 / 10)) } ?? 1000

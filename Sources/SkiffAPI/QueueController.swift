@@ -323,7 +323,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             }
             do {
                 // The client (or a proxy that aborted for it) closed first: nothing is written.
-                if try await channel.eventLoop.submit({ ClientDepartureHandler.peerHasClosed(channel) }).get() {
+                if await ClientDepartureHandler.peerHasClosed(on: channel) {
                     throw ChannelError.ioOnClosedChannel
                 }
                 for chunk in chunks { try await writer.write(chunk) }
