@@ -47,9 +47,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     // MARK: Send
 
     public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
-        guard (0...SendOptions.maximumPriority).contains(options.priority) else {
-            throw QueueError.invalidArgument("priority must be from 0 to \(SendOptions.maximumPriority)")
-        }
+        try options.validate()
         let now = wallClock()
         let (sent, madeReady) = try state.withLock { state throws(QueueError) -> ([SentMessage], Bool) in
             // Read through the dictionary, never into a local copy: a copy alive during the

@@ -846,7 +846,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
     /// Makes delayed messages whose time has come ready. Returns how many.
     @discardableResult
     public func promoteDueMessages() async -> Int {
-        await sweep("delay-index", with: RedisQueueScripts.promoteDue)
+        await sweep("delay-index", with: RedisQueueScripts.promoteDue, result: Self.handledAndMore)
     }
 
     /// Removes messages past their queue's retention period. Returns how many.

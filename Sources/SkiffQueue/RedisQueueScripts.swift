@@ -193,19 +193,30 @@ enum RedisQueueScripts {
 
         -- Delayed messages whose time has come become ready: never-received ones at the tail,
         -- retries back at the head. Returns how many.
+        -- Bounded per run by count and by bytes (read in pages of 16, so one page of the largest
+        -- messages is what a run holds at once). Returns how many moved and whether more are due:
+        -- the rest stays in the delay index, already due, for the next run.
         local function promote(q, s)
-          local due = redis.call('ZRANGEBYSCORE', key(q, 'delayed'), '-inf', now, 'LIMIT', 0, 1000)
-          for _, envelope in ipairs(due) do
-            redis.call('ZREM', key(q, 'delayed'), envelope)
-            local m = parse(envelope)
-            if m.count > 0 or m.claims > 0 then requeue(q, m) else redis.call('RPUSH', readyKey(q, m.priority), build(m)) end
-            indexRetention(q, m.enq, s.retention)
+          local moved, bytes, more = 0, 0, false
+          while true do
+            if moved >= 1000 or bytes >= 4194304 then more = true break end
+            local page = math.min(16, 1000 - moved)
+            local due = redis.call('ZRANGEBYSCORE', key(q, 'delayed'), '-inf', now, 'LIMIT', 0, page)
+            for _, envelope in ipairs(due) do
+              redis.call('ZREM', key(q, 'delayed'), envelope)
+              local m = parse(envelope)
+              if m.count > 0 or m.claims > 0 then requeue(q, m) else redis.call('RPUSH', readyKey(q, m.priority), build(m)) end
+              indexRetention(q, m.enq, s.retention)
+              bytes = bytes + #envelope
+            end
+            moved = moved + #due
+            if #due < page then break end
           end
-          if #due > 0 then
+          if moved > 0 then
             reindex('delay-index', q, 'delayed')
             notify(q)
           end
-          return #due
+          return moved, more
         end
 
         """
@@ -458,11 +469,13 @@ enum RedisQueueScripts {
         """
     )
 
-    /// ARGV: prefix, queue. Makes due delayed messages ready. Returns how many.
+    /// ARGV: prefix, queue. Makes due delayed messages ready, a bounded run of them.
+    /// Returns `{moved, 1 if more are due now}`.
     static let promoteDue = script(
         "promote",
         """
-        return promote(queue, settings(queue))
+        local moved, more = promote(queue, settings(queue))
+        return { moved, more and 1 or 0 }
         """
     )
 

@@ -570,6 +570,12 @@ import Testing
             )
         }
         #expect(refused?.kind == .invalidArgument)
+        // So are options out of their range, by both backends, whatever the API checked first.
+        for options in [SendOptions(delay: .milliseconds(-1)), SendOptions(priority: 10), SendOptions(idempotencyKey: ""),
+                        SendOptions(idempotencyKey: String(repeating: "k", count: SendOptions.maximumIdempotencyKeyLength + 1))] {
+            let invalid = await #expect(throws: QueueError.self) { try await backend.send([ByteBuffer(string: "z")], to: queue, options: options) }
+            #expect(invalid?.kind == .invalidArgument)
+        }
         let stats = try await backend.stats(of: queue)
         #expect(stats.totals.enqueued == 10)
         #expect(stats.ready + stats.delayed + stats.inFlight == 0)

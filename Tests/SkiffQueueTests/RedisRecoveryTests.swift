@@ -153,4 +153,33 @@ struct RedisRecoveryTests {
         #expect(stats.ready == 0)
         #expect(stats.totals.expired == 2_500)
     }
+
+    /// Due delayed messages are made ready in runs bounded by count (1000) and by bytes (4 MiB,
+    /// read 16 at a time), each saying whether more is due; the sweep repeats until none is.
+    @Test(arguments: [(count: 2_500, bytes: 8, firstRun: 1_000), (count: 20, bytes: 512 << 10, firstRun: 16)])
+    func dueDelayedMessagesAreMadeReadyInBoundedRuns(count: Int, bytes: Int, firstRun: Int) async throws {
+        let (backend, client, prefix) = try isolatedBackend()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        let body = ByteBuffer(repeating: UInt8(ascii: "7"), count: bytes)
+        _ = try await backend.send(Array(repeating: body, count: count), to: queue, options: SendOptions(delay: .seconds(60)))
+        // Every message due a minute ago.
+        let due = """
+            for _, m in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do redis.call('ZADD', KEYS[1], 1, m) end
+            redis.call('ZADD', KEYS[2], 1, ARGV[1])
+            """
+        _ = try await client.send(
+            RedisCommand("EVAL", [.string(due), .integer(2), .string("\(prefix):{\(queue.rawValue)}:delayed"), .string("\(prefix):delay-index"), .string(queue.rawValue)])
+        )
+        let once = try await client.send(
+            RedisCommand("EVAL", [.string(RedisQueueScripts.promoteDue.source), .integer(0), .string(prefix), .string(queue.rawValue)])
+        )
+        let values = try #require(once.array)
+        #expect(values[0].integer == Int64(firstRun))
+        #expect(values[1].integer == 1)
+        #expect(await backend.promoteDueMessages() == count - firstRun)
+        let stats = try await backend.stats(of: queue)
+        #expect(stats.ready == count)
+        #expect(stats.delayed == 0)
+    }
 }
