@@ -130,20 +130,6 @@ private func stats(_ probe: Probe, _ queue: String) async throws -> QueueFigures
     return QueueFigures(ready: try #require(document["ready"] as? Int), inFlight: try #require(document["inFlight"] as? Int))
 }
 
-/// Polls `read` until `until` holds, for up to `timeout`; returns the last value read.
-private func eventually<T: Sendable>(
-    timeout: Duration = .seconds(20),
-    until: (T) -> Bool = { _ in true },
-    _ read: () async throws -> T
-) async throws -> T {
-    let deadline = ContinuousClock.now + timeout
-    while true {
-        let value = try await read()
-        if until(value) || ContinuousClock.now >= deadline { return value }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-}
-
 /// A client socket with a tiny receive buffer that never reads, then resets.
 private enum StalledReader {
     static func connect(port: Int) -> Int32? {
