@@ -76,7 +76,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
 
     /// What a fast receive's claim came back with.
     private enum Claimed {
-        case message(Delivery)
+        case lease(DeliveryLease)
         /// Nothing ready now (or the claim was fenced off): the route waits.
         case nothing
         case failure(any Error)
@@ -419,20 +419,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
 
     private func receive(_ context: ChannelHandlerContext, queue: QueueName, timeoutMilliseconds: Int, requestID: String) {
         let backend = self.backend
-        let metrics = settings.metrics
+        let delivery = DeliveryContext(observer: settings.metrics, settlements: settings.settlements, logger: settings.logger)
+        let request = DeliveryRequest(queue: queue, timeout: .milliseconds(timeoutMilliseconds))
         let observation = Observation(method: "GET", queue: queue, requestID: requestID, start: .now)
         receiving = onLoop(context) { () -> Claimed in
+            // This task is cancelled if the client leaves or the replica shuts down; the backend
+            // gives back a message handed over just then.
             do {
-                // With a timeout, a long-poll: the claim, then the wait if it found nothing (the
-                // backend knows when that wait needs no claim of its own). This task is cancelled
-                // if the client leaves or the replica shuts down; the backend gives back a message
-                // handed over just then.
-                if timeoutMilliseconds > 0 { metrics.waiterStarted() }
-                defer { if timeoutMilliseconds > 0 { metrics.waiterFinished() } }
-                let deliveries = try await backend.receive(from: queue, max: 1, timeout: .milliseconds(timeoutMilliseconds), mode: .autoAcknowledge)
-                guard let delivery = deliveries.first else { return .nothing }
-                // The fence, as on the route: a claim a stall may have lost is not ours to give.
-                return try await backend.confirm(delivery) ? .message(delivery) : .nothing
+                return try await backend.deliver(request, context: delivery).map { .lease($0) } ?? .nothing
             } catch is CancellationError {
                 return .nothing
             } catch {
@@ -445,26 +439,26 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
                 handler.respondNoContent(context, observation)
             case .failure(let error):
                 handler.respond(context, error: error, observation)
-            case .message(let delivery):
-                handler.deliver(context, delivery, observation)
+            case .lease(let lease):
+                handler.deliver(context, lease, observation)
             }
         }
     }
 
     /// Writes a claimed message; it is deleted once the bytes have reached the socket, and goes
     /// back to the head of its queue if they never do or the client left during the claim.
-    private func deliver(_ context: ChannelHandlerContext, _ delivery: Delivery, _ observation: Observation) {
+    private func deliver(_ context: ChannelHandlerContext, _ lease: DeliveryLease, _ observation: Observation) {
         let tasks = settings.settlements
-        let settlement = DeliverySettlement(deliveries: [delivery], backend: backend, logger: settings.logger, tasks: tasks)
         // Settling stays on this loop, where this loop's Redis connection is.
         let executor = EventLoopTaskExecutor.shared(for: context.eventLoop)
         // A client (or a proxy that aborted for it) whose FIN or RST is already here gets nothing.
         guard !clientDeparted, context.channel.isActive, !ClientDepartureHandler.peerHasClosed(context.channel) else {
             // As on the route: nobody will read it; the connection gets the 204 a departed waiter gets.
-            tasks.run(on: executor) { await settlement.release() }
+            tasks.run(on: executor) { await lease.release() }
             respondNoContent(context, observation)
             return
         }
+        let delivery = lease.deliveries[0]
         let body = delivery.message.body
         var fields = QueueController<Backend>.headers(for: delivery)
         fields[.contentType] = "application/json"
@@ -476,10 +470,10 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             case .success:
                 metrics.messageDelivered(queue: delivery.queue.rawValue)
                 tasks.run(on: executor) {
-                    if await settlement.complete() > 0 { metrics.messageAcked(queue: delivery.queue.rawValue) }
+                    if await lease.delivered() > 0 { metrics.messageAcked(queue: delivery.queue.rawValue) }
                 }
             case .failure:
-                tasks.run(on: executor) { await settlement.release() }
+                tasks.run(on: executor) { await lease.release() }
             }
         }
         // A small body goes out in the head's buffer; a large one as it came from Redis.

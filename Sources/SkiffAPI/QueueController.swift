@@ -167,16 +167,16 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let queue = try Self.queueName(context)
         let timeout = try parseTimeout(request.uri.queryParameters["timeout"].map(String.init))
         let mode = try receiveMode(request)
-        guard let settlement = try await claim(queue: queue, max: 1, timeout: timeout, mode: mode, context: context) else {
+        guard let lease = try await lease(DeliveryRequest(queue: queue, timeout: .milliseconds(timeout), mode: mode), context: context) else {
             return Response(status: .noContent)
         }
-        let delivery = settlement.deliveries[0]
+        let delivery = lease.deliveries[0]
         let message = delivery.message
         var headers = Self.headers(for: delivery)
         headers[.contentType] = "application/json"
         headers[.contentLength] = String(message.body.readableBytes)
         let written = await awaitWrite(of: &headers, context: context)
-        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, [message.body], written: written, context: context))
+        return Response(status: .ok, headers: headers, body: deliveryBody(lease, [message.body], written: written, context: context))
     }
 
     @Sendable func receiveBatch(request: Request, context: Context) async throws -> Response {
@@ -185,22 +185,17 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let timeout = try parseTimeout(query["timeout"].map(String.init))
         let max = Int(try query["max"].map { try Self.integer($0, name: "max", range: 1...Int64(Self.maximumBatch)) } ?? 10)
         let mode = try receiveMode(request)
-        guard var settlement = try await claim(queue: queue, max: max, timeout: timeout, mode: mode, context: context) else {
+        // The reply's bytes are bounded: the claim itself stops at the cap (less the JSON around
+        // each body), so storage never hands over more than one message beyond it.
+        let maxBytes = Swift.max(1, settings.maximumBatchBytes - max * Self.batchEnvelopeBytes)
+        let wanted = DeliveryRequest(queue: queue, max: max, maxBytes: maxBytes, timeout: .milliseconds(timeout), mode: mode, linger: Self.batchLinger)
+        guard let lease = try await lease(wanted, context: context) else {
             return Response(status: .noContent)
-        }
-        // The reply's bytes are bounded: what is over the cap goes back to the head at once.
-        var truncated = false
-        if let kept = Self.fittingCount(settlement.deliveries, byteLimit: settings.maximumBatchBytes), kept < settlement.deliveries.count {
-            let (held, over) = (Array(settlement.deliveries[..<kept]), Array(settlement.deliveries[kept...]))
-            settlement.abandon()
-            await DeliverySettlement(deliveries: over, backend: backend, logger: context.logger).release()
-            settlement = DeliverySettlement(deliveries: held, backend: backend, logger: context.logger, tasks: settlements)
-            truncated = true
         }
         // `[{"id":…,"body":<stored JSON>,…},…]`: the bodies are written verbatim between the pieces.
         var chunks: [ByteBuffer] = []
-        chunks.reserveCapacity(2 * settlement.deliveries.count + 1)
-        for (index, delivery) in settlement.deliveries.enumerated() {
+        chunks.reserveCapacity(2 * lease.deliveries.count + 1)
+        for (index, delivery) in lease.deliveries.enumerated() {
             let message = delivery.message
             var head = index == 0 ? "[" : ","
             head += #"{"id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
@@ -216,54 +211,36 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         chunks.append(ByteBuffer(string: "]"))
         let length = chunks.reduce(0) { $0 + $1.readableBytes }
         var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .contentLength: String(length)]
-        if truncated { headers[.skiffBatchTruncated] = "bytes" }
+        if lease.stoppedAtByteLimit { headers[.skiffBatchTruncated] = "bytes" }
         let written = await awaitWrite(of: &headers, context: context)
-        return Response(status: .ok, headers: headers, body: deliveryBody(settlement, chunks, written: written, context: context))
+        return Response(status: .ok, headers: headers, body: deliveryBody(lease, chunks, written: written, context: context))
     }
 
-    /// How many of `deliveries`, from the first, fit in a batch reply of `byteLimit` body bytes
-    /// (always at least one); `nil` when all of them do.
-    static func fittingCount(_ deliveries: [Delivery], byteLimit: Int) -> Int? {
-        var bytes = 0
-        for (index, delivery) in deliveries.enumerated() {
-            // The body and about 200 bytes of its envelope in the reply.
-            bytes += delivery.message.body.readableBytes + 200
-            if bytes > byteLimit { return Swift.max(index, 1) }
-        }
-        return nil
-    }
+    /// About what a batch reply adds around each body (`{"id":…,"receipt":…,"body":}`), reserved
+    /// out of MAX_BATCH_BYTES.
+    static var batchEnvelopeBytes: Int { 200 }
 
-    /// Waits for up to `max` messages. `nil` when the wait ended empty, the client left, or the
-    /// claims were lost to a stall (the fence).
-    private func claim(queue: QueueName, max: Int, timeout: Int, mode: ReceiveMode, context: Context) async throws -> DeliverySettlement<Backend>? {
+    /// The delivery lifecycle up to the hand-out (``QueueBackend/deliver(_:context:)``), for this
+    /// request's client. `nil` when the wait ended empty, the client left, or the claims were lost
+    /// to a stall (the fence).
+    private func lease(_ request: DeliveryRequest, context: Context) async throws -> DeliveryLease? {
         let backend = self.backend
-        // Messages ready: claimed on the request's own task, with no wait task and no watch.
-        let ready = try await backend.receive(from: queue, max: max, timeout: .zero, mode: mode)
-        if !ready.isEmpty {
-            let departed = await ClientDepartureHandler.hasDeparted(context.channel)
-            return try await hold(ready, clientDeparted: departed, context: context)
+        let delivery = DeliveryContext(observer: metrics, settlements: settlements, logger: context.logger)
+        guard request.timeout > .zero else {
+            // Nothing to wait for: on the request's own task, with no wait task and no watch.
+            guard let lease = try await backend.deliver(request, context: delivery) else { return nil }
+            return await Self.handOut(lease, clientDeparted: ClientDepartureHandler.hasDeparted(context.channel))
         }
-        guard timeout > 0 else { return nil }
-        metrics.waiterStarted()
-        defer { metrics.waiterFinished() }
         // Hummingbird does not cancel a handler when its client leaves: the wait is cancelled
         // when the client's side of the connection closes, and graceful shutdown ends it with 204.
         // The wait task stays on this event loop, where the wake-ups arrive.
         let receiving = Task(executorPreference: EventLoopTaskExecutor.current) {
-            try await cancelWhenGracefulShutdown {
-                var deliveries = try await backend.wait(for: queue, timeout: .milliseconds(timeout), mode: mode)
-                // The first message had to be waited for: more may be on their way.
-                if deliveries.count == 1, max > 1 {
-                    try? await Task.sleep(for: Self.batchLinger)
-                    deliveries += try await backend.receive(from: queue, max: max - 1, timeout: .zero, mode: mode)
-                }
-                return deliveries
-            }
+            try await cancelWhenGracefulShutdown { try await backend.deliver(request, context: delivery) }
         }
         let presence = await ClientPresence.watch(context.channel) { receiving.cancel() }
-        let deliveries: [Delivery]
+        let lease: DeliveryLease?
         do {
-            deliveries = try await withTaskCancellationHandler {
+            lease = try await withTaskCancellationHandler {
                 try await receiving.value
             } onCancel: {
                 receiving.cancel()
@@ -271,24 +248,15 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         } catch is CancellationError {
             return nil
         }
-        guard !deliveries.isEmpty else { return nil }
-        return try await hold(deliveries, clientDeparted: presence.hasDeparted, context: context)
+        guard let lease else { return nil }
+        return await Self.handOut(lease, clientDeparted: presence.hasDeparted)
     }
 
-    /// The checks between a claim and its response: a client that left gets nothing (the messages
-    /// go back), and the fence drops claims a stall may have lost.
-    private func hold(_ deliveries: [Delivery], clientDeparted: Bool, context: Context) async throws -> DeliverySettlement<Backend>? {
-        // The client left while the messages were being claimed for it: nobody will read them.
-        if clientDeparted {
-            await DeliverySettlement(deliveries: deliveries, backend: backend, logger: context.logger).release()
-            return nil
-        }
-        // The fence: if this replica stalled past half the lease since the claim, a message may
-        // have been recovered and handed out elsewhere; then it is not ours to give.
-        var held: [Delivery] = []
-        for delivery in deliveries where try await backend.confirm(delivery) { held.append(delivery) }
-        guard !held.isEmpty else { return nil }
-        return DeliverySettlement(deliveries: held, backend: backend, logger: context.logger, tasks: settlements)
+    /// A client that left while its messages were being claimed gets nothing: they go back.
+    private static func handOut(_ lease: DeliveryLease, clientDeparted: Bool) async -> DeliveryLease? {
+        guard clientDeparted else { return lease }
+        await lease.release()
+        return nil
     }
 
     /// Marks a delivery's response so that its settlement can wait for the bytes to reach the
@@ -306,18 +274,17 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     /// claim lost between the handler and the write (a stall) aborts the response before its
     /// body, so the client sees a broken response rather than a message that is not its own.
     private func deliveryBody(
-        _ settlement: DeliverySettlement<Backend>,
+        _ lease: DeliveryLease,
         _ chunks: [ByteBuffer],
         written: (token: UInt64, future: EventLoopFuture<Void>)?,
         context: Context
     ) -> ResponseBody {
-        let (backend, metrics, settlements) = (self.backend, self.metrics, self.settlements)
+        let (metrics, settlements) = (self.metrics, self.settlements)
         let channel = context.channel
         let length = chunks.reduce(0) { $0 + $1.readableBytes }
         return ResponseBody(contentLength: length) { writer in
             // Fence again for a stall between the handler and this write (free unless one happened).
-            for delivery in settlement.deliveries where !(try await backend.confirm(delivery)) {
-                settlement.abandon()
+            guard try await lease.isStillHeld() else {
                 if let written { ResponseFlushCoalescer.forget(token: written.token, on: channel) }
                 throw APIError(.serviceUnavailable, "the message was recovered by another replica")
             }
@@ -330,7 +297,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                 try await writer.finish(nil)
             } catch {
                 if let written { ResponseFlushCoalescer.forget(token: written.token, on: channel) }
-                await settlement.release()
+                await lease.release()
                 throw error
             }
             if let written {
@@ -338,16 +305,16 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                     try await written.future.get()
                 } catch {
                     // The connection closed before the bytes were written: nobody read them.
-                    await settlement.release()
+                    await lease.release()
                     return
                 }
             }
             // The whole body is in the socket: delivered. Nothing that happens after this proves
             // otherwise: a fast client reads the response and closes at once.
-            let queue = settlement.deliveries[0].queue.rawValue
-            metrics.messageDelivered(queue: queue, count: settlement.deliveries.count)
+            let queue = lease.queue.rawValue
+            metrics.messageDelivered(queue: queue, count: lease.deliveries.count)
             let complete: @Sendable () async -> Void = {
-                let acknowledged = await settlement.complete()
+                let acknowledged = await lease.delivered()
                 if acknowledged > 0 { metrics.messageAcked(queue: queue, count: acknowledged) }
             }
             // Off the request, as on the fast path: a delete retried through a Redis outage (up

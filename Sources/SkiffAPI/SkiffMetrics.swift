@@ -1,3 +1,4 @@
+import SkiffQueue
 import CoreMetrics
 import Metrics
 import Synchronization
@@ -32,7 +33,7 @@ import Synchronization
 /// Cardinality: the first ``queueLabelLimit`` distinct queue names this process sees get their
 /// own `queue` label; later ones are counted under `queue="other"`, so a client creating queues
 /// without end cannot grow the series without end.
-public final class SkiffMetrics: Sendable {
+public final class SkiffMetrics: DeliveryObserver, Sendable {
     public static let enqueuedTotal = "skiff_messages_enqueued_total"
     public static let deliveredTotal = "skiff_messages_delivered_total"
     public static let ackedTotal = "skiff_messages_acked_total"
@@ -80,9 +81,9 @@ public final class SkiffMetrics: Sendable {
     public func messageRetried(queue: String, count: Int = 1) { counter(Self.retriedTotal, queue: queue).increment(by: count) }
     public func messageDeadLettered(queue: String, count: Int = 1) { counter(Self.deadLetteredTotal, queue: queue).increment(by: count) }
 
-    /// A long-poll started waiting; pair with ``waiterFinished()``.
-    public func waiterStarted() { waiters.increment() }
-    public func waiterFinished() { waiters.decrement() }
+    /// A long-poll started waiting; pair with ``waitFinished()``.
+    public func waitStarted() { waiters.increment() }
+    public func waitFinished() { waiters.decrement() }
 
     /// A connection went to the HTTP decoder for good (see the type's notes).
     public func fastPathHandedOver() { handovers.increment() }

@@ -12,7 +12,7 @@ import Synchronization
 /// Two clocks: message times (enqueue, retention, delays, receive times, stats buckets) are Unix
 /// milliseconds from `wallClock`, as Redis `TIME` is for the Redis backend; leases and visibility
 /// timeouts run on `ContinuousClock`, like ``Delivery/claimedAt``.
-public final class MemoryQueueBackend: QueueBackend, Service {
+public final class MemoryQueueBackend: ClaimingBackend, Service {
     private let state = Mutex(State())
     private let waiters: WaiterRegistry
     private let claimLease: Duration
@@ -108,9 +108,13 @@ public final class MemoryQueueBackend: QueueBackend, Service {
 
     public func receive(from queue: QueueName, max: Int, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
         let lease = self.lease(of: mode, in: queue)
-        let claimed = claim(queue, max: Swift.max(1, max), lease: lease)
+        let claimed = claim(queue, max: Swift.max(1, max), maxBytes: nil, lease: lease).deliveries
         if !claimed.isEmpty { return claimed }
         return try await wait(for: queue, timeout: timeout, mode: mode)
+    }
+
+    public func claimReady(from queue: QueueName, max: Int, maxBytes: Int?, mode: ReceiveMode) async throws -> ClaimedMessages {
+        claim(queue, max: Swift.max(1, max), maxBytes: maxBytes, lease: lease(of: mode, in: queue))
     }
 
     public func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
@@ -140,15 +144,17 @@ public final class MemoryQueueBackend: QueueBackend, Service {
         }
     }
 
-    /// Claims up to `max` messages from the head of `queue`.
-    private func claim(_ queue: QueueName, max: Int, lease: (duration: Duration, isAcknowledgedMode: Bool)) -> [Delivery] {
+    /// Claims up to `max` messages from the head of `queue`, and past the first none that would
+    /// take the bodies' bytes beyond `maxBytes`.
+    private func claim(_ queue: QueueName, max: Int, maxBytes: Int?, lease: (duration: Duration, isAcknowledgedMode: Bool)) -> ClaimedMessages {
         let claimedAt = ContinuousClock.now
         let now = wallClock()
-        let (deliveries, wakes) = state.withLock { state -> ([Delivery], Set<QueueName>) in
+        let (claimed, wakes) = state.withLock { state -> (ClaimedMessages, Set<QueueName>) in
             var wakes = Set<QueueName>()
-            let deliveries = Self.claim(
+            let claimed = Self.claim(
                 queue,
                 max: max,
+                maxBytes: maxBytes,
                 in: &state,
                 now: now,
                 claimedAt: claimedAt,
@@ -156,10 +162,10 @@ public final class MemoryQueueBackend: QueueBackend, Service {
                 isAcknowledgedMode: lease.isAcknowledgedMode,
                 wakes: &wakes
             )
-            return (deliveries, wakes)
+            return (claimed, wakes)
         }
         for queue in wakes { dispatch(queue) }
-        return deliveries
+        return claimed
     }
 
     /// Turns a claim handed to a waiter into an acknowledged-mode claim with `lease`.
@@ -470,21 +476,27 @@ public final class MemoryQueueBackend: QueueBackend, Service {
     private static func claim(
         _ queue: QueueName,
         max: Int,
+        maxBytes: Int? = nil,
         in state: inout State,
         now: Int64,
         claimedAt: ContinuousClock.Instant,
         lease: Duration,
         isAcknowledgedMode: Bool,
         wakes: inout Set<QueueName>
-    ) -> [Delivery] {
+    ) -> ClaimedMessages {
         var deliveries: [Delivery] = []
+        var bytes = 0
         while deliveries.count < max, prepareHead(of: queue, in: &state, now: now, wakes: &wakes) {
+            if let maxBytes, !deliveries.isEmpty, let head = state.queues[queue]!.peekHead(), bytes + head.body.readableBytes > maxBytes {
+                return ClaimedMessages(deliveries: deliveries, stoppedAtByteLimit: true)
+            }
             state.queues[queue]!.modify { queueState in
                 guard var message = queueState.popHead() else { return }
                 message.receiveCount += 1
                 message.claims += 1
                 if message.firstReceivedAtMilliseconds == nil { message.firstReceivedAtMilliseconds = now }
                 message.lastReceivedAtMilliseconds = now
+                bytes += message.body.readableBytes
                 queueState.inFlight[message.id] = Claim(message: message, leaseExpiry: claimedAt + lease, isAcknowledgedMode: isAcknowledgedMode)
                 queueState.leases.push(LeaseEntry(expiry: claimedAt + lease, messageID: message.id, claimToken: message.claims))
                 queueState.counters.record(\.delivered, 1, at: now)
@@ -500,7 +512,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
                 )
             }
         }
-        return deliveries
+        return ClaimedMessages(deliveries: deliveries)
     }
 
     /// Makes due delayed messages ready, then clears the way to a claimable head: expired
@@ -624,7 +636,7 @@ public final class MemoryQueueBackend: QueueBackend, Service {
                             lease: claimLease,
                             isAcknowledgedMode: false,
                             wakes: &wakes
-                        ).first
+                        ).deliveries.first
                     else { return (nil, wakes) }
                     return ((waiter, delivery), wakes)
                 }

@@ -35,37 +35,12 @@ public protocol QueueBackend: Sendable {
     ///   `.insufficientStorage` when storage fails. Nothing is stored in any of these cases.
     func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage]
 
-    /// Claims up to `max` messages from the head of `queue`. When none is ready, waits up to
-    /// `timeout` for one and returns it alone.
+    /// Claims messages for one hand-out and fences them (see ``DeliveryLease`` for the rest of
+    /// the lifecycle). `nil` when the wait ended with no message, or every claim was lost to a stall.
     ///
-    /// - Returns: an empty array when the wait ended with no message (never before `timeout`).
     /// - Throws: `CancellationError` when the task is cancelled (for example the client left);
-    ///   no message is lost to a cancelled wait. ``QueueError`` when storage fails.
-    func receive(from queue: QueueName, max: Int, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery]
-
-    /// The waiting half of ``receive(from:max:timeout:mode:)``: waits up to `timeout` for one
-    /// message without claiming first. For a caller whose receive with a zero timeout just found
-    /// the queue empty, so a long-poll costs one claim, not two. A message that arrives between
-    /// the two calls is not missed: registering the wait looks for messages again.
-    func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery]
-
-    /// Deletes a message delivered in auto-acknowledge mode, once its response was handed to the
-    /// client's connection. Retries through a storage outage until the lease ends.
-    ///
-    /// - Returns: `false` when the claim is no longer held (its lease expired and the message was
-    ///   recovered): the message may be delivered again.
-    @discardableResult
-    func complete(_ delivery: Delivery) async throws -> Bool
-
-    /// Puts a claimed message that did not reach its consumer back at the head of its queue, with
-    /// the receive taken back.
-    func release(_ delivery: Delivery) async throws
-
-    /// The fence before a hand-out: `true` while the claim is still held. Free (no storage round
-    /// trip) until half the lease has passed locally; after that it re-checks the claim and
-    /// restarts its lease, because a stalled replica's claim may have been recovered and the
-    /// message handed out elsewhere.
-    func confirm(_ delivery: Delivery) async throws -> Bool
+    ///   a message claimed meanwhile goes back at once. ``QueueError`` when storage fails.
+    func deliver(_ request: DeliveryRequest, context: DeliveryContext) async throws -> DeliveryLease?
 
     /// Acks: deletes each message whose receipt still holds its claim.
     /// - Returns: per receipt, whether it was acked (`false`: unknown or stale).
@@ -119,7 +94,9 @@ extension QueueBackend {
         }
         return sent
     }
+}
 
+extension ClaimingBackend {
     /// Claims the oldest message in auto-acknowledge mode, waiting up to `timeout`.
     public func receive(from queue: QueueName, timeout: Duration) async throws -> Delivery? {
         try await receive(from: queue, max: 1, timeout: timeout, mode: .autoAcknowledge).first

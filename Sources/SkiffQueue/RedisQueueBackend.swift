@@ -56,7 +56,7 @@ public struct RedisQueueConfiguration: Sendable {
 /// - Complete / ack delete a claim its token still holds; release and nack put it back; sweeps on
 ///   every replica return expired claims, make due delayed messages ready (every 50 ms) and remove
 ///   messages past retention, each touching only the queues an index says are due.
-public final class RedisQueueBackend: QueueBackend, Service {
+public final class RedisQueueBackend: ClaimingBackend, Service {
     private struct PassState {
         var running = false
         var rerun = false
@@ -309,6 +309,20 @@ public final class RedisQueueBackend: QueueBackend, Service {
         return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: token)
     }
 
+    public func claimReady(from queue: QueueName, max: Int, maxBytes: Int?, mode: ReceiveMode) async throws -> ClaimedMessages {
+        // Without a byte limit (or for one message, which always fits) the merged claims serve it.
+        guard let maxBytes, max > 1 else { return ClaimedMessages(deliveries: try await receive(from: queue, max: max, timeout: .zero, mode: mode)) }
+        // A claim that ran in Redis must reach a consumer or go back (see `receive`).
+        let claimed = try await shielded {
+            try await self.claim(queue, modes: Array(repeating: mode, count: max), byteLimit: Swift.max(1, maxBytes))
+        }
+        if Task.isCancelled, !claimed.deliveries.isEmpty {
+            try await shielded { try await self.release(claimed.deliveries) }
+            throw CancellationError()
+        }
+        return claimed
+    }
+
     /// Records that a claim started under `token` got fewer messages than it asked for.
     private func noteExhausted(_ queue: QueueName, since token: WakeToken) {
         state.withLock { $0.exhaustedAt[queue] = token }
@@ -421,6 +435,13 @@ public final class RedisQueueBackend: QueueBackend, Service {
     /// Claims one message per entry of `modes` (oldest message for the first), fewer if the queue
     /// runs out.
     func claim(_ queue: QueueName, modes: [ReceiveMode]) async throws -> [Delivery] {
+        try await claim(queue, modes: modes, byteLimit: 0).deliveries
+    }
+
+    /// Claims one message per entry of `modes`, fewer if the queue runs out or, past the first
+    /// message, the envelopes would pass `byteLimit` (0: no limit). Redis never copies more than
+    /// the limit plus one message into the reply.
+    func claim(_ queue: QueueName, modes: [ReceiveMode], byteLimit: Int) async throws -> ClaimedMessages {
         let claimedAt = ContinuousClock.now
         let leases: [RedisArgument] = modes.map { mode in
             switch mode {
@@ -428,11 +449,13 @@ public final class RedisQueueBackend: QueueBackend, Service {
             case .acknowledge(let visibility): visibility.map { .integer(max(1, $0.milliseconds)) } ?? .string("")
             }
         }
-        let reply = try await run(RedisQueueScripts.claim, on: queue, leases)
-        guard let values = reply.array, values.count % 4 == 0 else { throw QueueError.internalError("claim script returned \(reply)") }
+        let reply = try await run(RedisQueueScripts.claim, on: queue, [.integer(Int64(max(0, byteLimit)))] + leases)
+        guard let values = reply.array, values.count % 4 == 1, let stopped = values.last?.integer else {
+            throw QueueError.internalError("claim script returned \(reply)")
+        }
         var deliveries: [Delivery] = []
         deliveries.reserveCapacity(values.count / 4)
-        for index in stride(from: 0, to: values.count, by: 4) {
+        for index in stride(from: 0, to: values.count - 1, by: 4) {
             guard let envelope = values[index].bytes, let leaseMilliseconds = values[index + 3].integer,
                 let (message, claimToken) = Self.parseEnvelope(
                     envelope,
@@ -454,7 +477,7 @@ public final class RedisQueueBackend: QueueBackend, Service {
                 )
             )
         }
-        return deliveries
+        return ClaimedMessages(deliveries: deliveries, stoppedAtByteLimit: stopped == 1)
     }
 
     private func release(_ deliveries: [Delivery]) async throws {

@@ -303,16 +303,20 @@ enum RedisQueueScripts {
         """
     )
 
-    /// ARGV: prefix, queue, then one lease per message to claim, oldest message first: a number
-    /// of milliseconds, or '' for the queue's visibility timeout.
-    /// Returns `{e1, err1, hist1, lease1, e2, ...}`: per claimed message the updated envelope, the
-    /// last nack reason (or nil), the dead-letter history (or nil) and its lease in ms.
+    /// ARGV: prefix, queue, byte limit (0: none), then one lease per message to claim, oldest
+    /// message first: a number of milliseconds, or '' for the queue's visibility timeout.
+    /// With a byte limit, a message whose envelope would take the claimed envelopes past it stays
+    /// at the head (unless it is the first): the reply never holds more than the limit plus one message.
+    /// Returns `{e1, err1, hist1, lease1, e2, ..., stopped}`: per claimed message the updated
+    /// envelope, the last nack reason (or nil), the dead-letter history (or nil) and its lease in
+    /// ms; then 1 if the byte limit stopped the claim, else 0.
     static let claim = script(
         "claim",
         """
         local s = settings(queue)
         promote(queue, s)
-        local wanted = #ARGV - 2
+        local byteLimit = tonumber(ARGV[3])
+        local wanted = #ARGV - 3
         -- Most queues never had a nack reason or a dead letter: skip two lookups per message then.
         local hasErrors = redis.call('EXISTS', key(queue, 'errors')) == 1
         local hasHistory = redis.call('EXISTS', key(queue, 'history')) == 1
@@ -325,11 +329,18 @@ enum RedisQueueScripts {
         local pop = { 10 }
         for priority = 9, 0, -1 do pop[#pop + 1] = readyKey(queue, priority) end
         pop[12], pop[13] = 'LEFT', 'COUNT'
-        while claimed < wanted do
-          pop[14] = wanted - claimed
+        local bytes, stopped = 0, false
+        while claimed < wanted and not stopped do
+          -- Under a byte limit one at a time, so that what stops the claim can go back untouched.
+          pop[14] = byteLimit > 0 and 1 or wanted - claimed
           local popped = redis.call('LMPOP', unpack(pop))
           if not popped then break end
           for _, envelope in ipairs(popped[2]) do
+            if byteLimit > 0 and claimed > 0 and bytes + #envelope > byteLimit then
+              redis.call('LPUSH', popped[1], envelope)
+              stopped = true
+              break
+            end
             local m = parse(envelope)
             leftHead(queue, m)
             if now - m.enq >= s.retention then
@@ -339,7 +350,8 @@ enum RedisQueueScripts {
               deadLetter(queue, s, m)
             else
               claimed = claimed + 1
-              local lease = tonumber(ARGV[2 + claimed]) or s.visibility
+              bytes = bytes + #envelope
+              local lease = tonumber(ARGV[3 + claimed]) or s.visibility
               m.count, m.claims, m.last = m.count + 1, m.claims + 1, now
               if m.first == 0 then m.first = now end
               local updated = build(m)
@@ -356,6 +368,7 @@ enum RedisQueueScripts {
         end
         if earliest then redis.call('ZADD', prefix .. ':lease-index', 'LT', earliest, queue) end
         count(queue, 'delivered', claimed)
+        out[#out + 1] = stopped and 1 or 0
         return out
         """
     )

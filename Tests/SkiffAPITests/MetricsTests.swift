@@ -81,9 +81,9 @@ struct MetricsTests {
         #expect(skiff.queueLabel("a") == "a")
         #expect(skiff.queueLabel("new") == "other")
 
-        skiff.waiterStarted()
-        skiff.waiterStarted()
-        skiff.waiterFinished()
+        skiff.waitStarted()
+        skiff.waitStarted()
+        skiff.waitFinished()
         #expect(try metrics.expectMeter("skiff_long_poll_waiters").lastValue == 1)
     }
 

@@ -63,7 +63,7 @@ extension BackendEquivalenceTests {
         let memory = MemoryQueueBackend(eventLoop: MultiThreadedEventLoopGroup.singleton.next())
         var duplicates: [[Bool]] = []
         var queues: [(shrunk: QueueName, grown: QueueName)] = []
-        for backend in [memory as any QueueBackend, pair.redis] {
+        for backend in [memory as any ClaimingBackend, pair.redis] {
             let (shrunk, grown) = (uniqueQueue("shrunk"), uniqueQueue("grown"))
             _ = try await backend.send([ByteBuffer(string: "1")], to: shrunk, options: SendOptions(idempotencyKey: "k"))
             try await backend.updateSettings(QueueSettings(dedupWindowMilliseconds: 200), of: shrunk)
@@ -74,7 +74,7 @@ extension BackendEquivalenceTests {
         }
         // Past the 200 ms window, well inside the 5 minutes.
         try await Task.sleep(for: .milliseconds(500))
-        for (backend, (shrunk, grown)) in zip([memory as any QueueBackend, pair.redis], queues) {
+        for (backend, (shrunk, grown)) in zip([memory as any ClaimingBackend, pair.redis], queues) {
             var answers: [Bool] = []
             for queue in [shrunk, grown] {
                 answers += try await backend.send([ByteBuffer(string: "2")], to: queue, options: SendOptions(idempotencyKey: "k")).map(\.isDuplicate)
@@ -94,7 +94,7 @@ extension BackendEquivalenceTests {
         defer { pair.close() }
         var figures: [String] = []
         var received: [String] = []
-        for backend in [pair.memory as any QueueBackend, pair.redis] {
+        for backend in [pair.memory as any ClaimingBackend, pair.redis] {
             let queue = uniqueQueue("lowered")
             _ = try await backend.send([ByteBuffer(string: "first")], to: queue, options: SendOptions())
             let delivery = try #require(
@@ -200,7 +200,7 @@ extension BackendOperation {
 
 /// One backend's side of a run: what it answered so far, in terms both backends share.
 private final class Driver {
-    let backend: any QueueBackend
+    let backend: any ClaimingBackend
     let names: [BackendOperation.Role: QueueName]
     /// Bodies are `m1`, `m2`... in send order, the same on both sides.
     var bodyCounter = 0
@@ -211,7 +211,7 @@ private final class Driver {
 
     let setup: BackendOperation.CaseSetup
 
-    init(_ backend: any QueueBackend, names: [BackendOperation.Role: QueueName], setup: BackendOperation.CaseSetup) {
+    init(_ backend: any ClaimingBackend, names: [BackendOperation.Role: QueueName], setup: BackendOperation.CaseSetup) {
         self.backend = backend
         self.names = names
         self.setup = setup

@@ -21,9 +21,9 @@ enum BackendKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
 
 /// A running backend plus the services it needs, torn down by `close()`.
 final class BackendFixture: Sendable {
-    let backend: any QueueBackend
+    let backend: any ClaimingBackend
     /// For the Redis kind: more replicas sharing the same Redis.
-    let replicas: [any QueueBackend]
+    let replicas: [any ClaimingBackend]
     private let tasks: [Task<Void, Never>]
     private let clients: [RedisClient]
     /// One maintenance round (lease recovery, due delays, expiry) on the first replica.
@@ -35,8 +35,8 @@ final class BackendFixture: Sendable {
     let wallClock: TestWallClock?
 
     private init(
-        backend: any QueueBackend,
-        replicas: [any QueueBackend],
+        backend: any ClaimingBackend,
+        replicas: [any ClaimingBackend],
         tasks: [Task<Void, Never>],
         clients: [RedisClient],
         sweeps: [@Sendable () async -> Void],
@@ -106,7 +106,7 @@ final class BackendFixture: Sendable {
     }
 }
 
-extension QueueBackend {
+extension ClaimingBackend {
     func send(_ text: String, to queue: QueueName) async throws -> SentMessage {
         try await send(ByteBuffer(string: text), to: queue)
     }

@@ -769,7 +769,7 @@ import Testing
     }
 }
 
-extension QueueBackend {
+extension ClaimingBackend {
     fileprivate func send(_ text: String, to queue: QueueName, options: SendOptions) async throws -> SentMessage {
         try await send(ByteBuffer(string: text), to: queue, options: options)
     }
@@ -786,7 +786,7 @@ extension QueueBackend {
 }
 
 /// Waits until `count` consumers wait on `backend`, so a send after it must be a hand-off.
-private func waitForWaiters(on backend: any QueueBackend, count: Int) async throws {
+private func waitForWaiters(on backend: any ClaimingBackend, count: Int) async throws {
     let deadline = ContinuousClock.now + .seconds(10)
     while ContinuousClock.now < deadline {
         if await backend.health().details["waiters"] == "\(count)" { return }

@@ -10,7 +10,7 @@ import Testing
 @Suite("Queue limit", .timeLimit(.minutes(2)))
 struct QueueLimitTests {
     /// A backend with its own key prefix (so the count is this test's alone) and a small limit.
-    private func backend(_ kind: BackendKind, maximumQueues: Int) throws -> (any QueueBackend, close: () -> Void) {
+    private func backend(_ kind: BackendKind, maximumQueues: Int) throws -> (any ClaimingBackend, close: () -> Void) {
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         switch kind {
         case .memory:

@@ -1,10 +1,9 @@
 import Logging
 import ServiceLifecycle
-import SkiffRedis
 import Synchronization
 
-/// The settlements that run after their response has left: the fast path deletes a delivered
-/// message once its bytes are in the socket, and a dropped response releases its messages.
+/// The settlements that run after their response has left: a transport deletes a delivered
+/// message once its bytes are in the socket, and a dropped ``DeliveryLease`` releases its messages.
 ///
 /// Graceful shutdown waits for them (as a ``Service`` placed after the HTTP server, so it stops
 /// once the server has drained and before the backend and its Redis pool close): a settlement cut
@@ -25,7 +24,7 @@ public final class SettlementTasks: Service, Sendable {
     public var running: Int { count.withLock { $0 } }
 
     /// Runs `work` on a new task that prefers `executor`, counted until it ends.
-    func run(on executor: (any TaskExecutor)?, _ work: @escaping @Sendable () async -> Void) {
+    public func run(on executor: (any TaskExecutor)?, _ work: @escaping @Sendable () async -> Void) {
         count.withLock { $0 += 1 }
         Task(executorPreference: executor) {
             await work()

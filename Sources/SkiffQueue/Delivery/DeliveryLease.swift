@@ -1,0 +1,111 @@
+import Logging
+import Synchronization
+
+/// Messages claimed for one hand-out (a response, a stream frame), and the only way to settle them:
+/// exactly one of ``delivered()``, ``release()`` or ``abandon()`` takes effect, whichever comes first.
+///
+/// The lifecycle every transport follows: ``QueueBackend/deliver(_:observer:)`` claims and fences
+/// (a claim a stall may have lost is never handed out); the transport checks ``isStillHeld()``
+/// right before it writes the bodies (the fence again, free unless the replica stalled); once the
+/// bytes are in the client's socket it calls ``delivered()`` (auto-acknowledge: the messages are
+/// deleted; acknowledged mode: the consumer acks later), and if they never get there,
+/// ``release()`` (back to the head of their queue at once). A lease dropped unsettled releases
+/// its messages, on the settlement tasks so that shutdown waits for it.
+public final class DeliveryLease: Sendable {
+    /// Oldest first.
+    public let deliveries: [Delivery]
+    /// A batch stopped at its byte limit: more may be ready.
+    public let stoppedAtByteLimit: Bool
+    public var queue: QueueName { deliveries[0].queue }
+
+    private let backend: any ClaimingBackend
+    private let logger: Logger
+    private let settlements: SettlementTasks?
+    private let settled = Atomic<Bool>(false)
+
+    init(_ claimed: ClaimedMessages, backend: any ClaimingBackend, logger: Logger, settlements: SettlementTasks?) {
+        precondition(!claimed.deliveries.isEmpty, "a lease holds at least one delivery")
+        self.deliveries = claimed.deliveries
+        self.stoppedAtByteLimit = claimed.stoppedAtByteLimit
+        self.backend = backend
+        self.logger = logger
+        self.settlements = settlements
+    }
+
+    private func claimSettlement() -> Bool {
+        settled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+    }
+
+    /// The fence before the write: `true` while every claim is still held. When one was lost (the
+    /// replica stalled past half its lease and the message may be with another consumer now) the
+    /// lease is abandoned and nothing may be written.
+    public func isStillHeld() async throws -> Bool {
+        for delivery in deliveries where !(try await backend.confirm(delivery)) {
+            abandon()
+            return false
+        }
+        return true
+    }
+
+    /// The bytes reached the client's socket: auto-acknowledged deliveries are deleted.
+    /// - Returns: how many were deleted (fewer than delivered when a claim was recovered meanwhile).
+    @discardableResult
+    public func delivered() async -> Int {
+        guard claimSettlement() else { return 0 }
+        let automatic = deliveries.filter { !$0.isAcknowledgedMode }
+        guard let first = automatic.first else { return 0 }
+        do {
+            if automatic.count == 1 { return try await backend.complete(first) ? 1 : 0 }
+            let results = try await backend.acknowledge(automatic.map(\.receipt), in: first.queue)
+            let lost = results.filter { !$0 }.count
+            if lost > 0 {
+                logger.error(
+                    "claims were recovered before completion; those messages may be delivered twice",
+                    metadata: ["queue.name": "\(first.queue)", "message.count": "\(lost)"]
+                )
+            }
+            return results.count - lost
+        } catch {
+            logger.error(
+                "could not delete delivered messages; they will be delivered again after their lease",
+                metadata: ["queue.name": "\(first.queue)", "message.id": "\(first.message.id)", "error": "\(error)"]
+            )
+            return 0
+        }
+    }
+
+    /// Nobody received the messages: they go back to the head of their queue, receive taken back.
+    public func release() async {
+        guard claimSettlement() else { return }
+        await Self.release(deliveries, backend: backend, logger: logger)
+    }
+
+    /// Gives up the claims without touching storage: they are no longer ours (the fence failed).
+    public func abandon() {
+        _ = claimSettlement()
+    }
+
+    static func release(_ deliveries: [Delivery], backend: any ClaimingBackend, logger: Logger) async {
+        for delivery in deliveries {
+            do {
+                try await backend.release(delivery)
+                logger.debug("returned an undelivered message to the head of its queue", metadata: ["message.id": "\(delivery.message.id)"])
+            } catch {
+                logger.error(
+                    "could not return an undelivered message; it comes back when its lease expires",
+                    metadata: ["queue.name": "\(delivery.queue)", "message.id": "\(delivery.message.id)", "error": "\(error)"]
+                )
+            }
+        }
+    }
+
+    deinit {
+        guard claimSettlement() else { return }
+        let (deliveries, backend, logger) = (self.deliveries, self.backend, self.logger)
+        if let settlements {
+            settlements.run(on: nil) { await Self.release(deliveries, backend: backend, logger: logger) }
+        } else {
+            Task { await Self.release(deliveries, backend: backend, logger: logger) }
+        }
+    }
+}
