@@ -113,7 +113,7 @@ cd "$ROOT" || exit 1
 
 # --- Shell scripts -------------------------------------------------------------------
 
-shell_scripts=(scripts/*.sh deploy/*.sh bench/*.sh chaos/*.sh)
+shell_scripts=(scripts/*.sh scripts/cluster/*.sh deploy/*.sh bench/*.sh chaos/*.sh)
 # shellcheck disable=SC2016 # the inner script expands its own "$@"
 check "bash -n / sh -n on ${#shell_scripts[@]} scripts" bash -c '
     for f in "$@"; do
