@@ -75,6 +75,10 @@ set -euo pipefail
 #   cluster/compose.sh    up of the Docker Compose mode, and its files
 #   cluster/lifecycle.sh  up, down, clean (both modes)
 #   cluster/status.sh     status, logs
+#
+# Two things tie this file's text to others: the header above is the usage text (usage()
+# prints it, up to `set -euo pipefail`), and chaos/runner.py looks for the word
+# CLUSTER_STATE_DIR in it to tell a script that takes a state directory from an older one.
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 STATE=${CLUSTER_STATE_DIR:-$ROOT/.cluster}
