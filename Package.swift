@@ -28,11 +28,21 @@ let package = Package(
             pkgConfig: "hiredis",
             providers: [.apt(["libhiredis-dev"])]
         ),
+        // Small helpers every layer uses (the event-loop task executor, Duration in ms), so that a
+        // module that needs them need not depend on the Redis client.
+        .target(
+            name: "SkiffSupport",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
+        ),
         // The Redis client: codec, channel handler, connection, pool, client. No queue knowledge.
         .target(
             name: "SkiffRedis",
             dependencies: [
                 "CHiredis",
+                "SkiffSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -46,6 +56,7 @@ let package = Package(
             name: "SkiffQueue",
             dependencies: [
                 "SkiffRedis",
+                "SkiffSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -58,6 +69,7 @@ let package = Package(
             dependencies: [
                 "SkiffQueue",
                 "SkiffRedis",
+                "SkiffSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOHTTPTypes", package: "swift-nio-extras"),
@@ -87,6 +99,7 @@ let package = Package(
             name: "SkiffRedisTests",
             dependencies: [
                 "SkiffRedis",
+                "SkiffSupport",
                 "SkiffTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
@@ -98,6 +111,7 @@ let package = Package(
             dependencies: [
                 "SkiffQueue",
                 "SkiffRedis",
+                "SkiffSupport",
                 "SkiffTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
@@ -109,6 +123,7 @@ let package = Package(
                 "SkiffAPI",
                 "SkiffQueue",
                 "SkiffRedis",
+                "SkiffSupport",
                 "SkiffTestSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),

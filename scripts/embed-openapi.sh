@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Embeds openapi.yaml (the source of truth) into the binary as a Swift string, so /openapi.yaml is
 # served without resource bundles. `make test` (check-infra) fails if the two differ.
-#   scripts/embed-openapi.sh          rewrite Sources/SkiffAPI/OpenAPIDocument.swift
+#   scripts/embed-openapi.sh          rewrite Sources/SkiffAPI/Rendering/OpenAPIDocument.swift
 #   scripts/embed-openapi.sh --check  exit 1 if it is out of date
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target=Sources/SkiffAPI/OpenAPIDocument.swift
+target=Sources/SkiffAPI/Rendering/OpenAPIDocument.swift
 generated=$(mktemp)
 trap 'rm -f "$generated"' EXIT
 {

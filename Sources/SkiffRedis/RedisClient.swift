@@ -3,6 +3,7 @@ import Metrics
 import NIOCore
 import ServiceLifecycle
 import Synchronization
+import SkiffSupport
 
 /// What the client knows about Redis right now.
 public struct RedisHealth: Sendable, Equatable {

@@ -5,6 +5,7 @@ import Synchronization
 import Testing
 
 @testable import SkiffQueue
+import SkiffSupport
 
 @Suite("Coalescer", .timeLimit(.minutes(1)))
 struct CoalescerTests {

@@ -4,6 +4,7 @@ import SkiffQueue
 import SkiffRedis
 import SkiffTestSupport
 import Testing
+import SkiffSupport
 
 /// Concurrent requests on one event loop share one script run (sends, claims, acks); these check
 /// that every request still gets exactly its own outcome.

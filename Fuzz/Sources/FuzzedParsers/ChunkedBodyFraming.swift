@@ -1,1 +1,1 @@
-../../../Sources/SkiffAPI/ChunkedBodyFraming.swift
+../../../Sources/SkiffAPI/FastPath/ChunkedBodyFraming.swift

@@ -1,1 +1,1 @@
-../../../Sources/SkiffAPI/FastPathRequestHead.swift
+../../../Sources/SkiffAPI/FastPath/FastPathRequestHead.swift

@@ -1,1 +1,1 @@
-../../../Sources/SkiffAPI/JSONValidator.swift
+../../../Sources/SkiffAPI/Rendering/JSONValidator.swift

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import Synchronization
+import SkiffSupport
 
 /// One TCP (or TLS) connection to Redis with an async command API.
 ///
@@ -171,17 +172,4 @@ public final class RedisConnection: Sendable {
     private static func isIPAddress(_ host: String) -> Bool {
         (try? SocketAddress(ipAddress: host, port: 0)) != nil
     }
-}
-
-extension Duration {
-    /// Whole nanoseconds, saturating.
-    public var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        let (product, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
-        if overflow { return seconds < 0 ? .min : .max }
-        return product.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue
-    }
-
-    /// Whole milliseconds, rounded down.
-    public var milliseconds: Int64 { nanoseconds / 1_000_000 }
 }

@@ -2,6 +2,7 @@ import Logging
 import Metrics
 import NIOCore
 import Synchronization
+import SkiffSupport
 
 /// Keeps a few shared connections for pipelined commands and lends dedicated ones for blocking commands.
 ///

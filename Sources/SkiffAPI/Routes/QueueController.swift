@@ -5,6 +5,7 @@ import NIOCore
 import ServiceLifecycle
 import SkiffQueue
 import SkiffRedis
+import SkiffSupport
 
 extension HTTPField.Name {
     static let skiffMessageID = Self("Skiff-Message-Id")!

@@ -1,5 +1,6 @@
 import SkiffRedis
 import Synchronization
+import SkiffSupport
 
 /// Merges concurrent operations on the same key into one storage call.
 ///

@@ -3,6 +3,7 @@ import NIOCore
 import ServiceLifecycle
 import SkiffRedis
 import Synchronization
+import SkiffSupport
 
 /// Settings of the Redis backend.
 public struct RedisQueueConfiguration: Sendable {

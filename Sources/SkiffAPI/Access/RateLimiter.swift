@@ -1,5 +1,6 @@
 import SkiffRedis
 import Synchronization
+import SkiffSupport
 
 /// In-memory token buckets, one per (API key, queue) pair; see ``RateLimitSettings``.
 ///

@@ -1,6 +1,7 @@
 import NIOCore
 import SkiffRedis
 import Synchronization
+import SkiffSupport
 
 /// How a wait for a message ended.
 public enum WaitOutcome: Sendable {

@@ -3,6 +3,7 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import SkiffRedis
+import SkiffSupport
 
 /// Runs each connection's handler with a preference for the connection's own event loop (see
 /// ``EventLoopTaskExecutor``); the channel setup is `Inner`'s.

@@ -9,6 +9,7 @@ import Synchronization
 
 #if canImport(Glibc)
 import Glibc
+import SkiffSupport
 #endif
 
 /// What the fast path needs from the application.
