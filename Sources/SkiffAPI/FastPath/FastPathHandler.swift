@@ -108,14 +108,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// A read the channel asked for while too much was buffered.
     private var readDeferred = false
     private var context: ChannelHandlerContext?
-    private let backend: Backend
+    private let exchange: MessageExchange<Backend>
     private let settings: FastPathSettings
     /// Past this many buffered bytes (a client piling up pipelined requests behind a slow one) the
     /// connection stops reading until they drain. Always room for one whole fast request.
     let maximumBufferedBytes: Int
 
     init(backend: Backend, settings: FastPathSettings) {
-        self.backend = backend
+        self.exchange = MessageExchange(backend: backend, settings: settings.api, metrics: settings.metrics, settlements: settings.settlements)
         self.settings = settings
         self.maximumBufferedBytes = settings.api.maximumMessageBytes + FastPathRequestHead.maximumBytes + (64 << 10)
     }
@@ -359,15 +359,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             guard query == nil, (1...settings.maximumMessageBytes).contains(head.contentLength) else { return nil }
             return .send(queue)
         case .get:
-            // At most `timeout`, and only a value the route accepts (it answers anything else 400).
-            var timeout = settings.defaultTimeoutMilliseconds
+            // At most `timeout`, read as the route reads it; anything else, or a value the route
+            // refuses, is the route's to answer.
+            var raw: Substring?
             if let query, !query.isEmpty {
-                guard query.hasPrefix("timeout="), case let digits = query.dropFirst(8), (1...6).contains(digits.utf8.count),
-                    digits.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-                    let value = Int(digits), value <= settings.maximumTimeoutMilliseconds
-                else { return nil }
-                timeout = value
+                guard query.hasPrefix("timeout=") else { return nil }
+                raw = query.dropFirst(8)
             }
+            guard let timeout = try? MessageExchange<Backend>.timeout(raw, settings: settings) else { return nil }
             guard head.contentLength == 0 else { return nil }
             return .receive(queue, timeoutMilliseconds: timeout)
         case .other:
@@ -395,23 +394,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     }
 
     private func send(_ context: ChannelHandlerContext, queue: QueueName, body: ByteBuffer, requestID: String) {
-        let backend = self.backend
+        let (exchange, logger) = (self.exchange, settings.logger)
         let observation = Observation(method: "POST", queue: queue, requestID: requestID, start: .now)
-        onLoop(context) { () -> Result<SentMessage, any Error> in
-            do { return .success(try await backend.send(body, to: queue, options: SendOptions())) } catch { return .failure(error) }
+        onLoop(context) { () -> Result<ResponseParts, any Error> in
+            do { return .success(try await exchange.send(body, to: queue, options: SendOptions(), logger: logger)) } catch { return .failure(error) }
         } then: { handler, context, outcome in
             switch outcome {
-            case .success(let sent):
-                var json = context.channel.allocator.buffer(capacity: 96)
-                QueueController<Backend>.writeSentJSON(sent, to: &json)
-                var response = handler.responseHead(context, .created, observation, bodyBytes: json.readableBytes) { head in
-                    head.writeStaticString("Content-Type: application/json; charset=utf-8\r\nContent-Length: ")
-                    head.writeString(String(json.readableBytes))
-                    head.writeStaticString("\r\n")
-                }
-                response.writeBuffer(&json)
-                handler.respond(context, response, body: nil, status: .created, observation)
-                handler.settings.metrics.messageEnqueued(queue: queue.rawValue)
+            case .success(let parts):
+                handler.respond(context, parts, observation)
             case .failure(let error):
                 handler.respond(context, error: error, observation)
             }
@@ -419,15 +409,14 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     }
 
     private func receive(_ context: ChannelHandlerContext, queue: QueueName, timeoutMilliseconds: Int, requestID: String) {
-        let backend = self.backend
-        let delivery = DeliveryContext(observer: settings.metrics, settlements: settings.settlements, logger: settings.logger)
+        let (exchange, logger) = (self.exchange, settings.logger)
         let request = DeliveryRequest(queue: queue, timeout: .milliseconds(timeoutMilliseconds))
         let observation = Observation(method: "GET", queue: queue, requestID: requestID, start: .now)
         receiving = onLoop(context) { () -> Claimed in
             // This task is cancelled if the client leaves or the replica shuts down; the backend
             // gives back a message handed over just then.
             do {
-                return try await backend.deliver(request, context: delivery).map { .lease($0) } ?? .nothing
+                return try await exchange.deliver(request, logger: logger).map { .lease($0) } ?? .nothing
             } catch is CancellationError {
                 return .nothing
             } catch {
@@ -449,7 +438,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// Writes a claimed message; it is deleted once the bytes have reached the socket, and goes
     /// back to the head of its queue if they never do or the client left during the claim.
     private func deliver(_ context: ChannelHandlerContext, _ lease: DeliveryLease, _ observation: Observation) {
-        let tasks = settings.settlements
+        let (tasks, exchange) = (settings.settlements, self.exchange)
         // Settling stays on this loop, where this loop's Redis connection is.
         let executor = EventLoopTaskExecutor.shared(for: context.eventLoop)
         // A client (or a proxy that aborted for it) whose FIN or RST is already here gets nothing.
@@ -459,31 +448,28 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             respondNoContent(context, observation)
             return
         }
-        let delivery = lease.deliveries[0]
-        let body = delivery.message.body
-        var fields = QueueController<Backend>.headers(for: delivery)
-        fields[.contentType] = "application/json"
-        fields[.contentLength] = String(body.readableBytes)
         let written = context.eventLoop.makePromise(of: Void.self)
-        let metrics = settings.metrics
         written.futureResult.whenComplete { result in
             switch result {
-            case .success:
-                metrics.messageDelivered(queue: delivery.queue.rawValue)
-                tasks.run(on: executor) {
-                    if await lease.delivered() > 0 { metrics.messageAcked(queue: delivery.queue.rawValue) }
-                }
-            case .failure:
-                tasks.run(on: executor) { await lease.release() }
+            case .success: tasks.run(on: executor, exchange.written(lease))
+            case .failure: tasks.run(on: executor) { await lease.release() }
             }
         }
-        // A small body goes out in the head's buffer; a large one as it came from Redis.
-        let inline = body.readableBytes <= Self.inlineBodyBytes
-        var response = responseHead(context, .ok, observation, bodyBytes: inline ? body.readableBytes : 0) { head in
-            Self.write(fields, to: &head)
+        respond(context, MessageExchange<Backend>.messageResponse(lease), observation, written: written)
+    }
+
+    /// Writes `parts` as the route's response would be written: a small body in the head's
+    /// buffer (one buffer, one iovec), a large one as it came from storage.
+    private func respond(_ context: ChannelHandlerContext, _ parts: ResponseParts, _ observation: Observation, written: EventLoopPromise<Void>? = nil) {
+        let length = parts.bodyLength
+        let inline = length <= Self.inlineBodyBytes
+        var response = responseHead(context, parts.status, observation, bodyBytes: inline ? length : 0) { head in Self.write(parts.headers, to: &head) }
+        if inline {
+            for chunk in parts.body { response.writeImmutableBuffer(chunk) }
+            respond(context, response, body: nil, status: parts.status, observation, written: written)
+        } else {
+            respond(context, response, body: parts.body, status: parts.status, observation, written: written)
         }
-        if inline { response.writeImmutableBuffer(body) }
-        respond(context, response, body: inline ? nil : body, status: .ok, observation, written: written)
     }
 
     /// Bodies up to this size are copied behind the head: one buffer, one iovec.
@@ -505,9 +491,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             logger[metadataKey: "request.id"] = .string(observation.requestID)
             logger.error("request failed", metadata: ["http.status": "\(apiError.status.code)", "error": "\(error)"])
         }
-        var response = responseHead(context, apiError.status, observation, bodyBytes: body.readableBytes) { head in Self.write(fields, to: &head) }
-        response.writeImmutableBuffer(body)
-        respond(context, response, body: nil, status: apiError.status, observation)
+        respond(context, ResponseParts(status: apiError.status, headers: fields, body: [body]), observation)
     }
 
     private func respondNoContent(_ context: ChannelHandlerContext, _ observation: Observation) {
@@ -551,16 +535,17 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     private func respond(
         _ context: ChannelHandlerContext,
         _ response: ByteBuffer,
-        body: ByteBuffer?,
+        body: [ByteBuffer]?,
         status: HTTPResponse.Status,
         _ observation: Observation,
         written: EventLoopPromise<Void>? = nil
     ) {
         fastRequestInFlight = false
         connectionGuard(context)?.responseCompleted()
-        if let body {
+        if let body, let last = body.last {
             context.write(wrapOutboundOut(response), promise: nil)
-            context.writeAndFlush(wrapOutboundOut(body), promise: written)
+            for chunk in body.dropLast() { context.write(wrapOutboundOut(chunk), promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(last), promise: written)
         } else {
             context.writeAndFlush(wrapOutboundOut(response), promise: written)
         }

@@ -44,11 +44,15 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     /// How long a batch receive that had to wait for its first message lingers for more.
     static var batchLinger: Duration { .milliseconds(5) }
 
+    /// What the route shares with the fast path: parameters, sends, deliveries, answers, metrics.
+    let exchange: MessageExchange<Backend>
+
     public init(backend: Backend, settings: APISettings, metrics: SkiffMetrics = SkiffMetrics(), settlements: SettlementTasks? = nil) {
         self.backend = backend
         self.settings = settings
         self.metrics = metrics
         self.settlements = settlements
+        self.exchange = MessageExchange(backend: backend, settings: settings, metrics: metrics, settlements: settlements)
     }
 
     public func addRoutes(to router: Router<Context>) {
@@ -76,14 +80,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
-        let sent = try await backend.send(body, to: queue, options: options)
-        if !sent.isDuplicate { metrics.messageEnqueued(queue: queue.rawValue) }
-        context.logger.debug("message enqueued", metadata: ["queue.name": "\(queue)", "message.id": "\(sent.id)"])
-        var json = ByteBufferAllocator().buffer(capacity: 96)
-        Self.writeSentJSON(sent, to: &json)
-        var response = Self.json(status: sent.isDuplicate ? .ok : .created, json)
-        if sent.isDuplicate { response.headers[.skiffDuplicate] = "true" }
-        return response
+        return Self.response(try await exchange.send(body, to: queue, options: options, logger: context.logger))
     }
 
     @Sendable func sendBatch(request: Request, context: Context) async throws -> Response {
@@ -151,39 +148,22 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         }
     }
 
-    /// `{"id":…,"queue":…,"enqueuedAt":…}`, the answer to a send.
-    static func writeSentJSON(_ sent: SentMessage, to buffer: inout ByteBuffer) {
-        buffer.writeStaticString(#"{"id":"#)
-        JSONText.writeQuoted(sent.id, to: &buffer)
-        buffer.writeStaticString(#","queue":"#)
-        JSONText.writeQuoted(sent.queue.rawValue, to: &buffer)
-        buffer.writeStaticString(#","enqueuedAt":""#)
-        JSONText.writeTimestamp(milliseconds: sent.enqueuedAtMilliseconds, to: &buffer)
-        buffer.writeStaticString(#""}"#)
-    }
-
     // MARK: Receiving
 
     @Sendable func receive(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
-        let timeout = try parseTimeout(request.uri.queryParameters["timeout"].map(String.init))
+        let timeout = try exchange.timeout(request.uri.queryParameters["timeout"])
         let mode = try receiveMode(request)
         guard let lease = try await lease(DeliveryRequest(queue: queue, timeout: .milliseconds(timeout), mode: mode), context: context) else {
             return Response(status: .noContent)
         }
-        let delivery = lease.deliveries[0]
-        let message = delivery.message
-        var headers = Self.headers(for: delivery)
-        headers[.contentType] = "application/json"
-        headers[.contentLength] = String(message.body.readableBytes)
-        let written = await awaitWrite(of: &headers, context: context)
-        return Response(status: .ok, headers: headers, body: deliveryBody(lease, [message.body], written: written, context: context))
+        return await respond(with: lease, MessageExchange<Backend>.messageResponse(lease), context: context)
     }
 
     @Sendable func receiveBatch(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
         let query = request.uri.queryParameters
-        let timeout = try parseTimeout(query["timeout"].map(String.init))
+        let timeout = try exchange.timeout(query["timeout"])
         let max = Int(try query["max"].map { try Self.integer($0, name: "max", range: 1...Int64(Self.maximumBatch)) } ?? 10)
         let mode = try receiveMode(request)
         // The reply's bytes are bounded: the claim itself stops at the cap (less the JSON around
@@ -193,28 +173,15 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         guard let lease = try await lease(wanted, context: context) else {
             return Response(status: .noContent)
         }
-        // `[{"id":…,"body":<stored JSON>,…},…]`: the bodies are written verbatim between the pieces.
-        var chunks: [ByteBuffer] = []
-        chunks.reserveCapacity(2 * lease.deliveries.count + 1)
-        for (index, delivery) in lease.deliveries.enumerated() {
-            let message = delivery.message
-            var head = index == 0 ? "[" : ","
-            head += #"{"id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
-                + JSONText.quoted(JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds)) + #","receiveCount":"#
-                + String(message.receiveCount) + #","priority":"# + String(message.priority)
-            if delivery.isAcknowledgedMode { head += #","receipt":"# + JSONText.quoted(delivery.receipt.description) }
-            if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
-            head += #","body":"#
-            chunks.append(ByteBuffer(string: head))
-            chunks.append(message.body)
-            chunks.append(ByteBuffer(string: "}"))
-        }
-        chunks.append(ByteBuffer(string: "]"))
-        let length = chunks.reduce(0) { $0 + $1.readableBytes }
-        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8", .contentLength: String(length)]
-        if lease.stoppedAtByteLimit { headers[.skiffBatchTruncated] = "bytes" }
+        return await respond(with: lease, MessageExchange<Backend>.batchResponse(lease), context: context)
+    }
+
+    /// The response carrying `lease`'s messages, marked so that its settlement can wait for the
+    /// bytes to reach the socket.
+    private func respond(with lease: DeliveryLease, _ parts: ResponseParts, context: Context) async -> Response {
+        var headers = parts.headers
         let written = await awaitWrite(of: &headers, context: context)
-        return Response(status: .ok, headers: headers, body: deliveryBody(lease, chunks, written: written, context: context))
+        return Response(status: parts.status, headers: headers, body: deliveryBody(lease, parts.body, written: written, context: context))
     }
 
     /// About what a batch reply adds around each body (`{"id":…,"receipt":…,"body":}`), reserved
@@ -225,18 +192,17 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     /// request's client. `nil` when the wait ended empty, the client left, or the claims were lost
     /// to a stall (the fence).
     private func lease(_ request: DeliveryRequest, context: Context) async throws -> DeliveryLease? {
-        let backend = self.backend
-        let delivery = DeliveryContext(observer: metrics, settlements: settlements, logger: context.logger)
+        let (exchange, logger) = (self.exchange, context.logger)
         guard request.timeout > .zero else {
             // Nothing to wait for: on the request's own task, with no wait task and no watch.
-            guard let lease = try await backend.deliver(request, context: delivery) else { return nil }
+            guard let lease = try await exchange.deliver(request, logger: logger) else { return nil }
             return await Self.handOut(lease, clientDeparted: ClientDepartureHandler.hasDeparted(context.channel))
         }
         // Hummingbird does not cancel a handler when its client leaves: the wait is cancelled
         // when the client's side of the connection closes, and graceful shutdown ends it with 204.
         // The wait task stays on this event loop, where the wake-ups arrive.
         let receiving = Task(executorPreference: EventLoopTaskExecutor.current) {
-            try await cancelWhenGracefulShutdown { try await backend.deliver(request, context: delivery) }
+            try await cancelWhenGracefulShutdown { try await exchange.deliver(request, logger: logger) }
         }
         let presence = await ClientPresence.watch(context.channel) { receiving.cancel() }
         let lease: DeliveryLease?
@@ -280,7 +246,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         written: (token: UInt64, future: EventLoopFuture<Void>)?,
         context: Context
     ) -> ResponseBody {
-        let (metrics, settlements) = (self.metrics, self.settlements)
+        let (exchange, settlements) = (self.exchange, self.settlements)
         let channel = context.channel
         let length = chunks.reduce(0) { $0 + $1.readableBytes }
         return ResponseBody(contentLength: length) { writer in
@@ -312,54 +278,14 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             }
             // The whole body is in the socket: delivered. Nothing that happens after this proves
             // otherwise: a fast client reads the response and closes at once.
-            let queue = lease.queue.rawValue
-            metrics.messageDelivered(queue: queue, count: lease.deliveries.count)
-            let complete: @Sendable () async -> Void = {
-                let acknowledged = await lease.delivered()
-                if acknowledged > 0 { metrics.messageAcked(queue: queue, count: acknowledged) }
-            }
-            // Off the request, as on the fast path: a delete retried through a Redis outage (up
-            // to the lease) must not hold the connection, where a proxy's timeout would cut the
-            // next request. Shutdown still waits for it.
+            let settle = exchange.written(lease)
+            // Off the request, as on the fast path; shutdown still waits for it.
             if let settlements {
-                settlements.run(on: EventLoopTaskExecutor.shared(for: channel.eventLoop), complete)
+                settlements.run(on: EventLoopTaskExecutor.shared(for: channel.eventLoop), settle)
             } else {
-                await complete()
+                await settle()
             }
         }
-    }
-
-    static func headers(for delivery: Delivery) -> HTTPFields {
-        let message = delivery.message
-        var headers: HTTPFields = [
-            .skiffMessageID: message.id,
-            .skiffEnqueuedAt: JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds),
-            .skiffReceiveCount: String(message.receiveCount),
-            .skiffPriority: String(message.priority),
-        ]
-        if delivery.isAcknowledgedMode { headers[.skiffReceipt] = delivery.receipt.description }
-        if let lastError = message.lastError { headers[.skiffLastError] = headerSafe(lastError) }
-        if let history = message.deadLetter {
-            headers[.skiffDeadLetterSource] = history.sourceQueue.rawValue
-            headers[.skiffDeadLetterReceiveCount] = String(history.receiveCount)
-            headers[.skiffFirstReceivedAt] = JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)
-            headers[.skiffLastReceivedAt] = JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds)
-            if let reason = history.lastError, message.lastError == nil { headers[.skiffLastError] = headerSafe(reason) }
-        }
-        return headers
-    }
-
-    /// A reason as a header value: printable ASCII, anything else percent-encoded.
-    static func headerSafe(_ text: String) -> String {
-        var out = ""
-        for byte in text.utf8.prefix(1024) {
-            if byte >= 0x20, byte < 0x7F, byte != UInt8(ascii: "%") {
-                out.unicodeScalars.append(Unicode.Scalar(byte))
-            } else {
-                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
-            }
-        }
-        return out
     }
 
     private func receiveMode(_ request: Request) throws -> ReceiveMode {
@@ -442,17 +368,6 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
 
     // MARK: Parameters
 
-    private func parseTimeout(_ raw: String?) throws -> Int {
-        guard let raw else { return settings.defaultTimeoutMilliseconds }
-        let maximum = settings.maximumTimeoutMilliseconds
-        guard !raw.isEmpty, raw.utf8.count <= 6, raw.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-            let value = Int(raw), value <= maximum
-        else {
-            throw APIError(.badRequest, "timeout must be an integer number of milliseconds from 0 to \(maximum)")
-        }
-        return value
-    }
-
     /// A non-negative decimal integer query parameter within `range`.
     static func integer(_ raw: Substring, name: String, range: ClosedRange<Int64>) throws -> Int64 {
         guard !raw.isEmpty, raw.utf8.count <= 15, raw.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
@@ -480,18 +395,24 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         json(status: status, ByteBuffer(string: text))
     }
 
+    static func response(_ parts: ResponseParts) -> Response {
+        if parts.body.count == 1 { return Response(status: parts.status, headers: parts.headers, body: .init(byteBuffer: parts.body[0])) }
+        return Response(
+            status: parts.status,
+            headers: parts.headers,
+            body: .init(contentLength: parts.bodyLength) { writer in
+                for chunk in parts.body { try await writer.write(chunk) }
+                try await writer.finish(nil)
+            }
+        )
+    }
+
     static func json(status: HTTPResponse.Status, _ body: ByteBuffer) -> Response {
         Response(
             status: status,
             headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(body.readableBytes)],
             body: .init(byteBuffer: body)
         )
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(to width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
 

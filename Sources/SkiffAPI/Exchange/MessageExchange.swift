@@ -1,0 +1,172 @@
+import HTTPTypes
+import Logging
+import NIOCore
+import SkiffQueue
+
+/// A response as every transport writes it: the routes hand it to Hummingbird, the fast path
+/// encodes it straight into bytes. Headers are the response's own (`X-Request-Id`, `Date` and
+/// `Server` are the server's to add).
+struct ResponseParts: Sendable {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    /// Written in order, verbatim.
+    var body: [ByteBuffer]
+
+    var bodyLength: Int { body.reduce(0) { $0 + $1.readableBytes } }
+
+    /// A JSON document.
+    static func json(_ status: HTTPResponse.Status, _ body: ByteBuffer) -> Self {
+        Self(status: status, headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(body.readableBytes)], body: [body])
+    }
+}
+
+/// The message exchange between HTTP and the queue, the same whichever transport carries it: what
+/// a request's parameters mean, what a send or a delivery does, what it answers (status, headers,
+/// bodies) and counts (the queue metrics). The Hummingbird routes (``QueueController``) and the
+/// fast path (``FastPathHandler``) both run through it and add only their framing, so the two
+/// cannot drift (TransportDriftTests holds them to it). A new transport (a stream) starts here.
+struct MessageExchange<Backend: QueueBackend>: Sendable {
+    let backend: Backend
+    let settings: APISettings
+    let metrics: SkiffMetrics
+    /// Where settlements after a write, and releases of dropped leases, run; shutdown waits for them.
+    let settlements: SettlementTasks?
+
+    // MARK: Parameters
+
+    /// `timeout` in milliseconds: absent is the default, otherwise 0 to the maximum, digits only.
+    func timeout(_ raw: Substring?) throws(APIError) -> Int {
+        try Self.timeout(raw, settings: settings)
+    }
+
+    static func timeout(_ raw: Substring?, settings: APISettings) throws(APIError) -> Int {
+        guard let raw else { return settings.defaultTimeoutMilliseconds }
+        let maximum = settings.maximumTimeoutMilliseconds
+        guard !raw.isEmpty, raw.utf8.count <= 6, raw.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let value = Int(raw), value <= maximum
+        else {
+            throw APIError(.badRequest, "timeout must be an integer number of milliseconds from 0 to \(maximum)")
+        }
+        return value
+    }
+
+    // MARK: Sending
+
+    /// Stores one message: 201, or 200 with `Skiff-Duplicate: true` for a repeat of an idempotency key.
+    func send(_ body: ByteBuffer, to queue: QueueName, options: SendOptions, logger: Logger) async throws -> ResponseParts {
+        let sent = try await backend.send(body, to: queue, options: options)
+        if !sent.isDuplicate { metrics.messageEnqueued(queue: queue.rawValue) }
+        logger.debug("message enqueued", metadata: ["queue.name": "\(queue)", "message.id": "\(sent.id)"])
+        var json = ByteBufferAllocator().buffer(capacity: 96)
+        Self.writeSentJSON(sent, to: &json)
+        var parts = ResponseParts.json(sent.isDuplicate ? .ok : .created, json)
+        if sent.isDuplicate { parts.headers[.skiffDuplicate] = "true" }
+        return parts
+    }
+
+    /// `{"id":…,"queue":…,"enqueuedAt":…}`, the answer to a send.
+    static func writeSentJSON(_ sent: SentMessage, to buffer: inout ByteBuffer) {
+        buffer.writeStaticString(#"{"id":"#)
+        JSONText.writeQuoted(sent.id, to: &buffer)
+        buffer.writeStaticString(#","queue":"#)
+        JSONText.writeQuoted(sent.queue.rawValue, to: &buffer)
+        buffer.writeStaticString(#","enqueuedAt":""#)
+        JSONText.writeTimestamp(milliseconds: sent.enqueuedAtMilliseconds, to: &buffer)
+        buffer.writeStaticString(#""}"#)
+    }
+
+    // MARK: Delivering
+
+    /// Claims and fences messages for `request` (``QueueBackend/deliver(_:context:)``), counting
+    /// its wait in the long-poll gauge. The caller cancels the task when its client leaves.
+    func deliver(_ request: DeliveryRequest, logger: Logger) async throws -> DeliveryLease? {
+        try await backend.deliver(request, context: DeliveryContext(observer: metrics, settlements: settlements, logger: logger))
+    }
+
+    /// The answer to a GET of one message: its body as stored, its facts in headers.
+    static func messageResponse(_ lease: DeliveryLease) -> ResponseParts {
+        let delivery = lease.deliveries[0]
+        var headers = messageHeaders(for: delivery)
+        headers[.contentType] = "application/json"
+        headers[.contentLength] = String(delivery.message.body.readableBytes)
+        return ResponseParts(status: .ok, headers: headers, body: [delivery.message.body])
+    }
+
+    /// The answer to a batch GET: `[{"id":…,"body":<stored JSON>,…},…]`, the bodies written
+    /// verbatim between the pieces.
+    static func batchResponse(_ lease: DeliveryLease) -> ResponseParts {
+        var chunks: [ByteBuffer] = []
+        chunks.reserveCapacity(3 * lease.deliveries.count + 1)
+        for (index, delivery) in lease.deliveries.enumerated() {
+            let message = delivery.message
+            var head = index == 0 ? "[" : ","
+            head += #"{"id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
+                + JSONText.quoted(JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds)) + #","receiveCount":"#
+                + String(message.receiveCount) + #","priority":"# + String(message.priority)
+            if delivery.isAcknowledgedMode { head += #","receipt":"# + JSONText.quoted(delivery.receipt.description) }
+            if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
+            head += #","body":"#
+            chunks.append(ByteBuffer(string: head))
+            chunks.append(message.body)
+            chunks.append(ByteBuffer(string: "}"))
+        }
+        chunks.append(ByteBuffer(string: "]"))
+        var parts = ResponseParts(status: .ok, headers: [.contentType: "application/json; charset=utf-8"], body: chunks)
+        parts.headers[.contentLength] = String(parts.bodyLength)
+        if lease.stoppedAtByteLimit { parts.headers[.skiffBatchTruncated] = "bytes" }
+        return parts
+    }
+
+    /// The whole response is in the client's socket: the messages count as delivered. Returns
+    /// their settlement (auto-acknowledged ones are deleted), for the transport to run off the
+    /// request, on the connection's loop where its Redis connection is: a delete retried through a
+    /// Redis outage must not hold the connection, where a proxy's timeout would cut the next request.
+    func written(_ lease: DeliveryLease) -> @Sendable () async -> Void {
+        let (metrics, queue) = (self.metrics, lease.queue.rawValue)
+        metrics.messageDelivered(queue: queue, count: lease.deliveries.count)
+        return {
+            let acknowledged = await lease.delivered()
+            if acknowledged > 0 { metrics.messageAcked(queue: queue, count: acknowledged) }
+        }
+    }
+
+    /// A message's facts as response headers.
+    static func messageHeaders(for delivery: Delivery) -> HTTPFields {
+        let message = delivery.message
+        var headers: HTTPFields = [
+            .skiffMessageID: message.id,
+            .skiffEnqueuedAt: JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds),
+            .skiffReceiveCount: String(message.receiveCount),
+            .skiffPriority: String(message.priority),
+        ]
+        if delivery.isAcknowledgedMode { headers[.skiffReceipt] = delivery.receipt.description }
+        if let lastError = message.lastError { headers[.skiffLastError] = headerSafe(lastError) }
+        if let history = message.deadLetter {
+            headers[.skiffDeadLetterSource] = history.sourceQueue.rawValue
+            headers[.skiffDeadLetterReceiveCount] = String(history.receiveCount)
+            headers[.skiffFirstReceivedAt] = JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)
+            headers[.skiffLastReceivedAt] = JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds)
+            if let reason = history.lastError, message.lastError == nil { headers[.skiffLastError] = headerSafe(reason) }
+        }
+        return headers
+    }
+
+    /// A reason as a header value: printable ASCII, anything else percent-encoded.
+    static func headerSafe(_ text: String) -> String {
+        var out = ""
+        for byte in text.utf8.prefix(1024) {
+            if byte >= 0x20, byte < 0x7F, byte != UInt8(ascii: "%") {
+                out.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                out += "%" + String(byte, radix: 16, uppercase: true).leftPadded(to: 2)
+            }
+        }
+        return out
+    }
+}
+
+extension String {
+    fileprivate func leftPadded(to width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
