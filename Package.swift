@@ -61,6 +61,25 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            // The Lua scripts are files, compiled into the binary (no bundle to ship beside it).
+            resources: [
+                .embedInCode("Redis/Lua/acknowledge.lua"),
+                .embedInCode("Redis/Lua/change-visibility.lua"),
+                .embedInCode("Redis/Lua/claim.lua"),
+                .embedInCode("Redis/Lua/configure.lua"),
+                .embedInCode("Redis/Lua/due-queues.lua"),
+                .embedInCode("Redis/Lua/enqueue.lua"),
+                .embedInCode("Redis/Lua/expire.lua"),
+                .embedInCode("Redis/Lua/library.lua"),
+                .embedInCode("Redis/Lua/list.lua"),
+                .embedInCode("Redis/Lua/promote.lua"),
+                .embedInCode("Redis/Lua/purge.lua"),
+                .embedInCode("Redis/Lua/recover.lua"),
+                .embedInCode("Redis/Lua/redrive.lua"),
+                .embedInCode("Redis/Lua/reject.lua"),
+                .embedInCode("Redis/Lua/release.lua"),
+                .embedInCode("Redis/Lua/stats.lua"),
             ]
         ),
         // The HTTP API: Hummingbird routes, request validation, error mapping, application assembly.

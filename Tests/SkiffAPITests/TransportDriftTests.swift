@@ -210,8 +210,15 @@ struct TransportDriftTests {
         let headers = answer.head.split(separator: "\r\n").dropFirst().map(String.init).filter {
             let name = $0.split(separator: ":")[0].lowercased()
             return name != "date" && name != "x-request-id"
-        }.map(mask).sorted()
-        return Answer(status: answer.status, headers: headers, body: mask(answer.body))
+        }.map(mask)
+        let body = mask(answer.body)
+        // A rolling figure's digits are time; so is the length of a body that holds them.
+        let variable = body.contains("<window>") || body.contains("<age>")
+        return Answer(
+            status: answer.status,
+            headers: headers.map { variable && $0.hasPrefix("Content-Length:") ? "Content-Length: <n>" : $0 }.sorted(),
+            body: body
+        )
     }
 
     private func compare(_ fast: Record, _ routed: Record, _ steps: [Step]) {

@@ -113,6 +113,20 @@ struct RedisRecoveryTests {
         #expect(try await backend.receive(from: queue, max: 3, timeout: .zero, mode: .autoAcknowledge).map { String(buffer: $0.message.body) } == ["p0", "p1", "p2"])
     }
 
+    /// Every script file compiles in Redis as loaded (library, placeholders filled, flags), and
+    /// the library's defaults are the Swift ones.
+    @Test func everyScriptFileLoadsIntoRedis() async throws {
+        let (_, client, _) = try isolatedBackend()
+        defer { client.close() }
+        #expect(RedisQueueScripts.all.count == 15)
+        for script in RedisQueueScripts.all {
+            let reply = try await client.send(RedisCommand("SCRIPT", [.string("LOAD"), .string(script.source)]))
+            #expect(reply.string?.utf8.count == 40, "\(script.name): \(reply)")
+            #expect(!script.source.contains("{{"))
+        }
+        #expect(RedisQueueScripts.library.contains("or \(QueueSettings().visibilityTimeoutMilliseconds),"))
+    }
+
     /// A queue whose whole backlog passed retention is emptied in runs of at most 1000 removals,
     /// each saying whether more is due, and the sweep repeats until none is.
     @Test func aWholeExpiredBacklogIsRemovedInBoundedRuns() async throws {

@@ -1,0 +1,57 @@
+local s = settings(queue)
+promote(queue, s)
+local byteLimit = tonumber(ARGV[3])
+local wanted = #ARGV - 3
+-- Most queues never had a nack reason or a dead letter: skip two lookups per message then.
+local hasErrors = redis.call('EXISTS', key(queue, 'errors')) == 1
+local hasHistory = redis.call('EXISTS', key(queue, 'history')) == 1
+local out = {}
+local claimed = 0
+local earliest = nil
+-- One LMPOP takes from the highest non-empty priority, instead of an LPOP per priority:
+-- a queue that never used priorities (or is empty) costs one command, not ten.
+-- (`unpack` must come last in a call to expand fully: the arguments are one table.)
+local pop = { 10 }
+for priority = 9, 0, -1 do pop[#pop + 1] = readyKey(queue, priority) end
+pop[12], pop[13] = 'LEFT', 'COUNT'
+local bytes, stopped = 0, false
+while claimed < wanted and not stopped do
+  -- Under a byte limit one at a time, so that what stops the claim can go back untouched.
+  pop[14] = byteLimit > 0 and 1 or wanted - claimed
+  local popped = redis.call('LMPOP', unpack(pop))
+  if not popped then break end
+  for _, envelope in ipairs(popped[2]) do
+    if byteLimit > 0 and claimed > 0 and bytes + #envelope > byteLimit then
+      redis.call('LPUSH', popped[1], envelope)
+      stopped = true
+      break
+    end
+    local m = parse(envelope)
+    leftHead(queue, m)
+    if now - m.enq >= s.retention then
+      forget(queue, m.id)
+      count(queue, 'expired', 1)
+    elseif s.maxReceive and m.count >= s.maxReceive then
+      deadLetter(queue, s, m)
+    else
+      claimed = claimed + 1
+      bytes = bytes + #envelope
+      local lease = tonumber(ARGV[3 + claimed]) or s.visibility
+      m.count, m.claims, m.last = m.count + 1, m.claims + 1, now
+      if m.first == 0 then m.first = now end
+      local updated = build(m)
+      redis.call('HSET', key(queue, 'inflight'), m.id, updated)
+      redis.call('ZADD', key(queue, 'leases'), now + lease, m.id)
+      if not earliest or now + lease < earliest then earliest = now + lease end
+      local n = #out
+      out[n + 1] = updated
+      out[n + 2] = hasErrors and redis.call('HGET', key(queue, 'errors'), m.id)
+      out[n + 3] = hasHistory and redis.call('HGET', key(queue, 'history'), m.id)
+      out[n + 4] = lease
+    end
+  end
+end
+if earliest then redis.call('ZADD', prefix .. ':lease-index', 'LT', earliest, queue) end
+count(queue, 'delivered', claimed)
+out[#out + 1] = stopped and 1 or 0
+return out

@@ -1,0 +1,63 @@
+local s = settings(queue)
+local idempotencyKey = ARGV[5]
+if idempotencyKey ~= '' then
+  -- `dedup-expiry` scores each key with its send time (data written before scored the end of
+  -- its window, which keeps such a key one window longer): a key is judged by the window
+  -- in force now, as docs/message-lifecycle.md says, also after the setting changed.
+  local stale = redis.call('ZRANGEBYSCORE', key(queue, 'dedup-expiry'), '-inf', now - s.dedupWindow, 'LIMIT', 0, 100)
+  for _, old in ipairs(stale) do
+    redis.call('HDEL', key(queue, 'dedup'), old)
+    redis.call('ZREM', key(queue, 'dedup-expiry'), old)
+  end
+  -- The cleanup above is bounded, so a key found here may still be past its window:
+  -- only a key sent less than a window ago makes a duplicate.
+  local original = redis.call('HGET', key(queue, 'dedup'), idempotencyKey)
+  if original and (tonumber(redis.call('ZSCORE', key(queue, 'dedup-expiry'), idempotencyKey)) or 0) > now - s.dedupWindow then
+    return { 0, original }
+  end
+end
+if not mayCreate(queue, tonumber(ARGV[6])) then return { -3, tonumber(ARGV[6]) } end
+local delay = s.delay
+if ARGV[3] ~= '' then delay = tonumber(ARGV[3]) end
+if delay > s.retention then return { -2, s.retention } end
+local n = tonumber(ARGV[7])
+if s.maxDepth then
+  local depth = readyDepth(queue) + redis.call('ZCARD', key(queue, 'delayed')) + redis.call('HLEN', key(queue, 'inflight'))
+  if depth + n > s.maxDepth then return { -1, s.maxDepth } end
+end
+local priority = tonumber(ARGV[4])
+-- One INCRBY and one RPUSH (or ZADD) per 500 messages, not one each: batches are cheap.
+local firstSeq = redis.call('INCRBY', key(queue, 'seq'), n) - n + 1
+local header = string.format('|%d|%d|0|0|0|0|', now, priority)
+local ids, chunk = {}, {}
+for i = 1, n do
+  local id = ARGV[7 + i]
+  ids[i] = id
+  if delay > 0 then
+    chunk[#chunk + 1] = now + delay
+    chunk[#chunk + 1] = '2|' .. string.format('%016d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[7 + n + i]
+  else
+    chunk[#chunk + 1] = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[7 + n + i]
+  end
+  if #chunk >= 1000 or i == n then
+    if delay > 0 then
+      redis.call('ZADD', key(queue, 'delayed'), unpack(chunk))
+    else
+      redis.call('RPUSH', readyKey(queue, priority), unpack(chunk))
+    end
+    chunk = {}
+  end
+end
+if delay > 0 then
+  redis.call('ZADD', prefix .. ':delay-index', 'LT', now + delay, queue)
+else
+  indexRetention(queue, now, s.retention)
+  notify(queue)
+end
+redis.call('SADD', prefix .. ':queues', queue)
+count(queue, 'enqueued', n)
+if idempotencyKey ~= '' then
+  redis.call('HSET', key(queue, 'dedup'), idempotencyKey, now .. '|' .. table.concat(ids, ','))
+  redis.call('ZADD', key(queue, 'dedup-expiry'), now, idempotencyKey)
+end
+return { 1, now }

@@ -1,0 +1,205 @@
+-- Shared by every queue script (RedisQueueScripts.swift prepends it): keys, time, envelopes,
+-- settings, counters, requeue, dead-lettering. The double-braced names are filled in from the
+-- Swift defaults (QueueSettings) when the scripts load.
+local prefix, queue = ARGV[1], ARGV[2]
+local function key(q, suffix) return prefix .. ':{' .. q .. '}:' .. suffix end
+local function readyKey(q, priority)
+  if priority == 0 then return key(q, 'ready') end
+  return key(q, 'ready:' .. priority)
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local function parse(e)
+  local seq, id, enq, priority, count, claims, first, last, rest =
+    string.match(e, '^2|(%d+)|([^|]+)|(%d+)|(%d)|(%d+)|(%d+)|(%d+)|(%d+)|()')
+  if seq then
+    return { seq = tonumber(seq), id = id, enq = tonumber(enq), priority = tonumber(priority), count = tonumber(count),
+             claims = tonumber(claims), first = tonumber(first), last = tonumber(last), body = string.sub(e, rest) }
+  end
+  seq, id, enq, count, claims, rest = string.match(e, '^1|(%d+)|([^|]+)|(%d+)|(%d+)|(%d+)|()')
+  return { seq = tonumber(seq), id = id, enq = tonumber(enq), priority = 0, count = tonumber(count),
+           claims = tonumber(claims), first = 0, last = 0, body = string.sub(e, rest) }
+end
+local function build(m)
+  return string.format('2|%d|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last) .. m.body
+end
+-- In the delayed set, messages due at the same time are ordered by their text: there the
+-- sequence number is zero-padded to 16 digits so that 100 sorts after 99.
+local function buildDelayed(m)
+  return string.format('2|%016d|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last) .. m.body
+end
+
+local function settings(q)
+  local c = redis.call('HMGET', key(q, 'config'), 'visibilityTimeoutMs', 'maxReceiveCount', 'deadLetterQueue',
+    'retryBackoffBaseMs', 'retryBackoffCapMs', 'retentionMs', 'delayMs', 'maxDepth', 'dedupWindowMs')
+  return {
+    visibility = tonumber(c[1]) or {{visibilityTimeoutMs}},
+    maxReceive = tonumber(c[2]),
+    dlq = c[3] or (string.sub(q, 1, {{dlqPrefixLength}}) .. '-dlq'),
+    backoffBase = tonumber(c[4]) or {{retryBackoffBaseMs}},
+    backoffCap = tonumber(c[5]) or {{retryBackoffCapMs}},
+    retention = tonumber(c[6]) or {{retentionMs}},
+    delay = tonumber(c[7]) or {{delayMs}},
+    maxDepth = tonumber(c[8]),
+    dedupWindow = tonumber(c[9]) or {{dedupWindowMs}},
+  }
+end
+
+-- Totals, plus 10-second buckets for the last-minute figures.
+local function count(q, field, n)
+  if n == 0 then return end
+  redis.call('HINCRBY', key(q, 'stats'), field, n)
+  local bucket = key(q, 'rate:' .. math.floor(now / 10000))
+  redis.call('HINCRBY', bucket, field, n)
+  redis.call('PEXPIRE', bucket, 80000)
+end
+
+local function notify(q) redis.call('PUBLISH', key(q, 'notify'), '1') end
+
+-- Whether queue q may be used: it exists, or there is room for one more (`maximum`).
+local function mayCreate(q, maximum)
+  return redis.call('SISMEMBER', prefix .. ':queues', q) == 1 or redis.call('SCARD', prefix .. ':queues') < maximum
+end
+
+local function readyDepth(q)
+  local n = 0
+  for p = 0, 9 do n = n + redis.call('LLEN', readyKey(q, p)) end
+  return n
+end
+
+-- Earliest possible retention expiry of the queue: the sweep looks at it then.
+local function indexRetention(q, enqueuedAt, retention)
+  redis.call('ZADD', prefix .. ':retention-index', 'LT', enqueuedAt + retention, q)
+end
+
+-- The sequence numbers of the returned messages at the head of one priority's ready list,
+-- in list order: where the next return goes, without reading the list's messages.
+local function returnedKey(q, priority) return key(q, 'returned:' .. priority) end
+
+-- A message left the head of its ready list (claimed, expired, redriven).
+local function leftHead(q, m)
+  if m.claims > 0 then redis.call('ZREM', returnedKey(q, m.priority), m.seq) end
+end
+
+-- Back at the head of its priority, after messages put back earlier that were enqueued
+-- before it, so separate returns keep their original order. O(log n) to find the place
+-- and one element read, whatever the depth of the queue and the size of its messages.
+local function requeue(q, m)
+  local k, returned = readyKey(q, m.priority), returnedKey(q, m.priority)
+  local envelope = build(m)
+  local position = redis.call('ZCOUNT', returned, '-inf', '(' .. m.seq)
+  local pivot = position > 0 and redis.call('LINDEX', k, position - 1)
+  if pivot then
+    redis.call('LINSERT', k, 'AFTER', pivot, envelope)
+  else
+    -- Nothing returned before it (or an index older than the list: start it again).
+    if position > 0 then redis.call('DEL', returned) end
+    redis.call('LPUSH', k, envelope)
+  end
+  redis.call('ZADD', returned, m.seq, m.seq)
+end
+
+local function forget(q, id)
+  redis.call('HDEL', key(q, 'errors'), id)
+  redis.call('HDEL', key(q, 'history'), id)
+end
+
+-- Moves a message (already out of its source state) to the tail of the dead-letter queue.
+local function deadLetter(q, s, m)
+  local target = s.dlq
+  local reason = redis.call('HGET', key(q, 'errors'), m.id) or ''
+  forget(q, m.id)
+  local history = q .. '|' .. m.count .. '|' .. m.first .. '|' .. m.last .. '|' .. reason
+  m.seq = redis.call('INCR', key(target, 'seq'))
+  m.enq, m.count, m.first, m.last = now, 0, 0, 0
+  redis.call('RPUSH', readyKey(target, m.priority), build(m))
+  redis.call('HSET', key(target, 'history'), m.id, history)
+  redis.call('SADD', prefix .. ':queues', target)
+  indexRetention(target, now, settings(target).retention)
+  count(q, 'deadLettered', 1)
+  count(target, 'enqueued', 1)
+  notify(target)
+end
+
+-- A receive that failed (nack, visibility 0, expired lease): dead letter, delayed retry or
+-- back at the head. The message is already out of the in-flight state.
+local function failed(q, s, m, delay)
+  if now - m.enq >= s.retention then
+    forget(q, m.id)
+    count(q, 'expired', 1)
+  elseif s.maxReceive and m.count >= s.maxReceive then
+    deadLetter(q, s, m)
+  else
+    count(q, 'retried', 1)
+    if delay > 0 then
+      -- Never later than its retention allows: it expires on time, not after the delay.
+      local due = math.min(now + delay, m.enq + s.retention)
+      redis.call('ZADD', key(q, 'delayed'), due, buildDelayed(m))
+      redis.call('ZADD', prefix .. ':delay-index', 'LT', due, q)
+    else
+      requeue(q, m)
+      notify(q)
+    end
+  end
+end
+
+-- The in-flight message `id` if `token` still holds its claim: the claim is the latest one
+-- and its lease has not ended (whether or not a sweep has returned it yet).
+local function heldClaim(q, id, token)
+  local envelope = redis.call('HGET', key(q, 'inflight'), id)
+  if not envelope then return nil end
+  local m = parse(envelope)
+  if m.claims ~= tonumber(token) then return nil end
+  local expiry = tonumber(redis.call('ZSCORE', key(q, 'leases'), id))
+  if not expiry or expiry <= now then return nil end
+  return m
+end
+
+-- Takes a claim out of the in-flight state if `token` still holds it.
+local function takeClaim(q, id, token)
+  local m = heldClaim(q, id, token)
+  if not m then return nil end
+  redis.call('HDEL', key(q, 'inflight'), id)
+  redis.call('ZREM', key(q, 'leases'), id)
+  return m
+end
+
+-- Sets queue q's score in a global index to the earliest score in its sorted set `suffix`,
+-- or removes q from the index when that set is empty.
+local function reindex(index, q, suffix)
+  local first = redis.call('ZRANGE', key(q, suffix), 0, 0, 'WITHSCORES')
+  if #first == 0 then
+    redis.call('ZREM', prefix .. ':' .. index, q)
+  else
+    redis.call('ZADD', prefix .. ':' .. index, first[2], q)
+  end
+end
+
+-- Delayed messages whose time has come become ready: never-received ones at the tail,
+-- retries back at the head. Returns how many.
+-- Bounded per run by count and by bytes (read in pages of 16, so one page of the largest
+-- messages is what a run holds at once). Returns how many moved and whether more are due:
+-- the rest stays in the delay index, already due, for the next run.
+local function promote(q, s)
+  local moved, bytes, more = 0, 0, false
+  while true do
+    if moved >= 1000 or bytes >= 4194304 then more = true break end
+    local page = math.min(16, 1000 - moved)
+    local due = redis.call('ZRANGEBYSCORE', key(q, 'delayed'), '-inf', now, 'LIMIT', 0, page)
+    for _, envelope in ipairs(due) do
+      redis.call('ZREM', key(q, 'delayed'), envelope)
+      local m = parse(envelope)
+      if m.count > 0 or m.claims > 0 then requeue(q, m) else redis.call('RPUSH', readyKey(q, m.priority), build(m)) end
+      indexRetention(q, m.enq, s.retention)
+      bytes = bytes + #envelope
+    end
+    moved = moved + #due
+    if #due < page then break end
+  end
+  if moved > 0 then
+    reindex('delay-index', q, 'delayed')
+    notify(q)
+  end
+  return moved, more
+end
