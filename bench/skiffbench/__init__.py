@@ -1,0 +1,17 @@
+"""Load generators, measurements and the report for `make bench` (bench/run.sh drives them).
+
+Run as `python3 -m skiffbench <command>` with bench/ on PYTHONPATH. Standard library only. Every
+command talks to 127.0.0.1, is bounded in count and time, and prints (or writes with --json) one
+JSON object with what it measured.
+
+  throughput.py    wrk, merge, redis-bench: one throughput run with the CPU time it cost (a, b, e)
+  loadgen.py       latency: open-loop produce+consume at a fixed rate, end to end (c)
+  wakeup.py        wakeup: POST to replica A while one consumer already waits on replica B (d)
+  resources.py     idle, memory: many idle long-polls on one replica (f); Redis bytes per message (g)
+  fixedcost.py     unloaded: one request at a time: server CPU and latency
+  preparation.py   settle, prefill, probe: between and before the scenarios
+  report.py        report: the console table and BENCHMARKS.md (results.py, details.py)
+  plot.py          plot: the latency-percentile plot (gnuplot)
+  perf.py          perf-summary: a perf profile of the replica as markdown
+  clients.py, measure.py, formatting.py, options.py: what the others share
+"""

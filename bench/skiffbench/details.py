@@ -1,0 +1,127 @@
+"""BENCHMARKS.md below the results: what each scenario measures, then the details of this run
+(throughput rounds, fixed cost per request, latency distributions, profiles)."""
+
+import os
+
+from .formatting import load, ms, rate_text
+from .measure import parse_commandstats
+
+
+def details(d, args):
+    rounds = (load(d, "a-skiff") or {}).get("rounds", 1)
+    out = ["## What each scenario measures", ""]
+    if rounds > 1:
+        out += ["Throughput runs (a, b) alternate Skiff and webdis in %d rounds of %g s each, and add them up, so "
+                "that load from elsewhere on the shared machine falls on both alike." % (
+                    rounds, args.seconds / rounds), ""]
+    out += [
+        "- **a** `POST /api/bench-a` with a %d-byte JSON object, wrk, %s keep-alive connections, %s s; webdis: "
+        "`PUT /LPUSH/bench-webdis-a` with the same bytes as body; redis-benchmark: `LPUSH` with a %d-byte value, "
+        "no pipelining. Only `201` (Skiff) / `200` (webdis) answers count." % (
+            args.body_bytes, args.connections, args.seconds, args.body_bytes),
+        "- **b** `GET /api/bench-b?timeout=0` on a queue pre-filled (straight into Redis, in Skiff's envelope "
+        "format) with more messages than the run can take; only `200` answers count. webdis: `GET /RPOP/...` on a "
+        "pre-filled list; redis-benchmark: `RPOP` of the list its `LPUSH` run in (a) left, as many pops as pushes.",
+        "- **c** Open loop: a producer process sends message *i* at *start + i/rate* over %s keep-alive "
+        "connections; if none is free it queues the send, and the latency still counts from the intended time "
+        "(no coordinated omission). %s consumers long-poll (`GET ?timeout=10000`). Latency = time the consumer "
+        "read the response − intended send time (CLOCK_MONOTONIC, one machine). %s s measured after %s s warm-up. "
+        "A message never received counts as infinitely late. The same generator drives Redis directly (`LPUSH`, "
+        "consumers in `BRPOP`); webdis is left out because a waiting `BRPOP` holds one of the Redis connections it "
+        "shares between requests, so `LPUSH`es queue behind it (tried: at 5 000 msg/s almost nothing arrived)." % (
+            args.producers, args.consumers, args.latency_seconds, args.warmup),
+        "- **d** One consumer waits on replica B (`GET ?timeout=5000`, %s ms to settle), then the message is "
+        "POSTed to replica A; latency = consumer's receipt − POST start. Sequential samples; the peer is raw Redis "
+        "(`BRPOP` woken by `LPUSH` from another connection)." % args.settle_ms,
+        "- **e** `POST /api/bench-e/batch` with a JSON array of %d messages, wrk, %s connections (skipped while the "
+        "route answers 404 or 405); redis-benchmark: one `LPUSH` carrying %d values per command, msg/s = commands/s × "
+        "%d." % (args.batch_size, args.connections, args.batch_size, args.batch_size),
+        "- **f** Python asyncio opens the waits (`GET ?timeout=60000`, spread over 8 queues), then RSS "
+        "(`VmRSS`), the replica's established TCP connections to Redis (`ss -tnp`) and its CPU time over %s s of "
+        "idling (`/proc/PID/stat`); finally one message per queue must reach a waiting consumer." % args.idle_seconds,
+        "- **g** `INFO memory` `used_memory` before and after POSTing the messages (1024-byte JSON bodies) through "
+        "Skiff, divided by their number; the peer is the same bodies `RPUSH`ed to a plain list.",
+        "",
+        "## Details",
+        "",
+    ]
+    lines = []
+    for name, label in (("a-skiff", "a Skiff"), ("a-webdis", "a webdis"), ("b-skiff", "b Skiff"),
+                        ("b-webdis", "b webdis")):
+        r = load(d, name)
+        if r:
+            by_round = r.get("ok_per_second_by_round")
+            lines.append("| %s | %s%s | %s | %s | %s | %s |" % (
+                label, rate_text(r.get("ok_per_second")),
+                " (rounds: %s)" % ", ".join(rate_text(v) for v in by_round) if by_round and len(by_round) > 1 else "",
+                r.get("statuses"), r.get("latency_avg"),
+                ", ".join("%s %.1f s" % (k, v) for k, v in sorted(r.get("cpu_seconds", {}).items())),
+                ", ".join("%s %s" % (k, v) for k, v in sorted(r.get("cpu_us_per_op", {}).items()))))
+    if lines:
+        out += ["Throughput runs, with the CPU time each process used during the run (2 cores = 2 CPU-seconds "
+                "per second):", "",
+                "| run | ok/s | statuses | wrk mean latency | CPU used | CPU µs per request |", "|---|---|---|---|---|---|"]
+        out += lines + [""]
+    u = load(d, "unloaded")
+    if u:
+        out += ["", "Fixed cost of one request (one connection, one request at a time, %d each, nothing to batch):"
+                % u["requests"], "", "| server | request | server CPU per request | latency p50 | p99 |", "|---|---|---|---|---|"]
+        out += ["| %s | `%s` | %.0f µs | %s ms | %s ms |" % (r["server"], r["request"], r["cpu_us"], ms(r["p50_ms"]),
+                                                       ms(r["p99_ms"])) for r in u["results"]]
+        out.append("")
+    stats_path = os.path.join(d, "c-skiff-low-commandstats.txt")
+    low = load(d, "c-skiff-low")
+    if os.path.exists(stats_path) and low and low.get("received"):
+        with open(stats_path) as handle:
+            stats = parse_commandstats(handle.read())
+        messages = low["received"]
+        total_us = sum(usec for name, (calls, usec) in stats.items() if name in ("evalsha", "eval", "publish",
+                                                                               "subscribe", "unsubscribe"))
+        parts = ", ".join("%s %.2f" % (name.upper(), calls / messages)
+                          for name, (calls, usec) in sorted(stats.items(), key=lambda item: -item[1][0])
+                          if calls / messages >= 0.05 and name not in ("config|resetstat", "info"))
+        evalsha = stats.get("evalsha", (0, 0))
+        out += ["Redis work per delivered message in (c′) (`INFO commandstats`; commands inside scripts are counted "
+                "too): %s. Scripts cost Redis %.0f µs each on average, and top-level commands %.0f µs of Redis time "
+                "per message in all." % (parts, evalsha[1] / evalsha[0] if evalsha[0] else 0, total_us / messages), ""]
+    for mode in ("skiff", "webdis", "redis", "skiff-low"):
+        r = load(d, "c-" + mode)
+        if r:
+            lat, lag = r["latency"], r.get("send_lag") or {}
+            cpu = r.get("cpu_us_per_message") or {}
+            out.append("- (c) %s at %s msg/s: sent %s, received %s; latency p50 %s, p90 %s, p99 %s, p99.9 %s, p99.99 %s, max %s "
+                       "ms; generator send lag p50 %s / p99 %s / max %s ms (already included in the latency)%s" % (
+                           mode, rate_text(r.get("rate")), r.get("sent"), r.get("received"), ms(lat["p50_ms"]), ms(lat["p90_ms"]),
+                           ms(lat["p99_ms"]), ms(lat["p99_9_ms"]), ms(lat["p99_99_ms"]), ms(lat["max_ms"]),
+                           ms(lag.get("p50_ms")), ms(lag.get("p99_ms")), ms(lag.get("max_ms")),
+                           "; CPU per message: " + ", ".join("%s %.0f µs" % item for item in sorted(cpu.items()))
+                           if cpu else ""))
+    for mode in ("skiff", "redis"):
+        r = load(d, "d-" + mode)
+        if r:
+            lat = r["latency"]
+            out.append("- (d) %s: %d samples; p50 %s, p90 %s, p99 %s, max %s ms; errors %s" % (
+                mode, lat["count"], ms(lat["p50_ms"]), ms(lat["p90_ms"]), ms(lat["p99_ms"]), ms(lat["max_ms"]),
+                r.get("errors") or "none"))
+    f = load(d, "f-skiff")
+    if f:
+        out.append("- (f) %d/%d waits open in %.1f s; RSS %.0f MB before, %.0f MB with the waits; Redis connections of "
+                   "the replica %s before, %s with the waits (%s clients on Redis in all); answered early: %d; "
+                   "probe messages delivered to waiters: %d/%d" % (
+                       f["connections_open"], f["connections_requested"], f["open_seconds"],
+                       f["rss_before_bytes"] / 2**20, f["rss_waiting_bytes"] / 2**20, f["redis_connections_before"],
+                       f["redis_connections_waiting"], f["redis_clients_total"],
+                       f["answered_before_idle"] + f["answered_during_idle"], f["probe_delivered"],
+                       f["probe_messages"]))
+    g = load(d, "g-memory")
+    if g:
+        out.append("- (g) %d messages of %d bytes; Skiff %s B/message (statuses %s), plain list %.0f B/message" % (
+            g["messages"], g["body_bytes"], "%.0f" % g["skiff"]["bytes_per_message"]
+            if g["skiff"]["bytes_per_message"] else "—", g["skiff"]["statuses"],
+            g["redis_list"]["bytes_per_message"]))
+    out.append("")
+    profile = os.path.join(d, "profile.md")
+    if os.path.exists(profile):
+        with open(profile) as handle:
+            out += [handle.read().rstrip(), ""]
+    return out
