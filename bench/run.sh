@@ -37,6 +37,7 @@ if [ "$SMOKE" = 1 ]; then
     RUN_SECONDS=${BENCH_SECONDS:-1}
     RATE=1000 LATENCY_SECONDS=0.5 WARMUP=0.2 GRACE=2
     WAKEUP_SAMPLES=20 IDLE_CONNECTIONS=500 IDLE_SECONDS=1 MEMORY_MESSAGES=1000 UNLOADED_REQUESTS=100
+    ROUNDTRIP_REQUESTS=50
     PROFILE=0
     OUT=${BENCH_OUT:-$ROOT/bench/out/smoke}
     MARKDOWN=$OUT/BENCHMARKS.md PLOT=$OUT/latency.png PLOT_LINK=latency.png
@@ -44,6 +45,7 @@ else
     RUN_SECONDS=${BENCH_SECONDS:-10}
     RATE=5000 LATENCY_SECONDS=$RUN_SECONDS WARMUP=1 GRACE=3
     WAKEUP_SAMPLES=1000 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000 UNLOADED_REQUESTS=2000
+    ROUNDTRIP_REQUESTS=1000
     PROFILE=${BENCH_PROFILE:-1}
     OUT=${BENCH_OUT:-$ROOT/bench/out/full}
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
@@ -129,6 +131,8 @@ wait_http() { # port
 }
 
 rcli() { redis-cli -h 127.0.0.1 -p "$REDIS_PORT" "$@"; }
+# Deletes the keys that match a pattern (SCAN, not KEYS).
+drop_keys() { rcli --scan --pattern "$1" | xargs -r -d '\n' redis-cli -h 127.0.0.1 -p "$REDIS_PORT" DEL >/dev/null; }
 
 # Lets the servers finish what the last run left them (an overloaded replica drains for a while).
 # (Not in smoke mode, where the numbers do not matter.)
@@ -272,6 +276,11 @@ log "fixed cost of one request, one connection, nothing batched"
 bench unloaded --skiff-port "$PORT_A" --skiff-pid "$SKIFF_A_PID" --webdis-port "$WEBDIS_PORT" \
     --webdis-pid "$WEBDIS_PID" --requests "$UNLOADED_REQUESTS" --json "$OUT/unloaded.json" >/dev/null
 rcli DEL 'skiff:{bench-u}:ready' 'skiff:{bench-u}:seq' bench-u >/dev/null
+
+log "Redis commands per request, $ROUNDTRIP_REQUESTS sequential requests of each kind"
+bench roundtrips --port "$PORT_A" --redis-port "$REDIS_PORT" --requests "$ROUNDTRIP_REQUESTS" --body "$BODY" \
+    --json "$OUT/roundtrips-skiff.json" >/dev/null
+drop_keys 'skiff:{bench-rt}:*'
 
 # --- (a) enqueue -------------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ JSON object with what it measured.
   loadgen.py       latency: open-loop produce+consume at a fixed rate, end to end (c)
   wakeup.py        wakeup: POST to replica A while one consumer already waits on replica B (d)
   resources.py     idle, memory: many idle long-polls on one replica (f); Redis bytes per message (g)
-  fixedcost.py     unloaded: one request at a time: server CPU and latency
+  fixedcost.py     unloaded, roundtrips: one request at a time: CPU, latency, Redis commands
   preparation.py   settle, prefill, probe: between and before the scenarios
   report.py        report: the console table and BENCHMARKS.md (results.py, details.py)
   plot.py          plot: the latency-percentile plot (gnuplot)

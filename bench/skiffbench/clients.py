@@ -46,11 +46,13 @@ class PipelinedConnection(asyncio.Protocol):
 
 class HTTPConnection(PipelinedConnection):
     """One keep-alive HTTP/1.1 connection. `send(raw)` returns a future of (status, body, t_ns),
-    where t_ns is time.monotonic_ns() when the complete response was read from the socket."""
+    where t_ns is time.monotonic_ns() when the complete response was read from the socket.
+    `last_head` is the head of the response read last (for a caller with one request in flight)."""
 
     def __init__(self):
         super().__init__()
         self._expect = None  # (status, remaining length) of the response being read
+        self.last_head = b""
 
     def send(self, raw):
         future = asyncio.get_running_loop().create_future()
@@ -69,7 +71,9 @@ class HTTPConnection(PipelinedConnection):
                 end = buffer.find(b"\r\n\r\n")
                 if end < 0:
                     return
-                head = bytes(buffer[:end]).lower()
+                raw_head = bytes(buffer[:end])
+                self.last_head = raw_head
+                head = raw_head.lower()
                 status = int(head[9:12])
                 length = 0
                 at = head.find(b"\r\ncontent-length:")

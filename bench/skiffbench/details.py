@@ -1,10 +1,57 @@
 """BENCHMARKS.md below the results: what each scenario measures, then the details of this run
-(throughput rounds, fixed cost per request, latency distributions, profiles)."""
+(throughput rounds, fixed cost and Redis commands per request, latency distributions, profiles)."""
 
 import os
 
 from .formatting import load, ms, rate_text
 from .measure import parse_commandstats
+
+
+def commands_text(commands):
+    ranked = sorted(commands.items(), key=lambda item: (-item[1], item[0]))
+    return " · ".join("%s %.2f" % (name.upper(), calls) for name, calls in ranked if calls >= 0.005) or "none"
+
+
+def roundtrip_cells(row, reference=None):
+    """Round trips, all commands and those by name of one kind of request; the names are "same"
+    when they match `reference` (the binary under test) to 0.05 per request."""
+    if not row:
+        return ["—"] * 3
+    by_name = row["commands_by_name"]
+    same = reference is not None and all(
+        abs(by_name.get(name, 0) - reference["commands_by_name"].get(name, 0)) < 0.05
+        for name in set(by_name) | set(reference["commands_by_name"]))
+    return ["%.2f (%s)" % (row["round_trips"], commands_text(row["round_trips_by_name"])), "%.2f" % row["commands"],
+            "same (±0.05)" if same else commands_text(by_name)]
+
+
+def roundtrip_table(d):
+    """Redis commands per request, for the binary under test and (when it ran) the baseline."""
+    current, baseline = load(d, "roundtrips-skiff"), load(d, "roundtrips-baseline")
+    if not current:
+        return []
+    header = ["request", "round trips (commands sent)", "all commands", "all commands by name (inside scripts too)"]
+    if baseline:
+        header += ["baseline: round trips", "baseline: all commands", "baseline: by name"]
+    runs = [run for run in (current, baseline) if run]
+    out = ["Redis commands per request, %d sequential requests of each kind on one connection with nothing else "
+           "running: the round trips are the commands Skiff sent (`MONITOR`), all commands are "
+           "`total_commands_processed` and `INFO commandstats` diffed around them (commands run by scripts count "
+           "there too). What the replicas do on their own meanwhile, measured right after for as long (up to %.0f "
+           "commands/s), is subtracted. The GETs find their messages ready: the POSTs' and a batch POST's before "
+           "each kind." % (current["requests"], max(row.get("background_per_second", 0) for run in runs
+                                                    for row in run["results"])),
+           "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, row in enumerate(current["results"]):
+        cells = ["`%s`" % row["request"] if row.get("expect") else row["request"]]
+        for run in runs:
+            other = run["results"][index] if index < len(run["results"]) else None
+            cells += roundtrip_cells(other, row if run is baseline else None)
+            statuses = (other or {}).get("statuses") or {}
+            if other and other.get("expect") and statuses != {str(other["expect"]): run["requests"]}:
+                cells[-3] += " (statuses %s)" % statuses
+        out.append("| " + " | ".join(cells) + " |")
+    return out + [""]
 
 
 def details(d, args):
@@ -69,6 +116,7 @@ def details(d, args):
         out += ["| %s | `%s` | %.0f µs | %s ms | %s ms |" % (r["server"], r["request"], r["cpu_us"], ms(r["p50_ms"]),
                                                        ms(r["p99_ms"])) for r in u["results"]]
         out.append("")
+    out += roundtrip_table(d)
     stats_path = os.path.join(d, "c-skiff-low-commandstats.txt")
     low = load(d, "c-skiff-low")
     if os.path.exists(stats_path) and low and low.get("received"):
