@@ -11,6 +11,13 @@
 #
 # Environment:
 #   SKIFF_BIN       use this skiff binary instead of building one (`swift build -c release`)
+#   SKIFF_BASELINE_BIN  before/after: also run the scenarios that measure the server (enqueue and
+#                   dequeue throughput with Skiff's CPU per request, wake-up latency, the unloaded
+#                   requests, Redis commands per request) against this binary, in the same run. It
+#                   gets its own replicas on the same Redis (REDIS_KEY_PREFIX=skiffbase); the rounds
+#                   alternate the two binaries (4 rounds, smoke 3), and BENCHMARKS.md gets a
+#                   "Before/after" table whose verdicts weigh each ratio against the spread between
+#                   rounds. E.g. SKIFF_BASELINE_BIN=/path/to/skiff-before bench/run.sh
 #   BENCH_SECONDS   seconds per throughput run (default 10; smoke 1)
 #   BENCH_SMOKE=1   same as --smoke
 #   BENCH_PROFILE=0 skip the perf profile (full mode only; needs `perf`)
@@ -51,9 +58,12 @@ else
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
 fi
 CONNECTIONS=50
-# Throughput runs alternate Skiff and webdis in rounds (the machine is shared; its load drifts).
+# Throughput runs alternate Skiff and webdis in rounds (the machine is shared; its load drifts). With
+# a baseline, more (4, smoke 3): its verdicts take the noise from the spread between rounds.
 ROUNDS=2
 [ "$SMOKE" = 1 ] && ROUNDS=1
+BASELINE=${SKIFF_BASELINE_BIN:-}
+[ -n "$BASELINE" ] && ROUNDS=$((ROUNDS + 2))
 SLICE=$(((RUN_SECONDS + ROUNDS - 1) / ROUNDS))
 PRODUCERS=50 CONSUMERS=50
 WAKEUP_SETTLE_MS=30
@@ -140,13 +150,31 @@ settle() {
     [ "$SMOKE" = 1 ] || bench settle --pid "$SKIFF_A_PID" --pid "$REDIS_PID" --pid "$WEBDIS_PID"
 }
 
-start_skiff() { # name port -> sets LAST_PID
-    local name=$1 port=$2
-    PORT=$port HOST=127.0.0.1 REDIS_URL=redis://127.0.0.1:$REDIS_PORT LOG_LEVEL=warning REPLICA_ID=$name \
-        "$SKIFF" serve >"$WORK/$name.log" 2>&1 </dev/null &
+start_skiff() { # name port [binary key-prefix] -> sets LAST_PID
+    local name=$1 port=$2 binary=${3:-$SKIFF} prefix=()
+    [ -n "${4:-}" ] && prefix=("REDIS_KEY_PREFIX=$4")
+    env PORT="$port" HOST=127.0.0.1 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" LOG_LEVEL=warning REPLICA_ID="$name" \
+        "${prefix[@]}" "$binary" serve >"$WORK/$name.log" 2>&1 </dev/null &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
     wait_http "$port"
+}
+
+# Before/after: the binaries a round runs, in its order (the baseline first every other round),
+# and where each one's replica listens.
+declare -A PORT_OF=() PID_OF=()
+binaries_in_round() { # round
+    if [ -z "$BASELINE" ]; then
+        echo skiff
+    elif (($1 % 2)); then
+        echo skiff baseline
+    else
+        echo baseline skiff
+    fi
+}
+start_baseline() { # name -> sets LAST_PID and LAST_PORT
+    LAST_PORT=$(free_port)
+    start_skiff "$1" "$LAST_PORT" "$SKIFF_BASELINE" skiffbase
 }
 
 write_report() {
@@ -203,6 +231,13 @@ fi
 # A private copy: a rebuild during the run must not change the binary under test.
 SKIFF=$WORK/skiff
 cp "$SKIFF_BIN" "$SKIFF"
+BASELINE_SOURCE=
+if [ -n "$BASELINE" ]; then
+    [ -x "$BASELINE" ] || { echo "SKIFF_BASELINE_BIN=$BASELINE is not an executable" >&2 && exit 1; }
+    BASELINE_SOURCE="SKIFF_BASELINE_BIN=$BASELINE, built $(date -u -r "$BASELINE" '+%Y-%m-%d %H:%M UTC')"
+    SKIFF_BASELINE=$WORK/skiff-baseline
+    cp "$BASELINE" "$SKIFF_BASELINE"
+fi
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -236,8 +271,10 @@ for _ in $(seq 1 100); do [ "$(bench probe --port "$WEBDIS_PORT" --path /PING 2>
 PORT_A=$(free_port)
 start_skiff skiff-a "$PORT_A"
 SKIFF_A_PID=$LAST_PID
+PORT_OF[skiff]=$PORT_A PID_OF[skiff]=$SKIFF_A_PID
 
-ROOT=$ROOT WEBDIS_THREADS=$WEBDIS_THREADS SKIFF_SOURCE=$SKIFF_SOURCE GENERATOR_NICE="${GENERATOR_NICE[*]}" "$PYTHON" - "$OUT/machine.json" <<'EOF'
+ROOT=$ROOT WEBDIS_THREADS=$WEBDIS_THREADS SKIFF_SOURCE=$SKIFF_SOURCE BASELINE_SOURCE=$BASELINE_SOURCE SLICE=$SLICE \
+    GENERATOR_NICE="${GENERATOR_NICE[*]}" "$PYTHON" - "$OUT/machine.json" <<'EOF'
 import json, os, platform, re, subprocess, sys
 def sh(*command):
     try:
@@ -261,6 +298,8 @@ json.dump({
     "python": platform.python_version(),
     "skiff_source": os.environ["SKIFF_SOURCE"],
     "generator_nice": os.environ["GENERATOR_NICE"],
+    "slice_seconds": int(os.environ["SLICE"]),
+    **({"baseline_source": os.environ["BASELINE_SOURCE"]} if os.environ["BASELINE_SOURCE"] else {}),
 }, open(sys.argv[1], "w"), indent=1)
 EOF
 
@@ -282,12 +321,40 @@ bench roundtrips --port "$PORT_A" --redis-port "$REDIS_PORT" --requests "$ROUNDT
     --json "$OUT/roundtrips-skiff.json" >/dev/null
 drop_keys 'skiff:{bench-rt}:*'
 
+# --- before/after: the baseline's replica, its fixed cost --------------------------------------
+
+if [ -n "$BASELINE" ]; then
+    log "before/after: a replica of the baseline binary (key prefix skiffbase)"
+    start_baseline skiff-baseline
+    PORT_OF[baseline]=$LAST_PORT PID_OF[baseline]=$LAST_PID
+    # Its keys must be its own: the (b) prefill and every cleanup below rely on the prefix.
+    bench probe --port "${PORT_OF[baseline]}" --method POST --path /api/bench-prefix --body '{"probe":1}' >/dev/null
+    if [ "$(rcli EXISTS 'skiffbase:{bench-prefix}:ready')" != 1 ]; then
+        echo "the baseline binary does not keep its keys under REDIS_KEY_PREFIX=skiffbase" >&2
+        exit 1
+    fi
+    bench roundtrips --port "${PORT_OF[baseline]}" --redis-port "$REDIS_PORT" --requests "$ROUNDTRIP_REQUESTS" \
+        --body "$BODY" --json "$OUT/roundtrips-baseline.json" >/dev/null
+    log "before/after: fixed cost of one request, $ROUNDS rounds"
+    for round in $(seq 1 "$ROUNDS"); do
+        for binary in $(binaries_in_round "$round"); do
+            bench unloaded --skiff-port "${PORT_OF[$binary]}" --skiff-pid "${PID_OF[$binary]}" \
+                --requests "$UNLOADED_REQUESTS" --json "$OUT/unloaded-$binary-$round.json" >/dev/null
+        done
+    done
+    for queue in bench-u bench-u-empty bench-rt bench-prefix; do drop_keys "skiffbase:{$queue}:*"; done
+    drop_keys 'skiff:{bench-u}:*'
+fi
+
 # --- (a) enqueue -------------------------------------------------------------------------------
 
-log "(a) enqueue: 1 message per request, $CONNECTIONS connections, ${RUN_SECONDS}s each"
+log "(a) enqueue: 1 message per request, $CONNECTIONS connections, $((SLICE * ROUNDS))s each"
 for round in $(seq 1 "$ROUNDS"); do
-    bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-a" --method POST --body "$BODY" --expect 201 \
-        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/a-skiff-$round.json" >/dev/null
+    for binary in $(binaries_in_round "$round"); do
+        cpu=(--cpu "skiff=${PID_OF[$binary]}" --cpu "redis=$REDIS_PID")
+        bench wrk --url "http://127.0.0.1:${PORT_OF[$binary]}/api/bench-a" --method POST --body "$BODY" --expect 201 \
+            --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/a-$binary-$round.json" >/dev/null
+    done
     bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/LPUSH/bench-webdis-a" --method PUT --body "$BODY" --expect 200 \
         --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/a-webdis-$round.json" >/dev/null
 done
@@ -298,36 +365,51 @@ rcli -n 1 FLUSHDB >/dev/null
 bench redis-bench --port "$REDIS_PORT" --tests lpush --requests "$REQUESTS" --connections "$CONNECTIONS" \
     --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/a-redis-benchmark.json" >/dev/null
 rcli DEL 'skiff:{bench-a}:ready' 'skiff:{bench-a}:seq' bench-webdis-a >/dev/null
+[ -z "$BASELINE" ] || drop_keys 'skiffbase:{bench-a}:*'
 settle
 
 # --- (b) dequeue -------------------------------------------------------------------------------
 
-# More messages than either can take in the run (checked afterwards), written straight into Redis:
-# for Skiff in its envelope format (docs/redis-data-model.md), checked by one GET first.
-PREFILL=$((RUN_SECONDS * 150000 + 20000))
-[ "$SMOKE" = 1 ] && PREFILL=30000
-log "(b) dequeue with $PREFILL messages ready, $CONNECTIONS connections, ${RUN_SECONDS}s each"
+# More messages than either can take in its ROUNDS slices of SLICE seconds (checked afterwards),
+# written straight into Redis: for Skiff in its envelope format (docs/redis-data-model.md), checked
+# by one GET first.
+PREFILL=$((SLICE * ROUNDS * 150000 + 20000))
+[ "$SMOKE" = 1 ] && PREFILL=$((SLICE * ROUNDS * 30000))
+log "(b) dequeue with $PREFILL messages ready, $CONNECTIONS connections, $((SLICE * ROUNDS))s each"
 bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-b --count "$PREFILL" --body "$BODY" >/dev/null
 bench prefill --redis-port "$REDIS_PORT" --format list --queue bench-webdis-b --count "$PREFILL" --body "$BODY" >/dev/null
-got=$(bench probe --port "$PORT_A" --path '/api/bench-b?timeout=0' --print-body)
-if [ "$got" != "$BODY" ]; then
-    echo "(b) Skiff did not return the pre-filled message (envelope format changed?): $got" >&2
-    exit 1
-fi
+[ -z "$BASELINE" ] || bench prefill --redis-port "$REDIS_PORT" --format skiff --prefix skiffbase --queue bench-b \
+    --count "$PREFILL" --body "$BODY" >/dev/null
+for binary in $(binaries_in_round 1); do
+    got=$(bench probe --port "${PORT_OF[$binary]}" --path '/api/bench-b?timeout=0' --print-body)
+    if [ "$got" != "$BODY" ]; then
+        echo "(b) Skiff ($binary) did not return the pre-filled message (envelope format changed?): $got" >&2
+        exit 1
+    fi
+done
 for round in $(seq 1 "$ROUNDS"); do
-    bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-b?timeout=0" --expect 200 \
-        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/b-skiff-$round.json" >/dev/null
+    for binary in $(binaries_in_round "$round"); do
+        cpu=(--cpu "skiff=${PID_OF[$binary]}" --cpu "redis=$REDIS_PID")
+        bench wrk --url "http://127.0.0.1:${PORT_OF[$binary]}/api/bench-b?timeout=0" --expect 200 \
+            --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/b-$binary-$round.json" >/dev/null
+    done
     bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/RPOP/bench-webdis-b" --expect 200 \
         --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/b-webdis-$round.json" >/dev/null
 done
 bench merge "$OUT"/b-skiff-*.json --json "$OUT/b-skiff.json" >/dev/null
 bench merge "$OUT"/b-webdis-*.json --json "$OUT/b-webdis.json" >/dev/null
-printf '{"skiff_left": %d, "webdis_left": %d}\n' "$(rcli LLEN 'skiff:{bench-b}:ready')" \
-    "$(rcli LLEN bench-webdis-b)" >"$OUT/b-after.json"
+printf '{"skiff_left": %d, "webdis_left": %d, "baseline_left": %s}\n' "$(rcli LLEN 'skiff:{bench-b}:ready')" \
+    "$(rcli LLEN bench-webdis-b)" "$([ -n "$BASELINE" ] && rcli LLEN 'skiffbase:{bench-b}:ready' || echo null)" \
+    >"$OUT/b-after.json"
 bench redis-bench --port "$REDIS_PORT" --tests rpop --requests "$REQUESTS" --connections "$CONNECTIONS" \
     --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/b-redis-benchmark.json" >/dev/null
 rcli DEL 'skiff:{bench-b}:ready' 'skiff:{bench-b}:seq' bench-webdis-b >/dev/null
 rcli -n 1 FLUSHDB >/dev/null
+if [ -n "$BASELINE" ]; then
+    # Idle until (d): its sweeps would count in the Redis work per message of (c′).
+    stop "${PID_OF[baseline]}"
+    drop_keys 'skiffbase:*'
+fi
 settle
 
 # --- (c) end-to-end latency at a fixed rate ----------------------------------------------------
@@ -360,6 +442,24 @@ bench_generator wakeup --mode skiff --produce-port "$PORT_A" --consume-port "$PO
 bench_generator wakeup --mode redis --produce-port "$REDIS_PORT" --consume-port "$REDIS_PORT" --queue bench-d-redis \
     --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-redis.dat" \
     --json "$OUT/d-redis.json" >/dev/null
+if [ -n "$BASELINE" ]; then
+    log "before/after: wake-up, $ROUNDS rounds of $((WAKEUP_SAMPLES / ROUNDS)) samples each"
+    start_baseline skiff-baseline
+    PORT_OF[baseline]=$LAST_PORT PID_OF[baseline]=$LAST_PID
+    start_baseline skiff-baseline-b
+    BASELINE_B_PID=$LAST_PID
+    declare -A PORT_B_OF=([skiff]=$PORT_B [baseline]=$LAST_PORT)
+    for round in $(seq 1 "$ROUNDS"); do
+        for binary in $(binaries_in_round "$round"); do
+            bench_generator wakeup --mode skiff --produce-port "${PORT_OF[$binary]}" --consume-port "${PORT_B_OF[$binary]}" \
+                --queue bench-d --samples $((WAKEUP_SAMPLES / ROUNDS)) --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 \
+                --json "$OUT/wakeup-$binary-$round.json" >/dev/null
+        done
+    done
+    stop "$BASELINE_B_PID"
+    stop "${PID_OF[baseline]}"
+    drop_keys 'skiffbase:*'
+fi
 stop "$SKIFF_B_PID"
 
 # --- (e) batch enqueue -------------------------------------------------------------------------

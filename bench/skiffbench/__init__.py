@@ -10,7 +10,7 @@ JSON object with what it measured.
   resources.py     idle, memory: many idle long-polls on one replica (f); Redis bytes per message (g)
   fixedcost.py     unloaded, roundtrips: one request at a time: CPU, latency, Redis commands
   preparation.py   settle, prefill, probe: between and before the scenarios
-  report.py        report: the console table and BENCHMARKS.md (results.py, details.py)
+  report.py        report: the console table and BENCHMARKS.md (results.py, compare.py, details.py)
   plot.py          plot: the latency-percentile plot (gnuplot)
   perf.py          perf-summary: a perf profile of the replica as markdown
   clients.py, measure.py, formatting.py, options.py: what the others share

@@ -26,12 +26,13 @@ async def unloaded(args):
             ("GET /api/q?timeout=0, message ready", "GET", "/api/bench-u?timeout=0", b""),
             ("GET /api/q?timeout=0, queue empty", "GET", "/api/bench-u-empty?timeout=0", b""),
         ]),
-        ("webdis", args.webdis_port, args.webdis_pid, [
+    ]
+    if args.webdis_port:
+        targets.append(("webdis", args.webdis_port, args.webdis_pid, [
             ("GET /PING", "GET", "/PING", b""),
             ("PUT /LPUSH/q", "PUT", "/LPUSH/bench-u", b'{"id":1234567,"type":"order.created"}'),
             ("GET /RPOP/q, element ready", "GET", "/RPOP/bench-u", b""),
-        ]),
-    ]
+        ]))
     for server, port, pid, requests in targets:
         connection = await http_connect(port)
         for label, method, path, body in requests:
@@ -95,7 +96,8 @@ async def command_counts(redis, monitor):
     """The commands so far: ("all", TOTAL) (`total_commands_processed`), ("all", name) (`INFO
     commandstats`; both count the commands scripts run) and ("sent", name) (MONITOR)."""
     info = (await redis_call(redis, "INFO", "all")).decode()
-    counts = collections.Counter({("all", TOTAL): int(re.search(r"^total_commands_processed:(\d+)", info, re.M).group(1))})
+    total = int(re.search(r"^total_commands_processed:(\d+)", info, re.M).group(1))
+    counts = collections.Counter({("all", TOTAL): total})
     counts.update({("all", name): int(calls) for name, calls in re.findall(r"^cmdstat_([^:]+):calls=(\d+)", info, re.M)})
     counts.update({("sent", name): calls for name, calls in monitor.sent.items()})
     return counts
@@ -209,8 +211,8 @@ def add_commands(sub):
     p = sub.add_parser("unloaded", help="server CPU per request and latency, one request at a time")
     p.add_argument("--skiff-port", type=int, required=True)
     p.add_argument("--skiff-pid", type=int, required=True)
-    p.add_argument("--webdis-port", type=int, required=True)
-    p.add_argument("--webdis-pid", type=int, required=True)
+    p.add_argument("--webdis-port", type=int, help="also webdis (left out when not given)")
+    p.add_argument("--webdis-pid", type=int)
     p.add_argument("--requests", type=int, default=1000)
     options.add(p, "--json").set_defaults(func=command_unloaded)
 
@@ -218,4 +220,5 @@ def add_commands(sub):
     p.add_argument("--body", default='{"id":1234567,"type":"order.created"}')
     p.add_argument("--requests", type=int, default=500)
     p.add_argument("--settle-seconds", type=float, default=0.2)
-    options.add(p, "--port", "--redis-port", "--queue", "--json", queue="bench-rt").set_defaults(func=command_roundtrips)
+    options.add(p, "--port", "--redis-port", "--queue", "--json", queue="bench-rt")
+    p.set_defaults(func=command_roundtrips)

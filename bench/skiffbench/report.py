@@ -1,9 +1,9 @@
-"""The report: the results table on the console, and BENCHMARKS.md (header, results, what each
-scenario measures, details, profiles, then the hand-written analysis)."""
+"""The report: the results table on the console, and BENCHMARKS.md (header, results, before/after,
+what each scenario measures, details, profiles, then the hand-written analysis)."""
 
 import os
 
-from . import options
+from . import compare, options
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -28,10 +28,13 @@ def command_report(args):
     table += ["| " + " | ".join(row) + " |" for row in rows]
     table_text = "\n".join(table)
 
-    # Console: the same table as aligned text.
+    # Console: the same tables as aligned text.
     print_table(header, rows)
     for note in notes:
         print("note: " + note)
+    before_after = compare.rows(d)
+    if before_after:
+        print_table(compare.HEADER, before_after)
 
     if not args.markdown:
         return
@@ -49,7 +52,11 @@ def command_report(args):
         "- Skiff: release binary (%s; checkout at commit %s); one replica (two for d) with `LOG_LEVEL=warning` "
         "on one Redis %s (no persistence)" % (machine.get("skiff_source", "?"), machine.get("commit", "?"),
                                                machine.get("redis", "?")),
-
+    ]
+    if machine.get("baseline_source"):
+        sections.append("- Baseline for the before/after comparison: release binary (%s), its own replicas on the "
+                        "same Redis under the key prefix `skiffbase`" % machine["baseline_source"])
+    sections += [
         "- Peers on the same Redis: webdis %s (%s threads), redis-benchmark %s; load: wrk %s, %s connections, "
         "%s s per run; latency generator: `bench/skiffbench/` (Python %s, asyncio)" % (
             machine.get("webdis", "?"), machine.get("webdis_threads", "?"), machine.get("redis_benchmark", "?"),
@@ -65,6 +72,7 @@ def command_report(args):
     if notes:
         sections += ["Notes from this run:", ""] + ["- " + note for note in notes] + [""]
     sections += ["![latency percentiles](%s)" % args.plot_link, ""]
+    sections += compare.section(d, machine)
     sections += details(d, args)
     if args.notes and os.path.exists(args.notes):
         with open(args.notes) as handle:

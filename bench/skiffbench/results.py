@@ -57,6 +57,8 @@ def scenario_rows(d, args, notes):
     if b_after and b_after.get("webdis_left") == 0:
         notes.append("(b) webdis's list ran empty during the run (an empty RPOP still answers 200, so its rate is "
                      "inflated): raise the prefill.")
+    if b_after and b_after.get("baseline_left") == 0:
+        notes.append("(b) the baseline's queue ran empty during the run: raise the prefill.")
 
     c = {mode: load(d, "c-" + mode) for mode in ("skiff", "webdis", "redis")}
     cs = c["skiff"]
