@@ -95,7 +95,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-            ]
+            ],
+            // Served at /openapi.yaml as is (the repository root links to it).
+            resources: [.embedInCode("Rendering/openapi.yaml")]
         ),
         // The only target that knows Prometheus: it bootstraps swift-metrics with it and hands the
         // registry to the `/metrics` route.

@@ -349,7 +349,6 @@ check "checkov custom policies fail on terraform/checkov/tests/bad" checkov_bad_
 # --- OpenAPI ---------------------------------------------------------------------
 
 check "openapi.yaml is a valid OpenAPI 3.1 document" "$VENV/bin/openapi-spec-validator" openapi.yaml
-check "the served copy of openapi.yaml is up to date" scripts/embed-openapi.sh --check
 
 # --- Summary ---------------------------------------------------------------------
 

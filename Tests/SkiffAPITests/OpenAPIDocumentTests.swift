@@ -1,0 +1,62 @@
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+@testable import SkiffAPI
+import SkiffQueue
+import SkiffTestSupport
+import Testing
+
+/// `openapi.yaml` describes exactly the routes the router serves, and `/openapi.yaml` serves the
+/// file as it is.
+@Suite("OpenAPI document") struct OpenAPIDocumentTests {
+    /// `METHOD /path/{param}` for every operation in the document.
+    private static func documentedOperations(_ yaml: String) -> Set<String> {
+        var operations: Set<String> = []
+        var path: String?
+        for line in yaml.split(separator: "\n", omittingEmptySubsequences: false) {
+            if line.hasPrefix("  /"), line.hasSuffix(":") {
+                path = String(line.dropFirst(2).dropLast())
+            } else if line.hasPrefix("    "), !line.hasPrefix("     "), let path, let method = line.dropFirst(4).split(separator: ":").first,
+                ["get", "put", "post", "delete", "patch", "head", "options"].contains(method)
+            {
+                operations.insert("\(method.uppercased()) \(path)")
+            } else if !line.hasPrefix(" "), !line.isEmpty {
+                path = nil
+            }
+        }
+        return operations
+    }
+
+    @Test func theDocumentDescribesExactlyTheRoutesServed() async throws {
+        let router = buildRouter(backend: MemoryQueueBackend(eventLoop: NIOSingletons.posixEventLoopGroup.next()), configuration: SkiffConfiguration())
+        let documented = Self.documentedOperations(OpenAPIDocument.yaml)
+        #expect(documented.count > 15)
+        // A route the router holds is served unless it answers 405 (the `Allow` routes).
+        let routes = router.routes.map { (pattern: $0.path.description, method: $0.method) }
+        let app = Application(router: router)
+        let served = try await app.test(.router) { client in
+            var served: Set<String> = []
+            for route in routes {
+                let pattern = route.pattern
+                let concrete = pattern.replacing(":queue", with: "openapi-check").replacing(":receipt", with: "01M9174ZM6A7ZJ6PJYM5RXWP14.1")
+                let response = try await client.execute(uri: concrete + (route.method == .get && pattern.hasPrefix("/api/") ? "?timeout=0" : ""), method: route.method)
+                if response.status != .methodNotAllowed {
+                    served.insert("\(route.method.rawValue) " + pattern.replacing(":queue", with: "{queue}").replacing(":receipt", with: "{receipt}"))
+                }
+            }
+            return served
+        }
+        #expect(served.subtracting(documented).isEmpty, "served but not documented: \(served.subtracting(documented).sorted())")
+        #expect(documented.subtracting(served).isEmpty, "documented but not served: \(documented.subtracting(served).sorted())")
+    }
+
+    @Test func theDocumentIsServedAsItIs() async throws {
+        try await makeApplication(.memory).test(.router) { client in
+            let response = try await client.execute(uri: "/openapi.yaml", method: .get)
+            #expect(response.status == .ok)
+            #expect(response.text == OpenAPIDocument.yaml)
+            #expect(response.text.hasPrefix("openapi: 3.1"))
+        }
+    }
+}
