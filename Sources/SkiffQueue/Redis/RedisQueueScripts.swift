@@ -59,7 +59,8 @@ enum RedisQueueScripts {
     /// ARGV: prefix, queue, byte limit (0: none), then one lease per message to claim, oldest
     /// message first: a number of milliseconds, or '' for the queue's visibility timeout.
     /// With a byte limit, a message whose envelope would take the claimed envelopes past it stays
-    /// at the head (unless it is the first): the reply never holds more than the limit plus one message.
+    /// at the head with the rest of its pop (16 at most) untouched (unless it is the first): the
+    /// reply never holds more than the limit plus one message.
     /// Returns `{e1, err1, hist1, lease1, e2, ..., stopped}`: per claimed message the updated
     /// envelope, the last nack reason (or nil), the dead-letter history (or nil) and its lease in
     /// ms; then 1 if the byte limit stopped the claim, else 0.

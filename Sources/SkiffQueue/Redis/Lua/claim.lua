@@ -16,13 +16,17 @@ for priority = 9, 0, -1 do pop[#pop + 1] = readyKey(queue, priority) end
 pop[12], pop[13] = 'LEFT', 'COUNT'
 local bytes, stopped = 0, false
 while claimed < wanted and not stopped do
-  -- Under a byte limit one at a time, so that what stops the claim can go back untouched.
-  pop[14] = byteLimit > 0 and 1 or wanted - claimed
+  -- Under a byte limit at most 16 at a time: Redis never holds more than the limit and 16
+  -- messages, and what stops the claim goes back untouched.
+  pop[14] = byteLimit > 0 and math.min(16, wanted - claimed) or wanted - claimed
   local popped = redis.call('LMPOP', unpack(pop))
   if not popped then break end
-  for _, envelope in ipairs(popped[2]) do
+  for index, envelope in ipairs(popped[2]) do
     if byteLimit > 0 and claimed > 0 and bytes + #envelope > byteLimit then
-      redis.call('LPUSH', popped[1], envelope)
+      -- This one and the rest of the pop go back to the head untouched, in their order.
+      local back = {}
+      for i = #popped[2], index, -1 do back[#back + 1] = popped[2][i] end
+      redis.call('LPUSH', popped[1], unpack(back))
       stopped = true
       break
     end
