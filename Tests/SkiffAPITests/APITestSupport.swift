@@ -11,15 +11,6 @@ import SkiffRedis
 import SkiffTestSupport
 import Testing
 
-enum BackendKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case memory
-    case redis
-
-    var testDescription: String { rawValue }
-
-    static var available: [BackendKind] { TestEnvironment.hasRedis ? allCases : [.memory] }
-}
-
 /// Builds a replica on a free port over the given backend kind.
 func makeApplication(
     _ kind: BackendKind,

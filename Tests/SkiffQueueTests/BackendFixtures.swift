@@ -8,17 +8,6 @@ import SkiffTestSupport
 import Synchronization
 import Testing
 
-/// The backends the contract suite runs against: memory always, Redis whenever the harness
-/// provides one (always under `make test`).
-enum BackendKind: String, CaseIterable, CustomTestStringConvertible, Sendable {
-    case memory
-    case redis
-
-    var testDescription: String { rawValue }
-
-    static var available: [BackendKind] { TestEnvironment.hasRedis ? allCases : [.memory] }
-}
-
 /// A running backend plus the services it needs, torn down by `close()`.
 final class BackendFixture: Sendable {
     let backend: any ClaimingBackend
