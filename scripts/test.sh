@@ -90,6 +90,9 @@ export SKIFF_TEST_REDIS_PASSWORD_URL="redis://:skiff-test-password@127.0.0.1:$PA
 export SKIFF_TEST_REDIS_TLS_URL="rediss://127.0.0.1:$TLS_PORT"
 export SKIFF_TEST_REDIS_TLS_CA_FILE="$WORK/tls/ca.crt"
 
+log "format: swift format lint --strict (.swift-format; fix with: swift format format -i -r Sources Tests Package.swift)"
+swift format lint --strict -r Sources Tests Package.swift
+
 log "building"
 swift build --build-tests
 

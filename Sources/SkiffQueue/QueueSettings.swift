@@ -89,7 +89,9 @@ public struct QueueSettings: Sendable, Equatable {
             "visibilityTimeoutMs", "must be from 1 to \(Self.maximumVisibilityTimeoutMilliseconds) (12 hours)"
         )
         if let maxReceiveCount {
-            try check((1...Self.maximumReceiveCountLimit).contains(maxReceiveCount), "maxReceiveCount", "must be from 1 to \(Self.maximumReceiveCountLimit), or null for no limit")
+            try check(
+                (1...Self.maximumReceiveCountLimit).contains(maxReceiveCount), "maxReceiveCount",
+                "must be from 1 to \(Self.maximumReceiveCountLimit), or null for no limit")
         }
         try check(deadLetterQueue != queue, "deadLetterQueue", "must be another queue than \(queue)")
         try check(

@@ -2,8 +2,8 @@ import Logging
 import Metrics
 import NIOCore
 import ServiceLifecycle
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// What the client knows about Redis right now.
 public struct RedisHealth: Sendable, Equatable {

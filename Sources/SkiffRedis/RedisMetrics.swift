@@ -1,7 +1,7 @@
 import CoreMetrics
 import Metrics
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// The Redis client's metrics, through swift-metrics only (the executable picks the backend):
 ///

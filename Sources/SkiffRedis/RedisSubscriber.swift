@@ -154,7 +154,9 @@ public final class RedisSubscriber: Sendable, Service {
                 logger.warning("redis subscriber connection lost; reconnecting")
                 onConnectionChange(false)
             } catch {
-                state.withLock { $0.connection?.close(); $0.connection = nil }
+                state.withLock {
+                    $0.connection?.close(); $0.connection = nil
+                }
                 if attempt == 0 { onConnectionChange(false) }
                 let delay = RedisConnectionPool.backoff(attempt: attempt)
                 attempt += 1

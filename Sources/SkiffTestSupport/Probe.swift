@@ -8,7 +8,8 @@ public struct Probe: Sendable {
 
     public init(port: Int) { self.port = port }
 
-    public func request(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, timeout: Duration = .seconds(70)) async throws -> TestClient.Response {
+    public func request(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, timeout: Duration = .seconds(70)) async throws -> TestClient.Response
+    {
         let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: timeout))
         client.connect()
         defer { Task { try? await client.shutdown() } }

@@ -68,7 +68,8 @@ public enum RawHTTP {
         while responses.count < count {
             if let headEnd = find([13, 10, 13, 10], in: received) {
                 let head = String(decoding: received[..<headEnd], as: UTF8.self)
-                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                let length =
+                    head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
                     .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
                 let bodyStart = headEnd + 4
                 if received.count - bodyStart >= length {

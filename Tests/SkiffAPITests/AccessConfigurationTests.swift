@@ -16,12 +16,14 @@ struct AccessConfigurationTests {
     }
 
     @Test func readsInlineKeys() throws {
-        let document = #"[{"key": "\#(secret)", "scopes": ["send", "receive"], "queuePrefix": "orders-"}, {"key": "\#(secret)-2", "scopes": ["admin"], "name": "ops"}]"#
+        let document =
+            #"[{"key": "\#(secret)", "scopes": ["send", "receive"], "queuePrefix": "orders-"}, {"key": "\#(secret)-2", "scopes": ["admin"], "name": "ops"}]"#
         let configuration = try SkiffConfiguration.fromEnvironment(["SKIFF_API_KEYS": document])
-        #expect(configuration.apiKeys.map(\.grant) == [
-            AccessGrant(keyName: "#0", scopes: [.send, .receive], queuePrefix: "orders-"),
-            AccessGrant(keyName: "ops", scopes: [.admin], queuePrefix: nil),
-        ])
+        #expect(
+            configuration.apiKeys.map(\.grant) == [
+                AccessGrant(keyName: "#0", scopes: [.send, .receive], queuePrefix: "orders-"),
+                AccessGrant(keyName: "ops", scopes: [.admin], queuePrefix: nil),
+            ])
     }
 
     @Test func readsKeysFromAFile() throws {

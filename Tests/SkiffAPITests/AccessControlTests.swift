@@ -36,7 +36,8 @@ struct AccessControlTests {
             #expect(wrongScope.status == .forbidden)
             #expect(wrongScope.text.contains("'send'"))
             #expect(wrongScope.headers[.wwwAuthenticate] == nil)
-            let wrongPrefix = try await client.execute(uri: "/api/billing", method: .post, headers: TestKeys.bearer(TestKeys.orders), body: ByteBuffer(string: "1"))
+            let wrongPrefix = try await client.execute(
+                uri: "/api/billing", method: .post, headers: TestKeys.bearer(TestKeys.orders), body: ByteBuffer(string: "1"))
             #expect(wrongPrefix.status == .forbidden)
             #expect(wrongPrefix.text.contains("orders-"))
         }
@@ -62,7 +63,9 @@ struct AccessControlTests {
         try await makeApp().test(.router) { client async throws in
             let admin = TestKeys.bearer(TestKeys.admin)
             let confined = TestKeys.bearer(TestKeys.ordersAdmin)
-            #expect(try await client.execute(uri: "/api/billing", method: .post, headers: TestKeys.bearer(TestKeys.send), body: ByteBuffer(string: #""secret""#)).status == .created)
+            #expect(
+                try await client.execute(uri: "/api/billing", method: .post, headers: TestKeys.bearer(TestKeys.send), body: ByteBuffer(string: #""secret""#))
+                    .status == .created)
 
             let escape = try await client.execute(
                 uri: "/api/orders-x/config", method: .put, headers: confined, body: ByteBuffer(string: #"{"deadLetterQueue":"billing"}"#))

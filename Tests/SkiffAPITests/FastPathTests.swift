@@ -70,10 +70,12 @@ struct FastPathTests {
         var answers: [[(status: String, head: String, body: String)]] = []
         for fastPath in [true, false] {
             answers.append(
-                try await pipelined(kind, configure: {
-                    configure(&$0)
-                    $0.fastPath = fastPath
-                }, requests)
+                try await pipelined(
+                    kind,
+                    configure: {
+                        configure(&$0)
+                        $0.fastPath = fastPath
+                    }, requests)
             )
         }
         return (answers[0], answers[1])
@@ -230,7 +232,8 @@ struct FastPathTests {
         let queue = TestEnvironment.uniqueName("long-pipeline")
         // Well past what the handler buffers at once with this message limit (64 KiB + 16 KiB + 1 KiB).
         let count = 1_500
-        let answers = try await pipelined(kind, configure: { $0.api.maximumMessageBytes = 1024 }, (0..<count).map { post("/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
+        let answers = try await pipelined(
+            kind, configure: { $0.api.maximumMessageBytes = 1024 }, (0..<count).map { post("/api/\(queue)", "\($0)") } + [get("/api/\(queue)?timeout=0")])
         #expect(answers.prefix(count).allSatisfy { $0.status == "HTTP/1.1 201 Created" })
         #expect(answers[count].body == "0")
     }

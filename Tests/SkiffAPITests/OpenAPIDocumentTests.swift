@@ -2,10 +2,11 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
 import NIOCore
-@testable import SkiffAPI
 import SkiffQueue
 import SkiffTestSupport
 import Testing
+
+@testable import SkiffAPI
 
 /// `openapi.yaml` describes exactly the routes the router serves, and `/openapi.yaml` serves the
 /// file as it is.
@@ -40,7 +41,8 @@ import Testing
             for route in routes {
                 let pattern = route.pattern
                 let concrete = pattern.replacing(":queue", with: "openapi-check").replacing(":receipt", with: "01M9174ZM6A7ZJ6PJYM5RXWP14.1")
-                let response = try await client.execute(uri: concrete + (route.method == .get && pattern.hasPrefix("/api/") ? "?timeout=0" : ""), method: route.method)
+                let response = try await client.execute(
+                    uri: concrete + (route.method == .get && pattern.hasPrefix("/api/") ? "?timeout=0" : ""), method: route.method)
                 if response.status != .methodNotAllowed {
                     served.insert("\(route.method.rawValue) " + pattern.replacing(":queue", with: "{queue}").replacing(":receipt", with: "{receipt}"))
                 }

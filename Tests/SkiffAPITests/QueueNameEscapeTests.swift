@@ -1,10 +1,10 @@
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import MetricsTestKit
 import NIOCore
 import NIOPosix
-import Logging
 import SkiffAPI
 import SkiffQueue
 import SkiffRedis

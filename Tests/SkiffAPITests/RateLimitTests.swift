@@ -84,7 +84,8 @@ struct RateLimitTests {
         #expect(SkiffConfiguration().rateLimit == nil)
         try await makeApp(perSecond: nil).test(.router) { client async throws in
             for _ in 0..<30 {
-                let response = try await client.execute(uri: "/api/orders-x", method: .post, headers: TestKeys.bearer(TestKeys.orders), body: ByteBuffer(string: "1"))
+                let response = try await client.execute(
+                    uri: "/api/orders-x", method: .post, headers: TestKeys.bearer(TestKeys.orders), body: ByteBuffer(string: "1"))
                 #expect(response.status == .created)
             }
         }

@@ -73,7 +73,8 @@ struct RoutedDeliveryTests {
             #expect(rest.headers[.init("Skiff-Receive-Count")!] == "1")
 
             let tooLarge = try await client.execute(
-                uri: "/api/\(queue)/batch", method: .post, body: ByteBuffer(string: "[" + Array(repeating: #""\#(payload)""#, count: 5).joined(separator: ",") + "]"))
+                uri: "/api/\(queue)/batch", method: .post,
+                body: ByteBuffer(string: "[" + Array(repeating: #""\#(payload)""#, count: 5).joined(separator: ",") + "]"))
             #expect(tooLarge.status == .contentTooLarge)
             #expect(tooLarge.text.contains("MAX_BATCH_BYTES"))
             let stats = try await client.execute(uri: "/api/\(queue)/stats", method: .get)

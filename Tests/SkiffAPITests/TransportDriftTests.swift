@@ -183,8 +183,9 @@ struct TransportDriftTests {
     /// Counters and gauges that requests move (the duration histograms' sums and buckets are time).
     private static func comparableMetrics(_ text: String, queue: String) -> [String] {
         text.split(separator: "\n").map(String.init).filter { line in
-            !line.hasPrefix("#") && (line.hasPrefix("skiff_http_requests_total") || line.hasPrefix("skiff_messages_")
-                || line.hasPrefix("skiff_long_poll_waiters") || line.hasPrefix("skiff_http_request_duration_seconds_count"))
+            !line.hasPrefix("#")
+                && (line.hasPrefix("skiff_http_requests_total") || line.hasPrefix("skiff_messages_")
+                    || line.hasPrefix("skiff_long_poll_waiters") || line.hasPrefix("skiff_http_request_duration_seconds_count"))
                 && !line.contains(#"route="/metrics""#)
                 // Queue counters of other tests' queues (the backends count retries globally).
                 && (!line.contains("queue=") || line.contains(queue))

@@ -62,7 +62,8 @@ struct ClusterTests {
         // The one window left: a response handed to the client just before the kill, whose
         // deletion never ran, comes back after the lease. Only the killed replica can cause it.
         #expect(history.duplicated.values.allSatisfy { $0.contains(1) }, "\(history.duplicated)")
-        print("kill -9 run: acknowledged \(history.acknowledgedCount), duplicates from the killed replica \(history.duplicated.count), errors \(history.errors)")
+        print(
+            "kill -9 run: acknowledged \(history.acknowledgedCount), duplicates from the killed replica \(history.duplicated.count), errors \(history.errors)")
     }
 
     @Test func restartingRedisWithAppendfsyncAlwaysLosesNoAcknowledgedMessage() async throws {

@@ -1,11 +1,11 @@
 import NIOCore
 import NIOPosix
 import SkiffRedis
+import SkiffSupport
 import Synchronization
 import Testing
 
 @testable import SkiffQueue
-import SkiffSupport
 
 @Suite("Coalescer", .timeLimit(.minutes(1)))
 struct CoalescerTests {

@@ -571,8 +571,10 @@ import Testing
         }
         #expect(refused?.kind == .invalidArgument)
         // So are options out of their range, by both backends, whatever the API checked first.
-        for options in [SendOptions(delay: .milliseconds(-1)), SendOptions(priority: 10), SendOptions(idempotencyKey: ""),
-                        SendOptions(idempotencyKey: String(repeating: "k", count: SendOptions.maximumIdempotencyKeyLength + 1))] {
+        for options in [
+            SendOptions(delay: .milliseconds(-1)), SendOptions(priority: 10), SendOptions(idempotencyKey: ""),
+            SendOptions(idempotencyKey: String(repeating: "k", count: SendOptions.maximumIdempotencyKeyLength + 1)),
+        ] {
             let invalid = await #expect(throws: QueueError.self) { try await backend.send([ByteBuffer(string: "z")], to: queue, options: options) }
             #expect(invalid?.kind == .invalidArgument)
         }

@@ -57,7 +57,8 @@ struct QueueLimitTests {
 
         // A dead letter is never dropped for want of a place: its queue is created past the limit.
         _ = try await backend.send(ByteBuffer(string: "poison"), to: names[2])
-        let delivery = try #require(try await backend.receive(from: names[2], max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(30))).first)
+        let delivery = try #require(
+            try await backend.receive(from: names[2], max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(30))).first)
         #expect(try await backend.reject(delivery.receipt, in: names[2], delay: .zero, reason: "no"))
         #expect(try await backend.stats(of: names[2]).deadLetterReady == 1)
 

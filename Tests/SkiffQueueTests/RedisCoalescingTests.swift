@@ -2,9 +2,9 @@ import NIOCore
 import NIOPosix
 import SkiffQueue
 import SkiffRedis
+import SkiffSupport
 import SkiffTestSupport
 import Testing
-import SkiffSupport
 
 /// Concurrent requests on one event loop share one script run (sends, claims, acks); these check
 /// that every request still gets exactly its own outcome.

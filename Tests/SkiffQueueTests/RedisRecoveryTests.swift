@@ -110,7 +110,10 @@ struct RedisRecoveryTests {
         _ = try await backend.send((0..<3).map { ByteBuffer(string: "p\($0)") }, to: queue, options: SendOptions())
         let again = try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: .seconds(60)))
         try await backend.release(again[0])
-        #expect(try await backend.receive(from: queue, max: 3, timeout: .zero, mode: .autoAcknowledge).map { String(buffer: $0.message.body) } == ["p0", "p1", "p2"])
+        #expect(
+            try await backend.receive(from: queue, max: 3, timeout: .zero, mode: .autoAcknowledge).map { String(buffer: $0.message.body) } == [
+                "p0", "p1", "p2",
+            ])
     }
 
     /// Every script file compiles in Redis as loaded (library, placeholders filled, flags), and
@@ -155,7 +158,10 @@ struct RedisRecoveryTests {
         let once = try await client.send(
             RedisCommand(
                 "EVAL",
-                [.string(RedisQueueScripts.expire.source), .integer(0), .string(prefix), .string(queue.rawValue), .integer(Int64(RedisQueueBackend.expiriesPerRun))]
+                [
+                    .string(RedisQueueScripts.expire.source), .integer(0), .string(prefix), .string(queue.rawValue),
+                    .integer(Int64(RedisQueueBackend.expiriesPerRun)),
+                ]
             )
         )
         let values = try #require(once.array)
@@ -183,7 +189,9 @@ struct RedisRecoveryTests {
             redis.call('ZADD', KEYS[2], 1, ARGV[1])
             """
         _ = try await client.send(
-            RedisCommand("EVAL", [.string(due), .integer(2), .string("\(prefix):{\(queue.rawValue)}:delayed"), .string("\(prefix):delay-index"), .string(queue.rawValue)])
+            RedisCommand(
+                "EVAL",
+                [.string(due), .integer(2), .string("\(prefix):{\(queue.rawValue)}:delayed"), .string("\(prefix):delay-index"), .string(queue.rawValue)])
         )
         let once = try await client.send(
             RedisCommand("EVAL", [.string(RedisQueueScripts.promoteDue.source), .integer(0), .string(prefix), .string(queue.rawValue)])

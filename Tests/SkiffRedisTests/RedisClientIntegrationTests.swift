@@ -108,7 +108,8 @@ struct RedisClientIntegrationTests {
     @Test func aCommandOnAClosedConnectionFailsInsteadOfHanging() async throws {
         var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
         configuration.connectTimeout = .seconds(5)
-        let connection = try await RedisConnection.connect(configuration: configuration, eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
+        let connection = try await RedisConnection.connect(
+            configuration: configuration, eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: logger)
         connection.close()
         try await connection.closeFuture.get()
         // The pipeline is torn down: the write never reaches the handler, and must still fail.
@@ -120,7 +121,10 @@ struct RedisClientIntegrationTests {
     }
 
     @Test func serverErrorsThatPassAreTemporary() {
-        for message in ["LOADING Redis is loading the dataset in memory", "MASTERDOWN Link with MASTER is down", "TRYAGAIN", "BUSY Redis is busy", "READONLY You can't write against a read only replica."] {
+        for message in [
+            "LOADING Redis is loading the dataset in memory", "MASTERDOWN Link with MASTER is down", "TRYAGAIN", "BUSY Redis is busy",
+            "READONLY You can't write against a read only replica.",
+        ] {
             #expect(RedisServerError(message: message).isTemporary, "\(message)")
         }
         #expect(!RedisServerError(message: "ERR unknown command").isTemporary)

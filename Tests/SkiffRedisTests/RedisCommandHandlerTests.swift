@@ -15,7 +15,9 @@ struct RedisCommandHandlerTests {
         return channel
     }
 
-    private func request(_ command: RedisCommand, id: UInt64, on channel: EmbeddedChannel, timeout: TimeAmount = .seconds(1), blocking: Bool = false)
+    private func request(
+        _ command: RedisCommand, id: UInt64, on channel: EmbeddedChannel, timeout: TimeAmount = .seconds(1), blocking: Bool = false
+    )
         -> EventLoopFuture<RedisValue>
     {
         var buffer = ByteBuffer()

@@ -1,6 +1,6 @@
 import SkiffRedis
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// In-memory token buckets, one per (API key, queue) pair; see ``RateLimitSettings``.
 ///

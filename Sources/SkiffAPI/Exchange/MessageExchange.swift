@@ -100,7 +100,8 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
         for (index, delivery) in lease.deliveries.enumerated() {
             let message = delivery.message
             var head = index == 0 ? "[" : ","
-            head += #"{"id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
+            head +=
+                #"{"id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
                 + JSONText.quoted(JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds)) + #","receiveCount":"#
                 + String(message.receiveCount) + #","priority":"# + String(message.priority)
             if delivery.isAcknowledgedMode { head += #","receipt":"# + JSONText.quoted(delivery.receipt.description) }

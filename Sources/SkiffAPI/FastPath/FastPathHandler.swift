@@ -5,11 +5,11 @@ import NIOCore
 import NIOHTTPTypes
 import SkiffQueue
 import SkiffRedis
+import SkiffSupport
 import Synchronization
 
 #if canImport(Glibc)
 import Glibc
-import SkiffSupport
 #endif
 
 /// What the fast path needs from the application.

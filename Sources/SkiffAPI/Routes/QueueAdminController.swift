@@ -148,7 +148,8 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         var json = #"{"queues":["#
         for (index, queue) in queues.enumerated() {
             if index > 0 { json += "," }
-            json += #"{"name":"# + JSONText.quoted(queue.name.rawValue) + #","ready":"# + String(queue.ready) + #","inFlight":"#
+            json +=
+                #"{"name":"# + JSONText.quoted(queue.name.rawValue) + #","ready":"# + String(queue.ready) + #","inFlight":"#
                 + String(queue.inFlight) + #","delayed":"# + String(queue.delayed) + "}"
         }
         return QueueController<Backend>.json(status: .ok, json + "]}")

@@ -1,6 +1,6 @@
-import SkiffQueue
 import CoreMetrics
 import Metrics
+import SkiffQueue
 import Synchronization
 
 /// The queue metrics of a replica, through swift-metrics (Prometheus when the executable

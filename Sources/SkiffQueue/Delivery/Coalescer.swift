@@ -1,6 +1,6 @@
 import SkiffRedis
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// Merges concurrent operations on the same key into one storage call.
 ///

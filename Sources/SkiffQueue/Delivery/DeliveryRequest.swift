@@ -14,7 +14,10 @@ public struct DeliveryRequest: Sendable, Equatable {
     /// of sends then arrives in one batch instead of a batch of one and a batch of the rest.
     public var linger: Duration
 
-    public init(queue: QueueName, max: Int = 1, maxBytes: Int? = nil, timeout: Duration = .zero, mode: ReceiveMode = .autoAcknowledge, linger: Duration = .milliseconds(5)) {
+    public init(
+        queue: QueueName, max: Int = 1, maxBytes: Int? = nil, timeout: Duration = .zero, mode: ReceiveMode = .autoAcknowledge,
+        linger: Duration = .milliseconds(5)
+    ) {
         self.queue = queue
         self.max = Swift.max(1, max)
         self.maxBytes = maxBytes

@@ -1,7 +1,7 @@
 import NIOCore
 import SkiffRedis
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// How a wait for a message ended.
 public enum WaitOutcome: Sendable {

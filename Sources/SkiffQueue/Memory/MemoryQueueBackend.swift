@@ -2,8 +2,8 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import SkiffRedis
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// Queues in this process's memory: the self-contained default when no Redis is configured.
 ///

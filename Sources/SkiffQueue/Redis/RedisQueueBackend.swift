@@ -2,8 +2,8 @@ import Logging
 import NIOCore
 import ServiceLifecycle
 import SkiffRedis
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// Settings of the Redis backend.
 public struct RedisQueueConfiguration: Sendable {

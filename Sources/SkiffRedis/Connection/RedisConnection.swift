@@ -2,8 +2,8 @@ import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// One TCP (or TLS) connection to Redis with an async command API.
 ///

@@ -1,8 +1,8 @@
 import Logging
 import Metrics
 import NIOCore
-import Synchronization
 import SkiffSupport
+import Synchronization
 
 /// Keeps a few shared connections for pipelined commands and lends dedicated ones for blocking commands.
 ///
