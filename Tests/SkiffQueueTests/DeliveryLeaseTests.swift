@@ -116,6 +116,25 @@ import Testing
         #expect(try await backend.stats(of: queue).ready == 1)
     }
 
+    /// A batch cancelled while it lingers (its client left) gives back the message it waited for
+    /// and the ones its lingering claim took, at once, not after their lease.
+    @Test(arguments: BackendKind.available) func aBatchCancelledWhileItLingersGivesEverythingBack(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, queue) = (fixture.backend, uniqueQueue())
+        let request = DeliveryRequest(queue: queue, max: 10, timeout: .seconds(10), linger: .seconds(30))
+        let context = self.context
+        let waiting = Task { try await backend.deliver(request, context: context) }
+        try await eventually { await backend.health().details["waiters"] == "1" }
+        _ = try await backend.send([body(0), body(1)], to: queue, options: SendOptions())
+        // The waiter holds the first; the second is ready for the lingering claim.
+        _ = try await eventually(until: { $0.inFlight == 1 }) { try await backend.stats(of: queue) }
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        let stats = try await eventually(timeout: .seconds(5), until: { $0.ready == 2 && $0.inFlight == 0 }) { try await backend.stats(of: queue) }
+        #expect(stats.ready == 2 && stats.inFlight == 0, "\(stats)")
+    }
+
     @Test(arguments: BackendKind.available) func aWaitThatEndsEmptyCountsAsAWaitAndReturnsNothing(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }

@@ -408,11 +408,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     }
 
     static func json(status: HTTPResponse.Status, _ body: ByteBuffer) -> Response {
-        Response(
-            status: status,
-            headers: [.contentType: "application/json; charset=utf-8", .contentLength: String(body.readableBytes)],
-            body: .init(byteBuffer: body)
-        )
+        response(.json(status, body))
     }
 }
 

@@ -78,9 +78,16 @@ extension ClaimingBackend {
                     if let room, room <= 0 {
                         claimed.stoppedAtByteLimit = true
                     } else {
-                        let more = try await claimReady(from: request.queue, max: request.max - 1, maxBytes: room, mode: request.mode)
-                        claimed.deliveries += more.deliveries
-                        claimed.stoppedAtByteLimit = more.stoppedAtByteLimit
+                        // The extra messages are a bonus: if their claim fails (or the caller was
+                        // cancelled meanwhile, which gives them back), the message already held is
+                        // still delivered or, below, released; never left to its lease.
+                        do {
+                            let more = try await claimReady(from: request.queue, max: request.max - 1, maxBytes: room, mode: request.mode)
+                            claimed.deliveries += more.deliveries
+                            claimed.stoppedAtByteLimit = more.stoppedAtByteLimit
+                        } catch {
+                            context.logger.debug("a batch took only the message it waited for", metadata: ["error": "\(error)"])
+                        }
                     }
                 }
             }

@@ -85,7 +85,14 @@ public final class DeliveryLease: Sendable {
         _ = claimSettlement()
     }
 
+    /// Runs on a task of its own, which the caller's cancellation does not reach: a caller
+    /// cancelled because its client left must still give the messages back (a cancelled Redis
+    /// command would leave them to their lease).
     static func release(_ deliveries: [Delivery], backend: any ClaimingBackend, logger: Logger) async {
+        await Task { await releaseNow(deliveries, backend: backend, logger: logger) }.value
+    }
+
+    private static func releaseNow(_ deliveries: [Delivery], backend: any ClaimingBackend, logger: Logger) async {
         for delivery in deliveries {
             do {
                 try await backend.release(delivery)
@@ -103,9 +110,9 @@ public final class DeliveryLease: Sendable {
         guard claimSettlement() else { return }
         let (deliveries, backend, logger) = (self.deliveries, self.backend, self.logger)
         if let settlements {
-            settlements.run(on: nil) { await Self.release(deliveries, backend: backend, logger: logger) }
+            settlements.run(on: nil) { await Self.releaseNow(deliveries, backend: backend, logger: logger) }
         } else {
-            Task { await Self.release(deliveries, backend: backend, logger: logger) }
+            Task { await Self.releaseNow(deliveries, backend: backend, logger: logger) }
         }
     }
 }
