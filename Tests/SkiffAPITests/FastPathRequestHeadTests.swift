@@ -101,15 +101,15 @@ struct FastPathRequestHeadTests {
         ] {
             let head = try head(text)
             #expect(head.isChunked && head.hasSpecialHeader && head.contentLength == 0, "\(text.debugDescription)")
-            #expect(FastPathHandler<MemoryQueueBackend>.eligible(head, settings: settings) == nil, "\(text.debugDescription)")
+            #expect(FastPathRequest.classify(head, settings: settings) == nil, "\(text.debugDescription)")
         }
         #expect(try !head("POST /api/q HTTP/1.1\r\nContent-Length: 5\r\n\r\n").isChunked)
     }
 
     @Test func onlyPlainRequestsAreEligible() throws {
         let settings = APISettings(maximumMessageBytes: 100)
-        func eligible(_ text: String) throws -> FastPathHandler<MemoryQueueBackend>.Eligible? {
-            FastPathHandler<MemoryQueueBackend>.eligible(try head(text), settings: settings)
+        func eligible(_ text: String) throws -> FastPathRequest? {
+            FastPathRequest.classify(try head(text), settings: settings)
         }
         #expect(try eligible("POST /api/q HTTP/1.1\r\nContent-Length: 5\r\n\r\n") == .send(try #require(.init("q"))))
         #expect(try eligible("GET /api/q HTTP/1.1\r\n\r\n") == .receive(try #require(.init("q")), timeoutMilliseconds: 10_000))

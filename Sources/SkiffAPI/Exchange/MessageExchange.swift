@@ -20,6 +20,22 @@ struct ResponseParts: Sendable {
     }
 }
 
+/// Request parameters as every transport reads them (the fast path reads them before it knows
+/// which backend serves the request).
+enum ExchangeParameters {
+    /// `timeout` in milliseconds: absent is the default, otherwise 0 to the maximum, digits only.
+    static func timeout(_ raw: Substring?, settings: APISettings) throws(APIError) -> Int {
+        guard let raw else { return settings.defaultTimeoutMilliseconds }
+        let maximum = settings.maximumTimeoutMilliseconds
+        guard !raw.isEmpty, raw.utf8.count <= 6, raw.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
+            let value = Int(raw), value <= maximum
+        else {
+            throw APIError(.badRequest, "timeout must be an integer number of milliseconds from 0 to \(maximum)")
+        }
+        return value
+    }
+}
+
 /// The message exchange between HTTP and the queue, the same whichever transport carries it: what
 /// a request's parameters mean, what a send or a delivery does, what it answers (status, headers,
 /// bodies) and counts (the queue metrics). The Hummingbird routes (``QueueController``) and the
@@ -36,18 +52,7 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
 
     /// `timeout` in milliseconds: absent is the default, otherwise 0 to the maximum, digits only.
     func timeout(_ raw: Substring?) throws(APIError) -> Int {
-        try Self.timeout(raw, settings: settings)
-    }
-
-    static func timeout(_ raw: Substring?, settings: APISettings) throws(APIError) -> Int {
-        guard let raw else { return settings.defaultTimeoutMilliseconds }
-        let maximum = settings.maximumTimeoutMilliseconds
-        guard !raw.isEmpty, raw.utf8.count <= 6, raw.utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }),
-            let value = Int(raw), value <= maximum
-        else {
-            throw APIError(.badRequest, "timeout must be an integer number of milliseconds from 0 to \(maximum)")
-        }
-        return value
+        try ExchangeParameters.timeout(raw, settings: settings)
     }
 
     // MARK: Sending

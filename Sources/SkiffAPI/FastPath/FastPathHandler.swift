@@ -37,7 +37,9 @@ struct FastPathSettings: Sendable {
 ///   A wait ends with 204 at its timeout, when the client leaves, or when graceful shutdown begins.
 ///
 /// It is the first handler of the connection and reads request heads itself
-/// (``FastPathRequestHead``, a strict HTTP/1.1 subset). Every other request is passed on, byte for
+/// (``FastPathRequestHead``, a strict HTTP/1.1 subset); what to serve, pass on or hold back is
+/// decided by ``FastPathStateMachine``, which has no socket and its own tests; this handler carries
+/// out its actions and does the I/O: the claim, the write, the settlement. Every other request is passed on, byte for
 /// byte, to NIO's decoder and the routes, which answer it as always; the handler only needs to know
 /// where it ends (its `Content-Length`, or the end of its chunks, ``ChunkedBodyFraming``), and
 /// ``RoutedResponseObserver`` tells it when its response is written, so responses leave in request
@@ -47,8 +49,7 @@ struct FastPathSettings: Sendable {
 ///
 /// API keys are checked as the access-control middleware checks them; a request they refuse goes to
 /// the routes, which answer 401 or 403. With a rate limit configured the handler is not installed.
-/// A fast response is the route's in
-/// status, headers and body; the HTTP metrics, the queue metrics and the access log record it the
+/// A fast response is the route's in status, headers and body (``MessageExchange``); the HTTP metrics, the queue metrics and the access log record it the
 /// same way. Graceful shutdown reaches this handler first: a fast request in progress finishes (a
 /// long-poll with 204) before the quiesce event goes on to the connection state handler, which then
 /// closes the idle connection.
@@ -58,23 +59,6 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// A request this handler serves.
-    enum Eligible: Equatable {
-        case send(QueueName)
-        case receive(QueueName, timeoutMilliseconds: Int)
-    }
-
-    private enum Mode: Equatable {
-        /// Reading request heads: serving fast requests, passing others on.
-        case serving
-        /// Passing on the rest of a request the routes serve.
-        case forwarding(remaining: Int)
-        /// Passing on a chunked body the routes read, watching for its end.
-        case forwardingChunked(ChunkedBodyFraming)
-        /// NIO's decoder has the connection for good.
-        case handedOver
-    }
-
     /// What a fast receive's claim came back with.
     private enum Claimed {
         case lease(DeliveryLease)
@@ -83,42 +67,40 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         case failure(any Error)
     }
 
-    private var mode = Mode.serving
-    /// Bytes read and not yet served or passed on (`nil` when none: an idle connection keeps nothing).
-    private var buffered: ByteBuffer?
-    /// A fast request being served whose response is not written yet.
-    private var fastRequestInFlight = false
-    /// Requests passed to the routes whose response end has not been written yet.
-    private var routedResponsesPending = 0
-    /// The client closed its side or the connection dropped: a message claimed for it now goes back.
-    private var clientDeparted = false
+    /// Which bytes are served here and which go on, and when held-back events go on.
+    private var machine: FastPathStateMachine
     /// The fast GET in progress: cancelled (it answers 204) when the client leaves or the replica
     /// shuts down gracefully.
     private var receiving: Task<Void, Never>?
-    /// Graceful shutdown has begun: no further request is served here (the connection closes
-    /// once the one in progress is answered).
-    private var isShuttingDown = false
-    /// Events held back until the fast request in progress is answered (the handlers behind would
-    /// close the connection under it): the client's half-close, the quiesce of graceful shutdown.
-    private var inputClosedPending = false
-    private var quiescePending = false
-    /// Inside a read burst (the channel's read-complete follows); outside one, bytes passed on are
-    /// followed by a read-complete of this handler's own.
-    private var reading = false
-    /// A read the channel asked for while too much was buffered.
-    private var readDeferred = false
     private var context: ChannelHandlerContext?
     private let exchange: MessageExchange<Backend>
     private let settings: FastPathSettings
-    /// Past this many buffered bytes (a client piling up pipelined requests behind a slow one) the
-    /// connection stops reading until they drain. Always room for one whole fast request.
-    let maximumBufferedBytes: Int
 
     init(backend: Backend, settings: FastPathSettings) {
         self.exchange = MessageExchange(backend: backend, settings: settings.api, metrics: settings.metrics, settlements: settings.settlements)
         self.settings = settings
-        self.maximumBufferedBytes = settings.api.maximumMessageBytes + FastPathRequestHead.maximumBytes + (64 << 10)
+        let (api, policy) = (settings.api, settings.policy)
+        self.machine = FastPathStateMachine(
+            maximumBufferedBytes: api.maximumMessageBytes + FastPathRequestHead.maximumBytes + (64 << 10),
+            classify: { head in
+                guard let request = FastPathRequest.classify(head, settings: api) else { return nil }
+                // A request the API keys refuse is the routes' to answer, with their status,
+                // challenge and log line.
+                guard !policy.isOpen else { return request }
+                let (method, path) = request.accessTarget
+                guard case .allow = policy.decide(method: method, path: path, authorization: head.authorization) else { return nil }
+                return request
+            },
+            acceptsBody: { request, body in
+                // A send that is not JSON: the route says so, in its words.
+                if case .send = request { return JSONValidator.validate(body) == nil }
+                return true
+            }
+        )
     }
+
+    /// Past this many buffered bytes the connection stops reading until they drain.
+    var maximumBufferedBytes: Int { machine.maximumBufferedBytes }
 
     /// The observer to place where routed responses pass, behind Hummingbird's connection state handler.
     func makeRoutedResponseObserver() -> RoutedResponseObserver {
@@ -134,64 +116,45 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        reading = true
-        if mode == .handedOver, buffered == nil {
-            context.fireChannelRead(data)
-            return
+        switch machine.read(unwrapInboundIn(data)) {
+        case .passThrough: context.fireChannelRead(data)
+        case .advance: advance(context)
         }
-        var bytes = unwrapInboundIn(data)
-        if buffered == nil {
-            buffered = bytes
-        } else {
-            buffered!.writeBuffer(&bytes)
-        }
-        advance(context)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        reading = false
+        machine.readComplete()
         context.fireChannelReadComplete()
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if case .inputClosed = event as? ChannelEvent {
-            clientDeparted = true
+            machine.inputClosed()
             receiving?.cancel()
-            inputClosedPending = true
             advance(context)
             return
         }
         if event is ChannelShouldQuiesceEvent {
-            isShuttingDown = true
             receiving?.cancel()
-            if fastRequestInFlight {
-                quiescePending = true
-                return
-            }
+            guard machine.quiesce() else { return }
         }
         context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        clientDeparted = true
-        buffered = nil
+        machine.channelInactive()
         receiving?.cancel()
         context.fireChannelInactive()
     }
 
     func read(context: ChannelHandlerContext) {
-        guard (buffered?.readableBytes ?? 0) < maximumBufferedBytes else {
-            readDeferred = true
-            return
-        }
-        context.read()
+        if machine.readRequested() { context.read() }
     }
 
     /// The routes wrote the end of a response. What waited behind it goes on once that write has
     /// run its course through the pipeline (not from inside it).
     private func routedResponseEnded() {
-        routedResponsesPending = max(0, routedResponsesPending - 1)
-        guard let context, buffered != nil || inputClosedPending else { return }
+        guard machine.routedResponseEnded(), let context else { return }
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         context.eventLoop.execute {
             let (handler, context) = bound.value
@@ -200,135 +163,25 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         }
     }
 
-    /// Serves, passes on or keeps what is buffered, as far as it can go now.
+    /// Carries out what the state machine says, as far as it can go now.
     private func advance(_ context: ChannelHandlerContext) {
-        var passedOn = false
-        /// A complete fast request waits for the routes' responses before it.
-        var waitingForRoutes = false
-        serving: while var bytes = buffered, bytes.readableBytes > 0 {
-            switch mode {
-            case .handedOver:
-                passOn(bytes.readableBytes, of: bytes, context)
-                passedOn = true
-            case .forwarding(let remaining):
-                let count = min(remaining, bytes.readableBytes)
-                mode = count == remaining ? .serving : .forwarding(remaining: remaining - count)
-                passOn(count, of: bytes, context)
-                passedOn = true
-            case .forwardingChunked(var framing):
-                let count: Int
-                switch bytes.withUnsafeReadableBytes({ framing.scan($0) }) {
-                case .unframeable:
-                    // The decoder has what came before; from here on it reads alone.
-                    mode = .handedOver
-                    settings.metrics.fastPathHandedOver()
-                    continue serving
-                case .needsMore:
-                    mode = .forwardingChunked(framing)
-                    count = bytes.readableBytes
-                case .ended(let bodyBytes):
-                    mode = .serving
-                    count = bodyBytes
-                }
-                passOn(count, of: bytes, context)
-                passedOn = true
-            case .serving:
-                guard !fastRequestInFlight, !isShuttingDown else { break serving }
-                switch FastPathRequestHead.parse(bytes) {
-                case .incomplete:
-                    break serving
-                case .unframeable:
-                    mode = .handedOver
-                    settings.metrics.fastPathHandedOver()
-                case .head(let head):
-                    let length = head.length + head.contentLength
-                    if let eligible = Self.eligible(head, settings: settings.api), allowed(eligible, head) {
-                        guard routedResponsesPending == 0, bytes.readableBytes >= length else {
-                            waitingForRoutes = routedResponsesPending > 0
-                            break serving
-                        }
-                        let body = bytes.getSlice(at: bytes.readerIndex + head.length, length: head.contentLength)!
-                        if case .send = eligible, JSONValidator.validate(body) != nil {
-                            // Not JSON: the route says so, in its words.
-                        } else {
-                            bytes.moveReaderIndex(forwardBy: length)
-                            buffered = bytes.readableBytes > 0 ? bytes : nil
-                            serve(context, eligible, head: head, body: body)
-                            continue serving
-                        }
-                    }
-                    routedResponsesPending += 1
-                    if head.mayEndConnection {
-                        // `Connection: close` or an upgrade: whether anything after this request is
-                        // read, and how, is for NIO's decoder and the routes alone to decide (the
-                        // routes never run a request behind a `close`). Hand the connection over
-                        // with this request.
-                        mode = .handedOver
-                        settings.metrics.fastPathHandedOver()
-                        continue serving
-                    }
-                    if head.isChunked {
-                        // The head now, the body as its chunks come.
-                        mode = .forwardingChunked(ChunkedBodyFraming())
-                        passOn(head.length, of: bytes, context)
-                        passedOn = true
-                    } else {
-                        mode = .forwarding(remaining: length)
-                    }
-                }
+        while let action = machine.nextAction() {
+            switch action {
+            case .passOn(let bytes): context.fireChannelRead(wrapInboundOut(bytes))
+            case .handOver: settings.metrics.fastPathHandedOver()
+            case .serve(let request, let head, let body): serve(context, request, head: head, body: body)
+            case .fireReadComplete: context.fireChannelReadComplete()
+            case .fireInputClosed: context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+            case .fireQuiesce: context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
+            case .read: context.read()
             }
-        }
-        if inputClosedPending, !fastRequestInFlight, !waitingForRoutes {
-            // What is left is an incomplete request: NIO's decoder has its say, then the event.
-            inputClosedPending = false
-            if let rest = buffered {
-                buffered = nil
-                mode = .handedOver
-                context.fireChannelRead(wrapInboundOut(rest))
-                passedOn = true
-            }
-            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
-        }
-        if quiescePending, !fastRequestInFlight {
-            quiescePending = false
-            context.fireUserInboundEventTriggered(ChannelShouldQuiesceEvent())
-        }
-        // Outside a read: the decoder and the async channel hand reads on at read-complete.
-        if passedOn, !reading { context.fireChannelReadComplete() }
-        if readDeferred, (buffered?.readableBytes ?? 0) < maximumBufferedBytes {
-            readDeferred = false
-            context.read()
         }
     }
 
-    /// Passes the first `count` of `bytes` (what is buffered) on to NIO's decoder and keeps the rest.
-    private func passOn(_ count: Int, of bytes: ByteBuffer, _ context: ChannelHandlerContext) {
-        var rest = bytes
-        let part = rest.readSlice(length: count)!
-        buffered = rest.readableBytes > 0 ? rest : nil
-        context.fireChannelRead(wrapInboundOut(part))
-    }
-
-    /// Whether the API keys allow the request (always, when the service runs open). A refusal is
-    /// the routes' to give, with their status, challenge and log line.
-    private func allowed(_ eligible: Eligible, _ head: FastPathRequestHead) -> Bool {
-        guard !settings.policy.isOpen else { return true }
-        let (method, queue): (HTTPRequest.Method, QueueName) =
-            switch eligible {
-            case .send(let queue): (.post, queue)
-            case .receive(let queue, _): (.get, queue)
-            }
-        guard case .allow = settings.policy.decide(method: method, path: "/api/" + queue.rawValue, authorization: head.authorization) else {
-            return false
-        }
-        return true
-    }
-
-    private func serve(_ context: ChannelHandlerContext, _ eligible: Eligible, head: FastPathRequestHead, body: ByteBuffer) {
-        fastRequestInFlight = true
+    private func serve(_ context: ChannelHandlerContext, _ request: FastPathRequest, head: FastPathRequestHead, body: ByteBuffer) {
         connectionGuard(context)?.headReceived()
         let requestID = RequestIDMiddleware<SkiffRequestContext>.requestID(given: head.requestID)
-        switch eligible {
+        switch request {
         case .send(let queue):
             send(context, queue: queue, body: body, requestID: requestID)
         case .receive(let queue, let timeout):
@@ -339,40 +192,6 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     /// The connection's ``ConnectionGuard``, told when a request's head is read and its response
     /// written.
     private var connectionGuard = ConnectionGuardLookup()
-
-    /// Whether this handler may serve a request with this head, and as what.
-    static func eligible(_ head: FastPathRequestHead, settings: APISettings) -> Eligible? {
-        guard !head.hasSpecialHeader, head.method != .other else { return nil }
-        let path = head.target
-        guard path.utf8.count > 5, path.hasPrefix("/api/") else { return nil }
-        var name = Substring(path).dropFirst(5)
-        var query: Substring?
-        if let mark = name.firstIndex(of: "?") {
-            query = name[name.index(after: mark)...]
-            name = name[..<mark]
-        }
-        // No further path component (`/batch`, `/ack`, ...).
-        guard !name.utf8.contains(UInt8(ascii: "/")), let queue = QueueName(name) else { return nil }
-        switch head.method {
-        case .post:
-            // An empty body is not JSON: the route answers it.
-            guard query == nil, (1...settings.maximumMessageBytes).contains(head.contentLength) else { return nil }
-            return .send(queue)
-        case .get:
-            // At most `timeout`, read as the route reads it; anything else, or a value the route
-            // refuses, is the route's to answer.
-            var raw: Substring?
-            if let query, !query.isEmpty {
-                guard query.hasPrefix("timeout=") else { return nil }
-                raw = query.dropFirst(8)
-            }
-            guard let timeout = try? MessageExchange<Backend>.timeout(raw, settings: settings) else { return nil }
-            guard head.contentLength == 0 else { return nil }
-            return .receive(queue, timeoutMilliseconds: timeout)
-        case .other:
-            return nil
-        }
-    }
 
     /// Runs `work` on a task that prefers the connection's loop, then `then` on the loop.
     @discardableResult
@@ -442,7 +261,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         // Settling stays on this loop, where this loop's Redis connection is.
         let executor = EventLoopTaskExecutor.shared(for: context.eventLoop)
         // A client (or a proxy that aborted for it) whose FIN or RST is already here gets nothing.
-        guard !clientDeparted, context.channel.isActive, !ClientDepartureHandler.peerHasClosed(context.channel) else {
+        guard !machine.clientDeparted, context.channel.isActive, !ClientDepartureHandler.peerHasClosed(context.channel) else {
             // As on the route: nobody will read it; the connection gets the 204 a departed waiter gets.
             tasks.run(on: executor) { await lease.release() }
             respondNoContent(context, observation)
@@ -540,7 +359,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         _ observation: Observation,
         written: EventLoopPromise<Void>? = nil
     ) {
-        fastRequestInFlight = false
+        machine.fastResponseWritten()
         connectionGuard(context)?.responseCompleted()
         if let body, let last = body.last {
             context.write(wrapOutboundOut(response), promise: nil)
