@@ -158,7 +158,7 @@ public final class RedisSubscriber: Sendable, Service {
                     $0.connection?.close(); $0.connection = nil
                 }
                 if attempt == 0 { onConnectionChange(false) }
-                let delay = RedisConnectionPool.backoff(attempt: attempt)
+                let delay = RedisBackoff.delay(attempt: attempt)
                 attempt += 1
                 logger.debug("redis subscriber reconnect failed", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: delay)
