@@ -1,5 +1,7 @@
 import ArgumentParser
+import Configuration
 import Foundation
+import SkiffAPI
 
 #if canImport(Glibc)
 import Glibc
@@ -13,7 +15,8 @@ struct Healthcheck: ParsableCommand {
     @Option(help: "Port of the local replica (env PORT, default 8080).") var port: Int?
 
     func run() throws {
-        let port = self.port ?? ProcessInfo.processInfo.environment["PORT"].flatMap(Int.init) ?? 8080
+        let environment = SettingsReader(ConfigReader(provider: EnvironmentVariablesProvider()))
+        let port = try self.port ?? environment.integer(Settings.port, in: 1...65535) ?? 8080
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw ExitCode(2) }
         defer { close(fd) }

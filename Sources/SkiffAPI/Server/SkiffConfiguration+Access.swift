@@ -4,21 +4,8 @@ extension SkiffConfiguration {
     /// Reads API keys, rate limits and the access-log and metrics switches:
     /// `SKIFF_API_KEYS` or `SKIFF_API_KEYS_FILE`, `METRICS_REQUIRE_AUTH`, `RATE_LIMIT_PER_SECOND`,
     /// `RATE_LIMIT_BURST`, `ACCESS_LOG`, `FAST_PATH`.
-    mutating func readAccessSettings(from environment: [String: String]) throws {
-        func nonEmpty(_ name: String) -> String? {
-            guard let value = environment[name], !value.trimmingCharacters(in: .whitespaces).isEmpty else { return nil }
-            return value
-        }
-        func boolean(_ name: String) throws -> Bool? {
-            guard let raw = nonEmpty(name) else { return nil }
-            switch raw.lowercased() {
-            case "true", "1", "yes", "on": return true
-            case "false", "0", "no", "off": return false
-            default: throw ConfigurationError("\(name) must be true or false, got '\(raw)'")
-            }
-        }
-
-        switch (nonEmpty("SKIFF_API_KEYS"), nonEmpty("SKIFF_API_KEYS_FILE")) {
+    mutating func readAccessSettings(_ settings: SettingsReader) throws {
+        switch (settings.text(Settings.apiKeys), settings.text(Settings.apiKeysFile)) {
         case (.some, .some):
             throw ConfigurationError("set either SKIFF_API_KEYS or SKIFF_API_KEYS_FILE, not both")
         case (let inline?, nil):
@@ -35,23 +22,12 @@ extension SkiffConfiguration {
             apiKeys = []
         }
 
-        if let required = try boolean("METRICS_REQUIRE_AUTH") { metricsRequireAuth = required }
-        if let enabled = try boolean("ACCESS_LOG") { accessLog = enabled }
-        if let enabled = try boolean("FAST_PATH") { fastPath = enabled }
+        if let required = try settings.boolean(Settings.metricsRequireAuth) { metricsRequireAuth = required }
+        if let enabled = try settings.boolean(Settings.accessLog) { accessLog = enabled }
+        if let enabled = try settings.boolean(Settings.fastPath) { fastPath = enabled }
 
-        let burst: Int?
-        if let raw = nonEmpty("RATE_LIMIT_BURST") {
-            guard let value = Int(raw), (1...1_000_000).contains(value) else {
-                throw ConfigurationError("RATE_LIMIT_BURST must be an integer from 1 to 1000000, got '\(raw)'")
-            }
-            burst = value
-        } else {
-            burst = nil
-        }
-        if let raw = nonEmpty("RATE_LIMIT_PER_SECOND") {
-            guard let rate = Double(raw), rate.isFinite, rate >= 0, rate <= 1_000_000 else {
-                throw ConfigurationError("RATE_LIMIT_PER_SECOND must be a number from 0 (off) to 1000000, got '\(raw)'")
-            }
+        let burst = try settings.integer(Settings.rateLimitBurst, in: 1...1_000_000)
+        if let rate = try settings.number(Settings.rateLimitPerSecond, in: 0...1_000_000) {
             rateLimit = rate > 0 ? RateLimitSettings(requestsPerSecond: rate, burst: burst) : nil
         } else if burst != nil {
             throw ConfigurationError("RATE_LIMIT_BURST needs RATE_LIMIT_PER_SECOND")

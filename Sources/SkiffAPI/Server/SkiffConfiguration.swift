@@ -1,3 +1,4 @@
+import Configuration
 import SkiffRedis
 
 /// A configuration value that cannot be used.
@@ -6,7 +7,8 @@ public struct ConfigurationError: Error, CustomStringConvertible, Sendable {
     public init(_ description: String) { self.description = description }
 }
 
-/// Everything a replica needs to run, read from the environment (flags of `skiff serve` override).
+/// Everything a replica needs to run, read through swift-configuration from the settings declared
+/// in ``Settings`` (flags of `skiff serve`, then the environment, then a settings file).
 public struct SkiffConfiguration: Sendable {
     public var host: String
     public var port: Int
@@ -76,48 +78,71 @@ public struct SkiffConfiguration: Sendable {
         self.fastPath = fastPath
     }
 
-    /// The settings and their environment variables, as documented in the README.
-    public static func fromEnvironment(_ environment: [String: String]) throws -> SkiffConfiguration {
-        var configuration = SkiffConfiguration()
-        func integer(_ name: String, in range: ClosedRange<Int>) throws -> Int? {
-            guard let raw = environment[name], !raw.isEmpty else { return nil }
-            guard let value = Int(raw), range.contains(value) else {
-                throw ConfigurationError("\(name) must be an integer from \(range.lowerBound) to \(range.upperBound), got '\(raw)'")
-            }
-            return value
+    /// Reads every setting in ``Settings`` from `config` (flags, environment, settings file, as
+    /// the caller stacked them); what is absent keeps its default.
+    public init(reading config: ConfigReader) throws {
+        self.init()
+        let settings = SettingsReader(config)
+        if let host = settings.text(Settings.host) { self.host = host }
+        if let port = try settings.integer(Settings.port, in: 1...65535) { self.port = port }
+        if let maximum = try settings.integer(Settings.maxTimeout, in: 0...3_600_000) { api.maximumTimeoutMilliseconds = maximum }
+        if let timeout = try settings.integer(Settings.defaultTimeout, in: 0...api.maximumTimeoutMilliseconds) {
+            api.defaultTimeoutMilliseconds = timeout
         }
-        if let host = environment["HOST"], !host.isEmpty { configuration.host = host }
-        if let port = try integer("PORT", in: 1...65535) { configuration.port = port }
-        if let maximum = try integer("MAX_TIMEOUT", in: 0...3_600_000) { configuration.api.maximumTimeoutMilliseconds = maximum }
-        if let timeout = try integer("DEFAULT_TIMEOUT", in: 0...configuration.api.maximumTimeoutMilliseconds) {
-            configuration.api.defaultTimeoutMilliseconds = timeout
-        }
-        if let bytes = try integer("MAX_MESSAGE_BYTES", in: 1...(512 * 1024 * 1024)) { configuration.api.maximumMessageBytes = bytes }
-        if let bytes = try integer("MAX_BATCH_BYTES", in: 1024...(512 * 1024 * 1024)) { configuration.api.maximumBatchBytes = bytes }
-        if let queues = try integer("MAX_QUEUES", in: 1...10_000_000) { configuration.maximumQueues = queues }
-        if let connections = try integer("MAX_CONNECTIONS", in: 1...10_000_000) { configuration.maximumConnections = connections }
-        if let timeout = try integer("REQUEST_HEAD_TIMEOUT_MS", in: 100...3_600_000) { configuration.requestHeadTimeout = .milliseconds(timeout) }
-        if let timeout = try integer("IDLE_TIMEOUT_MS", in: 1_000...86_400_000) { configuration.idleTimeout = .milliseconds(timeout) }
-        if let lease = try integer("CLAIM_LEASE_MS", in: 100...86_400_000) { configuration.claimLease = .milliseconds(lease) }
-        if let replicas = try integer("REDIS_WAIT_REPLICAS", in: 0...16) { configuration.redisWaitReplicas = replicas }
-        if let wait = try integer("REDIS_WAIT_TIMEOUT_MS", in: 1...60_000) { configuration.redisWaitTimeout = .milliseconds(wait) }
-        if let prefix = environment["REDIS_KEY_PREFIX"], !prefix.isEmpty {
+        if let bytes = try settings.integer(Settings.maxMessageBytes, in: 1...(512 * 1024 * 1024)) { api.maximumMessageBytes = bytes }
+        if let bytes = try settings.integer(Settings.maxBatchBytes, in: 1024...(512 * 1024 * 1024)) { api.maximumBatchBytes = bytes }
+        if let queues = try settings.integer(Settings.maxQueues, in: 1...10_000_000) { maximumQueues = queues }
+        if let connections = try settings.integer(Settings.maxConnections, in: 1...10_000_000) { maximumConnections = connections }
+        if let timeout = try settings.integer(Settings.requestHeadTimeout, in: 100...3_600_000) { requestHeadTimeout = .milliseconds(timeout) }
+        if let timeout = try settings.integer(Settings.idleTimeout, in: 1_000...86_400_000) { idleTimeout = .milliseconds(timeout) }
+        if let lease = try settings.integer(Settings.claimLease, in: 100...86_400_000) { claimLease = .milliseconds(lease) }
+        if let replicas = try settings.integer(Settings.redisWaitReplicas, in: 0...16) { redisWaitReplicas = replicas }
+        if let wait = try settings.integer(Settings.redisWaitTimeout, in: 1...60_000) { redisWaitTimeout = .milliseconds(wait) }
+        if let prefix = settings.text(Settings.redisKeyPrefix) {
             guard prefix.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F && $0 != UInt8(ascii: "{") && $0 != UInt8(ascii: "}") }) else {
                 throw ConfigurationError("REDIS_KEY_PREFIX must be printable ASCII without spaces or braces")
             }
-            configuration.keyPrefix = prefix
+            keyPrefix = prefix
         }
-        if let replica = environment["REPLICA_ID"], !replica.isEmpty {
-            configuration.replicaID = replica
-        } else if let hostname = environment["HOSTNAME"], !hostname.isEmpty {
-            configuration.replicaID = hostname
+        // The host name Kubernetes and Cloud Run set, when no name is given.
+        if let replica = settings.text(Settings.replicaID) ?? config.string(forKey: "hostname").flatMap({ $0.isEmpty ? nil : $0 }) {
+            replicaID = replica
         }
-        try configuration.readAccessSettings(from: environment)
-        do {
-            configuration.redis = try RedisConfiguration.fromEnvironment(environment)
-        } catch let error as RedisClientError {
-            throw ConfigurationError(error.detail)
+        try readAccessSettings(settings)
+        redis = try Self.redisConfiguration(settings)
+    }
+
+    /// Reads `environment` as the environment variables it holds (tests, and callers without a
+    /// `ConfigReader` of their own).
+    public static func fromEnvironment(_ environment: [String: String]) throws -> SkiffConfiguration {
+        try SkiffConfiguration(reading: ConfigReader(provider: EnvironmentVariablesProvider(environmentVariables: environment)))
+    }
+
+    /// `REDIS_URL`, or else `REDIS_HOST` and its companions; `nil` when neither is set.
+    static func redisConfiguration(_ settings: SettingsReader) throws(ConfigurationError) -> RedisConfiguration? {
+        var configuration: RedisConfiguration
+        if let url = settings.text(Settings.redisURL) {
+            do {
+                configuration = try RedisConfiguration(url: url)
+            } catch let error as RedisClientError {
+                throw ConfigurationError(error.detail)
+            } catch {
+                throw ConfigurationError("REDIS_URL: \(error)")
+            }
+        } else if let host = settings.text(Settings.redisHost) {
+            configuration = RedisConfiguration(host: host)
+            if let port = try settings.integer(Settings.redisPort, in: 1...65535) { configuration.port = port }
+            configuration.username = settings.text(Settings.redisUsername)
+            configuration.tls = try settings.boolean(Settings.redisTLS) ?? false
+        } else {
+            return nil
         }
+        if configuration.password == nil { configuration.password = settings.text(Settings.redisPassword) }
+        configuration.tlsCAFile = settings.text(Settings.redisTLSCAFile)
+        configuration.tlsServerName = settings.text(Settings.redisTLSServerName)
+        configuration.tlsSkipHostnameVerification = try settings.boolean(Settings.redisTLSSkipHostnameVerification) ?? false
+        if let timeout = try settings.integer(Settings.redisCommandTimeout, in: 1...3_600_000) { configuration.commandTimeout = .milliseconds(timeout) }
+        if let timeout = try settings.integer(Settings.redisConnectTimeout, in: 1...3_600_000) { configuration.connectTimeout = .milliseconds(timeout) }
         return configuration
     }
 }

@@ -111,49 +111,6 @@ public struct RedisConfiguration: Sendable, Equatable {
         if host.isEmpty { throw RedisClientError.invalidConfiguration("REDIS_URL has no host") }
     }
 
-    /// Reads `REDIS_URL`, or else `REDIS_HOST` / `REDIS_PORT` / `REDIS_PASSWORD` (and `REDIS_USERNAME`,
-    /// `REDIS_TLS`), plus `REDIS_TLS_CA_FILE`, `REDIS_TLS_SERVER_NAME`, `REDIS_TLS_SKIP_HOSTNAME_VERIFICATION`,
-    /// `REDIS_COMMAND_TIMEOUT_MS`, `REDIS_CONNECT_TIMEOUT_MS`. Returns `nil` when no Redis is configured.
-    public static func fromEnvironment(_ environment: [String: String]) throws -> RedisConfiguration? {
-        var configuration: RedisConfiguration
-        if let url = environment["REDIS_URL"], !url.isEmpty {
-            configuration = try RedisConfiguration(url: url)
-        } else if let host = environment["REDIS_HOST"], !host.isEmpty {
-            configuration = RedisConfiguration(host: host)
-            if let port = environment["REDIS_PORT"], !port.isEmpty { configuration.port = try parsePort(Substring(port)) }
-            if let password = environment["REDIS_PASSWORD"], !password.isEmpty { configuration.password = password }
-            if let username = environment["REDIS_USERNAME"], !username.isEmpty { configuration.username = username }
-            configuration.tls = isTrue(environment["REDIS_TLS"])
-        } else {
-            return nil
-        }
-        if let password = environment["REDIS_PASSWORD"], !password.isEmpty, configuration.password == nil {
-            configuration.password = password
-        }
-        if let file = environment["REDIS_TLS_CA_FILE"], !file.isEmpty { configuration.tlsCAFile = file }
-        if let name = environment["REDIS_TLS_SERVER_NAME"], !name.isEmpty { configuration.tlsServerName = name }
-        configuration.tlsSkipHostnameVerification = isTrue(environment["REDIS_TLS_SKIP_HOSTNAME_VERIFICATION"])
-        if let value = environment["REDIS_COMMAND_TIMEOUT_MS"] {
-            configuration.commandTimeout = .milliseconds(try positive(value, "REDIS_COMMAND_TIMEOUT_MS"))
-        }
-        if let value = environment["REDIS_CONNECT_TIMEOUT_MS"] {
-            configuration.connectTimeout = .milliseconds(try positive(value, "REDIS_CONNECT_TIMEOUT_MS"))
-        }
-        return configuration
-    }
-
-    private static func positive(_ value: String, _ name: String) throws -> Int {
-        guard let number = Int(value), number > 0 else {
-            throw RedisClientError.invalidConfiguration("\(name) must be a positive integer, got '\(value)'")
-        }
-        return number
-    }
-
-    private static func isTrue(_ value: String?) -> Bool {
-        guard let value = value?.lowercased() else { return false }
-        return value == "1" || value == "true" || value == "yes"
-    }
-
     private static func parsePort(_ text: Substring) throws -> Int {
         guard let port = Int(text), (1...65535).contains(port) else {
             throw RedisClientError.invalidConfiguration("port '\(text)' is not a number from 1 to 65535")
