@@ -54,35 +54,47 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
-        // Queue semantics: the QueueBackend protocol, in-memory and Redis implementations. No HTTP.
+        // Queue semantics: the QueueBackend protocol and model, the delivery lifecycle (lease,
+        // waiters, coalescer) and the in-memory backend. No HTTP, no Redis.
         .target(
             name: "SkiffQueue",
             dependencies: [
-                "SkiffRedis",
                 "SkiffSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The Redis queue backend: keys, envelope, Lua scripts, waiting, maintenance.
+        .target(
+            name: "SkiffRedisQueue",
+            dependencies: [
+                "SkiffQueue",
+                "SkiffRedis",
+                "SkiffSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             // The Lua scripts are files, compiled into the binary (no bundle to ship beside it).
             resources: [
-                .embedInCode("Redis/Lua/acknowledge.lua"),
-                .embedInCode("Redis/Lua/change-visibility.lua"),
-                .embedInCode("Redis/Lua/claim.lua"),
-                .embedInCode("Redis/Lua/configure.lua"),
-                .embedInCode("Redis/Lua/due-queues.lua"),
-                .embedInCode("Redis/Lua/enqueue.lua"),
-                .embedInCode("Redis/Lua/expire.lua"),
-                .embedInCode("Redis/Lua/library.lua"),
-                .embedInCode("Redis/Lua/list.lua"),
-                .embedInCode("Redis/Lua/promote.lua"),
-                .embedInCode("Redis/Lua/purge.lua"),
-                .embedInCode("Redis/Lua/recover.lua"),
-                .embedInCode("Redis/Lua/redrive.lua"),
-                .embedInCode("Redis/Lua/reject.lua"),
-                .embedInCode("Redis/Lua/release.lua"),
-                .embedInCode("Redis/Lua/stats.lua"),
+                .embedInCode("Lua/acknowledge.lua"),
+                .embedInCode("Lua/change-visibility.lua"),
+                .embedInCode("Lua/claim.lua"),
+                .embedInCode("Lua/configure.lua"),
+                .embedInCode("Lua/due-queues.lua"),
+                .embedInCode("Lua/enqueue.lua"),
+                .embedInCode("Lua/expire.lua"),
+                .embedInCode("Lua/library.lua"),
+                .embedInCode("Lua/list.lua"),
+                .embedInCode("Lua/promote.lua"),
+                .embedInCode("Lua/purge.lua"),
+                .embedInCode("Lua/recover.lua"),
+                .embedInCode("Lua/redrive.lua"),
+                .embedInCode("Lua/reject.lua"),
+                .embedInCode("Lua/release.lua"),
+                .embedInCode("Lua/stats.lua"),
             ]
         ),
         // The HTTP API: Hummingbird routes, request validation, error mapping, application assembly.
@@ -90,6 +102,7 @@ let package = Package(
             name: "SkiffAPI",
             dependencies: [
                 "SkiffQueue",
+                "SkiffRedisQueue",
                 "SkiffRedis",
                 "SkiffSupport",
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -137,6 +150,7 @@ let package = Package(
             name: "SkiffQueueTests",
             dependencies: [
                 "SkiffQueue",
+                "SkiffRedisQueue",
                 "SkiffRedis",
                 "SkiffSupport",
                 "SkiffTestSupport",
@@ -149,6 +163,7 @@ let package = Package(
             dependencies: [
                 "SkiffAPI",
                 "SkiffQueue",
+                "SkiffRedisQueue",
                 "SkiffRedis",
                 "SkiffSupport",
                 "SkiffTestSupport",

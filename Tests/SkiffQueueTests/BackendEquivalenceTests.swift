@@ -5,6 +5,7 @@ import NIOPosix
 import PropertyBased
 import SkiffQueue
 import SkiffRedis
+import SkiffRedisQueue
 import SkiffTestSupport
 import Testing
 

@@ -4,6 +4,7 @@ import NIOPosix
 import ServiceLifecycle
 import SkiffQueue
 import SkiffRedis
+import SkiffRedisQueue
 import SkiffTestSupport
 import Synchronization
 import Testing

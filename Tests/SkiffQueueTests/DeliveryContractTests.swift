@@ -1,5 +1,6 @@
 import NIOCore
 import SkiffQueue
+import SkiffRedisQueue
 import SkiffTestSupport
 import Testing
 

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import SkiffQueue
 import SkiffRedis
+import SkiffRedisQueue
 import SkiffTestSupport
 import Testing
 

@@ -6,6 +6,7 @@ import SkiffTestSupport
 import Testing
 
 @testable import SkiffQueue
+@testable import SkiffRedisQueue
 
 /// Returning claims costs O(claims), whatever the queue's depth and its messages' size: one run
 /// of the recovery script is bounded in claims and bytes, and returns keep their order.

@@ -6,6 +6,7 @@ import SkiffTestSupport
 import Testing
 
 @testable import SkiffQueue
+@testable import SkiffRedisQueue
 
 /// The claim a new waiter makes is skipped only when nothing was published since the claim that
 /// found its queue empty (``RedisQueueBackend/WakeToken``).

@@ -6,6 +6,7 @@ import NIOPosix
 import ServiceLifecycle
 import SkiffQueue
 import SkiffRedis
+import SkiffRedisQueue
 
 public typealias SkiffApplication = Application<RouterResponder<SkiffRequestContext>>
 

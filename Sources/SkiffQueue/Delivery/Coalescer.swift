@@ -1,4 +1,3 @@
-import SkiffRedis
 import SkiffSupport
 import Synchronization
 
@@ -13,10 +12,10 @@ import Synchronization
 /// Members keep their arrival order, the leader first, so a merged send stores messages in the
 /// order their requests arrived and a merged claim hands the oldest messages to the earliest callers.
 /// A failed call fails every member (``Flush`` may decide otherwise per member).
-final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable>: Sendable {
+package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable>: Sendable {
     /// Performs one merged call: `members[i]` are the items of the i-th member (the leader's first);
     /// returns one result per member.
-    typealias Flush = @Sendable (_ key: Key, _ members: [[Item]]) async -> [Result<[Output], any Error>]
+    package typealias Flush = @Sendable (_ key: Key, _ members: [[Item]]) async -> [Result<[Output], any Error>]
 
     /// How a caller that found a batch open came out of joining it.
     private enum Joining: Sendable {
@@ -48,7 +47,7 @@ final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable
     ///   - shielded: the merged call runs in a task of its own that no member's cancellation
     ///     reaches (one task per batch, not per member); members wait for their share regardless.
     ///     A cancelled member then decides what to do with what it got (a claim gives it back).
-    init(maximumItems: Int, shielded: Bool = false, flush: @escaping Flush) {
+    package init(maximumItems: Int, shielded: Bool = false, flush: @escaping Flush) {
         self.maximumItems = maximumItems
         self.isShielded = shielded
         self.flush = flush
@@ -61,7 +60,7 @@ final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable
     }
 
     /// Runs `items` as part of a batch for `key`; returns this caller's outputs.
-    func submit(_ items: [Item], for key: Key) async throws -> [Output] {
+    package func submit(_ items: [Item], for key: Key) async throws -> [Output] {
         guard items.count < maximumItems else { return try await alone(items, key) }
         let leads = batches.withLock { batches -> Bool in
             guard batches[key] == nil else { return false }

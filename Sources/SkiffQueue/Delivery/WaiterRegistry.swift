@@ -1,5 +1,4 @@
 import NIOCore
-import SkiffRedis
 import SkiffSupport
 import Synchronization
 

@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
-import SkiffRedis
 import SkiffSupport
 import Synchronization
 

@@ -1,3 +1,4 @@
+import SkiffQueue
 import SkiffRedis
 
 /// The Lua scripts behind every state change of a message in Redis (docs/message-lifecycle.md

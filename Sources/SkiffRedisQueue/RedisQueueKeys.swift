@@ -1,3 +1,5 @@
+import SkiffQueue
+
 /// The Redis keys of one queue. The queue name is inside a hash tag (`{name}`), so all of a
 /// queue's keys live in one slot, and ``QueueName``'s character set keeps names from escaping it.
 /// The scripts build the same names from the prefix and the queue name (see RedisQueueScripts).

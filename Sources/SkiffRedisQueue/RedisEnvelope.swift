@@ -1,0 +1,108 @@
+import NIOCore
+import SkiffQueue
+
+/// A message as Redis stores it, one string per message:
+///
+///     2|<seq>|<id>|<enqueuedAtMs>|<priority>|<receiveCount>|<claims>|<firstReceivedMs>|<lastReceivedMs>|<body>
+///
+/// The scripts write and rewrite envelopes (a claim counts a receive and a claim, a return keeps
+/// the rest), so the format has a Lua codec (`parse`/`build` in Lua/library.lua) beside this one;
+/// ``RedisEnvelope`` is the reference, and EnvelopeCodecTests run both on the same envelopes
+/// inside Redis (parse-build round trips either way, random fields and bodies) so that they
+/// cannot drift apart unnoticed. In the delayed set the sequence number is zero-padded to 16
+/// digits, so that messages due at the same time sort by it (`padded`).
+struct RedisEnvelope: Equatable, Sendable {
+    var sequence: Int64
+    var id: String
+    var enqueuedAtMilliseconds: Int64
+    var priority: Int
+    var receiveCount: Int
+    /// Claims so far: the claim token of the current one (the fence of a stale receipt).
+    var claims: Int
+    var firstReceivedAtMilliseconds: Int64
+    var lastReceivedAtMilliseconds: Int64
+    /// As posted, byte for byte (may contain `|`).
+    var body: ByteBuffer
+
+    /// The envelope's bytes; `padded` for the delayed set.
+    func encoded(padded: Bool = false) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: 64 + id.utf8.count + body.readableBytes)
+        buffer.writeStaticString("2|")
+        let sequence = String(self.sequence)
+        if padded, sequence.utf8.count < 16 { buffer.writeString(String(repeating: "0", count: 16 - sequence.utf8.count)) }
+        buffer.writeString(sequence)
+        for field in [id, String(enqueuedAtMilliseconds), String(priority), String(receiveCount), String(claims)] {
+            buffer.writeStaticString("|")
+            buffer.writeString(field)
+        }
+        buffer.writeStaticString("|")
+        buffer.writeString(String(firstReceivedAtMilliseconds))
+        buffer.writeStaticString("|")
+        buffer.writeString(String(lastReceivedAtMilliseconds))
+        buffer.writeStaticString("|")
+        var body = self.body
+        buffer.writeBuffer(&body)
+        return buffer
+    }
+
+    /// Reads an envelope; the body is a zero-copy slice. `nil` if it is not one.
+    static func parse(_ envelope: ByteBuffer) -> RedisEnvelope? {
+        let view = envelope.readableBytesView
+        var fields: [Substring] = []
+        fields.reserveCapacity(9)
+        var start = view.startIndex
+        var index = view.startIndex
+        while fields.count < 9, index < view.endIndex {
+            if view[index] == UInt8(ascii: "|") {
+                fields.append(Substring(decoding: view[start..<index], as: UTF8.self))
+                start = index + 1
+            }
+            index += 1
+        }
+        guard fields.count == 9, fields[0] == "2", let sequence = Int64(fields[1]), !fields[2].isEmpty, let enqueuedAt = Int64(fields[3]),
+            let priority = Int(fields[4]), let receiveCount = Int(fields[5]), let claims = Int(fields[6]), let first = Int64(fields[7]),
+            let last = Int64(fields[8])
+        else { return nil }
+        let bodyOffset = start - view.startIndex
+        guard let body = envelope.getSlice(at: envelope.readerIndex + bodyOffset, length: envelope.readableBytes - bodyOffset) else { return nil }
+        return RedisEnvelope(
+            sequence: sequence,
+            id: String(fields[2]),
+            enqueuedAtMilliseconds: enqueuedAt,
+            priority: priority,
+            receiveCount: receiveCount,
+            claims: claims,
+            firstReceivedAtMilliseconds: first,
+            lastReceivedAtMilliseconds: last,
+            body: body
+        )
+    }
+
+    /// The message a receive hands out, and its claim token. `history` is the dead-letter record
+    /// `<source>|<receiveCount>|<first>|<last>|<reason>` kept beside a dead-lettered message.
+    func message(lastError: String?, history: String?) -> (QueueMessage, claimToken: Int) {
+        let message = QueueMessage(
+            id: id,
+            body: body,
+            enqueuedAtMilliseconds: enqueuedAtMilliseconds,
+            receiveCount: receiveCount,
+            priority: priority,
+            lastError: lastError,
+            deadLetter: history.flatMap(Self.parseHistory)
+        )
+        return (message, claims)
+    }
+
+    static func parseHistory(_ record: String) -> DeadLetterHistory? {
+        let parts = record.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
+        guard parts.count == 5, let source = QueueName(parts[0]), let count = Int(parts[1]), let first = Int64(parts[2]), let last = Int64(parts[3])
+        else { return nil }
+        return DeadLetterHistory(
+            sourceQueue: source,
+            receiveCount: count,
+            firstReceivedAtMilliseconds: first,
+            lastReceivedAtMilliseconds: last,
+            lastError: parts[4].isEmpty ? nil : String(parts[4])
+        )
+    }
+}

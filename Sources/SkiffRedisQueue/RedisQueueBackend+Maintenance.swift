@@ -1,0 +1,165 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import SkiffQueue
+import SkiffRedis
+import SkiffSupport
+import Synchronization
+
+/// The service lifecycle and the sweeps: recovering claims of crashed replicas, promoting due
+/// messages, expiring old ones.
+extension RedisQueueBackend {
+    // MARK: Lifecycle
+
+    /// Ends waits with "no message" and refuses new ones: the first step of a graceful shutdown.
+    public func beginShutdown() {
+        state.withLock { $0.isShuttingDown = true }
+        waiters.resolveAll(with: .timedOut)
+    }
+
+    /// Runs the subscriber and the maintenance loops (lease recovery, retention, idle unsubscribes,
+    /// failing waiters while Redis is unreachable; due delayed messages every 50 ms) until
+    /// graceful shutdown.
+    public func run() async throws {
+        let subscriber = self.subscriber
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { try? await subscriber.run() }
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.configuration.sweepInterval)
+                        if Task.isCancelled { break }
+                        await self.maintain()
+                    }
+                }
+            }
+            group.addTask {
+                await cancelWhenGracefulShutdown {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: Self.delayPollInterval)
+                        if Task.isCancelled { break }
+                        await self.promoteDueMessages()
+                    }
+                }
+            }
+            await group.waitForAll()
+        }
+        beginShutdown()
+    }
+
+    /// One round of maintenance; public so tests can drive it without waiting for the timer.
+    public func maintain() async {
+        await recoverExpiredClaims()
+        await removeExpiredMessages()
+        let now = ContinuousClock.now
+        let (idle, failWaiters) = state.withLock { state -> ([QueueName], Bool) in
+            let active = Set(waiters.queuesWithWaiters)
+            for queue in active { state.lastWaiterSeen[queue] = now }
+            let idle = state.lastWaiterSeen.filter { !active.contains($0.key) && now - $0.value > configuration.idleUnsubscribeAfter }.map(\.key)
+            for queue in idle {
+                state.lastWaiterSeen[queue] = nil
+                state.notifications[queue] = nil
+                state.exhaustedAt[queue] = nil
+            }
+            let failWaiters = state.disconnectedSince.map { now - $0 > .seconds(1) } ?? false
+            return (idle, failWaiters)
+        }
+        for queue in idle {
+            await subscriber.unsubscribe(keys(queue).channel)
+            // A waiter that arrived meanwhile may have seen the old subscription: subscribe again.
+            if waiters.count(on: queue) > 0 { try? await subscriber.subscribe(keys(queue).channel) }
+        }
+        if failWaiters {
+            waiters.resolveAll(with: .failed(QueueError.unavailable("lost the connection to Redis")))
+        } else {
+            // A safety net for wake-ups lost in a reconnect: cheap, one claim per queue with waiters.
+            for queue in waiters.queuesWithWaiters { kick(queue) }
+        }
+    }
+
+    /// Runs `script` on every queue `index` says is due (at most 100 per round). A queue whose
+    /// script fails is logged and skipped, so one bad queue cannot stop the sweep of the others.
+    ///
+    /// `result` reads a run's answer: how many it handled, and whether that queue has more due now
+    /// (then it runs again, up to ``maximumRunsPerQueue`` times a round: each run is kept short so
+    /// other clients of Redis are served between them).
+    func sweep(
+        _ index: String,
+        with script: RedisScript,
+        _ arguments: [RedisArgument] = [],
+        result: (RedisValue) -> (handled: Int, more: Bool) = { (Int($0.integer ?? 0), false) }
+    ) async -> Int {
+        let due: RedisValue
+        do {
+            due = try await run(RedisQueueScripts.dueQueues, on: nil, [.string(index), .integer(100)])
+        } catch {
+            logger.debug("sweep skipped", metadata: ["redis.script": "\(script.name)", "error": "\(error)"])
+            return 0
+        }
+        var total = 0
+        for name in due.array ?? [] {
+            guard let raw = name.string, let queue = QueueName(raw) else { continue }
+            do {
+                var runs = 0
+                var more = true
+                while more, runs < Self.maximumRunsPerQueue {
+                    let answer = result(try await run(script, on: queue, arguments))
+                    total += answer.handled
+                    more = answer.more
+                    runs += 1
+                }
+            } catch is CancellationError {
+                return total
+            } catch let error as QueueError where error.kind == .unavailable {
+                logger.debug("sweep interrupted", metadata: ["redis.script": "\(script.name)", "error": "\(error)"])
+                return total
+            } catch {
+                logger.error("sweep failed for a queue", metadata: ["queue.name": "\(queue)", "redis.script": "\(script.name)", "error": "\(error)"])
+            }
+        }
+        return total
+    }
+
+    /// Runs of one sweep script on one queue in one round, at most.
+    static var maximumRunsPerQueue: Int { 1000 }
+    /// Claims one recovery run returns at most, and the message bytes it copies at most (about):
+    /// a run stays within a few milliseconds of Redis time however much a crashed consumer held.
+    static var recoveryClaimsPerRun: Int { 100 }
+    static var recoveryBytesPerRun: Int { 256 << 10 }
+
+    /// Expired leases and visibility timeouts are failed receives: their messages go back to the
+    /// heads of their queues (or to dead-letter queues). Returns how many.
+    @discardableResult
+    public func recoverExpiredClaims() async -> Int {
+        let recovered = await sweep(
+            "lease-index",
+            with: RedisQueueScripts.recover,
+            [.integer(Int64(Self.recoveryClaimsPerRun)), .integer(Int64(Self.recoveryBytesPerRun))],
+            result: Self.handledAndMore
+        )
+        if recovered > 0 { logger.warning("recovered messages whose lease or visibility timeout expired", metadata: ["message.count": "\(recovered)"]) }
+        return recovered
+    }
+
+    /// Makes delayed messages whose time has come ready. Returns how many.
+    @discardableResult
+    public func promoteDueMessages() async -> Int {
+        await sweep("delay-index", with: RedisQueueScripts.promoteDue, result: Self.handledAndMore)
+    }
+
+    /// Removes messages past their queue's retention period. Returns how many.
+    @discardableResult
+    public func removeExpiredMessages() async -> Int {
+        await sweep("retention-index", with: RedisQueueScripts.expire, [.integer(Int64(Self.expiriesPerRun))], result: Self.handledAndMore)
+    }
+
+    /// Messages one retention run removes at most: a queue whose whole backlog expired is emptied
+    /// in short runs, not one long one.
+    static var expiriesPerRun: Int { 1000 }
+
+    /// Reads `{handled, 1 if more is due now}`, the answer of the bounded sweep scripts.
+    static func handledAndMore(_ answer: RedisValue) -> (handled: Int, more: Bool) {
+        let values = answer.array ?? []
+        return (Int(values.first?.integer ?? 0), (values.count > 1 ? values[1].integer : 0) == 1)
+    }
+}

@@ -1,0 +1,154 @@
+import Logging
+import NIOCore
+import ServiceLifecycle
+import SkiffQueue
+import SkiffRedis
+import SkiffSupport
+import Synchronization
+
+/// Settings, dead letters, stats, the queue list, purge, delete, health.
+extension RedisQueueBackend {
+    // MARK: Settings, dead letters, management
+
+    static let settingFields = [
+        "visibilityTimeoutMs", "maxReceiveCount", "deadLetterQueue", "retryBackoffBaseMs", "retryBackoffCapMs", "retentionMs", "delayMs",
+        "maxDepth", "dedupWindowMs",
+    ]
+
+    public func settings(of queue: QueueName) async throws -> QueueSettings {
+        let command = RedisCommand("HMGET", [.string(keys(queue).config)] + Self.settingFields.map { .string($0) })
+        let reply = try await mapErrors { try await client.send(command) }
+        guard let values = reply.array, values.count == Self.settingFields.count else {
+            throw QueueError.internalError("HMGET returned \(reply)")
+        }
+        func number(_ index: Int) -> Int64? { values[index].string.flatMap { Int64($0) } }
+        let defaults = QueueSettings()
+        return QueueSettings(
+            visibilityTimeoutMilliseconds: number(0) ?? defaults.visibilityTimeoutMilliseconds,
+            maxReceiveCount: number(1).map { Int($0) },
+            deadLetterQueue: values[2].string.flatMap { QueueName($0) },
+            retryBackoffBaseMilliseconds: number(3) ?? defaults.retryBackoffBaseMilliseconds,
+            retryBackoffCapMilliseconds: number(4) ?? defaults.retryBackoffCapMilliseconds,
+            retentionMilliseconds: number(5) ?? defaults.retentionMilliseconds,
+            delayMilliseconds: number(6) ?? defaults.delayMilliseconds,
+            maxDepth: number(7).map { Int($0) },
+            dedupWindowMilliseconds: number(8) ?? defaults.dedupWindowMilliseconds
+        )
+    }
+
+    public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
+        let values: [String?] = [
+            String(settings.visibilityTimeoutMilliseconds), settings.maxReceiveCount.map(String.init), settings.deadLetterQueue?.rawValue,
+            String(settings.retryBackoffBaseMilliseconds), String(settings.retryBackoffCapMilliseconds), String(settings.retentionMilliseconds),
+            String(settings.delayMilliseconds), settings.maxDepth.map(String.init), String(settings.dedupWindowMilliseconds),
+        ]
+        var arguments: [RedisArgument] = [.integer(Int64(configuration.maximumQueues))]
+        for (field, value) in zip(Self.settingFields, values) {
+            guard let value else { continue }
+            arguments.append(.string(field))
+            arguments.append(.string(value))
+        }
+        let reply = try await run(RedisQueueScripts.configure, on: queue, arguments)
+        if reply.integer == -3 { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
+    }
+
+    public func redrive(into queue: QueueName, max: Int) async throws -> Int {
+        guard max > 0 else { return 0 }
+        let reply = try await run(RedisQueueScripts.redrive, on: queue, [.integer(Int64(max)), .integer(Int64(configuration.maximumQueues))])
+        if reply.integer == -3 { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
+        return Int(reply.integer ?? 0)
+    }
+
+    public func stats(of queue: QueueName) async throws -> QueueStats {
+        let reply = try await run(RedisQueueScripts.stats, on: queue)
+        let fields = RedisQueueScripts.counterFields.count
+        guard let values = reply.array?.compactMap(\.integer), values.count == 5 + 2 * fields else {
+            throw QueueError.internalError("stats script returned \(reply)")
+        }
+        var stats = QueueStats()
+        stats.ready = Int(values[0])
+        stats.inFlight = Int(values[1])
+        stats.delayed = Int(values[2])
+        stats.deadLetterReady = Int(values[3])
+        stats.oldestReadyAgeMilliseconds = values[4] >= 0 ? values[4] : nil
+        stats.totals = Self.counters(values[5..<(5 + fields)])
+        stats.lastMinute = Self.counters(values[(5 + fields)...])
+        return stats
+    }
+
+    static func counters(_ values: ArraySlice<Int64>) -> QueueCounters {
+        var counters = QueueCounters()
+        let v = Array(values)
+        counters.enqueued = v[0]
+        counters.delivered = v[1]
+        counters.acknowledged = v[2]
+        counters.retried = v[3]
+        counters.deadLettered = v[4]
+        counters.expired = v[5]
+        return counters
+    }
+
+    /// Incremental: one short script run per page of about 100 queues (`SSCAN`), so a service
+    /// with many queues never runs one long script; a queue created or deleted meanwhile may or
+    /// may not be listed.
+    public func queues() async throws -> [QueueSummary] {
+        var summaries: [QueueSummary] = []
+        var seen: Set<QueueName> = []
+        var cursor = "0"
+        repeat {
+            let reply = try await run(RedisQueueScripts.list, on: nil, [.string(cursor), .integer(100)])
+            guard let values = reply.array, values.count % 4 == 1, let next = values[0].string else {
+                throw QueueError.internalError("list script returned \(reply)")
+            }
+            cursor = next
+            // A set scan may return a member twice (while Redis resizes the set).
+            for summary in Self.summaries(values.dropFirst()) where seen.insert(summary.name).inserted { summaries.append(summary) }
+        } while cursor != "0" && summaries.count <= configuration.maximumQueues * 2
+        return summaries.sorted { $0.name < $1.name }
+    }
+
+    static func summaries(_ values: ArraySlice<RedisValue>) -> [QueueSummary] {
+        var summaries: [QueueSummary] = []
+        for index in stride(from: values.startIndex, to: values.endIndex, by: 4) {
+            guard let name = values[index].string.flatMap({ QueueName($0) }) else { continue }
+            summaries.append(
+                QueueSummary(
+                    name: name,
+                    ready: Int(values[index + 1].integer ?? 0),
+                    inFlight: Int(values[index + 2].integer ?? 0),
+                    delayed: Int(values[index + 3].integer ?? 0)
+                )
+            )
+        }
+        return summaries.sorted { $0.name < $1.name }
+    }
+
+    @discardableResult
+    public func purge(_ queue: QueueName) async throws -> Int {
+        let reply = try await run(RedisQueueScripts.purge, on: queue, [.string("0")])
+        return Int(reply.array?.first?.integer ?? 0)
+    }
+
+    @discardableResult
+    public func delete(_ queue: QueueName) async throws -> Bool {
+        let reply = try await run(RedisQueueScripts.purge, on: queue, [.string("1")])
+        return reply.array?.last?.integer == 1
+    }
+
+    public func health() async -> BackendHealth {
+        let redis = client.health
+        let subscribed = subscriber.isConnected
+        var details = [
+            "redis.connected": "\(redis.isConnected)",
+            "redis.subscriber.connected": "\(subscribed)",
+            "redis.connections": "\(redis.openConnections)",
+            "redis.reconnects": "\(redis.reconnects)",
+            "waiters": "\(waiters.totalCount)",
+        ]
+        if let error = redis.lastError { details["redis.error"] = error }
+        return BackendHealth(isHealthy: redis.isConnected, backend: "redis", details: details)
+    }
+
+    /// Consumers waiting on this replica.
+    public var waiterCount: Int { waiters.totalCount }
+}
