@@ -187,3 +187,9 @@ let package = Package(
         ),
     ]
 )
+
+// Imports are internal unless marked `public import`: a module's API shows which dependencies it
+// exposes, and nothing else leaks to its users.
+for target in package.targets where target.type != .system {
+    target.swiftSettings = (target.swiftSettings ?? []) + [.enableUpcomingFeature("InternalImportsByDefault")]
+}

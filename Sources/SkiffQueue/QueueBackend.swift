@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// What a backend reports about its own state for `/health` and `/ready`.
 public struct BackendHealth: Sendable, Equatable {

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// A stored message as a consumer receives it.
 public struct QueueMessage: Sendable {

@@ -1,7 +1,7 @@
-import Logging
-import Metrics
-import NIOCore
-import ServiceLifecycle
+public import Logging
+public import Metrics
+public import NIOCore
+public import ServiceLifecycle
 import SkiffSupport
 import Synchronization
 

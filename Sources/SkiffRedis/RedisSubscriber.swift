@@ -1,6 +1,6 @@
 import Logging
 import NIOCore
-import ServiceLifecycle
+public import ServiceLifecycle
 import Synchronization
 
 /// A pub/sub subscription on a dedicated connection that survives reconnects.

@@ -1,7 +1,7 @@
 import Logging
 import NIOCore
 import ServiceLifecycle
-import SkiffQueue
+public import SkiffQueue
 import SkiffRedis
 import SkiffSupport
 import Synchronization

@@ -1,8 +1,8 @@
-import Logging
-import NIOCore
-import ServiceLifecycle
-import SkiffQueue
-import SkiffRedis
+public import Logging
+public import NIOCore
+public import ServiceLifecycle
+public import SkiffQueue
+public import SkiffRedis
 import SkiffSupport
 import Synchronization
 

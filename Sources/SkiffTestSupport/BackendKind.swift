@@ -1,4 +1,4 @@
-import Testing
+public import Testing
 
 /// The backends a suite runs against: memory always, Redis whenever the harness provides one
 /// (always under `make test`).

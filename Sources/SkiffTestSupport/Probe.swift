@@ -1,5 +1,5 @@
-import HTTPTypes
-import HummingbirdTesting
+public import HTTPTypes
+public import HummingbirdTesting
 import NIOCore
 
 /// A bare HTTP/1.1 client on its own connection, for concurrency and disconnect tests.

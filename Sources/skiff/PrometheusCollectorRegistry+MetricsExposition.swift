@@ -1,5 +1,5 @@
 import Prometheus
-import SkiffAPI
+public import SkiffAPI
 
 /// `GET /metrics` renders the registry the executable bootstrapped swift-metrics with.
 extension PrometheusCollectorRegistry: MetricsExposition {}

@@ -3,7 +3,7 @@ import Hummingbird
 import Logging
 import Metrics
 import Prometheus
-import SkiffAPI
+public import SkiffAPI
 import SkiffRedis
 import SkiffTestSupport
 import Synchronization

@@ -1,4 +1,4 @@
-import HTTPTypes
+public import HTTPTypes
 
 /// Decides whether a request may proceed, from its method, path and `Authorization` header alone.
 ///

@@ -1,5 +1,5 @@
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 
 /// Enforces an ``AccessPolicy`` before any handler runs: 401 (with `WWW-Authenticate: Bearer`)
 /// for a missing, malformed or unknown key, 403 for a key without the scope or outside its queue

@@ -1,4 +1,4 @@
-import Hummingbird
+public import Hummingbird
 import Logging
 
 /// One `info` line per request once its response is written: `http.method`, `http.route` (the

@@ -1,6 +1,6 @@
 import CoreMetrics
-import Hummingbird
-import Metrics
+public import Hummingbird
+public import Metrics
 import Synchronization
 
 /// Records `skiff_http_requests_total` and the `skiff_http_request_duration_seconds` histogram,

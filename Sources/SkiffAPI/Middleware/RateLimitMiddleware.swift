@@ -1,5 +1,5 @@
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import SkiffQueue
 
 /// Answers 429 with `Retry-After` once a (key, queue) pair has used up its token bucket.

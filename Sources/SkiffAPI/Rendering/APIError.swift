@@ -1,6 +1,6 @@
-import HTTPTypes
-import Hummingbird
-import NIOCore
+public import HTTPTypes
+public import Hummingbird
+public import NIOCore
 import SkiffQueue
 
 /// An error answer: a status and a message a person can act on, always rendered as

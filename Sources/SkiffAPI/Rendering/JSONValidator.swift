@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// Why a body is not one valid JSON value, with the byte offset where that became clear.
 public struct JSONValidationError: Error, Equatable, Sendable, CustomStringConvertible {

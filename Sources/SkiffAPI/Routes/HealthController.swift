@@ -1,6 +1,6 @@
-import Hummingbird
+public import Hummingbird
 import NIOCore
-import SkiffQueue
+public import SkiffQueue
 
 /// `GET /health` (liveness, with backend state), `GET /ready` (readiness) and `GET /openapi.yaml`.
 public struct HealthController<Backend: QueueBackend>: Sendable {

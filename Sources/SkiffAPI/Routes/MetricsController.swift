@@ -1,4 +1,4 @@
-import Hummingbird
+public import Hummingbird
 import NIOCore
 
 /// `GET /metrics`: the Prometheus text exposition. Whether it needs the `admin` scope is the

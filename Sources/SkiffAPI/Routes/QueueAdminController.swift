@@ -1,7 +1,7 @@
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import NIOCore
-import SkiffQueue
+public import SkiffQueue
 
 /// Queue management routes, over any ``QueueBackend``.
 ///

@@ -1,9 +1,9 @@
 import HTTPTypes
-import Hummingbird
+public import Hummingbird
 import Logging
 import NIOCore
 import ServiceLifecycle
-import SkiffQueue
+public import SkiffQueue
 import SkiffRedis
 import SkiffSupport
 

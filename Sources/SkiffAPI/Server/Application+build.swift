@@ -1,10 +1,10 @@
-import Hummingbird
-import Logging
-import Metrics
+public import Hummingbird
+public import Logging
+public import Metrics
 import NIOCore
 import NIOPosix
-import ServiceLifecycle
-import SkiffQueue
+public import ServiceLifecycle
+public import SkiffQueue
 import SkiffRedis
 import SkiffRedisQueue
 

@@ -1,6 +1,6 @@
-import Logging
-import ServiceLifecycle
-import SkiffQueue
+public import Logging
+public import ServiceLifecycle
+public import SkiffQueue
 
 /// Refreshes the per-queue gauges of ``SkiffMetrics`` on an interval, so a scrape costs nothing
 /// and a burst of scrapes cannot load Redis.

@@ -1,4 +1,4 @@
-import Configuration
+public import Configuration
 import Foundation
 
 /// One setting of a replica. Its key names it everywhere, through swift-configuration's rules: the

@@ -1,5 +1,5 @@
-import Configuration
-import SkiffRedis
+public import Configuration
+public import SkiffRedis
 
 /// A configuration value that cannot be used.
 public struct ConfigurationError: Error, CustomStringConvertible, Sendable {

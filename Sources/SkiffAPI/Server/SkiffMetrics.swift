@@ -1,6 +1,6 @@
 import CoreMetrics
-import Metrics
-import SkiffQueue
+public import Metrics
+public import SkiffQueue
 import Synchronization
 
 /// The queue metrics of a replica, through swift-metrics (Prometheus when the executable

@@ -1,5 +1,5 @@
-import Hummingbird
-import NIOCore
+public import Hummingbird
+public import NIOCore
 
 /// The request context of Skiff's routes: Hummingbird's core context plus the connection's
 /// channel, so a long-poll can tell when its client has gone.

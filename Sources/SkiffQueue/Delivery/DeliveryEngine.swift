@@ -1,4 +1,4 @@
-import Logging
+public import Logging
 
 /// What ``QueueBackend/deliver(_:context:)`` needs from the transport besides the request.
 public struct DeliveryContext: Sendable {

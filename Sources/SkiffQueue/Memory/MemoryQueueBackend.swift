@@ -1,6 +1,6 @@
-import Logging
-import NIOCore
-import ServiceLifecycle
+public import Logging
+public import NIOCore
+public import ServiceLifecycle
 import SkiffSupport
 import Synchronization
 

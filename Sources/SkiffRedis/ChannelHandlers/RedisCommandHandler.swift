@@ -1,5 +1,5 @@
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 
 /// A command on its way to the handler.
 public struct RedisRequest: Sendable {

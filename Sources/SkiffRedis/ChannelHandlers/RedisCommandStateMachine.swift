@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// The decisions of one Redis connection, kept apart from I/O so they can be tested without sockets.
 ///

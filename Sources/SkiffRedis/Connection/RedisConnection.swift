@@ -1,5 +1,5 @@
-import Logging
-import NIOCore
+public import Logging
+public import NIOCore
 import NIOPosix
 import NIOSSL
 import SkiffSupport

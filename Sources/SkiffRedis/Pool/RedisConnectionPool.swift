@@ -1,6 +1,6 @@
-import Logging
-import Metrics
-import NIOCore
+public import Logging
+public import Metrics
+public import NIOCore
 import SkiffSupport
 import Synchronization
 

@@ -1,5 +1,5 @@
 import CHiredis
-import NIOCore
+public import NIOCore
 
 /// Turns bytes from Redis into ``RedisValue``s with hiredis's reply reader.
 ///

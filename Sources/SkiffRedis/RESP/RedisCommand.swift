@@ -1,5 +1,5 @@
 import CHiredis
-import NIOCore
+public import NIOCore
 
 /// One argument of a Redis command: binary safe.
 public enum RedisArgument: Sendable, ExpressibleByStringLiteral, ExpressibleByIntegerLiteral {

@@ -1,4 +1,4 @@
-import NIOCore
+public import NIOCore
 
 /// A reply from Redis, converted from hiredis's reply tree into Swift values.
 ///
