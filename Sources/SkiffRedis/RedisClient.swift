@@ -16,9 +16,21 @@ public struct RedisHealth: Sendable, Equatable {
 /// The async Redis client the rest of Skiff uses: pipelined commands over a small pool, scripts,
 /// blocking commands on dedicated connections, and a background health check that also drives
 /// reconnection while nothing else is talking to Redis.
+///
+/// On a Redis Cluster (``RedisConfiguration/clusterSeeds``) every command goes to the primary of
+/// its key's slot (a script's: its first key's), with a pool per node. A `MOVED` reply updates the
+/// slot map and the command goes on to the new owner; `ASK` sends it once to the migration target
+/// after `ASKING`; `TRYAGAIN` and `CLUSTERDOWN` wait a little and retry; a node that cannot be
+/// reached makes the client read the map again (a failover promotes its replica) and retry. All of
+/// these happen before the command ran, so they are retried within the command's deadline
+/// whatever the command; a command whose connection broke after it was written is never sent
+/// again (it may have run), as on a single Redis.
 public final class RedisClient: Sendable, Service {
     public let configuration: RedisConfiguration
+    /// The pool of a single Redis; on a cluster, the first seed's (the router keeps one per node).
     public let pool: RedisConnectionPool
+    /// Set on a cluster.
+    let router: ClusterRouter?
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     /// Script name → SHA1 from `SCRIPT LOAD` (names are unique; hashing the source on every call
@@ -39,21 +51,91 @@ public final class RedisClient: Sendable, Service {
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.metrics = RedisMetrics(factory: metricsFactory)
-        self.pool = RedisConnectionPool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+        if configuration.isCluster {
+            let router = ClusterRouter(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+            self.router = router
+            self.pool = router.seedPool
+        } else {
+            self.router = nil
+            self.pool = RedisConnectionPool(configuration: configuration, eventLoopGroup: eventLoopGroup, logger: logger, metrics: metrics)
+        }
     }
 
-    /// Sends a command on a shared connection with the configured command deadline.
-    public func send(_ command: RedisCommand) async throws -> RedisValue {
+    /// Sends a command on a shared connection with the configured command deadline. On a
+    /// cluster, `slotKey` routes it (any key of the command); without one it goes to any primary.
+    public func send(_ command: RedisCommand, slotKey: String? = nil) async throws -> RedisValue {
         let start = ContinuousClock.now
         defer { metrics.recordCommand(command.name, since: start) }
         do {
-            let connection = try await pool.multiplexedConnection()
-            let value = try await connection.send(command, timeout: configuration.commandTimeout)
-            return value
+            guard let router else {
+                let connection = try await pool.multiplexedConnection()
+                return try await connection.send(command, timeout: configuration.commandTimeout)
+            }
+            return try await routed(router, slotKey: slotKey, deadline: start + configuration.commandTimeout) { connection, remaining in
+                try await connection.send(command, timeout: remaining)
+            }
         } catch let error as RedisClientError where error.isConnectivityFailure {
             recordFailure(error)
             throw error
         }
+    }
+
+    /// Runs `body` on a connection to the node that serves `slotKey`'s slot, following the
+    /// cluster's redirections until `deadline` (see the type's documentation).
+    func routed<T: Sendable>(
+        _ router: ClusterRouter,
+        slotKey: String?,
+        deadline: ContinuousClock.Instant,
+        _ body: (RedisConnection, Duration) async throws -> T
+    ) async throws -> T {
+        let slot = slotKey.map(ClusterSlot.of)
+        var asking: ClusterNodeAddress?
+        var attempt = 0
+        while true {
+            attempt += 1
+            let node: ClusterNodeAddress
+            if let target = asking {
+                node = target
+            } else if let slot {
+                node = try await router.primary(for: slot)
+            } else {
+                node = try await router.anyPrimary()
+            }
+            let remaining = deadline - .now
+            guard remaining > .zero else { throw RedisClientError.timeout }
+            do {
+                let connection = try await router.pool(at: node).multiplexedConnection()
+                if asking != nil {
+                    asking = nil
+                    // ASKING lets the next command on this connection reach an importing slot.
+                    _ = try await connection.send(RedisCommand("ASKING"), timeout: remaining)
+                }
+                return try await body(connection, remaining)
+            } catch let error as RedisServerError {
+                guard let redirection = ClusterRedirection(error), attempt < 16 else { throw error }
+                switch redirection {
+                case .moved(let slot, let address):
+                    router.moved(slot: slot, to: address)
+                case .ask(_, let address):
+                    asking = address
+                case .tryAgain:
+                    try await Self.pause(attempt: attempt, until: deadline)
+                }
+            } catch let error as RedisClientError where error == .unavailable("") {
+                // No connection could be made, so nothing was sent: the node may be gone (a
+                // failover). Read the map again and retry while the deadline allows.
+                router.nodeFailed(node)
+                try await Self.pause(attempt: attempt, until: deadline, failure: error)
+                _ = try? await router.refresh(minimumInterval: .milliseconds(50))
+            }
+        }
+    }
+
+    /// A short wait before a retry (10 ms doubling to 200 ms), never past the deadline.
+    private static func pause(attempt: Int, until deadline: ContinuousClock.Instant, failure: (any Error)? = nil) async throws {
+        let wait = Duration.milliseconds(min(200, 10 << min(attempt, 5)))
+        guard ContinuousClock.now + wait < deadline else { throw failure ?? RedisClientError.timeout }
+        try await Task.sleep(for: wait)
     }
 
     public func send(_ name: String, _ arguments: RedisArgument...) async throws -> RedisValue {
@@ -65,31 +147,39 @@ public final class RedisClient: Sendable, Service {
     /// - Parameter serverTimeout: the timeout the command itself gives the server. The client-side
     ///   deadline is that plus ``RedisConfiguration/blockingMargin``, so the server always answers
     ///   first when it is healthy. On timeout or cancellation the connection is closed, never reused.
-    public func blocking(_ command: RedisCommand, serverTimeout: Duration) async throws -> RedisValue {
+    public func blocking(_ command: RedisCommand, serverTimeout: Duration, slotKey: String? = nil) async throws -> RedisValue {
         let start = ContinuousClock.now
         defer { metrics.recordCommand(command.name, since: start) }
-        return try await pool.withBlockingConnection { connection in
+        var blockingPool = pool
+        if let router {
+            let node = if let slotKey { try await router.primary(for: ClusterSlot.of(slotKey)) } else { try await router.anyPrimary() }
+            blockingPool = try router.pool(at: node)
+        }
+        return try await blockingPool.withBlockingConnection { connection in
             try await connection.send(command, timeout: serverTimeout + configuration.blockingMargin, isBlocking: true)
         }
     }
 
-    /// Runs a script by its SHA1, loading it on first use and again after `NOSCRIPT`.
+    /// Runs a script by its SHA1, loading it on first use and again after `NOSCRIPT`. On a
+    /// cluster it runs on the primary of its first key's slot.
     public func evaluate(_ script: RedisScript, keys: [String], arguments: [RedisArgument]) async throws -> RedisValue {
+        let slotKey = keys.first
         if let hash = scriptHashes.withLock({ $0[script.name] }) {
             do {
-                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments))
+                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments), slotKey: slotKey)
             } catch let error as RedisServerError where error.isNoScript {
                 logger.info("redis script cache was emptied; reloading", metadata: ["redis.script": "\(script.name)"])
             }
         }
-        if let hash = try await load(script) {
+        if let hash = try await load(script, slotKey: slotKey) {
             do {
-                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments))
+                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments), slotKey: slotKey)
             } catch let error as RedisServerError where error.isNoScript {
-                // Flushed between the two commands: EVAL cannot miss.
+                // Flushed between the two commands (or, on a cluster, the slot moved to a node
+                // that has not loaded it): EVAL cannot miss.
             }
         }
-        return try await send(Self.scriptCommand("EVAL", script.source, keys: keys, arguments: arguments))
+        return try await send(Self.scriptCommand("EVAL", script.source, keys: keys, arguments: arguments), slotKey: slotKey)
     }
 
     /// Runs a script, then `WAIT replicas timeout` on the same connection, so the answer says how
@@ -106,22 +196,29 @@ public final class RedisClient: Sendable, Service {
         let hash: String
         if let known = scriptHashes.withLock({ $0[script.name] }) {
             hash = known
-        } else if let loaded = try await load(script) {
+        } else if let loaded = try await load(script, slotKey: keys.first) {
             hash = loaded
         } else {
             throw RedisClientError.unexpectedReply("SCRIPT LOAD returned no hash")
         }
         let wait = RedisCommand("WAIT", .integer(Int64(replicas)), .integer(max(1, replicaTimeout.milliseconds)))
         for name in ["EVALSHA", "EVAL"] {
-            let body = name == "EVALSHA" ? hash : script.source
+            let commands = [Self.scriptCommand(name, name == "EVALSHA" ? hash : script.source, keys: keys, arguments: arguments), wait]
             let start = ContinuousClock.now
             defer { metrics.recordCommand(name + "+WAIT", since: start) }
+            let timeout = configuration.commandTimeout + replicaTimeout
             do {
-                let connection = try await pool.multiplexedConnection()
-                let results = try await connection.sendPipelined(
-                    [Self.scriptCommand(name, body, keys: keys, arguments: arguments), wait],
-                    timeout: configuration.commandTimeout + replicaTimeout
-                )
+                let results: [Result<RedisValue, any Error>]
+                if let router {
+                    results = try await routed(router, slotKey: keys.first, deadline: start + timeout) { connection, remaining in
+                        let results = try await connection.sendPipelined(commands, timeout: remaining)
+                        // A redirection of the script is thrown so that `routed` follows it.
+                        if case .failure(let error as RedisServerError) = results[0], ClusterRedirection(error) != nil { throw error }
+                        return results
+                    }
+                } else {
+                    results = try await pool.multiplexedConnection().sendPipelined(commands, timeout: timeout)
+                }
                 let value = try results[0].get()
                 return (value, Int(try results[1].get().integer ?? 0))
             } catch let error as RedisServerError where error.isNoScript && name == "EVALSHA" {
@@ -134,9 +231,10 @@ public final class RedisClient: Sendable, Service {
         throw RedisClientError.unexpectedReply("script could not be run")
     }
 
-    /// `SCRIPT LOAD`s a script and remembers its hash.
-    private func load(_ script: RedisScript) async throws -> String? {
-        guard let hash = try await send("SCRIPT", "LOAD", .string(script.source)).string else { return nil }
+    /// `SCRIPT LOAD`s a script (on a cluster: on the node of `slotKey`) and remembers its hash,
+    /// which is the same on every node.
+    private func load(_ script: RedisScript, slotKey: String?) async throws -> String? {
+        guard let hash = try await send(RedisCommand("SCRIPT", "LOAD", .string(script.source)), slotKey: slotKey).string else { return nil }
         scriptHashes.withLock { $0[script.name] = hash }
         return hash
     }
@@ -174,8 +272,8 @@ public final class RedisClient: Sendable, Service {
         return RedisHealth(
             isConnected: state.connected,
             lastError: state.lastError,
-            openConnections: pool.openConnections,
-            reconnects: pool.reconnects
+            openConnections: router?.openConnections ?? pool.openConnections,
+            reconnects: router?.reconnects ?? pool.reconnects
         )
     }
 
@@ -201,19 +299,19 @@ public final class RedisClient: Sendable, Service {
     /// the pool-size gauge.
     public func run() async throws {
         await checkHealth()
-        metrics.openConnections.record(pool.openConnections)
+        metrics.openConnections.record(health.openConnections)
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(1))
                 if Task.isCancelled { break }
                 await self.checkHealth()
-                self.metrics.openConnections.record(self.pool.openConnections)
+                self.metrics.openConnections.record(self.health.openConnections)
             }
         }
-        pool.close()
+        close()
     }
 
     public func close() {
-        pool.close()
+        if let router { router.close() } else { pool.close() }
     }
 }

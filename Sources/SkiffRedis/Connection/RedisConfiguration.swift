@@ -24,6 +24,20 @@ public struct RedisConfiguration: Sendable, Equatable {
     public var multiplexedConnections: Int
     /// At most this many dedicated connections for blocking commands.
     public var maxBlockingConnections: Int
+    /// Seed nodes of a Redis Cluster (`redis+cluster://`); empty for a single Redis. The client
+    /// reads the slot map from them and routes every command by its key's slot.
+    public var clusterSeeds: [ClusterNodeAddress] = []
+
+    public var isCluster: Bool { !clusterSeeds.isEmpty }
+
+    /// This configuration aimed at one node of the cluster (credentials, TLS and deadlines kept).
+    public func node(_ address: ClusterNodeAddress) -> RedisConfiguration {
+        var node = self
+        node.host = address.host
+        node.port = address.port
+        node.clusterSeeds = []
+        return node
+    }
 
     public init(
         host: String = "127.0.0.1",
@@ -57,7 +71,9 @@ public struct RedisConfiguration: Sendable, Equatable {
         self.maxBlockingConnections = maxBlockingConnections
     }
 
-    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS).
+    /// Parses `redis://[[user]:password@]host[:port][/db]` or `rediss://...` (TLS), and for a
+    /// Redis Cluster `redis+cluster://[[user]:password@]host[:port],host[:port]...` (or
+    /// `rediss+cluster://`): any reachable nodes, from which the client learns the rest.
     ///
     /// User and password may be percent-encoded. IPv6 hosts go in brackets.
     public init(url: String) throws {
@@ -68,12 +84,18 @@ public struct RedisConfiguration: Sendable, Equatable {
             scheme = url[..<range.lowerBound].lowercased()
             rest = url[range.upperBound...]
         } else {
-            throw RedisClientError.invalidConfiguration("REDIS_URL must start with redis:// or rediss://")
+            throw RedisClientError.invalidConfiguration("REDIS_URL must start with redis://, rediss://, redis+cluster:// or rediss+cluster://")
         }
+        let isCluster: Bool
         switch scheme {
-        case "redis": tls = false
-        case "rediss": tls = true
-        default: throw RedisClientError.invalidConfiguration("unsupported scheme '\(scheme)' (use redis:// or rediss://)")
+        case "redis": (tls, isCluster) = (false, false)
+        case "rediss": (tls, isCluster) = (true, false)
+        case "redis+cluster": (tls, isCluster) = (false, true)
+        case "rediss+cluster": (tls, isCluster) = (true, true)
+        default:
+            throw RedisClientError.invalidConfiguration(
+                "unsupported scheme '\(scheme)' (use redis://, rediss://, redis+cluster:// or rediss+cluster://)"
+            )
         }
         if let query = rest.firstIndex(of: "?") { rest = rest[..<query] }
         if let at = rest.lastIndex(of: "@") {
@@ -98,6 +120,25 @@ public struct RedisConfiguration: Sendable, Equatable {
                 database = number
             }
         }
+        if isCluster {
+            guard database == 0 else { throw RedisClientError.invalidConfiguration("a Redis Cluster has only database 0") }
+            clusterSeeds = try hostPort.split(separator: ",", omittingEmptySubsequences: false).map { seed in
+                let (host, port) = try Self.parseHostPort(seed)
+                return ClusterNodeAddress(host: host, port: port ?? 6379)
+            }
+            host = clusterSeeds[0].host
+            port = clusterSeeds[0].port
+        } else {
+            let (host, port) = try Self.parseHostPort(hostPort)
+            self.host = host
+            if let port { self.port = port }
+        }
+    }
+
+    /// `host`, `host:port`, `[v6]` or `[v6]:port`.
+    private static func parseHostPort(_ hostPort: Substring) throws -> (String, Int?) {
+        var host: String
+        var port: Int?
         if hostPort.hasPrefix("["), let close = hostPort.firstIndex(of: "]") {
             host = String(hostPort[hostPort.index(after: hostPort.startIndex)..<close])
             let after = hostPort[hostPort.index(after: close)...]
@@ -109,6 +150,7 @@ public struct RedisConfiguration: Sendable, Equatable {
             host = String(hostPort)
         }
         if host.isEmpty { throw RedisClientError.invalidConfiguration("REDIS_URL has no host") }
+        return (host, port)
     }
 
     private static func parsePort(_ text: Substring) throws -> Int {
