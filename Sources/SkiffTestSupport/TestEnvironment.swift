@@ -14,6 +14,16 @@ public enum TestEnvironment {
 
     public static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
 
+    /// A Redis Cluster (`redis+cluster://...`, started by `scripts/redis-cluster.sh`) and the
+    /// script that manages it, for the cluster client's tests. Required under CI, like Redis.
+    public static var redisClusterURL: String? { nonEmpty("SKIFF_TEST_REDIS_CLUSTER_URL") }
+
+    public static var hasRedisCluster: Bool {
+        if redisClusterURL != nil { return true }
+        precondition(!isCI, "CI=true but SKIFF_TEST_REDIS_CLUSTER_URL is not set: run the tests through `make test`")
+        return false
+    }
+
     /// True when Redis tests should run. Crashes the test run under CI when Redis is missing,
     /// because a skipped Redis suite there would hide regressions.
     public static var hasRedis: Bool {

@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SkiffTestSupport
+import Testing
+
+@testable import SkiffRedis
+
+/// The client against a real Redis Cluster (`scripts/redis-cluster.sh`, three primaries with a
+/// replica each): routing by slot, a slot moved under it (`MOVED`), a slot half-way through a
+/// migration (`ASK`), and a primary killed under it (failover). Serialized: the tests move slots
+/// and kill nodes.
+@Suite("Redis Cluster client", .serialized, .enabled(if: TestEnvironment.hasRedisCluster), .timeLimit(.minutes(3)))
+struct RedisClusterClientTests {
+    static func client(_ url: String, timeout: Duration = .seconds(2)) throws -> RedisClient {
+        var configuration = try RedisConfiguration(url: url)
+        configuration.commandTimeout = timeout
+        configuration.connectTimeout = .milliseconds(500)
+        return RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+    }
+
+    /// A plain client to one node (no routing), for setting the cluster up.
+    static func node(_ address: ClusterNodeAddress) throws -> RedisClient {
+        try client("redis://\(address)")
+    }
+
+    static func map(_ seed: RedisClient) async throws -> ClusterSlotMap {
+        try ClusterSlotMap.fromShards(try await seed.send(RedisCommand("CLUSTER", "SHARDS")), tls: false)
+    }
+
+    @Test func everyKeyReachesItsSlotsPrimary() async throws {
+        let client = try Self.client(try #require(TestEnvironment.redisClusterURL))
+        defer { client.close() }
+        let prefix = TestEnvironment.uniqueName("route")
+        let keys = (0..<300).map { "\(prefix):\($0)" }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for key in keys {
+                group.addTask { _ = try await client.send(RedisCommand("SET", .string(key), .string("v-" + key)), slotKey: key) }
+            }
+            try await group.waitForAll()
+        }
+        // Each key is on the primary the map names, and only there.
+        let seed = try Self.node(client.configuration.clusterSeeds[0])
+        defer { seed.close() }
+        let map = try await Self.map(seed)
+        #expect(map.primaries.count >= 3)
+        var nodes: [ClusterNodeAddress: RedisClient] = [:]
+        defer { for node in nodes.values { node.close() } }
+        for key in keys.prefix(60) {
+            let owner = try #require(map.primary(for: ClusterSlot.of(key)))
+            if nodes[owner] == nil { nodes[owner] = try Self.node(owner) }
+            #expect(try await nodes[owner]!.send(RedisCommand("GET", .string(key))).string == "v-" + key)
+        }
+        // Scripts run on their first key's node; reading back through the client finds every key.
+        let script = RedisScript(name: "cluster-get", source: "return redis.call('GET', KEYS[1])")
+        for key in keys.suffix(60) {
+            #expect(try await client.evaluate(script, keys: [key], arguments: []).string == "v-" + key)
+        }
+        #expect(client.health.openConnections >= 3)
+    }
+
+    /// Moves `slot` from its owner to another primary the way `redis-cli --cluster reshard` does,
+    /// `stopAfterKey`: leaves the slot migrating with only that key moved.
+    static func migrate(slot: Int, seed: RedisClient, stopAfterKey: String? = nil) async throws -> (from: ClusterNodeAddress, to: ClusterNodeAddress) {
+        let map = try await map(seed)
+        let source = try #require(map.primary(for: slot))
+        let target = try #require(map.primaries.first { $0 != source })
+        let (from, to) = (try node(source), try node(target))
+        defer {
+            from.close()
+            to.close()
+        }
+        let sourceID = try #require(try await from.send(RedisCommand("CLUSTER", "MYID")).string)
+        let targetID = try #require(try await to.send(RedisCommand("CLUSTER", "MYID")).string)
+        _ = try await to.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "IMPORTING", .string(sourceID)))
+        _ = try await from.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "MIGRATING", .string(targetID)))
+        let migrate = { (keys: [String]) in
+            _ = try await from.send(
+                RedisCommand("MIGRATE", [.string(target.host), .integer(Int64(target.port)), "", 0, 5000, "KEYS"] + keys.map { .string($0) })
+            )
+        }
+        if let stopAfterKey {
+            try await migrate([stopAfterKey])
+            return (source, target)
+        }
+        let keys = try #require(try await from.send(RedisCommand("CLUSTER", "GETKEYSINSLOT", .integer(Int64(slot)), 1000)).array).compactMap(\.string)
+        if !keys.isEmpty { try await migrate(keys) }
+        for primary in map.primaries {
+            let node = try node(primary)
+            defer { node.close() }
+            _ = try await node.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "NODE", .string(targetID)))
+        }
+        return (source, target)
+    }
+
+    @Test func aMovedSlotIsFollowedAndAHalfMigratedOneAsked() async throws {
+        let url = try #require(TestEnvironment.redisClusterURL)
+        let client = try Self.client(url)
+        defer { client.close() }
+        let seed = try Self.node(client.configuration.clusterSeeds[0])
+        defer { seed.close() }
+        let tag = TestEnvironment.uniqueName("slot")
+        let (moved, stays) = ("{\(tag)}moved", "{\(tag)}stays")
+        let slot = ClusterSlot.of(moved)
+        for key in [moved, stays] { _ = try await client.send(RedisCommand("SET", .string(key), .string(key)), slotKey: key) }
+
+        // Half-way: `moved` is on the target, `stays` still on the source. The client's map says
+        // source; the source answers ASK for the key it no longer has.
+        let (_, target) = try await Self.migrate(slot: slot, seed: seed, stopAfterKey: moved)
+        #expect(try await client.send(RedisCommand("GET", .string(moved)), slotKey: moved).string == moved)
+        #expect(try await client.send(RedisCommand("GET", .string(stays)), slotKey: stays).string == stays)
+        let script = RedisScript(name: "cluster-get", source: "return redis.call('GET', KEYS[1])")
+        #expect(try await client.evaluate(script, keys: [moved], arguments: []).string == moved)
+
+        // Finished: the source answers MOVED, the client updates its map and goes on.
+        _ = try await Self.migrate(slot: slot, seed: seed)
+        #expect(try await client.send(RedisCommand("GET", .string(stays)), slotKey: stays).string == stays)
+        #expect(try await client.router!.primary(for: slot) == target)
+        #expect(try await client.send(RedisCommand("SET", .string(moved), "again"), slotKey: moved).string == "OK")
+        // And on again, through the same moves: the client keeps up.
+        let again = try await Self.migrate(slot: slot, seed: seed)
+        #expect(again.from == target)
+        #expect(try await client.send(RedisCommand("GET", .string(moved)), slotKey: moved).string == "again")
+    }
+
+    /// Kills the primary of a slot (SIGKILL); its replica takes over and the client follows
+    /// within a few command deadlines. The killed node comes back as a replica.
+    @Test func aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows() async throws {
+        let url = try #require(TestEnvironment.redisClusterURL)
+        let client = try Self.client(url, timeout: .seconds(1))
+        defer { client.close() }
+        let key = TestEnvironment.uniqueName("failover")
+        _ = try await client.send(RedisCommand("SET", .string(key), "before"), slotKey: key)
+        // Make sure the write reached the replica before the crash.
+        _ = try await client.send(RedisCommand("WAIT", 1, 2000), slotKey: key)
+        let slot = ClusterSlot.of(key)
+        let killed = try Self.script(["kill-primary", "--slot", String(slot)] + Self.portArguments(url))
+        let port = try #require(killed.split(whereSeparator: \.isNewline).first { $0.hasPrefix("killed-port=") }.flatMap { Int($0.dropFirst(12)) })
+        defer { _ = try? Self.script(["restart-node", "--port", String(port)] + Self.portArguments(url)) }
+        let start = ContinuousClock.now
+        var value: String?
+        while value == nil, ContinuousClock.now - start < .seconds(30) {
+            value = try? await client.send(RedisCommand("GET", .string(key)), slotKey: key).string
+            if value == nil { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(value == "before")
+        #expect(try await client.router!.primary(for: slot).port != port)
+    }
+
+    static func portArguments(_ url: String) throws -> [String] {
+        let configuration = try RedisConfiguration(url: url)
+        return ["--base-port", String(configuration.clusterSeeds[0].port)]
+    }
+
+    /// Runs `scripts/redis-cluster.sh` and returns what it printed.
+    static func script(_ arguments: [String]) throws -> String {
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = [root.appendingPathComponent("scripts/redis-cluster.sh").path] + arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: data, as: UTF8.self)
+        guard process.terminationStatus == 0 else { throw RedisClientError.unexpectedReply("redis-cluster.sh \(arguments): \(text)") }
+        return text
+    }
+}
