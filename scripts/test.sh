@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: installs what the tests need, starts throwaway Redis servers on free loopback
-# ports (plain, password-protected, TLS), runs every Swift test against them, runs the offline
+# ports (plain, password-protected, TLS, and a Redis Cluster of 3 primaries and 3 replicas), runs every Swift test against them, runs the offline
 # infrastructure checks, then stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,6 +25,29 @@ free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+# A base port P with P..P+5 and their cluster-bus ports P+10000.. all free (a Redis Cluster of 6).
+free_cluster_base() {
+    python3 - <<'PY'
+import socket, random
+def free(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(200):
+    base = random.randrange(17000, 21000)
+    if all(free(p) and free(p + 10000) for p in range(base, base + 6)):
+        print(base)
+        break
+else:
+    raise SystemExit("no free port range for the Redis Cluster")
+PY
+}
+
 WORK=$(mktemp -d /tmp/skiff-test.XXXXXX)
 PIDS=()
 CLUSTER_UP=0
@@ -32,6 +55,9 @@ cleanup() {
     if [ "$CLUSTER_UP" = 1 ]; then
         echo "== cluster logs (last lines)"; scripts/cluster.sh logs 2>&1 | tail -40 || true
         scripts/cluster.sh down || true
+    fi
+    if [ -n "${REDIS_CLUSTER_BASE:-}" ]; then
+        scripts/redis-cluster.sh stop --base-port "$REDIS_CLUSTER_BASE" --dir "$WORK/redis-cluster" >/dev/null 2>&1 || true
     fi
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
@@ -89,6 +115,12 @@ export SKIFF_TEST_REDIS_URL="redis://127.0.0.1:$PLAIN_PORT"
 export SKIFF_TEST_REDIS_PASSWORD_URL="redis://:skiff-test-password@127.0.0.1:$PASSWORD_PORT"
 export SKIFF_TEST_REDIS_TLS_URL="rediss://127.0.0.1:$TLS_PORT"
 export SKIFF_TEST_REDIS_TLS_CA_FILE="$WORK/tls/ca.crt"
+
+log "starting a throwaway Redis Cluster (3 primaries, 3 replicas, scripts/redis-cluster.sh)"
+REDIS_CLUSTER_BASE=$(free_cluster_base)
+scripts/redis-cluster.sh start --base-port "$REDIS_CLUSTER_BASE" --dir "$WORK/redis-cluster"
+SKIFF_TEST_REDIS_CLUSTER_URL=$(scripts/redis-cluster.sh url --base-port "$REDIS_CLUSTER_BASE" --dir "$WORK/redis-cluster")
+export SKIFF_TEST_REDIS_CLUSTER_URL SKIFF_TEST_REDIS_CLUSTER_DIR="$WORK/redis-cluster"
 
 log "format: swift format lint --strict (.swift-format; fix with: swift format format -i -r Sources Tests Package.swift)"
 swift format lint --strict -r Sources Tests Package.swift

@@ -17,6 +17,8 @@ public enum TestEnvironment {
     /// A Redis Cluster (`redis+cluster://...`, started by `scripts/redis-cluster.sh`) and the
     /// script that manages it, for the cluster client's tests. Required under CI, like Redis.
     public static var redisClusterURL: String? { nonEmpty("SKIFF_TEST_REDIS_CLUSTER_URL") }
+    /// Its state directory (`--dir`), when not the script's default.
+    public static var redisClusterDirectory: String? { nonEmpty("SKIFF_TEST_REDIS_CLUSTER_DIR") }
 
     public static var hasRedisCluster: Bool {
         if redisClusterURL != nil { return true }

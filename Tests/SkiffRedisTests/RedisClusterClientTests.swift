@@ -150,7 +150,7 @@ struct RedisClusterClientTests {
 
     static func portArguments(_ url: String) throws -> [String] {
         let configuration = try RedisConfiguration(url: url)
-        return ["--base-port", String(configuration.clusterSeeds[0].port)]
+        return ["--base-port", String(configuration.clusterSeeds[0].port)] + (TestEnvironment.redisClusterDirectory.map { ["--dir", $0] } ?? [])
     }
 
     /// Runs `scripts/redis-cluster.sh` and returns what it printed.
