@@ -84,6 +84,7 @@ let package = Package(
                 .embedInCode("Lua/claim.lua"),
                 .embedInCode("Lua/configure.lua"),
                 .embedInCode("Lua/due-queues.lua"),
+                .embedInCode("Lua/due-slots.lua"),
                 .embedInCode("Lua/enqueue.lua"),
                 .embedInCode("Lua/expire.lua"),
                 .embedInCode("Lua/library.lua"),
@@ -92,9 +93,11 @@ let package = Package(
                 .embedInCode("Lua/purge.lua"),
                 .embedInCode("Lua/recover.lua"),
                 .embedInCode("Lua/redrive.lua"),
+                .embedInCode("Lua/register.lua"),
                 .embedInCode("Lua/reject.lua"),
                 .embedInCode("Lua/release.lua"),
                 .embedInCode("Lua/stats.lua"),
+                .embedInCode("Lua/unregistered.lua"),
             ]
         ),
         // The HTTP API: Hummingbird routes, request validation, error mapping, application assembly.

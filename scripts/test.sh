@@ -129,7 +129,13 @@ log "building"
 swift build --build-tests
 
 log "unit, contract and HTTP tests (memory and Redis)"
-swift test --skip-build --skip SkiffClusterTests
+SKIFF_TEST_BACKENDS=memory,redis swift test --skip-build --skip SkiffClusterTests
+
+log "the queue and HTTP suites again on the Redis Cluster backend"
+SKIFF_TEST_BACKENDS=redisCluster swift test --skip-build --filter 'SkiffQueueTests|SkiffAPITests'
+
+log "Redis Cluster failover under the client (a primary SIGKILLed, its replica promoted)"
+SKIFF_TEST_REDIS_CLUSTER_FAULTS=1 swift test --skip-build --filter aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows
 
 log "fuzzing the fast path's request heads and chunked bodies and the JSON validator (libFuzzer, scripts/fuzz.sh)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh

@@ -131,6 +131,21 @@ public final class RedisClient: Sendable, Service {
         }
     }
 
+    /// Cluster: `slots` grouped by the primary that serves them, as the client's map has it (read
+    /// first if there is none); `[slots]` on a single Redis. For work that reads many slots of
+    /// one node in one script run.
+    public func slotsByNode(_ slots: [Int]) async throws -> [[Int]] {
+        guard let router else { return [slots] }
+        var groups: [ClusterNodeAddress: [Int]] = [:]
+        for slot in slots { groups[try await router.primary(for: slot), default: []].append(slot) }
+        return Array(groups.values)
+    }
+
+    /// Cluster: reads the slot map again now (after a script found a slot gone from its node).
+    public func refreshClusterMap() async {
+        _ = try? await router?.refresh(minimumInterval: .milliseconds(100))
+    }
+
     /// A short wait before a retry (10 ms doubling to 200 ms), never past the deadline.
     private static func pause(attempt: Int, until deadline: ContinuousClock.Instant, failure: (any Error)? = nil) async throws {
         let wait = Duration.milliseconds(min(200, 10 << min(attempt, 5)))

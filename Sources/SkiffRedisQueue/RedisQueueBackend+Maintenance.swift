@@ -51,6 +51,7 @@ extension RedisQueueBackend {
     public func maintain() async {
         await recoverExpiredClaims()
         await removeExpiredMessages()
+        await registerCreatedQueues()
         let now = ContinuousClock.now
         let (idle, failWaiters) = state.withLock { state -> ([QueueName], Bool) in
             let active = Set(waiters.queuesWithWaiters)
@@ -89,15 +90,26 @@ extension RedisQueueBackend {
         _ arguments: [RedisArgument] = [],
         result: (RedisValue) -> (handled: Int, more: Bool) = { (Int($0.integer ?? 0), false) }
     ) async -> Int {
-        let due: RedisValue
+        var due: [RedisValue] = []
         do {
-            due = try await run(RedisQueueScripts.dueQueues, on: nil, [.string(index), .integer(100)])
+            if clustered {
+                // Every slot that holds queues has its own indexes: one read per node for all of its slots.
+                due = try await forEachNode { bases in
+                    try await self.client.evaluate(
+                        RedisQueueScripts.dueSlots,
+                        keys: [bases[0]],
+                        arguments: [.string(index), .integer(100)] + bases.map { .string($0) }
+                    ).array ?? []
+                }
+            } else {
+                due = try await run(RedisQueueScripts.dueQueues, on: nil, [.string(index), .integer(100)]).array ?? []
+            }
         } catch {
             logger.debug("sweep skipped", metadata: ["redis.script": "\(script.name)", "error": "\(error)"])
             return 0
         }
         var total = 0
-        for name in due.array ?? [] {
+        for name in due {
             guard let raw = name.string, let queue = QueueName(raw) else { continue }
             do {
                 var runs = 0
@@ -118,6 +130,50 @@ extension RedisQueueBackend {
             }
         }
         return total
+    }
+
+    /// Cluster: `body` once per node with the index bases of the slots it serves that hold
+    /// queues (concurrently), the answers concatenated. A slot that moved meanwhile fails its
+    /// node's run: the slot map is read again for the next round.
+    func forEachNode<T: Sendable>(_ body: @escaping @Sendable ([String]) async throws -> [T]) async throws -> [T] {
+        let groups = try await client.slotsByNode(try await slotsInUse()).filter { !$0.isEmpty }
+        let prefix = self.prefix
+        do {
+            return try await withThrowingTaskGroup(of: [T].self) { group in
+                for slots in groups {
+                    group.addTask { try await body(slots.map { RedisQueueKeys.indexBase(prefix: prefix, slot: $0) }) }
+                }
+                var results: [T] = []
+                while let answer = try await group.next() { results += answer }
+                return results
+            }
+        } catch let error as RedisServerError {
+            await client.refreshClusterMap()
+            throw error
+        }
+    }
+
+    /// Cluster: dead-letter queues a script created in its slot (`<slot>:unregistered`) join the
+    /// global registry that counts queues against `MAX_QUEUES`; they leave the slot's list only
+    /// once registered, so a replica that stops half-way leaves them for the next round.
+    func registerCreatedQueues() async {
+        guard clustered else { return }
+        let registry = RedisQueueKeys.queueRegistry(prefix: prefix)
+        do {
+            let pairs = try await forEachNode { bases in
+                try await self.client.evaluate(RedisQueueScripts.unregistered, keys: [bases[0]], arguments: bases.map { .string($0) }).array ?? []
+            }.compactMap(\.string)
+            guard !pairs.isEmpty else { return }
+            var bySlot: [String: [String]] = [:]
+            for index in stride(from: 0, to: pairs.count - 1, by: 2) { bySlot[pairs[index], default: []].append(pairs[index + 1]) }
+            _ = try await client.send(RedisCommand("SADD", [.string(registry)] + bySlot.values.joined().map { .string($0) }), slotKey: registry)
+            for (base, names) in bySlot {
+                let pending = base + ":unregistered"
+                _ = try await client.send(RedisCommand("SREM", [.string(pending)] + names.map { .string($0) }), slotKey: pending)
+            }
+        } catch {
+            logger.debug("dead-letter queue registration deferred", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Runs of one sweep script on one queue in one round, at most.

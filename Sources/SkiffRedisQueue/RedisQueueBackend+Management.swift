@@ -17,7 +17,7 @@ extension RedisQueueBackend {
 
     public func settings(of queue: QueueName) async throws -> QueueSettings {
         let command = RedisCommand("HMGET", [.string(keys(queue).config)] + Self.settingFields.map { .string($0) })
-        let reply = try await mapErrors { try await client.send(command) }
+        let reply = try await mapErrors { try await client.send(command, slotKey: keys(queue).config) }
         guard let values = reply.array, values.count == Self.settingFields.count else {
             throw QueueError.internalError("HMGET returned \(reply)")
         }
@@ -37,24 +37,38 @@ extension RedisQueueBackend {
     }
 
     public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
+        if clustered, let target = settings.deadLetterQueue, RedisQueueKeys.family(target.rawValue) != RedisQueueKeys.family(queue.rawValue) {
+            // One script moves a dead letter; on a cluster it can only reach its own slot.
+            throw QueueError.invalidArgument(
+                "on a Redis Cluster deadLetterQueue must be \(queue)-dlq or another name that starts with '\(RedisQueueKeys.family(queue.rawValue))' followed only by '-dlq' suffixes (the dead-letter queue must share its queue's hash slot)"
+            )
+        }
         let values: [String?] = [
             String(settings.visibilityTimeoutMilliseconds), settings.maxReceiveCount.map(String.init), settings.deadLetterQueue?.rawValue,
             String(settings.retryBackoffBaseMilliseconds), String(settings.retryBackoffCapMilliseconds), String(settings.retentionMilliseconds),
             String(settings.delayMilliseconds), settings.maxDepth.map(String.init), String(settings.dedupWindowMilliseconds),
         ]
-        var arguments: [RedisArgument] = [.integer(Int64(configuration.maximumQueues))]
+        var fields: [RedisArgument] = []
         for (field, value) in zip(Self.settingFields, values) {
             guard let value else { continue }
-            arguments.append(.string(field))
-            arguments.append(.string(value))
+            fields.append(.string(field))
+            fields.append(.string(value))
         }
-        let reply = try await run(RedisQueueScripts.configure, on: queue, arguments)
+        var reply = try await run(RedisQueueScripts.configure, on: queue, [.integer(maximumQueuesArgument)] + fields)
+        if clustered, reply.integer == -3 {
+            try await admit(queue)
+            reply = try await run(RedisQueueScripts.configure, on: queue, [.integer(.max)] + fields)
+        }
         if reply.integer == -3 { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
     }
 
     public func redrive(into queue: QueueName, max: Int) async throws -> Int {
         guard max > 0 else { return 0 }
-        let reply = try await run(RedisQueueScripts.redrive, on: queue, [.integer(Int64(max)), .integer(Int64(configuration.maximumQueues))])
+        var reply = try await run(RedisQueueScripts.redrive, on: queue, [.integer(Int64(max)), .integer(maximumQueuesArgument)])
+        if clustered, reply.integer == -3 {
+            try await admit(queue)
+            reply = try await run(RedisQueueScripts.redrive, on: queue, [.integer(Int64(max)), .integer(.max)])
+        }
         if reply.integer == -3 { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
         return Int(reply.integer ?? 0)
     }
@@ -94,16 +108,19 @@ extension RedisQueueBackend {
     public func queues() async throws -> [QueueSummary] {
         var summaries: [QueueSummary] = []
         var seen: Set<QueueName> = []
-        var cursor = "0"
-        repeat {
-            let reply = try await run(RedisQueueScripts.list, on: nil, [.string(cursor), .integer(100)])
-            guard let values = reply.array, values.count % 4 == 1, let next = values[0].string else {
-                throw QueueError.internalError("list script returned \(reply)")
-            }
-            cursor = next
-            // A set scan may return a member twice (while Redis resizes the set).
-            for summary in Self.summaries(values.dropFirst()) where seen.insert(summary.name).inserted { summaries.append(summary) }
-        } while cursor != "0" && summaries.count <= configuration.maximumQueues * 2
+        // On a cluster each slot has its own queue set.
+        for slot in clustered ? try await slotsInUse(fresh: true).map(Optional.some) : [nil] {
+            var cursor = "0"
+            repeat {
+                let reply = try await run(RedisQueueScripts.list, on: nil, slot: slot, [.string(cursor), .integer(100)])
+                guard let values = reply.array, values.count % 4 == 1, let next = values[0].string else {
+                    throw QueueError.internalError("list script returned \(reply)")
+                }
+                cursor = next
+                // A set scan may return a member twice (while Redis resizes the set).
+                for summary in Self.summaries(values.dropFirst()) where seen.insert(summary.name).inserted { summaries.append(summary) }
+            } while cursor != "0" && summaries.count <= configuration.maximumQueues * 2
+        }
         return summaries.sorted { $0.name < $1.name }
     }
 
@@ -132,6 +149,7 @@ extension RedisQueueBackend {
     @discardableResult
     public func delete(_ queue: QueueName) async throws -> Bool {
         let reply = try await run(RedisQueueScripts.purge, on: queue, [.string("1")])
+        try await unregister(queue)
         return reply.array?.last?.integer == 1
     }
 

@@ -86,6 +86,12 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     let state = Mutex(State())
     let subscriberBox = Mutex<RedisSubscriber?>(nil)
     let prefix: String
+    /// On a Redis Cluster: the cluster layout of the keys (``RedisQueueKeys``).
+    let clustered: Bool
+    /// Cluster: slots this process has registered in `<prefix>:slots` (see ``registerSlot(_:)``).
+    let registeredSlots = Mutex<Set<Int>>([])
+    /// Cluster: the slots that hold queues, as last read, and when.
+    let activeSlots = Mutex<(slots: [Int], readAt: ContinuousClock.Instant?)>(([], nil))
     /// Claims per pass; a pass repeats while it fills up and waiters remain.
     static let maximumClaimBatch = 64
     /// How often due delayed messages are looked for: delivery within 100 ms of due.
@@ -110,12 +116,13 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         self.passExecutor = EventLoopTaskExecutor.shared(for: eventLoop)
         self.logger = logger
         self.prefix = configuration.keyPrefix
-        let prefix = configuration.keyPrefix
+        self.clustered = client.configuration.isCluster
+        let (prefix, clustered) = (configuration.keyPrefix, client.configuration.isCluster)
         // Wake-ups arrive on the loop where the claim passes run: no thread hop between them.
         let subscriber = client.makeSubscriber(
             on: eventLoop,
             onMessage: { [weak self] channel, _ in
-                guard let self, let queue = RedisQueueKeys.queue(fromChannel: channel, prefix: prefix) else { return }
+                guard let self, let queue = RedisQueueKeys.queue(fromChannel: channel, prefix: prefix, clustered: clustered) else { return }
                 self.state.withLock { $0.notifications[queue, default: 0] &+= 1 }
                 self.kick(queue)
             },
@@ -195,13 +202,71 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
 
     var subscriber: RedisSubscriber { subscriberBox.withLock { $0! } }
 
-    func keys(_ queue: QueueName) -> RedisQueueKeys { RedisQueueKeys(prefix: prefix, queue: queue) }
+    func keys(_ queue: QueueName) -> RedisQueueKeys { RedisQueueKeys(prefix: prefix, queue: queue, clustered: clustered) }
 
-    /// Runs one of the queue scripts on `queue` (every script takes the prefix and the queue first).
-    func run(_ script: RedisScript, on queue: QueueName?, _ arguments: [RedisArgument] = []) async throws -> RedisValue {
+    /// Runs one of the queue scripts on `queue` (every script takes the prefix and the queue
+    /// first), or, for the scripts that read a slot's indexes on a cluster, on `slot`.
+    func run(_ script: RedisScript, on queue: QueueName?, slot: Int? = nil, _ arguments: [RedisArgument] = []) async throws -> RedisValue {
         var all: [RedisArgument] = [.string(prefix), .string(queue?.rawValue ?? "")]
         all.append(contentsOf: arguments)
-        return try await mapErrors { try await client.evaluate(script, keys: [], arguments: all) }
+        let scriptKeys = try await scriptKeys(queue: queue, slot: slot)
+        return try await mapErrors { try await client.evaluate(script, keys: scriptKeys, arguments: all) }
+    }
+
+    /// KEYS for a script on `queue` (or `slot`): none on a single Redis; on a cluster the
+    /// queue's slot, registered first so that the sweeps and the queue list will look there.
+    func scriptKeys(queue: QueueName?, slot: Int? = nil) async throws -> [String] {
+        guard clustered else { return [] }
+        if let queue {
+            let keys = keys(queue)
+            try await registerSlot(keys.slot!)
+            return keys.scriptKeys
+        }
+        return slot.map { RedisQueueKeys.slotScriptKeys(prefix: prefix, slot: $0) } ?? []
+    }
+
+    /// Cluster: adds `slot` to `<prefix>:slots` before anything is stored in it (once per slot
+    /// and process), so no data is ever in a slot the sweeps do not visit.
+    func registerSlot(_ slot: Int) async throws {
+        guard !registeredSlots.withLock({ $0.contains(slot) }) else { return }
+        let set = RedisQueueKeys.slotSet(prefix: prefix)
+        _ = try await mapErrors { try await client.send(RedisCommand("SADD", .string(set), .integer(Int64(slot))), slotKey: set) }
+        registeredSlots.withLock { _ = $0.insert(slot) }
+        // This process sees its own new slot at once; other replicas' within a second.
+        activeSlots.withLock { active in
+            if !active.slots.contains(slot) { active.slots.append(slot) }
+        }
+    }
+
+    /// Cluster: the slots that hold queues (read at most once a second, unless `fresh`).
+    func slotsInUse(fresh: Bool = false) async throws -> [Int] {
+        if !fresh, case let (slots, readAt?) = activeSlots.withLock({ $0 }), ContinuousClock.now - readAt < .seconds(1) { return slots }
+        let set = RedisQueueKeys.slotSet(prefix: prefix)
+        let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(set)), slotKey: set) }
+        let slots = (reply.array ?? []).compactMap { $0.integer.map(Int.init) }.filter { (0..<ClusterSlot.count).contains($0) }.sorted()
+        activeSlots.withLock { $0 = (slots, .now) }
+        return slots
+    }
+
+    /// Cluster: counts a queue that is about to be created against `MAX_QUEUES` in the global
+    /// registry (a queue's scripts run in its slot and cannot count the others).
+    func admit(_ queue: QueueName) async throws {
+        let registry = RedisQueueKeys.queueRegistry(prefix: prefix)
+        let reply = try await mapErrors {
+            try await client.evaluate(
+                RedisQueueScripts.register,
+                keys: [registry],
+                arguments: [.string(queue.rawValue), .integer(Int64(configuration.maximumQueues))]
+            )
+        }
+        guard reply.integer == 1 else { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
+    }
+
+    /// Cluster: a deleted queue leaves the global registry.
+    func unregister(_ queue: QueueName) async throws {
+        guard clustered else { return }
+        let registry = RedisQueueKeys.queueRegistry(prefix: prefix)
+        _ = try await mapErrors { try await client.send(RedisCommand("SREM", .string(registry), .string(queue.rawValue)), slotKey: registry) }
     }
 
     // MARK: Sending
@@ -217,37 +282,54 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         return try await batches.submit(bodies, for: key)
     }
 
+    /// The `maximum` a script that may create a queue is given: `MAX_QUEUES` on a single Redis;
+    /// on a cluster 0 (existing queues only: a new one is admitted in the global registry, and
+    /// the script runs again without a limit).
+    var maximumQueuesArgument: Int64 { clustered ? 0 : Int64(configuration.maximumQueues) }
+
+    /// One `enqueue` run, waiting for Redis replicas when configured.
+    func enqueue(_ arguments: [RedisArgument], keys scriptKeys: [String]) async throws -> RedisValue {
+        guard configuration.replicaAcknowledgements > 0 else {
+            return try await mapErrors { try await client.evaluate(RedisQueueScripts.enqueue, keys: scriptKeys, arguments: arguments) }
+        }
+        let (value, acknowledged) = try await mapErrors {
+            try await client.evaluate(
+                RedisQueueScripts.enqueue,
+                keys: scriptKeys,
+                arguments: arguments,
+                waitingForReplicas: configuration.replicaAcknowledgements,
+                timeout: configuration.replicaTimeout
+            )
+        }
+        if acknowledged < configuration.replicaAcknowledgements, value.array?.first?.integer == 1 {
+            throw QueueError.unavailable(
+                "the message reached the primary but only \(acknowledged) of \(configuration.replicaAcknowledgements) replicas confirmed it in time; it may or may not be delivered"
+            )
+        }
+        return value
+    }
+
     /// Stores `bodies` with one `enqueue` script run.
     func store(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
+        let scriptKeys = try await scriptKeys(queue: queue)
         let ids = bodies.map { _ in MessageID.make() }
-        var arguments: [RedisArgument] = [.string(prefix), .string(queue.rawValue)]
-        arguments.reserveCapacity(6 + 2 * bodies.count)
-        arguments.append(options.delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""))
-        arguments.append(.integer(Int64(options.priority)))
-        arguments.append(.string(options.idempotencyKey ?? ""))
-        arguments.append(.integer(Int64(configuration.maximumQueues)))
-        arguments.append(.integer(Int64(bodies.count)))
-        for id in ids { arguments.append(.string(id)) }
-        for body in bodies { arguments.append(.bytes(body)) }
-        let reply: RedisValue
-        if configuration.replicaAcknowledgements > 0 {
-            let (value, acknowledged) = try await mapErrors {
-                try await client.evaluate(
-                    RedisQueueScripts.enqueue,
-                    keys: [],
-                    arguments: arguments,
-                    waitingForReplicas: configuration.replicaAcknowledgements,
-                    timeout: configuration.replicaTimeout
-                )
-            }
-            if acknowledged < configuration.replicaAcknowledgements, value.array?.first?.integer == 1 {
-                throw QueueError.unavailable(
-                    "the message reached the primary but only \(acknowledged) of \(configuration.replicaAcknowledgements) replicas confirmed it in time; it may or may not be delivered"
-                )
-            }
-            reply = value
-        } else {
-            reply = try await mapErrors { try await client.evaluate(RedisQueueScripts.enqueue, keys: [], arguments: arguments) }
+        func arguments(maximumQueues: Int64) -> [RedisArgument] {
+            var arguments: [RedisArgument] = [.string(prefix), .string(queue.rawValue)]
+            arguments.reserveCapacity(6 + 2 * bodies.count)
+            arguments.append(options.delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""))
+            arguments.append(.integer(Int64(options.priority)))
+            arguments.append(.string(options.idempotencyKey ?? ""))
+            arguments.append(.integer(maximumQueues))
+            arguments.append(.integer(Int64(bodies.count)))
+            for id in ids { arguments.append(.string(id)) }
+            for body in bodies { arguments.append(.bytes(body)) }
+            return arguments
+        }
+        var reply = try await enqueue(arguments(maximumQueues: maximumQueuesArgument), keys: scriptKeys)
+        if clustered, reply.array?.first?.integer == -3 {
+            // A new queue on a cluster: counted in the global registry first, then created.
+            try await admit(queue)
+            reply = try await enqueue(arguments(maximumQueues: .max), keys: scriptKeys)
         }
         guard let items = reply.array, items.count == 2, let status = items[0].integer else {
             throw QueueError.internalError("enqueue script returned \(reply)")
@@ -267,7 +349,7 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         case -1:
             throw QueueError.queueFull(queue, maxDepth: Int(items[1].integer ?? 0))
         case -3:
-            throw QueueError.tooManyQueues(queue, maximum: Int(items[1].integer ?? 0))
+            throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues)
         case -2:
             throw QueueError.invalidArgument("delay must be at most the queue's retentionMs (\(items[1].integer ?? 0) ms)")
         default:

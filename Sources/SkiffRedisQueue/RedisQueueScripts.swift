@@ -7,7 +7,9 @@ import SkiffRedis
 ///
 /// Every script takes `ARGV[1]` = key prefix and `ARGV[2]` = queue name, and builds key names
 /// from them, because a failed receive may write to another queue (the dead-letter queue) named
-/// by the stored settings. That needs a standalone Redis (Memorystore Standard), not Redis Cluster.
+/// by the stored settings. On a Redis Cluster it also takes KEYS (``RedisQueueKeys``): the
+/// queue's family puts a queue and its dead-letter queue in one slot, and the slot's indexes are
+/// there too, so every script still touches one slot.
 ///
 /// A stored message is one string, the envelope:
 /// `2|<seq>|<id>|<enqueuedAtMs>|<priority>|<receiveCount>|<claims>|<firstReceiveMs>|<lastReceiveMs>|<body>`.
@@ -27,8 +29,21 @@ enum RedisQueueScripts {
 
     /// Every script, for the test that loads each one into Redis.
     static var all: [RedisScript] {
-        [enqueue, claim, acknowledge, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list, purge]
+        [
+            enqueue, claim, acknowledge, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
+            purge, register, dueSlots, unregistered,
+        ]
     }
+
+    /// Redis Cluster only, without the library: registers a queue in the global registry that
+    /// counts queues against `MAX_QUEUES`. KEYS[1]: the registry; ARGV: queue, maximum.
+    static let register = RedisScript(name: "register", source: template(PackageResources.register_lua))
+
+    /// Redis Cluster only: the due queues of many slots of one node in one read-only run.
+    static let dueSlots = RedisScript(name: "due-slots", source: template(PackageResources.due_slots_lua))
+
+    /// Redis Cluster only: dead-letter queues not yet in the global registry, over many slots of one node.
+    static let unregistered = RedisScript(name: "unregistered", source: template(PackageResources.unregistered_lua))
 
     /// The values the scripts' `{{name}}` placeholders stand for: the defaults they share with Swift.
     static let placeholders: [String: String] = [

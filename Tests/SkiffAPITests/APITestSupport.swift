@@ -14,12 +14,12 @@ import Testing
 /// Builds a replica on a free port over the given backend kind.
 func makeApplication(
     _ kind: BackendKind,
-    redisURL: String? = TestEnvironment.redisURL,
+    redisURL: String? = nil,
     configure: (inout SkiffConfiguration) -> Void = { _ in }
 ) throws -> SkiffApplication {
     var configuration = SkiffConfiguration(host: "127.0.0.1", port: 0)
-    if kind == .redis {
-        configuration.redis = try RedisConfiguration(url: try #require(redisURL))
+    if kind.isRedis {
+        configuration.redis = try RedisConfiguration(url: try #require(redisURL ?? kind.redisURL))
         // Generous: dozens of tests share two cores. Deadlines have tests of their own.
         configuration.redis?.commandTimeout = .seconds(5)
         configuration.redis?.connectTimeout = .seconds(5)

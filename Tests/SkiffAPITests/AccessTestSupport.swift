@@ -43,8 +43,8 @@ func makeObservedApplication(
     configure: (inout SkiffConfiguration) -> Void = { _ in }
 ) throws -> SkiffApplication {
     var configuration = SkiffConfiguration(host: "127.0.0.1", port: 0)
-    if kind == .redis {
-        configuration.redis = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+    if kind.isRedis {
+        configuration.redis = try RedisConfiguration(url: try #require(kind.redisURL))
         configuration.redis?.commandTimeout = .seconds(5)
         configuration.redis?.connectTimeout = .seconds(5)
     }

@@ -138,7 +138,7 @@ struct QueueAPITests {
             }
             #expect(health.status == .ok)
             #expect(health.text.contains(#""status":"healthy""#))
-            #expect(health.text.contains(#""backend":"\#(kind.rawValue)""#))
+            #expect(health.text.contains(#""backend":"\#(kind.isRedis ? "redis" : "memory")""#))
             #expect(try await client.execute(uri: "/ready", method: .get).status == .ok)
         }
     }

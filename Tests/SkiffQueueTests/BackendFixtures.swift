@@ -59,8 +59,8 @@ final class BackendFixture: Sendable {
             // One process: "replicas" are the same backend, swept as often as there would be replicas.
             let sweeps = Array(repeating: { @Sendable () async in backend.maintain() }, count: max(count, 1))
             return BackendFixture(backend: backend, replicas: [backend], tasks: tasks, clients: [], sweeps: sweeps, wallClock: clock)
-        case .redis:
-            var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+        case .redis, .redisCluster:
+            var configuration = try RedisConfiguration(url: try #require(kind.redisURL))
             // Generous: dozens of tests share two cores. Deadlines have tests of their own.
             configuration.commandTimeout = .seconds(5)
             configuration.connectTimeout = .seconds(5)

@@ -275,7 +275,9 @@ import Testing
     @Test(arguments: BackendKind.available) func aLoweredMaxReceiveCountDeadLettersAtTheNextClaim(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }
-        let (backend, queue, deadLetterQueue) = (fixture.backend, uniqueQueue(), uniqueQueue("dead"))
+        // A dead-letter queue of its own choosing, in its queue's family (a cluster requires it).
+        let queue = uniqueQueue()
+        let (backend, deadLetterQueue) = (fixture.backend, try #require(QueueName(queue.rawValue + "-dlq-dlq")))
         _ = try await backend.send("m", to: queue)
         for _ in 1...3 {
             let delivery = try #require(try await backend.receiveAcknowledged(from: queue).first)

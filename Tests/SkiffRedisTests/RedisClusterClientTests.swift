@@ -30,7 +30,7 @@ struct RedisClusterClientTests {
     }
 
     @Test func everyKeyReachesItsSlotsPrimary() async throws {
-        let client = try Self.client(try #require(TestEnvironment.redisClusterURL))
+        let client = try Self.client(try #require(TestEnvironment.redisClusterURL), timeout: .seconds(5))
         defer { client.close() }
         let prefix = TestEnvironment.uniqueName("route")
         let keys = (0..<300).map { "\(prefix):\($0)" }
@@ -125,8 +125,11 @@ struct RedisClusterClientTests {
     }
 
     /// Kills the primary of a slot (SIGKILL); its replica takes over and the client follows
-    /// within a few command deadlines. The killed node comes back as a replica.
-    @Test func aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows() async throws {
+    /// within a few command deadlines. The killed node comes back as a replica. It would disturb
+    /// every other suite on the cluster, so `make test` runs it on its own afterwards
+    /// (`SKIFF_TEST_REDIS_CLUSTER_FAULTS=1`).
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SKIFF_TEST_REDIS_CLUSTER_FAULTS"] == "1"))
+    func aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows() async throws {
         let url = try #require(TestEnvironment.redisClusterURL)
         let client = try Self.client(url, timeout: .seconds(1))
         defer { client.close() }

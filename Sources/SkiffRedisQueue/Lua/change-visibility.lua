@@ -4,6 +4,6 @@ if timeout == 0 then
   failed(queue, settings(queue), takeClaim(queue, ARGV[3], ARGV[4]), 0)
 else
   redis.call('ZADD', key(queue, 'leases'), now + timeout, ARGV[3])
-  redis.call('ZADD', prefix .. ':lease-index', 'LT', now + timeout, queue)
+  redis.call('ZADD', indexKey('lease-index'), 'LT', now + timeout, queue)
 end
 return 1

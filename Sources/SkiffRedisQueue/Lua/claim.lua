@@ -55,7 +55,7 @@ while claimed < wanted and not stopped do
     end
   end
 end
-if earliest then redis.call('ZADD', prefix .. ':lease-index', 'LT', earliest, queue) end
+if earliest then redis.call('ZADD', indexKey('lease-index'), 'LT', earliest, queue) end
 count(queue, 'delivered', claimed)
 out[#out + 1] = stopped and 1 or 0
 return out

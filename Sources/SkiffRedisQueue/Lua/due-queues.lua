@@ -1,1 +1,1 @@
-return redis.call('ZRANGEBYSCORE', prefix .. ':' .. ARGV[3], '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))
+return redis.call('ZRANGEBYSCORE', indexKey(ARGV[3]), '-inf', now, 'LIMIT', 0, tonumber(ARGV[4]))

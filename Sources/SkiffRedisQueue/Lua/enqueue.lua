@@ -49,12 +49,12 @@ for i = 1, n do
   end
 end
 if delay > 0 then
-  redis.call('ZADD', prefix .. ':delay-index', 'LT', now + delay, queue)
+  redis.call('ZADD', indexKey('delay-index'), 'LT', now + delay, queue)
 else
   indexRetention(queue, now, s.retention)
   notify(queue)
 end
-redis.call('SADD', prefix .. ':queues', queue)
+redis.call('SADD', indexKey('queues'), queue)
 count(queue, 'enqueued', n)
 if idempotencyKey ~= '' then
   redis.call('HSET', key(queue, 'dedup'), idempotencyKey, now .. '|' .. table.concat(ids, ','))

@@ -26,10 +26,10 @@ end
 count(queue, 'expired', removed)
 if more then
   -- Stopped at the limit: still due, the sweep runs this again at once.
-  redis.call('ZADD', prefix .. ':retention-index', now, queue)
+  redis.call('ZADD', indexKey('retention-index'), now, queue)
 elseif nextExpiry then
-  redis.call('ZADD', prefix .. ':retention-index', nextExpiry, queue)
+  redis.call('ZADD', indexKey('retention-index'), nextExpiry, queue)
 else
-  redis.call('ZREM', prefix .. ':retention-index', queue)
+  redis.call('ZREM', indexKey('retention-index'), queue)
 end
 return { removed, more and 1 or 0 }

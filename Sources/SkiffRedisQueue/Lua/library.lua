@@ -2,7 +2,25 @@
 -- settings, counters, requeue, dead-lettering. The double-braced names are filled in from the
 -- Swift defaults (QueueSettings) when the scripts load.
 local prefix, queue = ARGV[1], ARGV[2]
-local function key(q, suffix) return prefix .. ':{' .. q .. '}:' .. suffix end
+-- On a Redis Cluster (KEYS[2] is given) a script may touch one hash slot only. A queue, its
+-- dead-letter queue (`<q>-dlq`) and theirs share a family, the name without its `-dlq` suffixes,
+-- and the family is the hash tag of all their keys; the indexes of the slot (queue set, lease,
+-- delay and retention indexes) are under KEYS[2], a tag of that same slot. On a single Redis the
+-- queue name is the tag and the indexes are global, as they always were. KEYS[1] only routes.
+local clustered = KEYS[2] ~= nil
+local indexBase = KEYS[2] or prefix
+local function family(q)
+  local function strip(name)
+    while #name > 4 and string.sub(name, -4) == '-dlq' do name = string.sub(name, 1, -5) end
+    return name
+  end
+  return strip(string.sub(strip(q), 1, {{dlqPrefixLength}}))
+end
+local function key(q, suffix)
+  if clustered then return prefix .. ':{' .. family(q) .. '}:' .. q .. ':' .. suffix end
+  return prefix .. ':{' .. q .. '}:' .. suffix
+end
+local function indexKey(name) return indexBase .. ':' .. name end
 local function readyKey(q, priority)
   if priority == 0 then return key(q, 'ready') end
   return key(q, 'ready:' .. priority)
@@ -59,7 +77,7 @@ local function notify(q) redis.call('PUBLISH', key(q, 'notify'), '1') end
 
 -- Whether queue q may be used: it exists, or there is room for one more (`maximum`).
 local function mayCreate(q, maximum)
-  return redis.call('SISMEMBER', prefix .. ':queues', q) == 1 or redis.call('SCARD', prefix .. ':queues') < maximum
+  return redis.call('SISMEMBER', indexKey('queues'), q) == 1 or redis.call('SCARD', indexKey('queues')) < maximum
 end
 
 local function readyDepth(q)
@@ -70,7 +88,7 @@ end
 
 -- Earliest possible retention expiry of the queue: the sweep looks at it then.
 local function indexRetention(q, enqueuedAt, retention)
-  redis.call('ZADD', prefix .. ':retention-index', 'LT', enqueuedAt + retention, q)
+  redis.call('ZADD', indexKey('retention-index'), 'LT', enqueuedAt + retention, q)
 end
 
 -- The sequence numbers of the returned messages at the head of one priority's ready list,
@@ -115,7 +133,9 @@ local function deadLetter(q, s, m)
   m.enq, m.count, m.first, m.last = now, 0, 0, 0
   redis.call('RPUSH', readyKey(target, m.priority), build(m))
   redis.call('HSET', key(target, 'history'), m.id, history)
-  redis.call('SADD', prefix .. ':queues', target)
+  -- On a cluster a queue is counted in a global registry no script here can reach: a new
+  -- dead-letter queue waits in its slot's `unregistered` set for the next maintenance round.
+  if redis.call('SADD', indexKey('queues'), target) == 1 and clustered then redis.call('SADD', indexKey('unregistered'), target) end
   indexRetention(target, now, settings(target).retention)
   count(q, 'deadLettered', 1)
   count(target, 'enqueued', 1)
@@ -136,7 +156,7 @@ local function failed(q, s, m, delay)
       -- Never later than its retention allows: it expires on time, not after the delay.
       local due = math.min(now + delay, m.enq + s.retention)
       redis.call('ZADD', key(q, 'delayed'), due, buildDelayed(m))
-      redis.call('ZADD', prefix .. ':delay-index', 'LT', due, q)
+      redis.call('ZADD', indexKey('delay-index'), 'LT', due, q)
     else
       requeue(q, m)
       notify(q)
@@ -170,9 +190,9 @@ end
 local function reindex(index, q, suffix)
   local first = redis.call('ZRANGE', key(q, suffix), 0, 0, 'WITHSCORES')
   if #first == 0 then
-    redis.call('ZREM', prefix .. ':' .. index, q)
+    redis.call('ZREM', indexKey(index), q)
   else
-    redis.call('ZADD', prefix .. ':' .. index, first[2], q)
+    redis.call('ZADD', indexKey(index), first[2], q)
   end
 end
 

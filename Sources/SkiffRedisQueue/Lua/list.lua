@@ -1,4 +1,4 @@
-local page = redis.call('SSCAN', prefix .. ':queues', ARGV[3], 'COUNT', tonumber(ARGV[4]))
+local page = redis.call('SSCAN', indexKey('queues'), ARGV[3], 'COUNT', tonumber(ARGV[4]))
 local out = { page[1] }
 for _, q in ipairs(page[2]) do
   out[#out + 1] = q

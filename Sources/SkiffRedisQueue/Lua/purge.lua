@@ -1,12 +1,13 @@
-local existed = redis.call('SISMEMBER', prefix .. ':queues', queue)
+local existed = redis.call('SISMEMBER', indexKey('queues'), queue)
 local n = readyDepth(queue) + redis.call('HLEN', key(queue, 'inflight')) + redis.call('ZCARD', key(queue, 'delayed'))
 for p = 0, 9 do redis.call('DEL', readyKey(queue, p), returnedKey(queue, p)) end
 redis.call('DEL', key(queue, 'inflight'), key(queue, 'leases'), key(queue, 'delayed'), key(queue, 'errors'), key(queue, 'history'))
-for _, index in ipairs({ 'lease-index', 'delay-index', 'retention-index' }) do redis.call('ZREM', prefix .. ':' .. index, queue) end
+for _, index in ipairs({ 'lease-index', 'delay-index', 'retention-index' }) do redis.call('ZREM', indexKey(index), queue) end
 if ARGV[3] == '1' then
   redis.call('DEL', key(queue, 'config'), key(queue, 'stats'), key(queue, 'seq'), key(queue, 'dedup'), key(queue, 'dedup-expiry'))
   local current = math.floor(now / 10000)
   for b = current - 7, current do redis.call('DEL', key(queue, 'rate:' .. b)) end
-  redis.call('SREM', prefix .. ':queues', queue)
+  redis.call('SREM', indexKey('queues'), queue)
+  if clustered then redis.call('SREM', indexKey('unregistered'), queue) end
 end
 return { n, existed }

@@ -21,7 +21,7 @@ for priority = 9, 0, -1 do
   end
 end
 if moved > 0 then
-  redis.call('SADD', prefix .. ':queues', queue)
+  redis.call('SADD', indexKey('queues'), queue)
   indexRetention(queue, now, s.retention)
   count(queue, 'enqueued', moved)
   notify(queue)
