@@ -780,7 +780,7 @@ extension ClaimingBackend {
     }
 
     /// Receives in acknowledged mode (`visibility` `nil`: the queue's timeout).
-    fileprivate func receiveAcknowledged(
+    func receiveAcknowledged(
         from queue: QueueName,
         visibility: Duration? = nil,
         max: Int = 1,

@@ -16,8 +16,15 @@ local function family(q)
   end
   return strip(string.sub(strip(q), 1, {{dlqPrefixLength}}))
 end
+local queueFamily = clustered and queue ~= '' and family(queue)
 local function key(q, suffix)
-  if clustered then return prefix .. ':{' .. family(q) .. '}:' .. q .. ':' .. suffix end
+  if clustered then
+    local f = family(q)
+    -- Never another slot: a script on a queue reaches its own family only (a dead-letter queue
+    -- outside it is refused when configured; this catches any other way there).
+    if queueFamily and f ~= queueFamily then error('skiff: ' .. q .. ' is outside the hash slot of ' .. queue) end
+    return prefix .. ':{' .. f .. '}:' .. q .. ':' .. suffix
+  end
   return prefix .. ':{' .. q .. '}:' .. suffix
 end
 local function indexKey(name) return indexBase .. ':' .. name end
@@ -51,10 +58,14 @@ end
 local function settings(q)
   local c = redis.call('HMGET', key(q, 'config'), 'visibilityTimeoutMs', 'maxReceiveCount', 'deadLetterQueue',
     'retryBackoffBaseMs', 'retryBackoffCapMs', 'retentionMs', 'delayMs', 'maxDepth', 'dedupWindowMs')
+  local dlq = string.sub(q, 1, {{dlqPrefixLength}}) .. '-dlq'
+  -- On a cluster a dead-letter queue outside the family cannot be configured; one stored before
+  -- (data from a single Redis) acts as the default, so no script ever reaches another slot.
+  if c[3] and not (clustered and family(c[3]) ~= family(q)) then dlq = c[3] end
   return {
     visibility = tonumber(c[1]) or {{visibilityTimeoutMs}},
     maxReceive = tonumber(c[2]),
-    dlq = c[3] or (string.sub(q, 1, {{dlqPrefixLength}}) .. '-dlq'),
+    dlq = dlq,
     backoffBase = tonumber(c[4]) or {{retryBackoffBaseMs}},
     backoffCap = tonumber(c[5]) or {{retryBackoffCapMs}},
     retention = tonumber(c[6]) or {{retentionMs}},

@@ -1,0 +1,99 @@
+import Logging
+import NIOCore
+import NIOPosix
+import PropertyBased
+import SkiffRedis
+import SkiffTestSupport
+import Testing
+
+@testable import SkiffQueue
+@testable import SkiffRedisQueue
+
+/// The cluster layout of the Redis backend: slot tags, queue families (Swift's and Lua's agree),
+/// channels, and the guard that keeps every script in its own slot.
+@Suite("Redis Cluster layout")
+struct ClusterLayoutTests {
+    @Test func everySlotHasATagThatHashesToIt() {
+        for slot in 0..<ClusterSlot.count {
+            let tag = ClusterSlotTags.tag(for: slot)
+            #expect(ClusterSlot.of(tag) == slot, "slot \(slot): \(tag)")
+            #expect(!tag.contains("{") && !tag.contains("}") && !tag.isEmpty)
+        }
+        // Keys in Redis depend on these: they never change.
+        #expect(ClusterSlotTags.tag(for: 0) == "1bz")
+        #expect(ClusterSlotTags.tag(for: 105) == ClusterSlotTags.tag(for: ClusterSlot.of("orders")))
+    }
+
+    @Test func familiesJoinAQueueAndItsDeadLetterQueues() {
+        #expect(RedisQueueKeys.family("orders") == "orders")
+        #expect(RedisQueueKeys.family("orders-dlq") == "orders")
+        #expect(RedisQueueKeys.family("orders-dlq-dlq") == "orders")
+        #expect(RedisQueueKeys.family("-dlq") == "-dlq")
+        #expect(RedisQueueKeys.family("a-dlqx") == "a-dlqx")
+        // A long name's default dead-letter queue is cut to 124 characters + "-dlq": same family.
+        let long = String(repeating: "x", count: 120) + "-dlq1234"
+        let deadLetter = String(long.prefix(124)) + "-dlq"
+        #expect(RedisQueueKeys.family(long) == RedisQueueKeys.family(deadLetter))
+        let keys = RedisQueueKeys(prefix: "skiff", queue: QueueName("orders-dlq")!, clustered: true)
+        #expect(keys.base == "skiff:{orders}:orders-dlq:")
+        #expect(keys.slot == ClusterSlot.of("orders"))
+        #expect(keys.scriptKeys == ["skiff:{orders}", "skiff:{\(ClusterSlotTags.tag(for: ClusterSlot.of("orders")))}"])
+        #expect(RedisQueueKeys(prefix: "skiff", queue: QueueName("orders")!, clustered: false).base == "skiff:{orders}:")
+    }
+
+    @Test func channelsNameTheirQueueInBothLayouts() {
+        for clustered in [false, true] {
+            for name in ["q", "orders-dlq", "a_b-c", String(repeating: "z", count: 128)] {
+                let queue = QueueName(name)!
+                let channel = RedisQueueKeys(prefix: "p", queue: queue, clustered: clustered).channel
+                #expect(RedisQueueKeys.queue(fromChannel: channel, prefix: "p", clustered: clustered) == queue, "\(channel)")
+            }
+            #expect(RedisQueueKeys.queue(fromChannel: "other:{q}:notify", prefix: "p", clustered: clustered) == nil)
+        }
+    }
+
+    /// Lua's `family` is Swift's, for names built from `-dlq` pieces and cut anywhere.
+    @Test(.enabled(if: TestEnvironment.hasRedis)) func luaAndSwiftAgreeOnFamilies() async throws {
+        var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
+        configuration.commandTimeout = .seconds(5)
+        let client = RedisClient(configuration: configuration, eventLoopGroup: MultiThreadedEventLoopGroup.singleton, logger: Logger(label: "test"))
+        defer { client.close() }
+        // KEYS[2] set: the library runs in its cluster layout.
+        let script = RedisQueueScripts.library + "\nreturn family(ARGV[3])"
+        let pieces = Gen.int(in: 0...3).array(of: 1...40)
+        await propertyCheck(count: 300, input: pieces) { pieces in
+            let name = String(pieces.map { ["a", "-dlq", "-", "q"][$0] }.joined().prefix(QueueName.maximumLength))
+            guard QueueName(name) != nil else { return }
+            do {
+                let reply = try await client.send(RedisCommand("EVAL", [.string(script), 2, "k", "k", "p", "", .string(name)]))
+                #expect(reply.string == RedisQueueKeys.family(name), "\(name)")
+            } catch {
+                Issue.record("\(error)")
+            }
+        }
+    }
+
+    /// A dead-letter queue outside the family cannot be configured on a cluster; one written into
+    /// the settings behind the API's back (data from a single Redis) acts as the default, so no
+    /// script reaches into another slot and nothing is lost.
+    @Test(.enabled(if: TestEnvironment.hasRedisCluster)) func aScriptNeverLeavesItsSlot() async throws {
+        let fixture = try await BackendFixture.make(.redisCluster)
+        defer { fixture.close() }
+        let backend = try #require(fixture.backend as? RedisQueueBackend)
+        let queue = QueueName(TestEnvironment.uniqueName("slot"))!
+        let error = await #expect(throws: QueueError.self) {
+            try await backend.updateSettings(QueueSettings(maxReceiveCount: 1, deadLetterQueue: QueueName("elsewhere")), of: queue)
+        }
+        #expect(error?.kind == .invalidArgument)
+        try await backend.updateSettings(QueueSettings(maxReceiveCount: 1), of: queue)
+        let config = backend.keys(queue).config
+        _ = try await backend.client.send(RedisCommand("HSET", .string(config), "deadLetterQueue", "elsewhere"), slotKey: config)
+        _ = try await backend.send("poison", to: queue)
+        let delivery = try #require(try await backend.receiveAcknowledged(from: queue).first)
+        #expect(try await backend.reject(delivery.receipt, in: queue, delay: .zero, reason: "no"))
+        let deadLetterQueue = QueueName(queue.rawValue + "-dlq")!
+        #expect(try await backend.stats(of: queue).deadLetterReady == 1)
+        #expect(try await backend.take(from: deadLetterQueue) == "poison")
+        #expect(try await backend.stats(of: QueueName("elsewhere")!).ready == 0)
+    }
+}
