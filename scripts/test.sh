@@ -134,8 +134,8 @@ SKIFF_TEST_BACKENDS=memory,redis swift test --skip-build --skip SkiffClusterTest
 log "the queue and HTTP suites again on the Redis Cluster backend"
 SKIFF_TEST_BACKENDS=redisCluster swift test --skip-build --filter 'SkiffQueueTests|SkiffAPITests'
 
-log "Redis Cluster failover under the client (a primary SIGKILLed, its replica promoted)"
-SKIFF_TEST_REDIS_CLUSTER_FAULTS=1 swift test --skip-build --filter aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows
+log "Redis Cluster failover under the client and the subscriber (a primary SIGKILLed, its replica promoted)"
+SKIFF_TEST_REDIS_CLUSTER_FAULTS=1 swift test --skip-build --filter 'aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows|theSubscriberMovesToAnotherNodeWhenItsNodeDies'
 
 log "fuzzing the fast path's request heads and chunked bodies and the JSON validator (libFuzzer, scripts/fuzz.sh)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh

@@ -272,8 +272,15 @@ public final class RedisClient: Sendable, Service {
         onMessage: @escaping @Sendable (_ channel: String, _ payload: ByteBuffer) -> Void,
         onConnectionChange: @escaping @Sendable (_ connected: Bool) -> Void
     ) -> RedisSubscriber {
-        RedisSubscriber(
-            configuration: configuration,
+        var candidates: (@Sendable () -> [RedisConfiguration])?
+        var first = configuration
+        if let router {
+            first = configuration.node(configuration.clusterSeeds[0])
+            candidates = { router.knownNodes().map { router.configuration.node($0) } }
+        }
+        return RedisSubscriber(
+            configuration: first,
+            candidates: candidates,
             // An event loop is a group of one: every connection of the subscriber lives on it.
             eventLoopGroup: eventLoop ?? eventLoopGroup,
             logger: logger,

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import SkiffTestSupport
+import Synchronization
 import Testing
 
 @testable import SkiffRedis
@@ -170,5 +171,37 @@ struct RedisClusterClientTests {
         let text = String(decoding: data, as: UTF8.self)
         guard process.terminationStatus == 0 else { throw RedisClientError.unexpectedReply("redis-cluster.sh \(arguments): \(text)") }
         return text
+    }
+
+    /// The subscriber hears every channel from any node (a cluster forwards `PUBLISH` to all of
+    /// them); when its node dies it moves to another and hears on. Run with the faults, alone.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["SKIFF_TEST_REDIS_CLUSTER_FAULTS"] == "1"))
+    func theSubscriberMovesToAnotherNodeWhenItsNodeDies() async throws {
+        let url = try #require(TestEnvironment.redisClusterURL)
+        let client = try Self.client(url, timeout: .seconds(1))
+        defer { client.close() }
+        let heard = Mutex<[String]>([])
+        let subscriber = client.makeSubscriber(onMessage: { _, payload in heard.withLock { $0.append(String(buffer: payload)) } }, onConnectionChange: { _ in })
+        let running = Task { try await subscriber.run() }
+        defer { running.cancel() }
+        let channel = TestEnvironment.uniqueName("wake")
+        try await subscriber.subscribe(channel)
+        _ = try await client.send(RedisCommand("PUBLISH", .string(channel), "before"), slotKey: "other-\(channel)")
+        try await eventually { heard.withLock { $0.contains("before") } }
+
+        // Kill the node it listens on, whatever its role now (SIGKILL by its pid file).
+        let node = try #require(subscriber.connectedNode)
+        let port = try #require(Int(node.split(separator: ":").last ?? ""))
+        let base = try RedisConfiguration(url: url).clusterSeeds[0].port
+        let directory = TestEnvironment.redisClusterDirectory ?? "/tmp/skiff-redis-cluster-\(base)"
+        let pid = try #require(
+            Int32(try String(contentsOfFile: "\(directory)/redis-\(port).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(pid, SIGKILL) == 0)
+        defer { _ = try? Self.script(["restart-node", "--port", String(port)] + Self.portArguments(url)) }
+        try await eventually(timeout: .seconds(30)) { subscriber.connectedNode != nil && subscriber.connectedNode != node }
+        try await eventually(timeout: .seconds(10)) {
+            _ = try? await client.send(RedisCommand("PUBLISH", .string(channel), "after"), slotKey: "other-\(channel)")
+            return heard.withLock { $0.contains("after") }
+        }
     }
 }

@@ -156,6 +156,11 @@ final class ClusterRouter: Sendable {
         throw RedisClientError.unavailable("Redis Cluster map: " + failures.joined(separator: "; "))
     }
 
+    /// Every node the client knows: the map's primaries and replicas, then the seeds.
+    func knownNodes() -> [ClusterNodeAddress] {
+        Self.candidates(map: state.withLock { $0.map }, seeds: configuration.clusterSeeds)
+    }
+
     /// Open connections over every node.
     var openConnections: Int { state.withLock { $0.pools.values.reduce(0) { $0 + $1.openConnections } } }
     var reconnects: Int { state.withLock { $0.pools.values.reduce(0) { $0 + $1.reconnects } } }

@@ -8,9 +8,16 @@ import Synchronization
 /// The set of channels is kept here; after a reconnect every channel is subscribed again and
 /// `onConnectionChange(true)` fires, so the owner can re-check what it may have missed while
 /// disconnected (pub/sub does not buffer for absent subscribers).
+///
+/// On a Redis Cluster a classic `PUBLISH` reaches the subscribers of every node, so one
+/// connection to any node hears every channel: the subscriber connects to the nodes the client
+/// knows in turn (primaries, replicas, seeds), and moves on to the next when one fails, so a dead
+/// node never leaves it deaf.
 public final class RedisSubscriber: Sendable, Service {
     private struct State {
         var connection: RedisConnection?
+        /// `host:port` of the current connection.
+        var node: String?
         var channels: Set<String> = []
         /// Channels Redis confirmed on the current connection: subscribing again is free.
         var confirmed: Set<String> = []
@@ -22,6 +29,8 @@ public final class RedisSubscriber: Sendable, Service {
     }
 
     private let configuration: RedisConfiguration
+    /// Where to connect, in order of preference (a single Redis: itself; a cluster: its nodes).
+    private let candidates: @Sendable () -> [RedisConfiguration]
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let onMessage: @Sendable (String, ByteBuffer) -> Void
@@ -30,12 +39,14 @@ public final class RedisSubscriber: Sendable, Service {
 
     init(
         configuration: RedisConfiguration,
+        candidates: (@Sendable () -> [RedisConfiguration])? = nil,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
         onMessage: @escaping @Sendable (String, ByteBuffer) -> Void,
         onConnectionChange: @escaping @Sendable (Bool) -> Void
     ) {
         self.configuration = configuration
+        self.candidates = candidates ?? { [configuration] }
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.onMessage = onMessage
@@ -43,6 +54,9 @@ public final class RedisSubscriber: Sendable, Service {
     }
 
     public var isConnected: Bool { state.withLock { $0.connection?.isActive ?? false } }
+
+    /// `host:port` of the node the subscriber is connected to, if it is.
+    public var connectedNode: String? { state.withLock { $0.connection?.isActive == true ? $0.node : nil } }
 
     /// The connection on which `channel` is confirmed now (a number that changes with every new
     /// connection and every unsubscribe), or `nil`. The same answer at two moments means every
@@ -109,11 +123,15 @@ public final class RedisSubscriber: Sendable, Service {
 
     private func maintainConnection() async {
         var attempt = 0
+        /// Which candidate to try next: the next one after every failure or lost connection.
+        var turn = 0
         while !Task.isCancelled {
+            let nodes = candidates()
+            let node = nodes.isEmpty ? configuration : nodes[turn % nodes.count]
             do {
                 let onMessage = self.onMessage
                 let connection = try await RedisConnection.connect(
-                    configuration: configuration,
+                    configuration: node,
                     eventLoop: eventLoopGroup.next(),
                     logger: logger,
                     onPush: { value in
@@ -126,6 +144,7 @@ public final class RedisSubscriber: Sendable, Service {
                 let channels = state.withLock { state -> Set<String>? in
                     if state.isShutDown { return nil }
                     state.connection = connection
+                    state.node = "\(node.host):\(node.port)"
                     state.generation &+= 1
                     state.confirmed = []
                     return state.channels
@@ -151,9 +170,11 @@ public final class RedisSubscriber: Sendable, Service {
                     if state.connection === connection { state.connection = nil }
                 }
                 if Task.isCancelled { return }
-                logger.warning("redis subscriber connection lost; reconnecting")
+                logger.warning("redis subscriber connection lost; reconnecting", metadata: ["redis.node": "\(node.host):\(node.port)"])
+                turn &+= 1
                 onConnectionChange(false)
             } catch {
+                turn &+= 1
                 state.withLock {
                     $0.connection?.close(); $0.connection = nil
                 }
