@@ -133,23 +133,33 @@ extension RedisQueueBackend {
     }
 
     /// Cluster: `body` once per node with the index bases of the slots it serves that hold
-    /// queues (concurrently), the answers concatenated. A slot that moved meanwhile fails its
-    /// node's run: the slot map is read again for the next round.
+    /// queues (concurrently), the answers concatenated. When a node's run fails (a slot moved
+    /// away or is migrating, the node is failing over), the slot map is read again and that
+    /// node's slots are asked one by one instead, each routed by its own slot (so `MOVED` and
+    /// `ASK` are followed): one node in trouble never holds up the sweep of the others.
     func forEachNode<T: Sendable>(_ body: @escaping @Sendable ([String]) async throws -> [T]) async throws -> [T] {
         let groups = try await client.slotsByNode(try await slotsInUse()).filter { !$0.isEmpty }
-        let prefix = self.prefix
-        do {
-            return try await withThrowingTaskGroup(of: [T].self) { group in
-                for slots in groups {
-                    group.addTask { try await body(slots.map { RedisQueueKeys.indexBase(prefix: prefix, slot: $0) }) }
+        let (prefix, client, logger) = (self.prefix, self.client, self.logger)
+        return await withTaskGroup(of: [T].self) { group in
+            for slots in groups {
+                group.addTask {
+                    let bases = slots.map { RedisQueueKeys.indexBase(prefix: prefix, slot: $0) }
+                    do {
+                        return try await body(bases)
+                    } catch {
+                        logger.debug("a node's sweep read failed; asking its slots one by one", metadata: ["error": "\(error)"])
+                        await client.refreshClusterMap()
+                        var results: [T] = []
+                        for base in bases {
+                            do { results += try await body([base]) } catch { continue }
+                        }
+                        return results
+                    }
                 }
-                var results: [T] = []
-                while let answer = try await group.next() { results += answer }
-                return results
             }
-        } catch let error as RedisServerError {
-            await client.refreshClusterMap()
-            throw error
+            var results: [T] = []
+            while let answer = await group.next() { results += answer }
+            return results
         }
     }
 
