@@ -64,6 +64,10 @@ public final class RedisClient: Sendable, Service {
     /// Sends a command on a shared connection with the configured command deadline. On a
     /// cluster, `slotKey` routes it (any key of the command); without one it goes to any primary.
     public func send(_ command: RedisCommand, slotKey: String? = nil) async throws -> RedisValue {
+        try await send(command, slotKey: slotKey, script: nil)
+    }
+
+    func send(_ command: RedisCommand, slotKey: String?, script: RedisScript?) async throws -> RedisValue {
         let start = ContinuousClock.now
         defer { metrics.recordCommand(command.name, since: start) }
         do {
@@ -71,7 +75,7 @@ public final class RedisClient: Sendable, Service {
                 let connection = try await pool.multiplexedConnection()
                 return try await connection.send(command, timeout: configuration.commandTimeout)
             }
-            return try await routed(router, slotKey: slotKey, deadline: start + configuration.commandTimeout) { connection, remaining in
+            return try await routed(router, slotKey: slotKey, deadline: start + configuration.commandTimeout, script: script) { connection, remaining in
                 try await connection.send(command, timeout: remaining)
             }
         } catch let error as RedisClientError where error.isConnectivityFailure {
@@ -82,10 +86,15 @@ public final class RedisClient: Sendable, Service {
 
     /// Runs `body` on a connection to the node that serves `slotKey`'s slot, following the
     /// cluster's redirections until `deadline` (see the type's documentation).
+    ///
+    /// A script never follows `ASK`: on the migration target it would see only the keys moved so
+    /// far. It waits for the migration to finish (`MOVED`) instead, like `TRYAGAIN`; and when it
+    /// ``RedisScript/touchesEveryKeyFirst``, a refused key is waited out the same way.
     func routed<T: Sendable>(
         _ router: ClusterRouter,
         slotKey: String?,
         deadline: ContinuousClock.Instant,
+        script: RedisScript? = nil,
         _ body: (RedisConnection, Duration) async throws -> T
     ) async throws -> T {
         let slot = slotKey.map(ClusterSlot.of)
@@ -112,14 +121,18 @@ public final class RedisClient: Sendable, Service {
                 }
                 return try await body(connection, remaining)
             } catch let error as RedisServerError {
-                guard let redirection = ClusterRedirection(error), attempt < 16 else { throw error }
+                if let script, script.touchesEveryKeyFirst, ClusterRedirection.isNonLocalKeyRefusal(error), attempt < 64 {
+                    try await Self.pause(attempt: attempt, until: deadline, failure: error)
+                    continue
+                }
+                guard let redirection = ClusterRedirection(error), attempt < 64 else { throw error }
                 switch redirection {
                 case .moved(let slot, let address):
                     router.moved(slot: slot, to: address)
-                case .ask(_, let address):
+                case .ask(_, let address) where script == nil:
                     asking = address
-                case .tryAgain:
-                    try await Self.pause(attempt: attempt, until: deadline)
+                case .ask, .tryAgain:
+                    try await Self.pause(attempt: attempt, until: deadline, failure: error)
                 }
             } catch let error as RedisClientError where error == .unavailable("") {
                 // No connection could be made, so nothing was sent: the node may be gone (a
@@ -181,20 +194,20 @@ public final class RedisClient: Sendable, Service {
         let slotKey = keys.first
         if let hash = scriptHashes.withLock({ $0[script.name] }) {
             do {
-                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments), slotKey: slotKey)
+                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments), slotKey: slotKey, script: script)
             } catch let error as RedisServerError where error.isNoScript {
                 logger.info("redis script cache was emptied; reloading", metadata: ["redis.script": "\(script.name)"])
             }
         }
         if let hash = try await load(script, slotKey: slotKey) {
             do {
-                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments), slotKey: slotKey)
+                return try await send(Self.scriptCommand("EVALSHA", hash, keys: keys, arguments: arguments), slotKey: slotKey, script: script)
             } catch let error as RedisServerError where error.isNoScript {
                 // Flushed between the two commands (or, on a cluster, the slot moved to a node
                 // that has not loaded it): EVAL cannot miss.
             }
         }
-        return try await send(Self.scriptCommand("EVAL", script.source, keys: keys, arguments: arguments), slotKey: slotKey)
+        return try await send(Self.scriptCommand("EVAL", script.source, keys: keys, arguments: arguments), slotKey: slotKey, script: script)
     }
 
     /// Runs a script, then `WAIT replicas timeout` on the same connection, so the answer says how
@@ -225,10 +238,14 @@ public final class RedisClient: Sendable, Service {
             do {
                 let results: [Result<RedisValue, any Error>]
                 if let router {
-                    results = try await routed(router, slotKey: keys.first, deadline: start + timeout) { connection, remaining in
+                    results = try await routed(router, slotKey: keys.first, deadline: start + timeout, script: script) { connection, remaining in
                         let results = try await connection.sendPipelined(commands, timeout: remaining)
                         // A redirection of the script is thrown so that `routed` follows it.
-                        if case .failure(let error as RedisServerError) = results[0], ClusterRedirection(error) != nil { throw error }
+                        if case .failure(let error as RedisServerError) = results[0],
+                            ClusterRedirection(error) != nil || ClusterRedirection.isNonLocalKeyRefusal(error)
+                        {
+                            throw error
+                        }
                         return results
                     }
                 } else {

@@ -24,7 +24,8 @@ enum RedisQueueScripts {
     /// sweeps, reads), so it may run while Redis refuses writes for memory (`noeviction` OOM):
     /// consumers can always drain a full Redis. Sends, settings and redrives cannot.
     private static func script(_ name: String, drains: Bool = true, _ body: [UInt8]) -> RedisScript {
-        RedisScript(name: name, source: (drains ? "#!lua flags=allow-oom\n" : "") + library + template(body))
+        // Each touches every key it may reach before writing on a cluster (library.lua).
+        RedisScript(name: name, source: (drains ? "#!lua flags=allow-oom\n" : "") + library + template(body), touchesEveryKeyFirst: true)
     }
 
     /// Every script, for the test that loads each one into Redis.

@@ -2,11 +2,11 @@ import Logging
 import NIOCore
 import NIOPosix
 import PropertyBased
-import SkiffRedis
 import SkiffTestSupport
 import Testing
 
 @testable import SkiffQueue
+@testable import SkiffRedis
 @testable import SkiffRedisQueue
 
 /// The cluster layout of the Redis backend: slot tags, queue families (Swift's and Lua's agree),
@@ -95,5 +95,68 @@ struct ClusterLayoutTests {
         #expect(try await backend.stats(of: queue).deadLetterReady == 1)
         #expect(try await backend.take(from: deadLetterQueue) == "poison")
         #expect(try await backend.stats(of: QueueName("elsewhere")!).ready == 0)
+    }
+
+    /// A family's slot half-way through a migration (its in-flight hash already on the target,
+    /// its ready list not): a claim would pop from the list and then fail on the hash, and Redis
+    /// keeps a failed script's writes, so the message would be lost. The scripts touch every key
+    /// first, so the claim stops before writing; the client waits for the migration to finish and
+    /// the message is delivered once, on the new owner.
+    @Test(.enabled(if: TestEnvironment.hasRedisCluster)) func aHalfMigratedQueueLosesNothing() async throws {
+        let fixture = try await BackendFixture.make(.redisCluster)
+        defer { fixture.close() }
+        let backend = try #require(fixture.backend as? RedisQueueBackend)
+        let client = backend.client
+        let queue = QueueName(TestEnvironment.uniqueName("migrate"))!
+        _ = try await backend.send("held", to: queue)
+        _ = try await backend.send("waiting", to: queue)
+        let held = try #require(try await backend.receiveAcknowledged(from: queue).first)
+        #expect(String(buffer: held.message.body) == "held")
+
+        // Start moving the slot, and move the in-flight hash only.
+        let keys = backend.keys(queue)
+        let slot = try #require(keys.slot)
+        let map = try await client.router!.refresh()
+        let (source, target) = (try #require(map.primary(for: slot)), try #require(map.primaries.first { $0 != map.primary(for: slot) }))
+        func node(_ address: ClusterNodeAddress) throws -> RedisClient {
+            RedisClient(
+                configuration: try RedisConfiguration(url: "redis://\(address)"), eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                logger: Logger(label: "test"))
+        }
+        let (from, to) = (try node(source), try node(target))
+        defer {
+            from.close()
+            to.close()
+        }
+        let sourceID = try #require(try await from.send(RedisCommand("CLUSTER", "MYID")).string)
+        let targetID = try #require(try await to.send(RedisCommand("CLUSTER", "MYID")).string)
+        _ = try await to.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "IMPORTING", .string(sourceID)))
+        _ = try await from.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "MIGRATING", .string(targetID)))
+        let migrate = { (names: [String]) in
+            _ = try await from.send(
+                RedisCommand("MIGRATE", [.string(target.host), .integer(Int64(target.port)), "", 0, 5000, "KEYS"] + names.map { .string($0) })
+            )
+        }
+        try await migrate([keys.base + "inflight"])
+
+        // A claim now cannot run; it waits (the client retries within its deadline, 5 s here).
+        let claim = Task { try await backend.receive(from: queue, timeout: .zero) }
+        try await Task.sleep(for: .milliseconds(300))
+        // Finish the move: the rest of the slot's keys, then the slot itself on every primary.
+        let rest = try #require(try await from.send(RedisCommand("CLUSTER", "GETKEYSINSLOT", .integer(Int64(slot)), 1000)).array).compactMap { $0.string }
+        if !rest.isEmpty { try await migrate(rest) }
+        for primary in map.primaries {
+            let other = try node(primary)
+            defer { other.close() }
+            _ = try await other.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "NODE", .string(targetID)))
+        }
+        let delivered = try #require(try await claim.value)
+        #expect(String(buffer: delivered.message.body) == "waiting")
+        #expect(try await backend.complete(delivered))
+        // Nothing was lost or doubled: the held claim is still held and settles once.
+        #expect(try await backend.acknowledge([held.receipt], in: queue) == [true])
+        let stats = try await backend.stats(of: queue)
+        #expect(stats.ready == 0 && stats.inFlight == 0 && stats.delayed == 0)
+        #expect(stats.totals.enqueued == 2 && stats.totals.delivered == 2)
     }
 }

@@ -80,4 +80,10 @@ public enum ClusterRedirection: Equatable, Sendable {
             return nil
         }
     }
+
+    /// A script refused a key of a slot that is migrating (or has moved): see
+    /// ``RedisScript/touchesEveryKeyFirst``.
+    public static func isNonLocalKeyRefusal(_ error: RedisServerError) -> Bool {
+        error.prefix == "ERR" && error.message.contains("Script attempted to access a non local key")
+    }
 }

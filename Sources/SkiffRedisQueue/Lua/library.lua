@@ -234,3 +234,26 @@ local function promote(q, s)
   end
   return moved, more
 end
+
+-- On a cluster, before anything is written: touch every key this script may reach (the queue's
+-- and its dead-letter queue's, the slot's indexes). A slot half-way through a migration makes
+-- Redis refuse a key that is not on this node; refused here, the script stops having written
+-- nothing (Redis does not undo a script's writes when it fails later), and the client retries
+-- until the slot has moved. Reads only, one EXISTS per queue.
+local function touchFamily(q)
+  local bucket = math.floor(now / 10000)
+  local keys = { key(q, 'ready') }
+  for p = 1, 9 do keys[#keys + 1] = key(q, 'ready:' .. p) end
+  for p = 0, 9 do keys[#keys + 1] = key(q, 'returned:' .. p) end
+  for _, suffix in ipairs({ 'inflight', 'leases', 'delayed', 'seq', 'config', 'stats', 'errors', 'history', 'dedup', 'dedup-expiry' }) do
+    keys[#keys + 1] = key(q, suffix)
+  end
+  for b = bucket - 7, bucket do keys[#keys + 1] = key(q, 'rate:' .. b) end
+  redis.call('EXISTS', unpack(keys))
+end
+if clustered and queue ~= '' then
+  redis.call('EXISTS', indexKey('queues'), indexKey('lease-index'), indexKey('delay-index'), indexKey('retention-index'), indexKey('unregistered'))
+  touchFamily(queue)
+  local dlq = settings(queue).dlq
+  if dlq ~= queue then touchFamily(dlq) end
+end
