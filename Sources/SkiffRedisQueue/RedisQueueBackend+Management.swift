@@ -106,21 +106,38 @@ extension RedisQueueBackend {
     /// with many queues never runs one long script; a queue created or deleted meanwhile may or
     /// may not be listed.
     public func queues() async throws -> [QueueSummary] {
+        guard clustered else { return try await queues(slot: nil) }
+        // On a cluster each slot has its own queue set: 16 slots at a time.
+        let slots = try await slotsInUse(fresh: true)
+        var summaries: [QueueSummary] = []
+        try await withThrowingTaskGroup(of: [QueueSummary].self) { group in
+            var next = slots.makeIterator()
+            for _ in 0..<16 {
+                guard let slot = next.next() else { break }
+                group.addTask { try await self.queues(slot: slot) }
+            }
+            while let page = try await group.next() {
+                summaries += page
+                if let slot = next.next() { group.addTask { try await self.queues(slot: slot) } }
+            }
+        }
+        return summaries.sorted { $0.name < $1.name }
+    }
+
+    /// The queues of one slot's set (the whole set on a single Redis), a page of about 100 at a time.
+    func queues(slot: Int?) async throws -> [QueueSummary] {
         var summaries: [QueueSummary] = []
         var seen: Set<QueueName> = []
-        // On a cluster each slot has its own queue set.
-        for slot in clustered ? try await slotsInUse(fresh: true).map(Optional.some) : [nil] {
-            var cursor = "0"
-            repeat {
-                let reply = try await run(RedisQueueScripts.list, on: nil, slot: slot, [.string(cursor), .integer(100)])
-                guard let values = reply.array, values.count % 4 == 1, let next = values[0].string else {
-                    throw QueueError.internalError("list script returned \(reply)")
-                }
-                cursor = next
-                // A set scan may return a member twice (while Redis resizes the set).
-                for summary in Self.summaries(values.dropFirst()) where seen.insert(summary.name).inserted { summaries.append(summary) }
-            } while cursor != "0" && summaries.count <= configuration.maximumQueues * 2
-        }
+        var cursor = "0"
+        repeat {
+            let reply = try await run(RedisQueueScripts.list, on: nil, slot: slot, [.string(cursor), .integer(100)])
+            guard let values = reply.array, values.count % 4 == 1, let next = values[0].string else {
+                throw QueueError.internalError("list script returned \(reply)")
+            }
+            cursor = next
+            // A set scan may return a member twice (while Redis resizes the set).
+            for summary in Self.summaries(values.dropFirst()) where seen.insert(summary.name).inserted { summaries.append(summary) }
+        } while cursor != "0" && summaries.count <= configuration.maximumQueues * 2
         return summaries.sorted { $0.name < $1.name }
     }
 
