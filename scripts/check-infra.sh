@@ -234,7 +234,7 @@ check "terraform fmt -check -recursive terraform" terraform fmt -check -recursiv
 # evaluates every validation block: terraform.tfvars.example must pass and
 # each known-bad value must be rejected.
 terraform_variables() {
-    local dir=$WORK/tfvars bad ok=0
+    local dir=$WORK/tfvars bad good ok=0
     mkdir -p "$dir"
     cp terraform/variables.tf "$dir/"
     cp terraform/terraform.tfvars.example "$dir/example.tfvars"
@@ -244,6 +244,12 @@ terraform_variables() {
         echo "terraform.tfvars.example is rejected by variables.tf:"
         cat "$dir/plan.log"
         return 1
+    }
+    # One setting per entry, or several separated by spaces.
+    vars_of() {
+        local -a words
+        read -ra words <<<"$1"
+        printf -- '-var\n%s\n' "${words[@]}"
     }
     local -a bad_values=(
         "image=us-central1-docker.pkg.dev/p/skiff/skiff:latest"
@@ -258,14 +264,41 @@ terraform_variables() {
         'invoker_members=["allUsers"]'
         "ingress=ALL"
         "name_prefix=Skiff"
+        "redis_backend=memorystore"
+        "redis_wait_replicas=2"
+        "redis_backend=memorystore-redis-cluster redis_replica_count=0"
+        "redis_backend=memorystore-redis-cluster redis_replica_count=3"
+        "redis_backend=memorystore-valkey redis_replica_count=6"
+        "redis_backend=memorystore-valkey redis_replica_count=2 redis_wait_replicas=3"
+        "redis_node_type=REDIS_STANDARD_SMALL"
+        "valkey_version=VALKEY_6_0"
+        "redis_cluster_auth_mode=password"
+        "redis_cluster_persistence_mode=DISABLED"
+        "redis_aof_fsync=NO"
+        "psc_subnet_cidr=10.9.0.0/30"
     )
+    # Each backend with its largest replica counts must pass.
+    local -a good_values=(
+        "redis_backend=memorystore-redis-cluster redis_replica_count=2 redis_wait_replicas=2 redis_node_type=HIGHMEM_MEDIUM"
+        "redis_backend=memorystore-valkey redis_replica_count=5 redis_wait_replicas=5 valkey_version=VALKEY_9_0 redis_cluster_persistence_mode=RDB"
+    )
+    local -a args
     for bad in "${bad_values[@]}"; do
-        if plan -var "$bad"; then
+        mapfile -t args < <(vars_of "$bad")
+        if plan "${args[@]}"; then
             echo "variables.tf accepts $bad"
             ok=1
         fi
     done
-    echo "terraform.tfvars.example accepted; ${#bad_values[@]} bad values rejected"
+    for good in "${good_values[@]}"; do
+        mapfile -t args < <(vars_of "$good")
+        plan "${args[@]}" || {
+            echo "variables.tf rejects $good:"
+            cat "$dir/plan.log"
+            ok=1
+        }
+    done
+    echo "terraform.tfvars.example and ${#good_values[@]} backend settings accepted; ${#bad_values[@]} bad values rejected"
     return $ok
 }
 check "terraform: variables.tf validation (example accepted, bad values rejected)" terraform_variables

@@ -1,27 +1,40 @@
-# Skiff on Google Cloud: a Cloud Run v2 service reaching a Memorystore for
-# Redis instance (STANDARD_HA, AUTH, TLS) over a Serverless VPC Access
-# connector. See docs/deploy.md for the commands.
+# Skiff on Google Cloud: a Cloud Run v2 service reaching Memorystore over a
+# Serverless VPC Access connector. See docs/deploy.md for the commands.
 #
-#   Cloud Run (skiff) --connector, private ranges only--> VPC --private services access--> Memorystore
+# var.redis_backend chooses the Memorystore product (redis.tf):
 #
-# Files: network.tf (VPC, connector, firewall, private services access),
-# redis.tf, secrets.tf (AUTH string and CA certificate in Secret Manager),
-# run.tf (service, its service account, invoker IAM), registry.tf.
+#   Cloud Run (skiff) --connector, private ranges only--> VPC --private services access--> Memorystore for Redis (STANDARD_HA, AUTH, TLS)
+#                                                             --Private Service Connect-->  Memorystore for Redis Cluster / for Valkey (TLS)
+#
+# Files: network.tf (VPC, connector, firewall, private services access or the
+# Private Service Connect subnet and service connection policy), redis.tf,
+# secrets.tf (AUTH string and CA certificate in Secret Manager), run.tf
+# (service, its service account, invoker IAM), registry.tf.
 
 locals {
   labels = merge({ service = var.name_prefix }, var.labels)
 
-  # The APIs this configuration uses.
-  services = toset([
-    "artifactregistry.googleapis.com",
-    "compute.googleapis.com",
-    "iam.googleapis.com",
-    "redis.googleapis.com",
-    "run.googleapis.com",
-    "secretmanager.googleapis.com",
-    "servicenetworking.googleapis.com",
-    "vpcaccess.googleapis.com",
-  ])
+  # The APIs this configuration uses: the ones every backend needs, plus
+  # Private Service Connect automation for the cluster products (Memorystore
+  # for Redis Cluster is served by redis.googleapis.com, Memorystore for Valkey
+  # by memorystore.googleapis.com).
+  services = setunion(
+    [
+      "artifactregistry.googleapis.com",
+      "compute.googleapis.com",
+      "iam.googleapis.com",
+      "redis.googleapis.com",
+      "run.googleapis.com",
+      "secretmanager.googleapis.com",
+      "servicenetworking.googleapis.com",
+      "vpcaccess.googleapis.com",
+    ],
+    var.redis_backend == "memorystore-redis" ? [] : [
+      "networkconnectivity.googleapis.com",
+      "serviceconsumermanagement.googleapis.com",
+    ],
+    var.redis_backend == "memorystore-valkey" ? ["memorystore.googleapis.com"] : [],
+  )
 }
 
 resource "google_project_service" "enabled" {

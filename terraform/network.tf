@@ -53,10 +53,12 @@ resource "google_vpc_access_connector" "connector" {
   depends_on = [google_project_service.enabled]
 }
 
-# --- Private services access (Memorystore's private IP) ---------------------------------
+# --- Private services access (Memorystore for Redis's private IP) -----------------------
+# Only while a Memorystore for Redis instance exists (redis.tf): the cluster
+# products are reached through Private Service Connect instead (below).
 
 resource "google_compute_global_address" "redis" {
-  count = var.create_private_service_access ? 1 : 0
+  count = local.redis_instance_exists && var.create_private_service_access ? 1 : 0
 
   name          = "${var.name_prefix}-redis-psa"
   purpose       = "VPC_PEERING"
@@ -66,7 +68,7 @@ resource "google_compute_global_address" "redis" {
 }
 
 resource "google_service_networking_connection" "psa" {
-  count = var.create_private_service_access ? 1 : 0
+  count = local.redis_instance_exists && var.create_private_service_access ? 1 : 0
 
   network                 = local.network_id
   service                 = "servicenetworking.googleapis.com"
@@ -76,13 +78,60 @@ resource "google_service_networking_connection" "psa" {
 }
 
 locals {
-  psa_range_name = var.create_private_service_access ? google_compute_global_address.redis[0].name : var.psa_range_name
+  psa_range_name = var.create_private_service_access ? one(google_compute_global_address.redis[*].name) : var.psa_range_name
   psa_range_cidr = (var.create_private_service_access
-    ? "${google_compute_global_address.redis[0].address}/${google_compute_global_address.redis[0].prefix_length}"
+    ? one([for range in google_compute_global_address.redis : "${range.address}/${range.prefix_length}"])
     : var.psa_range_cidr
   )
   # Network tag Serverless VPC Access puts on this connector's instances.
   connector_tag = "vpc-connector-${var.region}-${google_vpc_access_connector.connector.name}"
+}
+
+# --- Private Service Connect (Memorystore for Redis Cluster / for Valkey) ----------------
+# Both products put their endpoints into the consumer VPC through service
+# connectivity automation: a service connection policy for the product's
+# service class names the subnet Memorystore may take addresses from, and
+# Memorystore creates the endpoints (forwarding rules) there when the cluster
+# is created. A VPC holds one policy per region and service class: with an
+# existing one, set create_service_connection_policy = false.
+
+locals {
+  psc_service_class = local.redis_valkey ? "gcp-memorystore" : "gcp-memorystore-redis"
+  create_psc        = local.redis_psc && var.create_service_connection_policy
+}
+
+resource "google_compute_subnetwork" "memorystore_psc" {
+  count = local.create_psc ? 1 : 0
+
+  name                     = "${var.name_prefix}-memorystore-psc"
+  description              = "Skiff: Private Service Connect endpoints of the Memorystore cluster."
+  region                   = var.region
+  network                  = local.network_id
+  ip_cidr_range            = var.psc_subnet_cidr
+  private_ip_google_access = true
+
+  log_config {
+    aggregation_interval = "INTERVAL_5_SEC"
+    flow_sampling        = 0.5
+    metadata             = "INCLUDE_ALL_METADATA"
+  }
+}
+
+resource "google_network_connectivity_service_connection_policy" "memorystore" {
+  count = local.create_psc ? 1 : 0
+
+  name          = "${var.name_prefix}-${local.psc_service_class}"
+  description   = "Skiff: lets Memorystore create the cluster's Private Service Connect endpoints in the ${var.name_prefix}-memorystore-psc subnet."
+  location      = var.region
+  service_class = local.psc_service_class
+  network       = local.network_id
+  labels        = local.labels
+
+  psc_config {
+    subnetworks = [google_compute_subnetwork.memorystore_psc[0].id]
+  }
+
+  depends_on = [google_project_service.enabled]
 }
 
 # --- Firewall ------------------------------------------------------------------------
@@ -91,24 +140,35 @@ locals {
 # 35.199.224.0/19, and Google's health checkers). What it does not do is limit
 # what the connector may reach: by default every Cloud Run instance could
 # open connections to anything in the VPC. These rules allow the connector
-# only the Memorystore range on the Redis port, plus the replies to the
-# serverless infrastructure, and deny the rest.
+# only Memorystore, plus the replies to the serverless infrastructure, and
+# deny the rest.
+#
+# Memorystore for Redis: the private services access range, on the instance's
+# TLS port. The cluster products: the Private Service Connect subnet, on the
+# discovery port 6379 and the ports the nodes answer on, 11000-13047 (a
+# cluster client reads the node addresses from the discovery endpoint, then
+# connects to each node directly).
+
+locals {
+  redis_firewall_ranges = local.redis_single ? [local.psa_range_cidr] : [var.psc_subnet_cidr]
+  redis_firewall_ports  = local.redis_single ? [tostring(one(google_redis_instance.main[*].port))] : ["6379", "11000-13047"]
+}
 
 resource "google_compute_firewall" "connector_to_redis" {
   count = var.restrict_connector_egress ? 1 : 0
 
   name        = "${var.name_prefix}-connector-to-redis"
-  description = "Skiff: the VPC connector may reach Memorystore on its TLS port."
+  description = "Skiff: the VPC connector may reach Memorystore on its TLS ports."
   network     = var.network_name == null ? google_compute_network.vpc[0].id : var.network_name
   direction   = "EGRESS"
   priority    = 900
 
   target_tags        = [local.connector_tag]
-  destination_ranges = [local.psa_range_cidr]
+  destination_ranges = local.redis_firewall_ranges
 
   allow {
     protocol = "tcp"
-    ports    = [tostring(google_redis_instance.main.port)]
+    ports    = local.redis_firewall_ports
   }
 
   log_config {

@@ -8,14 +8,32 @@ output "service_account_email" {
   value       = google_service_account.skiff.email
 }
 
+output "redis_backend" {
+  description = "The Memorystore product the service uses (var.redis_backend)."
+  value       = var.redis_backend
+}
+
+output "redis_url" {
+  description = "Where the service connects, without credentials: rediss://host:port for Memorystore for Redis (AUTH string in the <name_prefix>-redis-auth secret), rediss+cluster://host:port for the cluster products (their discovery endpoint). Private addresses, reachable only from the VPC; TLS with the CA in the <name_prefix>-redis-ca secret."
+  value = (local.redis_single
+    ? "rediss://${google_redis_instance.main[0].host}:${google_redis_instance.main[0].port}"
+    : "rediss+cluster://${join(",", local.redis_cluster_seeds)}"
+  )
+}
+
 output "redis_host" {
-  description = "Private IP of the Memorystore instance (reachable only from the VPC)."
-  value       = google_redis_instance.main.host
+  description = "Private IP of the Memorystore for Redis instance, or of the cluster's discovery endpoint (reachable only from the VPC)."
+  value       = local.redis_single ? google_redis_instance.main[0].host : try(split(":", local.redis_cluster_seeds[0])[0], null)
 }
 
 output "redis_port" {
-  description = "Memorystore port (the TLS port, since transit encryption is on)."
-  value       = google_redis_instance.main.port
+  description = "Port of the same: the instance's TLS port, or the discovery endpoint's."
+  value       = local.redis_single ? google_redis_instance.main[0].port : try(tonumber(split(":", local.redis_cluster_seeds[0])[1]), null)
+}
+
+output "memorystore_psc_subnet" {
+  description = "CIDR of the subnet holding the cluster's Private Service Connect endpoints (null with Memorystore for Redis)."
+  value       = local.redis_psc ? var.psc_subnet_cidr : null
 }
 
 output "artifact_registry_repository" {

@@ -2,7 +2,9 @@
 
 # Skiff's own identity. Its only permissions are reading the two secrets
 # (secrets.tf): no project-level role, not even the default compute service
-# account's Editor. Logs written to stdout reach Cloud Logging without any role.
+# account's Editor (the one exception: redis_cluster_auth_mode = "iam" grants
+# the cluster product's connection role, redis.tf). Logs written to stdout
+# reach Cloud Logging without any role.
 resource "google_service_account" "skiff" {
   account_id   = "${var.name_prefix}-run"
   display_name = "Skiff Cloud Run service"
@@ -17,14 +19,26 @@ locals {
   redis_ca_dir  = "/etc/skiff/redis-ca"
   redis_ca_file = "ca.pem"
 
-  # Plain settings; the AUTH string is added as a secret below.
-  environment = {
-    REDIS_HOST        = google_redis_instance.main.host
-    REDIS_PORT        = tostring(google_redis_instance.main.port)
-    REDIS_TLS         = "true"
-    REDIS_TLS_CA_FILE = "${local.redis_ca_dir}/${local.redis_ca_file}"
-    # The CA above is this instance's own Memorystore server CA, so verifying the chain proves
-    # which server answered; Memorystore certificates do not name the IP the service dials.
+  # Where Redis is, by backend (redis.tf). Both verify the server against the
+  # CA Memorystore lists for it (secrets.tf) but not the host name: Memorystore
+  # for Redis certificates do not name the IP the service dials, and the
+  # cluster products' are not documented to name their PSC addresses.
+  redis_environment = local.redis_single ? tomap({
+    # Memorystore for Redis: one TLS endpoint; the AUTH string is added as a
+    # secret below.
+    REDIS_HOST = google_redis_instance.main[0].host
+    REDIS_PORT = tostring(google_redis_instance.main[0].port)
+    REDIS_TLS  = "true"
+    }) : tomap({
+    # The cluster products: Skiff's cluster client, seeded with the discovery
+    # endpoint, TLS (rediss+), no AUTH (var.redis_cluster_auth_mode).
+    REDIS_URL = "rediss+cluster://${join(",", local.redis_cluster_seeds)}"
+  })
+
+  # Plain settings; the AUTH string (Memorystore for Redis only) is added as a
+  # secret below.
+  environment = merge(local.redis_environment, {
+    REDIS_TLS_CA_FILE                    = "${local.redis_ca_dir}/${local.redis_ca_file}"
     REDIS_TLS_SKIP_HOSTNAME_VERIFICATION = "true"
     DEFAULT_TIMEOUT                      = tostring(var.default_timeout_ms)
     MAX_MESSAGE_BYTES                    = tostring(var.max_message_bytes)
@@ -33,14 +47,14 @@ locals {
     REDIS_WAIT_TIMEOUT_MS                = tostring(var.redis_wait_timeout_ms)
     LOG_LEVEL                            = var.log_level
     LOG_FORMAT                           = "json"
-  }
+  })
 }
 
 resource "google_cloud_run_v2_service" "skiff" {
   #checkov:skip=CKV2_SKIFF_1:Served straight from its run.app URL, with no load balancer in this stack, so ingress must be ALL by default; every call still needs run.invoker (authenticated unless allow_unauthenticated). var.ingress switches to INTERNAL_* behind a load balancer.
   name                = var.name_prefix
   location            = var.region
-  description         = "Skiff: HTTP message queue on Memorystore for Redis."
+  description         = "Skiff: HTTP message queue on Memorystore."
   ingress             = var.ingress
   deletion_protection = var.deletion_protection
   labels              = local.labels
@@ -107,12 +121,15 @@ resource "google_cloud_run_v2_service" "skiff" {
         }
       }
 
-      env {
-        name = "REDIS_PASSWORD"
-        value_source {
-          secret_key_ref {
-            secret  = google_secret_manager_secret.redis_auth.secret_id
-            version = google_secret_manager_secret_version.redis_auth.version
+      dynamic "env" {
+        for_each = local.redis_single ? [1] : []
+        content {
+          name = "REDIS_PASSWORD"
+          value_source {
+            secret_key_ref {
+              secret  = google_secret_manager_secret.redis_auth[0].secret_id
+              version = google_secret_manager_secret_version.redis_auth[0].version
+            }
           }
         }
       }
@@ -152,6 +169,13 @@ resource "google_cloud_run_v2_service" "skiff" {
   traffic {
     type    = "TRAFFIC_TARGET_ALLOCATION_TYPE_LATEST"
     percent = 100
+  }
+
+  lifecycle {
+    precondition {
+      condition     = local.redis_single || length(local.redis_cluster_seeds) > 0
+      error_message = "Memorystore reports no discovery endpoint for the ${var.redis_backend} backend, so REDIS_URL would name no node. Check the cluster's Private Service Connect endpoints and the service connection policy (network.tf)."
+    }
   }
 
   depends_on = [

@@ -22,7 +22,7 @@ variable "region" {
 }
 
 variable "name_prefix" {
-  description = "Prefix of resource names (service, Redis instance, network, connector, secrets)."
+  description = "Prefix of resource names (service, Memorystore instance or cluster, network, connector, secrets)."
   type        = string
   default     = "skiff"
 
@@ -130,13 +130,49 @@ variable "connector_max_instances" {
   }
 }
 
+variable "create_service_connection_policy" {
+  description = "For the cluster products (redis_backend other than memorystore-redis): create a subnet for Memorystore's Private Service Connect endpoints (psc_subnet_cidr) and the service connection policy that lets Memorystore create them there. A VPC holds one policy per region and service class (gcp-memorystore-redis, gcp-memorystore): set false when the existing network already has it, and set psc_subnet_cidr to that policy's subnet."
+  type        = bool
+  default     = true
+}
+
+variable "psc_subnet_cidr" {
+  description = "For the cluster products: the subnet Memorystore's Private Service Connect endpoints take their addresses from (a few per cluster). Created when create_service_connection_policy is true; otherwise the CIDR of the existing policy's subnet, for the connector's firewall rule."
+  type        = string
+  default     = "10.9.0.0/28"
+
+  validation {
+    condition     = can(cidrhost(var.psc_subnet_cidr, 0)) && can(regex("/([0-9]|1[0-9]|2[0-9])$", var.psc_subnet_cidr))
+    error_message = "psc_subnet_cidr must be a valid CIDR block of at least a /29."
+  }
+}
+
 variable "restrict_connector_egress" {
-  description = "Firewall the connector so that it can reach only the Memorystore range on the Redis port (plus the serverless infrastructure it must answer), instead of the whole VPC."
+  description = "Firewall the connector so that it can reach only Memorystore (the private services access range on the Redis port, or the Private Service Connect subnet on the cluster products' ports) plus the serverless infrastructure it must answer, instead of the whole VPC."
   type        = bool
   default     = true
 }
 
 # --- Memorystore ----------------------------------------------------------------
+
+variable "redis_backend" {
+  description = "Which Memorystore product holds the queues (docs/deploy.md, \"Choosing a Redis backend\"): \"memorystore-redis\" (one primary and a replica, STANDARD_HA, AUTH + TLS; Skiff's single-Redis layout), \"memorystore-redis-cluster\" (Memorystore for Redis Cluster) or \"memorystore-valkey\" (Memorystore for Valkey in cluster mode), both sharded, reached over Private Service Connect and used through Skiff's cluster layout (rediss+cluster://). Changing it on a running deployment creates an empty new backend: data is not copied (see \"Migrating\" in docs/deploy.md)."
+  type        = string
+  default     = "memorystore-redis"
+
+  validation {
+    condition     = contains(["memorystore-redis", "memorystore-redis-cluster", "memorystore-valkey"], var.redis_backend)
+    error_message = "redis_backend must be memorystore-redis, memorystore-redis-cluster or memorystore-valkey."
+  }
+}
+
+variable "keep_memorystore_redis_instance" {
+  description = "Keep the Memorystore for Redis instance (and its private services access and AUTH secret) when redis_backend names another product, so that switching does not destroy it and the messages still in it. For the drain-and-switch migration in docs/deploy.md; Cloud Run uses only the selected backend. Set false once the old instance is drained."
+  type        = bool
+  default     = false
+}
+
+# Memorystore for Redis (redis_backend = "memorystore-redis").
 
 variable "redis_memory_size_gb" {
   description = "Memorystore capacity in GiB. With maxmemory-policy noeviction, writes fail (Skiff answers 5xx) when it is full: size for the largest backlog you expect, ~1 KB per message plus overhead."
@@ -160,8 +196,96 @@ variable "redis_version" {
   }
 }
 
+# Memorystore for Redis Cluster and Memorystore for Valkey (the other two
+# redis_backend values). Ignored with "memorystore-redis".
+
+variable "redis_shard_count" {
+  description = "Shards (primaries) of the cluster. Each holds a share of the 16384 hash slots; Skiff keeps a queue and its dead-letter queues in one slot, so one queue family never spans shards. Capacity is shard_count x the node type's writable memory."
+  type        = number
+  default     = 3
+
+  validation {
+    condition     = var.redis_shard_count >= 1 && var.redis_shard_count <= 250
+    error_message = "redis_shard_count must be between 1 and 250."
+  }
+}
+
+variable "redis_replica_count" {
+  description = "Replicas per shard, placed in other zones, promoted when their primary fails. At least 1 (a shard without a replica loses its queues with its node); at most 2 for Memorystore for Redis Cluster, 5 for Memorystore for Valkey. Replication is asynchronous: see redis_wait_replicas."
+  type        = number
+  default     = 1
+
+  validation {
+    condition     = var.redis_replica_count >= 1 && var.redis_replica_count <= (var.redis_backend == "memorystore-valkey" ? 5 : 2)
+    error_message = "redis_replica_count must be at least 1, and at most 2 for memorystore-redis-cluster or 5 for memorystore-valkey."
+  }
+}
+
+variable "redis_node_type" {
+  description = "Node type of every node of the cluster (the REDIS_ prefix is added for Memorystore for Redis Cluster). SHARED_CORE_NANO is for trials only; STANDARD_SMALL (about 6.5 GB per node) is the smallest for production; HIGHMEM_MEDIUM and HIGHMEM_XLARGE hold more per node."
+  type        = string
+  default     = "STANDARD_SMALL"
+
+  validation {
+    condition     = contains(["SHARED_CORE_NANO", "STANDARD_SMALL", "HIGHMEM_MEDIUM", "HIGHMEM_XLARGE"], var.redis_node_type)
+    error_message = "redis_node_type must be SHARED_CORE_NANO, STANDARD_SMALL, HIGHMEM_MEDIUM or HIGHMEM_XLARGE."
+  }
+}
+
+variable "valkey_version" {
+  description = "Engine version of Memorystore for Valkey. (Memorystore for Redis Cluster has no version setting: it runs Redis 7.x.)"
+  type        = string
+  default     = "VALKEY_8_0"
+
+  validation {
+    condition     = contains(["VALKEY_7_2", "VALKEY_8_0", "VALKEY_9_0"], var.valkey_version)
+    error_message = "valkey_version must be VALKEY_7_2, VALKEY_8_0 or VALKEY_9_0."
+  }
+}
+
+variable "redis_cluster_auth_mode" {
+  description = "Client authentication of the cluster products. \"disabled\" (default): no AUTH; only what can reach the Private Service Connect endpoints in the VPC can connect (the connector, firewalled to them), over TLS. \"iam\": IAM authentication, which needs a fresh IAM access token (valid one hour) as the AUTH password of every new connection. Skiff cannot do that today (it sends a fixed REDIS_PASSWORD), so with \"iam\" it cannot connect; the setting exists for a client that can. Neither product offers a fixed AUTH password in the google provider 6.x. See docs/deploy.md."
+  type        = string
+  default     = "disabled"
+
+  validation {
+    condition     = contains(["disabled", "iam"], var.redis_cluster_auth_mode)
+    error_message = "redis_cluster_auth_mode must be disabled or iam."
+  }
+}
+
+variable "redis_cluster_persistence_mode" {
+  description = "Persistence of the cluster products: \"AOF\" (default: every write is appended to a log, fsynced as redis_aof_fsync says) or \"RDB\" (snapshots every redis_rdb_snapshot_period). There is no option to turn persistence off here."
+  type        = string
+  default     = "AOF"
+
+  validation {
+    condition     = contains(["AOF", "RDB"], var.redis_cluster_persistence_mode)
+    error_message = "redis_cluster_persistence_mode must be AOF or RDB."
+  }
+}
+
+variable "redis_aof_fsync" {
+  description = "With AOF persistence: \"EVERYSEC\" (fsync once a second; a node crash can lose about the last second of writes that its replica does not hold) or \"ALWAYS\" (fsync every write; slower)."
+  type        = string
+  default     = "EVERYSEC"
+
+  validation {
+    condition     = contains(["EVERYSEC", "ALWAYS"], var.redis_aof_fsync)
+    error_message = "redis_aof_fsync must be EVERYSEC or ALWAYS."
+  }
+}
+
+variable "redis_deletion_protection" {
+  description = "deletion_protection_enabled of the cluster products: Memorystore refuses to delete the cluster, whatever Terraform plans. Apply false before destroying it (docs/deploy.md). Memorystore for Redis instances have no such setting."
+  type        = bool
+  default     = true
+}
+
+# Shared by the three products.
+
 variable "redis_rdb_snapshot_period" {
-  description = "How often Memorystore writes an RDB snapshot (its only persistence mode; see docs/deploy.md on durability)."
+  description = "How often Memorystore writes an RDB snapshot: the only persistence mode of Memorystore for Redis, and the cluster products' with redis_cluster_persistence_mode = \"RDB\" (see docs/deploy.md on durability)."
   type        = string
   default     = "ONE_HOUR"
 
@@ -319,13 +443,13 @@ variable "cpu_idle" {
 }
 
 variable "redis_wait_replicas" {
-  description = "REDIS_WAIT_REPLICAS: Redis replicas that must hold a message (WAIT) before a POST answers 201. 1 (default) with the STANDARD_HA tier's replica makes an acknowledged message survive a Memorystore failover; 0 saves the WAIT round trip and accepts losing the messages of the replication lag on failover (RELIABILITY.md, fault 7)."
+  description = "REDIS_WAIT_REPLICAS: Redis replicas that must hold a message (WAIT) before a POST answers 201. 1 (default) with the STANDARD_HA tier's replica (or a shard's first replica on the cluster products) makes an acknowledged message survive a Memorystore failover; 0 saves the WAIT round trip and accepts losing the messages of the replication lag on failover (RELIABILITY.md, fault 7). At most the replicas there are: 1 on Memorystore for Redis, redis_replica_count on the cluster products."
   type        = number
   default     = 1
 
   validation {
-    condition     = var.redis_wait_replicas >= 0 && var.redis_wait_replicas <= 1
-    error_message = "redis_wait_replicas must be 0 or 1: the STANDARD_HA instance has one replica."
+    condition     = var.redis_wait_replicas >= 0 && var.redis_wait_replicas <= (var.redis_backend == "memorystore-redis" ? 1 : var.redis_replica_count)
+    error_message = "redis_wait_replicas must be between 0 and the replicas each primary has: 1 on memorystore-redis (STANDARD_HA), redis_replica_count on the cluster products."
   }
 }
 

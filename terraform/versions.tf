@@ -7,8 +7,10 @@ terraform {
     google = {
       source = "hashicorp/google"
       # 6.x: Cloud Run v2 deletion_protection, Redis persistence_config,
-      # Artifact Registry cleanup policies. Bump the major deliberately.
-      version = "~> 6.20"
+      # Artifact Registry cleanup policies; 6.43: managed_server_ca (the TLS
+      # CA) of google_redis_cluster and google_memorystore_instance, and the
+      # latter's desired_auto_created_endpoints. Bump the major deliberately.
+      version = "~> 6.43"
     }
   }
 

@@ -9,6 +9,9 @@ resource "google_redis_instance" "basic_tier" {
   connect_mode            = "PRIVATE_SERVICE_ACCESS"
   auth_enabled            = true
   transit_encryption_mode = "SERVER_AUTHENTICATION"
+  redis_configs = {
+    "maxmemory-policy" = "noeviction"
+  }
   persistence_config {
     persistence_mode    = "RDB"
     rdb_snapshot_period = "ONE_HOUR"
@@ -23,6 +26,9 @@ resource "google_redis_instance" "no_persistence" {
   connect_mode            = "PRIVATE_SERVICE_ACCESS"
   auth_enabled            = true
   transit_encryption_mode = "SERVER_AUTHENTICATION"
+  redis_configs = {
+    "maxmemory-policy" = "noeviction"
+  }
 }
 
 # CKV2_SKIFF_7: direct peering (the provider's default connect_mode).
@@ -33,6 +39,9 @@ resource "google_redis_instance" "direct_peering" {
   connect_mode            = "DIRECT_PEERING"
   auth_enabled            = true
   transit_encryption_mode = "SERVER_AUTHENTICATION"
+  redis_configs = {
+    "maxmemory-policy" = "noeviction"
+  }
   persistence_config {
     persistence_mode    = "RDB"
     rdb_snapshot_period = "ONE_HOUR"
@@ -47,6 +56,9 @@ resource "google_redis_instance" "no_auth" {
   connect_mode            = "PRIVATE_SERVICE_ACCESS"
   auth_enabled            = false
   transit_encryption_mode = "SERVER_AUTHENTICATION"
+  redis_configs = {
+    "maxmemory-policy" = "noeviction"
+  }
   persistence_config {
     persistence_mode    = "RDB"
     rdb_snapshot_period = "ONE_HOUR"
@@ -61,6 +73,26 @@ resource "google_redis_instance" "no_tls" {
   connect_mode            = "PRIVATE_SERVICE_ACCESS"
   auth_enabled            = true
   transit_encryption_mode = "DISABLED"
+  redis_configs = {
+    "maxmemory-policy" = "noeviction"
+  }
+  persistence_config {
+    persistence_mode    = "RDB"
+    rdb_snapshot_period = "ONE_HOUR"
+  }
+}
+
+# CKV2_SKIFF_15: evicts keys (queued messages) when memory is full.
+resource "google_redis_instance" "evicting" {
+  name                    = "bad-eviction"
+  tier                    = "STANDARD_HA"
+  memory_size_gb          = 1
+  connect_mode            = "PRIVATE_SERVICE_ACCESS"
+  auth_enabled            = true
+  transit_encryption_mode = "SERVER_AUTHENTICATION"
+  redis_configs = {
+    "maxmemory-policy" = "allkeys-lru"
+  }
   persistence_config {
     persistence_mode    = "RDB"
     rdb_snapshot_period = "ONE_HOUR"
