@@ -8,6 +8,15 @@
 #                           its report under bench/out/smoke/ and leaves BENCHMARKS.md alone
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
+#   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
+#                           d, e, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
+#                           report there, BENCHMARKS.md left alone, except that a full-mode run with
+#                           scale-out merges its section (and bench/analysis.md) into BENCHMARKS.md.
+#                           (b)'s redis-benchmark RPOP pops the list (a) left: run a with b.
+#
+# Scale-out (issue 18): 48 queues, batch sends and receives, through 2 Skiff replicas against the
+# run's Redis and against Redis Clusters (scripts/redis-cluster.sh, 1 and 3 primaries, no replicas,
+# on free ports, stopped at exit) started by this script; Redis CPU per message on each primary.
 #
 # Environment:
 #   SKIFF_BIN       use this skiff binary instead of building one (`swift build -c release`)
@@ -32,13 +41,24 @@ ROOT=$(pwd)
 
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
-for arg in "$@"; do
-    case $arg in
+ONLY=
+SCENARIOS=" unloaded roundtrips a b c d e f g profile scale-out "
+usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
+while (($#)); do
+    case $1 in
     --smoke) SMOKE=1 ;;
     --report-only) REPORT_ONLY=1 ;;
-    *) echo "usage: bench/run.sh [--smoke] [--report-only]" >&2 && exit 2 ;;
+    --only=*) ONLY=${1#--only=} ;;
+    --only) (($# >= 2)) || usage; ONLY=$2; shift ;;
+    *) usage ;;
     esac
+    shift
 done
+for name in ${ONLY//,/ }; do
+    [[ $SCENARIOS == *" $name "* ]] || { echo "--only: no scenario '$name' (one of:$SCENARIOS)" >&2 && exit 2; }
+done
+# want NAME: whether this run includes scenario NAME.
+want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 
 if [ "$SMOKE" = 1 ]; then
     RUN_SECONDS=${BENCH_SECONDS:-1}
@@ -56,6 +76,13 @@ else
     PROFILE=${BENCH_PROFILE:-1}
     OUT=${BENCH_OUT:-$ROOT/bench/out/full}
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
+fi
+if [ -n "$ONLY" ]; then
+    # A partial run keeps its results and report apart (it must not replace a full run's).
+    PARTIAL=only-${ONLY//,/-}
+    [ "$SMOKE" = 1 ] && PARTIAL=smoke-$PARTIAL
+    OUT=${BENCH_OUT:-$ROOT/bench/out/$PARTIAL}
+    MARKDOWN=$OUT/BENCHMARKS.md PLOT=$OUT/latency.png PLOT_LINK=latency.png
 fi
 CONNECTIONS=50
 # Throughput runs alternate Skiff and webdis in rounds (the machine is shared; its load drifts). With
@@ -108,15 +135,17 @@ free_port() {
 
 WORK=$(mktemp -d /tmp/skiff-bench.XXXXXX)
 PIDS=()
+CLUSTERS=() # directories of the Redis Clusters this script started (scripts/redis-cluster.sh)
 FAILED=1
 cleanup() {
-    local pid
+    local pid dir
     for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     if [ "$FAILED" = 1 ]; then
         echo "== bench failed; last lines of the server logs:" >&2
         tail -n 15 "$WORK"/*.log >&2 2>/dev/null || true
     fi
+    for dir in "${CLUSTERS[@]}"; do "$ROOT/scripts/redis-cluster.sh" stop --dir "$dir" >/dev/null 2>&1 || true; done
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -150,10 +179,10 @@ settle() {
     [ "$SMOKE" = 1 ] || bench settle --pid "$SKIFF_A_PID" --pid "$REDIS_PID" --pid "$WEBDIS_PID"
 }
 
-start_skiff() { # name port [binary key-prefix] -> sets LAST_PID
-    local name=$1 port=$2 binary=${3:-$SKIFF} prefix=()
+start_skiff() { # name port [binary key-prefix redis-url] -> sets LAST_PID
+    local name=$1 port=$2 binary=${3:-$SKIFF} prefix=() url=${5:-redis://127.0.0.1:$REDIS_PORT}
     [ -n "${4:-}" ] && prefix=("REDIS_KEY_PREFIX=$4")
-    env PORT="$port" HOST=127.0.0.1 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" LOG_LEVEL=warning REPLICA_ID="$name" \
+    env PORT="$port" HOST=127.0.0.1 REDIS_URL="$url" LOG_LEVEL=warning REPLICA_ID="$name" \
         "${prefix[@]}" "$binary" serve >"$WORK/$name.log" 2>&1 </dev/null &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
@@ -179,7 +208,9 @@ start_baseline() { # name -> sets LAST_PID and LAST_PORT
 
 write_report() {
     log "report"
-    bench plot --results "$OUT" --png "$PLOT" --rate "$RATE"
+    if compgen -G "$OUT/[cd]-*.dat" >/dev/null; then
+        bench plot --results "$OUT" --png "$PLOT" --rate "$RATE"
+    fi
     rm -f "$OUT/profile.md"
     local kind what
     for kind in enqueue dequeue long-poll; do
@@ -200,6 +231,11 @@ write_report() {
     bench report "${args[@]}"
     echo
     echo "written: $MARKDOWN, $PLOT (raw results in $OUT)"
+    # A partial run in full mode with the scale-out scenario: its section (it names its own run) goes
+    # into BENCHMARKS.md, with the hand-written part; the rest of the file stays the last full run's.
+    if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want scale-out && compgen -G "$OUT/scale-out-*-1.json" >/dev/null; then
+        bench scale-out-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
+    fi
 }
 
 if [ "$REPORT_ONLY" = 1 ]; then
@@ -311,15 +347,19 @@ REQUESTS=$((RUN_SECONDS * 30000))
 
 # --- fixed cost per request (diagnostic) -------------------------------------------------------
 
-log "fixed cost of one request, one connection, nothing batched"
-bench unloaded --skiff-port "$PORT_A" --skiff-pid "$SKIFF_A_PID" --webdis-port "$WEBDIS_PORT" \
-    --webdis-pid "$WEBDIS_PID" --requests "$UNLOADED_REQUESTS" --json "$OUT/unloaded.json" >/dev/null
-rcli DEL 'skiff:{bench-u}:ready' 'skiff:{bench-u}:seq' bench-u >/dev/null
+if want unloaded; then
+    log "fixed cost of one request, one connection, nothing batched"
+    bench unloaded --skiff-port "$PORT_A" --skiff-pid "$SKIFF_A_PID" --webdis-port "$WEBDIS_PORT" \
+        --webdis-pid "$WEBDIS_PID" --requests "$UNLOADED_REQUESTS" --json "$OUT/unloaded.json" >/dev/null
+    rcli DEL 'skiff:{bench-u}:ready' 'skiff:{bench-u}:seq' bench-u >/dev/null
+fi
 
-log "Redis commands per request, $ROUNDTRIP_REQUESTS sequential requests of each kind"
-bench roundtrips --port "$PORT_A" --redis-port "$REDIS_PORT" --requests "$ROUNDTRIP_REQUESTS" --body "$BODY" \
-    --json "$OUT/roundtrips-skiff.json" >/dev/null
-drop_keys 'skiff:{bench-rt}:*'
+if want roundtrips; then
+    log "Redis commands per request, $ROUNDTRIP_REQUESTS sequential requests of each kind"
+    bench roundtrips --port "$PORT_A" --redis-port "$REDIS_PORT" --requests "$ROUNDTRIP_REQUESTS" --body "$BODY" \
+        --json "$OUT/roundtrips-skiff.json" >/dev/null
+    drop_keys 'skiff:{bench-rt}:*'
+fi
 
 # --- before/after: the baseline's replica, its fixed cost --------------------------------------
 
@@ -333,78 +373,86 @@ if [ -n "$BASELINE" ]; then
         echo "the baseline binary does not keep its keys under REDIS_KEY_PREFIX=skiffbase" >&2
         exit 1
     fi
-    bench roundtrips --port "${PORT_OF[baseline]}" --redis-port "$REDIS_PORT" --requests "$ROUNDTRIP_REQUESTS" \
-        --body "$BODY" --json "$OUT/roundtrips-baseline.json" >/dev/null
-    log "before/after: fixed cost of one request, $ROUNDS rounds"
-    for round in $(seq 1 "$ROUNDS"); do
-        for binary in $(binaries_in_round "$round"); do
-            bench unloaded --skiff-port "${PORT_OF[$binary]}" --skiff-pid "${PID_OF[$binary]}" \
-                --requests "$UNLOADED_REQUESTS" --json "$OUT/unloaded-$binary-$round.json" >/dev/null
+    if want roundtrips; then
+        bench roundtrips --port "${PORT_OF[baseline]}" --redis-port "$REDIS_PORT" --requests "$ROUNDTRIP_REQUESTS" \
+            --body "$BODY" --json "$OUT/roundtrips-baseline.json" >/dev/null
+    fi
+    if want unloaded; then
+        log "before/after: fixed cost of one request, $ROUNDS rounds"
+        for round in $(seq 1 "$ROUNDS"); do
+            for binary in $(binaries_in_round "$round"); do
+                bench unloaded --skiff-port "${PORT_OF[$binary]}" --skiff-pid "${PID_OF[$binary]}" \
+                    --requests "$UNLOADED_REQUESTS" --json "$OUT/unloaded-$binary-$round.json" >/dev/null
+            done
         done
-    done
+    fi
     for queue in bench-u bench-u-empty bench-rt bench-prefix; do drop_keys "skiffbase:{$queue}:*"; done
     drop_keys 'skiff:{bench-u}:*'
 fi
 
 # --- (a) enqueue -------------------------------------------------------------------------------
 
-log "(a) enqueue: 1 message per request, $CONNECTIONS connections, $((SLICE * ROUNDS))s each"
-for round in $(seq 1 "$ROUNDS"); do
-    for binary in $(binaries_in_round "$round"); do
-        cpu=(--cpu "skiff=${PID_OF[$binary]}" --cpu "redis=$REDIS_PID")
-        bench wrk --url "http://127.0.0.1:${PORT_OF[$binary]}/api/bench-a" --method POST --body "$BODY" --expect 201 \
-            --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/a-$binary-$round.json" >/dev/null
+if want a; then
+    log "(a) enqueue: 1 message per request, $CONNECTIONS connections, $((SLICE * ROUNDS))s each"
+    for round in $(seq 1 "$ROUNDS"); do
+        for binary in $(binaries_in_round "$round"); do
+            cpu=(--cpu "skiff=${PID_OF[$binary]}" --cpu "redis=$REDIS_PID")
+            bench wrk --url "http://127.0.0.1:${PORT_OF[$binary]}/api/bench-a" --method POST --body "$BODY" --expect 201 \
+                --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/a-$binary-$round.json" >/dev/null
+        done
+        bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/LPUSH/bench-webdis-a" --method PUT --body "$BODY" --expect 200 \
+            --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/a-webdis-$round.json" >/dev/null
     done
-    bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/LPUSH/bench-webdis-a" --method PUT --body "$BODY" --expect 200 \
-        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/a-webdis-$round.json" >/dev/null
-done
-bench merge "$OUT"/a-skiff-*.json --json "$OUT/a-skiff.json" >/dev/null
-bench merge "$OUT"/a-webdis-*.json --json "$OUT/a-webdis.json" >/dev/null
-# Its list stays in database 1 for the RPOP run of (b), which pops exactly as many.
-rcli -n 1 FLUSHDB >/dev/null
-bench redis-bench --port "$REDIS_PORT" --tests lpush --requests "$REQUESTS" --connections "$CONNECTIONS" \
-    --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/a-redis-benchmark.json" >/dev/null
-rcli DEL 'skiff:{bench-a}:ready' 'skiff:{bench-a}:seq' bench-webdis-a >/dev/null
-[ -z "$BASELINE" ] || drop_keys 'skiffbase:{bench-a}:*'
-settle
+    bench merge "$OUT"/a-skiff-*.json --json "$OUT/a-skiff.json" >/dev/null
+    bench merge "$OUT"/a-webdis-*.json --json "$OUT/a-webdis.json" >/dev/null
+    # Its list stays in database 1 for the RPOP run of (b), which pops exactly as many.
+    rcli -n 1 FLUSHDB >/dev/null
+    bench redis-bench --port "$REDIS_PORT" --tests lpush --requests "$REQUESTS" --connections "$CONNECTIONS" \
+        --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/a-redis-benchmark.json" >/dev/null
+    rcli DEL 'skiff:{bench-a}:ready' 'skiff:{bench-a}:seq' bench-webdis-a >/dev/null
+    [ -z "$BASELINE" ] || drop_keys 'skiffbase:{bench-a}:*'
+    settle
+fi
 
 # --- (b) dequeue -------------------------------------------------------------------------------
 
-# More messages than either can take in its ROUNDS slices of SLICE seconds (checked afterwards),
-# written straight into Redis: for Skiff in its envelope format (docs/redis-data-model.md), checked
-# by one GET first.
-PREFILL=$((SLICE * ROUNDS * 150000 + 20000))
-[ "$SMOKE" = 1 ] && PREFILL=$((SLICE * ROUNDS * 30000))
-log "(b) dequeue with $PREFILL messages ready, $CONNECTIONS connections, $((SLICE * ROUNDS))s each"
-bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-b --count "$PREFILL" --body "$BODY" >/dev/null
-bench prefill --redis-port "$REDIS_PORT" --format list --queue bench-webdis-b --count "$PREFILL" --body "$BODY" >/dev/null
-[ -z "$BASELINE" ] || bench prefill --redis-port "$REDIS_PORT" --format skiff --prefix skiffbase --queue bench-b \
-    --count "$PREFILL" --body "$BODY" >/dev/null
-for binary in $(binaries_in_round 1); do
-    got=$(bench probe --port "${PORT_OF[$binary]}" --path '/api/bench-b?timeout=0' --print-body)
-    if [ "$got" != "$BODY" ]; then
-        echo "(b) Skiff ($binary) did not return the pre-filled message (envelope format changed?): $got" >&2
-        exit 1
-    fi
-done
-for round in $(seq 1 "$ROUNDS"); do
-    for binary in $(binaries_in_round "$round"); do
-        cpu=(--cpu "skiff=${PID_OF[$binary]}" --cpu "redis=$REDIS_PID")
-        bench wrk --url "http://127.0.0.1:${PORT_OF[$binary]}/api/bench-b?timeout=0" --expect 200 \
-            --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/b-$binary-$round.json" >/dev/null
+if want b; then
+    # More messages than either can take in its ROUNDS slices of SLICE seconds (checked afterwards),
+    # written straight into Redis: for Skiff in its envelope format (docs/redis-data-model.md), checked
+    # by one GET first.
+    PREFILL=$((SLICE * ROUNDS * 150000 + 20000))
+    [ "$SMOKE" = 1 ] && PREFILL=$((SLICE * ROUNDS * 30000))
+    log "(b) dequeue with $PREFILL messages ready, $CONNECTIONS connections, $((SLICE * ROUNDS))s each"
+    bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-b --count "$PREFILL" --body "$BODY" >/dev/null
+    bench prefill --redis-port "$REDIS_PORT" --format list --queue bench-webdis-b --count "$PREFILL" --body "$BODY" >/dev/null
+    [ -z "$BASELINE" ] || bench prefill --redis-port "$REDIS_PORT" --format skiff --prefix skiffbase --queue bench-b \
+        --count "$PREFILL" --body "$BODY" >/dev/null
+    for binary in $(binaries_in_round 1); do
+        got=$(bench probe --port "${PORT_OF[$binary]}" --path '/api/bench-b?timeout=0' --print-body)
+        if [ "$got" != "$BODY" ]; then
+            echo "(b) Skiff ($binary) did not return the pre-filled message (envelope format changed?): $got" >&2
+            exit 1
+        fi
     done
-    bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/RPOP/bench-webdis-b" --expect 200 \
-        --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/b-webdis-$round.json" >/dev/null
-done
-bench merge "$OUT"/b-skiff-*.json --json "$OUT/b-skiff.json" >/dev/null
-bench merge "$OUT"/b-webdis-*.json --json "$OUT/b-webdis.json" >/dev/null
-printf '{"skiff_left": %d, "webdis_left": %d, "baseline_left": %s}\n' "$(rcli LLEN 'skiff:{bench-b}:ready')" \
-    "$(rcli LLEN bench-webdis-b)" "$([ -n "$BASELINE" ] && rcli LLEN 'skiffbase:{bench-b}:ready' || echo null)" \
-    >"$OUT/b-after.json"
-bench redis-bench --port "$REDIS_PORT" --tests rpop --requests "$REQUESTS" --connections "$CONNECTIONS" \
-    --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/b-redis-benchmark.json" >/dev/null
-rcli DEL 'skiff:{bench-b}:ready' 'skiff:{bench-b}:seq' bench-webdis-b >/dev/null
-rcli -n 1 FLUSHDB >/dev/null
+    for round in $(seq 1 "$ROUNDS"); do
+        for binary in $(binaries_in_round "$round"); do
+            cpu=(--cpu "skiff=${PID_OF[$binary]}" --cpu "redis=$REDIS_PID")
+            bench wrk --url "http://127.0.0.1:${PORT_OF[$binary]}/api/bench-b?timeout=0" --expect 200 \
+                --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/b-$binary-$round.json" >/dev/null
+        done
+        bench wrk --url "http://127.0.0.1:$WEBDIS_PORT/RPOP/bench-webdis-b" --expect 200 \
+            --seconds "$SLICE" --connections "$CONNECTIONS" "${CPU_W[@]}" --json "$OUT/b-webdis-$round.json" >/dev/null
+    done
+    bench merge "$OUT"/b-skiff-*.json --json "$OUT/b-skiff.json" >/dev/null
+    bench merge "$OUT"/b-webdis-*.json --json "$OUT/b-webdis.json" >/dev/null
+    printf '{"skiff_left": %d, "webdis_left": %d, "baseline_left": %s}\n' "$(rcli LLEN 'skiff:{bench-b}:ready')" \
+        "$(rcli LLEN bench-webdis-b)" "$([ -n "$BASELINE" ] && rcli LLEN 'skiffbase:{bench-b}:ready' || echo null)" \
+        >"$OUT/b-after.json"
+    bench redis-bench --port "$REDIS_PORT" --tests rpop --requests "$REQUESTS" --connections "$CONNECTIONS" \
+        --data-size "$BODY_BYTES" --cpu "redis=$REDIS_PID" --json "$OUT/b-redis-benchmark.json" >/dev/null
+    rcli DEL 'skiff:{bench-b}:ready' 'skiff:{bench-b}:seq' bench-webdis-b >/dev/null
+    rcli -n 1 FLUSHDB >/dev/null
+fi
 if [ -n "$BASELINE" ]; then
     # Idle until (d): its sweeps would count in the Redis work per message of (c′).
     stop "${PID_OF[baseline]}"
@@ -414,100 +462,110 @@ settle
 
 # --- (c) end-to-end latency at a fixed rate ----------------------------------------------------
 
-log "(c) produce+consume at $RATE msg/s for ${LATENCY_SECONDS}s (+${WARMUP}s warm-up)"
-# c-skiff-low: the same at a tenth of the rate, for Skiff's latency when it is not near saturation
-# (with the Redis commands it costs per message). The run that may overload Skiff goes last.
-for run in redis:$RATE skiff-low:$((RATE / 10)) skiff:$RATE; do
-    name=${run%%:*} rate=${run#*:} mode=${name%-low} port=$PORT_A
-    [ "$mode" = redis ] && port=$REDIS_PORT
-    [ "$name" = skiff-low ] && rcli CONFIG RESETSTAT >/dev/null
-    bench_generator latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$name" \
-        --rate "$rate" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
-        --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/c-$name.dat" \
-        --cpu "redis=$REDIS_PID" --cpu "skiff=$SKIFF_A_PID" --json "$OUT/c-$name.json" >/dev/null
-    [ "$name" = skiff-low ] && rcli INFO commandstats >"$OUT/c-skiff-low-commandstats.txt"
-    settle
-    rcli DEL "skiff:{bench-c-$name}:ready" "skiff:{bench-c-$name}:seq" "bench-c-$name" >/dev/null
-done
+if want c; then
+    log "(c) produce+consume at $RATE msg/s for ${LATENCY_SECONDS}s (+${WARMUP}s warm-up)"
+    # c-skiff-low: the same at a tenth of the rate, for Skiff's latency when it is not near saturation
+    # (with the Redis commands it costs per message). The run that may overload Skiff goes last.
+    for run in redis:$RATE skiff-low:$((RATE / 10)) skiff:$RATE; do
+        name=${run%%:*} rate=${run#*:} mode=${name%-low} port=$PORT_A
+        [ "$mode" = redis ] && port=$REDIS_PORT
+        [ "$name" = skiff-low ] && rcli CONFIG RESETSTAT >/dev/null
+        bench_generator latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$name" \
+            --rate "$rate" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
+            --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/c-$name.dat" \
+            --cpu "redis=$REDIS_PID" --cpu "skiff=$SKIFF_A_PID" --json "$OUT/c-$name.json" >/dev/null
+        [ "$name" = skiff-low ] && rcli INFO commandstats >"$OUT/c-skiff-low-commandstats.txt"
+        settle
+        rcli DEL "skiff:{bench-c-$name}:ready" "skiff:{bench-c-$name}:seq" "bench-c-$name" >/dev/null
+    done
+fi
 
 # --- (d) wake-up across replicas ---------------------------------------------------------------
 
-log "(d) wake-up: POST on replica A, consumer waiting on replica B ($WAKEUP_SAMPLES samples)"
-PORT_B=$(free_port)
-start_skiff skiff-b "$PORT_B"
-SKIFF_B_PID=$LAST_PID
-bench_generator wakeup --mode skiff --produce-port "$PORT_A" --consume-port "$PORT_B" --queue bench-d \
-    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-skiff.dat" \
-    --json "$OUT/d-skiff.json" >/dev/null
-bench_generator wakeup --mode redis --produce-port "$REDIS_PORT" --consume-port "$REDIS_PORT" --queue bench-d-redis \
-    --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-redis.dat" \
-    --json "$OUT/d-redis.json" >/dev/null
-if [ -n "$BASELINE" ]; then
-    log "before/after: wake-up, $ROUNDS rounds of $((WAKEUP_SAMPLES / ROUNDS)) samples each"
-    start_baseline skiff-baseline
-    PORT_OF[baseline]=$LAST_PORT PID_OF[baseline]=$LAST_PID
-    start_baseline skiff-baseline-b
-    BASELINE_B_PID=$LAST_PID
-    declare -A PORT_B_OF=([skiff]=$PORT_B [baseline]=$LAST_PORT)
-    for round in $(seq 1 "$ROUNDS"); do
-        for binary in $(binaries_in_round "$round"); do
-            bench_generator wakeup --mode skiff --produce-port "${PORT_OF[$binary]}" --consume-port "${PORT_B_OF[$binary]}" \
-                --queue bench-d --samples $((WAKEUP_SAMPLES / ROUNDS)) --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 \
-                --json "$OUT/wakeup-$binary-$round.json" >/dev/null
+if want d; then
+    log "(d) wake-up: POST on replica A, consumer waiting on replica B ($WAKEUP_SAMPLES samples)"
+    PORT_B=$(free_port)
+    start_skiff skiff-b "$PORT_B"
+    SKIFF_B_PID=$LAST_PID
+    bench_generator wakeup --mode skiff --produce-port "$PORT_A" --consume-port "$PORT_B" --queue bench-d \
+        --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-skiff.dat" \
+        --json "$OUT/d-skiff.json" >/dev/null
+    bench_generator wakeup --mode redis --produce-port "$REDIS_PORT" --consume-port "$REDIS_PORT" --queue bench-d-redis \
+        --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-redis.dat" \
+        --json "$OUT/d-redis.json" >/dev/null
+    if [ -n "$BASELINE" ]; then
+        log "before/after: wake-up, $ROUNDS rounds of $((WAKEUP_SAMPLES / ROUNDS)) samples each"
+        start_baseline skiff-baseline
+        PORT_OF[baseline]=$LAST_PORT PID_OF[baseline]=$LAST_PID
+        start_baseline skiff-baseline-b
+        BASELINE_B_PID=$LAST_PID
+        declare -A PORT_B_OF=([skiff]=$PORT_B [baseline]=$LAST_PORT)
+        for round in $(seq 1 "$ROUNDS"); do
+            for binary in $(binaries_in_round "$round"); do
+                bench_generator wakeup --mode skiff --produce-port "${PORT_OF[$binary]}" --consume-port "${PORT_B_OF[$binary]}" \
+                    --queue bench-d --samples $((WAKEUP_SAMPLES / ROUNDS)) --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 \
+                    --json "$OUT/wakeup-$binary-$round.json" >/dev/null
+            done
         done
-    done
-    stop "$BASELINE_B_PID"
-    stop "${PID_OF[baseline]}"
-    drop_keys 'skiffbase:*'
+        stop "$BASELINE_B_PID"
+        stop "${PID_OF[baseline]}"
+        drop_keys 'skiffbase:*'
+    fi
+    stop "$SKIFF_B_PID"
 fi
-stop "$SKIFF_B_PID"
 
 # --- (e) batch enqueue -------------------------------------------------------------------------
 
-log "(e) batch enqueue"
-BATCH=$("$PYTHON" -c "import json,sys; print(json.dumps([json.loads(sys.argv[1])] * int(sys.argv[2]), separators=(',', ':')))" \
-    "$BODY" "$BATCH_SIZE")
-status=$(bench probe --port "$PORT_A" --method POST --path /api/bench-e/batch --body '[{"probe":1}]')
-if [ "$status" = 404 ] || [ "$status" = 405 ]; then
-    echo "not available: batch API not implemented (POST /api/{queue}/batch answers $status)"
-    printf '{"available": false, "reason": "not available: batch API not implemented"}\n' >"$OUT/e-skiff.json"
-else
-    bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-e/batch" --method POST --body "$BATCH" --expect 201 \
-        --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/e-skiff.json" >/dev/null
-    "$PYTHON" - "$OUT/e-skiff.json" "$BATCH_SIZE" <<'EOF'
+if want e; then
+    log "(e) batch enqueue"
+    BATCH=$("$PYTHON" -c "import json,sys; print(json.dumps([json.loads(sys.argv[1])] * int(sys.argv[2]), separators=(',', ':')))" \
+        "$BODY" "$BATCH_SIZE")
+    status=$(bench probe --port "$PORT_A" --method POST --path /api/bench-e/batch --body '[{"probe":1}]')
+    if [ "$status" = 404 ] || [ "$status" = 405 ]; then
+        echo "not available: batch API not implemented (POST /api/{queue}/batch answers $status)"
+        printf '{"available": false, "reason": "not available: batch API not implemented"}\n' >"$OUT/e-skiff.json"
+    else
+        bench wrk --url "http://127.0.0.1:$PORT_A/api/bench-e/batch" --method POST --body "$BATCH" --expect 201 \
+            --seconds "$RUN_SECONDS" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/e-skiff.json" >/dev/null
+        "$PYTHON" - "$OUT/e-skiff.json" "$BATCH_SIZE" <<'EOF'
 import json, sys
 result = json.load(open(sys.argv[1]))
 result["batch_size"] = int(sys.argv[2])
 json.dump(result, open(sys.argv[1], "w"), indent=1)
 EOF
+    fi
+    # The ceiling for the same work in Redis: one LPUSH carrying the whole batch.
+    mapfile -t VALUES < <(for _ in $(seq 1 "$BATCH_SIZE"); do echo "$BODY"; done)
+    bench redis-bench --port "$REDIS_PORT" --requests $((RUN_SECONDS * 100)) --connections "$CONNECTIONS" \
+        --values-per-command "$BATCH_SIZE" --json "$OUT/e-redis-benchmark.json" -- LPUSH bench-e "${VALUES[@]}" >/dev/null
+    rcli DEL 'skiff:{bench-e}:ready' 'skiff:{bench-e}:seq' >/dev/null
+    rcli -n 1 FLUSHDB >/dev/null
 fi
-# The ceiling for the same work in Redis: one LPUSH carrying the whole batch.
-mapfile -t VALUES < <(for _ in $(seq 1 "$BATCH_SIZE"); do echo "$BODY"; done)
-bench redis-bench --port "$REDIS_PORT" --requests $((RUN_SECONDS * 100)) --connections "$CONNECTIONS" \
-    --values-per-command "$BATCH_SIZE" --json "$OUT/e-redis-benchmark.json" -- LPUSH bench-e "${VALUES[@]}" >/dev/null
-rcli DEL 'skiff:{bench-e}:ready' 'skiff:{bench-e}:seq' >/dev/null
-rcli -n 1 FLUSHDB >/dev/null
 
 # --- (f) idle long-polls -----------------------------------------------------------------------
 
 # A fresh replica, so what earlier scenarios left in its allocator does not count.
-log "(f) $IDLE_CONNECTIONS idle long-polls on one fresh replica, ${IDLE_SECONDS}s idle"
-PORT_C=$(free_port)
-start_skiff skiff-c "$PORT_C"
-SKIFF_C_PID=$LAST_PID
-bench idle --port "$PORT_C" --pid "$SKIFF_C_PID" --redis-port "$REDIS_PORT" --connections "$IDLE_CONNECTIONS" \
-    --idle-seconds "$IDLE_SECONDS" --json "$OUT/f-skiff.json" >/dev/null
-stop "$SKIFF_C_PID"
+if want f; then
+    log "(f) $IDLE_CONNECTIONS idle long-polls on one fresh replica, ${IDLE_SECONDS}s idle"
+    PORT_C=$(free_port)
+    start_skiff skiff-c "$PORT_C"
+    SKIFF_C_PID=$LAST_PID
+    bench idle --port "$PORT_C" --pid "$SKIFF_C_PID" --redis-port "$REDIS_PORT" --connections "$IDLE_CONNECTIONS" \
+        --idle-seconds "$IDLE_SECONDS" --json "$OUT/f-skiff.json" >/dev/null
+    stop "$SKIFF_C_PID"
+fi
 
 # --- (g) Redis memory per message --------------------------------------------------------------
 
-log "(g) Redis memory per queued 1 KiB message ($MEMORY_MESSAGES messages)"
-bench memory --port "$PORT_A" --redis-port "$REDIS_PORT" --count "$MEMORY_MESSAGES" --json "$OUT/g-memory.json" >/dev/null
-rcli DEL 'skiff:{bench-g}:ready' 'skiff:{bench-g}:seq' >/dev/null
+if want g; then
+    log "(g) Redis memory per queued 1 KiB message ($MEMORY_MESSAGES messages)"
+    bench memory --port "$PORT_A" --redis-port "$REDIS_PORT" --count "$MEMORY_MESSAGES" --json "$OUT/g-memory.json" >/dev/null
+    rcli DEL 'skiff:{bench-g}:ready' 'skiff:{bench-g}:seq' >/dev/null
+fi
 
 # --- profile -----------------------------------------------------------------------------------
 
-if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && perf stat -e cpu-clock true >/dev/null 2>&1; then
+if want profile && [ "$PROFILE" = 1 ] && command -v perf >/dev/null && perf stat -e cpu-clock true >/dev/null 2>&1; then
     log "profiling the replica with perf (enqueue, dequeue, long-poll consumers)"
     bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-p --count 400000 --body "$BODY" >/dev/null
     for kind in enqueue dequeue long-poll; do
@@ -537,6 +595,86 @@ if [ "$PROFILE" = 1 ] && command -v perf >/dev/null && perf stat -e cpu-clock tr
     done
     rcli DEL 'skiff:{bench-p}:ready' 'skiff:{bench-p}:seq' 'skiff:{bench-p2}:ready' 'skiff:{bench-p2}:seq' \
         'skiff:{bench-p3}:ready' 'skiff:{bench-p3}:seq' >/dev/null
+fi
+
+# --- scale-out: many queues on one Redis and on a Redis Cluster (issue 18) ---------------------
+
+# The same load through the same number of replicas against: the run's Redis (`single`), a Redis
+# Cluster of 1 primary (`cluster-1`: the cluster's layout and client without a second shard), one
+# of 3 primaries (`cluster-3`), and the 3 primaries with the whole load on one queue
+# (`cluster-3-hot`: one queue is one slot). Smoke: `single` and `cluster-3` only, one short round.
+# The layouts take turns in each round (the order reversed every other round); each turn starts
+# its replicas afresh, so that no idle replica's sweeps land on another layout's Redis.
+SO_QUEUES=48 SO_BATCH=50 SO_REPLICAS=2 SO_CONNECTIONS=48 SO_PREFIX=skiffso
+if [ "$SMOKE" = 1 ]; then
+    SO_LAYOUTS=(single cluster-3) SO_ROUNDS=1 SO_WARMUP=0 SO_BACKLOG=100
+else
+    # Short rounds, many of them: the machine is shared, and another user's load comes in bursts.
+    SO_LAYOUTS=(single cluster-1 cluster-3 cluster-3-hot) SO_ROUNDS=4 SO_WARMUP=1 SO_BACKLOG=200
+fi
+SO_SECONDS=$(((RUN_SECONDS + SO_ROUNDS - 1) / SO_ROUNDS))
+
+# start_cluster PRIMARIES: a Redis Cluster of that many primaries and no replicas on free ports
+# (stopped at exit); sets CLUSTER_URL and CLUSTER_PORTS (comma-separated).
+start_cluster() {
+    local primaries=$1 base dir=$WORK/cluster-$1
+    base=$(bench cluster-ports --count "$primaries")
+    CLUSTERS+=("$dir")
+    "$ROOT/scripts/redis-cluster.sh" start --primaries "$primaries" --replicas-per-primary 0 --base-port "$base" \
+        --dir "$dir" 2>>"$WORK/redis-cluster.log"
+    CLUSTER_URL=$("$ROOT/scripts/redis-cluster.sh" url --base-port "$base" --primaries "$primaries" --replicas-per-primary 0)
+    CLUSTER_PORTS=$(seq -s, "$base" $((base + primaries - 1)))
+}
+
+if want scale-out; then
+    SO_STARTED=$SECONDS
+    log "scale-out: ${SO_LAYOUTS[*]}; $SO_QUEUES queues, batches of $SO_BATCH, $SO_REPLICAS replicas, $SO_ROUNDS round(s) of ${SO_SECONDS}s"
+    # Only the scale-out replicas may work on the run's Redis meanwhile (its CPU is measured); nothing
+    # after this scenario needs replica A or webdis.
+    stop "$SKIFF_A_PID"
+    stop "$WEBDIS_PID"
+    declare -A SO_URL=([single]="redis://127.0.0.1:$REDIS_PORT") SO_NODES=([single]=$REDIS_PORT)
+    for layout in "${SO_LAYOUTS[@]}"; do
+        case $layout in
+        cluster-1)
+            start_cluster 1
+            SO_URL[$layout]=$CLUSTER_URL SO_NODES[$layout]=$CLUSTER_PORTS ;;
+        cluster-3)
+            start_cluster 3
+            SO_URL[$layout]=$CLUSTER_URL SO_NODES[$layout]=$CLUSTER_PORTS
+            SO_URL[cluster-3-hot]=$CLUSTER_URL SO_NODES[cluster-3-hot]=$CLUSTER_PORTS ;;
+        esac
+    done
+    for round in $(seq 1 "$SO_ROUNDS"); do
+        order=("${SO_LAYOUTS[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((i = ${#SO_LAYOUTS[@]} - 1; i >= 0; i--)); do order+=("${SO_LAYOUTS[i]}"); done
+        fi
+        for layout in "${order[@]}"; do
+            ports=() pids=() cpu=() logs=()
+            for i in $(seq 1 "$SO_REPLICAS"); do
+                port=$(free_port)
+                start_skiff "so-$layout-$round-$i" "$port" "$SKIFF" "$SO_PREFIX" "${SO_URL[$layout]}"
+                ports+=("$port") pids+=("$LAST_PID") cpu+=(--cpu "skiff-$i=$LAST_PID") logs+=("$WORK/so-$layout-$round-$i.log")
+            done
+            queues=$SO_QUEUES queue_prefix=bench-so- backlog=$SO_BACKLOG cluster=()
+            if [ "$layout" = cluster-3-hot ]; then queues=1 queue_prefix=bench-hot- backlog=$((SO_BACKLOG * 10)); fi
+            [ "$layout" = single ] || cluster=(--cluster)
+            bench scale-out --label "$layout" --ports "$(IFS=,; echo "${ports[*]}")" --redis-ports "${SO_NODES[$layout]}" \
+                "${cluster[@]}" --queues "$queues" --queue-prefix "$queue_prefix" --batch "$SO_BATCH" --body "$BODY" \
+                --backlog "$backlog" --seconds "$SO_SECONDS" --warmup "$SO_WARMUP" --connections "$SO_CONNECTIONS" \
+                "${cpu[@]}" --json "$OUT/scale-out-$layout-$round.json" >/dev/null
+            for pid in "${pids[@]}"; do stop "$pid"; done
+            bench scale-out-logs --json "$OUT/scale-out-$layout-$round.json" "${logs[@]}"
+            echo "  $layout round $round: $("$PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); print("%.0f msg/s, statuses %s" % ((r["sent"] + r["received"]) / 2 / max(r["wrk"]["seconds"], 1e-9), r["wrk"]["statuses"]))' "$OUT/scale-out-$layout-$round.json")"
+        done
+    done
+    for dir in "${CLUSTERS[@]}"; do "$ROOT/scripts/redis-cluster.sh" stop --dir "$dir" 2>>"$WORK/redis-cluster.log"; done
+    CLUSTERS=()
+    drop_keys "$SO_PREFIX:*"
+    printf '{"partial": %s, "queue_prefix": "bench-so-", "body_bytes": %d, "seconds_total": %d}\n' \
+        "$([ -n "$ONLY" ] && echo true || echo false)" "$BODY_BYTES" $((SECONDS - SO_STARTED)) >"$OUT/scale-out.json"
 fi
 
 # --- report ------------------------------------------------------------------------------------

@@ -9,6 +9,8 @@ JSON object with what it measured.
   wakeup.py        wakeup: POST to replica A while one consumer already waits on replica B (d)
   resources.py     idle, memory: many idle long-polls on one replica (f); Redis bytes per message (g)
   fixedcost.py     unloaded, roundtrips: one request at a time: CPU, latency, Redis commands
+  scaleout.py      scale-out, cluster-ports, scale-out-merge: many queues on one Redis and on a Redis
+                   Cluster, Redis CPU per message on each primary (issue 18)
   preparation.py   settle, prefill, probe: between and before the scenarios
   report.py        report: the console table and BENCHMARKS.md (results.py, compare.py, details.py)
   plot.py          plot: the latency-percentile plot (gnuplot)

@@ -3,7 +3,7 @@ what each scenario measures, details, profiles, then the hand-written analysis).
 
 import os
 
-from . import compare, options
+from . import compare, options, scaleout
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -35,6 +35,9 @@ def command_report(args):
     before_after = compare.rows(d)
     if before_after:
         print_table(compare.HEADER, before_after)
+    scale_out = [line for line in scaleout.section(d, machine) if line.startswith(("|", "- "))]
+    if scale_out:
+        print("\n" + scaleout.HEADING[3:] + "\n" + "\n".join(scale_out))
 
     if not args.markdown:
         return
@@ -73,6 +76,7 @@ def command_report(args):
         sections += ["Notes from this run:", ""] + ["- " + note for note in notes] + [""]
     sections += ["![latency percentiles](%s)" % args.plot_link, ""]
     sections += compare.section(d, machine)
+    sections += scaleout.section(d, machine)
     sections += details(d, args)
     if args.notes and os.path.exists(args.notes):
         with open(args.notes) as handle:

@@ -31,10 +31,23 @@ def command_wrk(args):
     after = {name: cpu_seconds(pid) for name, pid in pids.items()}
     after["wrk"] = children_cpu_seconds()
     pids["wrk"] = None
+    result = {"tool": "wrk", "url": args.url, "method": args.method, "connections": args.connections}
+    result.update(parse_wrk(proc, args.seconds))
+    result["cpu_seconds"] = {name: round(after[name] - before[name], 3) for name in pids}
+    result["wall_seconds"] = round(elapsed_wall, 3)
+    if result["ok"]:
+        result["cpu_us_per_op"] = {name: round((after[name] - before[name]) * 1e6 / result["ok"], 1) for name in pids}
+    emit(result, args.json)
+
+
+def parse_wrk(proc, default_seconds):
+    """What a finished wrk run (a CompletedProcess) printed, with the BENCH line of bench/wrk/*.lua:
+    seconds, ok, bad, socket_errors, statuses, ok_per_second, latency_avg, exit (and stderr when
+    it failed)."""
     out = proc.stdout
     match = re.search(r"BENCH ok=(\d+) bad=(\d+) errors=(\d+) status=(\S*)", out)
     duration = re.search(r"requests in ([\d.]+)(m?s|m)\b", out)
-    seconds = float(duration.group(1)) if duration else args.seconds
+    seconds = float(duration.group(1)) if duration else default_seconds
     if duration and duration.group(2) == "ms":
         seconds /= 1000
     elif duration and duration.group(2) == "m":
@@ -42,10 +55,6 @@ def command_wrk(args):
     latency = re.search(r"Latency\s+(\S+)\s+(\S+)\s+(\S+)", out)
     ok = int(match.group(1)) if match else 0
     result = {
-        "tool": "wrk",
-        "url": args.url,
-        "method": args.method,
-        "connections": args.connections,
         "seconds": seconds,
         "ok": ok,
         "bad": int(match.group(2)) if match else None,
@@ -54,14 +63,10 @@ def command_wrk(args):
         "ok_per_second": ok / seconds if seconds > 0 else 0,
         "latency_avg": latency.group(1) if latency else None,
         "exit": proc.returncode,
-        "cpu_seconds": {name: round(after[name] - before[name], 3) for name in pids},
-        "wall_seconds": round(elapsed_wall, 3),
     }
-    if ok:
-        result["cpu_us_per_op"] = {name: round((after[name] - before[name]) * 1e6 / ok, 1) for name in pids}
     if proc.returncode != 0 or not match:
         result["stderr"] = (proc.stderr + out)[-2000:]
-    emit(result, args.json)
+    return result
 
 
 def command_merge(args):
