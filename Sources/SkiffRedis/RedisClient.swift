@@ -85,11 +85,14 @@ public final class RedisClient: Sendable, Service {
     }
 
     /// Runs `body` on a connection to the node that serves `slotKey`'s slot, following the
-    /// cluster's redirections until `deadline` (see the type's documentation).
+    /// cluster's redirections until `deadline` (see the type's documentation). Giving up on a
+    /// redirection, a `TRYAGAIN` or a `CLUSTERDOWN` throws ``RedisClientError/unavailable(_:)``:
+    /// none of them means the command ran, so callers may treat it like a refused connection.
     ///
     /// A script never follows `ASK`: on the migration target it would see only the keys moved so
-    /// far. It waits for the migration to finish (`MOVED`) instead, like `TRYAGAIN`; and when it
-    /// ``RedisScript/touchesEveryKeyFirst``, a refused key is waited out the same way.
+    /// far. It waits for the migration to finish (`MOVED`) instead, like `TRYAGAIN`. (The queue
+    /// scripts declare keys that never exist, so a migrating slot always answers them `ASK`
+    /// before they start: no script runs half-way through a migration.)
     func routed<T: Sendable>(
         _ router: ClusterRouter,
         slotKey: String?,
@@ -111,7 +114,8 @@ public final class RedisClient: Sendable, Service {
                 node = try await router.anyPrimary()
             }
             let remaining = deadline - .now
-            guard remaining > .zero else { throw RedisClientError.timeout }
+            // Nothing was sent for this attempt: the command did not run.
+            guard remaining > .zero else { throw RedisClientError.unavailable("the Redis Cluster kept redirecting until the deadline") }
             do {
                 let connection = try await router.pool(at: node).multiplexedConnection()
                 if asking != nil {
@@ -121,18 +125,16 @@ public final class RedisClient: Sendable, Service {
                 }
                 return try await body(connection, remaining)
             } catch let error as RedisServerError {
-                if let script, script.touchesEveryKeyFirst, ClusterRedirection.isNonLocalKeyRefusal(error), attempt < 64 {
-                    try await Self.pause(attempt: attempt, until: deadline, failure: error)
-                    continue
-                }
-                guard let redirection = ClusterRedirection(error), attempt < 64 else { throw error }
+                guard let redirection = ClusterRedirection(error, answeredBy: node.host) else { throw error }
+                let giveUp = RedisClientError.unavailable("Redis Cluster: \(error.message)")
+                guard attempt < 64 else { throw giveUp }
                 switch redirection {
                 case .moved(let slot, let address):
                     router.moved(slot: slot, to: address)
                 case .ask(_, let address) where script == nil:
                     asking = address
                 case .ask, .tryAgain:
-                    try await Self.pause(attempt: attempt, until: deadline, failure: error)
+                    try await Self.pause(attempt: attempt, until: deadline, failure: giveUp)
                 }
             } catch let error as RedisClientError where error == .unavailable("") {
                 // No connection could be made, so nothing was sent: the node may be gone (a
@@ -241,11 +243,7 @@ public final class RedisClient: Sendable, Service {
                     results = try await routed(router, slotKey: keys.first, deadline: start + timeout, script: script) { connection, remaining in
                         let results = try await connection.sendPipelined(commands, timeout: remaining)
                         // A redirection of the script is thrown so that `routed` follows it.
-                        if case .failure(let error as RedisServerError) = results[0],
-                            ClusterRedirection(error) != nil || ClusterRedirection.isNonLocalKeyRefusal(error)
-                        {
-                            throw error
-                        }
+                        if case .failure(let error as RedisServerError) = results[0], ClusterRedirection(error) != nil { throw error }
                         return results
                     }
                 } else {
@@ -318,18 +316,38 @@ public final class RedisClient: Sendable, Service {
 
     /// Pings Redis now and records the outcome.
     @discardableResult
+    ///
+    /// On a cluster: healthy while the slot map can be read and some primary answers. One shard
+    /// failing over fails only the requests for its slots (each with its own `503`); it does not
+    /// make the whole replica unready, which would take every replica out of the load balancer.
     public func checkHealth() async -> Bool {
         do {
-            _ = try await send("PING")
+            if let router {
+                let map = try await router.refresh(minimumInterval: .seconds(1))
+                var answered = false
+                for primary in map.primaries where !answered {
+                    if let connection = try? await router.pool(at: primary).multiplexedConnection(),
+                        (try? await connection.send(RedisCommand("PING"), timeout: configuration.commandTimeout)) != nil
+                    {
+                        answered = true
+                    }
+                }
+                guard answered else { throw RedisClientError.unavailable("no primary of the Redis Cluster answers") }
+            } else {
+                _ = try await send("PING")
+            }
             healthState.withLock { $0 = (true, nil) }
             return true
         } catch {
-            recordFailure(error)
+            healthState.withLock { $0 = (false, (error as? RedisClientError)?.detail ?? "\(error)") }
             return false
         }
     }
 
+    /// A command failed for want of Redis: unhealthy until the next check succeeds (on a
+    /// cluster only the health check decides, see ``checkHealth()``).
     private func recordFailure(_ error: any Error) {
+        guard router == nil else { return }
         let reason = (error as? RedisClientError)?.detail ?? "\(error)"
         healthState.withLock { $0 = (false, reason) }
     }

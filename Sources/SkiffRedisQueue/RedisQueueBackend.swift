@@ -238,12 +238,28 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         }
     }
 
-    /// Cluster: the slots that hold queues (read at most once a second, unless `fresh`).
+    /// Cluster: the slots that hold queues (read at most once a second, unless `fresh`), together
+    /// with every slot this process registered: a registration Redis lost (the shard of
+    /// `<prefix>:slots` failed over before replicating it) is written again, and while that set
+    /// cannot be read the sweeps go on with what was read last.
     func slotsInUse(fresh: Bool = false) async throws -> [Int] {
         if !fresh, case let (slots, readAt?) = activeSlots.withLock({ $0 }), ContinuousClock.now - readAt < .seconds(1) { return slots }
         let set = RedisQueueKeys.slotSet(prefix: prefix)
-        let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(set)), slotKey: set) }
-        let slots = (reply.array ?? []).compactMap { $0.integer.map(Int.init) }.filter { (0..<ClusterSlot.count).contains($0) }.sorted()
+        let local = registeredSlots.withLock { $0 }
+        let read: Set<Int>
+        do {
+            let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(set)), slotKey: set) }
+            read = Set((reply.array ?? []).compactMap { $0.integer.map(Int.init) }.filter { (0..<ClusterSlot.count).contains($0) })
+        } catch {
+            let last = activeSlots.withLock { $0.slots }
+            guard !last.isEmpty || !local.isEmpty else { throw error }
+            return Array(Set(last).union(local)).sorted()
+        }
+        let missing = local.subtracting(read)
+        if !missing.isEmpty {
+            _ = try? await client.send(RedisCommand("SADD", [.string(set)] + missing.sorted().map { .integer(Int64($0)) }), slotKey: set)
+        }
+        let slots = Array(read.union(local)).sorted()
         activeSlots.withLock { $0 = (slots, .now) }
         return slots
     }

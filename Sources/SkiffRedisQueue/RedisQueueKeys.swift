@@ -58,15 +58,20 @@ struct RedisQueueKeys: Sendable {
     /// Redis the queue set itself, `<prefix>:queues`, does that).
     static func queueRegistry(prefix: String) -> String { "\(prefix):queues" }
 
-    /// The queue name without its `-dlq` suffixes, cut where the default dead-letter name cuts
-    /// it (library.lua's `family` is the same function).
+    /// The family: the name cut where the default dead-letter name cuts it (124 characters), then
+    /// stripped of any trailing `-dlq` and of any trailing piece of one (`-dl`, `-d`, `-`, which
+    /// the cut may leave), so that `<q>-dlq` and its own dead-letter queues share `q`'s slot
+    /// whatever `q`'s length; `_` if nothing is left. library.lua's `family` is the same function.
     static func family(_ name: String) -> String {
-        func strip(_ name: Substring) -> Substring {
-            var name = name
-            while name.utf8.count > 4, name.hasSuffix("-dlq") { name = name.dropLast(4) }
-            return name
+        var family = Substring(name.prefix(QueueName.maximumLength - 4))
+        while true {
+            if let piece = ["-dlq", "-dl", "-d", "-"].first(where: { family.hasSuffix($0) }) {
+                family = family.dropLast(piece.count)
+            } else {
+                break
+            }
         }
-        return String(strip(strip(Substring(name)).prefix(QueueName.maximumLength - 4)))
+        return family.isEmpty ? "_" : String(family)
     }
 
     /// The queue a notification channel belongs to.

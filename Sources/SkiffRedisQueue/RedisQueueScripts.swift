@@ -24,8 +24,7 @@ enum RedisQueueScripts {
     /// sweeps, reads), so it may run while Redis refuses writes for memory (`noeviction` OOM):
     /// consumers can always drain a full Redis. Sends, settings and redrives cannot.
     private static func script(_ name: String, drains: Bool = true, _ body: [UInt8]) -> RedisScript {
-        // Each touches every key it may reach before writing on a cluster (library.lua).
-        RedisScript(name: name, source: (drains ? "#!lua flags=allow-oom\n" : "") + library + template(body), touchesEveryKeyFirst: true)
+        RedisScript(name: name, source: (drains ? "#!lua flags=allow-oom\n" : "") + library + template(body))
     }
 
     /// Every script, for the test that loads each one into Redis.

@@ -28,12 +28,14 @@ struct ClusterLayoutTests {
         #expect(RedisQueueKeys.family("orders") == "orders")
         #expect(RedisQueueKeys.family("orders-dlq") == "orders")
         #expect(RedisQueueKeys.family("orders-dlq-dlq") == "orders")
-        #expect(RedisQueueKeys.family("-dlq") == "-dlq")
+        #expect(RedisQueueKeys.family("-dlq") == "_")
         #expect(RedisQueueKeys.family("a-dlqx") == "a-dlqx")
-        // A long name's default dead-letter queue is cut to 124 characters + "-dlq": same family.
-        let long = String(repeating: "x", count: 120) + "-dlq1234"
-        let deadLetter = String(long.prefix(124)) + "-dlq"
-        #expect(RedisQueueKeys.family(long) == RedisQueueKeys.family(deadLetter))
+        #expect(RedisQueueKeys.family("a-") == "a")
+        // Found by review: a 122-character name's dead-letter queue (126) has its own dead-letter
+        // queue cut at 124 characters, "...-d-dlq": the family strips the cut piece too.
+        let name = String(repeating: "a", count: 122)
+        #expect(RedisQueueKeys.family(Self.deadLetterName(name)) == name)
+        #expect(RedisQueueKeys.family(Self.deadLetterName(Self.deadLetterName(name))) == name)
         let keys = RedisQueueKeys(prefix: "skiff", queue: QueueName("orders-dlq")!, clustered: true)
         #expect(keys.base == "skiff:{orders}:orders-dlq:")
         #expect(keys.slot == ClusterSlot.of("orders"))
@@ -52,6 +54,25 @@ struct ClusterLayoutTests {
         }
     }
 
+    /// The default dead-letter queue's name (QueueSettings): the name cut at 124 characters + `-dlq`.
+    static func deadLetterName(_ name: String) -> String { String(name.prefix(QueueName.maximumLength - 4)) + "-dlq" }
+
+    /// A queue, its dead-letter queue, that one's dead-letter queue and so on share a family,
+    /// for every length and ending (names built from `a`, `-`, `d`, `l`, `q` and `-dlq` pieces).
+    @Test func aDeadLetterChainNeverLeavesItsFamily() async {
+        let pieces = Gen.int(in: 0...5).array(of: 1...60)
+        await propertyCheck(count: 2000, input: pieces) { pieces in
+            let name = String(pieces.map { ["a", "-", "d", "l", "q", "-dlq"][$0] }.joined().prefix(QueueName.maximumLength))
+            guard QueueName(name) != nil else { return }
+            var queue = name
+            for _ in 0..<4 {
+                queue = Self.deadLetterName(queue)
+                #expect(RedisQueueKeys.family(queue) == RedisQueueKeys.family(name), "\(name) -> \(queue)")
+            }
+            #expect(!RedisQueueKeys.family(name).isEmpty)
+        }
+    }
+
     /// Lua's `family` is Swift's, for names built from `-dlq` pieces and cut anywhere.
     @Test(.enabled(if: TestEnvironment.hasRedis)) func luaAndSwiftAgreeOnFamilies() async throws {
         var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisURL))
@@ -60,9 +81,9 @@ struct ClusterLayoutTests {
         defer { client.close() }
         // KEYS[2] set: the library runs in its cluster layout.
         let script = RedisQueueScripts.library + "\nreturn family(ARGV[3])"
-        let pieces = Gen.int(in: 0...3).array(of: 1...40)
+        let pieces = Gen.int(in: 0...5).array(of: 1...60)
         await propertyCheck(count: 300, input: pieces) { pieces in
-            let name = String(pieces.map { ["a", "-dlq", "-", "q"][$0] }.joined().prefix(QueueName.maximumLength))
+            let name = String(pieces.map { ["a", "-dlq", "-", "q", "-d", "-dl"][$0 % 6] }.joined().prefix(QueueName.maximumLength))
             guard QueueName(name) != nil else { return }
             do {
                 let reply = try await client.send(RedisCommand("EVAL", [.string(script), 2, "k", "k", "p", "", .string(name)]))

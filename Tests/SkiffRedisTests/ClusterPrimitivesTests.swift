@@ -23,6 +23,9 @@ struct ClusterPrimitivesTests {
         #expect(ClusterRedirection(RedisServerError(message: "ASK 12 [::1]:7000")) == .ask(slot: 12, to: .init(host: "::1", port: 7000)))
         #expect(ClusterRedirection(RedisServerError(message: "TRYAGAIN Multiple keys request during rehashing of slot")) == .tryAgain)
         #expect(ClusterRedirection(RedisServerError(message: "CLUSTERDOWN The cluster is down")) == .tryAgain)
+        // Redis 7 names an endpoint it does not know by its port only: the node that answered.
+        #expect(
+            ClusterRedirection(RedisServerError(message: "MOVED 7 :7001"), answeredBy: "10.0.0.2") == .moved(slot: 7, to: .init(host: "10.0.0.2", port: 7001)))
         for message in ["ERR unknown", "MOVED x 1.2.3.4:5", "MOVED 16384 1.2.3.4:5", "MOVED 1 host", "MOVED 1 :5", "ASK 1"] {
             #expect(ClusterRedirection(RedisServerError(message: message)) == nil, "\(message)")
         }

@@ -11,6 +11,8 @@ final class ClusterRouter: Sendable {
         var map: ClusterSlotMap?
         var pools: [ClusterNodeAddress: RedisConnectionPool] = [:]
         var refresh: Task<ClusterSlotMap, any Error>?
+        /// Bumped by every map written, so an older refresh never overwrites a newer map.
+        var generation: UInt64 = 0
         var lastRefresh: ContinuousClock.Instant?
         var isClosed = false
     }
@@ -74,6 +76,7 @@ final class ClusterRouter: Sendable {
         state.withLock { state in
             if state.map == nil { state.map = ClusterSlotMap() }
             state.map!.assign(slot...slot, to: address)
+            state.generation &+= 1
         }
         refreshSoon()
     }
@@ -100,7 +103,30 @@ final class ClusterRouter: Sendable {
             if let running = state.refresh { return .wait(running) }
             if let map = state.map, let last = state.lastRefresh, ContinuousClock.now - last < minimumInterval { return .current(map) }
             let candidates = Self.candidates(map: state.map, seeds: configuration.clusterSeeds)
-            let task = Task { try await self.readMap(from: candidates) }
+            let generation = state.generation
+            // The task writes the map itself, unless something newer was written meanwhile (a
+            // MOVED), and clears itself: waiters only read.
+            let task = Task<ClusterSlotMap, any Error> {
+                do {
+                    let map = try await self.readMap(from: candidates)
+                    let stale = self.state.withLock { state -> [RedisConnectionPool] in
+                        state.refresh = nil
+                        guard state.generation == generation else { return [] }
+                        state.generation &+= 1
+                        state.map = map
+                        state.lastRefresh = .now
+                        // Pools of nodes that left the cluster (not seeds) are closed.
+                        let keep = Set(map.primaries + map.replicas.flatMap { $0 } + self.configuration.clusterSeeds)
+                        let gone = state.pools.keys.filter { !keep.contains($0) }
+                        return gone.compactMap { state.pools.removeValue(forKey: $0) }
+                    }
+                    for pool in stale { pool.close() }
+                    return map
+                } catch {
+                    self.state.withLock { $0.refresh = nil }
+                    throw error
+                }
+            }
             state.refresh = task
             return .wait(task)
         }
@@ -109,18 +135,7 @@ final class ClusterRouter: Sendable {
         case .current(let map): return map
         case .wait(let running): task = running
         }
-        do {
-            let map = try await task.value
-            state.withLock { state in
-                state.map = map
-                state.lastRefresh = .now
-                state.refresh = nil
-            }
-            return map
-        } catch {
-            state.withLock { $0.refresh = nil }
-            throw error
-        }
+        return try await task.value
     }
 
     /// Known primaries first (they answer with the freshest view), then their replicas, then the seeds.
@@ -130,8 +145,11 @@ final class ClusterRouter: Sendable {
         return nodes
     }
 
+    /// The first map that covers every slot; failing that (a shard with no primary for now),
+    /// the most complete one, so that only the uncovered slots fail.
     private func readMap(from candidates: [ClusterNodeAddress]) async throws -> ClusterSlotMap {
         var failures: [String] = []
+        var best: ClusterSlotMap?
         for node in candidates {
             do {
                 let connection = try await pool(at: node).multiplexedConnection()
@@ -145,12 +163,17 @@ final class ClusterRouter: Sendable {
                 }
                 guard map.unassignedSlots == 0 else {
                     failures.append("\(node): \(map.unassignedSlots) slots without a primary")
+                    if map.unassignedSlots < ClusterSlot.count, map.unassignedSlots < best?.unassignedSlots ?? .max { best = map }
                     continue
                 }
                 return map
             } catch {
                 failures.append("\(node): \(error)")
             }
+        }
+        if let best {
+            logger.warning("redis cluster map is partial", metadata: ["redis.unassigned_slots": "\(best.unassignedSlots)"])
+            return best
         }
         logger.warning("redis cluster map could not be read", metadata: ["error": "\(failures.joined(separator: "; "))"])
         throw RedisClientError.unavailable("Redis Cluster map: " + failures.joined(separator: "; "))

@@ -42,10 +42,13 @@ public struct ClusterNodeAddress: Hashable, Sendable, CustomStringConvertible {
     }
 
     /// `host:port`, or `[v6]:port`; the form `MOVED` and `ASK` use (the last colon separates).
-    public init?(_ text: Substring) {
+    /// `host:port`, `[v6]:port`, or `:port` (Redis 7 names an endpoint it does not know so: the
+    /// node that answered, `defaultHost`).
+    public init?(_ text: Substring, defaultHost: String? = nil) {
         guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port) else { return nil }
         var host = text[..<colon]
         if host.hasPrefix("["), host.hasSuffix("]") { host = host.dropFirst().dropLast() }
+        if host.isEmpty, let defaultHost { host = Substring(defaultHost) }
         guard !host.isEmpty else { return nil }
         self.init(host: String(host), port: port)
     }
@@ -65,13 +68,14 @@ public enum ClusterRedirection: Equatable, Sendable {
     /// and try again within the deadline.
     case tryAgain
 
-    /// Reads `MOVED 3999 127.0.0.1:6381`, `ASK ...`, `TRYAGAIN ...`, `CLUSTERDOWN ...`.
-    public init?(_ error: RedisServerError) {
+    /// Reads `MOVED 3999 127.0.0.1:6381`, `ASK ...`, `TRYAGAIN ...`, `CLUSTERDOWN ...`;
+    /// `answeredBy`: the host of the node that replied (for `MOVED 3999 :6381`).
+    public init?(_ error: RedisServerError, answeredBy: String? = nil) {
         let parts = error.message.split(separator: " ", maxSplits: 2)
         switch parts.first {
         case "MOVED", "ASK":
             guard parts.count == 3, let slot = Int(parts[1]), (0..<ClusterSlot.count).contains(slot),
-                let address = ClusterNodeAddress(parts[2].prefix { $0 != " " })
+                let address = ClusterNodeAddress(parts[2].prefix { $0 != " " }, defaultHost: answeredBy)
             else { return nil }
             self = parts[0] == "MOVED" ? .moved(slot: slot, to: address) : .ask(slot: slot, to: address)
         case "TRYAGAIN", "CLUSTERDOWN":
@@ -79,11 +83,6 @@ public enum ClusterRedirection: Equatable, Sendable {
         default:
             return nil
         }
-    }
 
-    /// A script refused a key of a slot that is migrating (or has moved): see
-    /// ``RedisScript/touchesEveryKeyFirst``.
-    public static func isNonLocalKeyRefusal(_ error: RedisServerError) -> Bool {
-        error.prefix == "ERR" && error.message.contains("Script attempted to access a non local key")
     }
 }

@@ -16,10 +16,11 @@ if idempotencyKey ~= '' then
     return { 0, original }
   end
 end
-if not mayCreate(queue, tonumber(ARGV[6])) then return { -3, tonumber(ARGV[6]) } end
+-- The delay first: a send refused for it must not count as creating its queue.
 local delay = s.delay
 if ARGV[3] ~= '' then delay = tonumber(ARGV[3]) end
 if delay > s.retention then return { -2, s.retention } end
+if not mayCreate(queue, tonumber(ARGV[6])) then return { -3, tonumber(ARGV[6]) } end
 local n = tonumber(ARGV[7])
 if s.maxDepth then
   local depth = readyDepth(queue) + redis.call('ZCARD', key(queue, 'delayed')) + redis.call('HLEN', key(queue, 'inflight'))

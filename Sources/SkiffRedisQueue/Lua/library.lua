@@ -9,12 +9,21 @@ local prefix, queue = ARGV[1], ARGV[2]
 -- queue name is the tag and the indexes are global, as they always were. KEYS[1] only routes.
 local clustered = KEYS[2] ~= nil
 local indexBase = KEYS[2] or prefix
+-- The family: the name cut where the default dead-letter name cuts it (124 characters), then
+-- stripped of any trailing `-dlq` and of any trailing piece of one (`-dl`, `-d`, `-`, which the
+-- cut may leave), so that `<q>-dlq`, its own `-dlq` and so on share `q`'s slot whatever `q`'s
+-- length. A name that strips to nothing is family `_`. RedisQueueKeys.family is the same.
 local function family(q)
-  local function strip(name)
-    while #name > 4 and string.sub(name, -4) == '-dlq' do name = string.sub(name, 1, -5) end
-    return name
+  local name = string.sub(q, 1, {{dlqPrefixLength}})
+  while true do
+    if #name >= 4 and string.sub(name, -4) == '-dlq' then name = string.sub(name, 1, -5)
+    elseif #name >= 3 and string.sub(name, -3) == '-dl' then name = string.sub(name, 1, -4)
+    elseif #name >= 2 and string.sub(name, -2) == '-d' then name = string.sub(name, 1, -3)
+    elseif #name >= 1 and string.sub(name, -1) == '-' then name = string.sub(name, 1, -2)
+    else break end
   end
-  return strip(string.sub(strip(q), 1, {{dlqPrefixLength}}))
+  if name == '' then return '_' end
+  return name
 end
 local queueFamily = clustered and queue ~= '' and family(queue)
 local function key(q, suffix)
@@ -233,27 +242,4 @@ local function promote(q, s)
     notify(q)
   end
   return moved, more
-end
-
--- On a cluster, before anything is written: touch every key this script may reach (the queue's
--- and its dead-letter queue's, the slot's indexes). A slot half-way through a migration makes
--- Redis refuse a key that is not on this node; refused here, the script stops having written
--- nothing (Redis does not undo a script's writes when it fails later), and the client retries
--- until the slot has moved. Reads only, one EXISTS per queue.
-local function touchFamily(q)
-  local bucket = math.floor(now / 10000)
-  local keys = { key(q, 'ready') }
-  for p = 1, 9 do keys[#keys + 1] = key(q, 'ready:' .. p) end
-  for p = 0, 9 do keys[#keys + 1] = key(q, 'returned:' .. p) end
-  for _, suffix in ipairs({ 'inflight', 'leases', 'delayed', 'seq', 'config', 'stats', 'errors', 'history', 'dedup', 'dedup-expiry' }) do
-    keys[#keys + 1] = key(q, suffix)
-  end
-  for b = bucket - 7, bucket do keys[#keys + 1] = key(q, 'rate:' .. b) end
-  redis.call('EXISTS', unpack(keys))
-end
-if clustered and queue ~= '' then
-  redis.call('EXISTS', indexKey('queues'), indexKey('lease-index'), indexKey('delay-index'), indexKey('retention-index'), indexKey('unregistered'))
-  touchFamily(queue)
-  local dlq = settings(queue).dlq
-  if dlq ~= queue then touchFamily(dlq) end
 end
