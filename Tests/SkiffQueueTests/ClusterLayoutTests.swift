@@ -119,10 +119,11 @@ struct ClusterLayoutTests {
     }
 
     /// A family's slot half-way through a migration (its in-flight hash already on the target,
-    /// its ready list not): a claim would pop from the list and then fail on the hash, and Redis
-    /// keeps a failed script's writes, so the message would be lost. The scripts touch every key
-    /// first, so the claim stops before writing; the client waits for the migration to finish and
-    /// the message is delivered once, on the new owner.
+    /// its ready list not): a claim run there would pop from the list and then fail on the hash,
+    /// and Redis keeps a failed script's writes, so the message would be lost. The scripts'
+    /// declared keys never exist, so the source answers ASK before the claim starts, and a script
+    /// never follows ASK: the client waits for the migration to finish and the message is
+    /// delivered once, on the new owner.
     @Test(.enabled(if: TestEnvironment.hasRedisCluster)) func aHalfMigratedQueueLosesNothing() async throws {
         let fixture = try await BackendFixture.make(.redisCluster)
         defer { fixture.close() }
