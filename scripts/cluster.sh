@@ -3,15 +3,24 @@
 # proxy in front of them, on the same ports in both modes.
 #
 #   scripts/cluster.sh up              start (or converge) the cluster, wait until healthy, print URLs
+#                                      (REDIS_MODE=cluster: on a Redis Cluster, see below)
 #   scripts/cluster.sh down            stop exactly what `up` started
 #   scripts/cluster.sh status          health of every component (exit 1 if any is unhealthy)
 #   scripts/cluster.sh logs [NAME] [-f]  logs of all components, or of redis|proxy|skiff-N
+#                                      (REDIS_MODE=cluster: redis-PORT, or redis for all nodes)
 #   scripts/cluster.sh kill N          kill -9 replica N (it stays down until `start N`)
 #   scripts/cluster.sh start N         start replica N again and wait until it is healthy
 #   scripts/cluster.sh restart-redis   kill -9 Redis and start it again on the same data
 #                                      (`--graceful`: SIGTERM instead)
 #   scripts/cluster.sh kill-redis      kill -9 Redis; it stays down until `start-redis`
 #   scripts/cluster.sh start-redis     start Redis again on the same data and wait for PONG
+#   scripts/cluster.sh kill-redis-primary --slot S
+#                                      REDIS_MODE=cluster (native): kill -9 the primary of hash
+#                                      slot S and wait until its replica is promoted; prints
+#                                      killed-port=X and new-primary-port=Y
+#   scripts/cluster.sh restart-redis-node --port X
+#                                      REDIS_MODE=cluster (native): start node X again (a killed
+#                                      primary rejoins as a replica) and wait until it is back
 #   scripts/cluster.sh restart-proxy   kill -9 HAProxy and start it again (`--graceful`:
 #                                      soft stop with SIGUSR1, in-flight requests finish)
 #   scripts/cluster.sh pause N         SIGSTOP replica N (native mode); `resume N`: SIGCONT
@@ -43,13 +52,22 @@
 #   REDIS_PORT_HOST=6379  Redis, on 127.0.0.1
 #   PROXY_STATS_PORT=8404 HAProxy's statistics page
 #   REDIS_APPENDFSYNC=everysec  or `always` (no acknowledged write lost on a Redis crash)
+#   REDIS_MODE=single     or `cluster`: instead of the single Redis, a Redis Cluster of 3
+#                         primaries and 3 replicas (native: scripts/redis-cluster.sh, state in
+#                         .cluster/redis-cluster, in memory only, so `down` drops its data;
+#                         docker: the `cluster` profile of docker-compose.yml), and every
+#                         replica gets REDIS_URL=redis+cluster://<the three first nodes>.
+#                         restart-redis, kill-redis and start-redis refuse it (no single Redis)
+#   REDIS_CLUSTER_PORT=7000  REDIS_MODE=cluster, native: nodes on 127.0.0.1:7000-7005 (cluster
+#                         bus 17000-17005)
 #   SKIFF_BIN=path        native: run this binary instead of building .build/release/skiff
 #   UP_TIMEOUT=120        seconds to wait for the cluster to become healthy
 #   CLUSTER_STATE_DIR=.cluster  where native state lives (make test runs its own cluster there)
 #   any key of deploy/skiff.env (e.g. CLAIM_LEASE_MS=3000) overrides that file
 #
 # Native state lives in .cluster/ (gitignored): pids/, logs/, redis/ (AOF and
-# RDB files), haproxy/haproxy.cfg (the rendered proxy configuration),
+# RDB files), redis-cluster/ (REDIS_MODE=cluster: each node's nodes-PORT.conf
+# and redis-PORT.log), haproxy/haproxy.cfg (the rendered proxy configuration),
 # overrides/ (per-replica environment from `configure`).
 set -euo pipefail
 
@@ -68,6 +86,7 @@ set -euo pipefail
 #   cluster/processes.sh  native supervision: pid files, spawn, stop, reap, wait_for, ports
 #   cluster/install.sh    Debian packages and the skiff binary
 #   cluster/redis.sh      Redis: start, wait, restart-redis, kill-redis, start-redis
+#   cluster/redis-nodes.sh  REDIS_MODE=cluster: the Redis Cluster, kill-redis-primary, restart-redis-node
 #   cluster/replicas.sh   replicas: environment, start, wait, kill N, start N, pause/resume N
 #   cluster/configure.sh  configure N: per-replica environment overrides
 #   cluster/proxy.sh      HAProxy: render, start, rotation, restart-proxy
@@ -86,6 +105,10 @@ PIDS=$STATE/pids
 LOGS=$STATE/logs
 SETTINGS_FILE=$STATE/cluster.env
 OVERRIDES=$STATE/overrides
+# REDIS_MODE=cluster (native): scripts/redis-cluster.sh's directory, and its node count
+# (3 primaries with a replica each, its default layout).
+REDIS_CLUSTER_DIR=$STATE/redis-cluster
+REDIS_CLUSTER_NODES=6
 COMPOSE_FILE=$ROOT/docker-compose.yml
 # Replicas the compose file defines statically; more are generated.
 COMPOSE_STATIC_REPLICAS=3
@@ -110,6 +133,7 @@ PIECES=$ROOT/scripts/cluster
     source "$PIECES/processes.sh"
     source "$PIECES/install.sh"
     source "$PIECES/redis.sh"
+    source "$PIECES/redis-nodes.sh"
     source "$PIECES/replicas.sh"
     source "$PIECES/configure.sh"
     source "$PIECES/proxy.sh"
@@ -132,6 +156,8 @@ main() {
         restart-redis) cmd_restart_redis "$@" ;;
         kill-redis) cmd_kill_redis "$@" ;;
         start-redis) cmd_start_redis "$@" ;;
+        kill-redis-primary) cmd_kill_redis_primary "$@" ;;
+        restart-redis-node) cmd_restart_redis_node "$@" ;;
         restart-proxy) cmd_restart_proxy "$@" ;;
         pause) cmd_signal_replica STOP "$@" ;;
         resume) cmd_signal_replica CONT "$@" ;;

@@ -11,9 +11,13 @@ native_up() {
     save_settings
     write_replica_env
 
-    start_redis
-    wait_redis
-    redis_cli config set appendfsync "$REDIS_APPENDFSYNC" >/dev/null
+    if [[ $REDIS_MODE == cluster ]]; then
+        start_redis_nodes
+    else
+        start_redis
+        wait_redis
+        redis_cli config set appendfsync "$REDIS_APPENDFSYNC" >/dev/null
+    fi
 
     # Replicas beyond REPLICAS, left from an earlier larger `up`.
     local file name n
@@ -59,6 +63,9 @@ native_down() {
     stop_process proxy USR1 10
     stop_process proxy-old KILL 1
     stop_process redis TERM 30
+    # The Redis Cluster's nodes keep their data in memory only: stopping them drops it, and
+    # redis-cluster.sh removes their directory with it.
+    if [[ $REDIS_MODE == cluster ]]; then redis_nodes stop; fi
     # Overrides point at things of one session (a fault proxy, a fake clock):
     # the next `up` starts plain replicas.
     rm -rf "$OVERRIDES"

@@ -37,6 +37,7 @@ wait_redis() { wait_for redis PING $((SECONDS + UP_TIMEOUT)) redis_ready; }
 cmd_restart_redis() {
     lock
     load_settings 0
+    refuse_in_cluster_mode restart-redis
     local signal=KILL
     [[ ${1:-} == --graceful ]] && signal=TERM
     if [[ $MODE == docker ]]; then
@@ -59,6 +60,7 @@ cmd_restart_redis() {
 cmd_kill_redis() {
     lock
     load_settings 0
+    refuse_in_cluster_mode kill-redis
     [[ $MODE == native ]] || die "kill-redis is implemented for the native cluster only"
     local pid
     pid=$(pid_of redis) || die "redis is not running"
@@ -70,6 +72,7 @@ cmd_kill_redis() {
 cmd_start_redis() {
     lock
     load_settings 0
+    refuse_in_cluster_mode start-redis
     if [[ $MODE == docker ]]; then
         compose_env
         compose up -d --no-deps --wait redis

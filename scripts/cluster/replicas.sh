@@ -21,7 +21,7 @@ replica_env() {
     # listen on their container's interfaces instead).
     echo "HOST=127.0.0.1"
     echo "PORT=$(replica_port "$n")"
-    echo "REDIS_URL=redis://127.0.0.1:$REDIS_PORT_HOST"
+    echo "REDIS_URL=$(redis_url)"
     echo "REPLICA_ID=skiff-$n"
     # Last, so they win (env applies its assignments in order): `configure N`.
     if [[ -f $OVERRIDES/skiff-$n.env ]]; then setting_lines "$OVERRIDES/skiff-$n.env"; fi

@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# Sourced by scripts/cluster.sh: the cluster's settings (ports, mode, replica
-# count, fsync policy), remembered in $STATE/cluster.env; the replica settings
-# file $STATE/skiff.env; the lock every changing subcommand takes.
+# Sourced by scripts/cluster.sh: the cluster's settings (ports, mode, Redis mode,
+# replica count, fsync policy), remembered in $STATE/cluster.env; the replica
+# settings file $STATE/skiff.env; the lock every changing subcommand takes.
 
 # load_settings FROM_ENV: the cluster's settings. `up` (FROM_ENV=1) takes them
 # from the environment and defaults; every other subcommand uses what the last
@@ -10,6 +10,10 @@
 load_settings() {
     local from_env=$1
     if [[ $from_env == 0 && -f $SETTINGS_FILE ]]; then
+        # A cluster.env written before REDIS_MODE existed means a single Redis,
+        # whatever the caller's environment says.
+        REDIS_MODE=single
+        REDIS_CLUSTER_PORT=7000
         # shellcheck source=/dev/null
         source "$SETTINGS_FILE"
     else
@@ -20,6 +24,10 @@ load_settings() {
         REPLICA_BASE_PORT=${REPLICA_BASE_PORT:-8080}
         REDIS_PORT_HOST=${REDIS_PORT_HOST:-6379}
         REDIS_APPENDFSYNC=${REDIS_APPENDFSYNC:-everysec}
+        # Empty when not given: `up` then keeps a running cluster's Redis mode,
+        # or starts a single Redis (choose_redis_mode).
+        REDIS_MODE=${REDIS_MODE:-}
+        REDIS_CLUSTER_PORT=${REDIS_CLUSTER_PORT:-7000}
     fi
     UP_TIMEOUT=${UP_TIMEOUT:-120}
     if ! [[ $REPLICAS =~ ^[0-9]+$ ]] || ((REPLICAS < 1 || REPLICAS > 99)); then
@@ -33,6 +41,14 @@ load_settings() {
         always | everysec | no) ;;
         *) die "REDIS_APPENDFSYNC must be always, everysec or no, got '$REDIS_APPENDFSYNC'" ;;
     esac
+    case $REDIS_MODE in
+        "" | single | cluster) ;;
+        *) die "REDIS_MODE must be single or cluster, got '$REDIS_MODE'" ;;
+    esac
+    # Six nodes from REDIS_CLUSTER_PORT on, and their cluster bus ports 10000 above.
+    if ! [[ $REDIS_CLUSTER_PORT =~ ^[0-9]+$ ]] || ((REDIS_CLUSTER_PORT < 1 || REDIS_CLUSTER_PORT + REDIS_CLUSTER_NODES - 1 + 10000 > 65535)); then
+        die "REDIS_CLUSTER_PORT must leave room for $REDIS_CLUSTER_NODES nodes and their bus ports (+10000) below 65536, got '$REDIS_CLUSTER_PORT'"
+    fi
 }
 
 save_settings() {
@@ -46,6 +62,8 @@ save_settings() {
         printf 'REPLICA_BASE_PORT=%q\n' "$REPLICA_BASE_PORT"
         printf 'REDIS_PORT_HOST=%q\n' "$REDIS_PORT_HOST"
         printf 'REDIS_APPENDFSYNC=%q\n' "$REDIS_APPENDFSYNC"
+        printf 'REDIS_MODE=%q\n' "$REDIS_MODE"
+        printf 'REDIS_CLUSTER_PORT=%q\n' "$REDIS_CLUSTER_PORT"
         # The binary `up` resolved (native): `start N` reuses it, never builds.
         printf 'SKIFF=%q\n' "${SKIFF:-}"
     } >"$SETTINGS_FILE"
@@ -91,6 +109,8 @@ choose_mode() {
         *) die "CLUSTER_MODE must be docker or native, got '$MODE'" ;;
     esac
 }
+
+choose_redis_mode() { REDIS_MODE=${REDIS_MODE:-single}; }
 
 # Serialises the subcommands that change the cluster (fd 9 stays open, and the
 # lock held, until this script exits).

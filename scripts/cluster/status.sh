@@ -10,13 +10,21 @@ cmd_status() {
     }
     load_settings 0
     local ok=0 n code state pid
-    printf '%s mode, %s replicas\n' "$MODE" "$REPLICAS"
+    printf '%s mode, %s replicas, %s\n' "$MODE" "$REPLICAS" "$([[ $REDIS_MODE == cluster ]] && echo "a Redis Cluster" || echo "a single Redis")"
     if [[ $MODE == docker ]]; then
         compose_env
         compose ps || ok=1
     fi
     # redis
-    if redis_ping; then
+    if [[ $REDIS_MODE == cluster ]]; then
+        if [[ $MODE == native ]]; then
+            redis_nodes_status || ok=1
+        else
+            state=$(compose exec -T redis-node-1 redis-cli cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_state://p')
+            printf '  %-9s %-10s cluster_state:%s (redis-node-1)\n' redis "$([[ $state == ok ]] && echo healthy || echo unhealthy)" "${state:-?}"
+            [[ $state == ok ]] || ok=1
+        fi
+    elif redis_ping; then
         printf '  %-9s %-10s redis://127.0.0.1:%s\n' redis healthy "$REDIS_PORT_HOST"
     elif [[ $MODE == native ]] && ! is_running redis; then
         printf '  %-9s %-10s\n' redis stopped
@@ -68,15 +76,26 @@ cmd_logs() {
         if ((follow)); then compose logs -f ${name:+"$name"}; else compose logs --tail 200 ${name:+"$name"}; fi
         return
     fi
+    # Natively the Redis Cluster's nodes log into their own directory, redis-PORT.log.
+    if [[ ${REDIS_MODE:-single} == cluster && $name =~ ^redis(-[0-9]+)?$ ]]; then
+        local files=("$REDIS_CLUSTER_DIR/$name"*.log)
+        [[ -e ${files[0]} ]] || die "no log for '$name' in $REDIS_CLUSTER_DIR"
+        if ((follow)); then exec tail -n 50 -F "${files[@]}"; else tail -n 200 "${files[@]}"; fi
+        return
+    fi
     if [[ -n $name ]]; then
         file=$LOGS/$name.log
         [[ -f $file ]] || die "no log for '$name' (see $LOGS)"
         if ((follow)); then exec tail -n 50 -F "$file"; else tail -n 200 "$file"; fi
         return
     fi
-    compgen -G "$LOGS/*.log" >/dev/null || die "no logs yet in $LOGS"
-    if ((follow)); then exec tail -n 20 -F "$LOGS"/*.log; fi
-    for file in "$LOGS"/*.log; do
+    local all=()
+    for file in "$LOGS"/*.log "$REDIS_CLUSTER_DIR"/redis-*.log; do
+        [[ -f $file ]] && all+=("$file")
+    done
+    ((${#all[@]} > 0)) || die "no logs yet in $LOGS"
+    if ((follow)); then exec tail -n 20 -F "${all[@]}"; fi
+    for file in "${all[@]}"; do
         echo "==> ${file#"$ROOT"/} <=="
         tail -n 50 "$file"
         echo
