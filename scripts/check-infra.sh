@@ -221,6 +221,55 @@ compose_scaled() {
 }
 check "docker-compose config: generated override for 5 replicas" compose_scaled
 
+# The `cluster` profile (REDIS_MODE=cluster): six cluster-enabled nodes announcing their service
+# names, the one-shot create, every replica (generated ones too) on SKIFF_REDIS_URL after it;
+# and the default profile without any of them, its replicas still on the single Redis.
+compose_cluster_profile() {
+    local url=redis+cluster://redis-node-1:6379,redis-node-2:6379,redis-node-3:6379
+    scripts/cluster.sh compose-override 4 >"$WORK/compose.replicas-4.yml" &&
+        SKIFF_REDIS_URL=$url "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml -f "$WORK/compose.replicas-4.yml" \
+            --profile cluster config --format json >"$WORK/compose-cluster.json" &&
+        env -u SKIFF_REDIS_URL "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml config --format json >"$WORK/compose-default.json" ||
+        return 1
+    "$VENV/bin/python" - "$WORK/compose-cluster.json" "$WORK/compose-default.json" "$url" <<'EOF'
+import json, sys
+cluster, default, url = json.load(open(sys.argv[1]))["services"], json.load(open(sys.argv[2]))["services"], sys.argv[3]
+problems = []
+nodes = [f"redis-node-{n}" for n in range(1, 7)]
+for name in nodes:
+    node = cluster.get(name)
+    if node is None:
+        problems.append(f"{name} missing from the cluster profile"); continue
+    command = " ".join(node["command"])
+    for flag in ("--cluster-enabled yes", '--cluster-announce-hostname "${HOSTNAME}"', "--cluster-preferred-endpoint-type hostname"):
+        if flag not in command.replace("$$", "$"):
+            problems.append(f"{name}: no {flag} in its command")
+    if node.get("hostname") != name:
+        problems.append(f"{name}: hostname {node.get('hostname')!r}, so it would announce another name")
+init = cluster.get("redis-cluster-init", {})
+create = " ".join(init.get("command", []))
+if "--cluster create " + " ".join(f"{n}:6379" for n in nodes) not in create or "--cluster-replicas 1" not in create:
+    problems.append("redis-cluster-init does not create the six nodes with one replica each")
+if sorted(init.get("depends_on", {})) != nodes:
+    problems.append("redis-cluster-init does not wait for the six nodes")
+for name in ("skiff-1", "skiff-2", "skiff-3", "skiff-4"):
+    replica = cluster.get(name, {})
+    if replica.get("environment", {}).get("REDIS_URL") != url:
+        problems.append(f"{name}: REDIS_URL {replica.get('environment', {}).get('REDIS_URL')!r} in the cluster profile")
+    if replica.get("depends_on", {}).get("redis-cluster-init", {}).get("condition") != "service_completed_successfully":
+        problems.append(f"{name} does not wait for redis-cluster-init")
+extra = sorted(set(default) & set(nodes + ["redis-cluster-init"]))
+if extra:
+    problems.append(f"the default profile runs {extra}")
+for name in ("skiff-1", "skiff-2", "skiff-3"):
+    if default[name]["environment"]["REDIS_URL"] != "redis://redis:6379":
+        problems.append(f"default profile: {name} REDIS_URL is {default[name]['environment']['REDIS_URL']!r}")
+print("\n".join(problems) or "cluster profile: 6 nodes, the create, 4 replicas on the cluster; default profile unchanged")
+sys.exit(1 if problems else 0)
+EOF
+}
+check "docker-compose config: profile cluster (6 nodes, create, replicas' REDIS_URL); default profile without it" compose_cluster_profile
+
 # --- Dockerfile ------------------------------------------------------------------
 
 check "hadolint Dockerfile" "$HADOLINT" Dockerfile

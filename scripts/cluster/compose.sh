@@ -1,14 +1,20 @@
 # shellcheck shell=bash
 # Sourced by scripts/cluster.sh: the Docker Compose mode (docker-compose.yml,
-# plus $STATE/compose.replicas.yml for replicas beyond the third).
+# plus $STATE/compose.replicas.yml for replicas beyond the third; with
+# REDIS_MODE=cluster its `cluster` profile).
+
+# The seeds the replicas get with REDIS_MODE=cluster: node names of the compose network, which
+# the nodes also announce (docker-compose.yml).
+COMPOSE_CLUSTER_URL=redis+cluster://redis-node-1:6379,redis-node-2:6379,redis-node-3:6379
 
 compose() {
-    local files=(-f "$COMPOSE_FILE")
-    [[ -f $STATE/compose.replicas.yml ]] && files+=(-f "$STATE/compose.replicas.yml")
+    local options=(-f "$COMPOSE_FILE")
+    [[ -f $STATE/compose.replicas.yml ]] && options+=(-f "$STATE/compose.replicas.yml")
+    [[ ${REDIS_MODE:-single} == cluster ]] && options+=(--profile cluster)
     if docker compose version >/dev/null 2>&1; then
-        docker compose --project-directory "$ROOT" "${files[@]}" "$@"
+        docker compose --project-directory "$ROOT" "${options[@]}" "$@"
     elif command -v docker-compose >/dev/null; then
-        docker-compose --project-directory "$ROOT" "${files[@]}" "$@"
+        docker-compose --project-directory "$ROOT" "${options[@]}" "$@"
     else
         die "a Docker engine answers but neither 'docker compose' nor 'docker-compose' is installed"
     fi
@@ -46,6 +52,8 @@ write_compose_override() {
 compose_env() {
     export REPLICAS PROXY_PORT PROXY_STATS_PORT REDIS_PORT_HOST REDIS_APPENDFSYNC
     export SKIFF_ENV_FILE=.cluster/skiff.env
+    # docker-compose.yml gives the replicas ${SKIFF_REDIS_URL:-redis://redis:6379}.
+    if [[ ${REDIS_MODE:-single} == cluster ]]; then export SKIFF_REDIS_URL=$COMPOSE_CLUSTER_URL; else unset SKIFF_REDIS_URL; fi
 }
 
 # compose_restart SERVICE SIGNAL: signals SERVICE's container, then starts it
@@ -58,6 +66,10 @@ compose_restart() {
 
 compose_services() {
     local n services=(redis)
+    # The single Redis starts in both Redis modes (the replicas depend on it in the default
+    # profile); with REDIS_MODE=cluster the replicas use the nodes, once the one-shot
+    # redis-cluster-init has created the cluster.
+    [[ ${REDIS_MODE:-single} == cluster ]] && services+=(redis-node-{1..6} redis-cluster-init)
     for ((n = 1; n <= REPLICAS; n++)); do services+=("skiff-$n"); done
     services+=(proxy)
     echo "${services[@]}"
