@@ -632,9 +632,12 @@ class Run:
             return False
         binary = next((line.split("=", 1)[1] for line in settings.splitlines() if line.startswith("SKIFF=")), "")
         try:
-            return b"REDIS_WAIT_REPLICAS" in open(binary, "rb").read()
+            contents = open(binary, "rb").read()
         except OSError:
             return False
+        # Since settings are declared once (issue 17) the binary holds the setting's key, from which
+        # swift-configuration derives REDIS_WAIT_REPLICAS; before, it held the variable's name.
+        return b"redis.waitReplicas" in contents or b"REDIS_WAIT_REPLICAS" in contents
 
     async def phase_failover_wait(self) -> None:
         if self.second_redis is None or self.primary_port != self.s.redis_replica_port:
