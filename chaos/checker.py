@@ -52,9 +52,15 @@ Measured classes (``everysec``, ``failover-async``, ``failover-wait``) are judge
 rules but only reported (stderr): lost, duplicated, and the loss window (how long before the
 crash the oldest lost acknowledgement was given).
 
+Every class has a **judge**, named by its queues' ``queue`` records (``judge``): ``strict`` (the
+``strict`` class's, and the Redis Cluster's ``reshard-*`` classes: lost, duplicated and
+unexpected fail the run), ``no-loss`` (``primary-kill-wait``: a loss fails the run, duplicates
+and the rest are reported), or ``measured`` (every other class: reported only).
+
 Output: exactly one line on stdout,
-``chaos: acked=N delivered=N lost=N duplicated=N unexpected=N recovered=K``, details on stderr;
-exit status 1 when lost, duplicated or unexpected is above 0 (or when nothing was acked).
+``chaos: acked=N delivered=N lost=N duplicated=N unexpected=N recovered=K`` (the ``strict``
+class's; when no strict phase ran, the sum of the classes judged ``strict``), details on stderr;
+exit status 1 when a judged class broke its rule, or when no judged class acked anything.
 """
 
 from __future__ import annotations
@@ -68,11 +74,14 @@ from .history import read_history
 
 STRICT = "strict"
 EXAMPLES = 8
+#: How a class is judged (see the module's docstring); a queue record may name another.
+JUDGES = ("strict", "no-loss", "measured")
 
 
 @dataclass
 class ClassReport:
     name: str
+    judge: str = "measured"
     acked: int = 0
     indeterminate_enqueues: int = 0
     delivered: int = 0
@@ -107,7 +116,12 @@ class ClassReport:
 
     @property
     def failed(self) -> bool:
-        return self.lost > 0 or self.duplicated > 0 or self.unexpected > 0
+        """Whether this class broke the rule it is judged by (a measured class never does)."""
+        if self.judge == "strict":
+            return self.lost > 0 or self.duplicated > 0 or self.unexpected > 0
+        if self.judge == "no-loss":
+            return self.lost > 0
+        return False
 
     def line(self) -> str:
         return (
@@ -125,7 +139,8 @@ class ClassReport:
             f"acks: 204={self.acks_ok} 404={self.acks_stale} failed={self.acks_failed} indeterminate={self.acks_indeterminate}; "
             f"redeliveries={self.ack_redeliveries} consumed(all modes)={self.consumed} "
             f"settled-by-indeterminate-ack={self.settled_by_indeterminate_ack}",
-            f"[{self.name}] lost={self.lost} duplicated={self.duplicated} unexpected={self.unexpected} "
+            f"[{self.name}] judged {self.judge}{': FAILED' if self.failed else ''}: "
+            f"lost={self.lost} duplicated={self.duplicated} unexpected={self.unexpected} "
             f"(fifo={self.fifo_violations}, early-redelivery={self.early_redeliveries}) recovered={self.recovered} "
             f"probes={self.probes} (inconclusive {self.probes_inconclusive}) residue-after-drain={self.residue}"
             + (f" loss-window-ms={self.loss_window_ms:.0f}" if self.loss_window_ms is not None else ""),
@@ -166,12 +181,18 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
     meta = next((r for r in records if r.get("type") == "meta"), {})
     lease = (lease_ms if lease_ms is not None else meta.get("lease_ms", 30000)) / 1000.0
     queue_class = {r["queue"]: r.get("class", STRICT) for r in records if r.get("type") == "queue"}
-    reports: dict[str, ClassReport] = {STRICT: ClassReport(STRICT)}
+    class_judge: dict[str, str] = {}
+    for record in records:
+        if record.get("type") == "queue" and record.get("judge"):
+            if record["judge"] not in JUDGES:
+                raise ValueError(f"queue {record['queue']!r}: unknown judge {record['judge']!r}")
+            class_judge.setdefault(record.get("class", STRICT), record["judge"])
+    reports: dict[str, ClassReport] = {STRICT: ClassReport(STRICT, class_judge.get(STRICT, "strict"))}
 
     def report_for(queue: str) -> ClassReport:
         name = queue_class.get(queue, STRICT)
         if name not in reports:
-            reports[name] = ClassReport(name)
+            reports[name] = ClassReport(name, class_judge.get(name, "strict" if name == STRICT else "measured"))
         return reports[name]
 
     ops = [r for r in records if r.get("type") == "op"]
@@ -512,6 +533,25 @@ def _judge_residue_and_windows(records, enqueues, settled, report_for, reports) 
         report.loss_window_ms = window if window is not None else 0.0
 
 
+def verdict(reports: dict[str, ClassReport]) -> tuple[ClassReport, list[str]]:
+    """The run's summary (the stdout line) and why it failed (empty: it passed). The summary is the
+    strict class's, or, when nothing was acked in it (no strict phase ran), the sum of the
+    classes judged ``strict``. A run fails when a class broke the rule it is judged by, or when
+    no judged class acked anything: then it proved nothing."""
+    summary = reports[STRICT]
+    if summary.acked == 0:
+        summary = ClassReport(STRICT, "strict")
+        for report in reports.values():
+            if report.judge == "strict":
+                for name in ("acked", "delivered", "lost", "duplicated", "unexpected", "recovered"):
+                    setattr(summary, name, getattr(summary, name) + getattr(report, name))
+    reasons = [f"{report.name} (judged {report.judge}): lost={report.lost} duplicated={report.duplicated} "
+               f"unexpected={report.unexpected}" for report in reports.values() if report.failed]
+    if not any(report.acked for report in reports.values() if report.judge != "measured"):
+        reasons.append("nothing was acknowledged in a judged phase: the run proved nothing")
+    return summary, reasons
+
+
 def main(argv: list[str]) -> int:
     import argparse
 
@@ -520,14 +560,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--lease-ms", type=float, help="claim lease (default: from the history's meta record)")
     args = parser.parse_args(argv)
     reports = check(read_history(args.history), args.lease_ms)
-    strict = reports[STRICT]
     for name in sorted(reports, key=lambda n: (n == STRICT, n)):
         for line in reports[name].details():
             print(line, file=sys.stderr)
-    print(strict.line(), flush=True)
-    if strict.failed:
-        return 1
-    if strict.acked == 0:
-        print("chaos: nothing was acknowledged in the strict phase: the run proved nothing", file=sys.stderr)
-        return 1
-    return 0
+    summary, reasons = verdict(reports)
+    print(summary.line(), flush=True)
+    for reason in reasons:
+        print(f"chaos: failed: {reason}", file=sys.stderr)
+    return 1 if reasons else 0

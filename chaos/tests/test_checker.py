@@ -422,6 +422,44 @@ class MeasuredClasses(unittest.TestCase):
         self.assertAlmostEqual(reports["everysec"].loss_window_ms, 200, places=3)
 
 
+def judged(judge, *ops, name="k"):
+    """A history whose queue ``k`` is of class ``name``, judged ``judge`` (checker.JUDGES)."""
+    records = history(*ops)
+    records.insert(1, {"type": "queue", "queue": "k", "class": name, "judge": judge})
+    return records
+
+
+class Judges(unittest.TestCase):
+    def test_no_loss_fails_on_a_loss_only(self):
+        lost = checker.check(judged("no-loss", enq("a", 0, 1, q="k"), enq("b", 0, 1, q="k"), deq("a", 2, 3, q="k")))
+        self.assertEqual((lost["k"].judge, lost["k"].lost), ("no-loss", 1))
+        self.assertTrue(lost["k"].failed)
+        twice = checker.check(judged("no-loss", enq("a", 0, 1, q="k"), deq("a", 2, 3, q="k"), deq("a", 4, 5, q="k")))
+        self.assertEqual(twice["k"].duplicated, 1)
+        self.assertFalse(twice["k"].failed)
+
+    def test_strict_judge_on_another_class_fails_on_a_duplicate(self):
+        reports = checker.check(judged("strict", enq("a", 0, 1, q="k"), deq("a", 2, 3, q="k"), deq("a", 4, 5, q="k"), name="reshard-async"))
+        self.assertTrue(reports["reshard-async"].failed)
+        summary, reasons = checker.verdict(reports)
+        self.assertEqual((summary.acked, summary.duplicated), (1, 1))  # no strict phase: the judged classes' sum
+        self.assertEqual(len(reasons), 1)
+
+    def test_measured_by_default_and_never_failed(self):
+        reports = checker.check(history(enq("a", 0, 1), deq("a", 2, 3), enq("m", 0, 1, q="f"), classes={"f": "failover-async"}))
+        self.assertEqual(reports["failover-async"].judge, "measured")
+        self.assertEqual(reports["failover-async"].lost, 1)
+        self.assertEqual(checker.verdict(reports)[1], [])
+
+    def test_a_run_with_only_measured_acks_proved_nothing(self):
+        reports = checker.check(judged("measured", enq("a", 0, 1, q="k"), deq("a", 2, 3, q="k")))
+        self.assertEqual(len(checker.verdict(reports)[1]), 1)
+
+    def test_unknown_judge(self):
+        with self.assertRaises(ValueError):
+            checker.check(judged("lenient", enq("a", 0, 1, q="k")))
+
+
 class CommandLine(unittest.TestCase):
     def run_main(self, records):
         with tempfile.TemporaryDirectory() as directory:
@@ -443,6 +481,11 @@ class CommandLine(unittest.TestCase):
         status, out = self.run_main(history(enq("a", 0, 1)))
         self.assertEqual(status, 1)
         self.assertIn("lost=1", out)
+
+    def test_exits_non_zero_on_a_loss_in_a_no_loss_class(self):
+        status, out = self.run_main(judged("no-loss", enq("a", 0, 1, q="k")))
+        self.assertEqual(status, 1)
+        self.assertEqual(out, "chaos: acked=0 delivered=0 lost=0 duplicated=0 unexpected=0 recovered=0\n")
 
     def test_exits_non_zero_when_nothing_was_acked(self):
         status, _ = self.run_main(history(enq("a", 0, 1, result="info")))
