@@ -21,6 +21,9 @@ import random
 from dataclasses import dataclass, field
 
 KINDS = ("kill", "pause", "proxy", "redis", "cut", "probe")
+#: On a Redis Cluster (REDIS_MODE=cluster): no single Redis to restart, and no link between the
+#: replicas and Redis (a cluster client connects to every node it learns of), so no cut or probe.
+CLUSTER_KINDS = ("kill", "pause", "proxy")
 CUT_MODES = ("pause", "hold", "drop", "reset")
 
 

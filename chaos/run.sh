@@ -9,6 +9,8 @@
 #   chaos/run.sh                       full run (CHAOS_SECONDS=300)
 #   CHAOS_SECONDS=120 chaos/run.sh     the bounded CI run, every fault kind at least once
 #   CHAOS_SEED=1234 chaos/run.sh       replay a seed
+#   REDIS_MODE=cluster chaos/run.sh    on a Redis Cluster: a primary killed and slots migrated
+#                                      under load, with and without WAIT (make chaos-cluster-ci)
 #   chaos/run.sh --check HISTORY       only check a recorded history
 #   chaos/run.sh --unit                only the checker's own unit tests
 #   chaos/run.sh --soak                the soak instead (`make soak`: chaos/soak.py, SOAK_SECONDS=1800)

@@ -17,13 +17,19 @@ Phases (each on queues of its own, unique to the run):
 Every replica reaches Redis through its own port on the link process (link.py), so the
 scheduler can cut one replica off, and the failover can move all of them.
 
+With ``REDIS_MODE=cluster`` (``make chaos REDIS_MODE=cluster``) the run is on a Redis Cluster of
+3 primaries and 3 replicas instead, and its phases are those of chaos/rediscluster.py: ``strict``
+with the faults of the replicas and the proxy, then a primary killed and a slot migration, each
+with and without ``REDIS_WAIT_REPLICAS=1``.
+
 Environment: CHAOS_SEED, CHAOS_SECONDS (300: the whole fault schedule, measured phases
 included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
 CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
 CHAOS_ABORT_SHARE (0.2), CHAOS_ACK_SHARE (0.5: the share of the strict phase's consumers that
 receive in acknowledged mode), CHAOS_VISIBILITY_MS (their visibility timeout: CLAIM_LEASE_MS +
 1000), CHAOS_CRASH_SHARE (0.05: the share of their deliveries they never ack), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
-CHAOS_FAULTS (kinds of faults.KINDS to schedule), CHAOS_FAILOVER_WAIT=force (run the second
+CHAOS_FAULTS (kinds of faults.KINDS to schedule; faults.CLUSTER_KINDS with REDIS_MODE=cluster),
+REDIS_MODE (single; cluster: see above), CHAOS_FAILOVER_WAIT=force (run the second
 failover even when the binary has no REDIS_WAIT_REPLICAS: it then measures the asynchronous
 failover back, as class failover-back-async), CHAOS_OUT (run directory, default
 .cluster/chaos/runs/<time>-seed<seed>).
@@ -33,7 +39,8 @@ The cluster runs apart from a developer's `make up` cluster: its own state direc
 CLUSTER_STATE_DIR) and its own loopback ports from CHAOS_PORT_BASE (18480): the proxy on the
 base, replica N on base+N, HAProxy's statistics on base+10, Redis on base-1, the promoted
 replica on base-2, the link control on base-10, replica N's link on base-10+N, and the
-replication link between the two redis-servers (failover phases) on base-11.
+replication link between the two redis-servers (failover phases) on base-11; with
+REDIS_MODE=cluster the six Redis Cluster nodes on base-30..base-25 (their cluster bus 10000 above).
 """
 
 from __future__ import annotations
@@ -70,10 +77,13 @@ FAKETIME_LIB_CANDIDATES = (
     "/usr/lib/faketime/libfaketimeMT.so.1",
 )
 MEASURED_PHASES = ("everysec", "failover-async", "failover-wait")
+#: REDIS_MODE=cluster: the phases after the strict one (chaos/rediscluster.py), in their order.
+CLUSTER_PHASES = ("primary-kill-async", "reshard-async", "primary-kill-wait", "reshard-wait")
 #: How long the replication link stalls before the primary is killed in the failover phases.
 REPLICATION_LAG_S = 0.7
 #: Seconds the measured phases take together, subtracted from CHAOS_SECONDS for the strict one.
-MEASURED_BUDGET = {"everysec": 16.0, "failover-async": 18.0, "failover-wait": 26.0}
+MEASURED_BUDGET = {"everysec": 16.0, "failover-async": 18.0, "failover-wait": 26.0, "primary-kill-async": 24.0,
+                   "reshard-async": 22.0, "primary-kill-wait": 30.0, "reshard-wait": 22.0}
 
 
 def log(message: str) -> None:
@@ -103,16 +113,32 @@ class Settings:
     replica_base_port: int
     redis_port: int
     stats_port: int
+    redis_mode: str = "single"
+    redis_cluster_port: int = 0
 
     @staticmethod
     def from_environment() -> "Settings":
         env = os.environ
         seed = int(env.get("CHAOS_SEED") or random.SystemRandom().randint(1, 10**9))
-        phases = tuple(p for p in env.get("CHAOS_PHASES", "strict," + ",".join(MEASURED_PHASES)).split(",") if p)
-        kinds = tuple(k for k in env.get("CHAOS_FAULTS", ",".join(faults.KINDS)).split(",") if k)
+        redis_mode = env.get("REDIS_MODE") or "single"
+        if redis_mode not in ("single", "cluster"):
+            raise SystemExit(f"chaos: REDIS_MODE must be single or cluster, got {redis_mode!r}")
+        # A Redis Cluster has no single Redis to restart and no link to cut (its clients reach
+        # every node directly), so its strict phase injects the faults of the replicas and proxy.
+        if redis_mode == "cluster":
+            known_phases, known_kinds = ("strict",) + CLUSTER_PHASES, faults.CLUSTER_KINDS
+        else:
+            known_phases, known_kinds = ("strict",) + MEASURED_PHASES, faults.KINDS
+        phases = tuple(p for p in env.get("CHAOS_PHASES", ",".join(known_phases)).split(",") if p)
+        for phase in phases:
+            if phase not in known_phases:
+                raise SystemExit(f"chaos: unknown phase {phase!r} in CHAOS_PHASES (REDIS_MODE={redis_mode}); "
+                                 f"known: {', '.join(known_phases)}")
+        kinds = tuple(k for k in env.get("CHAOS_FAULTS", ",".join(known_kinds)).split(",") if k)
         for kind in kinds:
-            if kind not in faults.KINDS:
-                raise SystemExit(f"chaos: unknown fault kind {kind!r} in CHAOS_FAULTS; known: {', '.join(faults.KINDS)}")
+            if kind not in known_kinds:
+                raise SystemExit(f"chaos: unknown fault kind {kind!r} in CHAOS_FAULTS (REDIS_MODE={redis_mode}); "
+                                 f"known: {', '.join(known_kinds)}")
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = int(env.get("CHAOS_PORT_BASE", "18480"))
         lease_ms = int(env.get("CLAIM_LEASE_MS", "3000"))
@@ -138,6 +164,8 @@ class Settings:
             replica_base_port=base,
             redis_port=base - 1,
             stats_port=base + 10,
+            redis_mode=redis_mode,
+            redis_cluster_port=base - 30,
         )
 
     @property
@@ -183,9 +211,16 @@ class Run:
     def pick_target(self, rng: random.Random) -> str:
         return "proxy" if rng.random() < 0.5 else f"skiff-{rng.randint(1, self.s.replicas)}"
 
-    async def cluster(self, *args: str, env: dict | None = None, check: bool = True) -> int:
+    def cluster_environment(self) -> dict:
+        """Settings of scripts/cluster.sh beyond the ports (chaos/rediscluster.py adds its own)."""
+        return {"REDIS_MODE": "single"}
+
+    async def run_cluster_script(self, args: tuple[str, ...], env: dict | None, capture: bool) -> tuple[int, str]:
+        """scripts/cluster.sh ARGS on the chaos cluster's state directory and ports; its stderr (and
+        its stdout unless captured) goes to cluster.log."""
         full_env = dict(os.environ)
         full_env.update(env or {})
+        full_env.update(self.cluster_environment())
         full_env.update({
             "REPLICAS": str(self.s.replicas),
             "CLUSTER_STATE_DIR": self.state,
@@ -197,16 +232,32 @@ class Run:
         })
         self.cluster_log.write(f"==== {self.history.now():.3f} scripts/cluster.sh {' '.join(args)}\n")
         process = await asyncio.create_subprocess_exec(
-            CLUSTER, *args, env=full_env, stdin=subprocess.DEVNULL, stdout=self.cluster_log, stderr=self.cluster_log
+            CLUSTER, *args, env=full_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE if capture else self.cluster_log,
+            stderr=self.cluster_log
         )
-        code = await process.wait()
+        out, _ = await process.communicate()
+        text = (out or b"").decode()
+        self.cluster_log.write(text)
+        return process.returncode, text
+
+    async def cluster(self, *args: str, env: dict | None = None, check: bool = True) -> int:
+        code, _ = await self.run_cluster_script(args, env, capture=False)
         if code != 0 and check:
             raise RuntimeError(f"scripts/cluster.sh {' '.join(args)} failed with status {code}; see {self.cluster_log.name}")
         return code
 
-    async def redis_cli(self, port: int, *args: str) -> str:
+    async def cluster_output(self, *args: str) -> str:
+        """scripts/cluster.sh ARGS; returns what it printed on stdout, raises if it failed."""
+        code, out = await self.run_cluster_script(args, None, capture=True)
+        if code != 0:
+            raise RuntimeError(f"scripts/cluster.sh {' '.join(args)} failed with status {code}; see {self.cluster_log.name}")
+        return out
+
+    async def redis_cli(self, port: int, *args: str, follow: bool = False) -> str:
+        """One redis-cli command; ``follow``: in cluster mode (``-c``), to the node of its key."""
         process = await asyncio.create_subprocess_exec(
-            "redis-cli", "-h", HOST, "-p", str(port), *args, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+            "redis-cli", *(["-c"] if follow else []), "-h", HOST, "-p", str(port), *args, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT
         )
         out, _ = await process.communicate()
         return out.decode().strip()
@@ -505,7 +556,8 @@ class Run:
             await self.cluster("resume", str(n), check=False)
         self.paused.clear()
         try:
-            await self.link.send("mode all pass")
+            if self.link_process is not None:
+                await self.link.send("mode all pass")
         except Exception as error:
             log(f"heal: link: {error}")
         for n in range(1, self.s.replicas + 1):
@@ -517,10 +569,13 @@ class Run:
 
     # --- Phases ---------------------------------------------------------------------
 
-    def declare_queues(self, phase: str, queue_class: str, count: int) -> list[str]:
-        queues = [f"{self.run_id}-{phase}-q{i}" for i in range(count)]
+    def declare_queues(self, phase: str, queue_class: str, count: int, judge: str | None = None,
+                       queues: list[str] | None = None) -> list[str]:
+        """Names the phase's queues (or takes ``queues``) and records their class, and the judge
+        of that class when it is not the default (checker.JUDGES)."""
+        queues = queues or [f"{self.run_id}-{phase}-q{i}" for i in range(count)]
         for queue in queues:
-            self.history.event("queue", queue=queue, **{"class": queue_class}, phase=phase)
+            self.history.event("queue", queue=queue, **{"class": queue_class}, phase=phase, **({"judge": judge} if judge else {}))
         return queues
 
     async def phase_strict(self) -> None:
@@ -713,10 +768,14 @@ class Run:
         self.started_cluster = True
         await self.cluster("up", env={"CLAIM_LEASE_MS": str(self.s.lease_ms), "REDIS_APPENDFSYNC": "always"})
         await self.keep_aof(self.s.redis_port)
+        self.write_meta(skewed=skewed, skew=offset)
+
+    def write_meta(self, **fields) -> None:
         self.history.write({"type": "meta", "t": self.history.now(), "seed": self.s.seed, "lease_ms": self.s.lease_ms,
-                            "replicas": self.s.replicas, "seconds": self.s.seconds, "skewed": skewed, "skew": offset,
-                            "phases": list(self.s.phases), "kinds": list(self.s.kinds), "run_id": self.run_id,
-                            "ack_share": self.s.ack_share, "visibility_ms": self.s.visibility_ms, "crash_share": self.s.crash_share})
+                            "replicas": self.s.replicas, "seconds": self.s.seconds, "phases": list(self.s.phases),
+                            "kinds": list(self.s.kinds), "run_id": self.run_id, "ack_share": self.s.ack_share,
+                            "visibility_ms": self.s.visibility_ms, "crash_share": self.s.crash_share,
+                            "redis_mode": self.s.redis_mode, **fields})
 
     async def keep_aof(self, port: int) -> None:
         """No AOF rewrite during the run: the append-only file keeps every write effect of every
@@ -756,13 +815,16 @@ class Run:
                     source.seek(self.log_offsets.get(name, 0))
                     shutil.copyfileobj(source, target)
 
+    def phases(self) -> dict:
+        return {"strict": self.phase_strict, "everysec": self.phase_everysec, "failover-async": self.phase_failover_async,
+                "failover-wait": self.phase_failover_wait}
+
     async def run(self) -> None:
         try:
             await self.setup()
             for phase in self.s.phases:
                 log(f"phase {phase}")
-                await {"strict": self.phase_strict, "everysec": self.phase_everysec, "failover-async": self.phase_failover_async,
-                       "failover-wait": self.phase_failover_wait}[phase]()
+                await self.phases()[phase]()
         finally:
             try:
                 await self.link.close()
@@ -794,7 +856,7 @@ def replay_settings(settings: Settings) -> str:
     schedule depends on CHAOS_SECONDS, the workload on the CHAOS_* shares)."""
     given = {name: value for name, value in os.environ.items()
              if (name.startswith("CHAOS_") and name not in ("CHAOS_SEED", "CHAOS_OUT", "CHAOS_CLUSTER_STATE_DIR"))
-             or name in ("CLAIM_LEASE_MS", "REPLICAS")}
+             or name in ("CLAIM_LEASE_MS", "REPLICAS", "REDIS_MODE")}
     return " ".join([f"CHAOS_SEED={settings.seed}"] + [f"{name}={value}" for name, value in sorted(given.items())])
 
 
@@ -803,8 +865,13 @@ def main(argv: list[str]) -> int:
         print(__doc__)
         return 0
     settings = Settings.from_environment()
-    log(f"seed {settings.seed}; output in {settings.out}")
-    run = Run(settings)
+    log(f"seed {settings.seed}; output in {settings.out}" + (" (Redis Cluster)" if settings.redis_mode == "cluster" else ""))
+    if settings.redis_mode == "cluster":
+        from .rediscluster import RedisClusterRun
+
+        run = RedisClusterRun(settings)
+    else:
+        run = Run(settings)
     started = time.monotonic()
     harness_error = None
     try:
@@ -827,15 +894,17 @@ def main(argv: list[str]) -> int:
             for line in reports[name].details():
                 print(line, file=sys.stderr)
                 handle.write(line + "\n")
-        handle.write(reports[checker.STRICT].line() + "\n")
-    strict = reports[checker.STRICT]
-    print(strict.line(), flush=True)
+        summary, reasons = checker.verdict(reports)
+        handle.write(summary.line() + "\n")
+    print(summary.line(), flush=True)
     if harness_error:
         log(f"FAILED: the run did not complete ({harness_error}); replay with `make chaos {replay_settings(settings)}`; "
             f"history and logs in {settings.out}")
         return 2
-    if strict.failed or strict.acked == 0:
+    if reasons:
         replay = replay_settings(settings)
+        for reason in reasons:
+            log(f"failed: {reason}")
         log(f"FAILED with seed {settings.seed}: replay with `make chaos {replay}` "
             f"(or {replay} chaos/run.sh); history and logs in {settings.out}")
         return 1
