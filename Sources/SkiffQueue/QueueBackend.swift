@@ -84,9 +84,16 @@ public protocol QueueBackend: Sendable {
     func delete(_ queue: QueueName) async throws -> Bool
 
     func health() async -> BackendHealth
+
+    /// `true` only when this process can prove `queue` has had no ready message since its last
+    /// claim here found it empty (and a wake-up would have told it otherwise): a consumer that is
+    /// going to wait anyway can skip claiming from it. `false` means "maybe not empty".
+    func isKnownEmpty(_ queue: QueueName) -> Bool
 }
 
 extension QueueBackend {
+    public func isKnownEmpty(_ queue: QueueName) -> Bool { false }
+
     /// Stores one message with default options.
     public func send(_ body: ByteBuffer, to queue: QueueName, options: SendOptions = SendOptions()) async throws -> SentMessage {
         guard let sent = try await send([body], to: queue, options: options).first else {

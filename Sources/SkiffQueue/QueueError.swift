@@ -13,6 +13,9 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         /// The request asks for something the queue's settings do not allow (a delay beyond the
         /// retention period, say). Nothing was stored.
         case invalidArgument
+        /// The request contradicts the queue's state (shrinking a partitioned queue, say). Nothing
+        /// was changed.
+        case conflict
         /// Anything else: a bug or an unexpected reply.
         case internalError
     }
@@ -33,6 +36,10 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
     public static func queueFull(_ queue: QueueName, maxDepth: Int) -> Self {
         Self(.queueFull, "queue \(queue) is at its maxDepth of \(maxDepth) messages; nothing was stored")
     }
+    /// Every partition of a partitioned queue is at its `maxDepth`.
+    public static func queueFull(_ queue: QueueName, maxDepth: Int, partitions: Int) -> Self {
+        Self(.queueFull, "queue \(queue) is at its maxDepth of \(maxDepth) messages in each of its \(partitions) partitions; nothing was stored")
+    }
     public static func tooManyQueues(_ queue: QueueName, maximum: Int) -> Self {
         Self(
             .tooManyQueues,
@@ -40,6 +47,7 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         )
     }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
+    public static func conflict(_ detail: String) -> Self { Self(.conflict, detail) }
     public static func internalError(_ detail: String) -> Self { Self(.internalError, "internal error: \(detail)") }
 
     public var description: String { message }

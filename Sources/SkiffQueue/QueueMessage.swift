@@ -62,25 +62,37 @@ public struct DeadLetterHistory: Sendable, Equatable {
 public struct Receipt: Hashable, Sendable, LosslessStringConvertible {
     public let messageID: String
     public let claimToken: Int
+    /// The partition of a partitioned queue the message is stored in (0 for any other queue).
+    public let partition: Int
 
-    public init(messageID: String, claimToken: Int) {
+    public init(messageID: String, claimToken: Int, partition: Int = 0) {
         self.messageID = messageID
         self.claimToken = claimToken
+        self.partition = partition
     }
 
-    /// Parses `<id>.<token>`; `nil` for anything else (never a valid receipt).
+    /// Parses `<id>.<token>`, or `<id>~<partition>.<token>` for a partitioned queue's message;
+    /// `nil` for anything else (never a valid receipt).
     public init?(_ description: String) {
         guard let dot = description.utf8.lastIndex(of: UInt8(ascii: ".")) else { return nil }
-        let id = description[..<dot]
+        var id = description[..<dot]
         let token = description[description.index(after: dot)...]
+        var partition = 0
+        if let tilde = id.utf8.firstIndex(of: UInt8(ascii: "~")) {
+            let digits = id[id.index(after: tilde)...]
+            guard let index = Int(digits), (1..<QueueName.maximumPartitions).contains(index), String(index) == digits else { return nil }
+            partition = index
+            id = id[..<tilde]
+        }
         guard (1...64).contains(id.utf8.count), id.utf8.allSatisfy({ $0.isASCIIAlphanumeric }),
             (1...18).contains(token.utf8.count), token.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(token), value > 0
         else { return nil }
         self.messageID = String(id)
         self.claimToken = value
+        self.partition = partition
     }
 
-    public var description: String { "\(messageID).\(claimToken)" }
+    public var description: String { partition == 0 ? "\(messageID).\(claimToken)" : "\(messageID)~\(partition).\(claimToken)" }
 }
 
 extension UInt8 {
@@ -133,7 +145,7 @@ public struct Delivery: Sendable {
         self.isAcknowledgedMode = isAcknowledgedMode
     }
 
-    public var receipt: Receipt { Receipt(messageID: message.id, claimToken: claimToken) }
+    public var receipt: Receipt { Receipt(messageID: message.id, claimToken: claimToken, partition: queue.partitionIndex) }
 
     /// True once half the lease has passed locally: check the claim with the backend before
     /// handing the message out, because it may have been recovered and delivered elsewhere.

@@ -2,15 +2,56 @@
 ///
 /// The character set excludes `{`, `}` and `:`, so a name can never reach outside its own
 /// Redis keys (`skiff:{name}:...`).
+///
+/// Partition `p` (1 or more) of a partitioned queue `q` is stored as the queue `q~p`
+/// (``partition(_:)``): `~` is outside the character set, so no request can name a partition or
+/// collide with one; partition 0 is `q` itself. Backends read such names back from storage with
+/// ``init(stored:)``.
 public struct QueueName: Hashable, Sendable, CustomStringConvertible, Comparable {
     public let rawValue: String
 
     public static let maximumLength = 128
+    /// Partitions a queue can have at most (``QueueSettings/partitions``).
+    public static let maximumPartitions = 64
 
     public init?(_ rawValue: some StringProtocol) {
         let utf8 = rawValue.utf8
         guard (1...Self.maximumLength).contains(utf8.count), utf8.allSatisfy(Self.isAllowed) else { return nil }
         self.rawValue = String(rawValue)
+    }
+
+    /// A name as a backend stored it: a queue name, or a partition's (`q~p`, p from 1 to
+    /// ``maximumPartitions`` - 1, no leading zero).
+    public init?(stored rawValue: some StringProtocol) {
+        guard let tilde = rawValue.firstIndex(of: "~") else {
+            self.init(rawValue)
+            return
+        }
+        let digits = rawValue[rawValue.index(after: tilde)...]
+        guard let base = QueueName(rawValue[..<tilde]), let index = Int(digits), (1..<Self.maximumPartitions).contains(index),
+            String(index) == digits
+        else { return nil }
+        self = base.partition(index)
+    }
+
+    private init(unchecked rawValue: String) { self.rawValue = rawValue }
+
+    /// The queue that stores partition `index` of this one: itself for 0, `name~index` otherwise.
+    public func partition(_ index: Int) -> QueueName {
+        precondition((0..<Self.maximumPartitions).contains(index), "partition \(index) is out of range")
+        return index == 0 ? logical : QueueName(unchecked: logical.rawValue + "~" + String(index))
+    }
+
+    /// Which partition of ``logical`` this name stores (0 for a queue's own name).
+    public var partitionIndex: Int {
+        guard let tilde = rawValue.utf8.lastIndex(of: UInt8(ascii: "~")) else { return 0 }
+        return Int(rawValue[rawValue.index(after: tilde)...]) ?? 0
+    }
+
+    /// The queue a partition belongs to (the name itself when it is no partition).
+    public var logical: QueueName {
+        guard let tilde = rawValue.utf8.firstIndex(of: UInt8(ascii: "~")) else { return self }
+        return QueueName(unchecked: String(rawValue[..<tilde]))
     }
 
     public var description: String { rawValue }

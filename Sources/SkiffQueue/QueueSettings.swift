@@ -28,6 +28,9 @@ public struct QueueSettings: Sendable, Equatable {
     public var maxDepth: Int?
     /// How long an `Idempotency-Key` is remembered. 1 ms to 7 days; default 5 min.
     public var dedupWindowMilliseconds: Int64
+    /// Sub-queues the queue is spread over (``PartitionedQueues``): 1 (the default) to 64. It can
+    /// only grow; FIFO holds within a partition.
+    public var partitions: Int
 
     public static let maximumVisibilityTimeoutMilliseconds: Int64 = 12 * 3_600_000
     public static let minimumRetentionMilliseconds: Int64 = 60_000
@@ -45,7 +48,8 @@ public struct QueueSettings: Sendable, Equatable {
         retentionMilliseconds: Int64 = 4 * 86_400_000,
         delayMilliseconds: Int64 = 0,
         maxDepth: Int? = nil,
-        dedupWindowMilliseconds: Int64 = 300_000
+        dedupWindowMilliseconds: Int64 = 300_000,
+        partitions: Int = 1
     ) {
         self.visibilityTimeoutMilliseconds = visibilityTimeoutMilliseconds
         self.maxReceiveCount = maxReceiveCount
@@ -56,17 +60,18 @@ public struct QueueSettings: Sendable, Equatable {
         self.delayMilliseconds = delayMilliseconds
         self.maxDepth = maxDepth
         self.dedupWindowMilliseconds = dedupWindowMilliseconds
+        self.partitions = partitions
     }
 
-    /// The dead-letter queue of `queue`: the configured one, or `{queue}-dlq` (the name shortened
-    /// to fit the 128-character limit).
     /// Queues a service holds at most unless configured otherwise (`MAX_QUEUES`).
     public static let defaultMaximumQueues = 10_000
 
+    /// The dead-letter queue of `queue`: the configured one, or `{queue}-dlq` (the name shortened
+    /// to fit the 128-character limit). A partition's is the same partition of its queue's.
     public func deadLetterQueue(of queue: QueueName) -> QueueName {
-        if let deadLetterQueue { return deadLetterQueue }
-        let base = queue.rawValue.prefix(QueueName.maximumLength - 4)
-        return QueueName(base + "-dlq")!
+        if let deadLetterQueue { return deadLetterQueue.partition(queue.partitionIndex) }
+        let base = queue.logical.rawValue.prefix(QueueName.maximumLength - 4)
+        return QueueName(base + "-dlq")!.partition(queue.partitionIndex)
     }
 
     /// The delay of a nack without its own, after the message's `receiveCount`-th receive:
@@ -114,6 +119,7 @@ public struct QueueSettings: Sendable, Equatable {
             (1...Self.maximumDedupWindowMilliseconds).contains(dedupWindowMilliseconds),
             "dedupWindowMs", "must be from 1 to \(Self.maximumDedupWindowMilliseconds) (7 days)"
         )
+        try check((1...QueueName.maximumPartitions).contains(partitions), "partitions", "must be from 1 to \(QueueName.maximumPartitions)")
     }
 }
 

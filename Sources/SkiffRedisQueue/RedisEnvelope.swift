@@ -95,7 +95,7 @@ struct RedisEnvelope: Equatable, Sendable {
 
     static func parseHistory(_ record: String) -> DeadLetterHistory? {
         let parts = record.split(separator: "|", maxSplits: 4, omittingEmptySubsequences: false)
-        guard parts.count == 5, let source = QueueName(parts[0]), let count = Int(parts[1]), let first = Int64(parts[2]), let last = Int64(parts[3])
+        guard parts.count == 5, let source = QueueName(stored: parts[0]), let count = Int(parts[1]), let first = Int64(parts[2]), let last = Int64(parts[3])
         else { return nil }
         return DeadLetterHistory(
             sourceQueue: source,

@@ -110,7 +110,7 @@ extension RedisQueueBackend {
         }
         var total = 0
         for name in due {
-            guard let raw = name.string, let queue = QueueName(raw) else { continue }
+            guard let raw = name.string, let queue = QueueName(stored: raw) else { continue }
             do {
                 var runs = 0
                 var more = true

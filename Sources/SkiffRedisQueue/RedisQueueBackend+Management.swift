@@ -12,7 +12,7 @@ extension RedisQueueBackend {
 
     static let settingFields = [
         "visibilityTimeoutMs", "maxReceiveCount", "deadLetterQueue", "retryBackoffBaseMs", "retryBackoffCapMs", "retentionMs", "delayMs",
-        "maxDepth", "dedupWindowMs",
+        "maxDepth", "dedupWindowMs", "partitions",
     ]
 
     public func settings(of queue: QueueName) async throws -> QueueSettings {
@@ -26,13 +26,14 @@ extension RedisQueueBackend {
         return QueueSettings(
             visibilityTimeoutMilliseconds: number(0) ?? defaults.visibilityTimeoutMilliseconds,
             maxReceiveCount: number(1).map { Int($0) },
-            deadLetterQueue: values[2].string.flatMap { QueueName($0) },
+            deadLetterQueue: values[2].string.flatMap { QueueName(stored: $0) },
             retryBackoffBaseMilliseconds: number(3) ?? defaults.retryBackoffBaseMilliseconds,
             retryBackoffCapMilliseconds: number(4) ?? defaults.retryBackoffCapMilliseconds,
             retentionMilliseconds: number(5) ?? defaults.retentionMilliseconds,
             delayMilliseconds: number(6) ?? defaults.delayMilliseconds,
             maxDepth: number(7).map { Int($0) },
-            dedupWindowMilliseconds: number(8) ?? defaults.dedupWindowMilliseconds
+            dedupWindowMilliseconds: number(8) ?? defaults.dedupWindowMilliseconds,
+            partitions: number(9).map { Int($0) } ?? defaults.partitions
         )
     }
 
@@ -47,6 +48,7 @@ extension RedisQueueBackend {
             String(settings.visibilityTimeoutMilliseconds), settings.maxReceiveCount.map(String.init), settings.deadLetterQueue?.rawValue,
             String(settings.retryBackoffBaseMilliseconds), String(settings.retryBackoffCapMilliseconds), String(settings.retentionMilliseconds),
             String(settings.delayMilliseconds), settings.maxDepth.map(String.init), String(settings.dedupWindowMilliseconds),
+            settings.partitions == 1 ? nil : String(settings.partitions),
         ]
         var fields: [RedisArgument] = []
         for (field, value) in zip(Self.settingFields, values) {
@@ -144,7 +146,7 @@ extension RedisQueueBackend {
     static func summaries(_ values: ArraySlice<RedisValue>) -> [QueueSummary] {
         var summaries: [QueueSummary] = []
         for index in stride(from: values.startIndex, to: values.endIndex, by: 4) {
-            guard let name = values[index].string.flatMap({ QueueName($0) }) else { continue }
+            guard let name = values[index].string.flatMap({ QueueName(stored: $0) }) else { continue }
             summaries.append(
                 QueueSummary(
                     name: name,

@@ -423,6 +423,11 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         return claimed
     }
 
+    public func isKnownEmpty(_ queue: QueueName) -> Bool {
+        guard let token = wakeToken(for: queue) else { return false }
+        return state.withLock { $0.exhaustedAt[queue] == token }
+    }
+
     /// Records that a claim started under `token` got fewer messages than it asked for.
     func noteExhausted(_ queue: QueueName, since token: WakeToken) {
         state.withLock { $0.exhaustedAt[queue] = token }

@@ -61,8 +61,13 @@ struct RedisQueueKeys: Sendable {
     /// The family: the name cut where the default dead-letter name cuts it (124 characters), then
     /// stripped of any trailing `-dlq` and of any trailing piece of one (`-dl`, `-d`, `-`, which
     /// the cut may leave), so that `<q>-dlq` and its own dead-letter queues share `q`'s slot
-    /// whatever `q`'s length; `_` if nothing is left. library.lua's `family` is the same function.
+    /// whatever `q`'s length; `_` if nothing is left. Partition p (`<q>~p`) of a queue and of its
+    /// dead-letter queues is family `<family of q>~p`, a slot of its own shared by them.
+    /// library.lua's `family` is the same function.
     static func family(_ name: String) -> String {
+        if let tilde = name.firstIndex(of: "~") {
+            return family(String(name[..<tilde])) + name[tilde...]
+        }
         var family = Substring(name.prefix(QueueName.maximumLength - 4))
         while true {
             if let piece = ["-dlq", "-dl", "-d", "-"].first(where: { family.hasSuffix($0) }) {
@@ -81,10 +86,10 @@ struct RedisQueueKeys: Sendable {
         let inner = channel.dropFirst(start.count).dropLast(":notify".count)
         if clustered {
             guard let close = inner.firstIndex(of: "}"), inner[close...].hasPrefix("}:") else { return nil }
-            return QueueName(inner[inner.index(close, offsetBy: 2)...])
+            return QueueName(stored: inner[inner.index(close, offsetBy: 2)...])
         }
         guard inner.hasSuffix("}") else { return nil }
-        return QueueName(inner.dropLast())
+        return QueueName(stored: inner.dropLast())
     }
 }
 

@@ -11,6 +11,53 @@ import Testing
 /// The semantics behind them are proven per backend in SkiffQueueTests.
 @Suite("Delivery API", .timeLimit(.minutes(2)))
 struct DeliveryAPITests {
+    /// A partitioned queue over HTTP (live, so the fast path serves the plain POST and GET):
+    /// the count in the settings, receipts that name their partition, figures summed, and a
+    /// smaller count refused with 409 while a PUT without the field keeps it.
+    @Test(arguments: BackendKind.available)
+    func aPartitionedQueueOverHTTP(kind: BackendKind) async throws {
+        try await makeApplication(kind).test(.live) { client in
+            let queue = TestEnvironment.uniqueName("parts")
+            let put = try await client.execute(uri: "/api/\(queue)/config", method: .put, body: ByteBuffer(string: #"{"partitions": 3}"#))
+            #expect(put.status == .ok)
+            #expect(put.text.contains(#""partitions":3"#))
+            for index in 0..<6 {
+                #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: ByteBuffer(string: "\(index)")).status == .created)
+            }
+            var receipts: [String] = []
+            for _ in 0..<3 {
+                let response = try await client.execute(uri: "/api/\(queue)?timeout=0&visibility=60000", method: .get)
+                #expect(response.status == .ok)
+                receipts.append(try #require(response.headers[.init("Skiff-Receipt")!]))
+            }
+            #expect(receipts.filter { $0.contains("~") }.count == 2)
+            for receipt in receipts {
+                #expect(try await client.execute(uri: "/api/\(queue)/messages/\(receipt)", method: .delete).status == .noContent)
+                #expect(try await client.execute(uri: "/api/\(queue)/messages/\(receipt)", method: .delete).status == .notFound)
+            }
+            let batch = try await client.execute(uri: "/api/\(queue)/batch?max=10&timeout=0", method: .get)
+            #expect(batch.status == .ok)
+            let plain = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+            #expect(plain.status == .ok)
+            let stats = try await client.execute(uri: "/api/\(queue)/stats", method: .get)
+            #expect(stats.text.contains(#""enqueued":6"#), "\(stats.text)")
+
+            let shrink = try await client.execute(uri: "/api/\(queue)/config", method: .put, body: ByteBuffer(string: #"{"partitions": 2}"#))
+            #expect(shrink.status == .conflict)
+            #expect(shrink.text.contains("can only grow"))
+            let keep = try await client.execute(uri: "/api/\(queue)/config", method: .put, body: ByteBuffer(string: #"{"retentionMs": 120000}"#))
+            #expect(keep.status == .ok)
+            #expect(keep.text.contains(#""partitions":3"#))
+            for bad in [#"{"partitions": 0}"#, #"{"partitions": 65}"#, #"{"partitions": 1.5}"#, #"{"partitions": "3"}"#] {
+                let response = try await client.execute(uri: "/api/\(queue)/config", method: .put, body: ByteBuffer(string: bad))
+                #expect(response.status == .badRequest, "\(bad)")
+                #expect(response.text.contains("partitions"), "\(bad): \(response.text)")
+            }
+            let list = try await client.execute(uri: "/queues", method: .get)
+            #expect(list.text.contains(#""\#(queue)""#) && !list.text.contains("\(queue)~"))
+        }
+    }
+
     @Test(arguments: BackendKind.available)
     func acknowledgedReceiveAckAndStaleReceipt(kind: BackendKind) async throws {
         try await makeApplication(kind).test(.router) { client in

@@ -43,6 +43,26 @@ struct ClusterLayoutTests {
         #expect(RedisQueueKeys(prefix: "skiff", queue: QueueName("orders")!, clustered: false).base == "skiff:{orders}:")
     }
 
+    /// Partition p of a queue and of its dead-letter queues share a family of their own, so a
+    /// dead letter moves within its slot and partitions spread over slots.
+    @Test func partitionsHaveFamiliesOfTheirOwn() {
+        let queue = QueueName("orders")!
+        for index in 1..<QueueName.maximumPartitions {
+            let family = RedisQueueKeys.family(queue.partition(index).rawValue)
+            #expect(family == "orders~\(index)")
+            let deadLetters = QueueSettings().deadLetterQueue(of: queue.partition(index))
+            #expect(RedisQueueKeys.family(deadLetters.rawValue) == family)
+            #expect(RedisQueueKeys.family(QueueSettings().deadLetterQueue(of: deadLetters).rawValue) == family)
+        }
+        let slots = Set((0..<QueueName.maximumPartitions).map { ClusterSlot.of(RedisQueueKeys.family(queue.partition($0).rawValue)) })
+        #expect(slots.count == QueueName.maximumPartitions)
+        // A channel names the partition back.
+        let keys = RedisQueueKeys(prefix: "skiff", queue: queue.partition(5), clustered: true)
+        #expect(RedisQueueKeys.queue(fromChannel: keys.channel, prefix: "skiff", clustered: true) == queue.partition(5))
+        let single = RedisQueueKeys(prefix: "skiff", queue: queue.partition(5), clustered: false)
+        #expect(RedisQueueKeys.queue(fromChannel: single.channel, prefix: "skiff", clustered: false) == queue.partition(5))
+    }
+
     @Test func channelsNameTheirQueueInBothLayouts() {
         for clustered in [false, true] {
             for name in ["q", "orders-dlq", "a_b-c", String(repeating: "z", count: 128)] {
@@ -83,8 +103,10 @@ struct ClusterLayoutTests {
         let script = RedisQueueScripts.library + "\nreturn family(ARGV[3])"
         let pieces = Gen.int(in: 0...5).array(of: 1...60)
         await propertyCheck(count: 300, input: pieces) { pieces in
-            let name = String(pieces.map { ["a", "-dlq", "-", "q", "-d", "-dl"][$0 % 6] }.joined().prefix(QueueName.maximumLength))
-            guard QueueName(name) != nil else { return }
+            let base = String(pieces.map { ["a", "-dlq", "-", "q", "-d", "-dl"][$0 % 6] }.joined().prefix(QueueName.maximumLength))
+            guard let queue = QueueName(base) else { return }
+            // A partition's name too, for a quarter of the names each.
+            let name = queue.partition([0, 1, 9, 63][pieces.count % 4]).rawValue
             do {
                 let reply = try await client.send(RedisCommand("EVAL", [.string(script), 2, "k", "k", "p", "", .string(name)]))
                 #expect(reply.string == RedisQueueKeys.family(name), "\(name)")

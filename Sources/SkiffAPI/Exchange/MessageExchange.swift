@@ -148,7 +148,7 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
         if delivery.isAcknowledgedMode { headers[.skiffReceipt] = delivery.receipt.description }
         if let lastError = message.lastError { headers[.skiffLastError] = headerSafe(lastError) }
         if let history = message.deadLetter {
-            headers[.skiffDeadLetterSource] = history.sourceQueue.rawValue
+            headers[.skiffDeadLetterSource] = history.sourceQueue.logical.rawValue
             headers[.skiffDeadLetterReceiveCount] = String(history.receiveCount)
             headers[.skiffFirstReceivedAt] = JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)
             headers[.skiffLastReceivedAt] = JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds)

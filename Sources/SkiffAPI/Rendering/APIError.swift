@@ -27,7 +27,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
             case .insufficientStorage: self.init(.init(code: 507, reasonPhrase: "Insufficient Storage"), error.message)
             case .queueFull: self.init(.tooManyRequests, error.message, headers: [.retryAfter: "1"])
             case .invalidArgument: self.init(.badRequest, error.message)
-            case .tooManyQueues: self.init(.conflict, error.message)
+            case .tooManyQueues, .conflict: self.init(.conflict, error.message)
             case .internalError: self.init(.internalServerError, error.message)
             }
         case is NIOTooManyBytesError:

@@ -43,7 +43,13 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
     @Sendable func updateSettings(request: Request, context: Context) async throws -> Response {
         let queue = try QueueController<Backend>.queueName(context)
         let body = try await request.body.collect(upTo: 64 << 10)
-        let settings = try QueueSettings(json: try JSONDocument.object(body))
+        let object = try JSONDocument.object(body)
+        var settings = try QueueSettings(json: object)
+        // A PUT replaces the settings, except that a body without `partitions` keeps the count
+        // (it can only grow): setting a retention should not need to know it.
+        if object["partitions"] == nil || object["partitions"] == .null {
+            settings.partitions = try await backend.settings(of: queue).partitions
+        }
         do {
             try settings.validate(for: queue)
         } catch {

@@ -2,7 +2,7 @@ import SkiffQueue
 
 extension QueueSettings {
     static let jsonFields: Set<String> = [
-        "visibilityTimeoutMs", "maxReceiveCount", "deadLetterQueue", "retryBackoff", "retentionMs", "delayMs", "maxDepth", "dedupWindowMs",
+        "visibilityTimeoutMs", "maxReceiveCount", "deadLetterQueue", "retryBackoff", "retentionMs", "delayMs", "maxDepth", "dedupWindowMs", "partitions",
     ]
 
     /// A PUT body: absent or null fields take their defaults (PUT replaces).
@@ -44,6 +44,10 @@ extension QueueSettings {
             self.maxDepth = depth
         }
         if let value = try JSONDocument.integer(object, "dedupWindowMs") { self.dedupWindowMilliseconds = value }
+        if let value = try JSONDocument.integer(object, "partitions") {
+            guard let count = Int(exactly: value) else { throw APIError(.badRequest, "partitions must be from 1 to \(QueueName.maximumPartitions)") }
+            self.partitions = count
+        }
     }
 
     /// The settings as the API shows them, the dead-letter queue's name resolved.
@@ -58,6 +62,7 @@ extension QueueSettings {
             + #"},"retentionMs":"# + String(settings.retentionMilliseconds)
             + #","delayMs":"# + String(settings.delayMilliseconds)
             + #","maxDepth":"# + optional(settings.maxDepth)
-            + #","dedupWindowMs":"# + String(settings.dedupWindowMilliseconds) + "}"
+            + #","dedupWindowMs":"# + String(settings.dedupWindowMilliseconds)
+            + #","partitions":"# + String(settings.partitions) + "}"
     }
 }

@@ -72,6 +72,8 @@ public func buildApplication<Backend: QueueBackend>(
     metricsFactory: any MetricsFactory = MetricsSystem.factory,
     metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
+    // Partitioned queues (`partitions` in a queue's settings) on top of any backend.
+    let backend = PartitionedQueues(backend)
     let metrics = SkiffMetrics(factory: metricsFactory)
     let settlements = SettlementTasks(logger: logger)
     let router = buildRouter(

@@ -16,7 +16,8 @@ public final class DeliveryLease: Sendable {
     public let deliveries: [Delivery]
     /// A batch stopped at its byte limit: more may be ready.
     public let stoppedAtByteLimit: Bool
-    public var queue: QueueName { deliveries[0].queue }
+    /// The queue the consumer asked for (for a partitioned queue's message, not its partition).
+    public var queue: QueueName { deliveries[0].queue.logical }
 
     private let backend: any ClaimingBackend
     private let logger: Logger

@@ -12,8 +12,13 @@ local indexBase = KEYS[2] or prefix
 -- The family: the name cut where the default dead-letter name cuts it (124 characters), then
 -- stripped of any trailing `-dlq` and of any trailing piece of one (`-dl`, `-d`, `-`, which the
 -- cut may leave), so that `<q>-dlq`, its own `-dlq` and so on share `q`'s slot whatever `q`'s
--- length. A name that strips to nothing is family `_`. RedisQueueKeys.family is the same.
-local function family(q)
+-- length. A name that strips to nothing is family `_`. Partition p of a queue (`<q>~p`) and of
+-- its dead-letter queues are family `<family of q>~p`: a slot of their own, shared by them.
+-- RedisQueueKeys.family is the same.
+local family
+family = function(q)
+  local base, part = string.match(q, '^([^~]+)(~%d+)$')
+  if base then return family(base) .. part end
   local name = string.sub(q, 1, {{dlqPrefixLength}})
   while true do
     if #name >= 4 and string.sub(name, -4) == '-dlq' then name = string.sub(name, 1, -5)
@@ -24,6 +29,13 @@ local function family(q)
   end
   if name == '' then return '_' end
   return name
+end
+-- The default dead-letter queue: `<q>-dlq` (q cut to fit), for a partition the same partition of
+-- its queue's. QueueSettings.deadLetterQueue(of:) is the same.
+local function defaultDeadLetterQueue(q)
+  local base, part = string.match(q, '^([^~]+)(~%d+)$')
+  if base then return string.sub(base, 1, {{dlqPrefixLength}}) .. '-dlq' .. part end
+  return string.sub(q, 1, {{dlqPrefixLength}}) .. '-dlq'
 end
 local queueFamily = clustered and queue ~= '' and family(queue)
 local function key(q, suffix)
@@ -67,7 +79,7 @@ end
 local function settings(q)
   local c = redis.call('HMGET', key(q, 'config'), 'visibilityTimeoutMs', 'maxReceiveCount', 'deadLetterQueue',
     'retryBackoffBaseMs', 'retryBackoffCapMs', 'retentionMs', 'delayMs', 'maxDepth', 'dedupWindowMs')
-  local dlq = string.sub(q, 1, {{dlqPrefixLength}}) .. '-dlq'
+  local dlq = defaultDeadLetterQueue(q)
   -- On a cluster a dead-letter queue outside the family cannot be configured; one stored before
   -- (data from a single Redis) acts as the default, so no script ever reaches another slot.
   if c[3] and not (clustered and family(c[3]) ~= family(q)) then dlq = c[3] end
