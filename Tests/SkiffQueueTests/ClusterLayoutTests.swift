@@ -244,8 +244,9 @@ struct ClusterLayoutTests {
         _ = try await sender.send("woken", to: queue)
         let delivery = try #require(try await waiting.value)
         #expect(String(buffer: delivery.message.body) == "woken")
-        // The wake-up, not a sweep (none runs for a minute) and not the end of the wait.
-        #expect(ContinuousClock.now - sentAt < .seconds(3))
+        // The wake-up, not a sweep (none runs for a minute) and not the end of the 20 s wait (a
+        // generous bound: two cores shared by dozens of tests).
+        #expect(ContinuousClock.now - sentAt < .seconds(10))
         #expect(try await waiter.complete(delivery))
     }
 
@@ -268,7 +269,7 @@ struct ClusterLayoutTests {
         _ = try await sender.send("right after", to: queue)
         let first = try #require(try await waiting.value)
         #expect(String(buffer: first.message.body) == "right after")
-        #expect(ContinuousClock.now - sentAt < .seconds(5))
+        #expect(ContinuousClock.now - sentAt < .seconds(10))
         #expect(try await waiter.complete(first))
         // Subscribed at the new owner, with a token that no longer matches the old one.
         try await eventually(timeout: .seconds(10)) { waiter.wakeToken(for: queue).map { $0 != token } ?? false }
@@ -277,7 +278,7 @@ struct ClusterLayoutTests {
         _ = try await sender.send("later", to: queue)
         let second = try #require(try await again.value)
         #expect(String(buffer: second.message.body) == "later")
-        #expect(ContinuousClock.now - laterAt < .seconds(3))
+        #expect(ContinuousClock.now - laterAt < .seconds(10))
         #expect(try await waiter.complete(second))
     }
 
@@ -323,7 +324,7 @@ struct ClusterLayoutTests {
         _ = try await sender.send("after the failover", to: queue)
         let delivery = try #require(try await waiting.value)
         #expect(String(buffer: delivery.message.body) == "after the failover")
-        #expect(ContinuousClock.now - sentAt < .seconds(3))
+        #expect(ContinuousClock.now - sentAt < .seconds(10))
         #expect(try await waiter.complete(delivery))
     }
 
