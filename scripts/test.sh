@@ -135,7 +135,7 @@ log "the queue and HTTP suites again on the Redis Cluster backend"
 SKIFF_TEST_BACKENDS=redisCluster swift test --skip-build --filter 'SkiffQueueTests|SkiffAPITests'
 
 log "Redis Cluster failover under the client and the subscriber (a primary SIGKILLed, its replica promoted)"
-SKIFF_TEST_REDIS_CLUSTER_FAULTS=1 swift test --skip-build --filter 'aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows|theSubscriberMovesToAnotherNodeWhenItsNodeDies'
+SKIFF_TEST_REDIS_CLUSTER_FAULTS=1 swift test --skip-build --filter 'aKilledPrimaryIsReplacedByItsReplicaAndTheClientFollows|theSubscriberFollowsItsChannelsWhenTheirPrimaryDies|aWaiterIsWokenAfterItsQueuesPrimaryFailedOver'
 
 log "fuzzing the fast path's request heads and chunked bodies and the JSON validator (libFuzzer, scripts/fuzz.sh)"
 FUZZ_SECONDS=${FUZZ_SECONDS:-20} scripts/fuzz.sh

@@ -281,21 +281,16 @@ public final class RedisClient: Sendable, Service {
 
     /// A pub/sub subscriber on its own connection, sharing this client's configuration; its
     /// connection lives on `eventLoop` when one is given (its messages arrive there), else on one
-    /// of the client's loops.
+    /// of the client's loops. On a cluster it is a sharded subscriber (`SSUBSCRIBE`, a connection
+    /// per primary that serves a subscribed channel): publish with `SPUBLISH` for it to hear.
     public func makeSubscriber(
         on eventLoop: (any EventLoop)? = nil,
         onMessage: @escaping @Sendable (_ channel: String, _ payload: ByteBuffer) -> Void,
         onConnectionChange: @escaping @Sendable (_ connected: Bool) -> Void
     ) -> RedisSubscriber {
-        var candidates: (@Sendable () -> [RedisConfiguration])?
-        var first = configuration
-        if let router {
-            first = configuration.node(configuration.clusterSeeds[0])
-            candidates = { router.knownNodes().map { router.configuration.node($0) } }
-        }
-        return RedisSubscriber(
-            configuration: first,
-            candidates: candidates,
+        RedisSubscriber(
+            configuration: configuration,
+            router: router,
             // An event loop is a group of one: every connection of the subscriber lives on it.
             eventLoopGroup: eventLoop ?? eventLoopGroup,
             logger: logger,

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -202,5 +203,180 @@ struct ClusterLayoutTests {
         let stats = try await backend.stats(of: queue)
         #expect(stats.ready == 0 && stats.inFlight == 0 && stats.delayed == 0)
         #expect(stats.totals.enqueued == 2 && stats.totals.delivered == 2)
+    }
+
+    /// Two replicas of a cluster backend whose maintenance never runs within a test (no safety
+    /// sweep): a waiter gets a message only through its wake-up or a kick after a resubscribe.
+    static func replicas() throws -> (sender: RedisQueueBackend, waiter: RedisQueueBackend, close: @Sendable () -> Void) {
+        var configuration = try RedisConfiguration(url: try #require(TestEnvironment.redisClusterURL))
+        configuration.commandTimeout = .seconds(5)
+        configuration.connectTimeout = .seconds(5)
+        let group = MultiThreadedEventLoopGroup.singleton
+        let clients = (0..<2).map { _ in RedisClient(configuration: configuration, eventLoopGroup: group, logger: Logger(label: "test")) }
+        let backends = clients.map {
+            RedisQueueBackend(
+                client: $0,
+                configuration: RedisQueueConfiguration(claimLease: .seconds(600), sweepInterval: .seconds(60)),
+                eventLoop: group.next(),
+                logger: Logger(label: "test")
+            )
+        }
+        let tasks = backends.map { backend in Task { _ = try? await backend.run() } }
+        let close: @Sendable () -> Void = {
+            for task in tasks { task.cancel() }
+            for client in clients { client.close() }
+        }
+        return (backends[0], backends[1], close)
+    }
+
+    /// A queue whose slot is served by another primary than the first one of the map.
+    static func queueOnAnotherPrimary(_ backend: RedisQueueBackend, _ name: String) async throws -> QueueName {
+        let map = try await backend.client.router!.refresh()
+        for index in 0..<1_000 {
+            let queue = QueueName(TestEnvironment.uniqueName("\(name)-\(index)"))!
+            if let slot = backend.keys(queue).slot, map.primary(for: slot) != map.primaries.first { return queue }
+        }
+        throw QueueError.internalError("no queue name off the first primary")
+    }
+
+    /// Starts a 20 s wait on `queue` and returns once its subscription is confirmed.
+    static func startWaiting(_ backend: RedisQueueBackend, on queue: QueueName) async throws -> Task<Delivery?, any Error> {
+        let waiting = Task { try await backend.receive(from: queue, timeout: .seconds(20)) }
+        try await eventually(timeout: .seconds(10)) { backend.wakeToken(for: queue) != nil && backend.waiterCount == 1 }
+        return waiting
+    }
+
+    /// A send on one replica wakes a waiter on another through the queue's shard: the scripts
+    /// `SPUBLISH` on the queue's channel, and the waiter's replica `SSUBSCRIBE`s it at that shard's
+    /// primary (not the first primary, where a one-connection subscriber would have listened).
+    @Test(.enabled(if: TestEnvironment.hasRedisCluster), .timeLimit(.minutes(1))) func aWakeUpStaysOnItsQueuesShard() async throws {
+        let (sender, waiter, close) = try Self.replicas()
+        defer { close() }
+        let queue = try await Self.queueOnAnotherPrimary(sender, "shard-wake")
+        let waiting = try await Self.startWaiting(waiter, on: queue)
+        let channel = waiter.keys(queue).channel
+        let owner = try await waiter.client.router!.primary(for: try #require(waiter.keys(queue).slot))
+        let node = RedisClient(
+            configuration: try RedisConfiguration(url: "redis://\(owner)"), eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+            logger: Logger(label: "test"))
+        defer { node.close() }
+        let subscribers = try #require(try await node.send(RedisCommand("PUBSUB", "SHARDNUMSUB", .string(channel))).array)
+        #expect(subscribers.last?.integer == 1)
+        let sentAt = ContinuousClock.now
+        _ = try await sender.send("woken", to: queue)
+        let delivery = try #require(try await waiting.value)
+        #expect(String(buffer: delivery.message.body) == "woken")
+        // The wake-up, not a sweep (none runs for a minute) and not the end of the 20 s wait (a
+        // generous bound: two cores shared by dozens of tests).
+        #expect(ContinuousClock.now - sentAt < .seconds(10))
+        #expect(try await waiter.complete(delivery))
+    }
+
+    /// The queue's slot moves to another primary while a consumer waits: the waiter's replica
+    /// loses the channel on the old primary, subscribes at the new one and re-checks the queue, so
+    /// a message sent right after the move (possibly before the new subscription) still reaches it
+    /// at once, and so does one sent later.
+    @Test(.enabled(if: TestEnvironment.hasRedisCluster), .timeLimit(.minutes(1))) func aWaiterIsWokenAfterItsQueuesSlotMoved() async throws {
+        let (sender, waiter, close) = try Self.replicas()
+        defer { close() }
+        let queue = try await Self.queueOnAnotherPrimary(sender, "shard-move")
+        let slot = try #require(waiter.keys(queue).slot)
+        _ = try await sender.send("before", to: queue)
+        #expect(try await waiter.take(from: queue) == "before")
+        let waiting = try await Self.startWaiting(waiter, on: queue)
+        let token = try #require(waiter.wakeToken(for: queue))
+
+        try await Self.moveSlot(slot, sender.client)
+        let sentAt = ContinuousClock.now
+        _ = try await sender.send("right after", to: queue)
+        let first = try #require(try await waiting.value)
+        #expect(String(buffer: first.message.body) == "right after")
+        #expect(ContinuousClock.now - sentAt < .seconds(10))
+        #expect(try await waiter.complete(first))
+        // Subscribed at the new owner, with a token that no longer matches the old one.
+        try await eventually(timeout: .seconds(10)) { waiter.wakeToken(for: queue).map { $0 != token } ?? false }
+        let again = try await Self.startWaiting(waiter, on: queue)
+        let laterAt = ContinuousClock.now
+        _ = try await sender.send("later", to: queue)
+        let second = try #require(try await again.value)
+        #expect(String(buffer: second.message.body) == "later")
+        #expect(ContinuousClock.now - laterAt < .seconds(10))
+        #expect(try await waiter.complete(second))
+    }
+
+    /// The primary of a waiting consumer's queue is killed (SIGKILL): its replica is promoted,
+    /// the waiter's replica subscribes there and re-checks, and a message sent after the failover
+    /// wakes the waiter without a sweep. Run with the faults, alone (`make test` does).
+    @Test(
+        .enabled(if: TestEnvironment.hasRedisCluster && ProcessInfo.processInfo.environment["SKIFF_TEST_REDIS_CLUSTER_FAULTS"] == "1"),
+        .timeLimit(.minutes(1))
+    )
+    func aWaiterIsWokenAfterItsQueuesPrimaryFailedOver() async throws {
+        let (sender, waiter, close) = try Self.replicas()
+        defer { close() }
+        let queue = try await Self.queueOnAnotherPrimary(sender, "shard-failover")
+        let slot = try #require(waiter.keys(queue).slot)
+        let waiting = try await Self.startWaiting(waiter, on: queue)
+        let token = try #require(waiter.wakeToken(for: queue))
+
+        let base = try RedisConfiguration(url: try #require(TestEnvironment.redisClusterURL)).clusterSeeds[0].port
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let directory = TestEnvironment.redisClusterDirectory.map { ["--dir", $0] } ?? []
+        let script = root.appendingPathComponent("scripts/redis-cluster.sh").path
+        process.arguments = [script, "kill-primary", "--slot", String(slot), "--base-port", String(base)] + directory
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let port = try #require(text.split(whereSeparator: \.isNewline).first { $0.hasPrefix("killed-port=") }.flatMap { Int($0.dropFirst(12)) })
+        defer {
+            let restart = Process()
+            restart.executableURL = URL(fileURLWithPath: "/bin/bash")
+            restart.arguments = [script, "restart-node", "--port", String(port), "--base-port", String(base)] + directory
+            try? restart.run()
+            restart.waitUntilExit()
+        }
+        // Subscribed at the promoted replica: a new token.
+        try await eventually(timeout: .seconds(30)) { waiter.wakeToken(for: queue).map { $0 != token } ?? false }
+        let sentAt = ContinuousClock.now
+        _ = try await sender.send("after the failover", to: queue)
+        let delivery = try #require(try await waiting.value)
+        #expect(String(buffer: delivery.message.body) == "after the failover")
+        #expect(ContinuousClock.now - sentAt < .seconds(10))
+        #expect(try await waiter.complete(delivery))
+    }
+
+    /// Moves `slot` with its keys to another primary, as `redis-cli --cluster reshard` does.
+    static func moveSlot(_ slot: Int, _ client: RedisClient) async throws {
+        let map = try await client.router!.refresh()
+        let (source, target) = (try #require(map.primary(for: slot)), try #require(map.primaries.first { $0 != map.primary(for: slot) }))
+        func node(_ address: ClusterNodeAddress) throws -> RedisClient {
+            RedisClient(
+                configuration: try RedisConfiguration(url: "redis://\(address)"), eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+                logger: Logger(label: "test"))
+        }
+        let (from, to) = (try node(source), try node(target))
+        defer {
+            from.close()
+            to.close()
+        }
+        let sourceID = try #require(try await from.send(RedisCommand("CLUSTER", "MYID")).string)
+        let targetID = try #require(try await to.send(RedisCommand("CLUSTER", "MYID")).string)
+        _ = try await to.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "IMPORTING", .string(sourceID)))
+        _ = try await from.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "MIGRATING", .string(targetID)))
+        let keys = try #require(try await from.send(RedisCommand("CLUSTER", "GETKEYSINSLOT", .integer(Int64(slot)), 1000)).array).compactMap(\.string)
+        if !keys.isEmpty {
+            _ = try await from.send(
+                RedisCommand("MIGRATE", [.string(target.host), .integer(Int64(target.port)), "", 0, 5000, "KEYS"] + keys.map { .string($0) }))
+        }
+        for primary in map.primaries {
+            let other = try node(primary)
+            defer { other.close() }
+            _ = try await other.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "NODE", .string(targetID)))
+        }
     }
 }

@@ -177,35 +177,137 @@ struct RedisClusterClientTests {
         return text
     }
 
-    /// The subscriber hears every channel from any node (a cluster forwards `PUBLISH` to all of
-    /// them); when its node dies it moves to another and hears on. Run with the faults, alone.
+    /// A subscriber of the cluster, run until the returned task is cancelled, with what it heard
+    /// and the connection changes it reported.
+    final class Listening: Sendable {
+        let heard = Mutex<[String]>([])
+        let changes = Mutex<[Bool]>([])
+        private let box = Mutex<(subscriber: RedisSubscriber, running: Task<Void, any Error>)?>(nil)
+
+        init(_ client: RedisClient) {
+            let subscriber = client.makeSubscriber(
+                onMessage: { [weak self] _, payload in self?.heard.withLock { $0.append(String(buffer: payload)) } },
+                onConnectionChange: { [weak self] connected in self?.changes.withLock { $0.append(connected) } }
+            )
+            box.withLock { $0 = (subscriber, Task { try await subscriber.run() }) }
+        }
+
+        var subscriber: RedisSubscriber { box.withLock { $0!.subscriber } }
+
+        func stop() { box.withLock { $0?.running.cancel() } }
+    }
+
+    /// One channel per primary (hash-tagged so each lands on a different one), as the map has it.
+    static func channelPerPrimary(_ client: RedisClient) async throws -> [ClusterNodeAddress: String] {
+        let map = try await client.router!.refresh()
+        var channels: [ClusterNodeAddress: String] = [:]
+        let prefix = TestEnvironment.uniqueName("wake")
+        for index in 0..<1_000 where channels.count < map.primaries.count {
+            let channel = "{\(prefix)-\(index)}:notify"
+            let owner = try #require(map.primary(for: ClusterSlot.of(channel)))
+            if channels[owner] == nil { channels[owner] = channel }
+        }
+        return channels
+    }
+
+    /// Sharded pub/sub: every channel is subscribed (`SSUBSCRIBE`) at the primary of its slot,
+    /// one connection per primary, and hears what is published there with `SPUBLISH`, which
+    /// stays on that shard.
+    @Test func theSubscriberListensOnEachChannelsShard() async throws {
+        let client = try Self.client(try #require(TestEnvironment.redisClusterURL))
+        defer { client.close() }
+        let channels = try await Self.channelPerPrimary(client)
+        #expect(channels.count >= 3)
+        let listening = Listening(client)
+        defer { listening.stop() }
+        for channel in channels.values { try await listening.subscriber.subscribe(channel) }
+        #expect(listening.subscriber.isConnected)
+        let nodes = Set((listening.subscriber.connectedNode ?? "").split(separator: ",").map(String.init))
+        #expect(nodes == Set(channels.keys.map(\.description)))
+        for (owner, channel) in channels {
+            let node = try Self.node(owner)
+            defer { node.close() }
+            // Subscribed on its owner (a replica of the shard would answer MOVED without READONLY).
+            let count = try #require(try await node.send(RedisCommand("PUBSUB", "SHARDNUMSUB", .string(channel))).array)
+            #expect(count.last?.integer == 1, "\(channel) on \(owner)")
+            _ = try await client.send(RedisCommand("SPUBLISH", .string(channel), .string("to-\(channel)")), slotKey: channel)
+        }
+        try await eventually { listening.heard.withLock { Set($0) } == Set(channels.values.map { "to-\($0)" }) }
+        // Subscribing again costs nothing and keeps the generation.
+        let channel = try #require(channels.values.first)
+        let generation = try #require(listening.subscriber.confirmedGeneration(of: channel))
+        try await listening.subscriber.subscribe(channel)
+        #expect(listening.subscriber.confirmedGeneration(of: channel) == generation)
+        // Left: the last channel of its node closes that node's connection.
+        await listening.subscriber.unsubscribe(channel)
+        #expect(listening.subscriber.confirmedGeneration(of: channel) == nil)
+        try await eventually(timeout: .seconds(5)) {
+            (listening.subscriber.connectedNode ?? "").split(separator: ",").count == channels.count - 1
+        }
+    }
+
+    /// A slot moved to another primary: Redis drops the channel on the old owner (`sunsubscribe`),
+    /// the channel loses its generation, the owner is told once it is subscribed at the new
+    /// primary, and what is published there is heard.
+    @Test func aChannelFollowsItsSlotWhenItMoves() async throws {
+        let url = try #require(TestEnvironment.redisClusterURL)
+        let client = try Self.client(url)
+        defer { client.close() }
+        let seed = try Self.node(client.configuration.clusterSeeds[0])
+        defer { seed.close() }
+        let listening = Listening(client)
+        defer { listening.stop() }
+        let channel = "{\(TestEnvironment.uniqueName("moving"))}:notify"
+        try await listening.subscriber.subscribe(channel)
+        let before = try #require(listening.subscriber.confirmedGeneration(of: channel))
+        _ = try await client.send(RedisCommand("SPUBLISH", .string(channel), "before"), slotKey: channel)
+        try await eventually { listening.heard.withLock { $0.contains("before") } }
+        listening.changes.withLock { $0.removeAll() }
+
+        let (_, target) = try await Self.migrate(slot: ClusterSlot.of(channel), seed: seed)
+        try await eventually(timeout: .seconds(10)) {
+            listening.subscriber.confirmedGeneration(of: channel).map { $0 != before } ?? false
+        }
+        #expect(listening.changes.withLock { $0.contains(true) })
+        let owner = try Self.node(target)
+        defer { owner.close() }
+        let count = try #require(try await owner.send(RedisCommand("PUBSUB", "SHARDNUMSUB", .string(channel))).array)
+        #expect(count.last?.integer == 1)
+        _ = try await client.send(RedisCommand("SPUBLISH", .string(channel), "after"), slotKey: channel)
+        try await eventually { listening.heard.withLock { $0.contains("after") } }
+    }
+
+    /// The primary of a channel's slot dies (SIGKILL): its connection is lost, the replica is
+    /// promoted, and the channel is subscribed there, with a new generation, and hears on. Run
+    /// with the faults, alone.
     @Test(.enabled(if: ProcessInfo.processInfo.environment["SKIFF_TEST_REDIS_CLUSTER_FAULTS"] == "1"))
-    func theSubscriberMovesToAnotherNodeWhenItsNodeDies() async throws {
+    func theSubscriberFollowsItsChannelsWhenTheirPrimaryDies() async throws {
         let url = try #require(TestEnvironment.redisClusterURL)
         let client = try Self.client(url, timeout: .seconds(1))
         defer { client.close() }
-        let heard = Mutex<[String]>([])
-        let subscriber = client.makeSubscriber(onMessage: { _, payload in heard.withLock { $0.append(String(buffer: payload)) } }, onConnectionChange: { _ in })
-        let running = Task { try await subscriber.run() }
-        defer { running.cancel() }
-        let channel = TestEnvironment.uniqueName("wake")
-        try await subscriber.subscribe(channel)
-        _ = try await client.send(RedisCommand("PUBLISH", .string(channel), "before"), slotKey: "other-\(channel)")
-        try await eventually { heard.withLock { $0.contains("before") } }
+        let listening = Listening(client)
+        defer { listening.stop() }
+        let channels = try await Self.channelPerPrimary(client)
+        for channel in channels.values { try await listening.subscriber.subscribe(channel) }
+        let channel = try #require(channels.values.first)
+        let before = try #require(listening.subscriber.confirmedGeneration(of: channel))
+        let others = channels.values.filter { $0 != channel }.map { ($0, listening.subscriber.confirmedGeneration(of: $0)) }
+        _ = try await client.send(RedisCommand("SPUBLISH", .string(channel), "before"), slotKey: channel)
+        try await eventually { listening.heard.withLock { $0.contains("before") } }
 
-        // Kill the node it listens on, whatever its role now (SIGKILL by its pid file).
-        let node = try #require(subscriber.connectedNode)
-        let port = try #require(Int(node.split(separator: ":").last ?? ""))
-        let base = try RedisConfiguration(url: url).clusterSeeds[0].port
-        let directory = TestEnvironment.redisClusterDirectory ?? "/tmp/skiff-redis-cluster-\(base)"
-        let pid = try #require(
-            Int32(try String(contentsOfFile: "\(directory)/redis-\(port).pid", encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)))
-        #expect(kill(pid, SIGKILL) == 0)
+        let killed = try Self.script(["kill-primary", "--slot", String(ClusterSlot.of(channel))] + Self.portArguments(url))
+        let port = try #require(killed.split(whereSeparator: \.isNewline).first { $0.hasPrefix("killed-port=") }.flatMap { Int($0.dropFirst(12)) })
         defer { _ = try? Self.script(["restart-node", "--port", String(port)] + Self.portArguments(url)) }
-        try await eventually(timeout: .seconds(30)) { subscriber.connectedNode != nil && subscriber.connectedNode != node }
+        try await eventually(timeout: .seconds(30)) {
+            listening.subscriber.confirmedGeneration(of: channel).map { $0 != before } ?? false
+        }
+        #expect(listening.subscriber.isConnected)
+        #expect(!(listening.subscriber.connectedNode ?? "").contains(":\(port)"))
+        // The other shards' channels never lost their subscription.
+        for (other, generation) in others { #expect(listening.subscriber.confirmedGeneration(of: other) == generation) }
         try await eventually(timeout: .seconds(10)) {
-            _ = try? await client.send(RedisCommand("PUBLISH", .string(channel), "after"), slotKey: "other-\(channel)")
-            return heard.withLock { $0.contains("after") }
+            _ = try? await client.send(RedisCommand("SPUBLISH", .string(channel), "after"), slotKey: channel)
+            return listening.heard.withLock { $0.contains("after") }
         }
     }
 }

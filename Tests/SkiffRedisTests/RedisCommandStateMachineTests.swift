@@ -114,6 +114,46 @@ struct RedisCommandStateMachineTests {
         }
     }
 
+    /// Sharded pub/sub: `smessage` is a push; a `sunsubscribe` is the reply of the `SUNSUBSCRIBE` of
+    /// the same channel next in line, and otherwise Redis dropping the channel on its own (its
+    /// slot moved), which the subscriber must hear even with other commands pending.
+    @Test func shardedPushesAreToldApartFromUnsubscribeReplies() {
+        func array(_ kind: String, _ channel: String, _ last: RedisValue) -> RedisValue {
+            .array([.bulkString(ByteBuffer(string: kind)), .bulkString(ByteBuffer(string: channel)), last])
+        }
+        var machine = Machine(isSubscriber: true)
+        guard case .deliverPush = machine.receive(array("smessage", "{q}:notify", .bulkString(ByteBuffer(string: "1")))) else {
+            Issue.record("a sharded message is a push")
+            return
+        }
+        // Nothing pending: Redis dropped the channel.
+        guard case .deliverPush = machine.receive(array("sunsubscribe", "{q}:notify", .integer(0))) else {
+            Issue.record("an unsolicited sunsubscribe is a push")
+            return
+        }
+        _ = machine.enqueue(id: 1, promise: "ssubscribe", deadline: later, isBlocking: false)
+        _ = machine.enqueue(id: 2, promise: "sunsubscribe b", deadline: later, isBlocking: false, shardUnsubscribe: "b")
+        // While SSUBSCRIBE waits, a drop of another channel arrives first: a push, not its reply.
+        guard case .deliverPush = machine.receive(array("sunsubscribe", "a", .integer(0))) else {
+            Issue.record("a drop while a subscribe is pending is a push")
+            return
+        }
+        guard case .succeed("ssubscribe", _) = machine.receive(array("ssubscribe", "c", .integer(1))) else {
+            Issue.record("the ssubscribe confirmation is the reply")
+            return
+        }
+        // SUNSUBSCRIBE b is next: a drop of a is still a push, and b's confirmation is its reply.
+        guard case .deliverPush = machine.receive(array("sunsubscribe", "a", .integer(0))) else {
+            Issue.record("a drop of another channel is a push")
+            return
+        }
+        guard case .succeed("sunsubscribe b", _) = machine.receive(array("sunsubscribe", "b", .integer(0))) else {
+            Issue.record("the sunsubscribe confirmation is the reply")
+            return
+        }
+        #expect(machine.pendingCount == 0)
+    }
+
     @Test func closingFailsPendingOnce() {
         var machine = Machine()
         _ = machine.enqueue(id: 1, promise: "a", deadline: later, isBlocking: false)

@@ -8,6 +8,8 @@ public struct RedisRequest: Sendable {
     public let deadline: NIODeadline
     public let isBlocking: Bool
     public let promise: EventLoopPromise<RedisValue>
+    /// Set for a `SUNSUBSCRIBE` on a subscriber connection: the channel (see ``RedisCommandStateMachine``).
+    public var shardUnsubscribe: String? = nil
 }
 
 /// Writes commands, matches replies to them in order, enforces deadlines and closes the connection
@@ -77,7 +79,13 @@ public final class RedisCommandHandler: ChannelDuplexHandler {
 
     public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
-        switch stateMachine.enqueue(id: request.id, promise: request.promise, deadline: request.deadline, isBlocking: request.isBlocking) {
+        switch stateMachine.enqueue(
+            id: request.id,
+            promise: request.promise,
+            deadline: request.deadline,
+            isBlocking: request.isBlocking,
+            shardUnsubscribe: request.shardUnsubscribe
+        ) {
         case .write(let deadline):
             arm(deadline, context: context)
             context.write(wrapOutboundOut(request.encoded), promise: promise)

@@ -17,6 +17,9 @@ public struct RedisCommandStateMachine<Promise> {
         public var promise: Promise?
         /// Blocking commands get a connection of their own; cancelling one must close the connection.
         public let isBlocking: Bool
+        /// The channel of a `SUNSUBSCRIBE`: its reply looks like the push Redis sends when it drops a
+        /// shard channel on its own (see ``receive(_:)``).
+        public let shardUnsubscribe: String?
     }
 
     public enum State {
@@ -64,20 +67,31 @@ public struct RedisCommandStateMachine<Promise> {
 
     public var pendingCount: Int { pending.count }
 
-    public mutating func enqueue(id: UInt64, promise: Promise, deadline: NIODeadline, isBlocking: Bool) -> EnqueueAction {
+    public mutating func enqueue(
+        id: UInt64,
+        promise: Promise,
+        deadline: NIODeadline,
+        isBlocking: Bool,
+        shardUnsubscribe: String? = nil
+    ) -> EnqueueAction {
         guard case .active = state else {
             if case .closed(let error) = state { return .fail(promise, error) }
             return .fail(promise, .connectionClosed)
         }
-        pending.append(Pending(id: id, deadline: deadline, promise: promise, isBlocking: isBlocking))
+        pending.append(Pending(id: id, deadline: deadline, promise: promise, isBlocking: isBlocking, shardUnsubscribe: shardUnsubscribe))
         if let armed = armedDeadline, armed <= deadline { return .write(armTimer: nil) }
         armedDeadline = deadline
         return .write(armTimer: deadline)
     }
 
+    /// In subscriber mode, a `sunsubscribe` array is the reply of a pending `SUNSUBSCRIBE` of the same
+    /// channel only when that command is next in line; otherwise Redis sent it on its own (the
+    /// channel's slot moved to another node, Redis 7) and it is a push. (RESP2 gives the two the same
+    /// shape; an ambiguous one is taken as the command's reply, and the subscriber was leaving that
+    /// channel anyway.)
     public mutating func receive(_ value: RedisValue) -> ReceiveAction {
         guard case .active = state else { return .drop }
-        if isSubscriber, Self.isPush(value) { return .deliverPush(value) }
+        if isSubscriber, Self.isPush(value) || isUnsolicitedShardUnsubscribe(value) { return .deliverPush(value) }
         guard let head = pending.popFirst() else {
             return .failAllAndClose(close(.unexpectedReply("reply with no pending command")), .unexpectedReply("reply with no pending command"))
         }
@@ -124,6 +138,12 @@ public struct RedisCommandStateMachine<Promise> {
 
     static func isPush(_ value: RedisValue) -> Bool {
         guard case .array(let elements) = value, let kind = elements.first?.string else { return false }
-        return kind == "message" || kind == "pmessage"
+        return kind == "message" || kind == "pmessage" || kind == "smessage"
+    }
+
+    private func isUnsolicitedShardUnsubscribe(_ value: RedisValue) -> Bool {
+        guard case .array(let elements) = value, elements.count == 3, elements[0].string == "sunsubscribe" else { return false }
+        guard let awaited = pending.first?.shardUnsubscribe else { return true }
+        return elements[1].string != awaited
     }
 }

@@ -56,6 +56,12 @@ final class ClusterRouter: Sendable {
         return primary
     }
 
+    /// The primary that serves `slot` in the current map, without reading one (`nil`: no map yet,
+    /// or no node serves the slot now).
+    func knownPrimary(for slot: Int) -> ClusterNodeAddress? {
+        state.withLock { $0.map?.primary(for: slot) }
+    }
+
     /// Any primary (for commands without a key: `PING`, `SCRIPT LOAD` to one node).
     func anyPrimary() async throws -> ClusterNodeAddress {
         let known = state.withLock { $0.map?.primaries.first }
@@ -177,11 +183,6 @@ final class ClusterRouter: Sendable {
         }
         logger.warning("redis cluster map could not be read", metadata: ["error": "\(failures.joined(separator: "; "))"])
         throw RedisClientError.unavailable("Redis Cluster map: " + failures.joined(separator: "; "))
-    }
-
-    /// Every node the client knows: the map's primaries and replicas, then the seeds.
-    func knownNodes() -> [ClusterNodeAddress] {
-        Self.candidates(map: state.withLock { $0.map }, seeds: configuration.clusterSeeds)
     }
 
     /// Open connections over every node.

@@ -16,14 +16,17 @@ public final class RedisConnection: Sendable {
     private let handler: NIOLoopBound<RedisCommandHandler>
     private let nextCommandID = Atomic<UInt64>(0)
     private let logger: Logger
+    /// A pub/sub connection (see ``connect(configuration:eventLoop:logger:onPush:)``).
+    private let isSubscriber: Bool
 
     private static let connectionIDs = Atomic<Int>(0)
 
-    private init(id: Int, channel: any Channel, handler: NIOLoopBound<RedisCommandHandler>, logger: Logger) {
+    private init(id: Int, channel: any Channel, handler: NIOLoopBound<RedisCommandHandler>, logger: Logger, isSubscriber: Bool) {
         self.id = id
         self.channel = channel
         self.handler = handler
         self.logger = logger
+        self.isSubscriber = isSubscriber
     }
 
     public var isActive: Bool { channel.isActive }
@@ -31,7 +34,9 @@ public final class RedisConnection: Sendable {
 
     /// Connects, then authenticates and selects the database.
     ///
-    /// - Parameter onPush: when set, the connection is a subscriber: pub/sub `message` pushes go here.
+    /// - Parameter onPush: when set, the connection is a subscriber: pub/sub `message` and `smessage`
+    ///   pushes go here, and so does the `sunsubscribe` Redis sends when a shard channel's slot
+    ///   leaves the node.
     public static func connect(
         configuration: RedisConfiguration,
         eventLoop: any EventLoop,
@@ -69,7 +74,7 @@ public final class RedisConnection: Sendable {
         let handler = try await channel.eventLoop.submit {
             NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RedisCommandHandler.self), eventLoop: channel.eventLoop)
         }.get()
-        let connection = RedisConnection(id: id, channel: channel, handler: handler, logger: logger)
+        let connection = RedisConnection(id: id, channel: channel, handler: handler, logger: logger, isSubscriber: onPush != nil)
         do {
             if let password = configuration.password {
                 if let username = configuration.username {
@@ -121,13 +126,16 @@ public final class RedisConnection: Sendable {
         let promise = channel.eventLoop.makePromise(of: RedisValue.self)
         var buffer = channel.allocator.buffer(capacity: 64)
         command.encode(into: &buffer)
-        let request = RedisRequest(
+        var request = RedisRequest(
             id: id,
             encoded: buffer,
             deadline: .now() + .nanoseconds(Int64(timeout.nanoseconds)),
             isBlocking: isBlocking,
             promise: promise
         )
+        if isSubscriber, command.name == "SUNSUBSCRIBE", case .string(let channel) = command.arguments.first {
+            request.shardUnsubscribe = channel
+        }
         // If the channel closed before the request reaches the handler (its pipeline may already be
         // torn down), the write fails and nothing else would ever complete the reply: fail it here.
         // A promise completes once, so a reply or an earlier failure wins.

@@ -9,10 +9,11 @@ import Synchronization
 /// `onConnectionChange(true)` fires, so the owner can re-check what it may have missed while
 /// disconnected (pub/sub does not buffer for absent subscribers).
 ///
-/// On a Redis Cluster a classic `PUBLISH` reaches the subscribers of every node, so one
-/// connection to any node hears every channel: the subscriber connects to the nodes the client
-/// knows in turn (primaries, replicas, seeds), and moves on to the next when one fails, so a dead
-/// node never leaves it deaf.
+/// On a Redis Cluster the subscriber uses sharded pub/sub (``ShardedSubscriber``): `SSUBSCRIBE`
+/// on one connection per primary that serves a channel's slot, for messages published with
+/// `SPUBLISH`, which stay on their slot's shard. Channels follow their slot when it moves or
+/// fails over; the contract below holds per channel. `onConnectionChange(true)` fires when
+/// channels that lost their subscription have it back, `false` when no channel has one.
 public final class RedisSubscriber: Sendable, Service {
     private struct State {
         var connection: RedisConnection?
@@ -29,8 +30,8 @@ public final class RedisSubscriber: Sendable, Service {
     }
 
     private let configuration: RedisConfiguration
-    /// Where to connect, in order of preference (a single Redis: itself; a cluster: its nodes).
-    private let candidates: @Sendable () -> [RedisConfiguration]
+    /// Set on a Redis Cluster: it does the work.
+    private let sharded: ShardedSubscriber?
     private let eventLoopGroup: any EventLoopGroup
     private let logger: Logger
     private let onMessage: @Sendable (String, ByteBuffer) -> Void
@@ -39,31 +40,47 @@ public final class RedisSubscriber: Sendable, Service {
 
     init(
         configuration: RedisConfiguration,
-        candidates: (@Sendable () -> [RedisConfiguration])? = nil,
+        router: ClusterRouter? = nil,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
         onMessage: @escaping @Sendable (String, ByteBuffer) -> Void,
         onConnectionChange: @escaping @Sendable (Bool) -> Void
     ) {
         self.configuration = configuration
-        self.candidates = candidates ?? { [configuration] }
+        self.sharded = router.map {
+            ShardedSubscriber(
+                router: $0, eventLoopGroup: eventLoopGroup, logger: logger, onMessage: onMessage, onConnectionChange: onConnectionChange)
+        }
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
         self.onMessage = onMessage
         self.onConnectionChange = onConnectionChange
     }
 
-    public var isConnected: Bool { state.withLock { $0.connection?.isActive ?? false } }
+    /// Whether the subscriber hears its channels: its connection is up; on a cluster, every
+    /// channel is subscribed on a live connection to its slot's primary (true with no channel).
+    public var isConnected: Bool {
+        if let sharded { return sharded.isConnected }
+        return state.withLock { $0.connection?.isActive ?? false }
+    }
 
-    /// `host:port` of the node the subscriber is connected to, if it is.
-    public var connectedNode: String? { state.withLock { $0.connection?.isActive == true ? $0.node : nil } }
+    /// `host:port` of the node the subscriber is connected to, if it is; on a cluster, the nodes
+    /// with a live subscriber connection, comma-separated.
+    public var connectedNode: String? {
+        if let sharded {
+            let nodes = sharded.connectedNodes.map(\.description).sorted()
+            return nodes.isEmpty ? nil : nodes.joined(separator: ",")
+        }
+        return state.withLock { $0.connection?.isActive == true ? $0.node : nil }
+    }
 
     /// The connection on which `channel` is confirmed now (a number that changes with every new
     /// connection and every unsubscribe), or `nil`. The same answer at two moments means every
     /// message published on the channel in between has been or will be handed to `onMessage`; a
     /// connection lost meanwhile is reported through `onConnectionChange` once the next one is up.
     public func confirmedGeneration(of channel: String) -> UInt64? {
-        state.withLock { state in
+        if let sharded { return sharded.confirmedGeneration(of: channel) }
+        return state.withLock { state in
             guard state.confirmed.contains(channel), state.connection?.isActive == true else { return nil }
             return state.generation
         }
@@ -77,6 +94,7 @@ public final class RedisSubscriber: Sendable, Service {
     /// - Throws: ``RedisClientError/unavailable(_:)`` when it stays disconnected. The channel is
     ///   still remembered and subscribed on reconnect.
     public func subscribe(_ channel: String) async throws {
+        if let sharded { return try await sharded.subscribe(channel) }
         let deadline = ContinuousClock.now + configuration.connectTimeout + configuration.commandTimeout
         while true {
             let (connection, isConfirmed, isShutDown) = state.withLock { state -> (RedisConnection?, Bool, Bool) in
@@ -98,6 +116,7 @@ public final class RedisSubscriber: Sendable, Service {
     }
 
     public func unsubscribe(_ channel: String) async {
+        if let sharded { return await sharded.unsubscribe(channel) }
         let connection = state.withLock { state -> RedisConnection? in
             state.channels.remove(channel)
             state.confirmed.remove(channel)
@@ -110,6 +129,10 @@ public final class RedisSubscriber: Sendable, Service {
 
     /// Keeps the subscriber connected until graceful shutdown.
     public func run() async throws {
+        if let sharded {
+            await cancelWhenGracefulShutdown { await sharded.run() }
+            return
+        }
         await cancelWhenGracefulShutdown {
             await self.maintainConnection()
         }
@@ -123,11 +146,8 @@ public final class RedisSubscriber: Sendable, Service {
 
     private func maintainConnection() async {
         var attempt = 0
-        /// Which candidate to try next: the next one after every failure or lost connection.
-        var turn = 0
+        let node = configuration
         while !Task.isCancelled {
-            let nodes = candidates()
-            let node = nodes.isEmpty ? configuration : nodes[turn % nodes.count]
             do {
                 let onMessage = self.onMessage
                 let connection = try await RedisConnection.connect(
@@ -171,10 +191,8 @@ public final class RedisSubscriber: Sendable, Service {
                 }
                 if Task.isCancelled { return }
                 logger.warning("redis subscriber connection lost; reconnecting", metadata: ["redis.node": "\(node.host):\(node.port)"])
-                turn &+= 1
                 onConnectionChange(false)
             } catch {
-                turn &+= 1
                 state.withLock {
                     $0.connection?.close(); $0.connection = nil
                 }

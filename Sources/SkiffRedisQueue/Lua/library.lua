@@ -105,7 +105,11 @@ local function count(q, field, n)
   redis.call('PEXPIRE', bucket, 80000)
 end
 
-local function notify(q) redis.call('PUBLISH', key(q, 'notify'), '1') end
+-- A wake-up for the queue's waiters. On a cluster, sharded pub/sub (Redis 7): the channel is in the
+-- queue's family, so in this script's slot, and SPUBLISH keeps the message on this shard (the
+-- subscribers SSUBSCRIBE at the slot's primary) where PUBLISH would cross the whole cluster bus.
+local publish = clustered and 'SPUBLISH' or 'PUBLISH'
+local function notify(q) redis.call(publish, key(q, 'notify'), '1') end
 
 -- Whether queue q may be used: it exists, or there is room for one more (`maximum`).
 local function mayCreate(q, maximum)
