@@ -200,6 +200,44 @@ struct PartitionedQueueTests {
         #expect(stats.ready == 0 && stats.inFlight == 0 && stats.totals.acknowledged == 6)
     }
 
+    /// The sweeps find partitions too: a delayed message becomes ready, and one whose visibility
+    /// timeout passed unacked comes back, each in its partition.
+    @Test(arguments: BackendKind.available)
+    func delayedAndUnackedMessagesOfAPartitionComeBack(kind: BackendKind) async throws {
+        let (queues, name, fixture) = try await queue(kind, partitions: 3)
+        defer { fixture.close() }
+        for index in 0..<3 {
+            _ = try await queues.send([ByteBuffer(string: "later-\(index)")], to: name, options: SendOptions(delay: .milliseconds(300)))
+        }
+        let stored = try await queues.stats(of: name)
+        #expect(stored.delayed + stored.ready == 3)
+        // Each becomes ready in its partition and is received (a slow run may see one twice).
+        var firstPartitions: [String: Int] = [:]
+        while firstPartitions.count < 3 {
+            let lease = try #require(
+                try await queues.deliver(
+                    DeliveryRequest(queue: name, timeout: .seconds(20), mode: .acknowledge(visibilityTimeout: .milliseconds(300))),
+                    context: context()))
+            await lease.delivered()
+            firstPartitions[String(buffer: lease.deliveries[0].message.body)] = lease.deliveries[0].receipt.partition
+        }
+        #expect(Set(firstPartitions.values) == [0, 1, 2])
+        // Nobody acked: each comes back after its visibility timeout, in its partition.
+        var acked: Set<String> = []
+        while acked.count < 3 {
+            let lease = try #require(try await acknowledged(queues, name, timeout: .seconds(20)))
+            await lease.delivered()
+            let delivery = lease.deliveries[0]
+            let body = String(buffer: delivery.message.body)
+            #expect(delivery.message.receiveCount >= 2)
+            #expect(delivery.receipt.partition == firstPartitions[body])
+            #expect(try await queues.acknowledge([delivery.receipt], in: name) == [true])
+            acked.insert(body)
+        }
+        let stats = try await queues.stats(of: name)
+        #expect(stats.ready == 0 && stats.inFlight == 0 && stats.delayed == 0 && stats.totals.acknowledged == 3)
+    }
+
     @Test(arguments: BackendKind.available)
     func aFullPartitionPassesTheSendOnAndAllFullIsRefused(kind: BackendKind) async throws {
         let (queues, name, fixture) = try await queue(kind, partitions: 2) { $0.maxDepth = 2 }
