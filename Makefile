@@ -1,7 +1,7 @@
 # Skiff: `make up` starts the local cluster, `make test` runs everything CI runs.
 REPLICAS ?= 3
 
-.PHONY: build release run test up down status logs check-infra chaos chaos-ci soak soak-ci bench bench-smoke clean
+.PHONY: build release run test up down status logs check-infra chaos chaos-ci chaos-cluster-ci soak soak-ci bench bench-smoke clean
 
 build:
 	swift build
@@ -17,7 +17,8 @@ run:
 test:
 	scripts/test.sh
 
-# The local cluster: Redis, $(REPLICAS) replicas on 8081.., HAProxy on 8080.
+# The local cluster: Redis, $(REPLICAS) replicas on 8081.., HAProxy on 8080. `make up REDIS_MODE=cluster`:
+# a Redis Cluster (3 primaries, 3 replicas) instead of the single Redis (see scripts/cluster.sh).
 up:
 	REPLICAS=$(REPLICAS) scripts/cluster.sh up
 
@@ -33,7 +34,8 @@ logs:
 check-infra:
 	scripts/check-infra.sh
 
-# Fault injection against its own cluster (issue 7): CHAOS_SECONDS (300), CHAOS_SEED to replay.
+# Fault injection against its own cluster (issue 7): CHAOS_SECONDS (300), CHAOS_SEED to replay;
+# `make chaos REDIS_MODE=cluster` runs it on a Redis Cluster (chaos/rediscluster.py).
 chaos:
 	chaos/run.sh
 
@@ -41,6 +43,12 @@ chaos:
 # a failure prints the seed and the command that replays it.
 chaos-ci:
 	CHAOS_SECONDS=120 chaos/run.sh
+
+# The bounded run on a Redis Cluster CI makes after chaos-ci (issue 18): a short strict phase, then a
+# primary killed and 1000 slots migrated under load, each with and without REDIS_WAIT_REPLICAS=1
+# (about 3 min).
+chaos-cluster-ci:
+	REDIS_MODE=cluster CHAOS_SECONDS=150 chaos/run.sh
 
 # Mixed load for SOAK_SECONDS (1800) against its own cluster, a replica restarted every few
 # minutes; fails if RSS, descriptors, Redis memory or p99 keep growing after warm-up, or if the

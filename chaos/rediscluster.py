@@ -114,6 +114,16 @@ def parse_cluster_nodes(text: str) -> list[Node]:
     return nodes
 
 
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs. A killed daemon stays a zombie until init reaps it,
+    which here took up to a second and more: a zombie is dead."""
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+
+
 def owner(nodes: list[Node], slot: int) -> Node:
     for node in nodes:
         if node.is_primary and node.serves(slot):
@@ -247,7 +257,7 @@ class RedisClusterRun(Run):
         except (OSError, ValueError, IndexError):
             pid = None
         deadline = time.monotonic() + 30
-        while pid is not None and os.path.exists(f"/proc/{pid}") and time.monotonic() < deadline:
+        while pid is not None and alive(pid) and time.monotonic() < deadline:
             await asyncio.sleep(0.002)
         self.fault("primary-dead", crash_class=crash_class, port=port, pid=pid, stalled_s=round(self.history.now() - stalled_at, 2))
 

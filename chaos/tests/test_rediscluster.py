@@ -2,11 +2,14 @@
 its settings."""
 
 import os
+import signal
+import subprocess
+import time
 import unittest
 from unittest import mock
 
 from chaos import runner
-from chaos.rediscluster import Node, key_slot, owner, parse_cluster_nodes, queue_slot
+from chaos.rediscluster import Node, alive, key_slot, owner, parse_cluster_nodes, queue_slot
 
 NODES = """\
 07c37dfeb235213a872192d90877d0cd55635b91 127.0.0.1:18453@28453 slave e7d1eecce10fd6bb5eb35b9f99a514335d9ba9ca 0 1426238317239 4 connected
@@ -58,6 +61,22 @@ class ClusterNodes(unittest.TestCase):
         self.assertEqual(received.lowest_slots(1000), list(range(0, 1000)))
         split = Node("b", 1, "master", "-", [(20, 2000), (0, 10)])
         self.assertEqual(split.lowest_slots(15), list(range(0, 11)) + list(range(20, 24)))
+
+
+class Death(unittest.TestCase):
+    def test_a_killed_process_is_dead_while_still_a_zombie(self):
+        child = subprocess.Popen(["sleep", "30"])
+        try:
+            self.assertTrue(alive(child.pid))
+            os.kill(child.pid, signal.SIGKILL)
+            deadline = time.monotonic() + 5
+            while alive(child.pid) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            self.assertTrue(os.path.exists(f"/proc/{child.pid}"))  # not reaped yet
+            self.assertFalse(alive(child.pid))
+        finally:
+            child.kill()
+            child.wait()
 
 
 class ClusterSettings(unittest.TestCase):
