@@ -48,6 +48,13 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
     }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func conflict(_ detail: String) -> Self { Self(.conflict, detail) }
+    /// A settings change would lower a queue's partition count.
+    public static func partitionsShrink(_ queue: QueueName, current: Int) -> Self {
+        Self(
+            .conflict,
+            "queue \(queue) has \(current) partitions and partitions can only grow (a message must never be left in a partition nobody reads); nothing was changed"
+        )
+    }
     public static func internalError(_ detail: String) -> Self { Self(.internalError, "internal error: \(detail)") }
 
     public var description: String { message }

@@ -62,6 +62,7 @@ extension RedisQueueBackend {
             reply = try await run(RedisQueueScripts.configure, on: queue, [.integer(.max)] + fields)
         }
         if reply.integer == -3 { throw QueueError.tooManyQueues(queue, maximum: configuration.maximumQueues) }
+        if let code = reply.integer, code <= -5 { throw QueueError.partitionsShrink(queue, current: Int(-4 - code)) }
     }
 
     public func redrive(into queue: QueueName, max: Int) async throws -> Int {

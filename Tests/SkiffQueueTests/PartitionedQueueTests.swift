@@ -169,6 +169,11 @@ struct PartitionedQueueTests {
 
         let error = await #expect(throws: QueueError.self) { try await queues.updateSettings(QueueSettings(partitions: 2), of: name) }
         #expect(error?.kind == .conflict)
+        // The backend itself refuses it too, where the count is stored: a change that read the
+        // count before a concurrent growth cannot lower it.
+        let stale = await #expect(throws: QueueError.self) { try await fixture.backend.updateSettings(QueueSettings(partitions: 1), of: name) }
+        #expect(stale?.kind == .conflict)
+        #expect(stale?.message.contains("4 partitions") == true)
         #expect(try await queues.settings(of: name).partitions == 4)
 
         var bodies: [String] = []
@@ -186,7 +191,12 @@ struct PartitionedQueueTests {
     func aLongPollWakesForAMessageInAnyPartition(kind: BackendKind) async throws {
         let (queues, name, fixture) = try await queue(kind, partitions: 3)
         defer { fixture.close() }
-        for key in ["k1", "k2", "k3", "k4", "k5", "k6"] {
+        // Two keys for each partition, so that a message arrives in every one of them.
+        let keys = (0..<3).flatMap { partition in
+            (0..<100).map { "k\($0)" }.filter { PartitionedQueues.partition(ofKey: $0, count: 3) == partition }.prefix(2)
+        }
+        #expect(keys.count == 6)
+        for key in keys {
             // Every partition is known empty first, then each gets a message while one consumer waits.
             #expect(try await queues.deliver(DeliveryRequest(queue: name), context: context()) == nil)
             async let waited = queues.deliver(DeliveryRequest(queue: name, timeout: .seconds(20)), context: context())
@@ -292,8 +302,8 @@ struct PartitionNameTests {
     }
 
     @Test func anIdempotencyKeyAlwaysGoesToOnePartition() {
-        // Pinned: replicas and versions must agree, or a retry could land in another partition.
-        #expect(PartitionedQueues.partition(ofKey: "order-17", count: 8) == PartitionedQueues.partition(ofKey: "order-17", count: 8))
+        // Pinned (below, and by the value of "a"): replicas and versions must agree, or a retry
+        // could land in another partition.
         #expect((0..<64).map { PartitionedQueues.partition(ofKey: "key-\($0)", count: 4) }.reduce(into: Set<Int>()) { $0.insert($1) } == [0, 1, 2, 3])
         // FNV-1a of "a" is 0xaf63dc4c8601ec8c = 12 638 187 200 555 641 996.
         #expect(PartitionedQueues.partition(ofKey: "a", count: 1000) == 996)

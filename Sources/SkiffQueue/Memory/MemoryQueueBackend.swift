@@ -288,6 +288,10 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
 
     public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
         try state.withLock { state throws(QueueError) in
+            // Checked where the count is stored, so two concurrent changes cannot shrink it.
+            if let current = state.queues[queue]?.settings?.partitions, current > settings.partitions {
+                throw QueueError.partitionsShrink(queue, current: current)
+            }
             try checkQueueLimit(queue, in: state)
             state.queues[queue, default: QueueState()].settings = settings
         }

@@ -48,10 +48,23 @@ public final class PartitionedQueues: QueueBackend {
     // MARK: The partition count
 
     /// The queue's partition count, as read at most ``refreshInterval`` ago (or now, `fresh`).
+    /// When it cannot be read (the shard of partition 0 is failing over, say), the last count
+    /// read serves, so the other partitions stay usable.
     func partitions(of queue: QueueName, fresh: Bool = false) async throws -> Int {
         let now = ContinuousClock.now
-        if !fresh, let known = counts.withLock({ $0[queue] }), now - known.readAt < refreshInterval { return known.count }
-        let count = try await inner.settings(of: queue).partitions
+        let known = counts.withLock { $0[queue] }
+        if !fresh, let known, now - known.readAt < refreshInterval { return known.count }
+        let count: Int
+        do {
+            count = try await inner.settings(of: queue).partitions
+        } catch {
+            if let known, !fresh { return known.count }
+            throw error
+        }
+        // Stored by a newer version or by hand: refused rather than trusted.
+        guard (1...QueueName.maximumPartitions).contains(count) else {
+            throw QueueError.internalError("queue \(queue) has a stored partition count of \(count), outside 1...\(QueueName.maximumPartitions)")
+        }
         remember(count, of: queue, at: now)
         return count
     }
@@ -116,13 +129,23 @@ public final class PartitionedQueues: QueueBackend {
         quiet.observer = nil
         // One pass over the partitions that may have messages. A poll (no timeout) looks at every
         // one, so it sees a message whose send has returned even if its wake-up is on its way.
+        // A failing partition (its shard down) does not keep the others from serving; its error
+        // is thrown only if no partition had a message.
+        var failure: (any Error)?
         for partition in partitions where !(waits && inner.isKnownEmpty(partition)) {
             var now = request
             now.queue = partition
             now.timeout = .zero
-            if let lease = try await inner.deliver(now, context: quiet) { return lease }
+            do {
+                if let lease = try await inner.deliver(now, context: quiet) { return lease }
+            } catch let error as QueueError {
+                failure = failure ?? error
+            }
         }
-        guard waits else { return nil }
+        guard waits else {
+            if let failure { throw failure }
+            return nil
+        }
         context.observer?.waitStarted()
         defer { context.observer?.waitFinished() }
         return try await firstLease(request, on: partitions, context: quiet)
@@ -199,17 +222,29 @@ public final class PartitionedQueues: QueueBackend {
         return settings
     }
 
-    /// Partitions 1... first, so that a replica that reads the new count finds each of them
-    /// configured; then the queue itself, which holds the count. A queue that dead-letters
-    /// (`maxReceiveCount`) gives its dead-letter queue at least as many partitions, so that the
-    /// dead letters of every partition are read and redriven with it.
+    /// In the order that never leaves a message where nobody reads it: the dead-letter queue's
+    /// partitions first (a queue that dead-letters, `maxReceiveCount`, gives its dead-letter queue
+    /// at least as many partitions, so that its dead letters are read and redriven whole; only that
+    /// first level, whose name the caller's access was checked for), then partitions 1..., so that
+    /// a replica that reads the new count finds each of them configured, and last the queue
+    /// itself, which holds the count. The backends refuse a smaller count where it is stored, so
+    /// two concurrent changes cannot lower it either.
     public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
         let current = try await inner.settings(of: queue).partitions
-        guard settings.partitions >= current else {
-            throw QueueError.conflict(
-                "queue \(queue) has \(current) partitions and partitions can only grow (a message must never be left in a partition nobody reads); nothing was changed"
-            )
+        guard settings.partitions >= current else { throw QueueError.partitionsShrink(queue, current: current) }
+        if settings.partitions > 1, settings.maxReceiveCount != nil {
+            let deadLetterQueue = settings.deadLetterQueue(of: queue)
+            var its = try await inner.settings(of: deadLetterQueue)
+            if its.partitions < settings.partitions {
+                its.partitions = settings.partitions
+                try await configurePartitions(its, of: deadLetterQueue)
+            }
         }
+        try await configurePartitions(settings, of: queue)
+    }
+
+    /// Partitions 1... of `queue`, then `queue` with the count.
+    private func configurePartitions(_ settings: QueueSettings, of queue: QueueName) async throws {
         for index in 1..<max(settings.partitions, 1) {
             let partition = queue.partition(index)
             var own = settings
@@ -219,14 +254,6 @@ public final class PartitionedQueues: QueueBackend {
         }
         try await inner.updateSettings(settings, of: queue)
         remember(settings.partitions, of: queue)
-        if settings.partitions > 1, settings.maxReceiveCount != nil {
-            let deadLetterQueue = settings.deadLetterQueue(of: queue)
-            var its = try await inner.settings(of: deadLetterQueue)
-            if its.partitions < settings.partitions {
-                its.partitions = settings.partitions
-                try await updateSettings(its, of: deadLetterQueue)
-            }
-        }
     }
 
     // MARK: Figures and management
