@@ -4,8 +4,9 @@
 # bench/latency.png.
 #
 #   bench/run.sh            full run (about 4 minutes plus the release build)
-#   bench/run.sh --smoke    every scenario, very briefly, to prove the harness works (CI); writes
-#                           its report under bench/out/smoke/ and leaves BENCHMARKS.md alone
+#   bench/run.sh --smoke    the harness's unit tests, then every scenario, very briefly, to prove the
+#                           harness works (CI); writes its report under bench/out/smoke/ and leaves
+#                           BENCHMARKS.md alone
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
@@ -247,6 +248,10 @@ fi
 
 # --- preparation -------------------------------------------------------------------------------
 
+# The harness's own unit tests (its slot arithmetic), in the smoke run that CI makes: under a second.
+if [ "$SMOKE" = 1 ]; then
+    PYTHONPATH=$BENCH_PYTHONPATH "$PYTHON" -m unittest discover -s "$ROOT/bench/skiffbench/tests" -t "$ROOT/bench" -q
+fi
 ensure_packages
 # Scenario (f) holds 10 000 sockets in the replica and as many in the client.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -602,15 +607,19 @@ fi
 # The same load through the same number of replicas against: the run's Redis (`single`), a Redis
 # Cluster of 1 primary (`cluster-1`: the cluster's layout and client without a second shard), one
 # of 3 primaries (`cluster-3`), and the 3 primaries with the whole load on one queue
-# (`cluster-3-hot`: one queue is one slot). Smoke: `single` and `cluster-3` only, one short round.
+# (`cluster-3-hot`: one queue is one slot), then on that queue made partitioned (`cluster-3-hot-p3`:
+# 3 partitions, 3 slots; the name is one whose partitions hash to the 3 primaries, see
+# skiffbench/scaleout.py's HOT_QUEUE; its own key prefix, as partitions cannot be taken back).
+# Smoke: `single`, `cluster-3` and `cluster-3-hot-p3`, one short round each.
 # The layouts take turns in each round (the order reversed every other round); each turn starts
 # its replicas afresh, so that no idle replica's sweeps land on another layout's Redis.
 SO_QUEUES=48 SO_BATCH=50 SO_REPLICAS=2 SO_CONNECTIONS=48 SO_PREFIX=skiffso
+SO_HOT_QUEUE_PREFIX=bench-hot3- SO_HOT_PARTITIONS=3
 if [ "$SMOKE" = 1 ]; then
-    SO_LAYOUTS=(single cluster-3) SO_ROUNDS=1 SO_WARMUP=0 SO_BACKLOG=100
+    SO_LAYOUTS=(single cluster-3 cluster-3-hot-p3) SO_ROUNDS=1 SO_WARMUP=0 SO_BACKLOG=100
 else
     # Short rounds, many of them: the machine is shared, and another user's load comes in bursts.
-    SO_LAYOUTS=(single cluster-1 cluster-3 cluster-3-hot) SO_ROUNDS=4 SO_WARMUP=1 SO_BACKLOG=200
+    SO_LAYOUTS=(single cluster-1 cluster-3 cluster-3-hot cluster-3-hot-p3) SO_ROUNDS=4 SO_WARMUP=1 SO_BACKLOG=200
 fi
 SO_SECONDS=$(((RUN_SECONDS + SO_ROUNDS - 1) / SO_ROUNDS))
 
@@ -642,7 +651,7 @@ if want scale-out; then
         cluster-3)
             start_cluster 3
             SO_URL[$layout]=$CLUSTER_URL SO_NODES[$layout]=$CLUSTER_PORTS
-            SO_URL[cluster-3-hot]=$CLUSTER_URL SO_NODES[cluster-3-hot]=$CLUSTER_PORTS ;;
+            for hot in cluster-3-hot cluster-3-hot-p3; do SO_URL[$hot]=$CLUSTER_URL SO_NODES[$hot]=$CLUSTER_PORTS; done ;;
         esac
     done
     for round in $(seq 1 "$SO_ROUNDS"); do
@@ -653,16 +662,22 @@ if want scale-out; then
         fi
         for layout in "${order[@]}"; do
             ports=() pids=() cpu=() logs=()
+            queues=$SO_QUEUES queue_prefix=bench-so- backlog=$SO_BACKLOG cluster=() partitions=1 key_prefix=$SO_PREFIX
+            case $layout in
+            cluster-3-hot) queues=1 queue_prefix=$SO_HOT_QUEUE_PREFIX backlog=$((SO_BACKLOG * 10)) ;;
+            cluster-3-hot-p3)
+                queues=1 queue_prefix=$SO_HOT_QUEUE_PREFIX backlog=$((SO_BACKLOG * 10))
+                partitions=$SO_HOT_PARTITIONS key_prefix=${SO_PREFIX}p ;;
+            esac
+            [ "$layout" = single ] || cluster=(--cluster)
             for i in $(seq 1 "$SO_REPLICAS"); do
                 port=$(free_port)
-                start_skiff "so-$layout-$round-$i" "$port" "$SKIFF" "$SO_PREFIX" "${SO_URL[$layout]}"
+                start_skiff "so-$layout-$round-$i" "$port" "$SKIFF" "$key_prefix" "${SO_URL[$layout]}"
                 ports+=("$port") pids+=("$LAST_PID") cpu+=(--cpu "skiff-$i=$LAST_PID") logs+=("$WORK/so-$layout-$round-$i.log")
             done
-            queues=$SO_QUEUES queue_prefix=bench-so- backlog=$SO_BACKLOG cluster=()
-            if [ "$layout" = cluster-3-hot ]; then queues=1 queue_prefix=bench-hot- backlog=$((SO_BACKLOG * 10)); fi
-            [ "$layout" = single ] || cluster=(--cluster)
             bench scale-out --label "$layout" --ports "$(IFS=,; echo "${ports[*]}")" --redis-ports "${SO_NODES[$layout]}" \
                 "${cluster[@]}" --queues "$queues" --queue-prefix "$queue_prefix" --batch "$SO_BATCH" --body "$BODY" \
+                --partitions "$partitions" --key-prefix "$key_prefix" \
                 --backlog "$backlog" --seconds "$SO_SECONDS" --warmup "$SO_WARMUP" --connections "$SO_CONNECTIONS" \
                 "${cpu[@]}" --json "$OUT/scale-out-$layout-$round.json" >/dev/null
             for pid in "${pids[@]}"; do stop "$pid"; done

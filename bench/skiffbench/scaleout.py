@@ -6,9 +6,11 @@ One `scale-out` command is one measured run against one Redis layout: it tops ev
 a backlog (so that receives find messages), warms up, then runs wrk with bench/wrk/scaleout.lua
 (batch sends and batch receives in turn, spread over the queues and the replicas) and diffs, around
 the run, each queue's totals (`GET /api/{q}/stats`), each Redis node's `INFO` (CPU, commands,
-commandstats; `CLUSTER INFO` for the bus) and the replicas' CPU time (/proc). The report adds the
-rounds of a layout up and writes the section of BENCHMARKS.md (section(), and merge_section() for a
-run of this scenario alone)."""
+commandstats; `CLUSTER INFO` for the bus) and the replicas' CPU time (/proc). With `--partitions N`
+the queues are made partitioned (`PUT /api/{q}/config`) first, and each partition's totals are read
+from its stats hash in Redis, so that the split over the primaries counts partitions where they
+live. The report adds the rounds of a layout up and writes the section of BENCHMARKS.md (section(),
+and merge_section() for a run of this scenario alone)."""
 
 import asyncio
 import collections
@@ -34,7 +36,55 @@ LAYOUTS = collections.OrderedDict([
     ("cluster-1", "Redis Cluster, 1 primary"),
     ("cluster-3", "Redis Cluster, 3 primaries"),
     ("cluster-3-hot", "Redis Cluster, 3 primaries, all load on 1 queue"),
+    ("cluster-3-hot-p3", "Redis Cluster, 3 primaries, all load on 1 queue of 3 partitions"),
 ])
+# The hot layouts' queue (bench/run.sh): a name whose 3 partitions' families hash to the three thirds
+# of the slots, so that on a 3-primary cluster split as `redis-cli --cluster create` splits it each
+# partition has a primary of its own (most names do not: a test checks this one).
+HOT_QUEUE = "bench-hot3-0"
+SLOTS = 16384
+
+
+# --- hash slots ----------------------------------------------------------------------------------
+
+def crc16(data):
+    """CRC16/XMODEM, Redis Cluster's key hash (polynomial 0x1021, initial value 0)."""
+    crc = 0
+    for byte in data:
+        crc ^= byte << 8
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else crc << 1
+            crc &= 0xFFFF
+    return crc
+
+
+def family_slot(family):
+    """The slot of a queue family's keys (`<prefix>:{<family>}:...`)."""
+    return crc16(family.encode()) % SLOTS
+
+
+def partition_names(queue, partitions):
+    """The queues a partitioned queue is stored as: itself (partition 0), then `<q>~1` ... `<q>~N-1`.
+    Each is its own family when `queue` does not end in -dlq (docs/redis-data-model.md)."""
+    return [queue] + ["%s~%d" % (queue, index) for index in range(1, partitions)]
+
+
+def standard_split(primaries):
+    """The slot ranges [(first, last)] `redis-cli --cluster create` gives `primaries` primaries, in
+    order (scripts/redis-cluster.sh builds the 3-primary cluster with it)."""
+    ranges, first, cursor, per = [], 0, 0.0, SLOTS / primaries
+    for index in range(primaries):
+        last = round(cursor + per - 1)
+        if last > SLOTS - 1 or index == primaries - 1:
+            last = SLOTS - 1
+        last = max(last, first)
+        ranges.append((first, last))
+        first, cursor = last + 1, cursor + per
+    return ranges
+
+
+def primary_index(slot, ranges):
+    return next(index for index, (first, last) in enumerate(ranges) if first <= slot <= last)
 
 
 # --- ports ---------------------------------------------------------------------------------------
@@ -88,20 +138,53 @@ async def info_of(port, cluster):
 
 
 async def owners(ports, queues, cluster):
-    """{queue: the port of the primary that holds it}: on a cluster the primary of its family's
-    slot (a queue named without -dlq is its own family, docs/redis-data-model.md)."""
+    """{queue: (slot, the port of the primary that holds it)}: on a cluster the primary of its
+    family's slot (Redis's CLUSTER KEYSLOT and CLUSTER SLOTS; a queue named without -dlq is its own
+    family, and so is each partition of one, docs/redis-data-model.md); slot None on one Redis."""
     if not cluster:
-        return {queue: ports[0] for queue in queues}
+        return {queue: (None, ports[0]) for queue in queues}
     redis = await redis_connect(ports[0])
     try:
         ranges = [(int(entry[0]), int(entry[1]), int(entry[2][1])) for entry in await redis_call(redis, "CLUSTER", "SLOTS")]
         found = {}
         for queue in queues:
             slot = int(await redis_call(redis, "CLUSTER", "KEYSLOT", "{%s}" % queue))
-            found[queue] = next(port for low, high, port in ranges if low <= slot <= high)
+            found[queue] = (slot, next(port for low, high, port in ranges if low <= slot <= high))
         return found
     finally:
         redis.close()
+
+
+async def partition_totals(owner, key_prefix, names, cluster):
+    """{partition: {enqueued, delivered}} read from each partition's stats hash on its primary
+    (`<prefix>:{<family>}:<queue>:stats` on a cluster, `<prefix>:{<queue>}:stats` on one Redis, the
+    counters the scripts keep and `GET /api/{q}/stats` sums); None where it failed."""
+    found = {}
+    for name in names:
+        redis = await redis_connect(owner[name][1])
+        try:
+            key = ("%s:{%s}:%s:stats" % (key_prefix, name, name)) if cluster else ("%s:{%s}:stats" % (key_prefix, name))
+            enqueued, delivered = await redis_call(redis, "HMGET", key, "enqueued", "delivered")
+            found[name] = {"enqueued": int(enqueued or 0), "delivered": int(delivered or 0)}
+        except (RuntimeError, ValueError):  # an error reply, or a counter that is not a number
+            found[name] = None
+        finally:
+            redis.close()
+    return found
+
+
+async def configure_partitions(port, queues, partitions):
+    """`PUT /api/{q}/config {"partitions": N}` on every queue (it must answer 200)."""
+    connection = await http_connect(port)
+    try:
+        body = json.dumps({"partitions": partitions}).encode()
+        for queue in queues:
+            status, answer, _ = await asyncio.wait_for(
+                connection.send(http_request("PUT", "/api/%s/config" % queue, port, body)), timeout=10)
+            if status != 200:
+                raise SystemExit("scale-out: PUT /api/%s/config answered %d: %s" % (queue, status, answer[:200]))
+    finally:
+        connection.close()
 
 
 async def queue_totals(port, queues):
@@ -179,12 +262,36 @@ def command_scale_out(args):
     batch_body = json.dumps([body] * args.batch, separators=(",", ":")).encode()
     skiff = parse_pids(args.cpu)
 
+    if args.partitions > 1:
+        run(configure_partitions(args.ports[0], queues, args.partitions))
+        # Every replica reads a queue's partition count at most a second old (docs/partitions.md).
+        time.sleep(1.2)
     filled = run(top_up(args.ports[0], queues, batch_body, args.batch, args.backlog))
     if args.warmup > 0:
         wrk(args, args.warmup, batch_body)
-    owner = run(owners(args.redis_ports, queues, args.cluster))
+    # What the split over the primaries counts: the queues, or each queue's partitions.
+    stored = [name for queue in queues for name in partition_names(queue, args.partitions)]
+    owner = run(owners(args.redis_ports, stored, args.cluster))
 
-    before_totals = run(queue_totals(args.ports[0], queues))
+    def totals():
+        """{stored queue: {enqueued, delivered, ...}}, and the queues' totals as the API sums them. With
+        partitions, read until the partitions' counters stand still around the API's read (a receive
+        wrk left in flight may finish a little after it stopped, on a busy machine), so that both
+        count the same messages."""
+        api = run(queue_totals(args.ports[0], queues))
+        if args.partitions == 1:
+            return api, api
+        partitions = run(partition_totals(owner, args.key_prefix, stored, args.cluster))
+        for _ in range(20):
+            api = run(queue_totals(args.ports[0], queues))
+            again = run(partition_totals(owner, args.key_prefix, stored, args.cluster))
+            if again == partitions:
+                break
+            partitions = again
+            time.sleep(0.1)
+        return partitions, api
+
+    before_totals, before_api = totals()
     before_nodes = {port: run(info_of(port, args.cluster)) for port in args.redis_ports}
     before_skiff = {name: cpu_seconds(pid) for name, pid in skiff.items()}
     before_machine, before_wrk = machine_busy_seconds(), children_cpu_seconds()
@@ -195,12 +302,26 @@ def command_scale_out(args):
     after_skiff = {name: cpu_seconds(pid) for name, pid in skiff.items()}
     after_machine, after_wrk = machine_busy_seconds(), children_cpu_seconds()
     after_nodes = {port: run(info_of(port, args.cluster)) for port in args.redis_ports}
-    after_totals = run(queue_totals(args.ports[0], queues))
+    after_totals, after_api = totals()
+
+    # Partitions read from Redis must add up to what the API reports for their queue.
+    mismatched = []
+    if args.partitions > 1:
+        for queue in queues:
+            names = partition_names(queue, args.partitions)
+            if not all(before_totals.get(n) and after_totals.get(n) for n in names) or not before_api.get(queue) \
+                    or not after_api.get(queue):
+                continue
+            for field in ("enqueued", "delivered"):
+                by_partition = sum(after_totals[n][field] - before_totals[n][field] for n in names)
+                by_api = after_api[queue][field] - before_api[queue][field]
+                if by_partition != by_api:
+                    mismatched.append("%s %s: partitions %d, API %d" % (queue, field, by_partition, by_api))
 
     nodes = []
     for port in args.redis_ports:
         b, a = before_nodes[port], after_nodes[port]
-        mine = [queue for queue in queues if owner[queue] == port]
+        mine = [queue for queue in stored if owner[queue][1] == port]
         commandstats = {}
         for name, (calls, usec) in a["commandstats"].items():
             was = b["commandstats"].get(name, [0, 0])
@@ -220,13 +341,22 @@ def command_scale_out(args):
         if args.cluster:
             node["bus"] = {key: a["bus"].get(key, 0) - b["bus"].get(key, 0) for key in a["bus"]}
         nodes.append(node)
-    unread = [q for q in queues if not after_totals.get(q) or not before_totals.get(q)]
+    unread = [q for q in stored if not after_totals.get(q) or not before_totals.get(q)]
+    # Where each stored queue (each partition) lives, and which primary of the standard split that is.
+    split = standard_split(len(args.redis_ports))
+    placement = [{"queue": name, "slot": owner[name][0], "port": owner[name][1],
+                  "standard_primary": primary_index(owner[name][0], split) if owner[name][0] is not None else None}
+                 for name in stored]
     result = {
         "label": args.label,
         "cluster": args.cluster,
         "primaries": len(args.redis_ports),
         "replicas": len(args.ports),
         "queues": args.queues,
+        "queue_prefix": args.queue_prefix,
+        "partitions": args.partitions,
+        "placement": placement if args.partitions > 1 or args.queues <= 3 else None,
+        "partition_totals_mismatch": mismatched,
         "batch": args.batch,
         "connections": args.connections,
         "timeout_ms": args.timeout_ms,
@@ -236,8 +366,8 @@ def command_scale_out(args):
         "fill_statuses": filled,
         "sent": sum(node["sent"] for node in nodes),
         "received": sum(node["received"] for node in nodes),
-        "ready_after": sum((after_totals.get(q) or {}).get("ready", 0) for q in queues),
-        "empty_queues_after": sum(1 for q in queues if (after_totals.get(q) or {}).get("ready", 1) == 0),
+        "ready_after": sum((after_api.get(q) or {}).get("ready", 0) for q in queues),
+        "empty_queues_after": sum(1 for q in queues if (after_api.get(q) or {}).get("ready", 1) == 0),
         "stats_unread": unread,
         "skiff_cpu_seconds": {name: round(after_skiff[name] - before_skiff[name], 3) for name in skiff},
         "wrk_cpu_seconds": round(after_wrk - before_wrk, 3),
@@ -301,6 +431,7 @@ def merged(d, label):
                 into["commandstats"][name] += calls
             into["bus"].update(node.get("bus") or {})
     total["nodes"] = list(nodes.values())
+    total["partition_totals_mismatch"] = [line for run in runs for line in run.get("partition_totals_mismatch") or []]
     total["log_lines"] = sum(run.get("log_lines") or 0 for run in runs)
     total["log_sample"] = [line for run in runs for line in run.get("log_sample") or []][:5]
     return total
@@ -346,7 +477,9 @@ def figures(result):
             "us_per_message": node["cpu_seconds"] * 1e6 / messages if messages else None,
             "us_per_own_message": node["cpu_seconds"] * 1e6 / (share * messages) if share > 0 else None,
             "commands_per_message": node["commands"] / messages if messages else None,
-            "publish_per_message": node["commandstats"].get("publish", 0) / messages if messages else None,
+            # Wake-ups: PUBLISH on one Redis, SPUBLISH (sharded) on a cluster.
+            "publish_per_message": (node["commandstats"].get("publish", 0) + node["commandstats"].get("spublish", 0))
+                                   / messages if messages else None,
             "bus_messages": dict(node["bus"]),
         })
     per = [node["us_per_message"] for node in out["nodes"] if node["us_per_message"] is not None]
@@ -394,15 +527,28 @@ def section(d, machine=None):
             meta.get("body_bytes", 0), first["batch"], first["timeout_ms"], first["backlog"], rounds,
             "" if rounds == 1 else "s", first["seconds"] / rounds if rounds else 0, first["warmup_seconds"],
             machine.get("nproc", "?")))
-    if "cluster-3-hot" in results:
-        intro += (" The hot layout sends the same load to one queue (`bench-hot-0`, topped up to %d messages)."
-                  % results["cluster-3-hot"]["backlog"])
+    hot_layouts = [label for label in ("cluster-3-hot", "cluster-3-hot-p3") if label in results]
+    if hot_layouts:
+        first_hot = results[hot_layouts[0]]
+        intro += (" The hot layout%s send%s the same load to one queue (`%s0`, topped up to %d messages)" % (
+            "s" if len(hot_layouts) > 1 else "", "" if len(hot_layouts) > 1 else "s",
+            first_hot.get("queue_prefix", "bench-hot-"), first_hot["backlog"]))
+        if "cluster-3-hot-p3" in results:
+            intro += (", once as it is and once made partitioned (`PUT /api/<q>/config {\"partitions\": %d}` before it "
+                      "is filled; the two use separate key prefixes on the same cluster, as a queue cannot lose its "
+                      "partitions). Its name was chosen so that its %d partitions' families hash to slots in the three "
+                      "thirds `redis-cli --cluster create` gives 3 primaries, i.e. one partition per primary; most names "
+                      "do not do that (with 3 partitions on 3 primaries, 2 in 9 names do): a user gets the same by "
+                      "choosing enough partitions (docs/partitions.md)" % (
+                          results["cluster-3-hot-p3"].get("partitions", 3), results["cluster-3-hot-p3"].get("partitions", 3)))
+        intro += "."
     if meta.get("seconds_total"):
         intro += " The scenario took %d s in all, the clusters' start and stop included." % meta["seconds_total"]
     out += [intro, ""]
     out += [
         "| Redis | msg/s (rounds) | requests: statuses | Skiff CPU per request (rounds) · per message | Redis CPU "
-        "per message, all primaries (rounds) | per primary: CPU per message (share of the messages, queues) | busiest "
+        "per message, all primaries (rounds) | per primary: CPU per message (share of the messages, queues or "
+        "partitions) | busiest "
         "primary's ceiling, 1 core each (rounds) | other load on the machine, cores (rounds) | Skiff log lines ≥ "
         "warning |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -441,6 +587,14 @@ def section(d, machine=None):
         if result["empty_queues_after"]:
             notes.append("%s: %d queues were empty at the end of a round (receives waited)." % (
                 label, result["empty_queues_after"]))
+        if result.get("partition_totals_mismatch"):
+            notes.append("%s: the partitions' counters in Redis did not add up to the API's totals: %s" % (
+                label, "; ".join(result["partition_totals_mismatch"][:3])))
+        if label == "cluster-3-hot-p3" and result.get("placement"):
+            primaries = {entry["port"] for entry in result["placement"]}
+            if len(primaries) < len(result["placement"]):
+                notes.append("%s: the %d partitions landed on only %d primaries." % (
+                    label, len(result["placement"]), len(primaries)))
         if result["log_sample"]:
             notes.append("%s: Skiff logged %d lines at warning or above, e.g. `%s`" % (
                 label, result["log_lines"], result["log_sample"][0][:300].replace("`", "'")))
@@ -449,12 +603,13 @@ def section(d, machine=None):
 
     # The bus and the commands, per primary.
     out += ["Per primary (ports as started; on a cluster the queues' families hash to slots, so the split of 48 "
-            "names is not even): commands per message are `total_commands_processed` (the scripts and the commands they "
-            "run), `PUBLISH` the wake-ups the scripts publish, bus the cluster bus messages the node "
+            "names is not even; a partition is a family of its own, so it counts as a queue here): commands per message "
+            "are `total_commands_processed` (the scripts and the commands they run), wake-ups the `PUBLISH` (one Redis) "
+            "or `SPUBLISH` (a cluster: sharded pub/sub) the scripts send, bus the cluster bus messages the node "
             "sent per message (`CLUSTER INFO` `cluster_stats_messages_*_sent`; a `PUBLISH` on a cluster goes to every "
-            "node over the bus).", "",
+            "node over the bus, an `SPUBLISH` only to the shard's replicas, and this cluster has none).", "",
             "| Redis | primary | queues | share of messages | CPU | CPU per message of the whole load | CPU per message "
-            "it holds | commands per message | PUBLISH per message | bus messages sent per message (publish) |",
+            "it holds | commands per message | wake-ups per message | bus messages sent per message (publish) |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for label, f in computed.items():
         for node in f["nodes"]:
@@ -464,12 +619,14 @@ def section(d, machine=None):
                 label, node["port"], node["queues"], 100 * node["share"], node["cpu_seconds"],
                 us(node["us_per_message"]), us(node["us_per_own_message"]), node["commands_per_message"] or 0,
                 node["publish_per_message"] or 0,
-                "%.3f (%.3f)" % (sent / f["messages"], bus.get("publish_sent", 0) / f["messages"])
+                "%.3f (%.3f)" % (sent / f["messages"],
+                                 (bus.get("publish_sent", 0) + bus.get("publishshard_sent", 0)) / f["messages"])
                 if bus and f["messages"] else "—"))
     out.append("")
 
     # The model, with this run's figures.
-    single, c1, c3, hot = (computed.get(label) for label in ("single", "cluster-1", "cluster-3", "cluster-3-hot"))
+    single, c1, c3, hot, hot_p = (computed.get(label) for label in (
+        "single", "cluster-1", "cluster-3", "cluster-3-hot", "cluster-3-hot-p3"))
     lines = []
     if single and c3 and single["redis_ceiling"] and c3["redis_ceiling"]:
         lines.append("- Redis ceiling with one core per primary, 1 / (CPU per message of the busiest primary): "
@@ -500,6 +657,26 @@ def section(d, machine=None):
                          100 * hot["busiest"]["share"], us(hot["busiest"]["us_per_message"]),
                          rate_text(hot["redis_ceiling"]),
                          " and ".join(us(node["us_per_message"]) for node in hot["nodes"] if node is not hot["busiest"])))
+    if hot_p and hot_p["busiest"]:
+        placement = results["cluster-3-hot-p3"].get("placement") or []
+        where = ", ".join("`%s` slot %d → %d" % (entry["queue"], entry["slot"], entry["port"]) for entry in placement
+                          if entry.get("slot") is not None)
+        line = ("- A hot queue of %d partitions is %d slots: %s (%d primar%s). The busiest primary holds %.0f%% of "
+                "the messages (%s) at %s per message of the whole load (ceiling %s msg/s)" % (
+                    len(placement), len(placement), where, len({entry["port"] for entry in placement}),
+                    "y" if len({entry["port"] for entry in placement}) == 1 else "ies",
+                    100 * hot_p["busiest"]["share"],
+                    " · ".join("%.0f%%" % (100 * node["share"]) for node in hot_p["nodes"]),
+                    us(hot_p["busiest"]["us_per_message"]), rate_text(hot_p["redis_ceiling"])))
+        if hot and hot["redis_ceiling"] and hot_p["redis_ceiling"]:
+            line += ("; unpartitioned, the same queue's primary spent %s per message (ceiling %s msg/s), so "
+                     "partitions raise the Redis ceiling %.2f×. Summed over the primaries: %s per message "
+                     "partitioned, %s unpartitioned; Skiff CPU per request %s against %s" % (
+                         us(hot["busiest"]["us_per_message"]), rate_text(hot["redis_ceiling"]),
+                         hot_p["redis_ceiling"] / hot["redis_ceiling"], us(hot_p["redis_us_per_message"]),
+                         us(hot["redis_us_per_message"]), us(hot_p["skiff_us_per_request"]),
+                         us(hot["skiff_us_per_request"])))
+        lines.append(line + ".")
     if lines:
         out += ["What this run says (the model is in the analysis below):", ""] + lines + [""]
     return out
@@ -577,7 +754,10 @@ def add_commands(sub):
     p.add_argument("--timeout-ms", type=int, default=1000, help="the receives' long-poll")
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--partitions", type=int, default=1, help="make every queue partitioned (PUT config) first")
+    p.add_argument("--key-prefix", default="skiff", help="the replicas' REDIS_KEY_PREFIX (read with --partitions)")
     options.add(p, "--connections", "--cpu", "--json", connections=48).set_defaults(func=command_scale_out)
+
 
     p = sub.add_parser("scale-out-merge", help="put a run's scale-out section into an existing BENCHMARKS.md")
     p.add_argument("--markdown", required=True)
