@@ -115,7 +115,9 @@ struct RedisClusterClientTests {
         // far): it waits for the end of the migration, here past its deadline, and did not run.
         let script = RedisScript(name: "cluster-get", source: "return redis.call('GET', KEYS[1])")
         let error = await #expect(throws: RedisClientError.self) { try await client.evaluate(script, keys: [moved], arguments: []) }
-        #expect(error == .unavailable(""))
+        // Given up between attempts (unavailable) or, on a slow machine, while the last ASK was
+        // on its way (timeout): never run on the target.
+        #expect(error == .unavailable("") || error == .timeout)
 
         // Finished: the source answers MOVED, the client updates its map and goes on.
         _ = try await Self.migrate(slot: slot, seed: seed)
