@@ -21,6 +21,8 @@ let package = Package(
         // Settings declared once, read from flags, the environment and a JSON file.
         .package(url: "https://github.com/apple/swift-configuration.git", from: "1.4.0"),
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
+        // HTTP to Google Cloud (the metadata server's tokens).
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // Tests only: property-based checks (random operation sequences, hostile byte streams).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
     ],
@@ -52,6 +54,17 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // Google Cloud without an SDK: access tokens from the metadata server (Memorystore's IAM
+        // authentication). No queue or Redis knowledge.
+        .target(
+            name: "SkiffGoogleCloud",
+            dependencies: [
+                "SkiffSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         // Queue semantics: the QueueBackend protocol and model, the delivery lifecycle (lease,
@@ -104,6 +117,7 @@ let package = Package(
         .target(
             name: "SkiffAPI",
             dependencies: [
+                "SkiffGoogleCloud",
                 "SkiffQueue",
                 "SkiffRedisQueue",
                 "SkiffRedis",
@@ -136,7 +150,20 @@ let package = Package(
         // Helpers shared by the test targets: harness-provided Redis URLs, throwaway redis-servers.
         .target(
             name: "SkiffTestSupport",
-            dependencies: [.product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: [
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ]
+        ),
+        .testTarget(
+            name: "SkiffGoogleCloudTests",
+            dependencies: [
+                "SkiffGoogleCloud",
+                "SkiffTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "SkiffRedisTests",

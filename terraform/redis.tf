@@ -102,7 +102,6 @@ resource "google_redis_instance" "main" {
 # --- Memorystore for Redis Cluster -------------------------------------------------------
 
 resource "google_redis_cluster" "main" {
-  #checkov:skip=CKV2_SKIFF_13:Skiff's Redis client authenticates with a fixed password and cannot fetch and renew the IAM access tokens (valid one hour) that AUTH_MODE_IAM_AUTH requires, and the google provider 6.x offers no fixed-password mode, so auth is off by default (var.redis_cluster_auth_mode); only the connector, firewalled to the Private Service Connect subnet, can reach the endpoints, and every connection is TLS.
   count = local.redis_cluster ? 1 : 0
 
   name   = "${var.name_prefix}-redis-cluster"
@@ -172,7 +171,6 @@ resource "google_redis_cluster" "main" {
 # --- Memorystore for Valkey ---------------------------------------------------------------
 
 resource "google_memorystore_instance" "main" {
-  #checkov:skip=CKV2_SKIFF_13:Skiff's Redis client authenticates with a fixed password and cannot fetch and renew the IAM access tokens (valid one hour) that IAM_AUTH requires, and the google provider 6.x offers no fixed-password mode, so auth is off by default (var.redis_cluster_auth_mode); only the connector, firewalled to the Private Service Connect subnet, can reach the endpoints, and every connection is TLS.
   count = local.redis_valkey ? 1 : 0
 
   instance_id    = "${var.name_prefix}-valkey"
@@ -243,24 +241,18 @@ resource "google_memorystore_instance" "main" {
   ]
 }
 
-# --- IAM authentication (redis_cluster_auth_mode = "iam") ---------------------------------
+# --- IAM authentication (redis_cluster_auth_mode = "iam", the default) -------------------
 
-# What IAM authentication needs on the Google side: Skiff's identity may
-# connect. Project-wide (the role covers every cluster of the product in the
-# project). Skiff itself cannot use it yet: see the check below.
+# Skiff's identity may connect (REDIS_AUTH=iam in run.tf: each new connection
+# sends the service account's access token from the metadata server as its AUTH
+# password). Project-wide: the role covers every cluster of the product in the
+# project.
 resource "google_project_iam_member" "redis_connect" {
   count = local.redis_psc && var.redis_cluster_auth_mode == "iam" ? 1 : 0
 
   project = var.project_id
   role    = local.redis_valkey ? "roles/memorystore.dbConnectionUser" : "roles/redis.dbConnectionUser"
   member  = google_service_account.skiff.member
-}
-
-check "redis_auth_usable_by_skiff" {
-  assert {
-    condition     = !(local.redis_psc && var.redis_cluster_auth_mode == "iam")
-    error_message = "redis_cluster_auth_mode = \"iam\": Memorystore will accept only IAM access tokens, which Skiff's Redis client cannot fetch or renew (it sends the fixed REDIS_PASSWORD), so the service will fail to connect. Use \"disabled\" (the default) with this Skiff; see docs/deploy.md, \"Choosing a Redis backend\"."
-  }
 }
 
 # --- What the service connects to --------------------------------------------------------

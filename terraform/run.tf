@@ -2,8 +2,9 @@
 
 # Skiff's own identity. Its only permissions are reading the two secrets
 # (secrets.tf): no project-level role, not even the default compute service
-# account's Editor (the one exception: redis_cluster_auth_mode = "iam" grants
-# the cluster product's connection role, redis.tf). Logs written to stdout
+# account's Editor (the one exception: with redis_cluster_auth_mode = "iam",
+# the default for the cluster products, it gets the product's connection role,
+# redis.tf). Logs written to stdout
 # reach Cloud Logging without any role.
 resource "google_service_account" "skiff" {
   account_id   = "${var.name_prefix}-run"
@@ -31,13 +32,18 @@ locals {
     REDIS_TLS  = "true"
     }) : tomap({
     # The cluster products: Skiff's cluster client, seeded with the discovery
-    # endpoint, TLS (rediss+), no AUTH (var.redis_cluster_auth_mode).
+    # endpoint, TLS (rediss+).
     REDIS_URL = "rediss+cluster://${join(",", local.redis_cluster_seeds)}"
   })
 
+  # IAM authentication of the cluster products (var.redis_cluster_auth_mode,
+  # default "iam"): every new connection sends the service account's access
+  # token, from the metadata server, as its AUTH password.
+  redis_auth_environment = local.redis_psc && var.redis_cluster_auth_mode == "iam" ? tomap({ REDIS_AUTH = "iam" }) : tomap({})
+
   # Plain settings; the AUTH string (Memorystore for Redis only) is added as a
   # secret below.
-  environment = merge(local.redis_environment, {
+  environment = merge(local.redis_environment, local.redis_auth_environment, {
     REDIS_TLS_CA_FILE                    = "${local.redis_ca_dir}/${local.redis_ca_file}"
     REDIS_TLS_SKIP_HOSTNAME_VERIFICATION = "true"
     DEFAULT_TIMEOUT                      = tostring(var.default_timeout_ms)

@@ -244,9 +244,9 @@ variable "valkey_version" {
 }
 
 variable "redis_cluster_auth_mode" {
-  description = "Client authentication of the cluster products. \"disabled\" (default): no AUTH; only what can reach the Private Service Connect endpoints in the VPC can connect (the connector, firewalled to them), over TLS. \"iam\": IAM authentication, which needs a fresh IAM access token (valid one hour) as the AUTH password of every new connection. Skiff cannot do that today (it sends a fixed REDIS_PASSWORD), so with \"iam\" it cannot connect; the setting exists for a client that can. Neither product offers a fixed AUTH password in the google provider 6.x. See docs/deploy.md."
+  description = "Client authentication of the cluster products. \"iam\" (default): IAM authentication; Skiff runs with REDIS_AUTH=iam and sends its service account's access token (from the metadata server, renewed before its hour ends) as the AUTH password of every new connection, and the service account gets the product's connection role. \"disabled\": no AUTH; only what can reach the Private Service Connect endpoints in the VPC can connect (the connector, firewalled to them), over TLS. See docs/deploy.md."
   type        = string
-  default     = "disabled"
+  default     = "iam"
 
   validation {
     condition     = contains(["disabled", "iam"], var.redis_cluster_auth_mode)

@@ -51,6 +51,7 @@ struct Serve: AsyncParsableCommand {
                 "backend": "\(configuration.redis == nil ? "memory" : "redis")",
                 "redis.host": "\(configuration.redis?.host ?? "-")",
                 "redis.tls": "\(configuration.redis?.tls ?? false)",
+                "redis.auth": "\(configuration.redisAuthentication == .password ? "password" : "iam")",
             ]
         )
         if configuration.apiKeys.isEmpty {

@@ -4,6 +4,7 @@ public import Metrics
 import NIOCore
 import NIOPosix
 public import ServiceLifecycle
+import SkiffGoogleCloud
 public import SkiffQueue
 import SkiffRedis
 import SkiffRedisQueue
@@ -22,7 +23,13 @@ public func buildApplication(
     metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
     let group = MultiThreadedEventLoopGroup.singleton
-    if let redisConfiguration = configuration.redis {
+    if var redisConfiguration = configuration.redis {
+        if case .googleIAM(let metadataHost) = configuration.redisAuthentication {
+            let tokens = GoogleAccessTokenSource(metadataHost: metadataHost, logger: logger)
+            redisConfiguration.passwordSource = RedisPasswordSource(name: "IAM access token (metadata server \(metadataHost))") {
+                try await tokens.accessToken()
+            }
+        }
         let client = RedisClient(configuration: redisConfiguration, eventLoopGroup: group, logger: logger, metricsFactory: metricsFactory)
         let backend = RedisQueueBackend(
             client: client,

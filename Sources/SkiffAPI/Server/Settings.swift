@@ -73,6 +73,13 @@ public enum Settings {
     public static let redisHost = Setting("redis.host", default: "unset", "Redis host, when REDIS_URL is not set")
     public static let redisPort = Setting("redis.port", default: "6379", "Redis port, with REDIS_HOST")
     public static let redisPassword = Setting("redis.password", default: "unset", "Redis password", secret: true, flag: false)
+    public static let redisAuth = Setting(
+        "redis.auth",
+        default: "password",
+        "password (REDIS_PASSWORD or the URL's, if any) or iam: a Google access token from the metadata server, for Memorystore's IAM authentication"
+    )
+    public static let gceMetadataHost = Setting(
+        "gce.metadataHost", default: "metadata.google.internal", "host[:port] of the metadata server that REDIS_AUTH=iam asks for tokens")
     public static let redisUsername = Setting("redis.username", default: "unset", "Redis ACL user, with REDIS_HOST")
     public static let redisTLS = Setting("redis.tls", default: "false", "TLS to Redis, with REDIS_HOST")
     public static let redisTLSCAFile = Setting("redis.tlsCaFile", default: "system roots", "PEM file of the CA that signs Redis's certificate")
@@ -114,7 +121,7 @@ public enum Settings {
     public static let settingsFile = Setting("skiff.settingsFile", default: "unset", "a JSON file of settings, read after flags and the environment")
 
     public static let all: [Setting] = [
-        host, port, redisURL, redisHost, redisPort, redisPassword, redisUsername, redisTLS, redisTLSCAFile, redisTLSServerName,
+        host, port, redisURL, redisHost, redisPort, redisPassword, redisAuth, gceMetadataHost, redisUsername, redisTLS, redisTLSCAFile, redisTLSServerName,
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, rateLimitPerSecond, rateLimitBurst,

@@ -1,4 +1,5 @@
 public import Configuration
+import SkiffGoogleCloud
 public import SkiffRedis
 
 /// A configuration value that cannot be used.
@@ -15,6 +16,8 @@ public struct SkiffConfiguration: Sendable {
     public var api: APISettings
     /// `nil` runs the self-contained in-memory backend.
     public var redis: RedisConfiguration?
+    /// Where a new Redis connection's password comes from (`REDIS_AUTH`).
+    public var redisAuthentication: RedisAuthentication = .password
     public var keyPrefix: String
     /// How long before the claimed messages of a crashed replica return to their queues.
     public var claimLease: Duration
@@ -110,6 +113,31 @@ public struct SkiffConfiguration: Sendable {
         }
         try readAccessSettings(settings)
         redis = try Self.redisConfiguration(settings)
+        redisAuthentication = try Self.redisAuthentication(settings, redis: redis)
+    }
+
+    /// `REDIS_AUTH`: `password` (the default) or `iam`, which takes no password of its own.
+    static func redisAuthentication(_ settings: SettingsReader, redis: RedisConfiguration?) throws(ConfigurationError) -> RedisAuthentication {
+        switch settings.text(Settings.redisAuth)?.lowercased() ?? "password" {
+        case "password":
+            return .password
+        case "iam":
+            guard let redis else {
+                throw ConfigurationError("REDIS_AUTH=iam needs REDIS_URL or REDIS_HOST")
+            }
+            guard redis.password == nil else {
+                throw ConfigurationError(
+                    "REDIS_AUTH=iam sends an access token from the metadata server as the password; unset REDIS_PASSWORD and the password in REDIS_URL"
+                )
+            }
+            let host = settings.text(Settings.gceMetadataHost) ?? GoogleAccessTokenSource.defaultMetadataHost
+            guard !host.contains("/"), !host.contains("@"), !host.contains(where: \.isWhitespace) else {
+                throw ConfigurationError("GCE_METADATA_HOST must be host or host:port, got '\(host)'")
+            }
+            return .googleIAM(metadataHost: host)
+        case let other:
+            throw ConfigurationError("REDIS_AUTH must be password or iam, got '\(other)'")
+        }
     }
 
     /// Reads `environment` as the environment variables it holds (tests, and callers without a

@@ -5,6 +5,9 @@ public struct RedisConfiguration: Sendable, Equatable {
     /// ACL user name; `nil` authenticates as the default user (`AUTH password`).
     public var username: String?
     public var password: String?
+    /// A password that changes over time (an IAM access token), asked for by every new
+    /// connection; when set, `password` is not used.
+    public var passwordSource: RedisPasswordSource?
     public var database: Int
     /// `rediss://`: TLS, as Memorystore's in-transit encryption requires.
     public var tls: Bool

@@ -76,11 +76,21 @@ public final class RedisConnection: Sendable {
         }.get()
         let connection = RedisConnection(id: id, channel: channel, handler: handler, logger: logger, isSubscriber: onPush != nil)
         do {
-            if let password = configuration.password {
-                if let username = configuration.username {
-                    _ = try await connection.send(RedisCommand("AUTH", .string(username), .string(password)), timeout: configuration.commandTimeout)
-                } else {
-                    _ = try await connection.send(RedisCommand("AUTH", .string(password)), timeout: configuration.commandTimeout)
+            let password = try await configuration.passwordSource?.password() ?? configuration.password
+            if let password {
+                let auth =
+                    if let username = configuration.username {
+                        RedisCommand("AUTH", .string(username), .string(password))
+                    } else {
+                        RedisCommand("AUTH", .string(password))
+                    }
+                do {
+                    _ = try await connection.send(auth, timeout: configuration.commandTimeout)
+                } catch let error as RedisServerError {
+                    // WRONGPASS, or an expired token: this connection is of no use, and the
+                    // pool's backoff (not the caller) decides when to try again.
+                    let source = configuration.passwordSource.map { " (password from \($0.name))" } ?? ""
+                    throw RedisClientError.unavailable("AUTH refused\(source): \(error.message)")
                 }
             }
             if configuration.database != 0 {
