@@ -46,6 +46,13 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
             "queue \(queue) does not exist and the service already holds its maximum of \(maximum) queues (MAX_QUEUES); delete unused queues or raise the limit; nothing was stored"
         )
     }
+    /// Raising a queue's partition count would pass the limit: each partition counts as a queue.
+    public static func tooManyQueues(forPartitionsOf queue: QueueName, partitions: Int) -> Self {
+        Self(
+            .tooManyQueues,
+            "queue \(queue) cannot have \(partitions) partitions: each partition counts as a queue and the service would pass its maximum number of queues (MAX_QUEUES); delete unused queues or raise the limit; nothing was changed"
+        )
+    }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func conflict(_ detail: String) -> Self { Self(.conflict, detail) }
     /// A settings change would lower a queue's partition count.

@@ -83,4 +83,37 @@ struct QueueLimitTests {
         #expect(listed.map(\.name) == names.sorted())
         #expect(listed.first { $0.name == names[17] }?.ready == 1)
     }
+
+    /// Each partition counts as a queue: a partition count past the limit is refused naming the
+    /// queue (never a partition), and the partitions the refused change had created are gone.
+    @Test(arguments: BackendKind.available)
+    func partitionsPastTheLimitAreRefusedNamingTheQueueAndLeaveNothingBehind(kind: BackendKind) async throws {
+        let (backend, close) = try backend(kind, maximumQueues: 4)
+        defer { close() }
+        let queues = PartitionedQueues(backend)
+        let (hot, other, fresh) = (QueueName("hot")!, QueueName("other")!, QueueName("fresh")!)
+        _ = try await queues.send(ByteBuffer(string: "1"), to: other)
+        _ = try await queues.send(ByteBuffer(string: "m"), to: hot)
+
+        let error = await #expect(throws: QueueError.self) { try await queues.updateSettings(QueueSettings(partitions: 5), of: hot) }
+        #expect(error?.kind == .tooManyQueues)
+        #expect(error?.message.hasPrefix("queue hot cannot have 5 partitions") == true)
+        #expect(error?.message.contains("~") == false)
+        #expect(try await queues.settings(of: hot).partitions == 1)
+        #expect(try await backend.queues().map(\.name) == [hot, other])
+        #expect(try await queues.stats(of: hot).ready == 1)
+
+        // What fits is allowed: hot, hot~1, hot~2 and other are the four.
+        try await queues.updateSettings(QueueSettings(partitions: 3), of: hot)
+        #expect(try await backend.queues().map(\.name) == [hot, hot.partition(1), hot.partition(2), other])
+
+        // A new queue whose partitions do not all fit: its first partition was made before the
+        // queue itself met the limit, and is gone again.
+        try await queues.delete(other)
+        if kind == .redisCluster { await (backend as? RedisQueueBackend)?.maintain() }
+        let refused = await #expect(throws: QueueError.self) { try await queues.updateSettings(QueueSettings(partitions: 2), of: fresh) }
+        #expect(refused?.message.hasPrefix("queue fresh cannot have 2 partitions") == true)
+        #expect(try await backend.queues().map(\.name) == [hot, hot.partition(1), hot.partition(2)])
+        #expect(try await queues.stats(of: hot).ready == 1)
+    }
 }

@@ -236,23 +236,39 @@ public final class PartitionedQueues: QueueBackend {
             let deadLetterQueue = settings.deadLetterQueue(of: queue)
             var its = try await inner.settings(of: deadLetterQueue)
             if its.partitions < settings.partitions {
+                let before = its.partitions
                 its.partitions = settings.partitions
-                try await configurePartitions(its, of: deadLetterQueue)
+                try await configurePartitions(its, of: deadLetterQueue, current: before)
             }
         }
-        try await configurePartitions(settings, of: queue)
+        try await configurePartitions(settings, of: queue, current: current)
     }
 
     /// Partitions 1... of `queue`, then `queue` with the count.
-    private func configurePartitions(_ settings: QueueSettings, of queue: QueueName) async throws {
-        for index in 1..<max(settings.partitions, 1) {
-            let partition = queue.partition(index)
-            var own = settings
-            own.partitions = 1
-            own.deadLetterQueue = settings.deadLetterQueue(of: partition)
-            try await inner.updateSettings(own, of: partition)
+    ///
+    /// When a new partition would pass `MAX_QUEUES`, the partitions this change added are deleted
+    /// again (they are empty: nothing reads or sends past the stored count, which was not raised),
+    /// unless another change raised the count meanwhile and now owns them, and the error names the
+    /// queue rather than a partition.
+    private func configurePartitions(_ settings: QueueSettings, of queue: QueueName, current: Int) async throws {
+        var configured = 1
+        do {
+            for index in 1..<max(settings.partitions, 1) {
+                let partition = queue.partition(index)
+                var own = settings
+                own.partitions = 1
+                own.deadLetterQueue = settings.deadLetterQueue(of: partition)
+                try await inner.updateSettings(own, of: partition)
+                configured = index + 1
+            }
+            // A new queue itself may be the one past the limit.
+            try await inner.updateSettings(settings, of: queue)
+        } catch let error as QueueError where error.kind == .tooManyQueues && settings.partitions > 1 {
+            if let stored = try? await partitions(of: queue, fresh: true), stored <= current {
+                for index in (max(current, 1)..<max(configured, current)).reversed() { _ = try? await inner.delete(queue.partition(index)) }
+            }
+            throw QueueError.tooManyQueues(forPartitionsOf: queue, partitions: settings.partitions)
         }
-        try await inner.updateSettings(settings, of: queue)
         remember(settings.partitions, of: queue)
     }
 
