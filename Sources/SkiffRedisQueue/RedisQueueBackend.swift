@@ -412,10 +412,13 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     public func claimReady(from queue: QueueName, max: Int, maxBytes: Int?, mode: ReceiveMode) async throws -> ClaimedMessages {
         // Without a byte limit (or for one message, which always fits) the merged claims serve it.
         guard let maxBytes, max > 1 else { return ClaimedMessages(deliveries: try await receive(from: queue, max: max, timeout: .zero, mode: mode)) }
+        let token = wakeToken(for: queue)
         // A claim that ran in Redis must reach a consumer or go back (see `receive`).
         let claimed = try await shielded {
             try await self.claim(queue, modes: Array(repeating: mode, count: max), byteLimit: Swift.max(1, maxBytes))
         }
+        // Fewer than asked, and not for the byte limit: the claim emptied the queue.
+        if claimed.deliveries.count < max, !claimed.stoppedAtByteLimit, let token { noteExhausted(queue, since: token) }
         if Task.isCancelled, !claimed.deliveries.isEmpty {
             try await shielded { try await self.release(claimed.deliveries) }
             throw CancellationError()
@@ -433,8 +436,12 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         state.withLock { $0.exhaustedAt[queue] = token }
     }
 
+    /// A wait that a claim under the current wake token found the queue empty for (the batch
+    /// path's claim, or an earlier consumer's) registers without a claim pass of its own.
     public func wait(for queue: QueueName, timeout: Duration, mode: ReceiveMode) async throws -> [Delivery] {
-        try await wait(for: queue, timeout: timeout, mode: mode, quietSince: nil)
+        let token = wakeToken(for: queue)
+        let quiet = token.flatMap { token in state.withLock { $0.exhaustedAt[queue] == token } ? token : nil }
+        return try await wait(for: queue, timeout: timeout, mode: mode, quietSince: quiet)
     }
 
     /// Proof that nothing was published on a queue's channel since a moment: the subscription stayed

@@ -41,13 +41,16 @@ final class BackendFixture: Sendable {
         self.wallClock = wallClock
     }
 
-    /// - Parameter backgroundMaintenance: `false` leaves the memory backend's maintenance to the
-    ///   test (`recover`), to observe what happens before a sweep; the Redis replicas always run.
+    /// - Parameters:
+    ///   - backgroundMaintenance: `false` leaves the memory backend's maintenance to the test
+    ///     (`recover`), to observe what happens before a sweep; the Redis replicas always run.
+    ///   - redisURL: a Redis of the test's own instead of the shared one (Redis kinds).
     static func make(
         _ kind: BackendKind,
         replicas count: Int = 1,
         claimLease: Duration = .seconds(30),
-        backgroundMaintenance: Bool = true
+        backgroundMaintenance: Bool = true,
+        redisURL: String? = nil
     ) async throws -> BackendFixture {
         let logger = Logger(label: "test")
         let group = MultiThreadedEventLoopGroup.singleton
@@ -60,7 +63,7 @@ final class BackendFixture: Sendable {
             let sweeps = Array(repeating: { @Sendable () async in backend.maintain() }, count: max(count, 1))
             return BackendFixture(backend: backend, replicas: [backend], tasks: tasks, clients: [], sweeps: sweeps, wallClock: clock)
         case .redis, .redisCluster:
-            var configuration = try RedisConfiguration(url: try #require(kind.redisURL))
+            var configuration = try RedisConfiguration(url: try #require(redisURL ?? kind.redisURL))
             // Generous: dozens of tests share two cores. Deadlines have tests of their own.
             configuration.commandTimeout = .seconds(5)
             configuration.connectTimeout = .seconds(5)

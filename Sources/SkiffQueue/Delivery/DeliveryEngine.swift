@@ -68,7 +68,12 @@ extension ClaimingBackend {
         if request.max == 1 {
             claimed = ClaimedMessages(deliveries: try await receive(from: request.queue, max: 1, timeout: request.timeout, mode: request.mode))
         } else {
-            claimed = try await claimReady(from: request.queue, max: request.max, maxBytes: request.maxBytes, mode: request.mode)
+            // A consumer that is going to wait on a queue the backend knows to be empty waits at
+            // once (a poll claims: it must see a message whose wake-up is still on its way).
+            claimed =
+                waits && isKnownEmpty(request.queue)
+                ? ClaimedMessages(deliveries: [])
+                : try await claimReady(from: request.queue, max: request.max, maxBytes: request.maxBytes, mode: request.mode)
             if claimed.deliveries.isEmpty, waits {
                 claimed.deliveries = try await wait(for: request.queue, timeout: request.timeout, mode: request.mode)
                 if let first = claimed.deliveries.first {
