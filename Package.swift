@@ -151,6 +151,9 @@ let package = Package(
         .target(
             name: "SkiffTestSupport",
             dependencies: [
+                "SkiffRedis",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -23,6 +23,22 @@ struct GoogleAccessTokenSourceTests {
         GoogleAccessTokenSource(metadataHost: host, logger: logger, now: { clock.now })
     }
 
+    /// A source on a fake metadata server, which has handed out `ya29.first` (valid an hour) and
+    /// will hand out `then` next.
+    static func afterFirstToken(
+        then next: FakeMetadataServer.Answer, _ body: @Sendable (GoogleAccessTokenSource, ManualClock, FakeMetadataServer) async throws -> Void
+    ) async throws {
+        let server = FakeMetadataServer()
+        server.answer(with: .token("ya29.first", expiresIn: 3599))
+        try await server.run { host in
+            let clock = ManualClock()
+            let source = Self.source(host, clock: clock)
+            #expect(try await source.accessToken() == "ya29.first")
+            server.answer(with: next)
+            try await body(source, clock, server)
+        }
+    }
+
     @Test func aFreshTokenIsAskedForOnceWhateverTheNumberOfCallers() async throws {
         let server = FakeMetadataServer()
         server.answer(with: .token("ya29.first", expiresIn: 3599))
@@ -44,13 +60,7 @@ struct GoogleAccessTokenSourceTests {
     }
 
     @Test func aDueTokenIsReturnedAtOnceAndRefreshedBehindTheCaller() async throws {
-        let server = FakeMetadataServer()
-        server.answer(with: .token("ya29.first", expiresIn: 3599))
-        try await server.run { host in
-            let clock = ManualClock()
-            let source = Self.source(host, clock: clock)
-            _ = try await source.accessToken()
-            server.answer(with: .token("ya29.second", expiresIn: 3599))
+        try await Self.afterFirstToken(then: .token("ya29.second", expiresIn: 3599)) { source, clock, server in
             // Inside the last 5 minutes: due, still usable.
             clock.advance(by: .seconds(3599 - 200))
             #expect(try await source.accessToken() == "ya29.first")
@@ -61,16 +71,11 @@ struct GoogleAccessTokenSourceTests {
     }
 
     @Test func aTokenAboutToExpireIsNeverHandedOut() async throws {
-        let server = FakeMetadataServer()
-        server.answer(with: .token("ya29.first", expiresIn: 3599))
-        try await server.run { host in
-            let clock = ManualClock()
-            let source = Self.source(host, clock: clock)
-            _ = try await source.accessToken()
-            server.answer(with: .token("ya29.second", expiresIn: 3599))
+        try await Self.afterFirstToken(then: .token("ya29.second", expiresIn: 3599)) { source, clock, server in
             // 5 s before expiry: the caller waits for the new one.
             clock.advance(by: .seconds(3599 - 5))
-            #expect(try await source.accessToken() == "ya29.second")
+            let token = try await source.accessToken()
+            #expect(token == "ya29.second")
             #expect(server.requests == 2)
         }
     }
@@ -89,13 +94,7 @@ struct GoogleAccessTokenSourceTests {
     }
 
     @Test func aFailedBackgroundRefreshKeepsTheUsableTokenAndAFailedNeededOneThrows() async throws {
-        let server = FakeMetadataServer()
-        server.answer(with: .token("ya29.first", expiresIn: 3599))
-        try await server.run { host in
-            let clock = ManualClock()
-            let source = Self.source(host, clock: clock)
-            _ = try await source.accessToken()
-            server.answer(with: .failure(status: 500, body: "internal"))
+        try await Self.afterFirstToken(then: .failure(status: 500, body: "internal")) { source, clock, server in
             clock.advance(by: .seconds(3599 - 200))
             #expect(try await source.accessToken() == "ya29.first")
             _ = try await eventually(until: { $0 >= 2 }) { server.requests }

@@ -163,38 +163,15 @@ struct ClusterLayoutTests {
         let slot = try #require(keys.slot)
         let map = try await client.router!.refresh()
         let (source, target) = (try #require(map.primary(for: slot)), try #require(map.primaries.first { $0 != map.primary(for: slot) }))
-        func node(_ address: ClusterNodeAddress) throws -> RedisClient {
-            RedisClient(
-                configuration: try RedisConfiguration(url: "redis://\(address)"), eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
-                logger: Logger(label: "test"))
-        }
-        let (from, to) = (try node(source), try node(target))
-        defer {
-            from.close()
-            to.close()
-        }
-        let sourceID = try #require(try await from.send(RedisCommand("CLUSTER", "MYID")).string)
-        let targetID = try #require(try await to.send(RedisCommand("CLUSTER", "MYID")).string)
-        _ = try await to.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "IMPORTING", .string(sourceID)))
-        _ = try await from.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "MIGRATING", .string(targetID)))
-        let migrate = { (names: [String]) in
-            _ = try await from.send(
-                RedisCommand("MIGRATE", [.string(target.host), .integer(Int64(target.port)), "", 0, 5000, "KEYS"] + names.map { .string($0) })
-            )
-        }
-        try await migrate([keys.base + "inflight"])
+        let migration = try await SlotMigration.begin(slot: slot, from: source, to: target)
+        try await migration.move([keys.base + "inflight"])
 
         // A claim now cannot run; it waits (the client retries within its deadline, 5 s here).
         let claim = Task { try await backend.receive(from: queue, timeout: .zero) }
         try await Task.sleep(for: .milliseconds(300))
         // Finish the move: the rest of the slot's keys, then the slot itself on every primary.
-        let rest = try #require(try await from.send(RedisCommand("CLUSTER", "GETKEYSINSLOT", .integer(Int64(slot)), 1000)).array).compactMap { $0.string }
-        if !rest.isEmpty { try await migrate(rest) }
-        for primary in map.primaries {
-            let other = try node(primary)
-            defer { other.close() }
-            _ = try await other.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "NODE", .string(targetID)))
-        }
+        try await migration.moveRemainingKeys()
+        try await migration.finish(primaries: map.primaries)
         let delivered = try #require(try await claim.value)
         #expect(String(buffer: delivered.message.body) == "waiting")
         #expect(try await backend.complete(delivered))
@@ -353,30 +330,7 @@ struct ClusterLayoutTests {
     /// Moves `slot` with its keys to another primary, as `redis-cli --cluster reshard` does.
     static func moveSlot(_ slot: Int, _ client: RedisClient) async throws {
         let map = try await client.router!.refresh()
-        let (source, target) = (try #require(map.primary(for: slot)), try #require(map.primaries.first { $0 != map.primary(for: slot) }))
-        func node(_ address: ClusterNodeAddress) throws -> RedisClient {
-            RedisClient(
-                configuration: try RedisConfiguration(url: "redis://\(address)"), eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
-                logger: Logger(label: "test"))
-        }
-        let (from, to) = (try node(source), try node(target))
-        defer {
-            from.close()
-            to.close()
-        }
-        let sourceID = try #require(try await from.send(RedisCommand("CLUSTER", "MYID")).string)
-        let targetID = try #require(try await to.send(RedisCommand("CLUSTER", "MYID")).string)
-        _ = try await to.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "IMPORTING", .string(sourceID)))
-        _ = try await from.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "MIGRATING", .string(targetID)))
-        let keys = try #require(try await from.send(RedisCommand("CLUSTER", "GETKEYSINSLOT", .integer(Int64(slot)), 1000)).array).compactMap(\.string)
-        if !keys.isEmpty {
-            _ = try await from.send(
-                RedisCommand("MIGRATE", [.string(target.host), .integer(Int64(target.port)), "", 0, 5000, "KEYS"] + keys.map { .string($0) }))
-        }
-        for primary in map.primaries {
-            let other = try node(primary)
-            defer { other.close() }
-            _ = try await other.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "NODE", .string(targetID)))
-        }
+        let source = try #require(map.primary(for: slot))
+        try await SlotMigration.move(slot: slot, from: source, to: try #require(map.primaries.first { $0 != source }), primaries: map.primaries)
     }
 }

@@ -67,31 +67,14 @@ struct RedisClusterClientTests {
         let map = try await map(seed)
         let source = try #require(map.primary(for: slot))
         let target = try #require(map.primaries.first { $0 != source })
-        let (from, to) = (try node(source), try node(target))
-        defer {
-            from.close()
-            to.close()
-        }
-        let sourceID = try #require(try await from.send(RedisCommand("CLUSTER", "MYID")).string)
-        let targetID = try #require(try await to.send(RedisCommand("CLUSTER", "MYID")).string)
-        _ = try await to.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "IMPORTING", .string(sourceID)))
-        _ = try await from.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "MIGRATING", .string(targetID)))
-        let migrate = { (keys: [String]) in
-            _ = try await from.send(
-                RedisCommand("MIGRATE", [.string(target.host), .integer(Int64(target.port)), "", 0, 5000, "KEYS"] + keys.map { .string($0) })
-            )
-        }
+        let migration = try await SlotMigration.begin(slot: slot, from: source, to: target)
         if let stopAfterKey {
-            try await migrate([stopAfterKey])
+            defer { migration.close() }
+            try await migration.move([stopAfterKey])
             return (source, target)
         }
-        let keys = try #require(try await from.send(RedisCommand("CLUSTER", "GETKEYSINSLOT", .integer(Int64(slot)), 1000)).array).compactMap(\.string)
-        if !keys.isEmpty { try await migrate(keys) }
-        for primary in map.primaries {
-            let node = try node(primary)
-            defer { node.close() }
-            _ = try await node.send(RedisCommand("CLUSTER", "SETSLOT", .integer(Int64(slot)), "NODE", .string(targetID)))
-        }
+        try await migration.moveRemainingKeys()
+        try await migration.finish(primaries: map.primaries)
         return (source, target)
     }
 
