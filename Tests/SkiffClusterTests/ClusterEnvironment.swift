@@ -12,6 +12,12 @@ enum Cluster {
         environment("SKIFF_CLUSTER_REPLICA_PORTS").split(separator: ",").map { Probe(port: Int($0)!) }
     }
 
+    /// The Redis the replicas use: a single Redis, or a Redis Cluster (`redis+cluster://`) when
+    /// `make test` runs the suite again with `REDIS_MODE=cluster`.
+    static var redisURL: String { environment("SKIFF_CLUSTER_REDIS_URL") }
+
+    static var redisIsCluster: Bool { redisURL.hasPrefix("redis+cluster://") }
+
     /// How long before a dead replica's claims come back.
     static var claimLease: Duration { .milliseconds(Int(environment("SKIFF_CLUSTER_CLAIM_LEASE_MS"))!) }
 

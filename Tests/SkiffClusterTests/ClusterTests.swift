@@ -66,7 +66,10 @@ struct ClusterTests {
             "kill -9 run: acknowledged \(history.acknowledgedCount), duplicates from the killed replica \(history.duplicated.count), errors \(history.errors)")
     }
 
-    @Test func restartingRedisWithAppendfsyncAlwaysLosesNoAcknowledgedMessage() async throws {
+    /// A single Redis only: on a Redis Cluster the same fault is a primary killed and its replica
+    /// promoted, which `make chaos-cluster-ci` runs with and without `REDIS_WAIT_REPLICAS`.
+    @Test(.enabled(if: !Cluster.redisIsCluster))
+    func restartingRedisWithAppendfsyncAlwaysLosesNoAcknowledgedMessage() async throws {
         let history = try await runWorkload(messages: 3_000, producers: 8, consumers: 12) { progress in
             guard progress.sent >= 1_000, !progress.faulted else { return nil }
             return { try Cluster.control("restart-redis") }
@@ -120,13 +123,12 @@ struct ClusterTests {
     @Test func sigtermEndsWaitsWith204FinishesInFlightWorkAndExitsZero() async throws {
         let environment = ProcessInfo.processInfo.environment
         let binary = try #require(environment["SKIFF_BIN"])
-        let redisPort = try #require(environment["REDIS_PORT_HOST"])
         let port = try RedisServerProcess.freePort()
         let replica = Process()
         replica.executableURL = URL(fileURLWithPath: binary)
         replica.arguments = ["serve"]
         replica.environment = environment.merging(
-            ["REDIS_URL": "redis://127.0.0.1:\(redisPort)", "HOST": "127.0.0.1", "PORT": "\(port)", "LOG_LEVEL": "warning"]
+            ["REDIS_URL": Cluster.redisURL, "HOST": "127.0.0.1", "PORT": "\(port)", "LOG_LEVEL": "warning"]
         ) { $1 }
         try replica.run()
         defer { if replica.isRunning { kill(replica.processIdentifier, SIGKILL) } }
