@@ -189,6 +189,8 @@ resource "google_cloud_run_v2_service" "skiff" {
     # The first revision reads both secrets at start.
     google_secret_manager_secret_iam_member.redis_auth,
     google_secret_manager_secret_iam_member.redis_ca,
+    # With REDIS_AUTH=iam the first revision's connections need the role.
+    google_project_iam_member.redis_connect,
   ]
 }
 

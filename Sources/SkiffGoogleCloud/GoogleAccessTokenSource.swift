@@ -41,8 +41,8 @@ public actor GoogleAccessTokenSource {
     /// - Parameters:
     ///   - metadataHost: `host[:port]` of the metadata server (`GCE_METADATA_HOST`, the variable
     ///     Google's own client libraries read, for an emulator or a test).
-    ///   - requestTimeout: bounds one request, so a connection attempt waiting for a token does
-    ///     not wait longer.
+    ///   - requestTimeout: bounds one request and its body, so a connection attempt waiting for a
+    ///     token does not wait longer.
     ///   - now: the clock the expiry is measured on (tests move it by hand).
     public init(
         metadataHost: String = GoogleAccessTokenSource.defaultMetadataHost,
@@ -65,32 +65,51 @@ public actor GoogleAccessTokenSource {
     public func accessToken() async throws -> String {
         let now = now()
         if let token, now < token.usableUntil {
-            if now >= token.refreshAt, refreshing == nil {
-                // Due: refresh behind the caller's back; a failure leaves the current token.
-                Task { _ = try? await self.refresh() }
-            }
+            // Due: refresh behind the caller's back; a failure leaves the current token.
+            if now >= token.refreshAt { _ = startRefresh() }
             return token.value
         }
-        return try await refresh().value
+        return try await startRefresh().value.value
     }
 
-    /// The one refresh in flight, started if there is none.
-    private func refresh() async throws -> Token {
-        if let refreshing { return try await refreshing.value }
-        let task = Task { try await self.fetch() }
+    /// The one refresh in flight, started if there is none. Set before this returns, so every
+    /// caller until it ends shares it; it runs on the actor, so only it writes the token.
+    private func startRefresh() -> Task<Token, any Error> {
+        if let refreshing { return refreshing }
+        let task = Task { () async throws -> Token in
+            defer { self.refreshing = nil }
+            do {
+                let fresh = try await self.fetch()
+                self.token = fresh
+                return fresh
+            } catch {
+                self.logger.warning("cannot refresh the access token", metadata: ["error": "\(error)", "gcp.metadata.url": "\(self.url)"])
+                throw error
+            }
+        }
         refreshing = task
-        defer { refreshing = nil }
-        do {
-            let fresh = try await task.value
-            token = fresh
-            return fresh
-        } catch {
-            logger.warning("cannot refresh the access token", metadata: ["error": "\(error)", "gcp.metadata.url": "\(url)"])
-            throw error
+        return task
+    }
+
+    /// One request, its body included, bounded by `requestTimeout` (the client's own deadline
+    /// ends with the response head).
+    private nonisolated func fetch() async throws -> Token {
+        let (timeout, url) = (requestTimeout, url)
+        return try await withThrowingTaskGroup(of: Token?.self) { group in
+            group.addTask { try await self.fetchOnce() }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            guard let first = try await group.next(), let token = first else {
+                throw GoogleCloudError.metadataUnavailable("GET \(url): no answer within \(timeout)")
+            }
+            return token
         }
     }
 
-    private func fetch() async throws -> Token {
+    private nonisolated func fetchOnce() async throws -> Token {
         var request = HTTPClientRequest(url: url)
         request.headers.add(name: "Metadata-Flavor", value: "Google")
         let requestedAt = now()
@@ -107,9 +126,8 @@ public actor GoogleAccessTokenSource {
 
     /// Parses a token response; its lifetime counts from when it was asked for.
     static func token(status: Int, flavor: String?, body: ByteBuffer, requestedAt: Duration) throws -> Token {
-        let text = String(buffer: body)
         guard status == 200 else {
-            throw GoogleCloudError.unexpectedResponse("status \(status): \(text.prefix(200))")
+            throw GoogleCloudError.unexpectedResponse("status \(status): \(String(buffer: body).prefix(200))")
         }
         // The real server always says so; anything else answering on its address is not it.
         guard flavor == "Google" else {
@@ -123,7 +141,8 @@ public actor GoogleAccessTokenSource {
         guard let decoded = try? JSONDecoder().decode(Response.self, from: Data(body.readableBytesView)),
             !decoded.access_token.isEmpty, decoded.expires_in > 0
         else {
-            throw GoogleCloudError.unexpectedResponse("not a token: \(text.prefix(200))")
+            // Never the body itself: it may hold a token.
+            throw GoogleCloudError.unexpectedResponse("a 200 of \(body.readableBytes) bytes that is not a token with a positive expires_in")
         }
         let lifetime = Duration.seconds(decoded.expires_in)
         let expiry = requestedAt + lifetime

@@ -16,6 +16,8 @@ public final class FakeMetadataServer: Sendable {
         case failure(status: Int, body: String)
         /// A 200 without `Metadata-Flavor: Google` (not the metadata server).
         case withoutFlavor(String)
+        /// A 200 whose head comes at once and whose body never ends (a stalled server).
+        case stalledBody
     }
 
     private struct State {
@@ -62,6 +64,17 @@ public final class FakeMetadataServer: Sendable {
                 return Response(status: .init(code: status), headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
             case .withoutFlavor(let body):
                 return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+            case .stalledBody:
+                headers[HTTPField.Name("Metadata-Flavor")!] = "Google"
+                return Response(
+                    status: .ok, headers: headers,
+                    body: ResponseBody { writer in
+                        try await writer.write(ByteBuffer(string: #"{"access_token":"#))
+                        // Longer than any test's request timeout, short enough that the
+                        // server's graceful shutdown (which waits for this handler) is quick.
+                        try await Task.sleep(for: .seconds(3))
+                        try await writer.finish(nil)
+                    })
             }
         }
         let app = Application(router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)))

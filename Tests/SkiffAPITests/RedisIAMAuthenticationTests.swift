@@ -51,6 +51,9 @@ struct RedisIAMAuthenticationTests {
     @Test func theSettingIsPasswordOrIAMAndIAMTakesNoPassword() throws {
         #expect(try SkiffConfiguration.fromEnvironment(["REDIS_URL": "redis://h"]).redisAuthentication == .password)
         #expect(
+            try SkiffConfiguration.fromEnvironment(["REDIS_URL": "redis://127.0.0.1:6379", "REDIS_AUTH": "iam"]).redisAuthentication
+                == .googleIAM(metadataHost: "metadata.google.internal"))
+        #expect(
             try SkiffConfiguration.fromEnvironment(["REDIS_URL": "rediss+cluster://a:6379,b:6379", "REDIS_AUTH": "IAM"]).redisAuthentication
                 == .googleIAM(metadataHost: "metadata.google.internal"))
         let conflicts: [[String: String]] = [
@@ -58,7 +61,12 @@ struct RedisIAMAuthenticationTests {
             ["REDIS_HOST": "h", "REDIS_PASSWORD": "secret", "REDIS_AUTH": "iam"],
             ["REDIS_AUTH": "iam"],
             ["REDIS_URL": "redis://h", "REDIS_AUTH": "token"],
-            ["REDIS_URL": "redis://h", "REDIS_AUTH": "iam", "GCE_METADATA_HOST": "http://169.254.169.254/"],
+            ["REDIS_URL": "rediss://h", "REDIS_AUTH": "iam", "GCE_METADATA_HOST": "http://169.254.169.254/"],
+            ["REDIS_URL": "rediss://app:@h", "REDIS_AUTH": "iam"],
+            ["REDIS_HOST": "h", "REDIS_TLS": "true", "REDIS_USERNAME": "app", "REDIS_AUTH": "iam"],
+            // A token in clear text over a network.
+            ["REDIS_URL": "redis://10.0.0.3", "REDIS_AUTH": "iam"],
+            ["REDIS_URL": "redis+cluster://127.0.0.1:7000,10.0.0.3:7000", "REDIS_AUTH": "iam"],
         ]
         for environment in conflicts {
             #expect(throws: ConfigurationError.self, "\(environment)") { try SkiffConfiguration.fromEnvironment(environment) }

@@ -132,6 +132,27 @@ struct GoogleAccessTokenSourceTests {
         }
     }
 
+    /// A 200 body that is not a token may still hold one: it never reaches an error or a log.
+    @Test func aBrokenTokenResponseIsNotEchoed() {
+        let error = #expect(throws: GoogleCloudError.self) {
+            try GoogleAccessTokenSource.token(
+                status: 200, flavor: "Google", body: ByteBuffer(string: #"{"access_token":"ya29.secret","expires_in":"soon"}"#), requestedAt: .zero)
+        }
+        #expect(error?.detail.contains("ya29.secret") == false)
+    }
+
+    /// The client's own deadline ends with the response head; the source's covers the body too.
+    @Test func aStalledBodyEndsAtTheRequestTimeout() async throws {
+        let server = FakeMetadataServer()
+        server.answer(with: .stalledBody)
+        try await server.run { host in
+            let source = GoogleAccessTokenSource(metadataHost: host, requestTimeout: .seconds(1), logger: Self.logger)
+            let error = await #expect(throws: GoogleCloudError.self) { try await source.accessToken() }
+            #expect(error == .metadataUnavailable(""))
+            #expect(error?.detail.contains("no answer within") == true)
+        }
+    }
+
     @Test func noMetadataServerIsAClearError() async throws {
         let port = try RedisServerProcess.freePort()
         let source = GoogleAccessTokenSource(metadataHost: "127.0.0.1:\(port)", requestTimeout: .seconds(2), logger: Self.logger)

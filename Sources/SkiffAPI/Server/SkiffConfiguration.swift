@@ -116,6 +116,10 @@ public struct SkiffConfiguration: Sendable {
         redisAuthentication = try Self.redisAuthentication(settings, redis: redis)
     }
 
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
     /// `REDIS_AUTH`: `password` (the default) or `iam`, which takes no password of its own.
     static func redisAuthentication(_ settings: SettingsReader, redis: RedisConfiguration?) throws(ConfigurationError) -> RedisAuthentication {
         switch settings.text(Settings.redisAuth)?.lowercased() ?? "password" {
@@ -129,6 +133,15 @@ public struct SkiffConfiguration: Sendable {
                 throw ConfigurationError(
                     "REDIS_AUTH=iam sends an access token from the metadata server as the password; unset REDIS_PASSWORD and the password in REDIS_URL"
                 )
+            }
+            // Memorystore takes the token as the default user's password (`AUTH <token>`).
+            guard redis.username == nil else {
+                throw ConfigurationError("REDIS_AUTH=iam authenticates as the default user; unset REDIS_USERNAME and the user in REDIS_URL")
+            }
+            // A token is a bearer credential of the service account: never in clear text on a network.
+            let hosts = redis.isCluster ? redis.clusterSeeds.map(\.host) : [redis.host]
+            guard redis.tls || hosts.allSatisfy(Self.isLoopback) else {
+                throw ConfigurationError("REDIS_AUTH=iam sends an access token: use TLS (rediss:// or rediss+cluster://, or REDIS_TLS=true)")
             }
             let host = settings.text(Settings.gceMetadataHost) ?? GoogleAccessTokenSource.defaultMetadataHost
             guard !host.contains("/"), !host.contains("@"), !host.contains(where: \.isWhitespace) else {

@@ -65,6 +65,8 @@ public final class RedisConnection: Sendable {
                     )
                 }
             }
+        // Before the socket: no connection sits open unauthenticated while a token is fetched.
+        let password = try await configuration.passwordSource?.password() ?? configuration.password
         let channel: any Channel
         do {
             channel = try await bootstrap.connect(host: configuration.host, port: configuration.port).get()
@@ -76,7 +78,6 @@ public final class RedisConnection: Sendable {
         }.get()
         let connection = RedisConnection(id: id, channel: channel, handler: handler, logger: logger, isSubscriber: onPush != nil)
         do {
-            let password = try await configuration.passwordSource?.password() ?? configuration.password
             if let password {
                 let auth =
                     if let username = configuration.username {
