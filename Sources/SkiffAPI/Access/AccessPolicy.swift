@@ -105,6 +105,7 @@ public struct AccessPolicy: Sendable {
     /// | `POST /api/{queue}`, `POST /api/{queue}/batch` | send |
     /// | `GET /api/{queue}`, `GET /api/{queue}/batch`, `POST /api/{queue}/ack`, `DELETE /api/{queue}/messages/{receipt}`, `POST /api/{queue}/messages/{receipt}/nack` and `/visibility` | receive |
     /// | `GET /api/{queue}/stats` | receive or admin |
+    /// | `GET /api/{queue}/stream` (a WebSocket; its frames are checked one by one) | send or receive |
     /// | `GET`/`PUT /api/{queue}/config`, `POST /api/{queue}/redrive` and `/purge`, `DELETE /api/{queue}`, `GET /queues` | admin |
     /// | `/health`, `/ready` | open |
     /// | `/metrics` | admin if `metricsRequireAuth`, else open |
@@ -134,6 +135,9 @@ public struct AccessPolicy: Sendable {
                 return need([.receive])
             case (.get, ["stats"]):
                 return need([.receive, .admin])
+            case (.get, ["stream"]):
+                // Each frame then needs its own scope: publish send, everything else receive.
+                return need([.send, .receive])
             default:
                 break
             }

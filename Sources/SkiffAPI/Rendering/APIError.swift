@@ -16,6 +16,12 @@ public struct APIError: Error, HTTPResponseError, Sendable {
         self.headers = headers
     }
 
+    /// What an ack, nack or visibility change of a receipt that settles nothing answers (404),
+    /// over HTTP and on a stream alike.
+    static var unknownReceiptMessage: String {
+        "unknown or stale receipt: the message was acked, or redelivered since this receipt was issued"
+    }
+
     /// The one place where failures are mapped to HTTP.
     public init(from error: any Error) {
         switch error {

@@ -29,11 +29,41 @@ public enum JSONValidator {
         }
     }
 
+    /// One member of a top-level object: where its key (between the quotes, escapes as sent) and
+    /// its value lie in the buffer's readable bytes.
+    public struct Member: Equatable, Sendable {
+        public var key: Range<Int>
+        public var value: Range<Int>
+    }
+
+    /// Validates `buffer` as ``validate(_:)`` does and, when it is an object, returns its
+    /// members in order (a stream frame's fields, with its body's bytes left as sent).
+    /// - Returns: `nil` for valid JSON that is not an object.
+    public static func objectMembers(_ buffer: ByteBuffer) throws(JSONValidationError) -> [Member]? {
+        let result = buffer.withUnsafeReadableBytes { bytes -> Result<[Member]?, JSONValidationError> in
+            var parser = Parser(bytes: bytes)
+            parser.members = []
+            do throws(JSONValidationError) {
+                try parser.parseDocument()
+            } catch {
+                return .failure(error)
+            }
+            var start = 0
+            while start < bytes.count, [0x20, 0x09, 0x0A, 0x0D].contains(bytes[start]) { start += 1 }
+            return .success(bytes[start] == UInt8(ascii: "{") ? parser.members : nil)
+        }
+        return try result.get()
+    }
+
     private struct Parser {
         let bytes: UnsafeRawBufferPointer
         var index = 0
         /// `true` for an object, `false` for an array.
         var stack: [Bool] = []
+        /// The top-level object's members, when asked for (`nil`: not recorded).
+        var members: [Member]?
+        private var memberKey: Range<Int> = 0..<0
+        private var memberValueStart: Int?
 
         init(bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
 
@@ -57,6 +87,7 @@ public enum JSONValidator {
                 // Expect a value.
                 skipWhitespace()
                 guard let byte = current else { throw fail("unexpected end of input, expected a value") }
+                if members != nil, stack.count == 1 { memberValueStart = index }
                 switch byte {
                 case UInt8(ascii: "{"):
                     index += 1
@@ -65,6 +96,7 @@ public enum JSONValidator {
                     if current == UInt8(ascii: "}") {
                         index += 1
                         stack.removeLast()
+                        valueEnded()
                     } else {
                         try parseKey()
                         continue valueLoop
@@ -76,6 +108,7 @@ public enum JSONValidator {
                     if current == UInt8(ascii: "]") {
                         index += 1
                         stack.removeLast()
+                        valueEnded()
                     } else {
                         continue valueLoop
                     }
@@ -87,6 +120,7 @@ public enum JSONValidator {
                 case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"): try parseNumber()
                 default: throw fail("unexpected character '\(Self.printable(byte))', expected a value")
                 }
+                if byte != UInt8(ascii: "{"), byte != UInt8(ascii: "[") { valueEnded() }
                 // After a value: close containers or continue with the next element.
                 while true {
                     skipWhitespace()
@@ -103,6 +137,7 @@ public enum JSONValidator {
                     if (isObject && byte == UInt8(ascii: "}")) || (!isObject && byte == UInt8(ascii: "]")) {
                         index += 1
                         stack.removeLast()
+                        valueEnded()
                         continue
                     }
                     throw fail("unexpected character '\(Self.printable(byte))', expected ',' or '\(isObject ? "}" : "]")'")
@@ -115,11 +150,20 @@ public enum JSONValidator {
             stack.append(object)
         }
 
+        /// A value just ended at `index`: a member of the top-level object when recording.
+        mutating func valueEnded() {
+            guard members != nil, stack.count == 1, let start = memberValueStart else { return }
+            members!.append(Member(key: memberKey, value: start..<index))
+            memberValueStart = nil
+        }
+
         /// An object key and its colon.
         mutating func parseKey() throws(JSONValidationError) {
             skipWhitespace()
             guard current == UInt8(ascii: "\"") else { throw fail("expected a string key") }
+            let keyStart = index + 1
             try parseString()
+            if members != nil, stack.count == 1 { memberKey = keyStart..<(index - 1) }
             skipWhitespace()
             guard current == UInt8(ascii: ":") else { throw fail("expected ':' after an object key") }
             index += 1

@@ -363,7 +363,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     }
 
     static func unknownReceipt() -> APIError {
-        APIError(.notFound, "unknown or stale receipt: the message was acked, or redelivered since this receipt was issued")
+        APIError(.notFound, APIError.unknownReceiptMessage)
     }
 
     // MARK: Parameters

@@ -83,13 +83,24 @@ public func buildApplication<Backend: QueueBackend>(
     let backend = PartitionedQueues(backend)
     let metrics = SkiffMetrics(factory: metricsFactory)
     let settlements = SettlementTasks(logger: logger)
-    let router = buildRouter(
+    let rateLimiter = configuration.rateLimit.map { RateLimiter(settings: $0) }
+    let streams = StreamEndpoint(
+        exchange: MessageExchange(backend: backend, settings: configuration.api, metrics: metrics, settlements: settlements),
+        policy: AccessPolicy(keys: configuration.apiKeys, metricsRequireAuth: configuration.metricsRequireAuth),
+        rateLimiter: rateLimiter,
+        streams: ConnectionLimiter(maximum: configuration.maximumStreams),
+        pingInterval: configuration.streamPingInterval,
+        accessLog: configuration.accessLog
+    )
+    let router = makeRouter(
         backend: backend,
         configuration: configuration,
         metricsFactory: metricsFactory,
         metricsExposition: metricsExposition,
         metrics: metrics,
-        settlements: settlements
+        settlements: settlements,
+        rateLimiter: rateLimiter,
+        streams: streams
     )
     var services = services
     if metricsExposition != nil {
@@ -121,10 +132,11 @@ public func buildApplication<Backend: QueueBackend>(
     }
     return Application(
         router: router,
-        server: .eventLoopBoundHTTP1(
+        server: .skiff(
             configuration: .init(
                 additionalChannelHandlers: [ResponseFlushCoalescer(), ClientDepartureHandler()]
             ),
+            streams: streams,
             connectionHandlers: connectionHandlers
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "skiff"),
@@ -146,6 +158,28 @@ public func buildRouter<Backend: QueueBackend>(
     metrics: SkiffMetrics? = nil,
     settlements: SettlementTasks? = nil
 ) -> Router<SkiffRequestContext> {
+    makeRouter(
+        backend: backend,
+        configuration: configuration,
+        metricsFactory: metricsFactory,
+        metricsExposition: metricsExposition,
+        metrics: metrics,
+        settlements: settlements
+    )
+}
+
+/// ``buildRouter(backend:configuration:metricsFactory:metricsExposition:metrics:settlements:)``,
+/// sharing the replica's rate limiter with its streams and answering declined stream upgrades.
+func makeRouter<Backend: QueueBackend>(
+    backend: Backend,
+    configuration: SkiffConfiguration,
+    metricsFactory: any MetricsFactory = MetricsSystem.factory,
+    metricsExposition: (any MetricsExposition)? = nil,
+    metrics: SkiffMetrics? = nil,
+    settlements: SettlementTasks? = nil,
+    rateLimiter: RateLimiter? = nil,
+    streams: (any StreamUpgrading)? = nil
+) -> Router<SkiffRequestContext> {
     let metrics = metrics ?? SkiffMetrics(factory: metricsFactory)
     let router = Router(context: SkiffRequestContext.self)
     router.add(middleware: RequestIDMiddleware())
@@ -156,11 +190,23 @@ public func buildRouter<Backend: QueueBackend>(
     router.add(middleware: JSONErrorMiddleware())
     let policy = AccessPolicy(keys: configuration.apiKeys, metricsRequireAuth: configuration.metricsRequireAuth)
     router.add(middleware: AccessControlMiddleware(policy: policy))
-    if let rateLimit = configuration.rateLimit {
-        router.add(middleware: RateLimitMiddleware(limiter: RateLimiter(settings: rateLimit), metricsRequireAuth: configuration.metricsRequireAuth))
+    // One limiter for requests and stream frames alike.
+    if let limiter = rateLimiter ?? configuration.rateLimit.map({ RateLimiter(settings: $0) }) {
+        router.add(middleware: RateLimitMiddleware(limiter: limiter, metricsRequireAuth: configuration.metricsRequireAuth))
     }
     QueueController<Backend>(backend: backend, settings: configuration.api, metrics: metrics, settlements: settlements).addRoutes(to: router)
     QueueAdminController<Backend>(backend: backend).addRoutes(to: router)
+    let streams =
+        streams
+        ?? StreamEndpoint(
+            exchange: MessageExchange(backend: backend, settings: configuration.api, metrics: metrics, settlements: settlements),
+            policy: policy,
+            rateLimiter: rateLimiter,
+            streams: ConnectionLimiter(maximum: configuration.maximumStreams),
+            pingInterval: configuration.streamPingInterval,
+            accessLog: configuration.accessLog
+        )
+    StreamController(streams: streams).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     if let metricsExposition {
         MetricsController(exposition: metricsExposition).addRoutes(to: router)

@@ -116,6 +116,13 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         apply(state.headReceived(), context)
     }
 
+    /// The connection became a WebSocket stream: the head deadline and idle timeout end here
+    /// (the stream pings its peer); the connection still counts against the limit.
+    func streamStarted() {
+        guard let context else { return }
+        apply(state.streamStarted(), context)
+    }
+
     /// A response has been written in full.
     func responseCompleted() {
         guard let context else { return }

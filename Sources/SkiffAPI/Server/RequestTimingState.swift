@@ -11,6 +11,8 @@ struct RequestTimingState: Equatable {
         case headPending
         /// Requests whose head arrived and whose response is not yet complete (pipelining: several).
         case inRequest(Int)
+        /// The connection became a stream (a WebSocket): no request timing applies any more.
+        case streaming
     }
 
     /// What the guard must do with its timers.
@@ -27,6 +29,12 @@ struct RequestTimingState: Equatable {
     private(set) var phase = Phase.idle
 
     /// Bytes arrived from the client.
+    /// The connection was upgraded to a stream, which has its own heartbeat.
+    mutating func streamStarted() -> Action {
+        phase = .streaming
+        return .cancelHeadDeadline
+    }
+
     mutating func bytesArrived() -> Action {
         guard phase == .idle else { return .none }
         phase = .headPending
@@ -36,6 +44,8 @@ struct RequestTimingState: Equatable {
     /// A request's head is complete (read by the fast path or by NIO's decoder).
     mutating func headReceived() -> Action {
         switch phase {
+        case .streaming:
+            return .none
         case .idle, .headPending:
             phase = .inRequest(1)
             return .cancelHeadDeadline

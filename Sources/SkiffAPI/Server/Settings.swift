@@ -102,6 +102,9 @@ public enum Settings {
     public static let maxConnections = Setting("maxConnections", default: "20000", "open client connections per replica")
     public static let requestHeadTimeout = Setting("requestHeadTimeoutMs", default: "10000", "time from a request's first byte to its complete head, ms")
     public static let idleTimeout = Setting("idleTimeoutMs", default: "90000", "a connection idle between requests is closed after it, ms")
+    public static let maxStreams = Setting("maxStreams", default: "10000", "open WebSocket streams per replica (503 past it)")
+    public static let streamPingInterval = Setting(
+        "streamPingIntervalMs", default: "15000", "a stream is pinged this often and closed when a ping goes unanswered, ms")
     public static let claimLease = Setting("claimLeaseMs", default: "30000", "how long before messages claimed by a crashed replica return, ms")
     public static let replicaID = Setting("replicaId", default: "host name", "this replica's name in logs and /health")
     public static let logLevel = Setting("logLevel", default: "info", "trace, debug, info, notice, warning, error or critical")
@@ -123,7 +126,8 @@ public enum Settings {
     public static let all: [Setting] = [
         host, port, redisURL, redisHost, redisPort, redisPassword, redisAuth, gceMetadataHost, redisUsername, redisTLS, redisTLSCAFile, redisTLSServerName,
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
-        defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, claimLease,
+        defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
+        streamPingInterval, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, rateLimitPerSecond, rateLimitBurst,
         settingsFile,
     ]

@@ -48,6 +48,10 @@ public struct SkiffConfiguration: Sendable {
     /// How long a connection may sit idle between requests (`IDLE_TIMEOUT_MS`) before it is closed.
     /// A long-poll in progress is not idle; the default is above the 75 s a proxy keeps one alive.
     public var idleTimeout: Duration = .seconds(90)
+    /// Open WebSocket streams a replica holds (`MAX_STREAMS`); past it an upgrade answers 503.
+    public var maximumStreams: Int = 10_000
+    /// How often a stream is pinged; a ping unanswered by the next one closes it (`STREAM_PING_INTERVAL_MS`).
+    public var streamPingInterval: Duration = .seconds(15)
 
     public init(
         host: String = "0.0.0.0",
@@ -98,6 +102,8 @@ public struct SkiffConfiguration: Sendable {
         if let connections = try settings.integer(Settings.maxConnections, in: 1...10_000_000) { maximumConnections = connections }
         if let timeout = try settings.integer(Settings.requestHeadTimeout, in: 100...3_600_000) { requestHeadTimeout = .milliseconds(timeout) }
         if let timeout = try settings.integer(Settings.idleTimeout, in: 1_000...86_400_000) { idleTimeout = .milliseconds(timeout) }
+        if let streams = try settings.integer(Settings.maxStreams, in: 1...1_000_000) { maximumStreams = streams }
+        if let interval = try settings.integer(Settings.streamPingInterval, in: 100...3_600_000) { streamPingInterval = .milliseconds(interval) }
         if let lease = try settings.integer(Settings.claimLease, in: 100...86_400_000) { claimLease = .milliseconds(lease) }
         if let replicas = try settings.integer(Settings.redisWaitReplicas, in: 0...16) { redisWaitReplicas = replicas }
         if let wait = try settings.integer(Settings.redisWaitTimeout, in: 1...60_000) { redisWaitTimeout = .milliseconds(wait) }

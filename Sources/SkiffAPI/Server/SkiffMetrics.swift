@@ -44,6 +44,7 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
     public static let queueOldestAge = "skiff_queue_oldest_message_age_seconds"
     public static let longPollWaiters = "skiff_long_poll_waiters"
     public static let fastPathHandoversTotal = "skiff_fast_path_handovers_total"
+    public static let streamsOpen = "skiff_streams_open"
     /// The `queue` label of every queue past ``queueLabelLimit``.
     public static let overflowQueueLabel = "other"
 
@@ -51,6 +52,7 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
     private let factory: any MetricsFactory
     private let waiters: Meter
     private let handovers: Counter
+    private let streams: Meter
 
     private struct HandleKey: Hashable {
         let metric: String
@@ -72,6 +74,7 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
         self.queueLabelLimit = queueLabelLimit
         self.waiters = Meter(label: Self.longPollWaiters, factory: factory)
         self.handovers = Counter(label: Self.fastPathHandoversTotal, dimensions: [], factory: factory)
+        self.streams = Meter(label: Self.streamsOpen, factory: factory)
     }
 
     public func messageEnqueued(queue: String, count: Int = 1) { counter(Self.enqueuedTotal, queue: queue).increment(by: count) }
@@ -84,6 +87,10 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
     /// A long-poll started waiting; pair with ``waitFinished()``.
     public func waitStarted() { waiters.increment() }
     public func waitFinished() { waiters.decrement() }
+
+    /// A WebSocket stream opened; pair with ``streamClosed()``.
+    public func streamOpened() { streams.increment() }
+    public func streamClosed() { streams.decrement() }
 
     /// A connection went to the HTTP decoder for good (see the type's notes).
     public func fastPathHandedOver() { handovers.increment() }

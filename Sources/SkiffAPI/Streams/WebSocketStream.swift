@@ -1,0 +1,201 @@
+import Logging
+import NIOCore
+import NIOWebSocket
+import ServiceLifecycle
+import SkiffQueue
+import SkiffSupport
+import Synchronization
+
+/// A stream's frames as WebSocket text frames, written straight to the channel so that each
+/// write's future tells when its bytes reached the socket.
+struct WebSocketStreamOutput: StreamOutput {
+    let channel: any Channel
+
+    func write(_ frame: ByteBuffer) -> EventLoopFuture<Void> {
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: frame))
+    }
+
+    var isWritable: Bool { channel.isWritable }
+
+    func control(_ opcode: WebSocketOpcode, _ data: ByteBuffer) -> EventLoopFuture<Void> {
+        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, data: data))
+    }
+
+    /// A close frame: the code and a reason of at most 123 bytes (what fits a control frame).
+    static func closeData(_ code: WebSocketErrorCode, reason: String) -> ByteBuffer {
+        var data = ByteBuffer()
+        data.write(webSocketErrorCode: code)
+        var bytes = Array(reason.utf8)
+        if bytes.count > 123 {
+            // Cut before the UTF-8 sequence the 124th byte belongs to, never through it.
+            var end = 123
+            while end > 0, bytes[end] & 0xC0 == 0x80 { end -= 1 }
+            bytes = Array(bytes[..<end])
+        }
+        data.writeBytes(bytes)
+        return data
+    }
+}
+
+/// The WebSocket side of one stream: reads frames (text messages, fragmented or not; control
+/// frames; the close handshake), pings the peer, and runs the session's delivery loop and command
+/// processor until the connection ends; then gives back what the stream holds.
+///
+/// Close codes: 1000 echoes a client's close, 1001 on drain, 1002 for a protocol error, 1003 for
+/// a binary frame, 1009 for a message over the frame limit, 1011 for a peer that stopped
+/// answering pings.
+/// How long a stream waits for the peer's answer to its close frame before closing the TCP connection.
+let streamCloseTimeout = Duration.seconds(2)
+
+final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
+    let session: StreamSession<Backend>
+    let output: WebSocketStreamOutput
+    let pingInterval: Duration
+    /// The largest text message (after reassembly of fragments).
+    let maximumMessageBytes: Int
+
+    private let inbox = StreamInbox()
+    private let closeSent = Atomic<Bool>(false)
+    private let pongPending = Atomic<Bool>(false)
+    private let deliveries = Mutex<Task<Void, Never>?>(nil)
+    private let closeCode = Mutex<WebSocketErrorCode?>(nil)
+
+    init(session: StreamSession<Backend>, output: WebSocketStreamOutput, pingInterval: Duration, maximumMessageBytes: Int) {
+        self.session = session
+        self.output = output
+        self.pingInterval = pingInterval
+        self.maximumMessageBytes = maximumMessageBytes
+    }
+
+    var channel: any Channel { output.channel }
+    /// The close code this side sent, or echoed.
+    var sentCloseCode: WebSocketErrorCode? { closeCode.withLock { $0 } }
+
+    func run(_ asyncChannel: NIOAsyncChannel<WebSocketFrame, Never>) async {
+        let executor = EventLoopTaskExecutor.shared(for: channel.eventLoop)
+        do {
+            try await asyncChannel.executeThenClose { inbound in
+                await withGracefulShutdownHandler {
+                    let deliveries = Task(executorPreference: executor) { await self.session.runDeliveries() }
+                    self.deliveries.withLock { $0 = deliveries }
+                    let processor = Task(executorPreference: executor) {
+                        while let commands = await self.inbox.next() { await self.session.handle(commands) }
+                    }
+                    let heartbeat = Task(executorPreference: executor) { await self.heartbeat() }
+                    await self.read(inbound)
+                    heartbeat.cancel()
+                    deliveries.cancel()
+                    self.inbox.finish()
+                    await deliveries.value
+                    // Commands read before the end are still carried out (a publish the client sent
+                    // is stored even if it cannot read the answer).
+                    await processor.value
+                    await self.session.releaseHeld()
+                    if !self.closeSent.load(ordering: .relaxed) { self.close(.normalClosure, reason: "") }
+                } onGracefulShutdown: {
+                    self.drain()
+                }
+            }
+        } catch {
+            session.logger.debug("stream connection ended with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Graceful shutdown: no more deliveries, close with 1001; the client's close answer (or the
+    /// close timeout) ends the stream, which then releases what it holds.
+    func drain() {
+        deliveries.withLock { $0?.cancel() }
+        session.wakeDeliveries()
+        close(.goingAway, reason: "server shutting down: reconnect to another replica")
+    }
+
+    /// Sends a close frame once and closes the connection if the peer does not answer in time.
+    func close(_ code: WebSocketErrorCode, reason: String) {
+        guard closeSent.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        closeCode.withLock { $0 = code }
+        let channel = self.channel
+        _ = output.control(.connectionClose, WebSocketStreamOutput.closeData(code, reason: reason))
+        channel.eventLoop.scheduleTask(in: TimeAmount(streamCloseTimeout)) { channel.close(promise: nil) }
+    }
+
+    private func read(_ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>) async {
+        var partial: ByteBuffer?
+        var discarding = false
+        do {
+            for try await frame in inbound {
+                switch frame.opcode {
+                case .text, .continuation:
+                    if frame.opcode == .text {
+                        guard partial == nil, !discarding else {
+                            close(.protocolError, reason: "a text frame began before the previous message ended")
+                            continue
+                        }
+                        partial = frame.unmaskedData
+                    } else {
+                        guard !discarding else {
+                            if frame.fin { discarding = false }
+                            continue
+                        }
+                        guard partial != nil else {
+                            close(.protocolError, reason: "a continuation frame without a message to continue")
+                            continue
+                        }
+                        var data = frame.unmaskedData
+                        partial!.writeBuffer(&data)
+                    }
+                    if partial!.readableBytes > maximumMessageBytes {
+                        close(.messageTooLarge, reason: "message larger than \(maximumMessageBytes) bytes (MAX_MESSAGE_BYTES plus the frame's fields)")
+                        partial = nil
+                        discarding = !frame.fin
+                        continue
+                    }
+                    guard frame.fin, let message = partial else { continue }
+                    partial = nil
+                    await dispatch(message)
+                case .binary:
+                    close(.unacceptableData, reason: "binary frames are not accepted: send each JSON object as a text frame")
+                case .ping:
+                    _ = output.control(.pong, frame.unmaskedData)
+                case .pong:
+                    pongPending.store(false, ordering: .relaxed)
+                case .connectionClose:
+                    if !closeSent.load(ordering: .relaxed) {
+                        // Echo the client's code, as RFC 6455 asks.
+                        var data = frame.unmaskedData
+                        let code = data.readWebSocketErrorCode() ?? .normalClosure
+                        close(code, reason: "")
+                    }
+                    return
+                default:
+                    close(.protocolError, reason: "unknown frame opcode")
+                }
+            }
+        } catch {
+            session.logger.debug("stream input ended with an error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func dispatch(_ message: ByteBuffer) async {
+        do throws(StreamCommand.Refusal) {
+            let command = try StreamCommand.parse(message, maximumBodyBytes: session.exchange.settings.maximumMessageBytes)
+            await inbox.push(command)
+        } catch {
+            _ = output.write(StreamFrame.error(error))
+        }
+    }
+
+    /// Pings every interval; a peer that has not answered the previous ping by the next one is gone.
+    private func heartbeat() async {
+        while !Task.isCancelled {
+            guard (try? await Task.sleep(for: pingInterval)) != nil else { return }
+            if pongPending.load(ordering: .relaxed) {
+                session.logger.info("stream closed: the client did not answer a ping", metadata: ["queue.name": "\(session.queue)"])
+                close(.unexpectedServerError, reason: "no pong within \(pingInterval.milliseconds) ms")
+                channel.close(promise: nil)
+                return
+            }
+            pongPending.store(true, ordering: .relaxed)
+            _ = output.control(.ping, ByteBuffer(string: "skiff"))
+        }
+    }
+}
