@@ -10,6 +10,9 @@
 # so (the one difference from openapi.yaml), so the longest wait schemathesis can generate stays
 # well under its request timeout while still exercising waits.
 #
+# The event feed (`GET /api/{queue}/events`) is left out: its answer never ends while the client
+# stays, which no request timeout can tell from a hang. StreamTests and EventStreamTests cover it.
+#
 # `positive_data_acceptance` is not checked: some schema-valid requests are refused by the queue's
 # own settings (a delay beyond the queue's retention, a dead-letter queue naming the queue itself),
 # with a documented 400 that says why.
@@ -55,7 +58,7 @@ done
 sed 's/maximum: 60000 }/maximum: 500 }/' openapi.yaml >"$WORK/openapi.yaml"
 status=0
 "$VENV/bin/st" run "$WORK/openapi.yaml" --url "http://127.0.0.1:$PORT" \
-    --checks all --exclude-checks positive_data_acceptance \
+    --checks all --exclude-checks positive_data_acceptance --exclude-operation-id events \
     --request-timeout 5 --max-time "${ST_MAX_TIME:-150}" --workers 2 \
     --phases examples,fuzzing --max-examples "${ST_MAX_EXAMPLES:-60}" \
     --seed "${ST_SEED:-20261123}" || status=$?

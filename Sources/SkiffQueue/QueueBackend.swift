@@ -46,6 +46,13 @@ public protocol QueueBackend: Sendable {
     /// - Returns: per receipt, whether it was acked (`false`: unknown or stale).
     func acknowledge(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool]
 
+    /// Whether each receipt still holds its claim: `false` once its message was acked, nacked,
+    /// released or made visible, or its lease ran out (it may be with another consumer then).
+    /// Changes nothing. A stream that hands receipts to a client who settles them elsewhere (an
+    /// event-stream consumer acks over HTTP, maybe on another replica) learns from it which
+    /// places in its window are free again.
+    func claimsHeld(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool]
+
     /// Nacks: the message comes back after `delay` (`nil`: the queue's retry backoff; zero: at
     /// once, at the head), or moves to the dead-letter queue if it has used `maxReceiveCount`.
     /// - Returns: `false` for an unknown or stale receipt.

@@ -508,17 +508,27 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     }
 
     func acknowledgeNow(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
+        try await perReceipt(RedisQueueScripts.acknowledge, receipts, in: queue)
+    }
+
+    /// Runs a script that takes id and token pairs and answers 1 or 0 for each.
+    private func perReceipt(_ script: RedisScript, _ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
         var arguments: [RedisArgument] = []
         arguments.reserveCapacity(2 * receipts.count)
         for receipt in receipts {
             arguments.append(.string(receipt.messageID))
             arguments.append(.integer(Int64(receipt.claimToken)))
         }
-        let reply = try await run(RedisQueueScripts.acknowledge, on: queue, arguments)
+        let reply = try await run(script, on: queue, arguments)
         guard let results = reply.array, results.count == receipts.count else {
-            throw QueueError.internalError("acknowledge script returned \(reply)")
+            throw QueueError.internalError("\(script.name) script returned \(reply)")
         }
         return results.map { $0.integer == 1 }
+    }
+
+    public func claimsHeld(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
+        guard !receipts.isEmpty else { return [] }
+        return try await perReceipt(RedisQueueScripts.held, receipts, in: queue)
     }
 
     public func reject(_ receipt: Receipt, in queue: QueueName, delay: Duration?, reason: String?) async throws -> Bool {

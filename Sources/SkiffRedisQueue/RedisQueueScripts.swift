@@ -30,7 +30,7 @@ enum RedisQueueScripts {
     /// Every script, for the test that loads each one into Redis.
     static var all: [RedisScript] {
         [
-            enqueue, claim, acknowledge, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
+            enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
             purge, register, dueSlots, unregistered,
         ]
     }
@@ -85,6 +85,10 @@ enum RedisQueueScripts {
     /// ARGV: prefix, queue, then id and token pairs. Deletes each message whose claim the token
     /// still holds. Returns one 1 or 0 per pair.
     static let acknowledge = script("acknowledge", PackageResources.acknowledge_lua)
+
+    /// ARGV: prefix, queue, then id and token pairs. Returns one 1 or 0 per pair: whether the token
+    /// still holds its message's claim. Changes nothing.
+    static let held = script("held", PackageResources.held_lua)
 
     /// ARGV: prefix, queue, then id and token pairs. Puts claims that never reached their consumer
     /// back at the head in enqueue order, with the receive taken back. Returns how many.

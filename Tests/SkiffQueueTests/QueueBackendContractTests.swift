@@ -122,6 +122,29 @@ struct QueueBackendContractTests {
         #expect(try await backend.take(from: queue) == "2")
     }
 
+    /// What a stream asks to learn which of its messages were settled elsewhere: held until acked,
+    /// nacked or made visible, never for a stale or unknown receipt, and asking changes nothing.
+    @Test(arguments: BackendKind.available)
+    func aClaimIsHeldUntilItIsSettled(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        for index in 0..<3 { _ = try await backend.send("\(index)", to: queue) }
+        let mode = ReceiveMode.acknowledge(visibilityTimeout: .seconds(60))
+        let claimed = try await backend.receive(from: queue, max: 3, timeout: .zero, mode: mode).map(\.receipt)
+        #expect(claimed.count == 3)
+        let unknown = Receipt(messageID: "nothing", claimToken: 1)
+        let stale = Receipt(messageID: claimed[0].messageID, claimToken: claimed[0].claimToken + 1)
+        #expect(try await backend.claimsHeld(claimed + [unknown, stale], in: queue) == [true, true, true, false, false])
+        #expect(try await backend.claimsHeld(claimed, in: queue) == [true, true, true])
+        #expect(try await backend.acknowledge([claimed[0]], in: queue) == [true])
+        #expect(try await backend.reject(claimed[1], in: queue, delay: .seconds(60), reason: nil))
+        #expect(try await backend.changeVisibility(claimed[2], in: queue, timeout: .zero))
+        #expect(try await backend.claimsHeld(claimed, in: queue) == [false, false, false])
+        #expect(try await backend.claimsHeld([], in: queue) == [])
+    }
+
     @Test(arguments: BackendKind.available)
     func staleClaimCannotCompleteOrRelease(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)

@@ -103,9 +103,10 @@ public struct AccessPolicy: Sendable {
     /// | pattern | scope |
     /// |---|---|
     /// | `POST /api/{queue}`, `POST /api/{queue}/batch` | send |
-    /// | `GET /api/{queue}`, `GET /api/{queue}/batch`, `POST /api/{queue}/ack`, `DELETE /api/{queue}/messages/{receipt}`, `POST /api/{queue}/messages/{receipt}/nack` and `/visibility` | receive |
+    /// | `GET /api/{queue}`, `GET /api/{queue}/batch`, `GET /api/{queue}/events`, `POST /api/{queue}/ack`, `DELETE /api/{queue}/messages/{receipt}`, `POST /api/{queue}/messages/{receipt}/nack` and `/visibility` | receive |
     /// | `GET /api/{queue}/stats` | receive or admin |
     /// | `GET /api/{queue}/stream` (a WebSocket; its frames are checked one by one) | send or receive |
+    /// | `GET /api/{queue}/events` (Server-Sent Events) | receive |
     /// | `GET`/`PUT /api/{queue}/config`, `POST /api/{queue}/redrive` and `/purge`, `DELETE /api/{queue}`, `GET /queues` | admin |
     /// | `/health`, `/ready` | open |
     /// | `/metrics` | admin if `metricsRequireAuth`, else open |
@@ -131,7 +132,7 @@ public struct AccessPolicy: Sendable {
             switch (method, rest) {
             case (.post, []), (.post, ["batch"]):
                 return need([.send])
-            case (.get, []), (.get, ["batch"]), (.post, ["ack"]):
+            case (.get, []), (.get, ["batch"]), (.post, ["ack"]), (.get, ["events"]):
                 return need([.receive])
             case (.get, ["stats"]):
                 return need([.receive, .admin])

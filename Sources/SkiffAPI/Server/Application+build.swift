@@ -178,7 +178,7 @@ func makeRouter<Backend: QueueBackend>(
     metrics: SkiffMetrics? = nil,
     settlements: SettlementTasks? = nil,
     rateLimiter: RateLimiter? = nil,
-    streams: (any StreamUpgrading)? = nil
+    streams: StreamEndpoint<Backend>? = nil
 ) -> Router<SkiffRequestContext> {
     let metrics = metrics ?? SkiffMetrics(factory: metricsFactory)
     let router = Router(context: SkiffRequestContext.self)
@@ -207,6 +207,7 @@ func makeRouter<Backend: QueueBackend>(
             accessLog: configuration.accessLog
         )
     StreamController(streams: streams).addRoutes(to: router)
+    EventStreamController(endpoint: streams).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     if let metricsExposition {
         MetricsController(exposition: metricsExposition).addRoutes(to: router)

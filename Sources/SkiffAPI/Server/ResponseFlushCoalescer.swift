@@ -7,6 +7,9 @@ extension HTTPField.Name {
     /// Marks a routed response whose delivery waits for its bytes to reach the socket (see
     /// ``ResponseFlushCoalescer/whenWritten(token:on:)``). Removed before the head leaves the process.
     static let skiffWriteToken = Self("Skiff-Internal-Write-Token")!
+    /// Marks a streaming response (an event feed) whose every part must leave at once. Removed
+    /// before the head leaves the process.
+    static let skiffStreamingResponse = Self("Skiff-Internal-Streaming")!
 }
 
 /// Sends a small response in one `write` system call instead of one per part, and tells a
@@ -45,8 +48,15 @@ final class ResponseFlushCoalescer: ChannelDuplexHandler, RemovableChannelHandle
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .head(var head):
-            // An informational head (100 Continue) is its own response part: flush it at once.
+            // An informational head (100 Continue) is its own response part: flush it at once; so
+            // is every part of a streaming response.
             inResponse = head.status.kind != .informational
+            if head.headerFields[.skiffStreamingResponse] != nil {
+                head.headerFields[.skiffStreamingResponse] = nil
+                inResponse = false
+                context.write(wrapOutboundOut(.head(head)), promise: promise)
+                return
+            }
             if let token = head.headerFields[.skiffWriteToken] {
                 head.headerFields[.skiffWriteToken] = nil
                 currentToken = UInt64(token)

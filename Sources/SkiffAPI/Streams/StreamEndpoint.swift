@@ -123,7 +123,9 @@ struct StreamEndpoint<Backend: QueueBackend>: StreamUpgrading {
             grant: grant,
             rateLimiter: rateLimiter,
             output: output,
-            logger: logger
+            logger: logger,
+            // A client may also settle over HTTP: a full window looks now and then.
+            reconcileInterval: .seconds(1)
         )
         let connection = WebSocketStreamConnection(session: session, output: output, pingInterval: pingInterval, maximumMessageBytes: maximumFrameBytes)
         let started = ContinuousClock.now

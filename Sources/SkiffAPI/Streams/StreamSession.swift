@@ -8,8 +8,14 @@ import Synchronization
 /// order; each future completes once its bytes are in the socket (or fails if they never get there).
 protocol StreamOutput: Sendable {
     func write(_ frame: ByteBuffer) -> EventLoopFuture<Void>
+    /// A message frame; an event stream puts its receipt in the event's id.
+    func writeMessage(_ frame: ByteBuffer, receipt: Receipt?) -> EventLoopFuture<Void>
     /// `false` while the peer reads slower than the stream writes: wait for the last write first.
     var isWritable: Bool { get }
+}
+
+extension StreamOutput {
+    func writeMessage(_ frame: ByteBuffer, receipt: Receipt?) -> EventLoopFuture<Void> { write(frame) }
 }
 
 /// What a stream asks for when it opens (`GET /api/{queue}/stream?credit=&visibility=&autoAck=`).
@@ -24,17 +30,26 @@ struct StreamParameters: Sendable, Equatable {
 
     var mode: ReceiveMode { autoAck ? .autoAcknowledge : .acknowledge(visibilityTimeout: visibilityTimeout) }
 
-    /// Reads the query; the errors are the ones the HTTP route answers with (400).
-    init(queue: QueueName, query: [(name: Substring, value: Substring)]) throws(APIError) {
+    /// Reads the query; the errors are the ones the HTTP route answers with (400). An event
+    /// stream names its credit `prefetch` and has no `autoAck`.
+    init(
+        queue: QueueName,
+        query: [(name: Substring, value: Substring)],
+        creditName: Substring = "credit",
+        credit: Int = 0,
+        allowsAutoAck: Bool = true
+    ) throws(APIError) {
         self.queue = queue
+        self.credit = credit
         for (name, value) in query {
             switch name {
-            case "credit":
-                credit = Int(try Self.integer(value, name: "credit", range: 0...Int64(StreamCommand.maximumCredit)))
+            case creditName:
+                let minimum: Int64 = creditName == "credit" ? 0 : 1
+                self.credit = Int(try Self.integer(value, name: String(creditName), range: minimum...Int64(StreamCommand.maximumCredit)))
             case "visibility":
                 let milliseconds = try Self.integer(value, name: "visibility", range: 1...QueueSettings.maximumVisibilityTimeoutMilliseconds)
                 visibilityTimeout = .milliseconds(milliseconds)
-            case "autoAck":
+            case "autoAck" where allowsAutoAck:
                 switch value {
                 case "true", "1": autoAck = true
                 case "false", "0": autoAck = false
@@ -71,6 +86,9 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
     let rateLimiter: RateLimiter?
     let output: any StreamOutput
     let logger: Logger
+    /// How often a full window asks storage which of its messages were settled elsewhere (an
+    /// event stream's consumer acks over HTTP, maybe on another replica); `nil`: never.
+    let reconcileInterval: Duration?
 
     private let window: Mutex<StreamWindow>
     private let wake = StreamWakeSignal()
@@ -96,8 +114,10 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
         grant: AccessGrant?,
         rateLimiter: RateLimiter?,
         output: any StreamOutput,
-        logger: Logger
+        logger: Logger,
+        reconcileInterval: Duration? = nil
     ) {
+        self.reconcileInterval = reconcileInterval
         self.parameters = parameters
         self.exchange = exchange
         self.grant = grant
@@ -125,8 +145,10 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
             for receipt in expired { _ = output.write(StreamFrame.expired(receipt)) }
             guard count > 0 else {
                 // Full: wait for credit, a settlement, or the next lease to end.
-                let timeout = deadline.map { Swift.max(.milliseconds(1), $0 - now) } ?? .seconds(3600)
+                var timeout = deadline.map { Swift.max(.milliseconds(1), $0 - now) } ?? .seconds(3600)
+                if let reconcileInterval { timeout = Swift.min(timeout, reconcileInterval) }
                 await wake.wait(timeout: timeout)
+                if reconcileInterval != nil { await reconcile() }
                 continue
             }
             do {
@@ -176,7 +198,7 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
         for delivery in deliveries {
             // A reader slower than the flow: wait for the bytes already written to leave.
             if !output.isWritable, let pending = lastMessageWrite.withLock({ $0 }) { try? await pending.get() }
-            let write = output.write(StreamFrame.message(delivery))
+            let write = output.writeMessage(StreamFrame.message(delivery), receipt: delivery.isAcknowledgedMode ? delivery.receipt : nil)
             lastMessageWrite.withLock { $0 = write }
             last = write
         }
@@ -228,6 +250,21 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
             return released
         }.value
         counts.withLock { $0.released += released }
+    }
+
+    /// Frees the places of held messages whose claims storage no longer holds (acked, nacked or
+    /// made visible through another path).
+    private func reconcile() async {
+        let held = window.withLock { Array($0.held.keys) }
+        guard !held.isEmpty else { return }
+        do {
+            let stillHeld = try await exchange.backend.claimsHeld(held, in: queue)
+            window.withLock { window in
+                for (receipt, isHeld) in zip(held, stillHeld) where !isHeld { _ = window.settle(receipt) }
+            }
+        } catch {
+            logger.debug("a stream could not check its held messages", metadata: ["error": "\(error)"])
+        }
     }
 
     /// Stops waiting for room: used when the stream stops delivering.

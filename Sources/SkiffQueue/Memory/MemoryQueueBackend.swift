@@ -207,6 +207,13 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
         receipts.map { settle($0, in: queue) }
     }
 
+    public func claimsHeld(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
+        let now = ContinuousClock.now
+        return state.withLock { state in
+            receipts.map { state.queues[queue]?.holds($0.messageID, claimToken: $0.claimToken, at: now) == true }
+        }
+    }
+
     /// Deletes the message if `receipt` still holds its claim.
     private func settle(_ receipt: Receipt, in queue: QueueName) -> Bool {
         let now = ContinuousClock.now

@@ -204,6 +204,17 @@ public final class PartitionedQueues: QueueBackend {
         return results
     }
 
+    public func claimsHeld(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
+        if receipts.allSatisfy({ $0.partition == 0 }) { return try await inner.claimsHeld(receipts, in: queue) }
+        var results = [Bool](repeating: false, count: receipts.count)
+        let byPartition = Dictionary(grouping: receipts.indices, by: { receipts[$0].partition })
+        for (partition, indices) in byPartition where try await exists(partition, of: queue) {
+            let held = try await inner.claimsHeld(indices.map { receipts[$0] }, in: queue.partition(partition))
+            for (index, isHeld) in zip(indices, held) { results[index] = isHeld }
+        }
+        return results
+    }
+
     public func reject(_ receipt: Receipt, in queue: QueueName, delay: Duration?, reason: String?) async throws -> Bool {
         guard try await exists(receipt.partition, of: queue) else { return false }
         return try await inner.reject(receipt, in: queue.partition(receipt.partition), delay: delay, reason: reason)
