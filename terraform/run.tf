@@ -71,8 +71,10 @@ resource "google_cloud_run_v2_service" "skiff" {
 
     # A GET long-polls for up to 60 s. The request timeout must comfortably
     # exceed that, or Cloud Run would cut a poll that is just returning a
-    # message it already popped.
+    # message it already popped. Streams (WebSocket, event feed) live until it:
+    # 3600 s by default, the most Cloud Run allows; clients reconnect.
     timeout                          = "${var.request_timeout_seconds}s"
+    session_affinity                 = var.session_affinity
     max_instance_request_concurrency = var.concurrency
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
 

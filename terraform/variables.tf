@@ -393,7 +393,7 @@ variable "max_instances" {
 }
 
 variable "concurrency" {
-  description = "Maximum concurrent requests per instance. Every waiting long-poll holds one slot for up to 60 s, so this is also how many consumers one instance can hold waiting before Cloud Run adds instances."
+  description = "Maximum concurrent requests per instance. Every waiting long-poll holds one slot for up to 60 s and every open stream (WebSocket or event feed) one for its whole life, so this is also how many consumers one instance can hold before Cloud Run adds instances."
   type        = number
   default     = 80
 
@@ -404,14 +404,20 @@ variable "concurrency" {
 }
 
 variable "request_timeout_seconds" {
-  description = "Cloud Run request timeout. Must stay well above the longest long-poll (60 s) so Cloud Run never cuts a GET that is about to return a message."
+  description = "Cloud Run request timeout: how long a WebSocket stream or an event feed may stay open before Cloud Run ends it (clients reconnect; whatever the stream held is released). Must stay well above the longest long-poll (60 s) so Cloud Run never cuts a GET that is about to return a message."
   type        = number
-  default     = 300
+  default     = 3600
 
   validation {
     condition     = var.request_timeout_seconds >= 65 && var.request_timeout_seconds <= 3600
     error_message = "request_timeout_seconds must be between 65 (60 s long-poll plus margin) and 3600."
   }
+}
+
+variable "session_affinity" {
+  description = "Cloud Run session affinity: a client that reconnects a stream (after the request timeout, say) goes back to the same instance when it can. Skiff does not need it for correctness (any replica serves any queue); it keeps a reconnecting stream's wake-ups local."
+  type        = bool
+  default     = true
 }
 
 variable "cpu" {
