@@ -225,7 +225,7 @@ let package = Package(
         // Runs against the local cluster that `make test` starts with `scripts/cluster.sh up`.
         .testTarget(
             name: "SkiffClusterTests",
-            dependencies: ["SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird")]
+            dependencies: ["SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")]
         ),
     ]
 )
