@@ -21,7 +21,9 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
 - **redeliveries (acknowledged mode)**: an acknowledged-mode delivery that was not consumed (its
   consumer "crashed", its ack answered 404 or failed or may not have run) followed by a delivery
   with a higher receive count: counted, not a failure; but it must not come earlier than the
-  visibility timeout after the first delivery was requested (else unexpected: early-redelivery).
+  visibility timeout after the first delivery was requested (else unexpected: early-redelivery),
+  unless it was delivered on a stream (``session``) that ended before it came back: a stream
+  releases what it holds when it ends (a ``stream`` record says when).
 - **lost**: acked values never consumed nor settled by an ack that may have run, beyond what the
   indeterminate auto-acknowledged dequeues can account for. An indeterminate acknowledged-mode
   GET accounts for nothing: what it may have claimed comes back after its visibility timeout.
@@ -269,6 +271,7 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
         else:
             report.acks_failed += 1
 
+    stream_ends = {r["session"]: r["end"] for r in records if r.get("type") == "stream"}
     settled: set[str] = set()  # consumed, or settled by an ack that may have run
     for value, deliveries in valid.items():
         sent = enqueues[value]
@@ -276,7 +279,7 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
         report.delivered += 1
         if sent["result"] == "info":
             report.recovered_indeterminate_enqueues += 1
-        outcome = _judge_deliveries(deliveries, acks, report)
+        outcome = _judge_deliveries(deliveries, acks, report, stream_ends)
         if outcome in ("consumed", "maybe", "duplicated"):
             settled.add(value)
             report.consumed += outcome != "maybe"
@@ -329,9 +332,12 @@ def _receive_count(delivery: dict) -> int:
     return delivery.get("rc") or 1
 
 
-def _judge_deliveries(deliveries: list[dict], acks: dict[str, list[dict]], report: ClassReport) -> str:
+def _judge_deliveries(deliveries: list[dict], acks: dict[str, list[dict]], report: ClassReport,
+                      stream_ends: dict[str, float] | None = None) -> str:
     """Judges the complete 200s of one value and the acks of their receipts. Returns
-    ``consumed``, ``maybe`` (only an ack that may have run settled it), ``no`` or ``duplicated``."""
+    ``consumed``, ``maybe`` (only an ack that may have run settled it), ``no`` or ``duplicated``.
+    ``stream_ends``: when each stream session ended (its unacked messages are released then)."""
+    stream_ends = stream_ends or {}
     ordered = sorted(deliveries, key=lambda d: (_receive_count(d), d["inv"]))
     value = ordered[0]["value"]
     consumptions = []
@@ -371,7 +377,11 @@ def _judge_deliveries(deliveries: list[dict], acks: dict[str, list[dict]], repor
         # `previous` is an acknowledged-mode delivery that was not consumed (or it was a duplicate).
         report.ack_redeliveries += 1
         visibility = (previous.get("vis") or 0) / 1000.0
-        if following["cmp"] < previous["inv"] + visibility - 0.010:
+        # A stream releases what it holds when it ends: from then on, not before, the message may
+        # come back early.
+        session = previous.get("session")
+        released = session in stream_ends and following["cmp"] >= stream_ends[session] - 0.010
+        if not released and following["cmp"] < previous["inv"] + visibility - 0.010:
             report.early_redeliveries += 1
             report.unexpected += 1
             report.example(

@@ -56,7 +56,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import checker, faults
+from . import checker, faults, stream
 from .history import History, body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body
 from .http import request
 from .link import LinkControl
@@ -104,6 +104,7 @@ class Settings:
     ack_share: float
     visibility_ms: int
     crash_share: float
+    streams: int
     phases: tuple[str, ...]
     kinds: tuple[str, ...]
     out: str
@@ -155,6 +156,8 @@ class Settings:
             ack_share=float(env.get("CHAOS_ACK_SHARE", "0.5")),
             visibility_ms=int(env.get("CHAOS_VISIBILITY_MS") or lease_ms + 1000),
             crash_share=float(env.get("CHAOS_CRASH_SHARE", "0.05")),
+            # WebSocket stream consumers, and as many stream publishers, beside the HTTP workers.
+            streams=int(env.get("CHAOS_STREAMS", "2")),
             phases=phases,
             kinds=kinds,
             out=env.get("CHAOS_OUT") or os.path.join(RUNS, f"{stamp}-seed{seed}"),
@@ -379,18 +382,22 @@ class Run:
                 await asyncio.sleep(0.2)
 
     async def run_workload(self, phase: str, queues: list[str], producers: int, consumers: int, rate: float | None,
-                           abort_share: float, during, ack_share: float = 0.0) -> None:
+                           abort_share: float, during, ack_share: float = 0.0, streams: int = 0) -> None:
         """Producers and consumers for `seconds` (or until `during` finishes), then consumers until
-        every producer stopped and their own last operation ended."""
+        every producer stopped and their own last operation ended. ``streams`` adds that many
+        WebSocket stream consumers and as many stream publishers (chaos/stream.py)."""
         stop_producers, stop_consumers = asyncio.Event(), asyncio.Event()
-        per_producer = rate / producers if rate else None
+        per_producer = rate / (producers + streams) if rate else None
         cap = 10**6
         tasks_p = [asyncio.ensure_future(self.producer(f"{phase}-p{i}", queues, stop_producers, per_producer, cap)) for i in range(producers)]
+        tasks_p += [asyncio.ensure_future(stream.stream_publisher(self, f"{phase}-sp{i}", queues, stop_producers, per_producer))
+                    for i in range(streams)]
         # Every 1/ack_share-th consumer receives in acknowledged mode (c1, c3, ... for one half).
         acknowledged = [int((i + 1) * ack_share) > int(i * ack_share) for i in range(consumers)]
         tasks_c = [asyncio.ensure_future(self.consumer(f"{phase}-{'k' if acknowledged[i] else 'c'}{i}", queues, stop_consumers,
                                                        abort_share, acknowledged[i]))
                    for i in range(consumers)]
+        tasks_c += [asyncio.ensure_future(stream.stream_consumer(self, f"{phase}-s{i}", queues, stop_consumers)) for i in range(streams)]
         try:
             await during
         finally:
@@ -591,7 +598,7 @@ class Run:
         schedule = asyncio.ensure_future(self.run_schedule(plan, seconds, started))
         try:
             await self.run_workload("strict", queues, self.s.producers, self.s.consumers, self.s.rate, self.s.abort_share, schedule,
-                                    self.s.ack_share)
+                                    self.s.ack_share, streams=self.s.streams)
         finally:
             if not schedule.done():
                 schedule.cancel()

@@ -334,6 +334,22 @@ class AcknowledgedMode(unittest.TestCase):
         report = strict(history(enq("a", 0, 1), first, second, ack(second, 5.1, 5.2)))
         self.assertEqual((report.early_redeliveries, report.unexpected, report.duplicated), (1, 1, 0))
 
+    def test_a_stream_releases_what_it_held_when_it_ends_not_before(self):
+        # Delivered on a stream session at 2 with a 4 s visibility timeout; the session ends at 3.
+        first = {**ack_deq("a", 2, 2.1, rc=1), "session": "s0-1"}
+        ended = {"type": "stream", "session": "s0-1", "end": 3.0}
+        # Back at 3.5: after the stream ended, so released, not early.
+        second = ack_deq("a", 3.2, 3.5, rc=2)
+        report = strict(history(enq("a", 0, 1), first, second, ack(second, 3.6, 3.7), ended))
+        self.assertEqual((report.early_redeliveries, report.unexpected, report.duplicated, report.lost), (0, 0, 0, 0))
+        # Back at 2.8, while the stream still held it: early.
+        second = ack_deq("a", 2.5, 2.8, rc=2)
+        report = strict(history(enq("a", 0, 1), first, second, ack(second, 2.9, 3.0), ended))
+        self.assertEqual((report.early_redeliveries, report.unexpected), (1, 1))
+        # A session with no end record excuses nothing.
+        report = strict(history(enq("a", 0, 1), first, ack_deq("a", 3.2, 3.5, rc=2)))
+        self.assertEqual(report.early_redeliveries, 1)
+
     def test_a_plain_200_and_a_204_ack_are_a_duplicate(self):
         first, second = ack_deq("a", 2, 3, rc=1), deq("a", 8, 9, rc=2)
         report = strict(history(enq("a", 0, 1), first, ack(first, 3.1, 3.2), second))
