@@ -5,7 +5,9 @@ let package = Package(
     name: "skiff",
     platforms: [.macOS(.v14)],
     products: [
-        .executable(name: "skiff", targets: ["skiff"])
+        .executable(name: "skiff", targets: ["skiff"]),
+        // The stream client of `make bench` (not shipped).
+        .executable(name: "skiff-streambench", targets: ["SkiffStreamBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -223,6 +225,15 @@ let package = Package(
             ]
         ),
         // Runs against the local cluster that `make test` starts with `scripts/cluster.sh up`.
+        // `make bench`'s WebSocket client: one fast consumer or publisher, or many idle streams.
+        .executableTarget(
+            name: "SkiffStreamBench",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
         .testTarget(
             name: "SkiffClusterTests",
             dependencies: ["SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")]

@@ -43,7 +43,7 @@ ROOT=$(pwd)
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
 ONLY=
-SCENARIOS=" unloaded roundtrips a b c d e f g profile scale-out "
+SCENARIOS=" unloaded roundtrips a b c d e s f g profile scale-out "
 usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
 while (($#)); do
     case $1 in
@@ -268,6 +268,12 @@ else
     log "building the release binary"
     swift build -c release --product skiff
     SKIFF_BIN=$(swift build -c release --show-bin-path)/skiff
+fi
+# The stream client of scenario (s), built beside the server (or next to SKIFF_BIN's checkout).
+STREAM_CLIENT=${STREAM_CLIENT:-}
+if want s && [ -z "$STREAM_CLIENT" ]; then
+    swift build -c release --product skiff-streambench
+    STREAM_CLIENT=$(swift build -c release --show-bin-path)/skiff-streambench
 fi
 # A private copy: a rebuild during the run must not change the binary under test.
 SKIFF=$WORK/skiff
@@ -517,6 +523,30 @@ if want d; then
         drop_keys 'skiffbase:*'
     fi
     stop "$SKIFF_B_PID"
+fi
+
+# --- (s) streams -------------------------------------------------------------------------------
+
+if want s; then
+    # One consumer per credit on a queue with more messages than it can take in RUN_SECONDS, then
+    # one publisher; compared in the report with (b) and (a) of this run. Then idle streams.
+    S_PREFILL=$((RUN_SECONDS * 80000 + 20000))
+    [ "$SMOKE" = 1 ] && S_PREFILL=$((RUN_SECONDS * 20000))
+    for credit in 100 1000; do
+        log "(s) stream consumer, credit $credit, $S_PREFILL messages ready"
+        bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-s --count "$S_PREFILL" --body "$BODY" >/dev/null
+        bench stream --client "$STREAM_CLIENT" --mode consume --port "$PORT_A" --queue bench-s --credit "$credit" \
+            --seconds "$RUN_SECONDS" "${CPU_A[@]}" --json "$OUT/s-consume-$credit.json" >/dev/null
+        bench probe --port "$PORT_A" --method POST --path /api/bench-s/purge >/dev/null
+    done
+    log "(s) stream publisher"
+    bench stream --client "$STREAM_CLIENT" --mode publish --port "$PORT_A" --queue bench-s2 --window 256 --body "$BODY" \
+        --seconds "$RUN_SECONDS" "${CPU_A[@]}" --json "$OUT/s-publish.json" >/dev/null
+    bench probe --port "$PORT_A" --method POST --path /api/bench-s2/purge >/dev/null
+    log "(s) $IDLE_CONNECTIONS idle streams"
+    bench stream-idle --client "$STREAM_CLIENT" --port "$PORT_A" --pid "$SKIFF_A_PID" --queue bench-s3 \
+        --count "$IDLE_CONNECTIONS" --hold $((IDLE_SECONDS + 60)) --json "$OUT/s-idle.json" >/dev/null
+    settle
 fi
 
 # --- (e) batch enqueue -------------------------------------------------------------------------

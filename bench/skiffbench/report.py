@@ -3,7 +3,7 @@ what each scenario measures, details, profiles, then the hand-written analysis).
 
 import os
 
-from . import compare, options, scaleout
+from . import compare, options, scaleout, streams
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -35,6 +35,9 @@ def command_report(args):
     before_after = compare.rows(d)
     if before_after:
         print_table(compare.HEADER, before_after)
+    stream_lines = [line for line in streams.section(d, machine) if line.startswith(("|", "Idle"))]
+    if stream_lines:
+        print("\n" + streams.HEADING[3:] + "\n" + "\n".join(stream_lines))
     scale_out = [line for line in scaleout.section(d, machine) if line.startswith(("|", "- "))]
     if scale_out:
         print("\n" + scaleout.HEADING[3:] + "\n" + "\n".join(scale_out))
@@ -76,6 +79,7 @@ def command_report(args):
         sections += ["Notes from this run:", ""] + ["- " + note for note in notes] + [""]
     sections += ["![latency percentiles](%s)" % args.plot_link, ""]
     sections += compare.section(d, machine)
+    sections += streams.section(d, machine)
     sections += scaleout.section(d, machine)
     sections += details(d, args)
     if args.notes and os.path.exists(args.notes):

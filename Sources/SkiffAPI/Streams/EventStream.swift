@@ -25,6 +25,11 @@ final class EventStreamOutput: StreamOutput {
 
     var isWritable: Bool { channel.isWritable }
 
+    var eventLoop: any EventLoop { channel.eventLoop }
+
+    /// Every event goes to the response writer as it comes (it flushes each).
+    func flush() {}
+
     func write(_ frame: ByteBuffer) -> EventLoopFuture<Void> {
         var event = ByteBuffer(string: "event: \(Self.op(of: frame))\ndata: ")
         event.writeImmutableBuffer(frame)
@@ -147,10 +152,8 @@ struct EventStreamController<Backend: QueueBackend>: Sendable {
                 )
                 let executor = EventLoopTaskExecutor.shared(for: channel.eventLoop)
                 let deliveries = Task(executorPreference: executor) { await session.runDeliveries() }
-                let interval = endpoint.pingInterval
-                let heartbeat = Task(executorPreference: executor) {
-                    while (try? await Task.sleep(for: interval)) != nil { output.heartbeat() }
-                }
+                let interval = TimeAmount(endpoint.pingInterval)
+                let heartbeat = channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in output.heartbeat() }
                 // The client leaving ends the feed at once (Hummingbird would only notice at the next write).
                 _ = await ClientPresence.watch(channel) { output.close() }
                 endpoint.exchange.metrics.streamOpened()

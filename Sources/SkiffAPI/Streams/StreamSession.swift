@@ -4,12 +4,16 @@ import SkiffQueue
 import SkiffSupport
 import Synchronization
 
-/// Where a stream's frames go: a WebSocket today, an event stream later. Writes happen in call
-/// order; each future completes once its bytes are in the socket (or fails if they never get there).
+/// Where a stream's frames go: a WebSocket or an event stream. Writes happen in call order and
+/// leave at the next ``flush()`` (a batch of frames in one system call); each future completes
+/// once its bytes are in the socket (or fails if they never get there).
 protocol StreamOutput: Sendable {
     func write(_ frame: ByteBuffer) -> EventLoopFuture<Void>
     /// A message frame; an event stream puts its receipt in the event's id.
     func writeMessage(_ frame: ByteBuffer, receipt: Receipt?) -> EventLoopFuture<Void>
+    func flush()
+    /// The connection's event loop (timers run there).
+    var eventLoop: any EventLoop { get }
     /// `false` while the peer reads slower than the stream writes: wait for the last write first.
     var isWritable: Bool { get }
 }
@@ -91,7 +95,7 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
     let reconcileInterval: Duration?
 
     private let window: Mutex<StreamWindow>
-    private let wake = StreamWakeSignal()
+    private let wake: StreamWakeSignal
     private let lastMessageWrite = Mutex<EventLoopFuture<Void>?>(nil)
     private let counts = Mutex(Counts())
 
@@ -125,6 +129,7 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
         self.output = output
         self.logger = logger
         self.window = Mutex(StreamWindow(credit: parameters.credit))
+        self.wake = StreamWakeSignal(eventLoop: output.eventLoop)
     }
 
     var queue: QueueName { parameters.queue }
@@ -143,6 +148,7 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
                 return (window.reserve(upTo: Self.maximumClaim), expired, window.nextDeadline)
             }
             for receipt in expired { _ = output.write(StreamFrame.expired(receipt)) }
+            if !expired.isEmpty { output.flush() }
             guard count > 0 else {
                 // Full: wait for credit, a settlement, or the next lease to end.
                 var timeout = deadline.map { Swift.max(.milliseconds(1), $0 - now) } ?? .seconds(3600)
@@ -173,6 +179,7 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
                 let failure = APIError(from: error)
                 logger.warning("a stream could not claim messages", metadata: ["queue.name": "\(queue)", "error": "\(error)"])
                 _ = output.write(StreamFrame.error(status: Int(failure.status.code), message: failure.message, ref: nil))
+                output.flush()
                 // Storage is failing: look again in a second rather than spin.
                 try? await Task.sleep(for: .seconds(1))
             }
@@ -197,11 +204,15 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
         var last: EventLoopFuture<Void>?
         for delivery in deliveries {
             // A reader slower than the flow: wait for the bytes already written to leave.
-            if !output.isWritable, let pending = lastMessageWrite.withLock({ $0 }) { try? await pending.get() }
+            if !output.isWritable, let pending = lastMessageWrite.withLock({ $0 }) {
+                output.flush()
+                try? await pending.get()
+            }
             let write = output.writeMessage(StreamFrame.message(delivery), receipt: delivery.isAcknowledgedMode ? delivery.receipt : nil)
             lastMessageWrite.withLock { $0 = write }
             last = write
         }
+        output.flush()
         do {
             try await last?.get()
         } catch {
@@ -276,9 +287,14 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
     /// send and consecutive acks one ack call; every command still gets its own answer.
     func handle(_ commands: [StreamCommand]) async {
         var index = 0
+        // The answers leave together once the batch is done.
+        defer { output.flush() }
         while index < commands.count {
             // Answers the client does not read pile up here: wait for them to leave.
-            if !output.isWritable, let pending = lastMessageWrite.withLock({ $0 }) { try? await pending.get() }
+            if !output.isWritable, let pending = lastMessageWrite.withLock({ $0 }) {
+                output.flush()
+                try? await pending.get()
+            }
             let command = commands[index]
             if let refusal = refusal(of: command) {
                 _ = output.write(StreamFrame.error(refusal))

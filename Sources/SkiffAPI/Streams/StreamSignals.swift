@@ -77,6 +77,14 @@ final class StreamInbox: Sendable {
 /// Wakes a stream's delivery loop when its window may have room again (credit, an ack, a nack)
 /// or its next lease ends. A signal sent while nobody waits is kept for the next wait.
 final class StreamWakeSignal: Sendable {
+    /// Where a wait's timer runs: a scheduled task, not a task of its own, so an idle stream costs
+    /// no more than its waiting delivery loop.
+    private let eventLoop: any EventLoop
+
+    init(eventLoop: any EventLoop) {
+        self.eventLoop = eventLoop
+    }
+
     private struct State {
         var pending = false
         var waiter: CheckedContinuation<Void, Never>?
@@ -109,10 +117,7 @@ final class StreamWakeSignal: Sendable {
             return state.generation
         }
         guard let generation else { return }
-        let timer = Task {
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
-            self.wake(generation: generation)
-        }
+        let timer = eventLoop.scheduleTask(in: TimeAmount(timeout)) { self.wake(generation: generation) }
         defer { timer.cancel() }
         await withTaskCancellationHandler {
             await withCheckedContinuation { continuation in

@@ -32,9 +32,14 @@ struct StreamWindow {
         return credit
     }
 
-    /// Takes up to `maximum` free places for a claim.
-    /// - Returns: how many were taken (zero when the window is full).
+    /// Takes up to `maximum` free places for a claim, once a quarter of the credit is free (or
+    /// the window is empty): a consumer acking one message at a time then gets batches of a
+    /// quarter window per claim rather than one claim per ack, and still has three quarters of
+    /// its window to work on meanwhile.
+    /// - Returns: how many were taken (zero when the window is full, or too full to refill yet).
     mutating func reserve(upTo maximum: Int) -> Int {
+        let refill = Swift.max(1, credit / 4)
+        guard available >= refill || claiming + held.count == 0 else { return 0 }
         let count = Swift.min(maximum, available)
         claiming += count
         return count

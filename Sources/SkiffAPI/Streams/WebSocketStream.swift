@@ -12,10 +12,16 @@ struct WebSocketStreamOutput: StreamOutput {
     let channel: any Channel
 
     func write(_ frame: ByteBuffer) -> EventLoopFuture<Void> {
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: .text, data: frame))
+        channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame))
+    }
+
+    func flush() {
+        channel.flush()
     }
 
     var isWritable: Bool { channel.isWritable }
+
+    var eventLoop: any EventLoop { channel.eventLoop }
 
     func control(_ opcode: WebSocketOpcode, _ data: ByteBuffer) -> EventLoopFuture<Void> {
         channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, data: data))
@@ -57,7 +63,11 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
     private let inbox = StreamInbox()
     private let closeSent = Atomic<Bool>(false)
     private let pongPending = Atomic<Bool>(false)
-    private let deliveries = Mutex<Task<Void, Never>?>(nil)
+    /// The delivery loop, started at the first credit (a publish-only stream never needs one), and
+    /// whether the stream stopped delivering (drain, close).
+    private let deliveries = Mutex<(task: Task<Void, Never>?, stopped: Bool)>((nil, false))
+    /// The command processor, started at the first command: an idle stream holds no task but its own.
+    private let processor = Mutex<Task<Void, Never>?>(nil)
     private let closeCode = Mutex<WebSocketErrorCode?>(nil)
 
     init(session: StreamSession<Backend>, output: WebSocketStreamOutput, pingInterval: Duration, maximumMessageBytes: Int) {
@@ -76,20 +86,20 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
         do {
             try await asyncChannel.executeThenClose { inbound in
                 await withGracefulShutdownHandler {
-                    let deliveries = Task(executorPreference: executor) { await self.session.runDeliveries() }
-                    self.deliveries.withLock { $0 = deliveries }
-                    let processor = Task(executorPreference: executor) {
-                        while let commands = await self.inbox.next() { await self.session.handle(commands) }
-                    }
-                    let heartbeat = Task(executorPreference: executor) { await self.heartbeat() }
-                    await self.read(inbound)
+                    if self.session.credit > 0 { self.startDeliveries(executor) }
+                    let heartbeat = self.startHeartbeat()
+                    await self.read(inbound, executor: executor)
                     heartbeat.cancel()
-                    deliveries.cancel()
+                    let deliveries = self.deliveries.withLock { state in
+                        state.stopped = true
+                        return state.task
+                    }
+                    deliveries?.cancel()
                     self.inbox.finish()
-                    await deliveries.value
+                    await deliveries?.value
                     // Commands read before the end are still carried out (a publish the client sent
                     // is stored even if it cannot read the answer).
-                    await processor.value
+                    await self.processor.withLock({ $0 })?.value
                     await self.session.releaseHeld()
                     if !self.closeSent.load(ordering: .relaxed) { self.close(.normalClosure, reason: "") }
                 } onGracefulShutdown: {
@@ -104,9 +114,28 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
     /// Graceful shutdown: no more deliveries, close with 1001; the client's close answer (or the
     /// close timeout) ends the stream, which then releases what it holds.
     func drain() {
-        deliveries.withLock { $0?.cancel() }
+        deliveries.withLock { state in
+            state.stopped = true
+            state.task?.cancel()
+        }
         session.wakeDeliveries()
         close(.goingAway, reason: "server shutting down: reconnect to another replica")
+    }
+
+    private func startDeliveries(_ executor: EventLoopTaskExecutor) {
+        deliveries.withLock { state in
+            guard state.task == nil, !state.stopped else { return }
+            state.task = Task(executorPreference: executor) { await self.session.runDeliveries() }
+        }
+    }
+
+    private func startProcessor(_ executor: EventLoopTaskExecutor) {
+        processor.withLock { task in
+            guard task == nil else { return }
+            task = Task(executorPreference: executor) {
+                while let commands = await self.inbox.next() { await self.session.handle(commands) }
+            }
+        }
     }
 
     /// Sends a close frame once and closes the connection if the peer does not answer in time.
@@ -118,7 +147,7 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
         channel.eventLoop.scheduleTask(in: TimeAmount(streamCloseTimeout)) { channel.close(promise: nil) }
     }
 
-    private func read(_ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>) async {
+    private func read(_ inbound: NIOAsyncChannelInboundStream<WebSocketFrame>, executor: EventLoopTaskExecutor) async {
         var partial: ByteBuffer?
         var discarding = false
         do {
@@ -151,7 +180,7 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
                     }
                     guard frame.fin, let message = partial else { continue }
                     partial = nil
-                    await dispatch(message)
+                    await dispatch(message, executor: executor)
                 case .binary:
                     close(.unacceptableData, reason: "binary frames are not accepted: send each JSON object as a text frame")
                 case .ping:
@@ -175,27 +204,33 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
         }
     }
 
-    private func dispatch(_ message: ByteBuffer) async {
+    private func dispatch(_ message: ByteBuffer, executor: EventLoopTaskExecutor) async {
         do throws(StreamCommand.Refusal) {
             let command = try StreamCommand.parse(message, maximumBodyBytes: session.exchange.settings.maximumMessageBytes)
+            startProcessor(executor)
+            // The loop starts now; it finds room once the processor has granted the credit.
+            if case .credit = command.operation { startDeliveries(executor) }
             await inbox.push(command)
         } catch {
             _ = output.write(StreamFrame.error(error))
+            output.flush()
         }
     }
 
-    /// Pings every interval; a peer that has not answered the previous ping by the next one is gone.
-    private func heartbeat() async {
-        while !Task.isCancelled {
-            guard (try? await Task.sleep(for: pingInterval)) != nil else { return }
-            if pongPending.load(ordering: .relaxed) {
-                session.logger.info("stream closed: the client did not answer a ping", metadata: ["queue.name": "\(session.queue)"])
-                close(.unexpectedServerError, reason: "no pong within \(pingInterval.milliseconds) ms")
-                channel.close(promise: nil)
+    /// Pings every interval; a peer that has not answered the previous ping by the next one is
+    /// gone. A task scheduled on the event loop, not a Swift task: an idle stream stays small.
+    private func startHeartbeat() -> RepeatedTask {
+        let interval = TimeAmount(pingInterval)
+        return channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
+            if self.pongPending.load(ordering: .relaxed) {
+                self.session.logger.info("stream closed: the client did not answer a ping", metadata: ["queue.name": "\(self.session.queue)"])
+                self.close(.unexpectedServerError, reason: "no pong within \(self.pingInterval.milliseconds) ms")
+                self.channel.close(promise: nil)
+                task.cancel()
                 return
             }
-            pongPending.store(true, ordering: .relaxed)
-            _ = output.control(.ping, ByteBuffer(string: "skiff"))
+            self.pongPending.store(true, ordering: .relaxed)
+            _ = self.output.control(.ping, ByteBuffer(string: "skiff"))
         }
     }
 }
