@@ -10,9 +10,10 @@
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
-#                           d, e, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
+#                           d, e, s, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
 #                           report there, BENCHMARKS.md left alone, except that a full-mode run with
-#                           scale-out merges its section (and bench/analysis.md) into BENCHMARKS.md.
+#                           scale-out or s (streams) merges that section (and bench/analysis.md) into
+#                           BENCHMARKS.md.
 #                           (b)'s redis-benchmark RPOP pops the list (a) left: run a with b.
 #
 # Scale-out (issue 18): 48 queues, batch sends and receives, through 2 Skiff replicas against the
@@ -236,6 +237,10 @@ write_report() {
     # into BENCHMARKS.md, with the hand-written part; the rest of the file stays the last full run's.
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want scale-out && compgen -G "$OUT/scale-out-*-1.json" >/dev/null; then
         bench scale-out-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
+    fi
+    # The same for the streams scenario (issue 19).
+    if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want s && [ -f "$OUT/s-consume-100.json" ]; then
+        bench streams-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
     fi
 }
 
@@ -546,6 +551,7 @@ if want s; then
     log "(s) $IDLE_CONNECTIONS idle streams"
     bench stream-idle --client "$STREAM_CLIENT" --port "$PORT_A" --pid "$SKIFF_A_PID" --queue bench-s3 \
         --count "$IDLE_CONNECTIONS" --hold $((IDLE_SECONDS + 60)) --json "$OUT/s-idle.json" >/dev/null
+    printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/s-meta.json"
     settle
 fi
 

@@ -42,3 +42,28 @@ def wrk_rate(result):
     if not result or result.get("exit") not in (0, None) or not result.get("ok"):
         return None
     return result["ok_per_second"]
+
+
+def merge_into(markdown, heading, new, notes=None):
+    """Puts a partial run's section (its lines, starting with `heading`) into an existing
+    BENCHMARKS.md, replacing the one there or going before "## What each scenario measures", and
+    its hand-written part (from the first `## ` heading after "## Details" to the end) by `notes`:
+    a partial run changes nothing else."""
+    with open(markdown) as handle:
+        lines = handle.read().rstrip("\n").split("\n")
+    if heading in lines:
+        start = lines.index(heading)
+        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+        lines[start:end] = new
+    else:
+        anchor = "## What each scenario measures"
+        at = lines.index(anchor) if anchor in lines else len(lines)
+        lines[at:at] = new
+    if notes and os.path.exists(notes):
+        details = lines.index("## Details") if "## Details" in lines else None
+        if details is not None:
+            tail = next((i for i in range(details + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+            with open(notes) as handle:
+                lines[tail:] = handle.read().rstrip("\n").split("\n")
+    with open(markdown, "w") as handle:
+        handle.write("\n".join(lines).rstrip() + "\n")

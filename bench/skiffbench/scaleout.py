@@ -24,7 +24,7 @@ import time
 
 from . import options
 from .clients import HOST, http_connect, http_request, redis_call, redis_connect
-from .formatting import load, rate_text
+from .formatting import load, merge_into, rate_text
 from .measure import CLOCK_TICKS, children_cpu_seconds, cpu_seconds, emit, parse_commandstats, parse_pids, run
 from .throughput import parse_wrk
 
@@ -683,30 +683,11 @@ def section(d, machine=None):
 
 
 def merge_section(markdown, d, notes=None, machine=None):
-    """Puts this run's scale-out section into an existing BENCHMARKS.md (replacing the one there, or
-    before "## What each scenario measures"), and its hand-written part (from the first `## ` heading
-    after "## Details" to the end) by `notes`: a partial run changes nothing else."""
-    with open(markdown) as handle:
-        lines = handle.read().rstrip("\n").split("\n")
+    """Puts this run's scale-out section into an existing BENCHMARKS.md (see `formatting.merge_into`)."""
     new = section(d, machine)
     if not new:
         raise SystemExit("no scale-out results in %s" % d)
-    if HEADING in lines:
-        start = lines.index(HEADING)
-        end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-        lines[start:end] = new
-    else:
-        anchor = "## What each scenario measures"
-        at = lines.index(anchor) if anchor in lines else len(lines)
-        lines[at:at] = new
-    if notes and os.path.exists(notes):
-        details = lines.index("## Details") if "## Details" in lines else None
-        if details is not None:
-            tail = next((i for i in range(details + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
-            with open(notes) as handle:
-                lines[tail:] = handle.read().rstrip("\n").split("\n")
-    with open(markdown, "w") as handle:
-        handle.write("\n".join(lines).rstrip() + "\n")
+    merge_into(markdown, HEADING, new, notes)
 
 
 def command_merge_section(args):

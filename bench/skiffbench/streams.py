@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from . import options
-from .formatting import load
+from .formatting import load, merge_into
 from .measure import children_cpu_seconds, cpu_seconds, emit, parse_pids, rss_bytes
 
 HEADING = "## Streams (WebSocket)"
@@ -79,8 +79,16 @@ def section(d, machine=None):
         value = rate(result) / rate(base)
         return "%.2f×" % value, "≥ %g×" % goal, "yes" if value >= goal else "no"
 
-    out = [HEADING, "",
-           "One WebSocket on one replica, driven by `skiff-streambench` (Sources/SkiffStreamBench: NIO, no JSON decoding "
+    meta = load(d, "s-meta") or {}
+    machine = machine or load(d, "machine") or {}
+    out = [HEADING, ""]
+    if meta.get("partial"):
+        out += ["This section comes from a run of scenarios %s alone (`bench/run.sh --only %s`) on %s, release binary %s; "
+                "checkout at commit %s; load average at start %s. Its (a) and (b) figures, the ratios' denominators, are "
+                "that run's; the rest of this file is from the run named at the top." % (
+                    meta.get("only", "?"), meta.get("only", "?"), machine.get("date", "?"), machine.get("skiff_source", "?"),
+                    machine.get("commit", "?"), " ".join(machine.get("load", ["?"]))), ""]
+    out += ["One WebSocket on one replica, driven by `skiff-streambench` (Sources/SkiffStreamBench: NIO, no JSON decoding "
            "on its side). The consumer opens `/api/bench-s/stream?credit=N` on a queue pre-filled with more messages than it "
            "can take, and acks each message over the stream as it arrives; the publisher keeps %s publish frames in flight. "
            "Each is compared with the same run's single-message route over wrk's %s connections: (b) `GET /api/{q}` for "
@@ -108,7 +116,20 @@ def section(d, machine=None):
     return out + [""]
 
 
+def command_merge(args):
+    new = section(args.results)
+    if not new:
+        raise SystemExit("no stream results in %s" % args.results)
+    merge_into(args.markdown, HEADING, new, args.notes)
+    print("merged the streams section of %s into %s" % (args.results, args.markdown))
+
+
 def add_commands(sub):
+    p = sub.add_parser("streams-merge", help="put a run's streams section into an existing BENCHMARKS.md")
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--notes", help="the hand-written analysis, which replaces the file's")
+    options.add(p, "--results").set_defaults(func=command_merge)
+
     p = sub.add_parser("stream", help="one skiff-streambench consumer or publisher, with the CPU time of the named processes")
     p.add_argument("--client", required=True, help="the skiff-streambench binary")
     p.add_argument("--mode", choices=("consume", "publish"), required=True)
