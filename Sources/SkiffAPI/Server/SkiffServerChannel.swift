@@ -73,6 +73,7 @@ struct SkiffServerChannel: ServerChildChannel, HTTPChannelHandler {
                             context: channel.pipeline.syncOperations.context(handlerType: NegotiationErrorHandler.self))
                         // The stream pings its peer: the request timeouts end here.
                         try? channel.pipeline.syncOperations.handler(type: ConnectionGuard.self).streamStarted()
+                        try channel.pipeline.syncOperations.addHandler(StreamPongWatcher())
                         let frames = try NIOAsyncChannel<WebSocketFrame, Never>(wrappingChannelSynchronously: channel)
                         return .stream(frames, decided)
                     }

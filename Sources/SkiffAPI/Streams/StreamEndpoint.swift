@@ -127,7 +127,14 @@ struct StreamEndpoint<Backend: QueueBackend>: StreamUpgrading {
             // A client may also settle over HTTP: a full window looks now and then.
             reconcileInterval: .seconds(1)
         )
-        let connection = WebSocketStreamConnection(session: session, output: output, pingInterval: pingInterval, maximumMessageBytes: maximumFrameBytes)
+        let watcher = try? await channel.channel.pipeline.handler(type: StreamPongWatcher.self).get()
+        let connection = WebSocketStreamConnection(
+            session: session,
+            output: output,
+            pingInterval: pingInterval,
+            maximumMessageBytes: maximumFrameBytes,
+            liveness: watcher?.liveness ?? StreamLiveness()
+        )
         let started = ContinuousClock.now
         exchange.metrics.streamOpened()
         await connection.run(channel)

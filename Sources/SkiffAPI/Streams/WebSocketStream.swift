@@ -50,6 +50,28 @@ struct WebSocketStreamOutput: StreamOutput {
 /// Close codes: 1000 echoes a client's close, 1001 on drain, 1002 for a protocol error, 1003 for
 /// a binary frame, 1009 for a message over the frame limit, 1011 for a peer that stopped
 /// answering pings.
+/// Whether a stream's peer answered the last ping, set by ``StreamPongWatcher`` as the pong is
+/// read: on the event loop, in the same pass as the socket read, so a busy process cannot make a
+/// pong that arrived in time look late to the heartbeat (which runs on that loop too).
+final class StreamLiveness: Sendable {
+    let pongPending = Atomic<Bool>(false)
+}
+
+/// Takes pongs out of a stream's frames and records them in its ``StreamLiveness``.
+final class StreamPongWatcher: ChannelInboundHandler, RemovableChannelHandler, Sendable {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+    let liveness = StreamLiveness()
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if unwrapInboundIn(data).opcode == .pong {
+            liveness.pongPending.store(false, ordering: .relaxed)
+            return
+        }
+        context.fireChannelRead(data)
+    }
+}
+
 /// How long a stream waits for the peer's answer to its close frame before closing the TCP connection.
 let streamCloseTimeout = Duration.seconds(2)
 
@@ -62,7 +84,7 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
 
     private let inbox = StreamInbox()
     private let closeSent = Atomic<Bool>(false)
-    private let pongPending = Atomic<Bool>(false)
+    private let liveness: StreamLiveness
     /// The delivery loop, started at the first credit (a publish-only stream never needs one), and
     /// whether the stream stopped delivering (drain, close).
     private let deliveries = Mutex<(task: Task<Void, Never>?, stopped: Bool)>((nil, false))
@@ -70,7 +92,14 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
     private let processor = Mutex<Task<Void, Never>?>(nil)
     private let closeCode = Mutex<WebSocketErrorCode?>(nil)
 
-    init(session: StreamSession<Backend>, output: WebSocketStreamOutput, pingInterval: Duration, maximumMessageBytes: Int) {
+    init(
+        session: StreamSession<Backend>,
+        output: WebSocketStreamOutput,
+        pingInterval: Duration,
+        maximumMessageBytes: Int,
+        liveness: StreamLiveness = StreamLiveness()
+    ) {
+        self.liveness = liveness
         self.session = session
         self.output = output
         self.pingInterval = pingInterval
@@ -186,7 +215,8 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
                 case .ping:
                     _ = output.control(.pong, frame.unmaskedData)
                 case .pong:
-                    pongPending.store(false, ordering: .relaxed)
+                    // Without a StreamPongWatcher in the pipeline (tests), pongs arrive here.
+                    liveness.pongPending.store(false, ordering: .relaxed)
                 case .connectionClose:
                     if !closeSent.load(ordering: .relaxed) {
                         // Echo the client's code, as RFC 6455 asks.
@@ -222,14 +252,14 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
     private func startHeartbeat() -> RepeatedTask {
         let interval = TimeAmount(pingInterval)
         return channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { task in
-            if self.pongPending.load(ordering: .relaxed) {
+            if self.liveness.pongPending.load(ordering: .relaxed) {
                 self.session.logger.info("stream closed: the client did not answer a ping", metadata: ["queue.name": "\(self.session.queue)"])
                 self.close(.unexpectedServerError, reason: "no pong within \(self.pingInterval.milliseconds) ms")
                 self.channel.close(promise: nil)
                 task.cancel()
                 return
             }
-            self.pongPending.store(true, ordering: .relaxed)
+            self.liveness.pongPending.store(true, ordering: .relaxed)
             _ = self.output.control(.ping, ByteBuffer(string: "skiff"))
         }
     }
