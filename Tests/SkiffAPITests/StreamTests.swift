@@ -370,6 +370,10 @@ struct StreamTests {
             let queue = TestEnvironment.uniqueName("ws-refused")
             let plain = try await RawWebSocket.connect(port: port, path: "/api/\(queue)/stream", upgrade: false)
             #expect(plain.status == 426)
+            // A bad parameter is a 400 with or without the upgrade headers.
+            let plainBadCredit = try await RawWebSocket.connect(port: port, path: "/api/\(queue)/stream?credit=-1", upgrade: false)
+            #expect(plainBadCredit.status == 400)
+            await plainBadCredit.abort()
             let badCredit = try await RawWebSocket.connect(port: port, path: "/api/\(queue)/stream?credit=x")
             #expect(badCredit.status == 400)
             let badName = try await RawWebSocket.connect(port: port, path: "/api/bad.name/stream")

@@ -204,6 +204,13 @@ struct StreamController: Sendable {
     }
 
     @Sendable func declined(request: Request, context: Context) async throws -> Response {
+        let decision = streams.decide(
+            uri: request.uri.description,
+            authorization: request.headers[.authorization],
+            subprotocols: request.headers[values: .secWebSocketProtocol].joined(separator: ",")
+        )
+        // An invalid name or parameter first, whatever else is wrong with the request.
+        if case .refuse(let error)? = decision, error.status == .badRequest { throw error }
         guard request.headers[.upgrade]?.lowercased() == "websocket" else {
             throw APIError(
                 .init(code: 426, reasonPhrase: "Upgrade Required"),
@@ -211,15 +218,11 @@ struct StreamController: Sendable {
                 headers: [.upgrade: "websocket", .connection: "Upgrade"]
             )
         }
-        let decision = streams.decide(
-            uri: request.uri.description,
-            authorization: request.headers[.authorization],
-            subprotocols: request.headers[values: .secWebSocketProtocol].joined(separator: ",")
-        )
         if case .refuse(let error)? = decision { throw error }
         guard request.headers[.secWebSocketKey] != nil, request.headers[.secWebSocketVersion] == "13" else {
             throw APIError(.badRequest, "not a WebSocket handshake: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 are required")
         }
         throw APIError(.serviceUnavailable, "the stream could not be opened; retry", headers: [.retryAfter: "1"])
     }
+
 }
