@@ -196,6 +196,7 @@ struct StreamTests {
                 (#"{"op":"credit","n":10001}"#, 400, "n must be an integer from 1 to 10000"),
                 (#"{"op":"ack"}"#, 400, "'receipt' is required"),
                 (#"{"op":"ack","receipt":"a.1","receipt":"b.1"}"#, 400, "appears twice"),
+                (#"{"op":"credit","n":1,"\u006fp":"publish"}"#, 400, "appears twice"),
                 (#"{"op":"publish","body":1,"ref":{"a":1}}"#, 400, "ref must be a string or a number"),
             ]
             for (frame, status, words) in cases {
@@ -390,6 +391,45 @@ struct StreamTests {
             }
             #expect(third.status == 101)
             for socket in [plain, badCredit, badName, second, third] { await socket.abort() }
+        }
+    }
+
+    /// NIO's upgrade handler swallows the head of a request with an `Upgrade` header it does not
+    /// upgrade; the routes must still answer it.
+    @Test func aFirstRequestWithAnUpgradeThatIsNotTakenIsStillAnswered() async throws {
+        try await withReplica(.memory) { port, _ in
+            let h2c = try await RawWebSocket.connect(
+                port: port,
+                path: "/health",
+                headers: [("Upgrade", "h2c"), ("Connection", "Upgrade, HTTP2-Settings"), ("HTTP2-Settings", "AAMAAABkAAQAAP__")],
+                upgrade: false
+            )
+            #expect(h2c.status == 200)
+            let noKey = try await RawWebSocket.connect(
+                port: port,
+                path: "/api/q/stream",
+                headers: [("Upgrade", "websocket"), ("Connection", "Upgrade"), ("Sec-WebSocket-Version", "13")],
+                upgrade: false
+            )
+            #expect(noKey.status == 400)
+            for socket in [h2c, noKey] { await socket.abort() }
+        }
+    }
+
+    /// Nothing is written after the server's close frame: an auto-acknowledged message must not
+    /// be deleted as delivered on a stream that is closing.
+    @Test(arguments: BackendKind.available)
+    func nothingIsDeliveredAfterACloseFrame(kind: BackendKind) async throws {
+        try await withReplica(kind) { port, _ in
+            let (queue, probe, socket) = try await streamOnFilledQueue(port: port, "ws-after-close", messages: 3, query: "autoAck=true")
+            try await socket.send(opcode: 0x2, ByteBuffer(string: "{}"))
+            try await socket.sendText(#"{"op":"credit","n":3}"#)
+            var frames: [RawWebSocket.Frame] = []
+            while let frame = try await socket.next(timeout: .seconds(3)) { frames.append(frame) }
+            #expect(frames.first?.closeCode == 1003)
+            #expect(frames.filter { $0.opcode == 0x1 }.isEmpty)
+            for index in 0..<3 { #expect(try await probe.get(queue, timeout: 0).text == "\(index)") }
+            await socket.abort()
         }
     }
 

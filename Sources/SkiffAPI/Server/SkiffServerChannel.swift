@@ -44,8 +44,9 @@ struct SkiffServerChannel: ServerChildChannel, HTTPChannelHandler {
             try channel.syncOptions?.setOption(ChannelOptions.recvAllocator, value: allocator)
             // The decision made for the upgrade request, kept for the pipeline that follows it.
             let opening = NIOLoopBoundBox<StreamOpening?>(nil, eventLoop: channel.eventLoop)
-            // The head of an upgrade request this replica declined: NIO's upgrade handler does not
-            // pass it on (only its end), so the not-upgraded pipeline replays it for the routes.
+            // The connection's first request head: when NIO's upgrade handler did not upgrade a
+            // request with an `Upgrade` header it passes on only its end, so the not-upgraded
+            // pipeline replays the head for the routes.
             let declined = NIOLoopBoundBox<HTTPRequestHead?>(nil, eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 maxFrameSize: streams.maximumFrameBytes,
@@ -58,12 +59,9 @@ struct SkiffServerChannel: ServerChildChannel, HTTPChannelHandler {
                                 authorization: head.headers.first(name: "authorization"),
                                 subprotocols: head.headers[canonicalForm: "sec-websocket-protocol"].joined(separator: ",")
                             )
-                        else {
-                            declined.value = head
-                            return nil
-                        }
+                        else { return nil }
                         opening.value = decided
-                        return decided.selectsSubprotocol ? HTTPHeaders([("Sec-WebSocket-Protocol", "skiff")]) : HTTPHeaders()
+                        return decided.subprotocol.map { HTTPHeaders([("Sec-WebSocket-Protocol", $0)]) } ?? HTTPHeaders()
                     }
                 },
                 upgradePipelineHandler: { channel, _ in
@@ -104,6 +102,11 @@ struct SkiffServerChannel: ServerChildChannel, HTTPChannelHandler {
             pipelineConfiguration.decoderConfiguration.maxHeaderListSize = configuration.httpDecoder.maxHeaderListSize
             pipelineConfiguration.decoderConfiguration.maxHeaderFieldCount = configuration.httpDecoder.maxHeaderFieldCount
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: pipelineConfiguration)
+            // NIO's upgrade handler swallows the head of any request with an `Upgrade` header it
+            // does not upgrade (h2c, a WebSocket handshake without a key, one the streams declined):
+            // the first head is recorded ahead of it, for the not-upgraded pipeline to replay.
+            let upgradeHandler = try channel.pipeline.syncOperations.handler(type: NIOTypedHTTPServerUpgradeHandler<Negotiated>.self)
+            try channel.pipeline.syncOperations.addHandler(FirstHeadRecorder(declined), position: .before(upgradeHandler))
             try channel.pipeline.syncOperations.addHandler(NegotiationErrorHandler())
             if !handlers.front.isEmpty {
                 try channel.pipeline.syncOperations.addHandlers(handlers.front, position: .first)
@@ -151,6 +154,27 @@ final class NegotiationErrorHandler: ChannelInboundHandler, RemovableChannelHand
         context.write(wrapOutboundOut(.body(.byteBuffer(body))), promise: nil)
         let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
+    }
+}
+
+/// Keeps the first request head of a connection (see ``SkiffServerChannel``), then leaves.
+final class FirstHeadRecorder: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    private let first: NIOLoopBoundBox<HTTPRequestHead?>
+
+    init(_ first: NIOLoopBoundBox<HTTPRequestHead?>) {
+        self.first = first
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        if case .head(let head) = unwrapInboundIn(data) {
+            first.value = head
+            context.fireChannelRead(data)
+            context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+            return
+        }
+        context.fireChannelRead(data)
     }
 }
 

@@ -27,6 +27,9 @@ final class EventStreamOutput: StreamOutput {
 
     var eventLoop: any EventLoop { channel.eventLoop }
 
+    /// Events go to the response writer through `events`, which takes them one at a time.
+    func untilWritable() async {}
+
     /// Every event goes to the response writer as it comes (it flushes each).
     func flush() {}
 
@@ -51,10 +54,10 @@ final class EventStreamOutput: StreamOutput {
         _ = send(ByteBuffer(string: ": ping\n\n"))
     }
 
-    /// The event was written: its sender may go on.
-    func written(_ promise: EventLoopPromise<Void>) {
+    /// The writer took the event: from here its promise is the writer's to complete, and closing
+    /// the output no longer fails it (a drain must not release an event the client got).
+    func taken(_ promise: EventLoopPromise<Void>) {
         _ = pending.withLock { $0.promises.removeValue(forKey: ObjectIdentifier(promise.futureResult)) }
-        promise.succeed()
     }
 
     /// No more events will be written: everything still waiting fails, and so does every later write.
@@ -162,8 +165,14 @@ struct EventStreamController<Backend: QueueBackend>: Sendable {
                         // A first comment, so the client sees the feed open before any message.
                         try await writer.write(ByteBuffer(string: ": \(queue) open\n\n"))
                         for await (event, promise) in output.events {
-                            try await writer.write(event)
-                            output.written(promise)
+                            output.taken(promise)
+                            do {
+                                try await writer.write(event)
+                                promise.succeed()
+                            } catch {
+                                promise.fail(error)
+                                throw error
+                            }
                         }
                     } catch {
                         logger.debug("event stream ended", metadata: ["error": "\(error)"])

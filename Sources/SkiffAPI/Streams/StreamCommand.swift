@@ -46,7 +46,13 @@ struct StreamCommand: Sendable {
         }
         var fields = Fields(frame: frame)
         for member in members {
-            let key = frame.getString(at: frame.readerIndex + member.key.lowerBound, length: member.key.count) ?? ""
+            var key = frame.getString(at: frame.readerIndex + member.key.lowerBound, length: member.key.count) ?? ""
+            // A key written with escapes is the key it decodes to (`"\u006fp"` is `op`).
+            if key.utf8.contains(UInt8(ascii: "\\")),
+                let decoded = try? JSONDecoder().decode(String.self, from: Data(("\"" + key + "\"").utf8))
+            {
+                key = decoded
+            }
             // Unknown fields are ignored, as unknown query parameters are, so that a newer
             // client's extra fields do not break an older server. A repeated field is ambiguous.
             guard fields.values[key] == nil else { throw Refusal(status: 400, message: "field '\(key)' appears twice") }

@@ -11,8 +11,9 @@ import SkiffQueue
 struct StreamOpening: Sendable {
     var parameters: StreamParameters
     var access: Result<AccessGrant?, StreamAccessRefusal>
-    /// The client offered the `skiff` subprotocol: the answer selects it.
-    var selectsSubprotocol: Bool
+    /// The subprotocol the answer selects: `skiff` when offered, else the key's (a browser fails a
+    /// handshake that offered subprotocols and got none back).
+    var subprotocol: String?
 }
 
 struct StreamAccessRefusal: Error, Equatable {
@@ -93,7 +94,8 @@ struct StreamEndpoint<Backend: QueueBackend>: StreamUpgrading {
         case .unauthenticated(let reason), .forbidden(let reason):
             access = .failure(StreamAccessRefusal(reason: reason))
         }
-        return .open(StreamOpening(parameters: parameters, access: access, selectsSubprotocol: offered.contains(Self.subprotocol)))
+        let selected = offered.contains(Self.subprotocol) ? Self.subprotocol : offered.first { $0.hasPrefix(Self.keySubprotocolPrefix) }
+        return .open(StreamOpening(parameters: parameters, access: access, subprotocol: selected))
     }
 
     func run(_ channel: NIOAsyncChannel<WebSocketFrame, Never>, opening: StreamOpening, logger: Logger) async {

@@ -14,12 +14,32 @@ protocol StreamOutput: Sendable {
     func flush()
     /// The connection's event loop (timers run there).
     var eventLoop: any EventLoop { get }
+    /// Returns once the peer has read what was written (at once while it keeps up): a reader
+    /// that stops reading stops the stream's work instead of growing its buffers.
+    func untilWritable() async
     /// `false` while the peer reads slower than the stream writes: wait for the last write first.
     var isWritable: Bool { get }
 }
 
 extension StreamOutput {
     func writeMessage(_ frame: ByteBuffer, receipt: Receipt?) -> EventLoopFuture<Void> { write(frame) }
+}
+
+/// The last write of an output, for ``StreamOutput/untilWritable()``.
+final class LastWrite: Sendable {
+    private let last = Mutex<EventLoopFuture<Void>?>(nil)
+
+    func record(_ write: EventLoopFuture<Void>) -> EventLoopFuture<Void> {
+        last.withLock { $0 = write }
+        return write
+    }
+
+    /// Waits for the last write while `isWritable` says the peer is behind.
+    func wait(isWritable: () -> Bool, flush: () -> Void) async {
+        guard !isWritable(), let pending = last.withLock({ $0 }) else { return }
+        flush()
+        try? await pending.get()
+    }
 }
 
 /// What a stream asks for when it opens (`GET /api/{queue}/stream?credit=&visibility=&autoAck=`).
@@ -98,6 +118,21 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
     private let wake: StreamWakeSignal
     private let lastMessageWrite = Mutex<EventLoopFuture<Void>?>(nil)
     private let counts = Mutex(Counts())
+    /// Set when the stream stops delivering (its close frame is sent, or it drains): nothing more
+    /// is written, and a lease not yet written is given back.
+    private let stopped = Atomic<Bool>(false)
+    /// Where the next reconcile starts in the held messages (it checks a slice at a time).
+    private let reconcileCursor = Mutex(0)
+
+    /// How many held messages one reconcile asks storage about (bounded Redis work per call).
+    static var reconcileSlice: Int { 128 }
+
+    func stop() {
+        stopped.store(true, ordering: .relaxed)
+        wake.signal()
+    }
+
+    var isStopped: Bool { stopped.load(ordering: .relaxed) }
 
     /// What the stream did, for its closing log line.
     struct Counts: Sendable, Equatable {
@@ -141,7 +176,7 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
     /// Keeps the window full until the task is cancelled (the stream closes or drains). A claim
     /// in progress when it is cancelled gives its messages back.
     func runDeliveries() async {
-        while !Task.isCancelled {
+        while !Task.isCancelled, !isStopped {
             let now = ContinuousClock.now
             let (count, expired, deadline) = window.withLock { window in
                 let expired = window.expire(at: now)
@@ -200,6 +235,16 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
             window.withLock { window in
                 for delivery in deliveries { window.hold(delivery.receipt, until: delivery.claimedAt + delivery.lease) }
             }
+        }
+        // Stopped (a close frame went out) or cancelled since the claim: nothing may be written.
+        if isStopped || Task.isCancelled {
+            if !parameters.autoAck {
+                window.withLock { window in for delivery in deliveries { _ = window.settle(delivery.receipt) } }
+            } else {
+                window.withLock { $0.unreserve(deliveries.count) }
+            }
+            await lease.release()
+            return
         }
         var last: EventLoopFuture<Void>?
         for delivery in deliveries {
@@ -266,8 +311,14 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
     /// Frees the places of held messages whose claims storage no longer holds (acked, nacked or
     /// made visible through another path).
     private func reconcile() async {
-        let held = window.withLock { Array($0.held.keys) }
-        guard !held.isEmpty else { return }
+        let all = window.withLock { $0.heldInOrder }
+        guard !all.isEmpty else { return }
+        let held = reconcileCursor.withLock { cursor -> [Receipt] in
+            if cursor >= all.count { cursor = 0 }
+            let slice = Array(all[cursor..<Swift.min(all.count, cursor + Self.reconcileSlice)])
+            cursor += slice.count
+            return slice
+        }
         do {
             let stillHeld = try await exchange.backend.claimsHeld(held, in: queue)
             window.withLock { window in
@@ -291,10 +342,8 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
         defer { output.flush() }
         while index < commands.count {
             // Answers the client does not read pile up here: wait for them to leave.
-            if !output.isWritable, let pending = lastMessageWrite.withLock({ $0 }) {
-                output.flush()
-                try? await pending.get()
-            }
+            await output.untilWritable()
+            if isStopped { return }
             let command = commands[index]
             if let refusal = refusal(of: command) {
                 _ = output.write(StreamFrame.error(refusal))
@@ -303,10 +352,13 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
             }
             var end = index + 1
             switch command.operation {
-            case .publish(_, let options) where options.idempotencyKey == nil:
-                while end < commands.count, end - index < QueueController<Backend>.maximumBatch, case .publish(_, options) = commands[end].operation,
-                    refusal(of: commands[end]) == nil
+            case .publish(let first, let options) where options.idempotencyKey == nil:
+                // At most a batch's count and MAX_BATCH_BYTES per send, as over HTTP.
+                var bytes = first.readableBytes
+                while end < commands.count, end - index < QueueController<Backend>.maximumBatch, case .publish(let body, options) = commands[end].operation,
+                    bytes + body.readableBytes <= exchange.settings.maximumBatchBytes, refusal(of: commands[end]) == nil
                 {
+                    bytes += body.readableBytes
                     end += 1
                 }
                 await publish(commands[index..<end], options: options)

@@ -7,9 +7,13 @@ import Synchronization
 /// faster than storage answers is slowed by TCP rather than held in memory.
 final class StreamInbox: Sendable {
     static var capacity: Int { 1024 }
+    /// Publish bodies queued at most (a command over it still goes in, alone).
+    static var byteCapacity: Int { 16 << 20 }
 
     private struct State {
         var commands: [StreamCommand] = []
+        var bytes = 0
+        var isFull: Bool { commands.count >= StreamInbox.capacity || bytes >= StreamInbox.byteCapacity }
         var finished = false
         var consumer: CheckedContinuation<[StreamCommand]?, Never>?
         var producer: CheckedContinuation<Void, Never>?
@@ -20,22 +24,28 @@ final class StreamInbox: Sendable {
     /// Queues `command`; waits first while the inbox is full.
     func push(_ command: StreamCommand) async {
         while true {
-            let full = state.withLock { $0.commands.count >= Self.capacity && !$0.finished }
+            let full = state.withLock { $0.isFull && !$0.finished }
             guard full else { break }
             await withCheckedContinuation { continuation in
                 let resumeNow = state.withLock { state -> Bool in
-                    guard state.commands.count >= Self.capacity, !state.finished else { return true }
+                    guard state.isFull, !state.finished else { return true }
                     state.producer = continuation
                     return false
                 }
                 if resumeNow { continuation.resume() }
             }
         }
+        let size: Int
+        if case .publish(let body, _) = command.operation { size = body.readableBytes } else { size = 0 }
         let consumer = state.withLock { state -> CheckedContinuation<[StreamCommand]?, Never>? in
             state.commands.append(command)
+            state.bytes += size
             guard let consumer = state.consumer else { return nil }
             state.consumer = nil
-            defer { state.commands = [] }
+            defer {
+                state.commands = []
+                state.bytes = 0
+            }
             return consumer
         }
         // A waiting consumer takes the one command just queued.
@@ -59,7 +69,10 @@ final class StreamInbox: Sendable {
         await withCheckedContinuation { continuation in
             let (taken, producer) = state.withLock { state -> ([StreamCommand]??, CheckedContinuation<Void, Never>?) in
                 if !state.commands.isEmpty {
-                    defer { state.commands = [] }
+                    defer {
+                        state.commands = []
+                        state.bytes = 0
+                    }
                     let producer = state.producer
                     state.producer = nil
                     return (.some(state.commands), producer)

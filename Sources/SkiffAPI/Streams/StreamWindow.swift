@@ -32,14 +32,9 @@ struct StreamWindow {
         return credit
     }
 
-    /// Takes up to `maximum` free places for a claim, once a quarter of the credit is free (or
-    /// the window is empty): a consumer acking one message at a time then gets batches of a
-    /// quarter window per claim rather than one claim per ack, and still has three quarters of
-    /// its window to work on meanwhile.
-    /// - Returns: how many were taken (zero when the window is full, or too full to refill yet).
+    /// Takes up to `maximum` free places for a claim: a place freed by an ack is filled at once.
+    /// - Returns: how many were taken (zero when the window is full).
     mutating func reserve(upTo maximum: Int) -> Int {
-        let refill = Swift.max(1, credit / 4)
-        guard available >= refill || claiming + held.count == 0 else { return 0 }
         let count = Swift.min(maximum, available)
         claiming += count
         return count
@@ -77,6 +72,9 @@ struct StreamWindow {
         for receipt in due { _ = settle(receipt) }
         return due
     }
+
+    /// Held receipts, oldest first.
+    var heldInOrder: [Receipt] { held.keys.sorted { order[$0, default: 0] < order[$1, default: 0] } }
 
     /// When the next held lease ends (`nil`: none held).
     var nextDeadline: ContinuousClock.Instant? { held.values.min() }

@@ -10,9 +10,14 @@ import Synchronization
 /// write's future tells when its bytes reached the socket.
 struct WebSocketStreamOutput: StreamOutput {
     let channel: any Channel
+    let lastWrite = LastWrite()
 
     func write(_ frame: ByteBuffer) -> EventLoopFuture<Void> {
-        channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame))
+        lastWrite.record(channel.write(WebSocketFrame(fin: true, opcode: .text, data: frame)))
+    }
+
+    func untilWritable() async {
+        await lastWrite.wait(isWritable: { channel.isWritable }, flush: { channel.flush() })
     }
 
     func flush() {
@@ -24,7 +29,7 @@ struct WebSocketStreamOutput: StreamOutput {
     var eventLoop: any EventLoop { channel.eventLoop }
 
     func control(_ opcode: WebSocketOpcode, _ data: ByteBuffer) -> EventLoopFuture<Void> {
-        channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, data: data))
+        lastWrite.record(channel.writeAndFlush(WebSocketFrame(fin: true, opcode: opcode, data: data)))
     }
 
     /// A close frame: the code and a reason of at most 123 bytes (what fits a control frame).
@@ -170,6 +175,12 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
     /// Sends a close frame once and closes the connection if the peer does not answer in time.
     func close(_ code: WebSocketErrorCode, reason: String) {
         guard closeSent.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else { return }
+        // No data frame may follow a close frame (RFC 6455 5.5.1): deliveries and answers stop.
+        session.stop()
+        deliveries.withLock { state in
+            state.stopped = true
+            state.task?.cancel()
+        }
         closeCode.withLock { $0 = code }
         let channel = self.channel
         _ = output.control(.connectionClose, WebSocketStreamOutput.closeData(code, reason: reason))
@@ -181,6 +192,8 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
         var discarding = false
         do {
             for try await frame in inbound {
+                // A peer that does not read what it is sent is not read from either.
+                await output.untilWritable()
                 switch frame.opcode {
                 case .text, .continuation:
                     if frame.opcode == .text {
@@ -221,7 +234,11 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
                     if !closeSent.load(ordering: .relaxed) {
                         // Echo the client's code, as RFC 6455 asks.
                         var data = frame.unmaskedData
-                        let code = data.readWebSocketErrorCode() ?? .normalClosure
+                        var code = data.readWebSocketErrorCode() ?? .normalClosure
+                        // Codes that must never be sent (1005, 1006, 1015, or outside 1000...4999
+                        // or reserved) are answered with 1000.
+                        let number = UInt16(webSocketErrorCode: code)
+                        if !(1000...4999).contains(number) || [1004, 1005, 1006, 1015].contains(number) { code = .normalClosure }
                         close(code, reason: "")
                     }
                     return
@@ -235,6 +252,8 @@ final class WebSocketStreamConnection<Backend: QueueBackend>: Sendable {
     }
 
     private func dispatch(_ message: ByteBuffer, executor: EventLoopTaskExecutor) async {
+        // After our close frame, only the peer's close answer matters.
+        guard !closeSent.load(ordering: .relaxed) else { return }
         do throws(StreamCommand.Refusal) {
             let command = try StreamCommand.parse(message, maximumBodyBytes: session.exchange.settings.maximumMessageBytes)
             startProcessor(executor)
