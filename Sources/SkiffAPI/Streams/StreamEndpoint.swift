@@ -224,7 +224,12 @@ struct StreamController: Sendable {
         guard request.headers[.secWebSocketKey] != nil, request.headers[.secWebSocketVersion] == "13" else {
             throw APIError(.badRequest, "not a WebSocket handshake: Sec-WebSocket-Key and Sec-WebSocket-Version: 13 are required")
         }
-        throw APIError(.serviceUnavailable, "the stream could not be opened; retry", headers: [.retryAfter: "1"])
+        // NIO upgrades only a connection's first request; or MAX_STREAMS filled up meanwhile.
+        throw APIError(
+            .serviceUnavailable,
+            "the stream could not be opened on this connection (an upgrade must be its first request); retry on a new connection",
+            headers: [.retryAfter: "1"]
+        )
     }
 
 }
