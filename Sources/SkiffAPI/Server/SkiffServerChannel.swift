@@ -139,6 +139,18 @@ final class NegotiationErrorHandler: ChannelInboundHandler, RemovableChannelHand
     typealias InboundIn = Never
     typealias OutboundOut = HTTPServerResponsePart
 
+    /// Graceful shutdown reaching a connection that never got as far as Hummingbird's HTTP
+    /// handlers (every request so far was the fast path's, which held the event back until its
+    /// response was written): nothing is in progress, so it closes, as Hummingbird's connection
+    /// state handler closes an idle connection. Without this the server would wait for it.
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if event is ChannelShouldQuiesceEvent {
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         guard error is HTTPParserError else {
             context.fireErrorCaught(error)
