@@ -6,7 +6,9 @@ queues of class ``strict``: producers at SOAK_RATE messages per second in all, a
 sends batches of 2-20 (``POST /api/{q}/batch``), a fifth of the single sends with an
 ``Idempotency-Key``; the chaos consumers, half plain and half acknowledged mode (5 % of deliveries
 never acked), a fifth of all long-polls aborted by the client on the first queue; and batch
-consumers (``GET /api/{q}/batch?visibility=``, then ``POST /api/{q}/ack``). Every
+consumers (``GET /api/{q}/batch?visibility=``, then ``POST /api/{q}/ack``); SOAK_STREAMS (1)
+WebSocket stream consumers and as many stream publishers, each opening a new stream every few
+seconds (chaos/stream.py), so stream sessions churn through the whole soak. Every
 SOAK_RESTART_SECONDS the last replica is stopped with SIGTERM (a rolling deploy: its requests
 finish) and started again; the other replicas run the whole soak, so their series are judged
 (trend.py). Then the queues are drained and the checker must find lost = duplicated =
@@ -19,7 +21,7 @@ besides, not judged, the CPU each replica used and the CPU that processes outsid
 (/proc/stat less the soak's own), which tells a slower cluster from a busier machine.
 
 Environment: SOAK_SECONDS (1800), SOAK_SAMPLE_SECONDS (60), SOAK_RESTART_SECONDS (SOAK_SECONDS
-/ 6), SOAK_RATE (100), SOAK_QUEUES (3), SOAK_SEED, SOAK_PORT_BASE (18680: proxy on the base,
+/ 6), SOAK_RATE (100), SOAK_QUEUES (3), SOAK_STREAMS (1), SOAK_SEED, SOAK_PORT_BASE (18680: proxy on the base,
 replica N on base+N, HAProxy statistics on base+10, Redis on base-1), SOAK_OUT (default
 .cluster/soak/runs/<time>-seed<seed>), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN. The
 cluster's state lives in .cluster/soak/cluster, apart from `make up`'s and the chaos run's.
@@ -40,7 +42,7 @@ import random
 import signal
 import time
 
-from . import checker, soakplot, trend
+from . import checker, soakplot, stream, trend
 from .history import body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body
 from .http import request
 from .runner import HOST, ROOT, Run, Settings, log
@@ -330,11 +332,16 @@ class SoakRun(Run):
         self.load_started = time.monotonic()
         self.cpu_since_last(0.0)
         self.history.event("phase", name="soak", seconds=self.s.seconds)
-        producers = [asyncio.ensure_future(self.mixed_producer(f"soak-p{i}", stop_producers, self.s.rate / self.s.producers))
+        per_producer = self.s.rate / (self.s.producers + self.s.streams)
+        producers = [asyncio.ensure_future(self.mixed_producer(f"soak-p{i}", stop_producers, per_producer))
                      for i in range(self.s.producers)]
+        producers += [asyncio.ensure_future(stream.stream_publisher(self, f"soak-sp{i}", self.queues, stop_producers, per_producer))
+                      for i in range(self.s.streams)]
         consumers = [asyncio.ensure_future(self.consumer(f"soak-{'k' if i % 2 else 'c'}{i}", self.queues, stop_consumers,
                                                          self.s.abort_share, bool(i % 2))) for i in range(self.s.consumers)]
         consumers += [asyncio.ensure_future(self.batch_consumer(f"soak-b{i}", stop_consumers)) for i in range(2)]
+        consumers += [asyncio.ensure_future(stream.stream_consumer(self, f"soak-s{i}", self.queues, stop_consumers))
+                      for i in range(self.s.streams)]
         restarts = asyncio.ensure_future(self.restarter(stop_restarts))
         try:
             await self.sampler()
@@ -369,7 +376,8 @@ def settings_from_environment() -> tuple[Settings, float, float]:
     out = env.get("SOAK_OUT") or os.path.join(ROOT, ".cluster", "soak", "runs", f"{time.strftime('%Y%m%d-%H%M%S')}-seed{seed}")
     settings = Settings(seed=seed, seconds=seconds, lease_ms=int(env.get("CLAIM_LEASE_MS", "3000")), replicas=int(env.get("REPLICAS", "3")),
                         producers=4, consumers=6, queues=int(env.get("SOAK_QUEUES", "3")), rate=float(env.get("SOAK_RATE", "100")),
-                        abort_share=0.2, ack_share=0.5, visibility_ms=VISIBILITY_MS, crash_share=0.05, phases=("soak",), kinds=(),
+                        abort_share=0.2, ack_share=0.5, visibility_ms=VISIBILITY_MS, crash_share=0.05,
+                        streams=int(env.get("SOAK_STREAMS", "1")), phases=("soak",), kinds=(),
                         out=out, link_port=base - 10, redis_replica_port=base - 2, proxy_port=base, replica_base_port=base,
                         redis_port=base - 1, stats_port=base + 10)
     sample = float(env.get("SOAK_SAMPLE_SECONDS", "60"))
