@@ -613,6 +613,43 @@ import Testing
 
     // MARK: Figures and queue management
 
+    /// Claims and acks are written in pages of commands (Redis: 500 messages a command): a claim
+    /// and an ack batch crossing page boundaries settle each message once, a receipt repeated in
+    /// a batch or gone stale answers false, and the error records of acked messages go with them.
+    @Test(arguments: BackendKind.available) func largeClaimsAndAckBatchesSettleEachMessageOnce(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, queue) = (fixture.backend, uniqueQueue())
+        let count = 1_203
+        let bodies = (0..<count).map { ByteBuffer(string: "\($0)") }
+        _ = try await backend.send(Array(bodies[..<600]), to: queue, options: SendOptions())
+        _ = try await backend.send(Array(bodies[600...]), to: queue, options: SendOptions())
+        // One message nacked with a reason first: its error record must go with its ack.
+        let nacked = try #require(try await backend.receiveAcknowledged(from: queue).first)
+        #expect(try await backend.reject(nacked.receipt, in: queue, delay: .zero, reason: "flaky") == true)
+        let mode = ReceiveMode.acknowledge(visibilityTimeout: .seconds(30))
+        let first = try await backend.receive(from: queue, max: 1_000, timeout: .zero, mode: mode)
+        let second = try await backend.receive(from: queue, max: 1_000, timeout: .zero, mode: mode)
+        #expect(first.count == 1_000 && second.count == count - 1_000)
+        #expect((first + second).map { String(buffer: $0.message.body) } == (0..<count).map { "\($0)" })
+        #expect(first.first?.message.lastError == "flaky")
+
+        let stale = Receipt(messageID: first[1].message.id, claimToken: first[1].receipt.claimToken + 1)
+        let receipts = (first + second).map(\.receipt) + [first[0].receipt, stale]
+        let results = try await backend.acknowledge(receipts, in: queue)
+        #expect(results == Array(repeating: true, count: count) + [false, false])
+        #expect(try await backend.acknowledge([second[0].receipt], in: queue) == [false])
+        let stats = try await backend.stats(of: queue)
+        #expect(stats.ready == 0 && stats.inFlight == 0)
+        #expect(stats.totals.acknowledged == Int64(count))
+
+        // The acked message's error record went with it: sent again under a new id, nothing is carried over.
+        _ = try await backend.send("again", to: queue)
+        let again = try #require(try await backend.receiveAcknowledged(from: queue).first)
+        #expect(again.message.lastError == nil)
+        #expect(try await backend.acknowledge([again.receipt], in: queue) == [true])
+    }
+
     @Test(arguments: BackendKind.available) func statsCountEveryEventExactly(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }

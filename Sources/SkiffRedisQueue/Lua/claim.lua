@@ -15,6 +15,14 @@ local pop = { 10 }
 for priority = 9, 0, -1 do pop[#pop + 1] = readyKey(queue, priority) end
 pop[12], pop[13] = 'LEFT', 'COUNT'
 local bytes, stopped = 0, false
+-- The claims are written one HSET and one ZADD per page of messages, not two commands each.
+local inflight, leases = {}, {}
+local function flush()
+  if #inflight == 0 then return end
+  redis.call('HSET', key(queue, 'inflight'), unpack(inflight))
+  redis.call('ZADD', key(queue, 'leases'), unpack(leases))
+  inflight, leases = {}, {}
+end
 while claimed < wanted and not stopped do
   -- Under a byte limit at most 16 at a time: Redis never holds more than the limit and 16
   -- messages, and what stops the claim goes back untouched.
@@ -44,8 +52,10 @@ while claimed < wanted and not stopped do
       m.count, m.claims, m.last = m.count + 1, m.claims + 1, now
       if m.first == 0 then m.first = now end
       local updated = build(m)
-      redis.call('HSET', key(queue, 'inflight'), m.id, updated)
-      redis.call('ZADD', key(queue, 'leases'), now + lease, m.id)
+      local k = #inflight
+      inflight[k + 1], inflight[k + 2] = m.id, updated
+      leases[k + 1], leases[k + 2] = now + lease, m.id
+      if k + 2 >= 2 * page then flush() end
       if not earliest or now + lease < earliest then earliest = now + lease end
       local n = #out
       out[n + 1] = updated
@@ -55,6 +65,7 @@ while claimed < wanted and not stopped do
     end
   end
 end
+flush()
 if earliest then redis.call('ZADD', indexKey('lease-index'), 'LT', earliest, queue) end
 count(queue, 'delivered', claimed)
 out[#out + 1] = stopped and 1 or 0

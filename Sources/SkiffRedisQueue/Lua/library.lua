@@ -212,6 +212,69 @@ local function heldClaim(q, id, token)
   return m
 end
 
+-- The claim token (the claims field) of an in-flight envelope, read without copying its body.
+local function claimsOf(e)
+  local claims = string.match(e, '^2|%d+|[^|]+|%d+|%d|%d+|(%d+)|') or string.match(e, '^1|%d+|[^|]+|%d+|%d+|(%d+)|')
+  return tonumber(claims)
+end
+
+-- Lua's unpack holds at most a few thousand values: commands taking many arguments go in pages.
+local page = 500
+
+-- heldClaim for every (id, token) pair in ARGV from index `first` on: the in-flight envelope
+-- where the token still holds the claim, false where not, in the pairs' order; and how many pairs.
+-- One HMGET and one ZMSCORE per page of pairs, not two commands each: a batch of acks is cheap.
+local function heldClaims(q, first)
+  local n = math.floor((#ARGV - first + 1) / 2)
+  local out = {}
+  for start = 0, n - 1, page do
+    local stop = math.min(start + page, n) - 1
+    local ids = {}
+    for j = start, stop do ids[#ids + 1] = ARGV[first + 2 * j] end
+    local envelopes = redis.call('HMGET', key(q, 'inflight'), unpack(ids))
+    local expiries = redis.call('ZMSCORE', key(q, 'leases'), unpack(ids))
+    for j = start, stop do
+      local e, expiry = envelopes[j - start + 1], tonumber(expiries[j - start + 1])
+      out[j + 1] = (e and expiry and expiry > now and claimsOf(e) == tonumber(ARGV[first + 2 * j + 1])) and e or false
+    end
+  end
+  return out, n
+end
+
+-- takeClaim for every pair, as heldClaims: the envelopes taken (false where the pair does not
+-- hold its claim, or repeats one taken already), how many pairs, and the ids taken.
+local function takeClaims(q, first)
+  local held, n = heldClaims(q, first)
+  local taken, seen = {}, {}
+  for j = 1, n do
+    local id = ARGV[first + 2 * (j - 1)]
+    if held[j] and not seen[id] then
+      seen[id] = true
+      taken[#taken + 1] = id
+    else
+      held[j] = false
+    end
+  end
+  for start = 1, #taken, page do
+    local stop = math.min(start + page - 1, #taken)
+    redis.call('HDEL', key(q, 'inflight'), unpack(taken, start, stop))
+    redis.call('ZREM', key(q, 'leases'), unpack(taken, start, stop))
+  end
+  return held, n, taken
+end
+
+-- forget for many ids: a hash the queue never had costs one EXISTS, not an HDEL per message.
+local function forgetAll(q, ids)
+  if #ids == 0 then return end
+  for _, suffix in ipairs({ 'errors', 'history' }) do
+    if redis.call('EXISTS', key(q, suffix)) == 1 then
+      for start = 1, #ids, page do
+        redis.call('HDEL', key(q, suffix), unpack(ids, start, math.min(start + page - 1, #ids)))
+      end
+    end
+  end
+end
+
 -- Takes a claim out of the in-flight state if `token` still holds it.
 local function takeClaim(q, id, token)
   local m = heldClaim(q, id, token)

@@ -1,7 +1,8 @@
+local held, n = takeClaims(queue, 3)
 local released = 0
-for i = 3, #ARGV - 1, 2 do
-  local m = takeClaim(queue, ARGV[i], ARGV[i + 1])
-  if m then
+for j = 1, n do
+  if held[j] then
+    local m = parse(held[j])
     m.count = math.max(m.count - 1, 0)
     requeue(queue, m)
     released = released + 1
