@@ -16,6 +16,8 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         /// The request contradicts the queue's state (shrinking a partitioned queue, say). Nothing
         /// was changed.
         case conflict
+        /// The backend cannot do this in its configuration (topics on a Redis Cluster, for now).
+        case unsupported
         /// Anything else: a bug or an unexpected reply.
         case internalError
     }
@@ -53,6 +55,14 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
             "queue \(queue) cannot have \(partitions) partitions: each partition counts as a queue and the service would pass its maximum number of queues (MAX_QUEUES); delete unused queues or raise the limit; nothing was changed"
         )
     }
+    /// Creating the topic would pass the service's limit on topics (MAX_QUEUES, counted apart from queues).
+    public static func tooManyTopics(_ topic: TopicName, maximum: Int) -> Self {
+        Self(
+            .tooManyQueues,
+            "topic \(topic) does not exist and the service already holds its maximum of \(maximum) topics (MAX_QUEUES); delete unused topics or raise the limit; nothing was stored"
+        )
+    }
+    public static func unsupported(_ detail: String) -> Self { Self(.unsupported, detail) }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func conflict(_ detail: String) -> Self { Self(.conflict, detail) }
     /// A settings change would lower a queue's partition count.

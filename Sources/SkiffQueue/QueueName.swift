@@ -1,4 +1,5 @@
-/// A validated queue name: 1 to 128 characters from `A-Z a-z 0-9 _ -`, case-sensitive.
+/// A validated queue name: 1 to 128 characters from `A-Z a-z 0-9 _ -`, case-sensitive, other
+/// than `topics` (``reserved``: `/api/topics` is the topic API).
 ///
 /// The character set excludes `{`, `}` and `:`, so a name can never reach outside its own
 /// Redis keys (`skiff:{name}:...`).
@@ -14,10 +15,18 @@ public struct QueueName: Hashable, Sendable, CustomStringConvertible, Comparable
     /// Partitions a queue can have at most (``QueueSettings/partitions``).
     public static let maximumPartitions = 64
 
+    /// Names no queue can have: `/api/topics/...` addresses topics.
+    public static let reserved: Set<String> = ["topics"]
+
     public init?(_ rawValue: some StringProtocol) {
-        let utf8 = rawValue.utf8
-        guard (1...Self.maximumLength).contains(utf8.count), utf8.allSatisfy(Self.isAllowed) else { return nil }
+        guard Self.isValid(rawValue), !Self.reserved.contains(String(rawValue)) else { return nil }
         self.rawValue = String(rawValue)
+    }
+
+    /// Whether `name` has the length and characters of a name (queues, topics, subscriptions).
+    public static func isValid(_ name: some StringProtocol) -> Bool {
+        let utf8 = name.utf8
+        return (1...maximumLength).contains(utf8.count) && utf8.allSatisfy(isAllowed)
     }
 
     /// A name as a backend stored it: a queue name, or a partition's (`q~p`, p from 1 to

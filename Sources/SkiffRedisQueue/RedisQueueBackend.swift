@@ -303,14 +303,14 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     /// the script runs again without a limit).
     var maximumQueuesArgument: Int64 { clustered ? 0 : Int64(configuration.maximumQueues) }
 
-    /// One `enqueue` run, waiting for Redis replicas when configured.
-    func enqueue(_ arguments: [RedisArgument], keys scriptKeys: [String]) async throws -> RedisValue {
+    /// One `enqueue` (or `publish`) run, waiting for Redis replicas when configured.
+    func enqueue(_ arguments: [RedisArgument], keys scriptKeys: [String], script: RedisScript = RedisQueueScripts.enqueue) async throws -> RedisValue {
         guard configuration.replicaAcknowledgements > 0 else {
-            return try await mapErrors { try await client.evaluate(RedisQueueScripts.enqueue, keys: scriptKeys, arguments: arguments) }
+            return try await mapErrors { try await client.evaluate(script, keys: scriptKeys, arguments: arguments) }
         }
         let (value, acknowledged) = try await mapErrors {
             try await client.evaluate(
-                RedisQueueScripts.enqueue,
+                script,
                 keys: scriptKeys,
                 arguments: arguments,
                 waitingForReplicas: configuration.replicaAcknowledgements,

@@ -31,9 +31,29 @@ enum RedisQueueScripts {
     static var all: [RedisScript] {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
-            purge, register, dueSlots, unregistered,
+            purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic,
         ]
     }
+
+    // MARK: Topics (docs/topics.md): the queue library, then the topic library, then the script.
+
+    private static func topicScript(_ name: String, drains: Bool = true, _ body: [UInt8]) -> RedisScript {
+        RedisScript(
+            name: name,
+            source: (drains ? "#!lua flags=allow-oom\n" : "") + library + template(PackageResources.topic_library_lua) + template(body)
+        )
+    }
+
+    /// A publish's fan-out in one run; the arguments and answers are in publish.lua.
+    static let publish = topicScript("publish", drains: false, PackageResources.publish_lua)
+    /// ARGV: prefix, '', topic. Returns `{version, name1, stored1, ...}`. Reads only.
+    static let topicSubscriptions = topicScript("topic-subscriptions", PackageResources.topic_subscriptions_lua)
+    /// Creates or replaces a subscription; the arguments and answers are in topic-subscribe.lua.
+    static let subscribe = topicScript("topic-subscribe", drains: false, PackageResources.topic_subscribe_lua)
+    /// ARGV: prefix, '', topic, name. Returns 1, or 0 for no such subscription.
+    static let unsubscribe = topicScript("topic-unsubscribe", PackageResources.topic_unsubscribe_lua)
+    /// ARGV: prefix, '', topic. Returns 1, or 0 for no such topic.
+    static let deleteTopic = topicScript("topic-delete", PackageResources.topic_delete_lua)
 
     /// Redis Cluster only, without the library: registers a queue in the global registry that
     /// counts queues against `MAX_QUEUES`. KEYS[1]: the registry; ARGV: queue, maximum.

@@ -381,6 +381,10 @@ struct StreamTests {
             #expect(badName.status == 400)
             let first = try await RawWebSocket.connect(port: port, path: "/api/\(queue)/stream")
             #expect(first.status == 101)
+            // Its place is taken once its session runs (a frame answered); an upgrade racing a
+            // stream that has not started yet is refused after it, with 1013 (docs/streams.md).
+            try await first.sendText(#"{"op":"credit","n":1,"ref":"sync"}"#)
+            _ = try await frame(first, op: "credited")
             let second = try await RawWebSocket.connect(port: port, path: "/api/\(queue)/stream")
             #expect(second.status == 503)
             #expect(second.responseHead.lowercased().contains("retry-after: 1"))

@@ -57,7 +57,7 @@ public struct AccessPolicy: Sendable {
             return .forbidden("this API key lacks the \(needed) scope needed here")
         }
         if let queue, !grant.permits(queue: queue) {
-            return .forbidden("this API key may only use queues whose names start with '\(grant.queuePrefix ?? "")'")
+            return .forbidden("this API key may only use queues and topics whose names start with '\(grant.queuePrefix ?? "")'")
         }
         return .allow(grant)
     }
@@ -108,6 +108,9 @@ public struct AccessPolicy: Sendable {
     /// | `GET /api/{queue}/stream` (a WebSocket; its frames are checked one by one) | send or receive |
     /// | `GET /api/{queue}/events` (Server-Sent Events) | receive |
     /// | `GET`/`PUT /api/{queue}/config`, `POST /api/{queue}/redrive` and `/purge`, `DELETE /api/{queue}`, `GET /queues` | admin |
+    /// | `POST /api/topics/{topic}`, `POST /api/topics/{topic}/batch` | send |
+    /// | `POST /api/topics/{topic}/filter-test` | send, receive or admin |
+    /// | `GET /api/topics`, `DELETE /api/topics/{topic}`, `/api/topics/{topic}/subscriptions[/{name}]` | admin |
     /// | `/health`, `/ready` | open |
     /// | `/metrics` | admin if `metricsRequireAuth`, else open |
     /// | anything else | admin |
@@ -124,6 +127,19 @@ public struct AccessPolicy: Sendable {
             case "health", "ready": return .open
             case "metrics": return metricsRequireAuth ? admin : .open
             default: return admin
+            }
+        case 2... where segments[0] == "api" && segments[1] == "topics":
+            // Topics: their names pass the key's prefix as queue names do. A subscription's queue
+            // is checked by the route, which reads it from the body.
+            guard segments.count >= 3 else { return admin }
+            let topic = segments[2]
+            switch (method, segments.dropFirst(3).map(String.init)) {
+            case (.post, []), (.post, ["batch"]):
+                return .key(anyOf: [.send], queue: topic)
+            case (.post, ["filter-test"]):
+                return .key(anyOf: [.send, .receive, .admin], queue: topic)
+            default:
+                return .key(anyOf: [.admin], queue: topic)
             }
         case 2... where segments[0] == "api":
             let queue = segments[1]

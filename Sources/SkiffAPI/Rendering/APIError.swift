@@ -34,6 +34,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
             case .queueFull: self.init(.tooManyRequests, error.message, headers: [.retryAfter: "1"])
             case .invalidArgument: self.init(.badRequest, error.message)
             case .tooManyQueues, .conflict: self.init(.conflict, error.message)
+            case .unsupported: self.init(.notImplemented, error.message)
             case .internalError: self.init(.internalServerError, error.message)
             }
         case is NIOTooManyBytesError:

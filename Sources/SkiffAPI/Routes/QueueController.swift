@@ -75,8 +75,8 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
 
     @Sendable func send(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
-        let options = try sendOptions(request)
-        let body = try await collectBody(request, limit: settings.maximumMessageBytes)
+        let options = try Self.sendOptions(request)
+        let body = try await Self.collectBody(request, limit: settings.maximumMessageBytes, settings: settings)
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
@@ -85,22 +85,8 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
 
     @Sendable func sendBatch(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
-        let options = try sendOptions(request)
-        let body = try await collectBody(request, limit: settings.maximumBatchBytes, name: "MAX_BATCH_BYTES")
-        let messages: [ByteBuffer]
-        do {
-            let contentType = request.headers[.contentType]?.lowercased() ?? ""
-            if contentType.hasPrefix("application/x-ndjson") || contentType.hasPrefix("application/jsonl") {
-                messages = try BatchBody.ndjson(body, maximumCount: Self.maximumBatch)
-            } else {
-                messages = try BatchBody.jsonArray(body, maximumCount: Self.maximumBatch)
-            }
-        } catch {
-            throw APIError(.badRequest, error.message)
-        }
-        if let index = messages.firstIndex(where: { $0.readableBytes > settings.maximumMessageBytes }) {
-            throw APIError(.contentTooLarge, "message \(index) is larger than MAX_MESSAGE_BYTES (\(settings.maximumMessageBytes) bytes)")
-        }
+        let options = try Self.sendOptions(request)
+        let messages = try await Self.batchMessages(request, settings: settings)
         let sent = try await backend.send(messages, to: queue, options: options)
         let duplicate = sent.first?.isDuplicate ?? false
         if !duplicate { metrics.messageEnqueued(queue: queue.rawValue, count: sent.count) }
@@ -119,7 +105,30 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         return response
     }
 
-    private func sendOptions(_ request: Request) throws -> SendOptions {
+    /// A batch body's messages (a JSON array, or NDJSON by its content type), each validated.
+    /// - Throws: ``APIError`` 400 for a malformed batch, 413 past MAX_BATCH_BYTES or for a
+    ///   message past MAX_MESSAGE_BYTES.
+    static func batchMessages(_ request: Request, settings: APISettings) async throws -> [ByteBuffer] {
+        let body = try await collectBody(request, limit: settings.maximumBatchBytes, name: "MAX_BATCH_BYTES", settings: settings)
+        let messages: [ByteBuffer]
+        do {
+            let contentType = request.headers[.contentType]?.lowercased() ?? ""
+            if contentType.hasPrefix("application/x-ndjson") || contentType.hasPrefix("application/jsonl") {
+                messages = try BatchBody.ndjson(body, maximumCount: maximumBatch)
+            } else {
+                messages = try BatchBody.jsonArray(body, maximumCount: maximumBatch)
+            }
+        } catch {
+            throw APIError(.badRequest, error.message)
+        }
+        if let index = messages.firstIndex(where: { $0.readableBytes > settings.maximumMessageBytes }) {
+            throw APIError(.contentTooLarge, "message \(index) is larger than MAX_MESSAGE_BYTES (\(settings.maximumMessageBytes) bytes)")
+        }
+        return messages
+    }
+
+    /// `delay` and `priority` from the query, `Idempotency-Key` from the headers.
+    static func sendOptions(_ request: Request) throws -> SendOptions {
         let query = request.uri.queryParameters
         var options = SendOptions()
         if let delay = query["delay"] {
@@ -137,14 +146,15 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         return options
     }
 
-    private func collectBody(_ request: Request, limit: Int, name: String = "MAX_MESSAGE_BYTES") async throws -> ByteBuffer {
+    /// The whole body, refused with 413 past `limit` (named by its setting `name`).
+    static func collectBody(_ request: Request, limit: Int, name: String = "MAX_MESSAGE_BYTES", settings: APISettings) async throws -> ByteBuffer {
         if let declared = request.headers[.contentLength].flatMap(Int.init), declared > limit {
-            throw tooLarge(limit, name: name)
+            throw tooLarge(limit, name: name, settings: settings)
         }
         do {
             return try await request.body.collect(upTo: limit)
         } catch is NIOTooManyBytesError {
-            throw tooLarge(limit, name: name)
+            throw tooLarge(limit, name: name, settings: settings)
         }
     }
 
@@ -308,7 +318,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
 
     @Sendable func acknowledgeBatch(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
-        let document = try JSONDocument.object(try await collectBody(request, limit: 1 << 20))
+        let document = try JSONDocument.object(try await Self.collectBody(request, limit: 1 << 20, settings: settings))
         guard case .array(let list)? = document["receipts"], (1...Self.maximumBatch).contains(list.count) else {
             throw APIError(.badRequest, #"body must be {"receipts": [...]} with 1 to \#(Self.maximumBatch) receipts"#)
         }
@@ -332,7 +342,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             Duration.milliseconds(try Self.integer($0, name: "delay", range: 0...QueueSettings.maximumRetentionMilliseconds))
         }
         var reason: String?
-        let body = try await collectBody(request, limit: 64 << 10)
+        let body = try await Self.collectBody(request, limit: 64 << 10, settings: settings)
         if body.readableBytes > 0 {
             let document = try JSONDocument.object(body)
             if let value = document["reason"], value != .null {
@@ -378,7 +388,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         return value
     }
 
-    private func tooLarge(_ limit: Int, name: String = "MAX_MESSAGE_BYTES") -> APIError {
+    private static func tooLarge(_ limit: Int, name: String, settings: APISettings) -> APIError {
         if name != "MAX_MESSAGE_BYTES" { return APIError(.contentTooLarge, "request body is larger than \(name) (\(limit) bytes)") }
         return APIError(.contentTooLarge, "request body is larger than its limit (\(limit) bytes; MAX_MESSAGE_BYTES is \(settings.maximumMessageBytes))")
     }
@@ -386,7 +396,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     static func queueName(_ context: Context) throws -> QueueName {
         let raw = context.parameters.get("queue") ?? ""
         guard let name = QueueName(raw) else {
-            throw APIError(.badRequest, "queue name must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'")
+            throw APIError(.badRequest, "queue name must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-', and not 'topics'")
         }
         return name
     }

@@ -208,6 +208,7 @@ func makeRouter<Backend: QueueBackend>(
         )
     StreamController(streams: streams).addRoutes(to: router)
     EventStreamController(endpoint: streams).addRoutes(to: router)
+    TopicController(topics: Topics.over(backend), settings: configuration.api, metrics: metrics).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     if let metricsExposition {
         MetricsController(exposition: metricsExposition).addRoutes(to: router)

@@ -18,6 +18,8 @@ import Synchronization
 /// | `skiff_queue_oldest_message_age_seconds` | gauge | `queue` |
 /// | `skiff_long_poll_waiters` | gauge | none |
 /// | `skiff_fast_path_handovers_total` | counter | none |
+/// | `skiff_topic_published_total` | counter | `topic` |
+/// | `skiff_topic_copies_total` | counter | `topic` (messages stored in subscriber queues) |
 ///
 /// Enqueued, delivered and acked are counted by the queue routes of this replica as things happen
 /// (sum them over replicas). Retries and dead letters mostly happen inside Redis (sweeps, the
@@ -45,6 +47,8 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
     public static let longPollWaiters = "skiff_long_poll_waiters"
     public static let fastPathHandoversTotal = "skiff_fast_path_handovers_total"
     public static let streamsOpen = "skiff_streams_open"
+    public static let topicPublishedTotal = "skiff_topic_published_total"
+    public static let topicCopiesTotal = "skiff_topic_copies_total"
     /// The `queue` label of every queue past ``queueLabelLimit``.
     public static let overflowQueueLabel = "other"
 
@@ -57,6 +61,7 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
     private struct HandleKey: Hashable {
         let metric: String
         let queueLabel: String
+        var dimension = "queue"
     }
 
     private struct State {
@@ -75,6 +80,12 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
         self.waiters = Meter(label: Self.longPollWaiters, factory: factory)
         self.handovers = Counter(label: Self.fastPathHandoversTotal, dimensions: [], factory: factory)
         self.streams = Meter(label: Self.streamsOpen, factory: factory)
+    }
+
+    /// A publish to a topic: `count` messages, stored `copies` times in subscriber queues in all.
+    public func topicPublished(topic: String, count: Int, copies: Int) {
+        counter(Self.topicPublishedTotal, queue: topic, dimension: "topic").increment(by: count)
+        if copies > 0 { counter(Self.topicCopiesTotal, queue: topic, dimension: "topic").increment(by: copies) }
     }
 
     public func messageEnqueued(queue: String, count: Int = 1) { counter(Self.enqueuedTotal, queue: queue).increment(by: count) }
@@ -139,11 +150,12 @@ public final class SkiffMetrics: DeliveryObserver, Sendable {
         return queue
     }
 
-    private func counter(_ metric: String, queue: String) -> Counter {
+    /// `dimension`: the label's name; topics share the queue names' label limit.
+    private func counter(_ metric: String, queue: String, dimension: String = "queue") -> Counter {
         state.withLock { state in
-            let key = HandleKey(metric: metric, queueLabel: Self.label(for: queue, in: &state, limit: queueLabelLimit))
+            let key = HandleKey(metric: metric, queueLabel: Self.label(for: queue, in: &state, limit: queueLabelLimit), dimension: dimension)
             if let counter = state.counters[key] { return counter }
-            let counter = Counter(label: metric, dimensions: [("queue", key.queueLabel)], factory: factory)
+            let counter = Counter(label: metric, dimensions: [(dimension, key.queueLabel)], factory: factory)
             state.counters[key] = counter
             return counter
         }

@@ -13,13 +13,13 @@ import Synchronization
 /// milliseconds from `wallClock`, as Redis `TIME` is for the Redis backend; leases and visibility
 /// timeouts run on `ContinuousClock`, like ``Delivery/claimedAt``.
 public final class MemoryQueueBackend: ClaimingBackend, Service {
-    private let state = Mutex(State())
+    let state = Mutex(State())
     private let waiters: WaiterRegistry
     private let claimLease: Duration
     /// Queues this backend may hold (`MAX_QUEUES`); creating one more is refused.
-    private let maximumQueues: Int
+    let maximumQueues: Int
     private let maintenanceInterval: Duration
-    private let wallClock: @Sendable () -> Int64
+    let wallClock: @Sendable () -> Int64
     private let logger: Logger
 
     /// - Parameters:
@@ -77,20 +77,9 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
             sent.reserveCapacity(bodies.count)
             state.queues[queue, default: QueueState()].modify { queueState in
                 for body in bodies {
-                    queueState.sequence += 1
-                    let message = StoredMessage(
-                        sequence: queueState.sequence,
-                        id: MessageID.make(nowMilliseconds: now),
-                        body: body,
-                        enqueuedAtMilliseconds: now,
-                        priority: options.priority
-                    )
-                    if delay > 0 {
-                        queueState.delayed.push(DelayedMessage(dueAtMilliseconds: now + delay, message: message, isReturning: false))
-                    } else {
-                        queueState.ready[message.priority].append(message)
-                    }
-                    sent.append(SentMessage(id: message.id, queue: queue, enqueuedAtMilliseconds: now))
+                    let id = MessageID.make(nowMilliseconds: now)
+                    queueState.enqueue(id: id, body: body, priority: options.priority, delayMilliseconds: delay, at: now)
+                    sent.append(SentMessage(id: id, queue: queue, enqueuedAtMilliseconds: now))
                 }
                 queueState.counters.record(\.enqueued, Int64(bodies.count), at: now)
                 if let key = options.idempotencyKey {
@@ -475,7 +464,7 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
     }
 
     /// Hands ready messages to waiters, oldest message to oldest waiter.
-    private func dispatch(_ queue: QueueName) {
+    func dispatch(_ queue: QueueName) {
         var pending: Set<QueueName> = [queue]
         while let queue = pending.popFirst() {
             while true {

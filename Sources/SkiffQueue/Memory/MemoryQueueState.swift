@@ -97,6 +97,17 @@ extension MemoryQueueBackend {
             try body(&self)
         }
 
+        /// A new message at the tail of its priority, or delayed; the caller counts it.
+        mutating func enqueue(id: String, body: ByteBuffer, priority: Int, delayMilliseconds delay: Int64, at now: Int64) {
+            sequence += 1
+            let message = StoredMessage(sequence: sequence, id: id, body: body, enqueuedAtMilliseconds: now, priority: priority)
+            if delay > 0 {
+                delayed.push(DelayedMessage(dueAtMilliseconds: now + delay, message: message, isReturning: false))
+            } else {
+                ready[message.priority].append(message)
+            }
+        }
+
         func holds(_ messageID: String, claimToken: Int, at now: ContinuousClock.Instant) -> Bool {
             guard let claim = inFlight[messageID] else { return false }
             return claim.message.claims == claimToken && claim.leaseExpiry > now
@@ -246,6 +257,9 @@ extension MemoryQueueBackend {
 
     struct State {
         var queues: [QueueName: QueueState] = [:]
+        var topics: [TopicName: TopicState] = [:]
+        /// Every topic's version comes from here (``TopicSubscriptions/version``).
+        var topicVersionClock: Int64 = 0
         var isShuttingDown = false
     }
 }

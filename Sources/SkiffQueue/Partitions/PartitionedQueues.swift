@@ -119,6 +119,15 @@ public final class PartitionedQueues: QueueBackend {
         throw QueueError.queueFull(queue, maxDepth: maxDepth, partitions: count)
     }
 
+    /// The partition a topic's copy of a message goes to: the one an idempotency key hashes
+    /// to, else the next in turn (the queue itself when it has one partition).
+    public func partition(forCopyTo queue: QueueName, idempotencyKey: String?) async throws -> QueueName {
+        let count = try await partitions(of: queue)
+        if count == 1 { return queue }
+        let index = idempotencyKey.map { Self.partition(ofKey: $0, count: count) } ?? rotation(count, turn: sendTurn)[0]
+        return queue.partition(index)
+    }
+
     public func deliver(_ request: DeliveryRequest, context: DeliveryContext) async throws -> DeliveryLease? {
         let count = try await partitions(of: request.queue)
         if count == 1 { return try await inner.deliver(request, context: context) }

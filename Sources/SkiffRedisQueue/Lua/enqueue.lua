@@ -22,41 +22,13 @@ if ARGV[3] ~= '' then delay = tonumber(ARGV[3]) end
 if delay > s.retention then return { -2, s.retention } end
 if not mayCreate(queue, tonumber(ARGV[6])) then return { -3, tonumber(ARGV[6]) } end
 local n = tonumber(ARGV[7])
-if s.maxDepth then
-  local depth = readyDepth(queue) + redis.call('ZCARD', key(queue, 'delayed')) + redis.call('HLEN', key(queue, 'inflight'))
-  if depth + n > s.maxDepth then return { -1, s.maxDepth } end
-end
-local priority = tonumber(ARGV[4])
--- One INCRBY and one RPUSH (or ZADD) per 500 messages, not one each: batches are cheap.
-local firstSeq = redis.call('INCRBY', key(queue, 'seq'), n) - n + 1
-local header = string.format('|%d|%d|0|0|0|0|', now, priority)
-local ids, chunk = {}, {}
+if s.maxDepth and depth(queue) + n > s.maxDepth then return { -1, s.maxDepth } end
+local ids, bodies = {}, {}
 for i = 1, n do
-  local id = ARGV[7 + i]
-  ids[i] = id
-  if delay > 0 then
-    chunk[#chunk + 1] = now + delay
-    chunk[#chunk + 1] = '2|' .. string.format('%016d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[7 + n + i]
-  else
-    chunk[#chunk + 1] = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. id .. header .. ARGV[7 + n + i]
-  end
-  if #chunk >= 1000 or i == n then
-    if delay > 0 then
-      redis.call('ZADD', key(queue, 'delayed'), unpack(chunk))
-    else
-      redis.call('RPUSH', readyKey(queue, priority), unpack(chunk))
-    end
-    chunk = {}
-  end
+  ids[i] = ARGV[7 + i]
+  bodies[i] = ARGV[7 + n + i]
 end
-if delay > 0 then
-  redis.call('ZADD', indexKey('delay-index'), 'LT', now + delay, queue)
-else
-  indexRetention(queue, now, s.retention)
-  notify(queue)
-end
-redis.call('SADD', indexKey('queues'), queue)
-count(queue, 'enqueued', n)
+store(queue, s, ids, bodies, tonumber(ARGV[4]), delay)
 if idempotencyKey ~= '' then
   redis.call('HSET', key(queue, 'dedup'), idempotencyKey, now .. '|' .. table.concat(ids, ','))
   redis.call('ZADD', key(queue, 'dedup-expiry'), now, idempotencyKey)

@@ -122,6 +122,11 @@ local function readyDepth(q)
   return n
 end
 
+-- Messages in the queue in any state: what `maxDepth` bounds.
+local function depth(q)
+  return readyDepth(q) + redis.call('ZCARD', key(q, 'delayed')) + redis.call('HLEN', key(q, 'inflight'))
+end
+
 -- Earliest possible retention expiry of the queue: the sweep looks at it then.
 local function indexRetention(q, enqueuedAt, retention)
   redis.call('ZADD', indexKey('retention-index'), 'LT', enqueuedAt + retention, q)
@@ -152,6 +157,39 @@ local function requeue(q, m)
     redis.call('LPUSH', k, envelope)
   end
   redis.call('ZADD', returned, m.seq, m.seq)
+end
+
+-- Stores new messages (lists of ids and bodies) at the tail of q's priority, or delayed; wakes,
+-- indexes, registers and counts. One INCRBY and one RPUSH (or ZADD) per 500 messages.
+local function store(q, s, ids, bodies, priority, delay)
+  local n = #ids
+  local firstSeq = redis.call('INCRBY', key(q, 'seq'), n) - n + 1
+  local header = string.format('|%d|%d|0|0|0|0|', now, priority)
+  local chunk = {}
+  for i = 1, n do
+    if delay > 0 then
+      chunk[#chunk + 1] = now + delay
+      chunk[#chunk + 1] = '2|' .. string.format('%016d', firstSeq + i - 1) .. '|' .. ids[i] .. header .. bodies[i]
+    else
+      chunk[#chunk + 1] = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. ids[i] .. header .. bodies[i]
+    end
+    if #chunk >= 1000 or i == n then
+      if delay > 0 then
+        redis.call('ZADD', key(q, 'delayed'), unpack(chunk))
+      else
+        redis.call('RPUSH', readyKey(q, priority), unpack(chunk))
+      end
+      chunk = {}
+    end
+  end
+  if delay > 0 then
+    redis.call('ZADD', indexKey('delay-index'), 'LT', now + delay, q)
+  else
+    indexRetention(q, now, s.retention)
+    notify(q)
+  end
+  redis.call('SADD', indexKey('queues'), q)
+  count(q, 'enqueued', n)
 end
 
 local function forget(q, id)

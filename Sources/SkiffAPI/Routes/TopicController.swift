@@ -1,0 +1,256 @@
+import HTTPTypes
+public import Hummingbird
+import Logging
+import NIOCore
+public import SkiffQueue
+import SkiffSupport
+
+/// The topic routes (docs/topics.md):
+///
+/// - `POST /api/topics/{topic}` and `POST /api/topics/{topic}/batch`: publish, as a queue send
+///   (same validation, limits, `delay`, `priority`, `Idempotency-Key`): 201 `{"id", "topic",
+///   "deliveredTo"}` (a batch: `{"messages": [...], "topic"}`), 200 with `Skiff-Duplicate` for a repeat.
+/// - `PUT`, `GET`, `DELETE /api/topics/{topic}/subscriptions/{name}`; `GET
+///   /api/topics/{topic}/subscriptions` with counters; `GET /api/topics`; `DELETE /api/topics/{topic}`.
+/// - `POST /api/topics/{topic}/filter-test`: whether a filter policy matches a message.
+///
+/// A subscription names a queue the caller's key must be allowed to use, as the topic.
+public struct TopicController: Sendable {
+    public typealias Context = SkiffRequestContext
+    let topics: Topics?
+    let settings: APISettings
+    let metrics: SkiffMetrics
+
+    /// - Parameter topics: `nil` when the backend keeps no topics: every route answers 501.
+    public init(topics: Topics?, settings: APISettings, metrics: SkiffMetrics) {
+        self.topics = topics
+        self.settings = settings
+        self.metrics = metrics
+    }
+
+    public func addRoutes(to router: Router<Context>) {
+        router.get("/api/topics", use: list)
+        router.addMethodNotAllowed(path: "/api/topics", allowed: [.get])
+        router.post("/api/topics/:topic", use: publish)
+        router.delete("/api/topics/:topic", use: deleteTopic)
+        router.addMethodNotAllowed(path: "/api/topics/:topic", allowed: [.post, .delete])
+        router.post("/api/topics/:topic/batch", use: publishBatch)
+        router.addMethodNotAllowed(path: "/api/topics/:topic/batch", allowed: [.post])
+        router.post("/api/topics/:topic/filter-test", use: filterTest)
+        router.addMethodNotAllowed(path: "/api/topics/:topic/filter-test", allowed: [.post])
+        router.get("/api/topics/:topic/subscriptions", use: subscriptions)
+        router.addMethodNotAllowed(path: "/api/topics/:topic/subscriptions", allowed: [.get])
+        router.put("/api/topics/:topic/subscriptions/:name", use: subscribe)
+        router.get("/api/topics/:topic/subscriptions/:name", use: subscription)
+        router.delete("/api/topics/:topic/subscriptions/:name", use: unsubscribe)
+        router.addMethodNotAllowed(path: "/api/topics/:topic/subscriptions/:name", allowed: [.put, .get, .delete])
+    }
+
+    // MARK: Publishing
+
+    @Sendable func publish(request: Request, context: Context) async throws -> Response {
+        let (topics, topic) = try (self.available(), Self.topicName(context))
+        let options = try QueueController<PartitionedQueues>.sendOptions(request)
+        let body = try await QueueController<PartitionedQueues>.collectBody(request, limit: settings.maximumMessageBytes, settings: settings)
+        if let error = JSONValidator.validate(body) {
+            throw APIError(.badRequest, "body is not valid JSON: \(error)")
+        }
+        let published = try await topics.publish([body], to: topic, options: options)
+        guard let message = published.first else { throw APIError(.internalServerError, "a publish of one message returned none") }
+        var json = ByteBufferAllocator().buffer(capacity: 128)
+        Self.write(message, to: &json)
+        return answer(json, published: published, topic: topic)
+    }
+
+    @Sendable func publishBatch(request: Request, context: Context) async throws -> Response {
+        let (topics, topic) = try (self.available(), Self.topicName(context))
+        let options = try QueueController<PartitionedQueues>.sendOptions(request)
+        let messages = try await QueueController<PartitionedQueues>.batchMessages(request, settings: settings)
+        let published = try await topics.publish(messages, to: topic, options: options)
+        var json = ByteBufferAllocator().buffer(capacity: 64 + 80 * published.count)
+        json.writeStaticString(#"{"messages":["#)
+        for (index, message) in published.enumerated() {
+            if index > 0 { json.writeInteger(UInt8(ascii: ",")) }
+            Self.write(message, to: &json, withTopic: false)
+        }
+        json.writeStaticString(#"],"topic":"#)
+        JSONText.writeQuoted(topic.rawValue, to: &json)
+        json.writeStaticString("}")
+        return answer(json, published: published, topic: topic)
+    }
+
+    private func answer(_ json: ByteBuffer, published: [TopicPublished], topic: TopicName) -> Response {
+        let duplicate = published.first?.isDuplicate ?? false
+        if !duplicate {
+            metrics.topicPublished(topic: topic.rawValue, count: published.count, copies: published.reduce(0) { $0 + $1.deliveredTo })
+        }
+        var response = QueueController<PartitionedQueues>.json(status: duplicate ? .ok : .created, json)
+        if duplicate { response.headers[.skiffDuplicate] = "true" }
+        return response
+    }
+
+    private static func write(_ message: TopicPublished, to json: inout ByteBuffer, withTopic: Bool = true) {
+        json.writeStaticString(#"{"id":"#)
+        JSONText.writeQuoted(message.id, to: &json)
+        if withTopic {
+            json.writeStaticString(#","topic":"#)
+            JSONText.writeQuoted(message.topic.rawValue, to: &json)
+        }
+        json.writeString(#","deliveredTo":\#(message.deliveredTo),"publishedAt":"#)
+        JSONText.writeQuoted(JSONText.timestamp(milliseconds: message.publishedAtMilliseconds), to: &json)
+        json.writeStaticString("}")
+    }
+
+    // MARK: Subscriptions
+
+    @Sendable func subscribe(request: Request, context: Context) async throws -> Response {
+        let (topics, topic) = try (self.available(), Self.topicName(context))
+        let name = try Self.subscriptionName(context)
+        let body = try await request.body.collect(upTo: Self.maximumSubscriptionBytes)
+        guard case .object(let document)? = try? JSONValue(parsing: body.readableBytesView) else {
+            throw APIError(.badRequest, "body must be a JSON object: {\"queue\": \"<queue name>\", \"filter\": {...}}")
+        }
+        if let unknown = document.keys.sorted().first(where: { !["queue", "filter", "push"].contains($0) }) {
+            throw APIError(.badRequest, "unknown subscription field '\(unknown)': a subscription has queue and filter")
+        }
+        if document["push"] != nil {
+            throw APIError(.notImplemented, "push subscriptions are not available yet: subscribe a queue (docs/topics.md)")
+        }
+        guard case .string(let rawQueue)? = document["queue"] else {
+            throw APIError(.badRequest, "queue must be a queue name: {\"queue\": \"<queue name>\"}")
+        }
+        guard let queue = QueueName(rawQueue) else {
+            throw APIError(.badRequest, "queue must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-', and not 'topics'")
+        }
+        // The queue the topic will write to is one more name this key must be allowed to use.
+        try QueueAdminController<PartitionedQueues>.checkAccess(context, to: queue, named: "queue")
+        var policy: String?
+        switch document["filter"] {
+        case nil, .null?: policy = nil
+        case .object(let object)? where object.isEmpty: policy = nil
+        case let filter?: policy = filter.jsonText
+        }
+        let subscription = TopicSubscription(name: name, queue: queue, filterPolicy: policy, updatedAtMilliseconds: MessageID.currentMilliseconds())
+        let created = try await topics.subscribe(subscription, to: topic)
+        context.logger.info(
+            "topic subscription \(created ? "created" : "replaced")",
+            metadata: ["topic.name": "\(topic)", "subscription.name": "\(name)", "queue.name": "\(queue)"]
+        )
+        return QueueController<PartitionedQueues>.json(
+            status: created ? .created : .ok,
+            Self.json(of: subscription, topic: topic, counters: created ? SubscriptionCounters() : nil)
+        )
+    }
+
+    @Sendable func subscription(request: Request, context: Context) async throws -> Response {
+        let (topics, topic) = try (self.available(), Self.topicName(context))
+        let name = try Self.subscriptionName(context)
+        guard let subscription = try await topics.store.subscriptions(of: topic).subscriptions.first(where: { $0.name == name }) else {
+            throw APIError(.notFound, "topic \(topic) has no subscription \(name)")
+        }
+        let counters = try await topics.store.topicStats(of: topic).subscriptions[name] ?? SubscriptionCounters()
+        return QueueController<PartitionedQueues>.json(status: .ok, Self.json(of: subscription, topic: topic, counters: counters))
+    }
+
+    @Sendable func unsubscribe(request: Request, context: Context) async throws -> Response {
+        let (topics, topic) = try (self.available(), Self.topicName(context))
+        let name = try Self.subscriptionName(context)
+        guard try await topics.unsubscribe(name, from: topic) else {
+            throw APIError(.notFound, "topic \(topic) has no subscription \(name)")
+        }
+        context.logger.info("topic subscription deleted", metadata: ["topic.name": "\(topic)", "subscription.name": "\(name)"])
+        return Response(status: .noContent)
+    }
+
+    @Sendable func subscriptions(request: Request, context: Context) async throws -> Response {
+        let (topics, topic) = try (self.available(), Self.topicName(context))
+        async let read = topics.store.subscriptions(of: topic)
+        async let stats = topics.store.topicStats(of: topic)
+        let (subscriptions, counters) = try await (read.subscriptions, stats)
+        let items = subscriptions.map { Self.json(of: $0, topic: topic, counters: counters.subscriptions[$0.name] ?? SubscriptionCounters()) }
+        return QueueController<PartitionedQueues>.json(
+            status: .ok,
+            #"{"topic":\#(JSONText.quoted(topic.rawValue)),"published":\#(counters.published),"subscriptions":[\#(items.joined(separator: ","))]}"#
+        )
+    }
+
+    // MARK: Topics
+
+    @Sendable func list(request: Request, context: Context) async throws -> Response {
+        let topics = try available()
+        // A key limited to a prefix sees only the topics it may use.
+        let names = try await topics.store.topics().filter { context.accessGrant?.permits(queue: $0.rawValue) ?? true }
+        return QueueController<PartitionedQueues>.json(
+            status: .ok,
+            #"{"topics":[\#(names.map { JSONText.quoted($0.rawValue) }.joined(separator: ","))]}"#
+        )
+    }
+
+    @Sendable func deleteTopic(request: Request, context: Context) async throws -> Response {
+        let (topics, topic) = try (self.available(), Self.topicName(context))
+        guard try await topics.delete(topic) else { throw APIError(.notFound, "no topic \(topic)") }
+        context.logger.info("topic deleted", metadata: ["topic.name": "\(topic)"])
+        return Response(status: .noContent)
+    }
+
+    @Sendable func filterTest(request: Request, context: Context) async throws -> Response {
+        _ = try Self.topicName(context)
+        let body = try await QueueController<PartitionedQueues>.collectBody(
+            request,
+            limit: Self.maximumSubscriptionBytes + settings.maximumMessageBytes,
+            settings: settings
+        )
+        guard case .object(let document)? = try? JSONValue(parsing: body.readableBytesView), let filter = document["filter"],
+            let message = document["message"]
+        else {
+            throw APIError(.badRequest, "body must be a JSON object: {\"filter\": {...}, \"message\": <any JSON>}")
+        }
+        let compiled: TopicFilter
+        do {
+            compiled = try TopicFilter(policy: filter)
+        } catch {
+            throw APIError(.badRequest, error.description)
+        }
+        return QueueController<PartitionedQueues>.json(status: .ok, #"{"matches":\#(compiled.matches(message))}"#)
+    }
+
+    // MARK: Helpers
+
+    /// The largest subscription document accepted (its filter policy, mostly).
+    static var maximumSubscriptionBytes: Int { 64 << 10 }
+
+    private func available() throws -> Topics {
+        guard let topics else { throw APIError(.notImplemented, "this backend keeps no topics") }
+        return topics
+    }
+
+    static func topicName(_ context: Context) throws -> TopicName {
+        guard let name = TopicName(context.parameters.get("topic") ?? "") else {
+            throw APIError(.badRequest, "topic name must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'")
+        }
+        return name
+    }
+
+    static func subscriptionName(_ context: Context) throws -> SubscriptionName {
+        guard let name = SubscriptionName(context.parameters.get("name") ?? "") else {
+            throw APIError(.badRequest, "subscription name must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'")
+        }
+        return name
+    }
+
+    static func json(of subscription: TopicSubscription, topic: TopicName, counters: SubscriptionCounters?) -> String {
+        var fields = [
+            #""name":\#(JSONText.quoted(subscription.name.rawValue))"#,
+            #""topic":\#(JSONText.quoted(topic.rawValue))"#,
+            #""queue":\#(JSONText.quoted(subscription.queue.rawValue))"#,
+            #""filter":\#(subscription.filterPolicy ?? "null")"#,
+            #""updatedAt":\#(JSONText.quoted(JSONText.timestamp(milliseconds: subscription.updatedAtMilliseconds)))"#,
+        ]
+        if let counters {
+            fields.append(
+                #""counters":{"matched":\#(counters.matched),"filteredOut":\#(counters.filteredOut),"delivered":\#(counters.delivered),"dropped":\#(counters.dropped)}"#
+            )
+        }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}

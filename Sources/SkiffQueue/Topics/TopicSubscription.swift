@@ -1,0 +1,66 @@
+/// A subscription of a topic: every message published to the topic that its filter policy
+/// matches (every message when it has none) is stored in its queue, in the same atomic step as
+/// the publish (docs/topics.md).
+public struct TopicSubscription: Sendable, Equatable {
+    public var name: SubscriptionName
+    /// The queue that receives the matched messages (a partitioned queue: one partition each).
+    public var queue: QueueName
+    /// The filter policy as the client wrote it (validated JSON text), `nil` for none.
+    public var filterPolicy: String?
+    /// When the subscription was created or last replaced, in Unix milliseconds.
+    public var updatedAtMilliseconds: Int64
+
+    public init(name: SubscriptionName, queue: QueueName, filterPolicy: String?, updatedAtMilliseconds: Int64) {
+        self.name = name
+        self.queue = queue
+        self.filterPolicy = filterPolicy
+        self.updatedAtMilliseconds = updatedAtMilliseconds
+    }
+}
+
+/// A topic's subscriptions as stored at one version: every change (a subscription put or
+/// deleted) raises the version, and a fan-out computed from an older version is refused by the
+/// store (``TopicFanOutResult/stale``), so a change applies to the next publish on every replica.
+public struct TopicSubscriptions: Sendable, Equatable {
+    public var version: Int64
+    public var subscriptions: [TopicSubscription]
+
+    /// Subscriptions one topic can have at most.
+    public static let maximumPerTopic = 256
+
+    public init(version: Int64, subscriptions: [TopicSubscription]) {
+        self.version = version
+        self.subscriptions = subscriptions
+    }
+}
+
+/// What happened to a topic's messages at one subscription since the subscription was created.
+public struct SubscriptionCounters: Sendable, Equatable {
+    /// Messages its filter matched (every message published when it has no filter).
+    public var matched: Int64 = 0
+    /// Messages its filter did not match.
+    public var filteredOut: Int64 = 0
+    /// Matched messages stored in its queue.
+    public var delivered: Int64 = 0
+    /// Matched messages its queue could not take (at its `maxDepth`, a delay beyond its
+    /// retention, or the queue limit reached): the publish succeeded for the other subscriptions.
+    public var dropped: Int64 = 0
+
+    public init(matched: Int64 = 0, filteredOut: Int64 = 0, delivered: Int64 = 0, dropped: Int64 = 0) {
+        self.matched = matched
+        self.filteredOut = filteredOut
+        self.delivered = delivered
+        self.dropped = dropped
+    }
+}
+
+/// A topic's figures: messages published, and each subscription's counters.
+public struct TopicStats: Sendable, Equatable {
+    public var published: Int64
+    public var subscriptions: [SubscriptionName: SubscriptionCounters]
+
+    public init(published: Int64 = 0, subscriptions: [SubscriptionName: SubscriptionCounters] = [:]) {
+        self.published = published
+        self.subscriptions = subscriptions
+    }
+}

@@ -1,0 +1,185 @@
+public import NIOCore
+import Synchronization
+
+/// Publishing to topics, over a ``TopicStore``: decides which subscriptions each message goes to
+/// (their filter policies, docs/topics.md) and has the store apply the fan-out atomically.
+///
+/// Each replica remembers a topic's subscriptions with their version and decides from them; the
+/// store refuses a fan-out decided from an older version, and the publish is decided again from
+/// the subscriptions read afresh. So a subscription change applies to the next publish on every
+/// replica, at the cost of one round trip per publish (two after a change).
+public final class Topics: Sendable {
+    /// The queue a subscription's copy goes to: the queue itself, or one partition of a
+    /// partitioned queue.
+    public typealias PartitionChooser = @Sendable (_ queue: QueueName, _ idempotencyKey: String?) async throws -> QueueName
+
+    public let store: any TopicStore
+    private let choosePartition: PartitionChooser
+    private let known = Mutex<[TopicName: Compiled]>([:])
+
+    /// A fan-out decided this many times from subscriptions that kept changing is answered 503.
+    static var maximumAttempts: Int { 5 }
+    /// Topics whose subscriptions a replica remembers at most (the oldest half goes when full).
+    static var maximumRemembered: Int { 10_000 }
+
+    /// Which messages a subscription takes.
+    enum Rule {
+        /// No filter policy.
+        case everything
+        case policy(TopicFilter)
+        /// A stored policy this version cannot compile (written by another version): it matches
+        /// nothing rather than everything.
+        case nothing
+
+        func matches(_ body: JSONValue?) -> Bool {
+            switch self {
+            case .everything: true
+            case .policy(let filter): body.map(filter.matches) ?? false
+            case .nothing: false
+            }
+        }
+    }
+
+    struct Compiled {
+        var subscriptions: TopicSubscriptions
+        /// In the order of ``TopicSubscriptions/subscriptions``.
+        var rules: [Rule]
+        var usedAt: ContinuousClock.Instant
+    }
+
+    public init(store: any TopicStore, choosePartition: @escaping PartitionChooser = { queue, _ in queue }) {
+        self.store = store
+        self.choosePartition = choosePartition
+    }
+
+    /// Publishes `bodies` (validated JSON) to `topic`: each is stored in the queue of every
+    /// subscription whose filter matches it, all in one atomic step.
+    /// - Throws: ``QueueError`` `.invalidArgument` for bad options, `.tooManyQueues` for a new
+    ///   topic past the limit, `.unavailable` when storage fails or the subscriptions kept changing.
+    public func publish(_ bodies: [ByteBuffer], to topic: TopicName, options: SendOptions) async throws -> [TopicPublished] {
+        try options.validate()
+        let now = MessageID.currentMilliseconds()
+        let ids = bodies.map { _ in MessageID.make(nowMilliseconds: now) }
+        // Parsed once per publish, and only when some subscription has a filter.
+        var parsed: [JSONValue?]?
+        var fresh = false
+        for _ in 0..<Self.maximumAttempts {
+            let compiled = try await subscriptions(of: topic, fresh: fresh)
+            if parsed == nil, compiled.rules.contains(where: { if case .everything = $0 { false } else { true } }) {
+                parsed = bodies.map { try? JSONValue(parsing: $0.readableBytesView) }
+            }
+            var targets: [TopicFanOut.Target] = []
+            var messages = zip(ids, bodies).map { TopicFanOut.Message(id: $0, body: $1, targets: []) }
+            for (index, subscription) in compiled.subscriptions.subscriptions.enumerated() {
+                var filteredOut = 0
+                for message in messages.indices {
+                    guard compiled.rules[index].matches(parsed?[message] ?? nil) else {
+                        filteredOut += 1
+                        continue
+                    }
+                    messages[message].targets.append(targets.count)
+                }
+                let queue = try await choosePartition(subscription.queue, options.idempotencyKey)
+                targets.append(TopicFanOut.Target(subscription: subscription.name, queue: queue, filteredOut: filteredOut))
+            }
+            let fanOut = TopicFanOut(
+                topic: topic,
+                version: compiled.subscriptions.version,
+                targets: targets,
+                messages: messages,
+                options: options,
+                dedupWindowMilliseconds: QueueSettings().dedupWindowMilliseconds
+            )
+            switch try await store.fanOut(fanOut) {
+            case .published(let published): return published
+            case .stale: fresh = true
+            }
+        }
+        throw QueueError.unavailable("the subscriptions of topic \(topic) changed during each of \(Self.maximumAttempts) attempts to publish")
+    }
+
+    /// Validates and stores a subscription (``TopicStore/putSubscription(_:on:)``).
+    /// - Throws: ``QueueError`` `.invalidArgument` for a filter policy that is not valid, naming
+    ///   the offending path; the store's errors.
+    @discardableResult
+    public func subscribe(_ subscription: TopicSubscription, to topic: TopicName) async throws -> Bool {
+        if let policy = subscription.filterPolicy { _ = try Self.filter(policy) }
+        let created = try await store.putSubscription(subscription, on: topic)
+        forget(topic)
+        return created
+    }
+
+    public func unsubscribe(_ name: SubscriptionName, from topic: TopicName) async throws -> Bool {
+        let deleted = try await store.deleteSubscription(name, of: topic)
+        forget(topic)
+        return deleted
+    }
+
+    public func delete(_ topic: TopicName) async throws -> Bool {
+        let deleted = try await store.deleteTopic(topic)
+        forget(topic)
+        return deleted
+    }
+
+    /// A filter policy given as JSON text, compiled.
+    /// - Throws: ``QueueError`` `.invalidArgument` saying what is wrong and where.
+    public static func filter(_ policy: String) throws(QueueError) -> TopicFilter {
+        let value: JSONValue
+        do {
+            value = try JSONValue(parsing: Array(policy.utf8))
+        } catch {
+            throw .invalidArgument("filter must be a JSON object")
+        }
+        do {
+            return try TopicFilter(policy: value)
+        } catch {
+            throw .invalidArgument(error.description)
+        }
+    }
+
+    // MARK: Remembered subscriptions
+
+    private func subscriptions(of topic: TopicName, fresh: Bool) async throws -> Compiled {
+        let now = ContinuousClock.now
+        if !fresh,
+            let compiled = known.withLock({ known -> Compiled? in
+                known[topic]?.usedAt = now
+                return known[topic]
+            })
+        {
+            return compiled
+        }
+        let read = try await store.subscriptions(of: topic)
+        let rules = read.subscriptions.map { subscription -> Rule in
+            guard let policy = subscription.filterPolicy else { return .everything }
+            return (try? Self.filter(policy)).map(Rule.policy) ?? .nothing
+        }
+        let compiled = Compiled(subscriptions: read, rules: rules, usedAt: now)
+        known.withLock { known in
+            if known.count >= Self.maximumRemembered, known[topic] == nil {
+                let oldest = known.sorted { $0.value.usedAt < $1.value.usedAt }.prefix(known.count / 2).map(\.key)
+                for name in oldest { known[name] = nil }
+            }
+            // Never replace a newer version read by a concurrent publish.
+            if let current = known[topic], current.subscriptions.version > read.version { return }
+            known[topic] = compiled
+        }
+        return compiled
+    }
+
+    private func forget(_ topic: TopicName) {
+        _ = known.withLock { $0.removeValue(forKey: topic) }
+    }
+}
+
+extension Topics {
+    /// Topics over a queue backend that keeps them (through its partitions when it is
+    /// ``PartitionedQueues``); `nil` when it keeps none.
+    public static func over(_ backend: some QueueBackend) -> Topics? {
+        if let partitioned = backend as? PartitionedQueues {
+            guard let store = partitioned.inner as? any TopicStore else { return nil }
+            return Topics(store: store) { queue, key in try await partitioned.partition(forCopyTo: queue, idempotencyKey: key) }
+        }
+        return (backend as? any TopicStore).map { Topics(store: $0) }
+    }
+}

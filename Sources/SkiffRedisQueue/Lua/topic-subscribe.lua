@@ -1,0 +1,16 @@
+-- ARGV: prefix, '', topic, name, stored value ("<updatedAt>|<queue>|<filter>"), queue,
+-- maximum number of topics, maximum subscriptions per topic.
+-- Returns {1, created (1 or 0)}; {-3, maximum} past the topic limit; {-4, other name} when
+-- another subscription delivers to that queue; {-5, maximum} past the subscription limit.
+local name, queueName = ARGV[4], ARGV[6]
+if not mayCreateTopic(tonumber(ARGV[7])) then return { -3, tonumber(ARGV[7]) } end
+local subs = redis.call('HGETALL', topicKey('subs'))
+for i = 1, #subs, 2 do
+  if subs[i] ~= name and string.match(subs[i + 1], '^%d+|([^|]*)|') == queueName then return { -4, subs[i] } end
+end
+local created = redis.call('HEXISTS', topicKey('subs'), name) == 0
+if created and #subs / 2 >= tonumber(ARGV[8]) then return { -5, tonumber(ARGV[8]) } end
+redis.call('HSET', topicKey('subs'), name, ARGV[5])
+bumpVersion()
+redis.call('SADD', topicsKey, topic)
+return { 1, created and 1 or 0 }

@@ -1,0 +1,168 @@
+import NIOCore
+public import SkiffQueue
+import SkiffRedis
+
+/// Topics on a single Redis: a publish's fan-out to every subscriber queue is one script run
+/// (publish.lua), so it is stored everywhere or nowhere, and it is refused when the
+/// subscriptions changed since the replica read them. On a Redis Cluster the subscriber queues
+/// live in other slots than the topic, which no script can span: topics answer
+/// ``QueueError/unsupported(_:)`` there (docs/topics.md says what is planned).
+extension RedisQueueBackend: TopicStore {
+    public func subscriptions(of topic: TopicName) async throws -> TopicSubscriptions {
+        try requireSingleRedis()
+        let reply = try await run(RedisQueueScripts.topicSubscriptions, on: nil, [.string(topic.rawValue)])
+        guard let items = reply.array, let version = items.first?.integer, items.count % 2 == 1 else {
+            throw QueueError.internalError("topic-subscriptions script returned \(reply)")
+        }
+        var subscriptions: [TopicSubscription] = []
+        for index in stride(from: 1, to: items.count, by: 2) {
+            guard let name = items[index].string.flatMap(SubscriptionName.init), let stored = items[index + 1].string,
+                let subscription = Self.subscription(name, stored: stored)
+            else {
+                throw QueueError.internalError("topic \(topic) has a malformed subscription: \(items[index])")
+            }
+            subscriptions.append(subscription)
+        }
+        return TopicSubscriptions(version: version, subscriptions: subscriptions.sorted { $0.name < $1.name })
+    }
+
+    public func putSubscription(_ subscription: TopicSubscription, on topic: TopicName) async throws -> Bool {
+        try requireSingleRedis()
+        let stored = "\(subscription.updatedAtMilliseconds)|\(subscription.queue.rawValue)|\(subscription.filterPolicy ?? "")"
+        let reply = try await run(
+            RedisQueueScripts.subscribe,
+            on: nil,
+            [
+                .string(topic.rawValue), .string(subscription.name.rawValue), .string(stored), .string(subscription.queue.rawValue),
+                .integer(Int64(configuration.maximumQueues)), .integer(Int64(TopicSubscriptions.maximumPerTopic)),
+            ]
+        )
+        guard let items = reply.array, items.count == 2, let status = items[0].integer else {
+            throw QueueError.internalError("topic-subscribe script returned \(reply)")
+        }
+        switch status {
+        case 1: return items[1].integer == 1
+        case -3: throw QueueError.tooManyTopics(topic, maximum: configuration.maximumQueues)
+        case -4:
+            throw QueueError.conflict(
+                "subscription \(items[1].string ?? "?") of topic \(topic) already delivers to queue \(subscription.queue); a queue is subscribed to a topic once"
+            )
+        case -5: throw QueueError.conflict("topic \(topic) already has its maximum of \(TopicSubscriptions.maximumPerTopic) subscriptions")
+        default: throw QueueError.internalError("topic-subscribe script returned \(reply)")
+        }
+    }
+
+    public func deleteSubscription(_ name: SubscriptionName, of topic: TopicName) async throws -> Bool {
+        try requireSingleRedis()
+        let reply = try await run(RedisQueueScripts.unsubscribe, on: nil, [.string(topic.rawValue), .string(name.rawValue)])
+        return reply.integer == 1
+    }
+
+    public func deleteTopic(_ topic: TopicName) async throws -> Bool {
+        try requireSingleRedis()
+        let reply = try await run(RedisQueueScripts.deleteTopic, on: nil, [.string(topic.rawValue)])
+        return reply.integer == 1
+    }
+
+    public func fanOut(_ fanOut: TopicFanOut) async throws -> TopicFanOutResult {
+        try requireSingleRedis()
+        let options = fanOut.options
+        var arguments: [RedisArgument] = [
+            .string(prefix), .string(""), .string(fanOut.topic.rawValue), .integer(fanOut.version), .string(options.idempotencyKey ?? ""),
+            .integer(Int64(configuration.maximumQueues)), .integer(Int64(options.priority)),
+            options.delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""), .integer(fanOut.dedupWindowMilliseconds),
+            .integer(Int64(fanOut.targets.count)),
+        ]
+        for target in fanOut.targets {
+            arguments += [.string(target.queue.rawValue), .string(target.subscription.rawValue), .integer(Int64(target.filteredOut))]
+        }
+        arguments.append(.integer(Int64(fanOut.messages.count)))
+        for message in fanOut.messages {
+            arguments += [.string(message.id), .bytes(message.body), .integer(Int64(message.targets.count))]
+            arguments += message.targets.map { .integer(Int64($0 + 1)) }
+        }
+        let reply = try await enqueue(arguments, keys: [], script: RedisQueueScripts.publish)
+        guard let items = reply.array, let status = items.first?.integer else { throw QueueError.internalError("publish script returned \(reply)") }
+        switch status {
+        case 1:
+            guard let now = items[1].integer, items.count == 2 + fanOut.messages.count else {
+                throw QueueError.internalError("publish script returned \(reply)")
+            }
+            return .published(
+                zip(fanOut.messages, items.dropFirst(2)).map { message, delivered in
+                    TopicPublished(id: message.id, topic: fanOut.topic, publishedAtMilliseconds: now, deliveredTo: Int(delivered.integer ?? 0))
+                }
+            )
+        case 0:
+            // "<now>|<id>:<deliveredTo>,...": the publish that stored this idempotency key.
+            guard let original = items.count == 2 ? items[1].string : nil, let bar = original.firstIndex(of: "|"),
+                let now = Int64(original[..<bar])
+            else {
+                throw QueueError.internalError("malformed idempotency record in topic \(fanOut.topic)")
+            }
+            return .published(
+                original[original.index(after: bar)...].split(separator: ",").map { entry in
+                    let parts = entry.split(separator: ":")
+                    return TopicPublished(
+                        id: String(parts[0]),
+                        topic: fanOut.topic,
+                        publishedAtMilliseconds: now,
+                        deliveredTo: parts.count > 1 ? Int(parts[1]) ?? 0 : 0,
+                        isDuplicate: true
+                    )
+                }
+            )
+        case -9: return .stale
+        case -3: throw QueueError.tooManyTopics(fanOut.topic, maximum: configuration.maximumQueues)
+        default: throw QueueError.internalError("publish script returned \(reply)")
+        }
+    }
+
+    public func topicStats(of topic: TopicName) async throws -> TopicStats {
+        try requireSingleRedis()
+        let key = "\(prefix):topic:{\(topic.rawValue)}:counters"
+        let reply = try await mapErrors { try await client.send(RedisCommand("HGETALL", .string(key)), slotKey: key) }
+        guard let items = reply.array, items.count % 2 == 0 else { throw QueueError.internalError("HGETALL \(key) returned \(reply)") }
+        var stats = TopicStats()
+        for index in stride(from: 0, to: items.count, by: 2) {
+            guard let field = items[index].string, let value = items[index + 1].string.flatMap({ Int64($0) }) else { continue }
+            if field == "published" {
+                stats.published = value
+                continue
+            }
+            guard let bar = field.lastIndex(of: "|"), let name = SubscriptionName(field[..<bar]) else { continue }
+            var counters = stats.subscriptions[name] ?? SubscriptionCounters()
+            switch field[field.index(after: bar)...] {
+            case "matched": counters.matched = value
+            case "filteredOut": counters.filteredOut = value
+            case "delivered": counters.delivered = value
+            case "dropped": counters.dropped = value
+            default: continue
+            }
+            stats.subscriptions[name] = counters
+        }
+        return stats
+    }
+
+    public func topics() async throws -> [TopicName] {
+        try requireSingleRedis()
+        let key = "\(prefix):topics"
+        let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(key)), slotKey: key) }
+        return (reply.array ?? []).compactMap { $0.string.flatMap(TopicName.init) }.sorted()
+    }
+
+    /// A stored subscription: "<updatedAt>|<queue>|<filter policy or nothing>".
+    static func subscription(_ name: SubscriptionName, stored: String) -> TopicSubscription? {
+        let parts = stored.split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
+        guard parts.count == 3, let updatedAt = Int64(parts[0]), let queue = QueueName(parts[1]) else { return nil }
+        return TopicSubscription(name: name, queue: queue, filterPolicy: parts[2].isEmpty ? nil : String(parts[2]), updatedAtMilliseconds: updatedAt)
+    }
+
+    private func requireSingleRedis() throws {
+        guard !clustered else {
+            throw QueueError.unsupported(
+                "topics need a single Redis primary for now: on a Redis Cluster a topic's subscriber queues live in other hash slots, which one atomic fan-out cannot reach (docs/topics.md)"
+            )
+        }
+    }
+}

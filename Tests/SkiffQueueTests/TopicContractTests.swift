@@ -1,0 +1,266 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SkiffQueue
+import SkiffRedis
+import SkiffRedisQueue
+import SkiffTestSupport
+import Testing
+
+/// Topics on every backend that keeps them (docs/topics.md): the fan-out is atomic, filters
+/// choose the subscriptions, a full queue drops only its own copy, and a subscription change
+/// applies to the next publish on every replica.
+@Suite("Topic contract", .timeLimit(.minutes(2))) struct TopicContractTests {
+    /// The kinds with topics: a Redis Cluster refuses them (``topicsOnARedisClusterAreRefusedClearly(kind:)``).
+    static var kinds: [BackendKind] { BackendKind.available.filter { $0 != .redisCluster } }
+
+    @Test(arguments: kinds) func aPublishReachesEverySubscribedQueueOnceWithOneID(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let queues = (0..<3).map { _ in uniqueQueue("sub") }
+        for (index, queue) in queues.enumerated() { try await topics.subscribe(Self.subscription("s\(index)", queue), to: topic) }
+
+        let published = try #require(try await topics.publish([ByteBuffer(string: #"{"n":1}"#)], to: topic, options: SendOptions()).first)
+        #expect(published.deliveredTo == 3 && !published.isDuplicate)
+        for queue in queues {
+            let delivery = try #require(try await backend.receive(from: queue, timeout: .zero))
+            #expect(delivery.message.id == published.id)
+            #expect(String(buffer: delivery.message.body) == #"{"n":1}"#)
+            try await backend.complete(delivery)
+            #expect(try await backend.receive(from: queue, timeout: .zero) == nil)
+        }
+        let stats = try await topics.store.topicStats(of: topic)
+        #expect(stats.published == 1)
+        #expect(stats.subscriptions[SubscriptionName("s0")!] == SubscriptionCounters(matched: 1, delivered: 1))
+        #expect(try await topics.store.topics().contains(topic))
+    }
+
+    @Test(arguments: kinds) func filtersChooseTheSubscriptionsOfEachMessageAndAreCounted(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let (orders, everything) = (uniqueQueue("orders"), uniqueQueue("all"))
+        try await topics.subscribe(Self.subscription("orders", orders, filter: #"{"type":["order"],"total":[{"numeric":[">=",100]}]}"#), to: topic)
+        try await topics.subscribe(Self.subscription("all", everything), to: topic)
+        let bodies = [#"{"type":"order","total":150}"#, #"{"type":"order","total":5}"#, #""a string""#, #"{"type":"refund","total":500}"#]
+        let published = try await topics.publish(bodies.map { ByteBuffer(string: $0) }, to: topic, options: SendOptions())
+        #expect(published.map(\.deliveredTo) == [2, 1, 1, 1])
+        #expect(try await backend.take(from: orders) == bodies[0])
+        #expect(try await backend.take(from: orders) == nil)
+        for body in bodies { #expect(try await backend.take(from: everything) == body) }
+        let stats = try await topics.store.topicStats(of: topic)
+        #expect(stats.published == 4)
+        #expect(stats.subscriptions[SubscriptionName("orders")!] == SubscriptionCounters(matched: 1, filteredOut: 3, delivered: 1))
+        #expect(stats.subscriptions[SubscriptionName("all")!] == SubscriptionCounters(matched: 4, delivered: 4))
+    }
+
+    @Test(arguments: kinds) func aFullQueueDropsItsOwnCopyAndTheOthersStillGetTheirs(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let (full, open) = (uniqueQueue("full"), uniqueQueue("open"))
+        var settings = try await backend.settings(of: full)
+        settings.maxDepth = 2
+        try await backend.updateSettings(settings, of: full)
+        _ = try await backend.send("already", to: full)
+        try await topics.subscribe(Self.subscription("full", full), to: topic)
+        try await topics.subscribe(Self.subscription("open", open), to: topic)
+        // Two messages, room for one in `full`: the first is stored there, the second dropped.
+        let published = try await topics.publish(["1", "2"].map { ByteBuffer(string: $0) }, to: topic, options: SendOptions())
+        #expect(published.map(\.deliveredTo) == [2, 1])
+        #expect(try await backend.take(from: full) == "already")
+        #expect(try await backend.take(from: full) == "1")
+        #expect(try await backend.take(from: full) == nil)
+        #expect(try await backend.take(from: open) == "1")
+        #expect(try await backend.take(from: open) == "2")
+        let stats = try await topics.store.topicStats(of: topic)
+        #expect(stats.subscriptions[SubscriptionName("full")!] == SubscriptionCounters(matched: 2, delivered: 1, dropped: 1))
+    }
+
+    @Test(arguments: kinds) func aSubscriptionChangeAppliesToTheNextPublishOnEveryReplica(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind, replicas: 2)
+        defer { fixture.close() }
+        let stores = try fixture.replicas.map { try #require($0 as? any TopicStore) }
+        let (changing, publishing) = (Topics(store: stores[0]), Topics(store: stores[stores.count - 1]))
+        let topic = Self.uniqueTopic()
+        let queue = uniqueQueue("sub")
+        // The publishing replica remembers the topic with no subscription...
+        #expect(try await publishing.publish([ByteBuffer(string: "0")], to: topic, options: SendOptions()).first?.deliveredTo == 0)
+        // ...another replica subscribes a queue: the very next publish reaches it.
+        try await changing.subscribe(Self.subscription("s", queue), to: topic)
+        #expect(try await publishing.publish([ByteBuffer(string: "1")], to: topic, options: SendOptions()).first?.deliveredTo == 1)
+        // A filter put in its place applies at once too.
+        try await changing.subscribe(Self.subscription("s", queue, filter: #"{"keep":[true]}"#), to: topic)
+        #expect(try await publishing.publish([ByteBuffer(string: #"{"keep":false}"#)], to: topic, options: SendOptions()).first?.deliveredTo == 0)
+        #expect(try await publishing.publish([ByteBuffer(string: #"{"keep":true}"#)], to: topic, options: SendOptions()).first?.deliveredTo == 1)
+        #expect(try await changing.unsubscribe(SubscriptionName("s")!, from: topic))
+        #expect(try await publishing.publish([ByteBuffer(string: "2")], to: topic, options: SendOptions()).first?.deliveredTo == 0)
+        #expect(try await fixture.backend.take(from: queue) == "1")
+        #expect(try await fixture.backend.take(from: queue) == #"{"keep":true}"#)
+        #expect(try await fixture.backend.take(from: queue) == nil)
+    }
+
+    @Test(arguments: kinds) func aFanOutDecidedFromOldSubscriptionsStoresNothing(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let queue = uniqueQueue("sub")
+        try await topics.subscribe(Self.subscription("s", queue), to: topic)
+        let read = try await topics.store.subscriptions(of: topic)
+        try await topics.subscribe(Self.subscription("t", uniqueQueue("other")), to: topic)
+        let fanOut = TopicFanOut(
+            topic: topic,
+            version: read.version,
+            targets: [TopicFanOut.Target(subscription: SubscriptionName("s")!, queue: queue, filteredOut: 0)],
+            messages: [TopicFanOut.Message(id: MessageID.make(), body: ByteBuffer(string: "x"), targets: [0])],
+            options: SendOptions(),
+            dedupWindowMilliseconds: 60_000
+        )
+        #expect(try await topics.store.fanOut(fanOut) == .stale)
+        #expect(try await backend.take(from: queue) == nil)
+        #expect(try await topics.store.topicStats(of: topic).published == 0)
+    }
+
+    @Test(arguments: kinds) func aRepeatedIdempotencyKeyStoresNothingAndAnswersTheFirstPublish(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let queue = uniqueQueue("sub")
+        try await topics.subscribe(Self.subscription("s", queue), to: topic)
+        let options = SendOptions(priority: 7, idempotencyKey: "k-1")
+        let first = try await topics.publish(["a", "b"].map { ByteBuffer(string: $0) }, to: topic, options: options)
+        let again = try await topics.publish(["a", "b"].map { ByteBuffer(string: $0) }, to: topic, options: options)
+        #expect(again.map(\.id) == first.map(\.id))
+        #expect(again.map(\.deliveredTo) == [1, 1])
+        #expect(again.allSatisfy(\.isDuplicate) && !first.contains(where: \.isDuplicate))
+        let delivery = try #require(try await backend.receive(from: queue, timeout: .zero))
+        #expect(delivery.message.priority == 7 && delivery.message.id == first[0].id)
+        try await backend.complete(delivery)
+        #expect(try await backend.take(from: queue) == "b")
+        #expect(try await backend.take(from: queue) == nil)
+        #expect(try await topics.store.topicStats(of: topic).published == 2)
+    }
+
+    @Test(arguments: kinds) func aQueueIsSubscribedOncePerTopicAndSubscriptionsAreBounded(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (_, topics, topic) = try Self.topics(fixture)
+        let queue = uniqueQueue("sub")
+        #expect(try await topics.subscribe(Self.subscription("s", queue), to: topic))
+        #expect(try await topics.subscribe(Self.subscription("s", queue, filter: #"{"a":["b"]}"#), to: topic) == false)
+        await #expect(throws: QueueError.self) { try await topics.subscribe(Self.subscription("twice", queue), to: topic) }
+        for index in 1..<TopicSubscriptions.maximumPerTopic {
+            try await topics.subscribe(Self.subscription("s\(index)", uniqueQueue("many")), to: topic)
+        }
+        let error = await #expect(throws: QueueError.self) { try await topics.subscribe(Self.subscription("more", uniqueQueue("more")), to: topic) }
+        #expect(error?.kind == .conflict)
+        #expect(try await topics.store.subscriptions(of: topic).subscriptions.count == TopicSubscriptions.maximumPerTopic)
+        // A bad filter names where it is wrong, and stores nothing.
+        let bad = await #expect(throws: QueueError.self) {
+            try await topics.subscribe(Self.subscription("s", queue, filter: #"{"a":[{"numeric":[">"]}]}"#), to: topic)
+        }
+        #expect(bad?.kind == .invalidArgument && bad?.message.contains("$.a") == true)
+        #expect(try await topics.delete(topic))
+        #expect(try await topics.store.subscriptions(of: topic).subscriptions.isEmpty)
+        #expect(try await topics.delete(topic) == false)
+    }
+
+    @Test(arguments: kinds) func aPartitionedSubscriberQueueTakesEachCopyInOnePartition(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let partitioned = PartitionedQueues(fixture.backend)
+        let topics = try #require(Topics.over(partitioned))
+        let (topic, queue) = (Self.uniqueTopic(), uniqueQueue("hot"))
+        var settings = try await partitioned.settings(of: queue)
+        settings.partitions = 3
+        try await partitioned.updateSettings(settings, of: queue)
+        try await topics.subscribe(Self.subscription("s", queue), to: topic)
+        for index in 0..<6 { _ = try await topics.publish([ByteBuffer(string: "\(index)")], to: topic, options: SendOptions()) }
+        #expect(try await partitioned.stats(of: queue).ready == 6)
+        var seen: [String] = []
+        let request = DeliveryRequest(queue: queue, max: 1, timeout: .zero, mode: .autoAcknowledge)
+        while let lease = try await partitioned.deliver(request, context: DeliveryContext(logger: Logger(label: "test"))) {
+            seen += lease.deliveries.map { String(buffer: $0.message.body) }
+            await lease.delivered()
+        }
+        #expect(seen.sorted() == (0..<6).map { "\($0)" })
+        // Every partition took some: the copies went round them.
+        for index in 0..<3 { #expect(try await fixture.backend.stats(of: queue.partition(index)).totals.enqueued == 2) }
+    }
+
+    /// Publishes while Redis keeps cutting the connections: whatever each publish's outcome, every
+    /// message is in all of its subscribers' queues or in none.
+    /// On a Redis of its own: the cuts would reach other tests' connections on the shared one.
+    @Test(.enabled(if: TestEnvironment.hasRedis)) func aFailureMidPublishNeverLeavesAPartialFanOut() async throws {
+        let server = try RedisServerProcess()
+        try server.start()
+        defer { server.kill() }
+        let fixture = try await BackendFixture.make(.redis, redisURL: server.url)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let queues = (0..<8).map { _ in uniqueQueue("atomic") }
+        for (index, queue) in queues.enumerated() { try await topics.subscribe(Self.subscription("s\(index)", queue), to: topic) }
+        let admin = RedisClient(
+            configuration: try RedisConfiguration(url: server.url),
+            eventLoopGroup: MultiThreadedEventLoopGroup.singleton,
+            logger: Logger(label: "test")
+        )
+        defer { admin.close() }
+        let killer = Task {
+            while !Task.isCancelled {
+                _ = try? await admin.send("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
+        // Waves of publishes until some met a cut and some got through (or 30 s passed).
+        var (succeeded, failed, index) = (Set<String>(), 0, 0)
+        let deadline = ContinuousClock.now + .seconds(30)
+        while (succeeded.count < 20 || failed < 5) && ContinuousClock.now < deadline {
+            await withTaskGroup(of: TopicPublished?.self) { group in
+                for _ in 0..<10 {
+                    index += 1
+                    let body = ByteBuffer(string: "\(index)")
+                    group.addTask { try? await topics.publish([body], to: topic, options: SendOptions()).first }
+                }
+                for await published in group {
+                    if let published { succeeded.insert(published.id) } else { failed += 1 }
+                }
+            }
+        }
+        killer.cancel()
+        await killer.value
+        var copies: [String: Int] = [:]
+        for queue in queues {
+            while let delivery = try await backend.receive(from: queue, timeout: .zero) {
+                copies[delivery.message.id, default: 0] += 1
+                try await backend.complete(delivery)
+            }
+        }
+        #expect(copies.values.allSatisfy { $0 == queues.count }, "a message reached some subscriber queues and not others")
+        // Every publish answered 201 is everywhere (and the run did cut some connections).
+        #expect(succeeded.allSatisfy { copies[$0] == queues.count })
+        #expect(succeeded.count >= 20 && failed >= 5, "the cuts must both interrupt and spare publishes for the test to prove anything")
+    }
+
+    @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func topicsOnARedisClusterAreRefusedClearly(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let store = try #require(fixture.backend as? any TopicStore)
+        let error = await #expect(throws: QueueError.self) { try await store.subscriptions(of: Self.uniqueTopic()) }
+        #expect(error?.kind == .unsupported)
+    }
+
+    // MARK: Helpers
+
+    static func topics(_ fixture: BackendFixture) throws -> (any ClaimingBackend, Topics, TopicName) {
+        let store = try #require(fixture.backend as? any TopicStore)
+        return (fixture.backend, Topics(store: store), uniqueTopic())
+    }
+
+    static func uniqueTopic() -> TopicName { TopicName(TestEnvironment.uniqueName("topic"))! }
+
+    static func subscription(_ name: String, _ queue: QueueName, filter: String? = nil) -> TopicSubscription {
+        TopicSubscription(name: SubscriptionName(name)!, queue: queue, filterPolicy: filter, updatedAtMilliseconds: MessageID.currentMilliseconds())
+    }
+}
