@@ -170,6 +170,34 @@ class Duplicated(unittest.TestCase):
         report = strict(history(enq("a", 0, 1), deq("a", 2, 3, rc=1), deq("a", 10, 11, rc=2)))
         self.assertEqual(report.duplicated, 1)
 
+    def test_a_replica_stopped_between_write_and_completion_is_a_residual_not_a_duplicate(self):
+        # RELIABILITY.md's write-completion window: the 200 was on the wire when replica 1 was
+        # stopped (the pause began while the GET was in flight); the claim came back after its
+        # lease, with a higher receive count.
+        first = deq("a", 2.0, 2.2, rc=1)
+        first["target"] = "skiff-1"
+        stall = {"type": "fault", "t": 2.1, "name": "pause", "replica": 1, "pause_s": 5.0}
+        report = strict(history(enq("a", 0, 1), first, stall, deq("a", 7.2, 7.3, rc=2)))
+        self.assertEqual((report.duplicated, report.residual_completions), (0, 1))
+        self.assertFalse(report.failed)
+
+    def test_the_write_completion_window_excuses_nothing_else(self):
+        first = deq("a", 2.0, 2.2, rc=1)
+        first["target"] = "skiff-1"
+        # Another replica stopped; a stop before the GET began; the same receive count twice.
+        other = {"type": "fault", "t": 2.1, "name": "pause", "replica": 2, "pause_s": 5.0}
+        before = {"type": "fault", "t": 1.5, "name": "pause", "replica": 1, "pause_s": 0.2}
+        for records in ([other, deq("a", 7.2, 7.3, rc=2)], [before, deq("a", 7.2, 7.3, rc=2)]):
+            report = strict(history(enq("a", 0, 1), first, *records))
+            self.assertEqual((report.duplicated, report.residual_completions), (1, 0))
+        stall = {"type": "fault", "t": 2.1, "name": "pause", "replica": 1, "pause_s": 5.0}
+        same = strict(history(enq("a", 0, 1), first, stall, deq("a", 7.2, 7.3, rc=1)))
+        self.assertEqual(same.duplicated, 1)
+        # Two complete answers to acknowledged-mode receives are not in this window.
+        acked = ack_deq("a", 2.0, 2.2, rc=1)
+        acked["target"] = "skiff-1"
+        self.assertEqual(strict(history(enq("a", 0, 1), acked, ack(acked, 2.3, 2.4), stall, deq("a", 7.2, 7.3, rc=2))).duplicated, 1)
+
 
 class Unexpected(unittest.TestCase):
     def test_a_value_never_sent(self):
