@@ -44,7 +44,7 @@ ROOT=$(pwd)
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
 ONLY=
-SCENARIOS=" unloaded roundtrips a b c d e s f g profile scale-out "
+SCENARIOS=" unloaded roundtrips a b c d e s t f g profile scale-out "
 usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
 while (($#)); do
     case $1 in
@@ -237,6 +237,10 @@ write_report() {
     # into BENCHMARKS.md, with the hand-written part; the rest of the file stays the last full run's.
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want scale-out && compgen -G "$OUT/scale-out-*-1.json" >/dev/null; then
         bench scale-out-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
+    fi
+    # The same for the topics scenario (issue 20).
+    if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want t && [ -f "$OUT/t-1.json" ]; then
+        bench topics-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
     fi
     # The same for the streams scenario (issue 19).
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want s && [ -f "$OUT/s-consume-100.json" ]; then
@@ -552,6 +556,27 @@ if want s; then
     bench stream-idle --client "$STREAM_CLIENT" --port "$PORT_A" --pid "$SKIFF_A_PID" --queue bench-s3 \
         --count "$IDLE_CONNECTIONS" --hold $((IDLE_SECONDS + 60)) --json "$OUT/s-idle.json" >/dev/null
     printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/s-meta.json"
+    settle
+fi
+
+# --- (t) topics ---------------------------------------------------------------------------------
+
+if want t; then
+    # Publishes to a topic with N queue subscriptions (no filter), compared in the report with (a).
+    for subscriptions in 1 10 100; do
+        topic=bench-t-$subscriptions
+        for i in $(seq 1 "$subscriptions"); do
+            bench probe --port "$PORT_A" --method PUT --path "/api/topics/$topic/subscriptions/s$i" \
+                --body "{\"queue\":\"$topic-q$i\"}" >/dev/null
+        done
+        log "(t) publish to a topic with $subscriptions subscription(s), $CONNECTIONS connections, $((SLICE * ROUNDS))s"
+        bench wrk --url "http://127.0.0.1:$PORT_A/api/topics/$topic" --method POST --body "$BODY" --expect 201 \
+            --seconds "$((SLICE * ROUNDS))" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/t-$subscriptions.json" >/dev/null
+        bench probe --port "$PORT_A" --method DELETE --path "/api/topics/$topic" >/dev/null
+        for i in $(seq 1 "$subscriptions"); do drop_keys "skiff:{$topic-q$i}:*"; done
+        rcli SREM skiff:queues $(for i in $(seq 1 "$subscriptions"); do echo "$topic-q$i"; done) >/dev/null
+    done
+    printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/t-meta.json"
     settle
 fi
 

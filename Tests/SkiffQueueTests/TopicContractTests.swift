@@ -101,6 +101,36 @@ import Testing
         #expect(try await fixture.backend.take(from: queue) == nil)
     }
 
+    /// Concurrent publishes share fan-outs (one script run for many): each still gets its own
+    /// messages' ids, in its own order, and every copy is stored once.
+    @Test(arguments: kinds) func concurrentPublishesEachGetTheirOwnMessages(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let queue = uniqueQueue("merged")
+        try await topics.subscribe(Self.subscription("s", queue), to: topic)
+        let answers = await withTaskGroup(of: (Int, [TopicPublished]?).self) { group in
+            for index in 0..<40 {
+                let bodies = (0..<(1 + index % 3)).map { ByteBuffer(string: "\(index)-\($0)") }
+                group.addTask { (index, try? await topics.publish(bodies, to: topic, options: SendOptions())) }
+            }
+            var answers: [Int: [TopicPublished]] = [:]
+            for await (index, published) in group { answers[index] = published }
+            return answers
+        }
+        var stored: [String: String] = [:]
+        while let delivery = try await backend.receive(from: queue, timeout: .zero) {
+            stored[delivery.message.id] = String(buffer: delivery.message.body)
+            try await backend.complete(delivery)
+        }
+        for index in 0..<40 {
+            let published = try #require(answers[index] ?? nil)
+            #expect(published.count == 1 + index % 3 && published.allSatisfy { $0.deliveredTo == 1 })
+            #expect(published.map { stored[$0.id] } == (0..<published.count).map { "\(index)-\($0)" })
+        }
+        #expect(stored.count == (0..<40).reduce(0) { $0 + 1 + $1 % 3 })
+    }
+
     @Test(arguments: kinds) func aFanOutDecidedFromOldSubscriptionsStoresNothing(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }

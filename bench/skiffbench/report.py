@@ -3,7 +3,7 @@ what each scenario measures, details, profiles, then the hand-written analysis).
 
 import os
 
-from . import compare, options, scaleout, streams
+from . import compare, options, scaleout, streams, topics
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -80,6 +80,7 @@ def command_report(args):
     sections += ["![latency percentiles](%s)" % args.plot_link, ""]
     sections += compare.section(d, machine)
     sections += streams.section(d, machine)
+    sections += topics.section(d, machine)
     sections += scaleout.section(d, machine)
     sections += details(d, args)
     if args.notes and os.path.exists(args.notes):

@@ -16,6 +16,16 @@ public final class Topics: Sendable {
     public let store: any TopicStore
     private let choosePartition: PartitionChooser
     private let known = Mutex<[TopicName: Compiled]>([:])
+    /// Concurrent publishes to one topic with the same delay and priority and no idempotency key
+    /// share one fan-out (one script run on Redis): its fixed cost, and each subscriber queue's,
+    /// is paid once for all of them. Set once, right after init.
+    private let merged = Mutex<Coalescer<MergeKey, ByteBuffer, TopicPublished>?>(nil)
+
+    private struct MergeKey: Hashable, Sendable {
+        let topic: TopicName
+        let delayMilliseconds: Int64?
+        let priority: Int
+    }
 
     /// A fan-out decided this many times from subscriptions that kept changing is answered 503.
     static var maximumAttempts: Int { 5 }
@@ -50,6 +60,22 @@ public final class Topics: Sendable {
     public init(store: any TopicStore, choosePartition: @escaping PartitionChooser = { queue, _ in queue }) {
         self.store = store
         self.choosePartition = choosePartition
+        merged.withLock {
+            $0 = Coalescer(maximumItems: 1000) { [weak self] key, members in
+                guard let self else { return members.map { _ in .failure(CancellationError()) } }
+                let options = SendOptions(delay: key.delayMilliseconds.map { .milliseconds($0) }, priority: key.priority)
+                do {
+                    let published = try await self.publishNow(members.flatMap { $0 }, to: key.topic, options: options)
+                    var start = 0
+                    return members.map { member in
+                        defer { start += member.count }
+                        return .success(Array(published[start..<start + member.count]))
+                    }
+                } catch {
+                    return members.map { _ in .failure(error) }
+                }
+            }
+        }
     }
 
     /// Publishes `bodies` (validated JSON) to `topic`: each is stored in the queue of every
@@ -58,6 +84,15 @@ public final class Topics: Sendable {
     ///   topic past the limit, `.unavailable` when storage fails or the subscriptions kept changing.
     public func publish(_ bodies: [ByteBuffer], to topic: TopicName, options: SendOptions) async throws -> [TopicPublished] {
         try options.validate()
+        // A keyed publish runs alone: its key names exactly its own messages.
+        if options.idempotencyKey == nil, let merged = merged.withLock({ $0 }) {
+            let key = MergeKey(topic: topic, delayMilliseconds: options.delay?.milliseconds, priority: options.priority)
+            return try await merged.submit(bodies, for: key)
+        }
+        return try await publishNow(bodies, to: topic, options: options)
+    }
+
+    private func publishNow(_ bodies: [ByteBuffer], to topic: TopicName, options: SendOptions) async throws -> [TopicPublished] {
         let now = MessageID.currentMilliseconds()
         let ids = bodies.map { _ in MessageID.make(nowMilliseconds: now) }
         // Parsed once per publish, and only when some subscription has a filter.
