@@ -41,6 +41,10 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   when its replica (any replica, through the proxy) was stalled then (SIGSTOP, or its Redis link
   paused or holding), when the stall ended: the replica handles the request only then.
 - An enqueue that ended in ``info`` may be consumed at most once, or never.
+- A topic publish is recorded as one ``enqueue`` per subscriber queue its filter matches (value
+  ``<value>@<queue>``, the publish's outcome and id), judged as above: each copy exactly once, in
+  that queue's order; and one ``publish`` whose ``201`` must say ``deliveredTo`` = the number of
+  matching subscriptions (else unexpected).
 - A ``200`` in acknowledged mode must carry a receipt for its message id (``<id>.<claim>``); a
   plain ``200`` must not carry one (unexpected otherwise). One receipt acked ``204`` twice is
   unexpected.
@@ -206,7 +210,7 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
 
     ops = [r for r in records if r.get("type") == "op"]
     enqueues: dict[str, dict] = {}
-    enqueue_by_id: dict[str, dict] = {}
+    enqueue_by_id: dict[tuple[str, str], dict] = {}
     for op in ops:
         if op["f"] != "enqueue":
             continue
@@ -214,12 +218,22 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
             raise ValueError(f"history reuses the value {op['value']!r}; values must be unique")
         enqueues[op["value"]] = op
         if op["result"] == "ok" and op.get("id"):
-            enqueue_by_id[op["id"]] = op
+            # A topic's copies share the publish's id, one per subscriber queue.
+            enqueue_by_id[(op["id"], op["q"])] = op
         report = report_for(op["q"])
         if op["result"] == "ok":
             report.acked += 1
         elif op["result"] == "info":
             report.indeterminate_enqueues += 1
+
+    # A topic publish answered 201 names how many subscriber queues stored it: every one whose
+    # filter matched (nothing is full in these runs), never fewer or more.
+    for op in ops:
+        if op["f"] == "publish" and op["result"] == "ok" and op.get("delivered_to") != op.get("expected_to"):
+            report = report_for(op["q"])
+            report.unexpected += 1
+            report.example("unexpected", f"publish of {op['value']} to {op['q']} answered deliveredTo={op.get('delivered_to')}, "
+                                         f"{op.get('expected_to')} subscriptions match it")
 
     dequeues = [op for op in ops if op["f"] == "dequeue"]
     valid: dict[str, list[dict]] = defaultdict(list)
@@ -263,11 +277,12 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
             report.crashes += bool(op.get("crash"))
         valid[value].append(op)
 
-    acks: dict[str, list[dict]] = defaultdict(list)
+    # By queue and receipt: a topic's copies share an id, so their first receipts are alike.
+    acks: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for op in ops:
         if op["f"] != "ack":
             continue
-        acks[op["receipt"]].append(op)
+        acks[(op["q"], op["receipt"])].append(op)
         report = report_for(op["q"])
         if op["result"] == "ok":
             report.acks_ok += 1
@@ -356,7 +371,7 @@ def _receive_count(delivery: dict) -> int:
     return delivery.get("rc") or 1
 
 
-def _judge_deliveries(deliveries: list[dict], acks: dict[str, list[dict]], report: ClassReport,
+def _judge_deliveries(deliveries: list[dict], acks: dict[tuple[str, str], list[dict]], report: ClassReport,
                       stream_ends: dict[str, float] | None = None,
                       stalls: dict[int, list[tuple[float, float]]] | None = None) -> str:
     """Judges the complete 200s of one value and the acks of their receipts. Returns
@@ -373,7 +388,7 @@ def _judge_deliveries(deliveries: list[dict], acks: dict[str, list[dict]], repor
         if delivery.get("mode") != "ack":
             consumptions.append(delivery)
             continue
-        outcomes = [ack["result"] for ack in acks.get(delivery["receipt"], [])]
+        outcomes = [ack["result"] for ack in acks.get((delivery["q"], delivery["receipt"]), [])]
         if outcomes.count("ok") > 1:
             report.unexpected += 1
             report.example("unexpected", f"receipt {delivery['receipt']} of {value} acked 204 {outcomes.count('ok')} times")
@@ -403,7 +418,7 @@ def _judge_deliveries(deliveries: list[dict], acks: dict[str, list[dict]], repor
         report.duplicated += 1
         shown = []
         for delivery in sorted(deliveries, key=lambda d: d["inv"]):
-            settles = acks.get(delivery.get("receipt") or "", [])
+            settles = acks.get((delivery["q"], delivery.get("receipt") or ""), [])
             shown.append(_describe(delivery) + "".join(f" ack {a['result']} {a.get('status') or a.get('err')} at {a['cmp']}" for a in settles))
         report.example("duplicated", f"value {value} {problem}: " + "; ".join(shown))
         return "duplicated"
@@ -439,7 +454,7 @@ def _judge_missing(enqueues, enqueue_by_id, settled, indeterminate, report_for) 
         generic = []
         # A GET whose headers named the message accounts for exactly that message.
         for op in indeterminate.get(queue, []):
-            named = enqueue_by_id.get(op.get("id")) if op.get("id") else None
+            named = enqueue_by_id.get((op.get("id"), queue)) if op.get("id") else None
             if named is not None and named["q"] == queue:
                 if named["value"] not in settled and named["value"] not in taken:
                     taken.add(named["value"])

@@ -42,13 +42,23 @@ def make_body(value: str, padding: int) -> bytes:
     return json.dumps({"chaos": value, "pad": "x" * padding}, separators=(",", ":")).encode()
 
 
-def value_of(body: bytes) -> str | None:
+def make_topic_body(value: str, n: int, padding: int) -> bytes:
+    """A body published to a topic: its copies are told apart by queue (``value_of``); ``n``
+    is what the subscriptions' filters look at."""
+    return json.dumps({"chaos": value, "topic": True, "n": n, "pad": "x" * padding}, separators=(",", ":")).encode()
+
+
+def value_of(body: bytes, queue: str | None = None) -> str | None:
+    """The unique value a body carries; for a topic's copy, ``<value>@<queue>``: each subscriber
+    queue's copy is a value of its own, delivered exactly once from that queue."""
     try:
         document = json.loads(body)
     except ValueError:
         return None
     value = document.get("chaos") if isinstance(document, dict) else None
-    return value if isinstance(value, str) else None
+    if not isinstance(value, str):
+        return None
+    return f"{value}@{queue}" if document.get("topic") is True and queue else value
 
 
 def classify_enqueue(response: Response) -> tuple[str, dict]:
@@ -79,7 +89,7 @@ def classify_enqueue(response: Response) -> tuple[str, dict]:
     return "info", fields
 
 
-def classify_dequeue(response: Response) -> tuple[str, dict]:
+def classify_dequeue(response: Response, queue: str | None = None) -> tuple[str, dict]:
     """``ok`` for a complete 200 (with the delivered value) or 204. ``fail`` when no message can
     have been handed out: never sent, a complete error answer from Skiff itself (it answers an
     error only when it hands nothing out; a claim it made stays leased and comes back), or the
@@ -99,7 +109,7 @@ def classify_dequeue(response: Response) -> tuple[str, dict]:
     if not response.sent:
         return "fail", fields
     if response.complete and response.status == 200:
-        fields["value"] = value_of(response.body)
+        fields["value"] = value_of(response.body, queue)
         fields["digest"] = body_digest(response.body)
         count = response.headers.get("skiff-receive-count")
         fields["rc"] = int(count) if count and count.isdigit() else None

@@ -57,7 +57,7 @@ import time
 from dataclasses import dataclass
 
 from . import checker, faults, stream
-from .history import History, body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body
+from .history import History, body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body, make_topic_body
 from .http import request
 from .link import LinkControl
 
@@ -116,6 +116,8 @@ class Settings:
     stats_port: int
     redis_mode: str = "single"
     redis_cluster_port: int = 0
+    # Publishers to a topic of the strict phase (single Redis: topics answer 501 on a cluster).
+    topics: int = 1
 
     @staticmethod
     def from_environment() -> "Settings":
@@ -158,6 +160,7 @@ class Settings:
             crash_share=float(env.get("CHAOS_CRASH_SHARE", "0.05")),
             # WebSocket stream consumers, and as many stream publishers, beside the HTTP workers.
             streams=int(env.get("CHAOS_STREAMS", "2")),
+            topics=int(env.get("CHAOS_TOPICS", "1")),
             phases=phases,
             kinds=kinds,
             out=env.get("CHAOS_OUT") or os.path.join(RUNS, f"{stamp}-seed{seed}"),
@@ -299,7 +302,7 @@ class Run:
         response = await request(host, port, "GET", path, timeout=timeout_ms / 1000.0 + margin, abort_after=abort_after,
                                  abort_with_reset=reset)
         completed = self.history.now()
-        result, fields = classify_dequeue(response)
+        result, fields = classify_dequeue(response, queue)
         record = {"type": "op", "f": "dequeue", "p": worker, "q": queue, "target": target, "inv": invoked, "cmp": completed,
                   "result": result, "timeout_ms": timeout_ms, **fields}
         if visibility_ms:
@@ -323,6 +326,58 @@ class Run:
                   "rc": delivery.get("rc"), **fields}
         self.history.write(record)
         return result, record
+
+    async def publish(self, worker: str, topic: str, subscriptions: list[tuple[str, int]], target: str, n: int,
+                      padding: int) -> str:
+        """One ``POST /api/topics/{topic}``; ``subscriptions`` are (queue, below): a subscription
+        takes the messages whose ``n`` is below ``below``. Records one ``enqueue`` per queue the
+        message must reach (value ``<value>@<queue>``, all with the publish's outcome and id), and
+        one ``publish`` with the ``deliveredTo`` it answered and the count it should have."""
+        value = self.next_value(worker)
+        body = make_topic_body(value, n, padding)
+        host, port = self.target_address(target)
+        invoked = self.history.now()
+        response = await request(host, port, "POST", f"/api/topics/{topic}", body, timeout=5.0)
+        completed = self.history.now()
+        result, fields = classify_enqueue(response)
+        matching = [queue for queue, below in subscriptions if n < below]
+        document = response.json() if result == "ok" else None
+        delivered = document.get("deliveredTo") if isinstance(document, dict) else None
+        base = {"type": "op", "p": worker, "target": target, "inv": invoked, "cmp": completed, "result": result,
+                "digest": body_digest(body), "topic": topic, **fields}
+        for queue in matching:
+            self.history.write({**base, "f": "enqueue", "q": queue, "value": f"{value}@{queue}"})
+        self.history.write({**base, "f": "publish", "q": topic, "value": value, "expected_to": len(matching), "delivered_to": delivered})
+        return result
+
+    async def topic_publisher(self, name: str, topic: str, subscriptions: list[tuple[str, int]], stop: asyncio.Event,
+                              rate: float | None) -> None:
+        rng = random.Random(f"{self.s.seed}-{name}")
+        while not stop.is_set():
+            padding = rng.choice((0, 10, 100, 1000))
+            result = await self.publish(name, topic, subscriptions, self.pick_target(rng), rng.randrange(10), padding)
+            if result == "fail":
+                await asyncio.sleep(0.02)
+            if rate:
+                try:
+                    await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
+                except asyncio.TimeoutError:
+                    pass
+
+    async def subscribe_topic(self, phase: str, queues: list[str]) -> tuple[str, list[tuple[str, int]]]:
+        """A topic of the phase with three subscriptions on its queues: every message to the
+        first, ``n < 5`` to the second, ``n < 2`` to the third (a filter policy each)."""
+        topic = f"{self.run_id}-{phase}-t"
+        subscriptions = [(queues[0], 10), (queues[1 % len(queues)], 5), (queues[2 % len(queues)], 2)][:len(queues)]
+        host, port = self.target_address("proxy")
+        for index, (queue, below) in enumerate(subscriptions):
+            policy = "" if below >= 10 else f',"filter":{{"n":[{{"numeric":["<",{below}]}}]}}'
+            body = f'{{"queue":"{queue}"{policy}}}'.encode()
+            response = await request(host, port, "PUT", f"/api/topics/{topic}/subscriptions/s{index}", body, timeout=5.0)
+            if response.status not in (200, 201):
+                raise RuntimeError(f"PUT subscription {index} of {topic} answered {response.status} {response.body[:200]!r}")
+        self.history.event("topic", topic=topic, subscriptions=[{"queue": q, "below": b} for q, b in subscriptions])
+        return topic, subscriptions
 
     # --- Workload -------------------------------------------------------------------
 
@@ -382,16 +437,21 @@ class Run:
                 await asyncio.sleep(0.2)
 
     async def run_workload(self, phase: str, queues: list[str], producers: int, consumers: int, rate: float | None,
-                           abort_share: float, during, ack_share: float = 0.0, streams: int = 0) -> None:
+                           abort_share: float, during, ack_share: float = 0.0, streams: int = 0, topics: int = 0) -> None:
         """Producers and consumers for `seconds` (or until `during` finishes), then consumers until
         every producer stopped and their own last operation ended. ``streams`` adds that many
-        WebSocket stream consumers and as many stream publishers (chaos/stream.py)."""
+        WebSocket stream consumers and as many stream publishers (chaos/stream.py); ``topics``
+        that many publishers to a topic of the phase subscribed by its queues (``subscribe_topic``)."""
         stop_producers, stop_consumers = asyncio.Event(), asyncio.Event()
-        per_producer = rate / (producers + streams) if rate else None
+        per_producer = rate / (producers + streams + topics) if rate else None
         cap = 10**6
         tasks_p = [asyncio.ensure_future(self.producer(f"{phase}-p{i}", queues, stop_producers, per_producer, cap)) for i in range(producers)]
         tasks_p += [asyncio.ensure_future(stream.stream_publisher(self, f"{phase}-sp{i}", queues, stop_producers, per_producer))
                     for i in range(streams)]
+        if topics:
+            topic, subscriptions = await self.subscribe_topic(phase, queues)
+            tasks_p += [asyncio.ensure_future(self.topic_publisher(f"{phase}-tp{i}", topic, subscriptions, stop_producers, per_producer))
+                        for i in range(topics)]
         # Every 1/ack_share-th consumer receives in acknowledged mode (c1, c3, ... for one half).
         acknowledged = [int((i + 1) * ack_share) > int(i * ack_share) for i in range(consumers)]
         tasks_c = [asyncio.ensure_future(self.consumer(f"{phase}-{'k' if acknowledged[i] else 'c'}{i}", queues, stop_consumers,
@@ -598,7 +658,8 @@ class Run:
         schedule = asyncio.ensure_future(self.run_schedule(plan, seconds, started))
         try:
             await self.run_workload("strict", queues, self.s.producers, self.s.consumers, self.s.rate, self.s.abort_share, schedule,
-                                    self.s.ack_share, streams=self.s.streams)
+                                    self.s.ack_share, streams=self.s.streams,
+                                    topics=self.s.topics if self.s.redis_mode == "single" else 0)
         finally:
             if not schedule.done():
                 schedule.cancel()

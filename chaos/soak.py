@@ -115,7 +115,7 @@ class SoakRun(Run):
         response = await request(host, port, "GET", f"/api/{queue}/batch?max={most}&timeout={timeout_ms}&visibility={VISIBILITY_MS}",
                                  timeout=timeout_ms / 1000.0 + 8.0)
         completed = self.history.now()
-        result, fields = classify_dequeue(response)
+        result, fields = classify_dequeue(response, queue)
         base = {"type": "op", "f": "dequeue", "p": worker, "q": queue, "target": target, "inv": invoked, "cmp": completed,
                 "timeout_ms": timeout_ms, "mode": "ack", "vis": VISIBILITY_MS}
         document = response.json() if result == "ok" and fields.get("status") == 200 else None

@@ -157,7 +157,7 @@ async def _consume(run, rng: random.Random, name: str, session: str, queue: str,
                 raw = text[text.index(b',"body":') + 8:-1]
                 record = {"type": "op", "f": "dequeue", "p": name, "q": queue, "target": target, "inv": opened_at,
                           "cmp": run.history.now(), "result": "ok", "status": 200, "mode": "ack", "vis": visibility,
-                          "id": frame.get("id"), "receipt": frame.get("receipt"), "value": value_of(raw),
+                          "id": frame.get("id"), "receipt": frame.get("receipt"), "value": value_of(raw, queue),
                           "digest": body_digest(raw), "rc": frame.get("receiveCount"), "session": session}
                 if rng.random() < run.s.crash_share:
                     record["crash"] = True

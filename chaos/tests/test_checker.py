@@ -538,3 +538,48 @@ class CommandLine(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+def publish_copies(value, inv, cmp, queues, result="ok", delivered=None, message_id=None):
+    """A topic publish as the runner records it: one enqueue per matching queue, one publish."""
+    records = []
+    for queue in queues:
+        record = enq(f"{value}@{queue}", inv, cmp, result=result, q=queue, message_id=message_id or f"id-{value}", digest=False)
+        record["topic"] = "t"
+        records.append(record)
+    records.append({"type": "op", "f": "publish", "p": "p0", "q": "t", "target": "proxy", "inv": inv, "cmp": cmp, "result": result,
+                    "value": value, "id": message_id or f"id-{value}", "expected_to": len(queues),
+                    "delivered_to": len(queues) if delivered is None else delivered})
+    return records
+
+
+def copy_deq(value, queue, inv, cmp, rc=1):
+    return deq(f"{value}@{queue}", inv, cmp, rc=rc, q=queue, message_id=f"id-{value}")
+
+
+class Topics(unittest.TestCase):
+    def test_each_queue_s_copy_consumed_once_is_no_duplicate(self):
+        report = strict(history(*publish_copies("a", 0, 1, ["q1", "q2"]), copy_deq("a", "q1", 2, 3), copy_deq("a", "q2", 2, 3)))
+        self.assertEqual((report.duplicated, report.lost, report.unexpected), (0, 0, 0))
+
+    def test_a_copy_never_delivered_is_lost_and_one_delivered_twice_is_a_duplicate(self):
+        lost = strict(history(*publish_copies("a", 0, 1, ["q1", "q2"]), copy_deq("a", "q1", 2, 3)))
+        self.assertEqual(lost.lost, 1)
+        twice = strict(history(*publish_copies("a", 0, 1, ["q1", "q2"]), copy_deq("a", "q1", 2, 3), copy_deq("a", "q2", 2, 3),
+                               copy_deq("a", "q2", 4, 5, rc=2)))
+        self.assertEqual(twice.duplicated, 1)
+
+    def test_a_201_whose_delivered_to_is_not_the_matching_count_is_unexpected(self):
+        report = strict(history(*publish_copies("a", 0, 1, ["q1", "q2"], delivered=1), copy_deq("a", "q1", 2, 3),
+                                copy_deq("a", "q2", 2, 3)))
+        self.assertEqual(report.unexpected, 1)
+        self.assertTrue(report.failed)
+
+    def test_copies_acked_in_their_own_queues_share_a_receipt_but_not_an_ack(self):
+        # The copies have one id, so their first receipts are alike (`id-a.1`) in both queues.
+        first = ack_deq("a@q1", 2, 3, q="q1", receipt="id-a.1")
+        second = ack_deq("a@q2", 2, 3, q="q2", receipt="id-a.1")
+        for delivery in (first, second):
+            delivery["id"] = "id-a"
+        report = strict(history(*publish_copies("a", 0, 1, ["q1", "q2"]), first, ack(first, 4, 5), second, ack(second, 4, 5)))
+        self.assertEqual((report.duplicated, report.unexpected, report.lost), (0, 0, 0))
