@@ -16,6 +16,9 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         /// The request contradicts the queue's state (shrinking a partitioned queue, say). Nothing
         /// was changed.
         case conflict
+        /// The request would make the backend hold more than a limit allows (a topic publish's
+        /// copies, all queues together). Nothing was stored.
+        case tooLarge
         /// The backend cannot do this in its configuration (topics on a Redis Cluster, for now).
         case unsupported
         /// Anything else: a bug or an unexpected reply.
@@ -63,6 +66,7 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         )
     }
     public static func unsupported(_ detail: String) -> Self { Self(.unsupported, detail) }
+    public static func tooLarge(_ detail: String) -> Self { Self(.tooLarge, detail) }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func conflict(_ detail: String) -> Self { Self(.conflict, detail) }
     /// A settings change would lower a queue's partition count.

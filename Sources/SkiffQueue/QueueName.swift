@@ -33,7 +33,10 @@ public struct QueueName: Hashable, Sendable, CustomStringConvertible, Comparable
     /// ``maximumPartitions`` - 1, no leading zero).
     public init?(stored rawValue: some StringProtocol) {
         guard let tilde = rawValue.firstIndex(of: "~") else {
-            self.init(rawValue)
+            // A reserved name stored before it was reserved stays readable, so sweeps and the
+            // queue list still reach it (requests cannot name it any more).
+            guard Self.isValid(rawValue) else { return nil }
+            self.init(unchecked: String(rawValue))
             return
         }
         let digits = rawValue[rawValue.index(after: tilde)...]

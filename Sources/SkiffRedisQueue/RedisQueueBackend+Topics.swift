@@ -11,7 +11,7 @@ extension RedisQueueBackend: TopicStore {
     public func subscriptions(of topic: TopicName) async throws -> TopicSubscriptions {
         try requireSingleRedis()
         let reply = try await run(RedisQueueScripts.topicSubscriptions, on: nil, [.string(topic.rawValue)])
-        guard let items = reply.array, let version = items.first?.integer, items.count % 2 == 1 else {
+        guard let items = reply.array, let version = items.first?.string, items.count % 2 == 1 else {
             throw QueueError.internalError("topic-subscriptions script returned \(reply)")
         }
         var subscriptions: [TopicSubscription] = []
@@ -29,12 +29,12 @@ extension RedisQueueBackend: TopicStore {
     public func putSubscription(_ subscription: TopicSubscription, on topic: TopicName) async throws -> Bool {
         try requireSingleRedis()
         let stored = "\(subscription.updatedAtMilliseconds)|\(subscription.queue.rawValue)|\(subscription.filterPolicy ?? "")"
-        let reply = try await run(
+        let reply = try await change(
             RedisQueueScripts.subscribe,
-            on: nil,
             [
                 .string(topic.rawValue), .string(subscription.name.rawValue), .string(stored), .string(subscription.queue.rawValue),
                 .integer(Int64(configuration.maximumQueues)), .integer(Int64(TopicSubscriptions.maximumPerTopic)),
+                .string(TopicSubscriptions.nonce()),
             ]
         )
         guard let items = reply.array, items.count == 2, let status = items[0].integer else {
@@ -54,13 +54,16 @@ extension RedisQueueBackend: TopicStore {
 
     public func deleteSubscription(_ name: SubscriptionName, of topic: TopicName) async throws -> Bool {
         try requireSingleRedis()
-        let reply = try await run(RedisQueueScripts.unsubscribe, on: nil, [.string(topic.rawValue), .string(name.rawValue)])
+        let reply = try await change(
+            RedisQueueScripts.unsubscribe,
+            [.string(topic.rawValue), .string(name.rawValue), .string(TopicSubscriptions.nonce())]
+        )
         return reply.integer == 1
     }
 
     public func deleteTopic(_ topic: TopicName) async throws -> Bool {
         try requireSingleRedis()
-        let reply = try await run(RedisQueueScripts.deleteTopic, on: nil, [.string(topic.rawValue)])
+        let reply = try await change(RedisQueueScripts.deleteTopic, [.string(topic.rawValue)])
         return reply.integer == 1
     }
 
@@ -68,7 +71,7 @@ extension RedisQueueBackend: TopicStore {
         try requireSingleRedis()
         let options = fanOut.options
         var arguments: [RedisArgument] = [
-            .string(prefix), .string(""), .string(fanOut.topic.rawValue), .integer(fanOut.version), .string(options.idempotencyKey ?? ""),
+            .string(prefix), .string(""), .string(fanOut.topic.rawValue), .string(fanOut.version), .string(options.idempotencyKey ?? ""),
             .integer(Int64(configuration.maximumQueues)), .integer(Int64(options.priority)),
             options.delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""), .integer(fanOut.dedupWindowMilliseconds),
             .integer(Int64(fanOut.targets.count)),
@@ -149,6 +152,12 @@ extension RedisQueueBackend: TopicStore {
         let key = "\(prefix):topics"
         let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(key)), slotKey: key) }
         return (reply.array ?? []).compactMap { $0.string.flatMap(TopicName.init) }.sorted()
+    }
+
+    /// A change of a topic's subscriptions, waiting for Redis replicas as a send does
+    /// (`REDIS_WAIT_REPLICAS`), so a failover does not forget it.
+    private func change(_ script: RedisScript, _ arguments: [RedisArgument]) async throws -> RedisValue {
+        try await enqueue([.string(prefix), .string("")] + arguments, keys: [], script: script)
     }
 
     /// A stored subscription: "<updatedAt>|<queue>|<filter policy or nothing>".

@@ -158,6 +158,17 @@ struct TopicAPITests {
             #expect(try await publish("billing-events", key: TestKeys.orders) == .forbidden)
             #expect(try await publish("orders-events", key: TestKeys.receive) == .forbidden)
             #expect(try await client.execute(uri: "/api/topics/orders-events", method: .post, body: ByteBuffer(string: "1")).status == .unauthorized)
+            // A subscription an unconfined admin points at another tenant's queue, on a topic the
+            // confined key may use: it can neither read, replace, delete nor list it.
+            #expect(try await put("orders-mixed", queue: "billing-audit", key: TestKeys.admin) == .created)
+            let path = "/api/topics/orders-mixed/subscriptions/s"
+            let confined = TestKeys.bearer(TestKeys.ordersAdmin)
+            #expect(try await client.execute(uri: path, method: .get, headers: confined).status == .forbidden)
+            #expect(try await client.execute(uri: path, method: .delete, headers: confined).status == .forbidden)
+            #expect(try await put("orders-mixed", queue: "orders-audit", key: TestKeys.ordersAdmin) == .forbidden)
+            let mixed = try await client.execute(uri: "/api/topics/orders-mixed/subscriptions", method: .get, headers: confined).text
+            #expect(!mixed.contains("billing-audit") && mixed.contains(#""subscriptions":[]"#))
+            #expect(try await client.execute(uri: path, method: .get, headers: TestKeys.bearer(TestKeys.admin)).status == .ok)
             // The topic list shows a confined key its own topics only.
             _ = try await put("billing-events", queue: "billing-audit", key: TestKeys.admin)
             let listed = try await client.execute(uri: "/api/topics", method: .get, headers: TestKeys.bearer(TestKeys.ordersAdmin)).text

@@ -131,6 +131,46 @@ import Testing
         #expect(stored.count == (0..<40).reduce(0) { $0 + 1 + $1 % 3 })
     }
 
+    /// A publish's copies are bounded in bytes (413, nothing stored); a merged run over the bound
+    /// falls back to its publishes one by one, so only one too large by itself fails.
+    @Test(arguments: kinds) func aFanOutLargerThanItsBoundIsRefusedWhole(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let store = try #require(fixture.backend as? any TopicStore)
+        let topics = Topics(store: store, maximumFanOutBytes: 1_000)
+        let topic = Self.uniqueTopic()
+        let queues = (0..<4).map { _ in uniqueQueue("big") }
+        for (index, queue) in queues.enumerated() { try await topics.subscribe(Self.subscription("s\(index)", queue), to: topic) }
+        let large = ByteBuffer(string: "\"" + String(repeating: "x", count: 298) + "\"")
+        let error = await #expect(throws: QueueError.self) { try await topics.publish([large], to: topic, options: SendOptions()) }
+        #expect(error?.kind == .tooLarge)
+        for queue in queues { #expect(try await fixture.backend.take(from: queue) == nil) }
+        // Four small publishes at once (merged: 4 x 4 x 100 bytes together) all succeed.
+        let small = ByteBuffer(string: "\"" + String(repeating: "y", count: 98) + "\"")
+        let results = await withTaskGroup(of: Bool.self) { group in
+            for _ in 0..<4 { group.addTask { (try? await topics.publish([small], to: topic, options: SendOptions())) != nil } }
+            return await group.reduce(into: [Bool]()) { $0.append($1) }
+        }
+        #expect(results == [true, true, true, true])
+        #expect(try await fixture.backend.stats(of: queues[0]).ready == 4)
+    }
+
+    @Test(arguments: kinds) func aBodyTheFiltersCannotReadIsRefusedNotFilteredOut(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try Self.topics(fixture)
+        let queue = uniqueQueue("filtered")
+        try await topics.subscribe(Self.subscription("s", queue, filter: #"{"type":["order"]}"#), to: topic)
+        let error = await #expect(throws: QueueError.self) {
+            try await topics.publish([ByteBuffer(string: #"{"type":"order","n":1e400}"#)], to: topic, options: SendOptions())
+        }
+        #expect(error?.kind == .invalidArgument)
+        #expect(try await backend.take(from: queue) == nil)
+        #expect(try await topics.store.topicStats(of: topic).published == 0)
+        // The queue name `topics` is reserved for requests, and still readable from storage.
+        #expect(QueueName("topics") == nil && QueueName(stored: "topics")?.rawValue == "topics")
+    }
+
     @Test(arguments: kinds) func aFanOutDecidedFromOldSubscriptionsStoresNothing(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }

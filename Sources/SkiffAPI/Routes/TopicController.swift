@@ -130,6 +130,10 @@ public struct TopicController: Sendable {
         case .object(let object)? where object.isEmpty: policy = nil
         case let filter?: policy = filter.jsonText
         }
+        // Replacing a subscription is changing where it delivered too: that queue must be the key's.
+        if context.accessGrant?.queuePrefix != nil, let existing = try await Self.existing(name, of: topic, in: topics) {
+            try QueueAdminController<PartitionedQueues>.checkAccess(context, to: existing.queue, named: "the subscription's current queue")
+        }
         let subscription = TopicSubscription(name: name, queue: queue, filterPolicy: policy, updatedAtMilliseconds: MessageID.currentMilliseconds())
         let created = try await topics.subscribe(subscription, to: topic)
         context.logger.info(
@@ -145,9 +149,10 @@ public struct TopicController: Sendable {
     @Sendable func subscription(request: Request, context: Context) async throws -> Response {
         let (topics, topic) = try (self.available(), Self.topicName(context))
         let name = try Self.subscriptionName(context)
-        guard let subscription = try await topics.store.subscriptions(of: topic).subscriptions.first(where: { $0.name == name }) else {
+        guard let subscription = try await Self.existing(name, of: topic, in: topics) else {
             throw APIError(.notFound, "topic \(topic) has no subscription \(name)")
         }
+        try QueueAdminController<PartitionedQueues>.checkAccess(context, to: subscription.queue, named: "the subscription's queue")
         let counters = try await topics.store.topicStats(of: topic).subscriptions[name] ?? SubscriptionCounters()
         return QueueController<PartitionedQueues>.json(status: .ok, Self.json(of: subscription, topic: topic, counters: counters))
     }
@@ -155,6 +160,9 @@ public struct TopicController: Sendable {
     @Sendable func unsubscribe(request: Request, context: Context) async throws -> Response {
         let (topics, topic) = try (self.available(), Self.topicName(context))
         let name = try Self.subscriptionName(context)
+        if context.accessGrant?.queuePrefix != nil, let existing = try await Self.existing(name, of: topic, in: topics) {
+            try QueueAdminController<PartitionedQueues>.checkAccess(context, to: existing.queue, named: "the subscription's queue")
+        }
         guard try await topics.unsubscribe(name, from: topic) else {
             throw APIError(.notFound, "topic \(topic) has no subscription \(name)")
         }
@@ -166,7 +174,10 @@ public struct TopicController: Sendable {
         let (topics, topic) = try (self.available(), Self.topicName(context))
         async let read = topics.store.subscriptions(of: topic)
         async let stats = topics.store.topicStats(of: topic)
-        let (subscriptions, counters) = try await (read.subscriptions, stats)
+        // A key confined to a prefix sees the subscriptions into its own queues only.
+        let (subscriptions, counters) = try await (
+            read.subscriptions.filter { context.accessGrant?.permits(queue: $0.queue.rawValue) ?? true }, stats
+        )
         let items = subscriptions.map { Self.json(of: $0, topic: topic, counters: counters.subscriptions[$0.name] ?? SubscriptionCounters()) }
         return QueueController<PartitionedQueues>.json(
             status: .ok,
@@ -222,6 +233,10 @@ public struct TopicController: Sendable {
     private func available() throws -> Topics {
         guard let topics else { throw APIError(.notImplemented, "this backend keeps no topics") }
         return topics
+    }
+
+    static func existing(_ name: SubscriptionName, of topic: TopicName, in topics: Topics) async throws -> TopicSubscription? {
+        try await topics.store.subscriptions(of: topic).subscriptions.first { $0.name == name }
     }
 
     static func topicName(_ context: Context) throws -> TopicName {

@@ -5,7 +5,7 @@ import Synchronization
 /// stored in every matched queue or in none, and the subscriptions cannot change in between.
 extension MemoryQueueBackend: TopicStore {
     struct TopicState {
-        var version: Int64 = 0
+        var version = TopicSubscriptions.none
         var subscriptions: [SubscriptionName: TopicSubscription] = [:]
         var counters: [SubscriptionName: SubscriptionCounters] = [:]
         var published: Int64 = 0
@@ -15,7 +15,7 @@ extension MemoryQueueBackend: TopicStore {
 
     public func subscriptions(of topic: TopicName) async throws -> TopicSubscriptions {
         state.withLock { state in
-            guard let topicState = state.topics[topic] else { return TopicSubscriptions(version: 0, subscriptions: []) }
+            guard let topicState = state.topics[topic] else { return TopicSubscriptions(version: TopicSubscriptions.none, subscriptions: []) }
             return TopicSubscriptions(version: topicState.version, subscriptions: topicState.subscriptions.values.sorted { $0.name < $1.name })
         }
     }
@@ -34,7 +34,7 @@ extension MemoryQueueBackend: TopicStore {
                 throw QueueError.conflict("topic \(topic) already has its maximum of \(TopicSubscriptions.maximumPerTopic) subscriptions")
             }
             state.topicVersionClock += 1
-            state.topics[topic, default: TopicState()].version = state.topicVersionClock
+            state.topics[topic, default: TopicState()].version = "\(state.topicVersionClock)-\(TopicSubscriptions.nonce())"
             state.topics[topic]!.subscriptions[subscription.name] = subscription
             if created { state.topics[topic]!.counters[subscription.name] = SubscriptionCounters() }
             return created
@@ -46,7 +46,7 @@ extension MemoryQueueBackend: TopicStore {
             guard state.topics[topic]?.subscriptions.removeValue(forKey: name) != nil else { return false }
             state.topics[topic]!.counters[name] = nil
             state.topicVersionClock += 1
-            state.topics[topic]!.version = state.topicVersionClock
+            state.topics[topic]!.version = "\(state.topicVersionClock)-\(TopicSubscriptions.nonce())"
             return true
         }
     }
@@ -63,7 +63,7 @@ extension MemoryQueueBackend: TopicStore {
         try fanOut.options.validate()
         let now = wallClock()
         let (result, madeReady) = try state.withLock { state throws(QueueError) -> (TopicFanOutResult, Set<QueueName>) in
-            guard (state.topics[fanOut.topic]?.version ?? 0) == fanOut.version else { return (.stale, []) }
+            guard (state.topics[fanOut.topic]?.version ?? TopicSubscriptions.none) == fanOut.version else { return (.stale, []) }
             try checkTopicLimit(fanOut.topic, in: state)
             state.topics[fanOut.topic, default: TopicState()].forgetIdempotencyKeys(before: now - fanOut.dedupWindowMilliseconds)
             if let key = fanOut.options.idempotencyKey, let original = state.topics[fanOut.topic]!.idempotencyKeys[key] {

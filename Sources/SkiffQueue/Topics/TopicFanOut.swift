@@ -34,7 +34,7 @@ public struct TopicFanOut: Sendable {
 
     public var topic: TopicName
     /// The version of the subscriptions the targets were decided from.
-    public var version: Int64
+    public var version: String
     public var targets: [Target]
     public var messages: [Message]
     /// Delay and priority for every copy; the idempotency key is the topic's (a repeat inside
@@ -45,7 +45,7 @@ public struct TopicFanOut: Sendable {
 
     public init(
         topic: TopicName,
-        version: Int64,
+        version: String,
         targets: [Target],
         messages: [Message],
         options: SendOptions,

@@ -22,13 +22,29 @@ public struct TopicSubscription: Sendable, Equatable {
 /// deleted) raises the version, and a fan-out computed from an older version is refused by the
 /// store (``TopicFanOutResult/stale``), so a change applies to the next publish on every replica.
 public struct TopicSubscriptions: Sendable, Equatable {
-    public var version: Int64
+    /// `"0"` for a topic without subscriptions. Otherwise `<n>-<nonce>`: `n` from one counter for
+    /// all topics (it orders versions), and a random nonce, so that a version is never issued
+    /// twice even when a Redis failover loses the counter's last increments.
+    public var version: String
     public var subscriptions: [TopicSubscription]
+
+    /// The version of a topic without subscriptions.
+    public static let none = "0"
+
+    /// The counter part of a version, which orders two versions of one topic.
+    public static func order(of version: String) -> Int64 {
+        Int64(version.prefix { $0 != "-" }) ?? 0
+    }
+
+    /// A nonce for a new version.
+    public static func nonce() -> String {
+        String(UInt64.random(in: 0...UInt64.max), radix: 36)
+    }
 
     /// Subscriptions one topic can have at most.
     public static let maximumPerTopic = 256
 
-    public init(version: Int64, subscriptions: [TopicSubscription]) {
+    public init(version: String, subscriptions: [TopicSubscription]) {
         self.version = version
         self.subscriptions = subscriptions
     }

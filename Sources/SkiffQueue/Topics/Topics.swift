@@ -15,7 +15,7 @@ public final class Topics: Sendable {
 
     public let store: any TopicStore
     private let choosePartition: PartitionChooser
-    private let known = Mutex<[TopicName: Compiled]>([:])
+    private let known = Mutex(Remembered())
     /// Concurrent publishes to one topic with the same delay and priority and no idempotency key
     /// share one fan-out (one script run on Redis): its fixed cost, and each subscriber queue's,
     /// is paid once for all of them. Set once, right after init.
@@ -29,8 +29,19 @@ public final class Topics: Sendable {
 
     /// A fan-out decided this many times from subscriptions that kept changing is answered 503.
     static var maximumAttempts: Int { 5 }
-    /// Topics whose subscriptions a replica remembers at most (the oldest half goes when full).
+    /// Topics whose subscriptions a replica remembers at most, and their filter policies' bytes
+    /// in all (the oldest half goes when either is reached).
     static var maximumRemembered: Int { 10_000 }
+    static var maximumRememberedPolicyBytes: Int { 32 << 20 }
+    /// What one publish may store in all subscriber queues together: its bodies' bytes times the
+    /// subscriptions each matched (a 413 past it, nothing stored). One script run writes it all.
+    public static let defaultMaximumFanOutBytes = 64 << 20
+    public let maximumFanOutBytes: Int
+
+    struct Remembered {
+        var topics: [TopicName: Compiled] = [:]
+        var policyBytes = 0
+    }
 
     /// Which messages a subscription takes.
     enum Rule {
@@ -55,10 +66,16 @@ public final class Topics: Sendable {
         /// In the order of ``TopicSubscriptions/subscriptions``.
         var rules: [Rule]
         var usedAt: ContinuousClock.Instant
+        var policyBytes: Int
     }
 
-    public init(store: any TopicStore, choosePartition: @escaping PartitionChooser = { queue, _ in queue }) {
+    public init(
+        store: any TopicStore,
+        maximumFanOutBytes: Int = Topics.defaultMaximumFanOutBytes,
+        choosePartition: @escaping PartitionChooser = { queue, _ in queue }
+    ) {
         self.store = store
+        self.maximumFanOutBytes = maximumFanOutBytes
         self.choosePartition = choosePartition
         merged.withLock {
             $0 = Coalescer(maximumItems: 1000) { [weak self] key, members in
@@ -71,6 +88,17 @@ public final class Topics: Sendable {
                         defer { start += member.count }
                         return .success(Array(published[start..<start + member.count]))
                     }
+                } catch let error as QueueError where error.kind == .tooLarge && members.count > 1 {
+                    // Too much together: each on its own, so only one too large by itself fails.
+                    var results: [Result<[TopicPublished], any Error>] = []
+                    for member in members {
+                        do {
+                            results.append(.success(try await self.publishNow(member, to: key.topic, options: options)))
+                        } catch {
+                            results.append(.failure(error))
+                        }
+                    }
+                    return results
                 } catch {
                     return members.map { _ in .failure(error) }
                 }
@@ -101,7 +129,17 @@ public final class Topics: Sendable {
         for _ in 0..<Self.maximumAttempts {
             let compiled = try await subscriptions(of: topic, fresh: fresh)
             if parsed == nil, compiled.rules.contains(where: { if case .everything = $0 { false } else { true } }) {
-                parsed = bodies.map { try? JSONValue(parsing: $0.readableBytesView) }
+                parsed = try bodies.enumerated().map { index, body in
+                    do {
+                        return try JSONValue(parsing: body.readableBytesView)
+                    } catch {
+                        // Valid JSON the matcher cannot represent (a number past ±1.8e308, an
+                        // unpaired surrogate escape): refused, rather than silently matching nothing.
+                        throw QueueError.invalidArgument(
+                            "message \(index) cannot be matched against the topic's filter policies: it holds a number beyond ±1.8e308 or an unpaired surrogate escape"
+                        )
+                    }
+                }
             }
             var targets: [TopicFanOut.Target] = []
             var messages = zip(ids, bodies).map { TopicFanOut.Message(id: $0, body: $1, targets: []) }
@@ -114,8 +152,16 @@ public final class Topics: Sendable {
                     }
                     messages[message].targets.append(targets.count)
                 }
-                let queue = try await choosePartition(subscription.queue, options.idempotencyKey)
+                // A subscriber queue whose partition count cannot be read now takes its copy in
+                // partition 0 (the queue itself), which is always served, rather than fail the publish.
+                let queue = (try? await choosePartition(subscription.queue, options.idempotencyKey)) ?? subscription.queue
                 targets.append(TopicFanOut.Target(subscription: subscription.name, queue: queue, filteredOut: filteredOut))
+            }
+            let copyBytes = messages.reduce(0) { $0 + $1.body.readableBytes * $1.targets.count }
+            guard copyBytes <= maximumFanOutBytes else {
+                throw QueueError.tooLarge(
+                    "this publish would store \(copyBytes) bytes in its subscribers' queues (its bodies times the subscriptions each matches), more than the \(maximumFanOutBytes) one publish may; publish fewer or smaller messages; nothing was stored"
+                )
             }
             let fanOut = TopicFanOut(
                 topic: topic,
@@ -178,8 +224,8 @@ public final class Topics: Sendable {
         let now = ContinuousClock.now
         if !fresh,
             let compiled = known.withLock({ known -> Compiled? in
-                known[topic]?.usedAt = now
-                return known[topic]
+                known.topics[topic]?.usedAt = now
+                return known.topics[topic]
             })
         {
             return compiled
@@ -189,21 +235,33 @@ public final class Topics: Sendable {
             guard let policy = subscription.filterPolicy else { return .everything }
             return (try? Self.filter(policy)).map(Rule.policy) ?? .nothing
         }
-        let compiled = Compiled(subscriptions: read, rules: rules, usedAt: now)
+        let bytes = read.subscriptions.reduce(0) { $0 + ($1.filterPolicy?.utf8.count ?? 0) }
+        let compiled = Compiled(subscriptions: read, rules: rules, usedAt: now, policyBytes: bytes)
         known.withLock { known in
-            if known.count >= Self.maximumRemembered, known[topic] == nil {
-                let oldest = known.sorted { $0.value.usedAt < $1.value.usedAt }.prefix(known.count / 2).map(\.key)
-                for name in oldest { known[name] = nil }
-            }
             // Never replace a newer version read by a concurrent publish.
-            if let current = known[topic], current.subscriptions.version > read.version { return }
-            known[topic] = compiled
+            if let current = known.topics[topic],
+                TopicSubscriptions.order(of: current.subscriptions.version) > TopicSubscriptions.order(of: read.version)
+            {
+                return
+            }
+            if let previous = known.topics.removeValue(forKey: topic) { known.policyBytes -= previous.policyBytes }
+            if known.topics.count >= Self.maximumRemembered || known.policyBytes + bytes > Self.maximumRememberedPolicyBytes {
+                let oldest = known.topics.sorted { $0.value.usedAt < $1.value.usedAt }.prefix(max(1, known.topics.count / 2))
+                for (name, entry) in oldest {
+                    known.topics[name] = nil
+                    known.policyBytes -= entry.policyBytes
+                }
+            }
+            known.topics[topic] = compiled
+            known.policyBytes += bytes
         }
         return compiled
     }
 
     private func forget(_ topic: TopicName) {
-        _ = known.withLock { $0.removeValue(forKey: topic) }
+        known.withLock { known in
+            if let previous = known.topics.removeValue(forKey: topic) { known.policyBytes -= previous.policyBytes }
+        }
     }
 }
 

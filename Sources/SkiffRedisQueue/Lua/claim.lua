@@ -40,6 +40,9 @@ while claimed < wanted and not stopped do
     end
     local m = parse(envelope)
     leftHead(queue, m)
+    -- Claims so far are written before a message takes another way (expiry, dead letter), so a
+    -- script that fails there leaves them in flight, coming back after their lease.
+    if now - m.enq >= s.retention or (s.maxReceive and m.count >= s.maxReceive) then flush() end
     if now - m.enq >= s.retention then
       forget(queue, m.id)
       count(queue, 'expired', 1)

@@ -1,6 +1,6 @@
 -- ARGV: prefix, '', topic. Deletes the topic: subscriptions, counters, idempotency keys.
 -- Returns 1, or 0 when there was no such topic.
 if redis.call('SREM', topicsKey, topic) == 0 then return 0 end
-redis.call('DEL', topicKey('subs'), topicKey('counters'), topicKey('dedup'), topicKey('dedup-expiry'))
-bumpVersion()
+-- The version goes too: a topic without one has no subscriptions (version '0'), which is true.
+redis.call('DEL', topicKey('subs'), topicKey('counters'), topicKey('dedup'), topicKey('dedup-expiry'), topicKey('version'))
 return 1

@@ -13,7 +13,9 @@ local function mayCreateTopic(maximum)
   return redis.call('SISMEMBER', topicsKey, topic) == 1 or redis.call('SCARD', topicsKey) < maximum
 end
 
--- A subscription changed: the topic gets a version no replica has seen.
-local function bumpVersion()
-  redis.call('SET', topicKey('version'), redis.call('INCR', indexKey('topic-version')))
+-- A subscription changed: the topic gets a version no replica has seen, `<n>-<nonce>`: `n`
+-- orders versions; the caller's random nonce keeps one from being issued twice even if a
+-- failover lost the counter's last increments.
+local function bumpVersion(nonce)
+  redis.call('SET', topicKey('version'), redis.call('INCR', indexKey('topic-version')) .. '-' .. nonce)
 end

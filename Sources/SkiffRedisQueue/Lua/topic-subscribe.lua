@@ -1,5 +1,5 @@
 -- ARGV: prefix, '', topic, name, stored value ("<updatedAt>|<queue>|<filter>"), queue,
--- maximum number of topics, maximum subscriptions per topic.
+-- maximum number of topics, maximum subscriptions per topic, version nonce.
 -- Returns {1, created (1 or 0)}; {-3, maximum} past the topic limit; {-4, other name} when
 -- another subscription delivers to that queue; {-5, maximum} past the subscription limit.
 local name, queueName = ARGV[4], ARGV[6]
@@ -11,6 +11,6 @@ end
 local created = redis.call('HEXISTS', topicKey('subs'), name) == 0
 if created and #subs / 2 >= tonumber(ARGV[8]) then return { -5, tonumber(ARGV[8]) } end
 redis.call('HSET', topicKey('subs'), name, ARGV[5])
-bumpVersion()
+bumpVersion(ARGV[9])
 redis.call('SADD', topicsKey, topic)
 return { 1, created and 1 or 0 }

@@ -1,7 +1,7 @@
--- ARGV: prefix, '', topic, name. Deletes the subscription and its counters.
+-- ARGV: prefix, '', topic, name, version nonce. Deletes the subscription and its counters.
 -- Returns 1, or 0 when there was no such subscription.
 local name = ARGV[4]
 if redis.call('HDEL', topicKey('subs'), name) == 0 then return 0 end
 for _, suffix in ipairs(counterSuffixes) do redis.call('HDEL', topicKey('counters'), name .. '|' .. suffix) end
-bumpVersion()
+bumpVersion(ARGV[5])
 return 1
