@@ -149,9 +149,20 @@ extension RedisQueueBackend: TopicStore {
 
     public func topics() async throws -> [TopicName] {
         try requireSingleRedis()
+        // A page at a time (`SSCAN`), so a large registry never blocks Redis in one command.
         let key = "\(prefix):topics"
-        let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(key)), slotKey: key) }
-        return (reply.array ?? []).compactMap { $0.string.flatMap(TopicName.init) }.sorted()
+        var (cursor, names) = ("0", Set<TopicName>())
+        repeat {
+            let reply = try await mapErrors {
+                try await client.send(RedisCommand("SSCAN", .string(key), .string(cursor), .string("COUNT"), .integer(500)), slotKey: key)
+            }
+            guard let page = reply.array, page.count == 2, let next = page[0].string else {
+                throw QueueError.internalError("SSCAN \(key) returned \(reply)")
+            }
+            for name in page[1].array ?? [] { if let topic = name.string.flatMap(TopicName.init) { names.insert(topic) } }
+            cursor = next
+        } while cursor != "0"
+        return names.sorted()
     }
 
     /// A change of a topic's subscriptions, waiting for Redis replicas as a send does
