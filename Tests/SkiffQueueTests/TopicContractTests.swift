@@ -313,6 +313,37 @@ import Testing
         #expect(succeeded.count >= 20 && failed >= 5, "the cuts must both interrupt and spare publishes for the test to prove anything")
     }
 
+    /// A failover that loses the last subscription change (the topic's keys and the version
+    /// counter go back) must not let the next change reissue the version a replica remembers
+    /// with the lost subscriptions: the nonce tells them apart.
+    @Test(.enabled(if: TestEnvironment.hasRedis)) func aVersionLostInAFailoverIsNeverIssuedAgain() async throws {
+        let fixture = try await BackendFixture.make(.redis)
+        defer { fixture.close() }
+        let store = try #require(fixture.backend as? any TopicStore)
+        let client = try #require(fixture.backend as? RedisQueueBackend).client
+        let (changing, publishing) = (Topics(store: store), Topics(store: store))
+        let topic = Self.uniqueTopic()
+        let (first, lost, last) = (uniqueQueue("v1"), uniqueQueue("v2"), uniqueQueue("v3"))
+        let (subs, version, counter) = ("skiff:topic:{\(topic)}:subs", "skiff:topic:{\(topic)}:version", "skiff:topic-version")
+        try await changing.subscribe(Self.subscription("s", first), to: topic)
+        // What a replica promoted in a failover would hold: the state before the next change.
+        let savedSubs = try #require(try await client.send("DUMP", .string(subs)).bytes)
+        let savedVersion = try #require(try await client.send("GET", .string(version)).string)
+        let savedCounter = try #require(try await client.send("GET", .string(counter)).string)
+        try await changing.subscribe(Self.subscription("s", lost), to: topic)
+        // The publishing replica learns the change that is about to be lost.
+        #expect(try await publishing.publish([ByteBuffer(string: "before")], to: topic, options: SendOptions()).first?.deliveredTo == 1)
+        _ = try await client.send("RESTORE", .string(subs), .integer(0), .bytes(savedSubs), .string("REPLACE"))
+        _ = try await client.send("SET", .string(version), .string(savedVersion))
+        _ = try await client.send("SET", .string(counter), .string(savedCounter))
+        // The next change gets the lost change's counter value, never its version.
+        try await changing.subscribe(Self.subscription("s", last), to: topic)
+        #expect(try await publishing.publish([ByteBuffer(string: "after")], to: topic, options: SendOptions()).first?.deliveredTo == 1)
+        #expect(try await fixture.backend.take(from: last) == "after")
+        #expect(try await fixture.backend.take(from: lost) == "before")
+        #expect(try await fixture.backend.take(from: lost) == nil)
+    }
+
     @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func topicsOnARedisClusterAreRefusedClearly(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind)
         defer { fixture.close() }
