@@ -268,7 +268,7 @@ import Testing
         defer { server.kill() }
         let fixture = try await BackendFixture.make(.redis, redisURL: server.url)
         defer { fixture.close() }
-        let (backend, topics, topic) = try Self.topics(fixture)
+        let (_, topics, topic) = try Self.topics(fixture)
         let queues = (0..<8).map { _ in uniqueQueue("atomic") }
         for (index, queue) in queues.enumerated() { try await topics.subscribe(Self.subscription("s\(index)", queue), to: topic) }
         let admin = RedisClient(
@@ -300,11 +300,14 @@ import Testing
         }
         killer.cancel()
         await killer.value
+        // Read back over connections of their own: the pool's may have been cut by the last kill.
+        let reader = try await BackendFixture.make(.redis, redisURL: server.url)
+        defer { reader.close() }
         var copies: [String: Int] = [:]
         for queue in queues {
-            while let delivery = try await backend.receive(from: queue, timeout: .zero) {
+            while let delivery = try await reader.backend.receive(from: queue, timeout: .zero) {
                 copies[delivery.message.id, default: 0] += 1
-                try await backend.complete(delivery)
+                try await reader.backend.complete(delivery)
             }
         }
         #expect(copies.values.allSatisfy { $0 == queues.count }, "a message reached some subscriber queues and not others")
