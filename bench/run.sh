@@ -573,8 +573,12 @@ if want t; then
         bench wrk --url "http://127.0.0.1:$PORT_A/api/topics/$topic" --method POST --body "$BODY" --expect 201 \
             --seconds "$((SLICE * ROUNDS))" --connections "$CONNECTIONS" "${CPU_A[@]}" --json "$OUT/t-$subscriptions.json" >/dev/null
         bench probe --port "$PORT_A" --method DELETE --path "/api/topics/$topic" >/dev/null
-        for i in $(seq 1 "$subscriptions"); do drop_keys "skiff:{$topic-q$i}:*"; done
-        rcli SREM skiff:queues $(for i in $(seq 1 "$subscriptions"); do echo "$topic-q$i"; done) >/dev/null
+        subscribers=()
+        for i in $(seq 1 "$subscriptions"); do
+            drop_keys "skiff:{$topic-q$i}:*"
+            subscribers+=("$topic-q$i")
+        done
+        rcli SREM skiff:queues "${subscribers[@]}" >/dev/null
     done
     printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/t-meta.json"
     settle
