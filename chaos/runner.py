@@ -350,19 +350,25 @@ class Run:
         self.history.write({**base, "f": "publish", "q": topic, "value": value, "expected_to": len(matching), "delivered_to": delivered})
         return result
 
+    @staticmethod
+    async def pace(rng: random.Random, stop: asyncio.Event, rate: float | None, result: str) -> None:
+        """A producer's pause after an operation: a moment after a failure, and an exponential
+        gap when it sends at ``rate`` (ended early by ``stop``)."""
+        if result == "fail":
+            await asyncio.sleep(0.02)
+        if rate:
+            try:
+                await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
+            except asyncio.TimeoutError:
+                pass
+
     async def topic_publisher(self, name: str, topic: str, subscriptions: list[tuple[str, int]], stop: asyncio.Event,
                               rate: float | None) -> None:
         rng = random.Random(f"{self.s.seed}-{name}")
         while not stop.is_set():
             padding = rng.choice((0, 10, 100, 1000))
             result = await self.publish(name, topic, subscriptions, self.pick_target(rng), rng.randrange(10), padding)
-            if result == "fail":
-                await asyncio.sleep(0.02)
-            if rate:
-                try:
-                    await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
-                except asyncio.TimeoutError:
-                    pass
+            await self.pace(rng, stop, rate, result)
 
     async def subscribe_topic(self, phase: str, queues: list[str]) -> tuple[str, list[tuple[str, int]]]:
         """A topic of the phase with three subscriptions on its queues: every message to the
@@ -388,13 +394,7 @@ class Run:
             padding = rng.choice((0, 10, 100, 1000)) if rng.random() < 0.9 else rng.randint(2000, 20000)
             result, _ = await self.enqueue(name, rng.choice(queues), self.pick_target(rng), padding)
             sent += 1
-            if result == "fail":
-                await asyncio.sleep(0.02)
-            if rate:
-                try:
-                    await asyncio.wait_for(stop.wait(), rng.expovariate(rate))
-                except asyncio.TimeoutError:
-                    pass
+            await self.pace(rng, stop, rate, result)
 
     async def consumer(self, name: str, queues: list[str], stop: asyncio.Event, abort_share: float, acknowledged: bool = False) -> None:
         """Long-polls until ``stop``. An ``acknowledged`` consumer receives with the visibility

@@ -67,3 +67,21 @@ def merge_into(markdown, heading, new, notes=None):
                 lines[tail:] = handle.read().rstrip("\n").split("\n")
     with open(markdown, "w") as handle:
         handle.write("\n".join(lines).rstrip() + "\n")
+
+
+def add_merge_command(sub, command, name, section, heading):
+    """`<command> --results DIR --markdown FILE [--notes FILE]`: puts a run's `name` section
+    (``section(results)``, under ``heading``) into an existing BENCHMARKS.md."""
+    from . import options
+
+    def run(args):
+        new = section(args.results)
+        if not new:
+            raise SystemExit("no %s results in %s" % (name, args.results))
+        merge_into(args.markdown, heading, new, args.notes)
+        print("merged the %s section of %s into %s" % (name, args.results, args.markdown))
+
+    p = sub.add_parser(command, help="put a run's %s section into an existing BENCHMARKS.md" % name)
+    p.add_argument("--markdown", required=True)
+    p.add_argument("--notes", help="the hand-written analysis, which replaces the file's")
+    options.add(p, "--results").set_defaults(func=run)

@@ -8,7 +8,7 @@ import subprocess
 import time
 
 from . import options
-from .formatting import load, merge_into
+from .formatting import add_merge_command, load
 from .measure import children_cpu_seconds, cpu_seconds, emit, parse_pids, rss_bytes
 
 HEADING = "## Streams (WebSocket)"
@@ -116,19 +116,8 @@ def section(d, machine=None):
     return out + [""]
 
 
-def command_merge(args):
-    new = section(args.results)
-    if not new:
-        raise SystemExit("no stream results in %s" % args.results)
-    merge_into(args.markdown, HEADING, new, args.notes)
-    print("merged the streams section of %s into %s" % (args.results, args.markdown))
-
-
 def add_commands(sub):
-    p = sub.add_parser("streams-merge", help="put a run's streams section into an existing BENCHMARKS.md")
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--notes", help="the hand-written analysis, which replaces the file's")
-    options.add(p, "--results").set_defaults(func=command_merge)
+    add_merge_command(sub, "streams-merge", "streams", section, HEADING)
 
     p = sub.add_parser("stream", help="one skiff-streambench consumer or publisher, with the CPU time of the named processes")
     p.add_argument("--client", required=True, help="the skiff-streambench binary")

@@ -2,7 +2,7 @@
 queue subscriptions (no filter: every message is stored in every subscriber queue), with the CPU
 time of the replica and Redis, compared with the same run's single-message `POST /api/{q}` (a)."""
 
-from .formatting import load, merge_into
+from .formatting import add_merge_command, load
 
 HEADING = "## Topics (fan-out)"
 SUBSCRIPTIONS = (1, 10, 100)
@@ -59,17 +59,5 @@ def section(d, machine=None):
     return out + [""]
 
 
-def command_merge(args):
-    new = section(args.results)
-    if not new:
-        raise SystemExit("no topic results in %s" % args.results)
-    merge_into(args.markdown, HEADING, new, args.notes)
-    print("merged the topics section of %s into %s" % (args.results, args.markdown))
-
-
 def add_commands(sub):
-    from . import options
-    p = sub.add_parser("topics-merge", help="put a run's topics section into an existing BENCHMARKS.md")
-    p.add_argument("--markdown", required=True)
-    p.add_argument("--notes", help="the hand-written analysis, which replaces the file's")
-    options.add(p, "--results").set_defaults(func=command_merge)
+    add_merge_command(sub, "topics-merge", "topics", section, HEADING)

@@ -111,7 +111,7 @@ extension MemoryQueueBackend: TopicStore {
             let published = fanOut.messages.enumerated().map { index, message in
                 TopicPublished(id: message.id, topic: fanOut.topic, publishedAtMilliseconds: now, deliveredTo: deliveredTo[index])
             }
-            state.topics[fanOut.topic]!.modifyCounters { topicState in
+            state.topics[fanOut.topic, default: TopicState()].update { topicState in
                 topicState.published += Int64(fanOut.messages.count)
                 for (name, added) in counters where topicState.subscriptions[name] != nil {
                     topicState.counters[name, default: SubscriptionCounters()].add(added)
@@ -163,7 +163,8 @@ extension MemoryQueueBackend: TopicStore {
 }
 
 extension MemoryQueueBackend.TopicState {
-    mutating func modifyCounters(_ body: (inout Self) -> Void) { body(&self) }
+    /// Changes the topic in place (one dictionary access for several fields).
+    mutating func update(_ body: (inout Self) -> Void) { body(&self) }
 
     mutating func forgetIdempotencyKeys(before cutoff: Int64) {
         var forgotten = 0

@@ -1,3 +1,5 @@
+import SkiffSupport
+
 /// JSON text of a value, canonical: object keys sorted, integral numbers without a fraction.
 /// A subscription's filter policy is stored and shown in this form.
 extension JSONValue {
@@ -17,7 +19,7 @@ extension JSONValue {
             } else {
                 text += "\(value)"
             }
-        case .string(let value): Self.writeQuoted(value, to: &text)
+        case .string(let value): text += JSONStringLiteral.quoted(value)
         case .array(let values):
             text += "["
             for (index, value) in values.enumerated() {
@@ -29,29 +31,11 @@ extension JSONValue {
             text += "{"
             for (index, key) in members.keys.sorted().enumerated() {
                 if index > 0 { text += "," }
-                Self.writeQuoted(key, to: &text)
+                text += JSONStringLiteral.quoted(key)
                 text += ":"
                 members[key]!.write(to: &text)
             }
             text += "}"
         }
-    }
-
-    private static func writeQuoted(_ value: String, to text: inout String) {
-        text += "\""
-        for scalar in value.unicodeScalars {
-            switch scalar {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
-            case "\r": text += "\\r"
-            case "\t": text += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                text += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: text.unicodeScalars.append(scalar)
-            }
-        }
-        text += "\""
     }
 }
