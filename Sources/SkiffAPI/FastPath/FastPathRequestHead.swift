@@ -117,8 +117,12 @@ struct FastPathRequestHead: Equatable {
             }
             // A bare CR is not a line end.
             guard bytes[position + 1] == lf else { return .unframeable }
+            let lineEnd = position
             var valueEnd = position
             while valueEnd > valueStart, bytes[valueEnd - 1] == space || bytes[valueEnd - 1] == tab { valueEnd -= 1 }
+            // llhttp refuses a tab after a length or a coding (`Content-Length: 4 \t`): the
+            // framing headers take trailing spaces only, or they are the decoder's.
+            let tabAfterValue = bytes[valueEnd..<lineEnd].contains(tab)
             position += 2
             let name = UnsafeRawBufferPointer(rebasing: bytes[nameStart..<nameEnd])
             let value = UnsafeRawBufferPointer(rebasing: bytes[valueStart..<valueEnd])
@@ -140,7 +144,7 @@ struct FastPathRequestHead: Equatable {
                 if head.authorization != nil { head.hasSpecialHeader = true }
                 head.authorization = String(decoding: value, as: UTF8.self)
             case 14 where equalsLowercased(name, "content-length"):
-                guard !sawContentLength, (1...15).contains(value.count),
+                guard !sawContentLength, !tabAfterValue, (1...15).contains(value.count),
                     value.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") })
                 else { return .unframeable }
                 sawContentLength = true
@@ -149,7 +153,7 @@ struct FastPathRequestHead: Equatable {
                 head.hasSpecialHeader = true
             case 17 where equalsLowercased(name, "transfer-encoding"):
                 // Exactly one coding, `chunked`, in one header line; anything else is the decoder's.
-                guard !head.isChunked, equalsLowercased(value, "chunked") else { return .unframeable }
+                guard !head.isChunked, !tabAfterValue, equalsLowercased(value, "chunked") else { return .unframeable }
                 head.isChunked = true
                 head.hasSpecialHeader = true
             default:
