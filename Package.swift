@@ -25,6 +25,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system.git", from: "1.8.1"),
         // HTTP to Google Cloud (the metadata server's tokens).
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        // HMAC-SHA256 signatures of push deliveries.
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         // Tests only: a real WebSocket client for the stream tests.
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         // Tests only: property-based checks (random operation sequences, hostile byte streams).
@@ -116,6 +118,7 @@ let package = Package(
                 .embedInCode("Lua/reject.lua"),
                 .embedInCode("Lua/release.lua"),
                 .embedInCode("Lua/stats.lua"),
+                .embedInCode("Lua/topic-count-pushes.lua"),
                 .embedInCode("Lua/topic-delete.lua"),
                 .embedInCode("Lua/topic-library.lua"),
                 .embedInCode("Lua/topic-subscribe.lua"),
@@ -124,11 +127,28 @@ let package = Package(
                 .embedInCode("Lua/unregistered.lua"),
             ]
         ),
+        // Push subscriptions: consumes their queues and POSTs each message to its endpoint
+        // (AsyncHTTPClient, HMAC signatures, address rules against SSRF). No server knowledge.
+        .target(
+            name: "SkiffPush",
+            dependencies: [
+                "SkiffQueue",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HTTP API: Hummingbird routes, request validation, error mapping, application assembly.
         .target(
             name: "SkiffAPI",
             dependencies: [
                 "SkiffGoogleCloud",
+                "SkiffPush",
                 "SkiffQueue",
                 "SkiffRedisQueue",
                 "SkiffRedis",
@@ -210,6 +230,7 @@ let package = Package(
             name: "SkiffAPITests",
             dependencies: [
                 "SkiffAPI",
+                "SkiffPush",
                 "SkiffQueue",
                 "SkiffRedisQueue",
                 "SkiffRedis",

@@ -53,7 +53,10 @@ locals {
     REDIS_WAIT_TIMEOUT_MS                = tostring(var.redis_wait_timeout_ms)
     LOG_LEVEL                            = var.log_level
     LOG_FORMAT                           = "json"
-  })
+    PUSH_ENABLED                         = tostring(var.push_enabled)
+    }, var.push_allowed_networks == "" ? tomap({}) : tomap({
+      PUSH_ALLOWED_NETWORKS = var.push_allowed_networks
+  }))
 }
 
 resource "google_cloud_run_v2_service" "skiff" {
@@ -79,7 +82,8 @@ resource "google_cloud_run_v2_service" "skiff" {
     execution_environment            = "EXECUTION_ENVIRONMENT_GEN2"
 
     scaling {
-      min_instance_count = var.min_instances
+      # Push delivery runs on the instances, between requests: one stays up while it is on.
+      min_instance_count = var.push_enabled ? max(var.min_instances, 1) : var.min_instances
       max_instance_count = var.max_instances
     }
 

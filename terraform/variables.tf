@@ -443,9 +443,31 @@ variable "memory" {
 }
 
 variable "cpu_idle" {
-  description = "false (default): CPU stays allocated, so the work Skiff does after a response has left runs at once: deleting a delivered message once its bytes are in the socket, returning a crashed instance's claims, waking long-polls. true: CPU only while requests are in flight (cheaper); a delete after a response may then stall until the next request, and the message may be delivered again after its lease (never lost). See docs/deploy.md."
+  description = "false (default): CPU stays allocated, so the work Skiff does after a response has left runs at once: deleting a delivered message once its bytes are in the socket, returning a crashed instance's claims, waking long-polls, delivering push subscriptions. true: CPU only while requests are in flight (cheaper); a delete after a response may then stall until the next request, and the message may be delivered again after its lease (never lost). Needs push_enabled = false. See docs/deploy.md."
   type        = bool
   default     = false
+
+  validation {
+    condition     = !(var.cpu_idle && var.push_enabled)
+    error_message = "Push delivery runs between requests, which cpu_idle = true would starve: set push_enabled = false to use cpu_idle, or keep cpu_idle = false."
+  }
+}
+
+variable "push_enabled" {
+  description = "PUSH_ENABLED: the instances POST topic messages to push subscriptions' endpoints. Push runs in the background, so it needs CPU allocated outside requests (cpu_idle = false) and at least one instance up (min_instances is raised to 1 while it is on). false: push subscriptions' messages wait in their queues. See docs/deploy.md."
+  type        = bool
+  default     = true
+}
+
+variable "push_allowed_networks" {
+  description = "PUSH_ALLOWED_NETWORKS: comma-separated CIDR ranges push URLs may resolve to besides public addresses (and reach over plain http), e.g. a VPC range of internal receivers. Empty (default): public https endpoints only."
+  type        = string
+  default     = ""
+
+  validation {
+    condition     = alltrue([for range in compact(split(",", replace(var.push_allowed_networks, " ", ""))) : can(cidrhost(range, 0))])
+    error_message = "push_allowed_networks must be comma-separated CIDR ranges, e.g. 10.8.0.0/16,fd00::/8."
+  }
 }
 
 variable "redis_wait_replicas" {

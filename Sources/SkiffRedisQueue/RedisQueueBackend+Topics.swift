@@ -11,19 +11,30 @@ extension RedisQueueBackend: TopicStore {
     public func subscriptions(of topic: TopicName) async throws -> TopicSubscriptions {
         try requireSingleRedis()
         let reply = try await run(RedisQueueScripts.topicSubscriptions, on: nil, [.string(topic.rawValue)])
-        guard let items = reply.array, let version = items.first?.string, items.count % 2 == 1 else {
+        guard let items = reply.array, items.count >= 2, let version = items[0].string, let count = items[1].integer.map(Int.init),
+            items.count >= 2 + 2 * count, (items.count - 2) % 2 == 0
+        else {
             throw QueueError.internalError("topic-subscriptions script returned \(reply)")
         }
-        var subscriptions: [TopicSubscription] = []
-        for index in stride(from: 1, to: items.count, by: 2) {
+        var subscriptions: [SubscriptionName: TopicSubscription] = [:]
+        for index in stride(from: 2, to: 2 + 2 * count, by: 2) {
             guard let name = items[index].string.flatMap(SubscriptionName.init), let stored = items[index + 1].string,
                 let subscription = Self.subscription(name, stored: stored)
             else {
                 throw QueueError.internalError("topic \(topic) has a malformed subscription: \(items[index])")
             }
-            subscriptions.append(subscription)
+            subscriptions[name] = subscription
         }
-        return TopicSubscriptions(version: version, subscriptions: subscriptions.sorted { $0.name < $1.name })
+        for index in stride(from: 2 + 2 * count, to: items.count, by: 2) {
+            guard let name = items[index].string.flatMap(SubscriptionName.init), subscriptions[name] != nil else { continue }
+            // An endpoint this version cannot read is not pushed to (its copies wait in the queue).
+            subscriptions[name]!.push = items[index + 1].string.flatMap { PushEndpoint(stored: $0) }
+            if subscriptions[name]!.push == nil {
+                logger.error(
+                    "a push endpoint cannot be read; its messages wait in the queue", metadata: ["topic.name": "\(topic)", "subscription.name": "\(name)"])
+            }
+        }
+        return TopicSubscriptions(version: version, subscriptions: subscriptions.values.sorted { $0.name < $1.name })
     }
 
     public func putSubscription(_ subscription: TopicSubscription, on topic: TopicName) async throws -> Bool {
@@ -34,7 +45,8 @@ extension RedisQueueBackend: TopicStore {
             [
                 .string(topic.rawValue), .string(subscription.name.rawValue), .string(stored), .string(subscription.queue.rawValue),
                 .integer(Int64(configuration.maximumQueues)), .integer(Int64(TopicSubscriptions.maximumPerTopic)),
-                .string(TopicSubscriptions.nonce()),
+                .string(TopicSubscriptions.nonce()), .string(subscription.push?.storedText ?? ""),
+                .integer(Int64(PushEndpoint.maximumSubscriptions)),
             ]
         )
         guard let items = reply.array, items.count == 2, let status = items[0].integer else {
@@ -48,6 +60,7 @@ extension RedisQueueBackend: TopicStore {
                 "subscription \(items[1].string ?? "?") of topic \(topic) already delivers to queue \(subscription.queue); a queue is subscribed to a topic once"
             )
         case -5: throw QueueError.conflict("topic \(topic) already has its maximum of \(TopicSubscriptions.maximumPerTopic) subscriptions")
+        case -6: throw QueueError.conflict("the service already holds its maximum of \(PushEndpoint.maximumSubscriptions) push subscriptions")
         default: throw QueueError.internalError("topic-subscribe script returned \(reply)")
         }
     }
@@ -140,6 +153,8 @@ extension RedisQueueBackend: TopicStore {
             case "filteredOut": counters.filteredOut = value
             case "delivered": counters.delivered = value
             case "dropped": counters.dropped = value
+            case "pushed": counters.pushed = value
+            case "pushFailed": counters.pushFailed = value
             default: continue
             }
             stats.subscriptions[name] = counters
@@ -163,6 +178,41 @@ extension RedisQueueBackend: TopicStore {
             cursor = next
         } while cursor != "0"
         return names.sorted()
+    }
+
+    public func pushSubscriptionsVersion() async throws -> String {
+        try requireSingleRedis()
+        let key = "\(prefix):push-version"
+        let reply = try await mapErrors { try await client.send(RedisCommand("GET", .string(key)), slotKey: key) }
+        return reply.string ?? "0"
+    }
+
+    public func pushSubscriptions() async throws -> PushSubscriptions {
+        try requireSingleRedis()
+        let key = "\(prefix):push-subscriptions"
+        // Read between two looks at the version: a change in between reads them again.
+        for _ in 0..<5 {
+            let version = try await pushSubscriptionsVersion()
+            let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(key)), slotKey: key) }
+            let topics = Set((reply.array ?? []).compactMap { member in member.string?.split(separator: "/").first.flatMap(TopicName.init) })
+            var entries: [PushSubscriptions.Entry] = []
+            for topic in topics.sorted() {
+                for subscription in try await subscriptions(of: topic).subscriptions where subscription.push != nil {
+                    entries.append(PushSubscriptions.Entry(topic: topic, subscription: subscription))
+                }
+            }
+            if try await pushSubscriptionsVersion() == version { return PushSubscriptions(version: version, entries: entries) }
+        }
+        throw QueueError.unavailable("the push subscriptions kept changing while they were read")
+    }
+
+    public func countPushes(_ counts: [PushCount]) async throws {
+        try requireSingleRedis()
+        for (topic, group) in Dictionary(grouping: counts, by: \.topic) {
+            var arguments: [RedisArgument] = [.string(topic.rawValue)]
+            for count in group { arguments += [.string(count.subscription.rawValue), .integer(count.pushed), .integer(count.failed)] }
+            _ = try await run(RedisQueueScripts.countPushes, on: nil, arguments)
+        }
     }
 
     /// A change of a topic's subscriptions, waiting for Redis replicas as a send does

@@ -31,7 +31,7 @@ enum RedisQueueScripts {
     static var all: [RedisScript] {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
-            purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic,
+            purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes,
         ]
     }
 
@@ -46,7 +46,7 @@ enum RedisQueueScripts {
 
     /// A publish's fan-out in one run; the arguments and answers are in publish.lua.
     static let publish = topicScript("publish", drains: false, PackageResources.publish_lua)
-    /// ARGV: prefix, '', topic. Returns `{version, name1, stored1, ...}`. Reads only.
+    /// ARGV: prefix, '', topic. Returns `{version, n, name1, stored1, ..., pushName1, push1, ...}`. Reads only.
     static let topicSubscriptions = topicScript("topic-subscriptions", PackageResources.topic_subscriptions_lua)
     /// Creates or replaces a subscription; the arguments and answers are in topic-subscribe.lua.
     static let subscribe = topicScript("topic-subscribe", drains: false, PackageResources.topic_subscribe_lua)
@@ -54,6 +54,8 @@ enum RedisQueueScripts {
     static let unsubscribe = topicScript("topic-unsubscribe", PackageResources.topic_unsubscribe_lua)
     /// ARGV: prefix, '', topic. Returns 1, or 0 for no such topic.
     static let deleteTopic = topicScript("topic-delete", PackageResources.topic_delete_lua)
+    /// ARGV: prefix, '', topic, then (name, pushed, failed) per subscription. Returns 1.
+    static let countPushes = topicScript("topic-count-pushes", drains: false, PackageResources.topic_count_pushes_lua)
 
     /// Redis Cluster only, without the library: registers a queue in the global registry that
     /// counts queues against `MAX_QUEUES`. KEYS[1]: the registry; ARGV: queue, maximum.

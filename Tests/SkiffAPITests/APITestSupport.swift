@@ -24,6 +24,9 @@ func makeApplication(
         configuration.redis?.commandTimeout = .seconds(5)
         configuration.redis?.connectTimeout = .seconds(5)
     }
+    // Push delivery consumes every push subscription under the key prefix: only the push tests
+    // turn it on, each under a prefix of its own, so no other test's replica takes their messages.
+    configuration.push.enabled = false
     configure(&configuration)
     var logger = Logger(label: "skiff-test")
     logger.logLevel = .warning

@@ -48,6 +48,8 @@ func makeObservedApplication(
         configuration.redis?.commandTimeout = .seconds(5)
         configuration.redis?.connectTimeout = .seconds(5)
     }
+    // As in makeApplication: only the push tests deliver pushes.
+    configuration.push.enabled = false
     configure(&configuration)
     let logger =
         logger

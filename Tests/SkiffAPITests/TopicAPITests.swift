@@ -101,8 +101,8 @@ struct TopicAPITests {
             #expect(try await put(#"{"queue":"not a name"}"#).status == .badRequest)
             #expect(try await put(#"{"queue":"topics"}"#).status == .badRequest)
             #expect(try await put("[1]").status == .badRequest)
-            let push = try await put(#"{"push":{"url":"https://example.com/hook"}}"#)
-            #expect(push.status == .notImplemented && push.text.contains("push"))
+            let push = try await put(#"{"push":{"url":"https://93.184.216.34/hook"}}"#)
+            #expect(push.status == .badRequest && push.text.contains("push.secret"))
             #expect(try await client.execute(uri: "/api/topics/t/subscriptions", method: .get).text.contains(#""subscriptions":[]"#))
 
             #expect(try await client.execute(uri: "/api/topics/t", method: .post, body: ByteBuffer(string: "{nope")).status == .badRequest)

@@ -2,6 +2,7 @@ import HTTPTypes
 public import Hummingbird
 import Logging
 import NIOCore
+public import SkiffPush
 public import SkiffQueue
 import SkiffSupport
 
@@ -14,18 +15,36 @@ import SkiffSupport
 ///   /api/topics/{topic}/subscriptions` with counters; `GET /api/topics`; `DELETE /api/topics/{topic}`.
 /// - `POST /api/topics/{topic}/filter-test`: whether a filter policy matches a message.
 ///
-/// A subscription names a queue the caller's key must be allowed to use, as the topic.
+/// A subscription names a queue the caller's key must be allowed to use, as the topic; a push
+/// subscription its dead-letter queue too. A push subscription's secret is never shown.
 public struct TopicController: Sendable {
     public typealias Context = SkiffRequestContext
     let topics: Topics?
     let settings: APISettings
     let metrics: SkiffMetrics
+    let push: PushConfiguration
+    /// Where a push subscription's queue gets its settings (its lease, attempts, backoff).
+    let queues: (any QueueBackend)?
+    let resolve: @Sendable (String) async throws -> [IPAddress]
 
-    /// - Parameter topics: `nil` when the backend keeps no topics: every route answers 501.
-    public init(topics: Topics?, settings: APISettings, metrics: SkiffMetrics) {
+    /// - Parameters:
+    ///   - topics: `nil` when the backend keeps no topics: every route answers 501.
+    ///   - settingsStore: the queues' settings; `nil`: push subscriptions answer 501.
+    ///   - resolve: a push host's addresses, for the address rules.
+    public init(
+        topics: Topics?,
+        settings: APISettings,
+        metrics: SkiffMetrics,
+        push: PushConfiguration = PushConfiguration(),
+        settingsStore: (any QueueBackend)? = nil,
+        resolve: @escaping @Sendable (String) async throws -> [IPAddress] = PushAddressRules.resolveHost
+    ) {
         self.topics = topics
         self.settings = settings
         self.metrics = metrics
+        self.push = push
+        self.queues = settingsStore
+        self.resolve = resolve
     }
 
     public func addRoutes(to router: Router<Context>) {
@@ -111,19 +130,40 @@ public struct TopicController: Sendable {
             throw APIError(.badRequest, "body must be a JSON object: {\"queue\": \"<queue name>\", \"filter\": {...}}")
         }
         if let unknown = document.keys.sorted().first(where: { !["queue", "filter", "push"].contains($0) }) {
-            throw APIError(.badRequest, "unknown subscription field '\(unknown)': a subscription has queue and filter")
+            throw APIError(.badRequest, "unknown subscription field '\(unknown)': a subscription has queue, push and filter")
         }
-        if document["push"] != nil {
-            throw APIError(.notImplemented, "push subscriptions are not available yet: subscribe a queue (docs/topics.md)")
+        let endpoint = try await pushEndpoint(document["push"])
+        let queue: QueueName
+        switch document["queue"] {
+        case .string(let rawQueue)?:
+            guard let named = QueueName(rawQueue) else {
+                throw APIError(.badRequest, "queue must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-', and not 'topics'")
+            }
+            queue = named
+        case nil where endpoint != nil:
+            guard let named = TopicSubscription.defaultPushQueue(topic: topic, name: name) else {
+                throw APIError(.badRequest, "'\(topic)-\(name)-push' is too long for a queue name: give the push subscription a queue")
+            }
+            queue = named
+        default:
+            throw APIError(.badRequest, "queue must be a queue name: {\"queue\": \"<queue name>\"}, or give a push endpoint")
         }
-        guard case .string(let rawQueue)? = document["queue"] else {
-            throw APIError(.badRequest, "queue must be a queue name: {\"queue\": \"<queue name>\"}")
-        }
-        guard let queue = QueueName(rawQueue) else {
-            throw APIError(.badRequest, "queue must be 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-', and not 'topics'")
-        }
-        // The queue the topic will write to is one more name this key must be allowed to use.
+        // The queue the topic will write to is one more name this key must be allowed to use, and
+        // so is the dead-letter queue a push subscription fills.
         try QueueAdminController<PartitionedQueues>.checkAccess(context, to: queue, named: "queue")
+        if let endpoint, let queues {
+            let current = try await queues.settings(of: queue)
+            let pushSettings = endpoint.queueSettings(from: current, leaseMarginMilliseconds: push.leaseMargin.milliseconds)
+            let deadLetters = pushSettings.deadLetterQueue(of: queue)
+            try QueueAdminController<PartitionedQueues>.checkAccess(context, to: deadLetters, named: "push.deadLetterQueue")
+            do {
+                try pushSettings.validate(for: queue)
+            } catch {
+                throw APIError(.badRequest, "the push queue \(queue) cannot take these settings: \(error)")
+            }
+            // Before the subscription exists, so no push runs under the queue's earlier lease.
+            if pushSettings != current { try await queues.updateSettings(pushSettings, of: queue) }
+        }
         var policy: String?
         switch document["filter"] {
         case nil, .null?: policy = nil
@@ -134,11 +174,17 @@ public struct TopicController: Sendable {
         if context.accessGrant?.queuePrefix != nil, let existing = try await Self.existing(name, of: topic, in: topics) {
             try QueueAdminController<PartitionedQueues>.checkAccess(context, to: existing.queue, named: "the subscription's current queue")
         }
-        let subscription = TopicSubscription(name: name, queue: queue, filterPolicy: policy, updatedAtMilliseconds: MessageID.currentMilliseconds())
+        let subscription = TopicSubscription(
+            name: name,
+            queue: queue,
+            filterPolicy: policy,
+            updatedAtMilliseconds: MessageID.currentMilliseconds(),
+            push: endpoint
+        )
         let created = try await topics.subscribe(subscription, to: topic)
         context.logger.info(
             "topic subscription \(created ? "created" : "replaced")",
-            metadata: ["topic.name": "\(topic)", "subscription.name": "\(name)", "queue.name": "\(queue)"]
+            metadata: ["topic.name": "\(topic)", "subscription.name": "\(name)", "queue.name": "\(queue)", "push": "\(endpoint != nil)"]
         )
         return QueueController<PartitionedQueues>.json(
             status: created ? .created : .ok,
@@ -225,6 +271,21 @@ public struct TopicController: Sendable {
         return QueueController<PartitionedQueues>.json(status: .ok, #"{"matches":\#(compiled.matches(message))}"#)
     }
 
+    /// The `push` object of a subscription document, validated, its URL checked against the
+    /// address rules; `nil` for a queue subscription.
+    private func pushEndpoint(_ value: JSONValue?) async throws -> PushEndpoint? {
+        switch value {
+        case nil, .null?: return nil
+        case .object(let document)?:
+            guard queues != nil else { throw APIError(.notImplemented, "this replica delivers no push subscriptions") }
+            let endpoint = try PushEndpoint(document: document)
+            try await push.addressRules.check(PushURL(endpoint.url), resolve: resolve)
+            return endpoint
+        default:
+            throw APIError(.badRequest, "push must be an object: {\"url\": \"https://...\", \"secret\": \"...\"}")
+        }
+    }
+
     // MARK: Helpers
 
     /// The largest subscription document accepted (its filter policy, mostly).
@@ -253,6 +314,9 @@ public struct TopicController: Sendable {
         return name
     }
 
+    /// A subscription as answered. A push subscription's `counters.delivered` counts what its
+    /// endpoint took, `queued` what its queue stored, `failed` what was dead-lettered; its secret
+    /// is masked.
     static func json(of subscription: TopicSubscription, topic: TopicName, counters: SubscriptionCounters?) -> String {
         var fields = [
             #""name":\#(JSONText.quoted(subscription.name.rawValue))"#,
@@ -261,10 +325,26 @@ public struct TopicController: Sendable {
             #""filter":\#(subscription.filterPolicy ?? "null")"#,
             #""updatedAt":\#(JSONText.quoted(JSONText.timestamp(milliseconds: subscription.updatedAtMilliseconds)))"#,
         ]
-        if let counters {
+        if let push = subscription.push {
+            let deadLetters =
+                push.deadLetterQueue.map { JSONText.quoted($0.rawValue) } ?? JSONText.quoted(QueueSettings().deadLetterQueue(of: subscription.queue).rawValue)
             fields.append(
-                #""counters":{"matched":\#(counters.matched),"filteredOut":\#(counters.filteredOut),"delivered":\#(counters.delivered),"dropped":\#(counters.dropped)}"#
+                #""push":{"url":\#(JSONText.quoted(push.url)),"secret":"********","timeoutMs":\#(push.timeoutMilliseconds),"#
+                    + #""maxAttempts":\#(push.maxAttempts),"backoff":{"baseMs":\#(push.backoffBaseMilliseconds),"capMs":\#(push.backoffCapMilliseconds)},"#
+                    + #""concurrency":\#(push.concurrency),"deadLetterQueue":\#(deadLetters)}"#
             )
+        }
+        if let counters {
+            if subscription.push != nil {
+                fields.append(
+                    #""counters":{"matched":\#(counters.matched),"filteredOut":\#(counters.filteredOut),"queued":\#(counters.delivered),"#
+                        + #""delivered":\#(counters.pushed),"failed":\#(counters.pushFailed),"dropped":\#(counters.dropped)}"#
+                )
+            } else {
+                fields.append(
+                    #""counters":{"matched":\#(counters.matched),"filteredOut":\#(counters.filteredOut),"delivered":\#(counters.delivered),"dropped":\#(counters.dropped)}"#
+                )
+            }
         }
         return "{" + fields.joined(separator: ",") + "}"
     }

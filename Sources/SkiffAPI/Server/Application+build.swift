@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 public import ServiceLifecycle
 import SkiffGoogleCloud
+import SkiffPush
 public import SkiffQueue
 import SkiffRedis
 import SkiffRedisQueue
@@ -103,6 +104,13 @@ public func buildApplication<Backend: QueueBackend>(
         streams: streams
     )
     var services = services
+    // After the backend, so it stops before storage closes; it stops taking messages at once and
+    // lets pushes under way finish.
+    if configuration.push.enabled, let topics = Topics.over(backend) {
+        services.append(
+            PushDelivery(backend: backend, store: topics.store, configuration: configuration.push, logger: logger, metricsFactory: metricsFactory)
+        )
+    }
     if metricsExposition != nil {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
     }
@@ -208,7 +216,13 @@ func makeRouter<Backend: QueueBackend>(
         )
     StreamController(streams: streams).addRoutes(to: router)
     EventStreamController(endpoint: streams).addRoutes(to: router)
-    TopicController(topics: Topics.over(backend), settings: configuration.api, metrics: metrics).addRoutes(to: router)
+    TopicController(
+        topics: Topics.over(backend),
+        settings: configuration.api,
+        metrics: metrics,
+        push: configuration.push,
+        settingsStore: backend
+    ).addRoutes(to: router)
     HealthController<Backend>(backend: backend, replicaID: configuration.replicaID).addRoutes(to: router)
     if let metricsExposition {
         MetricsController(exposition: metricsExposition).addRoutes(to: router)

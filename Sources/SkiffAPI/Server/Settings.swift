@@ -105,6 +105,13 @@ public enum Settings {
     public static let maxStreams = Setting("maxStreams", default: "10000", "open WebSocket streams per replica (503 past it)")
     public static let streamPingInterval = Setting(
         "streamPingIntervalMs", default: "15000", "a stream is pinged this often and closed when a ping goes unanswered, ms")
+    public static let pushEnabled = Setting(
+        "push.enabled", default: "true", "this replica delivers push subscriptions (on Cloud Run, keep CPU allocated: docs/deploy.md)")
+    public static let pushAllowedNetworks = Setting(
+        "push.allowedNetworks",
+        default: "unset",
+        "comma-separated CIDR ranges push URLs may resolve to besides public addresses (also allows http:// to them)"
+    )
     public static let claimLease = Setting("claimLeaseMs", default: "30000", "how long before messages claimed by a crashed replica return, ms")
     public static let replicaID = Setting("replicaId", default: "host name", "this replica's name in logs and /health")
     public static let logLevel = Setting("logLevel", default: "info", "trace, debug, info, notice, warning, error or critical")
@@ -127,7 +134,7 @@ public enum Settings {
         host, port, redisURL, redisHost, redisPort, redisPassword, redisAuth, gceMetadataHost, redisUsername, redisTLS, redisTLSCAFile, redisTLSServerName,
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
-        streamPingInterval, claimLease,
+        streamPingInterval, pushEnabled, pushAllowedNetworks, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, rateLimitPerSecond, rateLimitBurst,
         settingsFile,
     ]

@@ -1,5 +1,6 @@
 public import Configuration
 import SkiffGoogleCloud
+public import SkiffPush
 public import SkiffRedis
 
 /// A configuration value that cannot be used.
@@ -52,6 +53,8 @@ public struct SkiffConfiguration: Sendable {
     public var maximumStreams: Int = 10_000
     /// How often a stream is pinged; a ping unanswered by the next one closes it (`STREAM_PING_INTERVAL_MS`).
     public var streamPingInterval: Duration = .seconds(15)
+    /// Push delivery on this replica (`PUSH_ENABLED`, `PUSH_ALLOWED_NETWORKS`).
+    public var push = PushConfiguration()
 
     public init(
         host: String = "0.0.0.0",
@@ -104,6 +107,13 @@ public struct SkiffConfiguration: Sendable {
         if let timeout = try settings.integer(Settings.idleTimeout, in: 1_000...86_400_000) { idleTimeout = .milliseconds(timeout) }
         if let streams = try settings.integer(Settings.maxStreams, in: 1...1_000_000) { maximumStreams = streams }
         if let interval = try settings.integer(Settings.streamPingInterval, in: 100...3_600_000) { streamPingInterval = .milliseconds(interval) }
+        if let enabled = try settings.boolean(Settings.pushEnabled) { push.enabled = enabled }
+        if let networks = settings.text(Settings.pushAllowedNetworks) {
+            switch IPNetwork.list(networks) {
+            case .success(let list): push.addressRules = PushAddressRules(allowedNetworks: list)
+            case .failure(let error): throw ConfigurationError("PUSH_ALLOWED_NETWORKS: \(error)")
+            }
+        }
         if let lease = try settings.integer(Settings.claimLease, in: 100...86_400_000) { claimLease = .milliseconds(lease) }
         if let replicas = try settings.integer(Settings.redisWaitReplicas, in: 0...16) { redisWaitReplicas = replicas }
         if let wait = try settings.integer(Settings.redisWaitTimeout, in: 1...60_000) { redisWaitTimeout = .milliseconds(wait) }

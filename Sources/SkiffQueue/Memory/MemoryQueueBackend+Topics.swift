@@ -33,6 +33,13 @@ extension MemoryQueueBackend: TopicStore {
             if created, existing.count >= TopicSubscriptions.maximumPerTopic {
                 throw QueueError.conflict("topic \(topic) already has its maximum of \(TopicSubscriptions.maximumPerTopic) subscriptions")
             }
+            let replaced = existing[subscription.name]
+            if subscription.push != nil, replaced?.push == nil,
+                state.topics.values.reduce(0, { $0 + $1.subscriptions.values.filter { $0.push != nil }.count }) >= PushEndpoint.maximumSubscriptions
+            {
+                throw QueueError.conflict("the service already holds its maximum of \(PushEndpoint.maximumSubscriptions) push subscriptions")
+            }
+            if subscription.push != nil || replaced?.push != nil { state.pushVersionClock += 1 }
             state.topicVersionClock += 1
             state.topics[topic, default: TopicState()].version = "\(state.topicVersionClock)-\(TopicSubscriptions.nonce())"
             state.topics[topic]!.subscriptions[subscription.name] = subscription
@@ -43,7 +50,8 @@ extension MemoryQueueBackend: TopicStore {
 
     public func deleteSubscription(_ name: SubscriptionName, of topic: TopicName) async throws -> Bool {
         state.withLock { state in
-            guard state.topics[topic]?.subscriptions.removeValue(forKey: name) != nil else { return false }
+            guard let removed = state.topics[topic]?.subscriptions.removeValue(forKey: name) else { return false }
+            if removed.push != nil { state.pushVersionClock += 1 }
             state.topics[topic]!.counters[name] = nil
             state.topicVersionClock += 1
             state.topics[topic]!.version = "\(state.topicVersionClock)-\(TopicSubscriptions.nonce())"
@@ -55,7 +63,35 @@ extension MemoryQueueBackend: TopicStore {
         state.withLock { state in
             // Versions come from one clock for all topics, so a topic created again never
             // repeats a version a replica may have cached from before the delete.
-            state.topics.removeValue(forKey: topic) != nil
+            guard let removed = state.topics.removeValue(forKey: topic) else { return false }
+            if removed.subscriptions.values.contains(where: { $0.push != nil }) { state.pushVersionClock += 1 }
+            return true
+        }
+    }
+
+    public func pushSubscriptionsVersion() async throws -> String {
+        state.withLock { String($0.pushVersionClock) }
+    }
+
+    public func pushSubscriptions() async throws -> PushSubscriptions {
+        state.withLock { state in
+            var entries: [PushSubscriptions.Entry] = []
+            for (topic, topicState) in state.topics.sorted(by: { $0.key < $1.key }) {
+                for subscription in topicState.subscriptions.values.sorted(by: { $0.name < $1.name }) where subscription.push != nil {
+                    entries.append(PushSubscriptions.Entry(topic: topic, subscription: subscription))
+                }
+            }
+            return PushSubscriptions(version: String(state.pushVersionClock), entries: entries)
+        }
+    }
+
+    public func countPushes(_ counts: [PushCount]) async throws {
+        state.withLock { state in
+            for count in counts where state.topics[count.topic]?.subscriptions[count.subscription] != nil {
+                state.topics[count.topic]!.counters[count.subscription, default: SubscriptionCounters()].add(
+                    SubscriptionCounters(pushed: count.pushed, pushFailed: count.failed)
+                )
+            }
         }
     }
 
@@ -183,5 +219,7 @@ extension SubscriptionCounters {
         filteredOut += other.filteredOut
         delivered += other.delivered
         dropped += other.dropped
+        pushed += other.pushed
+        pushFailed += other.pushFailed
     }
 }

@@ -260,6 +260,8 @@ extension MemoryQueueBackend {
         var topics: [TopicName: TopicState] = [:]
         /// Every topic's version comes from here (``TopicSubscriptions/version``).
         var topicVersionClock: Int64 = 0
+        /// Raised whenever a push subscription is stored or deleted (``TopicStore/pushSubscriptionsVersion()``).
+        var pushVersionClock: Int64 = 0
         var isShuttingDown = false
     }
 }

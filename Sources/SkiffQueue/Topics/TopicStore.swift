@@ -11,10 +11,12 @@ public protocol TopicStore: Sendable {
     /// The topic's subscriptions, by name, with their version (0 and none for an unknown topic).
     func subscriptions(of topic: TopicName) async throws -> TopicSubscriptions
 
-    /// Creates or replaces a subscription, raising the topic's version; creates the topic.
+    /// Creates or replaces a subscription, raising the topic's version (and the push version
+    /// when a push endpoint is added, changed or removed); creates the topic.
     /// - Returns: `true` when it was created, `false` when one of that name was replaced.
     /// - Throws: ``QueueError`` `.conflict` when another subscription of the topic already
-    ///   delivers to that queue, or the topic has its maximum of subscriptions; `.tooManyQueues`
+    ///   delivers to that queue, the topic has its maximum of subscriptions, or the service its
+    ///   maximum of push subscriptions (``PushEndpoint/maximumSubscriptions``); `.tooManyQueues`
     ///   when the topic is new and the service holds its maximum of topics.
     func putSubscription(_ subscription: TopicSubscription, on topic: TopicName) async throws -> Bool
 
@@ -37,4 +39,14 @@ public protocol TopicStore: Sendable {
 
     /// The topics that exist, by name.
     func topics() async throws -> [TopicName]
+
+    /// The version of the push subscriptions: it changes whenever one is stored or deleted (its
+    /// topic deleted too). Cheap: each replica asks about once a second.
+    func pushSubscriptionsVersion() async throws -> String
+
+    /// Every push subscription of every topic, with their version.
+    func pushSubscriptions() async throws -> PushSubscriptions
+
+    /// Adds push outcomes to subscriptions' counters; a subscription deleted meanwhile is skipped.
+    func countPushes(_ counts: [PushCount]) async throws
 }

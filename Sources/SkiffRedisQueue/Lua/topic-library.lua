@@ -1,12 +1,21 @@
 -- Shared by the topic scripts (after the queue library): ARGV[3] is the topic. A topic's keys
 -- are `<prefix>:topic:{<topic>}:<suffix>`: subs (hash: name -> "<updatedAt>|<queue>|<filter>"),
--- version, counters (hash: "<name>|matched" and so on, and "published"), dedup and
--- dedup-expiry. `<prefix>:topics` lists topics; `<prefix>:topic-version` is the one clock every
--- topic's version comes from, so a topic deleted and created again never repeats a version.
+-- push (hash: name -> the push endpoint as JSON, for push subscriptions), version, counters
+-- (hash: "<name>|matched" and so on, and "published"), dedup and dedup-expiry. `<prefix>:topics`
+-- lists topics; `<prefix>:topic-version` is the one clock every topic's version comes from, so a
+-- topic deleted and created again never repeats a version. `<prefix>:push-subscriptions` lists
+-- every push subscription as "<topic>/<name>", and `<prefix>:push-version` rises with each change
+-- to one (the replicas' push delivery reads them again then).
 local topic = ARGV[3]
 local function topicKey(suffix) return prefix .. ':topic:{' .. topic .. '}:' .. suffix end
 local topicsKey = indexKey('topics')
+-- The counters a publish adds to (in this order), then those push delivery adds to.
 local counterSuffixes = { 'matched', 'filteredOut', 'delivered', 'dropped' }
+local pushCounterSuffixes = { 'pushed', 'pushFailed' }
+local pushRegistryKey = indexKey('push-subscriptions')
+
+-- A push subscription was stored or deleted: the replicas' push delivery reads them again.
+local function pushChanged() redis.call('INCR', indexKey('push-version')) end
 
 -- Whether the topic exists, or there is room for one more (`maximum`).
 local function mayCreateTopic(maximum)

@@ -1,7 +1,9 @@
 -- ARGV: prefix, '', topic, name, stored value ("<updatedAt>|<queue>|<filter>"), queue,
--- maximum number of topics, maximum subscriptions per topic, version nonce.
+-- maximum number of topics, maximum subscriptions per topic, version nonce, push endpoint (JSON,
+-- '' for a queue subscription), maximum push subscriptions of the service.
 -- Returns {1, created (1 or 0)}; {-3, maximum} past the topic limit; {-4, other name} when
--- another subscription delivers to that queue; {-5, maximum} past the subscription limit.
+-- another subscription delivers to that queue; {-5, maximum} past the subscription limit; {-6,
+-- maximum} past the push subscription limit.
 local name, queueName = ARGV[4], ARGV[6]
 if not mayCreateTopic(tonumber(ARGV[7])) then return { -3, tonumber(ARGV[7]) } end
 local subs = redis.call('HGETALL', topicKey('subs'))
@@ -10,7 +12,18 @@ for i = 1, #subs, 2 do
 end
 local created = redis.call('HEXISTS', topicKey('subs'), name) == 0
 if created and #subs / 2 >= tonumber(ARGV[8]) then return { -5, tonumber(ARGV[8]) } end
+local push, hadPush = ARGV[10], redis.call('HEXISTS', topicKey('push'), name) == 1
+if push ~= '' and not hadPush and redis.call('SCARD', pushRegistryKey) >= tonumber(ARGV[11]) then return { -6, tonumber(ARGV[11]) } end
 redis.call('HSET', topicKey('subs'), name, ARGV[5])
+if push ~= '' then
+  redis.call('HSET', topicKey('push'), name, push)
+  redis.call('SADD', pushRegistryKey, topic .. '/' .. name)
+  pushChanged()
+elseif hadPush then
+  redis.call('HDEL', topicKey('push'), name)
+  redis.call('SREM', pushRegistryKey, topic .. '/' .. name)
+  pushChanged()
+end
 bumpVersion(ARGV[9])
 redis.call('SADD', topicsKey, topic)
 return { 1, created and 1 or 0 }

@@ -1,6 +1,8 @@
--- The topic's version and its subscriptions, read together. Reads only.
--- Returns {version, name1, stored1, name2, stored2, ...}.
-local out = { redis.call('GET', topicKey('version')) or '0' }
+-- The topic's version, its subscriptions and their push endpoints, read together. Reads only.
+-- Returns {version, n, name1, stored1, ..., nameN, storedN, pushName1, push1, ...}.
 local subs = redis.call('HGETALL', topicKey('subs'))
-for i = 1, #subs do out[i + 1] = subs[i] end
+local out = { redis.call('GET', topicKey('version')) or '0', #subs / 2 }
+for i = 1, #subs do out[#out + 1] = subs[i] end
+local push = redis.call('HGETALL', topicKey('push'))
+for i = 1, #push do out[#out + 1] = push[i] end
 return out

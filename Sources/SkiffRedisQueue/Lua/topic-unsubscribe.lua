@@ -3,5 +3,10 @@
 local name = ARGV[4]
 if redis.call('HDEL', topicKey('subs'), name) == 0 then return 0 end
 for _, suffix in ipairs(counterSuffixes) do redis.call('HDEL', topicKey('counters'), name .. '|' .. suffix) end
+for _, suffix in ipairs(pushCounterSuffixes) do redis.call('HDEL', topicKey('counters'), name .. '|' .. suffix) end
+if redis.call('HDEL', topicKey('push'), name) == 1 then
+  redis.call('SREM', pushRegistryKey, topic .. '/' .. name)
+  pushChanged()
+end
 bumpVersion(ARGV[5])
 return 1

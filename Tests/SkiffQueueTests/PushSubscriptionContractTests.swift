@@ -1,0 +1,89 @@
+import NIOCore
+import SkiffQueue
+import SkiffTestSupport
+import Testing
+
+/// What every topic store keeps for push subscriptions (docs/topics.md): the endpoint with the
+/// subscription, the service-wide list the replicas' push delivery reads, a version that moves
+/// with every change to it, and the push counters.
+@Suite("Push subscription contract", .timeLimit(.minutes(2))) struct PushSubscriptionContractTests {
+    static var kinds: [BackendKind] { TopicContractTests.kinds }
+
+    static func endpoint(_ path: String = "/hook") -> PushEndpoint {
+        PushEndpoint(
+            url: "https://push.example.com\(path)",
+            secret: "s3cr3t-s3cr3t-s3cr3t|{\"json\"}",
+            timeoutMilliseconds: 2_500,
+            maxAttempts: 7,
+            backoffBaseMilliseconds: 250,
+            backoffCapMilliseconds: 9_000,
+            concurrency: 3,
+            deadLetterQueue: QueueName("push-dead")
+        )
+    }
+
+    @Test(arguments: kinds) func anEndpointIsStoredWholeAndListedWhileItExists(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, topics, topic) = try TopicContractTests.topics(fixture)
+        let store = topics.store
+        let (pushQueue, plainQueue) = (uniqueQueue("push"), uniqueQueue("plain"))
+        var push = TopicContractTests.subscription("hook", pushQueue)
+        push.push = Self.endpoint()
+
+        let before = try await store.pushSubscriptionsVersion()
+        try await topics.subscribe(push, to: topic)
+        try await topics.subscribe(TopicContractTests.subscription("plain", plainQueue), to: topic)
+        let afterPut = try await store.pushSubscriptionsVersion()
+        #expect(afterPut != before)
+        // Read back whole, the secret's bars, quotes and braces included.
+        #expect(try await store.subscriptions(of: topic).subscriptions.first { $0.name == push.name } == push)
+        let listed = try await store.pushSubscriptions().entries.filter { $0.topic == topic }
+        #expect(listed == [PushSubscriptions.Entry(topic: topic, subscription: push)])
+
+        // The copies of a push subscription go to its queue, as any subscription's.
+        let published = try await topics.publish([ByteBuffer(string: #"{"n":1}"#)], to: topic, options: SendOptions())
+        #expect(published.first?.deliveredTo == 2)
+        #expect(try await backend.take(from: pushQueue) == #"{"n":1}"#)
+
+        // Replaced by a queue subscription: no longer pushed.
+        try await topics.subscribe(TopicContractTests.subscription("hook", pushQueue), to: topic)
+        #expect(try await store.pushSubscriptionsVersion() != afterPut)
+        #expect(try await store.pushSubscriptions().entries.filter { $0.topic == topic }.isEmpty)
+
+        // Deleted, and with its topic.
+        try await topics.subscribe(push, to: topic)
+        #expect(try await store.pushSubscriptions().entries.contains { $0.topic == topic })
+        let beforeDelete = try await store.pushSubscriptionsVersion()
+        #expect(try await topics.unsubscribe(push.name, from: topic))
+        #expect(try await store.pushSubscriptionsVersion() != beforeDelete)
+        #expect(try await store.pushSubscriptions().entries.filter { $0.topic == topic }.isEmpty)
+        try await topics.subscribe(push, to: topic)
+        let beforeTopicDelete = try await store.pushSubscriptionsVersion()
+        #expect(try await topics.delete(topic))
+        #expect(try await store.pushSubscriptionsVersion() != beforeTopicDelete)
+        #expect(try await store.pushSubscriptions().entries.filter { $0.topic == topic }.isEmpty)
+    }
+
+    @Test(arguments: kinds) func pushCountsAddUpAndSkipDeletedSubscriptions(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (_, topics, topic) = try TopicContractTests.topics(fixture)
+        var push = TopicContractTests.subscription("hook", uniqueQueue("push"))
+        push.push = Self.endpoint()
+        try await topics.subscribe(push, to: topic)
+        let name = push.name
+        try await topics.store.countPushes([PushCount(topic: topic, subscription: name, pushed: 3, failed: 1)])
+        try await topics.store.countPushes([
+            PushCount(topic: topic, subscription: name, pushed: 2, failed: 0),
+            PushCount(topic: topic, subscription: SubscriptionName("gone")!, pushed: 5, failed: 5),
+        ])
+        let counters = try await topics.store.topicStats(of: topic).subscriptions
+        #expect(counters[name]?.pushed == 5 && counters[name]?.pushFailed == 1)
+        #expect(counters[SubscriptionName("gone")!] == nil)
+        // Deleting the subscription deletes its counters: a new one starts at zero.
+        #expect(try await topics.unsubscribe(name, from: topic))
+        try await topics.subscribe(push, to: topic)
+        #expect(try await topics.store.topicStats(of: topic).subscriptions[name]?.pushed ?? 0 == 0)
+    }
+}
