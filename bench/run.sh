@@ -10,7 +10,7 @@
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
-#                           d, e, s, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
+#                           d, e, s, t, p, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
 #                           report there, BENCHMARKS.md left alone, except that a full-mode run with
 #                           scale-out or s (streams) merges that section (and bench/analysis.md) into
 #                           BENCHMARKS.md.
@@ -35,7 +35,7 @@
 #   BENCH_OUT       directory for raw results (default bench/out/full or bench/out/smoke)
 #
 # Starts its own Redis (no persistence), webdis and Skiff replicas on free 127.0.0.1 ports and stops
-# them at exit. Installs missing Debian packages (redis-server, redis-tools, webdis, wrk, gnuplot-nox).
+# them at exit. Installs missing Debian packages (redis-server, redis-tools, webdis, wrk, nginx, gnuplot-nox).
 # The measuring and the report are bench/skiffbench/ (`PYTHONPATH=bench python3 -m skiffbench --help`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +44,7 @@ ROOT=$(pwd)
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
 ONLY=
-SCENARIOS=" unloaded roundtrips a b c d e s t f g profile scale-out "
+SCENARIOS=" unloaded roundtrips a b c d e s t p f g profile scale-out "
 usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
 while (($#)); do
     case $1 in
@@ -121,6 +121,7 @@ ensure_packages() {
     command -v redis-cli >/dev/null || missing+=(redis-tools)
     command -v webdis >/dev/null || missing+=(webdis)
     command -v wrk >/dev/null || missing+=(wrk)
+    command -v nginx >/dev/null || missing+=(nginx)
     command -v gnuplot >/dev/null || missing+=(gnuplot-nox)
     command -v python3 >/dev/null || missing+=(python3)
     if ((${#missing[@]})); then
@@ -184,7 +185,7 @@ settle() {
 start_skiff() { # name port [binary key-prefix redis-url] -> sets LAST_PID
     local name=$1 port=$2 binary=${3:-$SKIFF} prefix=() url=${5:-redis://127.0.0.1:$REDIS_PORT}
     [ -n "${4:-}" ] && prefix=("REDIS_KEY_PREFIX=$4")
-    env PORT="$port" HOST=127.0.0.1 REDIS_URL="$url" LOG_LEVEL=warning REPLICA_ID="$name" \
+    env PORT="$port" HOST=127.0.0.1 REDIS_URL="$url" LOG_LEVEL=warning REPLICA_ID="$name" PUSH_ALLOWED_NETWORKS=127.0.0.0/8 \
         "${prefix[@]}" "$binary" serve >"$WORK/$name.log" 2>&1 </dev/null &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
@@ -241,6 +242,10 @@ write_report() {
     # The same for the topics scenario (issue 20).
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want t && [ -f "$OUT/t-1.json" ]; then
         bench topics-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
+    fi
+    # The same for the push scenario (issue 20).
+    if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want p && [ -f "$OUT/p-4.json" ]; then
+        bench push-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
     fi
     # The same for the streams scenario (issue 19).
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want s && [ -f "$OUT/s-consume-100.json" ]; then
@@ -581,6 +586,50 @@ if want t; then
         rcli SREM skiff:queues "${subscribers[@]}" >/dev/null
     done
     printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/t-meta.json"
+    settle
+fi
+
+# --- (p) push delivery -------------------------------------------------------------------------
+
+if want p; then
+    # A local receiver that costs little: nginx answering 204 to every POST.
+    RECEIVER_PORT=$(free_port)
+    mkdir -p "$WORK/nginx"
+    cat >"$WORK/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $WORK/nginx/nginx.pid;
+error_log $WORK/nginx/error.log;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $WORK/nginx/body;
+    proxy_temp_path $WORK/nginx/proxy;
+    fastcgi_temp_path $WORK/nginx/fastcgi;
+    uwsgi_temp_path $WORK/nginx/uwsgi;
+    scgi_temp_path $WORK/nginx/scgi;
+    keepalive_requests 1000000;
+    server { listen 127.0.0.1:$RECEIVER_PORT; location / { return 204; } location = /health { return 200; } }
+}
+EOF
+    nginx -c "$WORK/nginx/nginx.conf" -e "$WORK/nginx/error.log" </dev/null >"$WORK/nginx/stderr.log" 2>&1 &
+    RECEIVER_PID=$!
+    PIDS+=("$RECEIVER_PID")
+    wait_http "$RECEIVER_PORT"
+    P_MESSAGES=$((RUN_SECONDS * 2000 + 2000))
+    for concurrency in 4 64; do
+        topic=bench-p-$concurrency
+        bench prefill --redis-port "$REDIS_PORT" --format skiff --queue "$topic-push" --count "$P_MESSAGES" --body "$BODY" >/dev/null
+        log "(p) push $P_MESSAGES messages to a local receiver, concurrency $concurrency"
+        bench push --port "$PORT_A" --redis-port "$REDIS_PORT" --topic "$topic" --queue "$topic-push" \
+            --url "http://127.0.0.1:$RECEIVER_PORT/hook" --concurrency "$concurrency" \
+            "${CPU_A[@]}" --cpu "receiver=$RECEIVER_PID" --json "$OUT/p-$concurrency.json" >/dev/null
+        bench probe --port "$PORT_A" --method DELETE --path "/api/topics/$topic" >/dev/null
+        drop_keys "skiff:{$topic-push}:*"
+        rcli SREM skiff:queues "$topic-push" >/dev/null
+    done
+    kill "$RECEIVER_PID" 2>/dev/null || true
+    printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/p-meta.json"
     settle
 fi
 

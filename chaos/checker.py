@@ -45,6 +45,12 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   ``<value>@<queue>``, the publish's outcome and id), judged as above: each copy exactly once, in
   that queue's order; and one ``publish`` whose ``201`` must say ``deliveredTo`` = the number of
   matching subscriptions (else unexpected).
+- A topic's push subscription (chaos/push.py) is a class of its own, ``push``, judged
+  ``at-least-once``: every ``push-expect`` (a publish its filter matched) answered ``201`` must
+  have been ``pushed`` and answered ``2xx`` by the receiver at least once, else lost; a push of a
+  value never published (or whose publish certainly failed, or with another body, message id or
+  delivery id, or a signature that does not verify, or before its publish began) is unexpected;
+  a value the receiver took twice or more is counted as duplicated, which this judge allows.
 - A ``200`` in acknowledged mode must carry a receipt for its message id (``<id>.<claim>``); a
   plain ``200`` must not carry one (unexpected otherwise). One receipt acked ``204`` twice is
   unexpected.
@@ -65,7 +71,8 @@ crash the oldest lost acknowledgement was given).
 Every class has a **judge**, named by its queues' ``queue`` records (``judge``): ``strict`` (the
 ``strict`` class's, and the Redis Cluster's ``reshard-*`` classes: lost, duplicated and
 unexpected fail the run), ``no-loss`` (``primary-kill-wait``: a loss fails the run, duplicates
-and the rest are reported), or ``measured`` (every other class: reported only).
+and the rest are reported), ``at-least-once`` (``push``: a loss or anything unexpected fails the
+run, repeats are reported) or ``measured`` (every other class: reported only).
 
 Output: exactly one line on stdout,
 ``chaos: acked=N delivered=N lost=N duplicated=N unexpected=N recovered=K`` (the ``strict``
@@ -85,7 +92,7 @@ from .history import read_history
 STRICT = "strict"
 EXAMPLES = 8
 #: How a class is judged (see the module's docstring); a queue record may name another.
-JUDGES = ("strict", "no-loss", "measured")
+JUDGES = ("strict", "no-loss", "at-least-once", "measured")
 
 
 @dataclass
@@ -132,6 +139,8 @@ class ClassReport:
             return self.lost > 0 or self.duplicated > 0 or self.unexpected > 0
         if self.judge == "no-loss":
             return self.lost > 0
+        if self.judge == "at-least-once":
+            return self.lost > 0 or self.unexpected > 0
         return False
 
     def line(self) -> str:
@@ -317,8 +326,60 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
     for queue in set(op["q"] for op in ops):
         _judge_fifo(queue, enqueues, valid, indeterminate.get(queue, []), lease, report_for(queue))
     _judge_probes(records, lease, report_for)
+    _judge_pushes(ops, report_for)
     _judge_residue_and_windows(records, enqueues, settled, report_for, reports)
     return reports
+
+
+def _judge_pushes(ops: list[dict], report_for) -> None:
+    """A push subscription's class: at least once (see the module's docstring)."""
+    expected = {op["value"]: op for op in ops if op["f"] == "push-expect"}
+    taken: dict[str, list[dict]] = defaultdict(list)
+    for op in (op for op in ops if op["f"] == "pushed"):
+        report = report_for(op["q"])
+        report.deliveries += 1
+        report.redeliveries += (op.get("attempt") or 1) > 1
+        sent = expected.get(op.get("value"))
+        problem = None
+        if sent is None:
+            problem = "a value that was never published to a push subscription"
+        elif sent["q"] != op["q"]:
+            problem = f"a value published for {sent['q']}"
+        elif sent["result"] == "fail":
+            problem = f"a value whose publish certainly failed: {_describe(sent)}"
+        elif op.get("digest") != sent.get("digest"):
+            problem = f"a body that differs from the one published: {_describe(sent)}"
+        elif sent["result"] == "ok" and op.get("id") != sent.get("id"):
+            problem = f"message id {op.get('id')} but the publish answered {sent.get('id')}"
+        elif not op.get("delivery_ok"):
+            problem = "a Skiff-Delivery-Id other than <topic>/<subscription>/<message id>"
+        elif not op.get("signed"):
+            problem = "a Skiff-Signature that does not verify"
+        elif op["inv"] < sent["inv"]:
+            problem = f"pushed before its publish was invoked: {_describe(sent)}"
+        if problem:
+            report.unexpected += 1
+            report.example("unexpected", f"{_describe(op)}: {problem}")
+        elif op["result"] == "ok":
+            taken[op["value"]].append(op)
+    for value, sent in expected.items():
+        report = report_for(sent["q"])
+        if sent["result"] == "ok":
+            report.acked += 1
+        elif sent["result"] == "info":
+            report.indeterminate_enqueues += 1
+        pushes = taken.get(value, [])
+        if pushes:
+            report.delivered += 1
+            report.consumed += 1
+            report.recovered_indeterminate_enqueues += sent["result"] == "info"
+            if len(pushes) > 1:
+                report.duplicated += 1
+                report.example("repeated (allowed)", f"{value}: taken {len(pushes)} times, attempts "
+                                                     f"{[p.get('attempt') for p in pushes]}")
+        elif sent["result"] == "ok":
+            report.lost += 1
+            report.example("lost", _describe(sent))
 
 
 def _stalls(records: list[dict]) -> dict[int, list[tuple[float, float]]]:

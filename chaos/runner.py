@@ -26,7 +26,8 @@ Environment: CHAOS_SEED, CHAOS_SECONDS (300: the whole fault schedule, measured 
 included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
 CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
 CHAOS_ABORT_SHARE (0.2), CHAOS_ACK_SHARE (0.5: the share of the strict phase's consumers that
-receive in acknowledged mode), CHAOS_VISIBILITY_MS (their visibility timeout: CLAIM_LEASE_MS +
+receive in acknowledged mode), CHAOS_TOPICS (1: publishers to a topic of the strict phase),
+CHAOS_PUSH (1: that topic also has a push subscription to a receiver in this process), CHAOS_VISIBILITY_MS (their visibility timeout: CLAIM_LEASE_MS +
 1000), CHAOS_CRASH_SHARE (0.05: the share of their deliveries they never ack), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
 CHAOS_FAULTS (kinds of faults.KINDS to schedule; faults.CLUSTER_KINDS with REDIS_MODE=cluster),
 REDIS_MODE (single; cluster: see above), CHAOS_FAILOVER_WAIT=force (run the second
@@ -38,7 +39,7 @@ The cluster runs apart from a developer's `make up` cluster: its own state direc
 (CHAOS_CLUSTER_STATE_DIR, default .cluster/chaos/cluster, given to scripts/cluster.sh as
 CLUSTER_STATE_DIR) and its own loopback ports from CHAOS_PORT_BASE (18480): the proxy on the
 base, replica N on base+N, HAProxy's statistics on base+10, Redis on base-1, the promoted
-replica on base-2, the link control on base-10, replica N's link on base-10+N, and the
+replica on base-2, the push receiver on base+20, the link control on base-10, replica N's link on base-10+N, and the
 replication link between the two redis-servers (failover phases) on base-11; with
 REDIS_MODE=cluster the six Redis Cluster nodes on base-30..base-25 (their cluster bus 10000 above).
 """
@@ -56,7 +57,7 @@ import sys
 import time
 from dataclasses import dataclass
 
-from . import checker, faults, stream
+from . import checker, faults, push, stream
 from .history import History, body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body, make_topic_body
 from .http import request
 from .link import LinkControl
@@ -118,6 +119,9 @@ class Settings:
     redis_cluster_port: int = 0
     # Publishers to a topic of the strict phase (single Redis: topics answer 501 on a cluster).
     topics: int = 1
+    # A push subscription of that topic, to a receiver in this process (chaos/push.py).
+    push: bool = True
+    push_port: int = 0
 
     @staticmethod
     def from_environment() -> "Settings":
@@ -161,6 +165,8 @@ class Settings:
             # WebSocket stream consumers, and as many stream publishers, beside the HTTP workers.
             streams=int(env.get("CHAOS_STREAMS", "2")),
             topics=int(env.get("CHAOS_TOPICS", "1")),
+            push=env.get("CHAOS_PUSH", "1") != "0",
+            push_port=base + 20,
             phases=phases,
             kinds=kinds,
             out=env.get("CHAOS_OUT") or os.path.join(RUNS, f"{stamp}-seed{seed}"),
@@ -198,6 +204,9 @@ class Run:
         self.paused: set[int] = set()
         self.killed: set[int] = set()
         self.primary_port = settings.redis_port
+        self.push_receiver: push.PushReceiver | None = None
+        # The push subscription's (queue, below), once subscribed.
+        self.push_subscription: tuple[str, int] | None = None
         #: The link a promoted replica replicates through, so a failover can find it behind.
         self.repl_link_port = settings.link_port - 1
         self.skewed = faults.skew(settings.seed, settings.replicas)
@@ -331,8 +340,9 @@ class Run:
                       padding: int) -> str:
         """One ``POST /api/topics/{topic}``; ``subscriptions`` are (queue, below): a subscription
         takes the messages whose ``n`` is below ``below``. Records one ``enqueue`` per queue the
-        message must reach (value ``<value>@<queue>``, all with the publish's outcome and id), and
-        one ``publish`` with the ``deliveredTo`` it answered and the count it should have."""
+        message must reach (value ``<value>@<queue>``, all with the publish's outcome and id), one
+        ``push-expect`` when the push subscription (``self.push_subscription``) matches, and one
+        ``publish`` with the ``deliveredTo`` it answered and the count it should have."""
         value = self.next_value(worker)
         body = make_topic_body(value, n, padding)
         host, port = self.target_address(target)
@@ -341,13 +351,17 @@ class Run:
         completed = self.history.now()
         result, fields = classify_enqueue(response)
         matching = [queue for queue, below in subscriptions if n < below]
+        pushed = self.push_subscription is not None and n < self.push_subscription[1]
         document = response.json() if result == "ok" else None
         delivered = document.get("deliveredTo") if isinstance(document, dict) else None
         base = {"type": "op", "p": worker, "target": target, "inv": invoked, "cmp": completed, "result": result,
                 "digest": body_digest(body), "topic": topic, **fields}
         for queue in matching:
             self.history.write({**base, "f": "enqueue", "q": queue, "value": f"{value}@{queue}"})
-        self.history.write({**base, "f": "publish", "q": topic, "value": value, "expected_to": len(matching), "delivered_to": delivered})
+        if pushed:
+            self.history.write({**base, "f": "push-expect", "q": f"{topic}/push", "value": value})
+        self.history.write({**base, "f": "publish", "q": topic, "value": value, "expected_to": len(matching) + pushed,
+                            "delivered_to": delivered})
         return result
 
     @staticmethod
@@ -383,7 +397,45 @@ class Run:
             if response.status not in (200, 201):
                 raise RuntimeError(f"PUT subscription {index} of {topic} answered {response.status} {response.body[:200]!r}")
         self.history.event("topic", topic=topic, subscriptions=[{"queue": q, "below": b} for q, b in subscriptions])
+        if self.push_receiver is not None:
+            await self.subscribe_push(topic)
         return topic, subscriptions
+
+    async def subscribe_push(self, topic: str) -> None:
+        """The topic's push subscription ``push``: messages with ``n < 7`` to the receiver, through
+        the queue ``<topic>-push``, with attempts enough that the receiver's failures never exhaust
+        them; its class ``push`` is judged at least once (checker._judge_pushes)."""
+        queue, below = f"{topic}-push", 7
+        endpoint = {"url": self.push_receiver.url, "secret": push.SECRET, "timeoutMs": push.TIMEOUT_MS, "maxAttempts": 60,
+                    "backoff": {"baseMs": 50, "capMs": 500}, "concurrency": 4}
+        body = json.dumps({"queue": queue, "push": endpoint, "filter": {"n": [{"numeric": ["<", below]}]}}).encode()
+        host, port = self.target_address("proxy")
+        response = await request(host, port, "PUT", f"/api/topics/{topic}/subscriptions/push", body, timeout=5.0)
+        if response.status not in (200, 201):
+            raise RuntimeError(f"PUT push subscription of {topic} answered {response.status} {response.body[:200]!r}")
+        self.history.event("queue", queue=f"{topic}/push", **{"class": "push"}, phase="strict", judge="at-least-once")
+        self.push_subscription = (queue, below)
+
+    async def drain_push(self, port: int) -> None:
+        """Waits until the push queue holds nothing (ready, delayed, in flight: every message was
+        pushed and acked, or dead-lettered), for at most a minute past one lease; recorded as the
+        push class's ``residue``, with the dead letters."""
+        if self.push_subscription is None:
+            return
+        queue = self.push_subscription[0]
+        topic = queue[: -len("-push")]
+        deadline = time.monotonic() + 60 + 2 * self.s.lease_s
+        empty = 0
+        while time.monotonic() < deadline and empty < 2:
+            await asyncio.sleep(0.5)
+            ready, inflight = await self.residue(queue, port)
+            delayed = await self.redis_cli(port, "ZCARD", f"skiff:{{{queue}}}:delayed")
+            empty = empty + 1 if (ready, inflight) == (0, 0) and delayed.strip() == "0" else 0
+        ready, inflight = await self.residue(queue, port)
+        dead = await self.redis_cli(port, "LLEN", f"skiff:{{{queue}-dlq}}:ready")
+        self.history.event("residue", q=f"{topic}/push", ready=ready, inflight=inflight, dead_letters=dead.strip())
+        log(f"push: the receiver got {self.push_receiver.received} requests; {ready} ready, {inflight} in flight, "
+            f"{dead.strip()} dead-lettered left")
 
     # --- Workload -------------------------------------------------------------------
 
@@ -654,18 +706,26 @@ class Run:
         log(f"strict phase: {seconds:.0f} s, {len(plan)} faults planned ({', '.join(f.kind for f in plan)})")
         queues = self.declare_queues("strict", "strict", self.s.queues)
         self.history.event("phase", name="strict", seconds=seconds)
+        topics = self.s.topics if self.s.redis_mode == "single" else 0
+        if topics and self.s.push:
+            self.push_receiver = push.PushReceiver(self.history, HOST, self.s.push_port, str(self.s.seed))
+            await self.push_receiver.start()
         started = time.monotonic()
         schedule = asyncio.ensure_future(self.run_schedule(plan, seconds, started))
         try:
             await self.run_workload("strict", queues, self.s.producers, self.s.consumers, self.s.rate, self.s.abort_share, schedule,
-                                    self.s.ack_share, streams=self.s.streams,
-                                    topics=self.s.topics if self.s.redis_mode == "single" else 0)
+                                    self.s.ack_share, streams=self.s.streams, topics=topics)
         finally:
             if not schedule.done():
                 schedule.cancel()
             await self.heal()
         self.history.event("phase", name="strict-drain")
         await self.drain(queues, self.primary_port)
+        try:
+            await self.drain_push(self.primary_port)
+        finally:
+            if self.push_receiver is not None:
+                await self.push_receiver.stop()
         # The failover phases resynchronise this Redis from a replica, which rewrites its AOF:
         # keep the strict phase's record now.
         self.copy_aof("redis-aof-strict")
@@ -823,7 +883,8 @@ class Run:
         skewed, offset = self.skewed
         library = next((path for path in FAKETIME_LIB_CANDIDATES if os.path.exists(path)), None)
         for n in range(1, self.s.replicas + 1):
-            extra = [f"REDIS_URL=redis://{HOST}:{self.s.link_port + n}"]
+            # The chaos push receiver listens on loopback, which push URLs may not reach by default.
+            extra = [f"REDIS_URL=redis://{HOST}:{self.s.link_port + n}", "PUSH_ALLOWED_NETWORKS=127.0.0.0/8"]
             if n == skewed and "probe" in self.s.kinds:
                 if library is None:
                     raise SystemExit("chaos: libfaketime is missing: apt-get install faketime")

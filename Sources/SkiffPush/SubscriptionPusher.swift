@@ -106,9 +106,11 @@ final class SubscriptionPusher: Sendable {
             }
             metadata["error"] = "\(failure)"
             let last = attempt >= endpoint.maxAttempts
-            // The last attempt goes to the dead-letter queue at once; earlier ones wait out the
-            // queue's backoff (the endpoint's), with jitter.
-            guard try await backend.reject(delivery.receipt, in: delivery.queue, delay: last ? .zero : nil, reason: "push: \(failure)") else {
+            // The queue decides: past its maxReceiveCount (the endpoint's maxAttempts) the nack
+            // dead-letters the message, otherwise it comes back after the queue's backoff (the
+            // endpoint's), with jitter. Never an immediate retry, whatever the queue's settings
+            // became since: a failing endpoint is never pushed to in a loop.
+            guard try await backend.reject(delivery.receipt, in: delivery.queue, delay: nil, reason: "push: \(failure)") else {
                 logger.warning("a failed push could not be settled: its lease ran out", metadata: metadata)
                 return
             }

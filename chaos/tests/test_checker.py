@@ -583,3 +583,65 @@ class Topics(unittest.TestCase):
             delivery["id"] = "id-a"
         report = strict(history(*publish_copies("a", 0, 1, ["q1", "q2"]), first, ack(first, 4, 5), second, ack(second, 4, 5)))
         self.assertEqual((report.duplicated, report.unexpected, report.lost), (0, 0, 0))
+
+
+PUSH = "t/push"
+
+
+def push_expect(value, inv, cmp, result="ok", n=0):
+    from chaos.history import make_topic_body
+    record = {"type": "op", "f": "push-expect", "p": "tp0", "q": PUSH, "target": "proxy", "inv": inv, "cmp": cmp, "result": result,
+              "value": value, "digest": body_digest(make_topic_body(value, n, 0)), "topic": "t"}
+    if result == "ok":
+        record.update(status=201, id=f"id-{value}")
+    return record
+
+
+def pushed(value, inv, cmp, result="ok", attempt=1, n=0, signed=True, delivery_ok=True, message_id=None):
+    from chaos.history import make_topic_body
+    return {"type": "op", "f": "pushed", "p": "receiver", "q": PUSH, "inv": inv, "cmp": cmp, "result": result, "value": value,
+            "id": message_id or f"id-{value}", "digest": body_digest(make_topic_body(value, n, 0)), "attempt": attempt,
+            "delivery_ok": delivery_ok, "signed": signed, "status": 204 if result == "ok" else 500}
+
+
+def push_report(*ops):
+    records = history(*ops)
+    records.insert(1, {"type": "queue", "queue": PUSH, "class": "push", "judge": "at-least-once"})
+    return checker.check(records)["push"]
+
+
+class Pushes(unittest.TestCase):
+    def test_taken_once_after_failed_attempts_is_clean(self):
+        report = push_report(push_expect("a", 0, 1), pushed("a", 2, 3, result="fail"), pushed("a", 4, 5, attempt=2))
+        self.assertEqual((report.acked, report.delivered, report.lost, report.unexpected, report.duplicated), (1, 1, 0, 0, 0))
+        self.assertFalse(report.failed)
+
+    def test_never_taken_is_lost_and_fails(self):
+        report = push_report(push_expect("a", 0, 1), pushed("a", 2, 3, result="fail"), pushed("a", 4, 5, result="info", attempt=2))
+        self.assertEqual(report.lost, 1)
+        self.assertTrue(report.failed)
+
+    def test_taken_twice_is_a_repeat_at_least_once_allows(self):
+        report = push_report(push_expect("a", 0, 1), pushed("a", 2, 3), pushed("a", 4, 5, attempt=2))
+        self.assertEqual((report.duplicated, report.lost, report.unexpected), (1, 0, 0))
+        self.assertFalse(report.failed)
+
+    def test_an_indeterminate_publish_may_or_may_not_be_pushed(self):
+        self.assertFalse(push_report(push_expect("a", 0, 1, result="info")).failed)
+        self.assertFalse(push_report(push_expect("a", 0, 1, result="info"), pushed("a", 2, 3, message_id="other")).failed)
+
+    def test_what_cannot_be_explained_is_unexpected(self):
+        cases = {
+            "never published": pushed("zzz", 2, 3),
+            "publish failed": pushed("b", 2, 3),
+            "other body": pushed("a", 2, 3, n=5),
+            "other id": pushed("a", 2, 3, message_id="id-x"),
+            "bad delivery id": pushed("a", 2, 3, delivery_ok=False),
+            "bad signature": pushed("a", 2, 3, signed=False),
+            "before the publish": pushed("a", -1, 3),
+        }
+        for name, op in cases.items():
+            with self.subTest(name):
+                report = push_report(push_expect("a", 0, 1), push_expect("b", 0, 1, result="fail"), op, pushed("a", 6, 7))
+                self.assertEqual(report.unexpected, 1)
+                self.assertTrue(report.failed)
