@@ -42,8 +42,9 @@ public struct PushAddressRules: Sendable, Equatable {
         }
         for address in addresses where !isAllowed(address) {
             if let range = address.refusedRange {
+                // The address itself is not told: the answer must not map a network's names.
                 throw .invalidArgument(
-                    "push.url's host \(url.host) resolves to \(address), a \(range) address: pushes go to public addresses only (PUSH_ALLOWED_NETWORKS allows others)"
+                    "push.url's host \(url.host) is or resolves to a \(range) address: pushes go to public addresses only (PUSH_ALLOWED_NETWORKS allows others)"
                 )
             }
             if !url.isHTTPS {
@@ -125,15 +126,17 @@ public struct IPAddress: Sendable, Hashable, CustomStringConvertible {
         return String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
-    /// The IPv4 address inside an IPv4-mapped (`::ffff:0:0/96`), IPv4-compatible or NAT64
-    /// (`64:ff9b::/96`) IPv6 address.
+    /// The IPv4 address inside an IPv4-mapped (`::ffff:0:0/96`), IPv4-compatible, NAT64
+    /// (`64:ff9b::/96`, and the local-use `64:ff9b:1::/48`) or 6to4 (`2002::/16`) IPv6 address.
     var embeddedIPv4: IPAddress? {
         guard bytes.count == 16 else { return nil }
+        if bytes[0] == 0x20, bytes[1] == 0x02 { return IPAddress(bytes: Array(bytes[2..<6])) }
         let head = bytes[0..<12]
         let mapped = head.elementsEqual([0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF])
         let nat64 = head.elementsEqual([0, 0x64, 0xFF, 0x9B, 0, 0, 0, 0, 0, 0, 0, 0])
+        let localNAT64 = bytes[0..<6].elementsEqual([0, 0x64, 0xFF, 0x9B, 0, 0x01])
         let compatible = head.allSatisfy { $0 == 0 } && bytes[12..<16].contains { $0 != 0 } && !(bytes[12..<15].allSatisfy { $0 == 0 } && bytes[15] == 1)
-        return mapped || nat64 || compatible ? IPAddress(bytes: Array(bytes[12..<16])) : nil
+        return mapped || nat64 || localNAT64 || compatible ? IPAddress(bytes: Array(bytes[12..<16])) : nil
     }
 
     /// What kind of refused address this is (`nil`: a public one).

@@ -73,6 +73,7 @@ public final class PushDelivery: Service, Sendable {
     private struct Running {
         let subscription: TopicSubscription
         let task: Task<Void, Never>
+        let metrics: PushMetrics
     }
 
     /// - Parameters:
@@ -144,13 +145,25 @@ public final class PushDelivery: Service, Sendable {
     func reconcile(_ entries: [PushSubscriptions.Entry]) {
         let wanted = Dictionary(entries.map { (Key(topic: $0.topic, subscription: $0.subscription.name), $0.subscription) }) { first, _ in first }
         state.withLock { state in
+            // A changed subscription's new consumers start once the old ones' pushes are done, so
+            // a subscription never has more than its concurrency in flight.
+            var stopping: [Key: Task<Void, Never>] = [:]
             for (key, running) in state.running where wanted[key] != running.subscription {
                 running.task.cancel()
                 state.running[key] = nil
+                stopping[key] = running.task
+                if wanted[key] == nil {
+                    // Deleted: its metric series go once its last push is counted.
+                    Task { [task = running.task, metrics = running.metrics] in
+                        await task.value
+                        metrics.destroy()
+                    }
+                }
                 logger.info("push subscription stopped", metadata: ["topic.name": "\(key.topic)", "subscription.name": "\(key.subscription)"])
             }
             for (key, subscription) in wanted where state.running[key] == nil {
                 guard let endpoint = subscription.push else { continue }
+                let metrics = PushMetrics(topic: key.topic, subscription: key.subscription, factory: metricsFactory)
                 let pusher = SubscriptionPusher(
                     topic: key.topic,
                     subscription: subscription,
@@ -158,11 +171,16 @@ public final class PushDelivery: Service, Sendable {
                     backend: backend,
                     client: client,
                     configuration: configuration,
-                    metrics: PushMetrics(topic: key.topic, subscription: key.subscription, factory: metricsFactory),
+                    metrics: metrics,
                     logger: logger,
                     resolve: resolve
                 ) { [weak self] outcome in self?.count(outcome, for: key) }
-                state.running[key] = Running(subscription: subscription, task: Task { await pusher.run() })
+                let previous = stopping[key]
+                let task = Task {
+                    await previous?.value
+                    await pusher.run()
+                }
+                state.running[key] = Running(subscription: subscription, task: task, metrics: metrics)
                 logger.info(
                     "push subscription started",
                     metadata: ["topic.name": "\(key.topic)", "subscription.name": "\(key.subscription)", "queue.name": "\(subscription.queue)"]

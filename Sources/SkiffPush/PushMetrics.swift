@@ -34,4 +34,12 @@ public struct PushMetrics: Sendable {
     }
 
     func deadLettered() { deadLetters.increment() }
+
+    /// Removes the series (the subscription is gone).
+    func destroy() {
+        delivered.destroy()
+        failed.destroy()
+        deadLetters.destroy()
+        timer.destroy()
+    }
 }

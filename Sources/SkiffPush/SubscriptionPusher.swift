@@ -26,7 +26,7 @@ final class SubscriptionPusher: Sendable {
     let logger: Logger
     let resolve: @Sendable (String) async throws -> [IPAddress]
     let report: @Sendable (Outcome) -> Void
-    private let checkedAddresses = Mutex<(at: ContinuousClock.Instant, result: Result<Void, QueueError>)?>(nil)
+    private let checkedAddresses = Mutex<(startedAt: ContinuousClock.Instant, task: Task<Result<Void, QueueError>, Never>)?>(nil)
 
     init(
         topic: TopicName,
@@ -57,6 +57,8 @@ final class SubscriptionPusher: Sendable {
 
     /// Runs until cancelled; a push under way when it is cancelled still finishes and settles.
     func run() async {
+        // The queue may have been configured by hand since the subscription was stored.
+        _ = await settingsInForce(subscription.queue)
         await withDiscardingTaskGroup { group in
             for _ in 0..<endpoint.concurrency {
                 group.addTask { await self.consume() }
@@ -91,13 +93,16 @@ final class SubscriptionPusher: Sendable {
     /// Pushes one message and settles it: ack on 2xx, nack otherwise.
     func push(_ delivery: Delivery) async {
         let attempt = delivery.message.receiveCount
+        // A partition's message is settled through its queue, as every transport does: the
+        // receipt names the partition.
+        let queue = delivery.queue.logical
         let started = ContinuousClock.now
         let failure = await attemptPush(delivery, attempt: attempt)
         metrics.recordAttempt(duration: ContinuousClock.now - started, succeeded: failure == nil)
         var metadata: Logger.Metadata = ["message.id": "\(delivery.message.id)", "push.attempt": "\(attempt)"]
         do {
             guard let failure else {
-                if try await backend.acknowledge([delivery.receipt], in: delivery.queue).first == true {
+                if try await backend.acknowledge([delivery.receipt], in: queue).first == true {
                     report(.pushed)
                 } else {
                     logger.warning("a push succeeded after its lease ran out; the message may be pushed again", metadata: metadata)
@@ -105,12 +110,12 @@ final class SubscriptionPusher: Sendable {
                 return
             }
             metadata["error"] = "\(failure)"
-            let last = attempt >= endpoint.maxAttempts
-            // The queue decides: past its maxReceiveCount (the endpoint's maxAttempts) the nack
-            // dead-letters the message, otherwise it comes back after the queue's backoff (the
-            // endpoint's), with jitter. Never an immediate retry, whatever the queue's settings
-            // became since: a failing endpoint is never pushed to in a loop.
-            guard try await backend.reject(delivery.receipt, in: delivery.queue, delay: nil, reason: "push: \(failure)") else {
+            // The queue decides, under the endpoint's settings (put back if someone changed
+            // them): past maxReceiveCount (maxAttempts) the nack dead-letters the message,
+            // otherwise it comes back after the backoff, with jitter. Never an immediate retry.
+            let settings = await settingsInForce(queue)
+            let last = settings.maxReceiveCount.map { attempt >= $0 } ?? false
+            guard try await backend.reject(delivery.receipt, in: queue, delay: nil, reason: "push: \(failure)") else {
                 logger.warning("a failed push could not be settled: its lease ran out", metadata: metadata)
                 return
             }
@@ -128,15 +133,43 @@ final class SubscriptionPusher: Sendable {
         }
     }
 
-    /// `nil` when the endpoint took the message (2xx); otherwise why not.
+    /// The push queue's settings: the endpoint's (attempts, backoff, dead letters, lease). A
+    /// `PUT /api/{q}/config` replaces every setting of a queue, so one that left these out is
+    /// undone here, before the nack that relies on them.
+    func settingsInForce(_ queue: QueueName) async -> QueueSettings {
+        let margin = configuration.leaseMargin.milliseconds
+        guard let current = try? await backend.settings(of: queue) else {
+            return endpoint.queueSettings(from: QueueSettings(), leaseMarginMilliseconds: margin)
+        }
+        let wanted = endpoint.queueSettings(from: current, leaseMarginMilliseconds: margin)
+        guard wanted != current else { return current }
+        do {
+            try await backend.updateSettings(wanted, of: queue)
+            logger.notice("the push queue's settings were changed; the subscription's are put back", metadata: ["queue.name": "\(queue)"])
+            return wanted
+        } catch {
+            logger.warning("could not put back the push queue's settings", metadata: ["queue.name": "\(queue)", "error": "\(error)"])
+            return current
+        }
+    }
+
+    /// `nil` when the endpoint took the message (2xx); otherwise why not. The whole attempt
+    /// (the address check, connecting, sending, the answer to its last byte) has the endpoint's
+    /// timeout: an answer that trickles is cut there.
     private func attemptPush(_ delivery: Delivery, attempt: Int) async -> String? {
+        let timeout = Duration.milliseconds(endpoint.timeoutMilliseconds)
+        let outcome = await Deadline.run(within: timeout) { await self.pushOnce(delivery, attempt: attempt) }
+        return outcome ?? "no complete answer within \(endpoint.timeoutMilliseconds) ms"
+    }
+
+    private func pushOnce(_ delivery: Delivery, attempt: Int) async -> String? {
         let url: PushURL
         do {
             url = try PushURL(endpoint.url)
-            try await checkAddresses(url)
         } catch {
             return "\(error)"
         }
+        if case .failure(let refused) = await checkAddresses(url) { return "\(refused)" }
         let timestamp = MessageID.currentMilliseconds() / 1000
         var request = HTTPClientRequest(url: endpoint.url)
         request.method = .POST
@@ -172,21 +205,26 @@ final class SubscriptionPusher: Sendable {
     /// Answer bytes read from an endpoint at most; the rest is not read.
     static var maximumAnswerBytes: Int { 64 << 10 }
 
-    /// The address rules, with the host's resolution trusted for ``PushConfiguration/resolutionLifetime``.
-    private func checkAddresses(_ url: PushURL) async throws(QueueError) {
+    /// The address rules, with the host's resolution trusted for
+    /// ``PushConfiguration/resolutionLifetime``. One resolution at a time per subscription: the
+    /// consumers share it, and one that hangs in the resolver holds a thread of the pool, not
+    /// the pushes (their deadline ends the wait).
+    private func checkAddresses(_ url: PushURL) async -> Result<Void, QueueError> {
         let now = ContinuousClock.now
-        if let checked = checkedAddresses.withLock({ $0 }), now - checked.at < configuration.resolutionLifetime {
-            try checked.result.get()
-            return
+        let (rules, resolve, lifetime) = (configuration.addressRules, self.resolve, configuration.resolutionLifetime)
+        let check = checkedAddresses.withLock { checked -> Task<Result<Void, QueueError>, Never> in
+            if let checked, now - checked.startedAt < lifetime { return checked.task }
+            let task = Task { () -> Result<Void, QueueError> in
+                do throws(QueueError) {
+                    try await rules.check(url, resolve: resolve)
+                    return .success(())
+                } catch {
+                    return .failure(error)
+                }
+            }
+            checked = (now, task)
+            return task
         }
-        let result: Result<Void, QueueError>
-        do {
-            try await configuration.addressRules.check(url, resolve: resolve)
-            result = .success(())
-        } catch {
-            result = .failure(error)
-        }
-        checkedAddresses.withLock { $0 = (now, result) }
-        try result.get()
+        return await check.value
     }
 }

@@ -69,6 +69,20 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
     public static func tooLarge(_ detail: String) -> Self { Self(.tooLarge, detail) }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func conflict(_ detail: String) -> Self { Self(.conflict, detail) }
+    /// A subscription would deliver to the queue of a push subscription (`owner`: `<topic>/<name>`).
+    public static func pushQueueTaken(_ queue: QueueName, owner: String) -> Self {
+        Self(
+            .conflict,
+            "queue \(queue) is push subscription \(owner)'s queue, whose messages are pushed to its endpoint; subscribe another queue; nothing was changed"
+        )
+    }
+    /// A push subscription would take a queue that other topics' subscriptions deliver to.
+    public static func pushQueueShared(_ queue: QueueName, subscriptions: Int) -> Self {
+        Self(
+            .conflict,
+            "queue \(queue) already receives from \(subscriptions) other subscription(s); a push subscription's queue must be its own, or their messages would be pushed to this endpoint; name another queue; nothing was changed"
+        )
+    }
     /// A settings change would lower a queue's partition count.
     public static func partitionsShrink(_ queue: QueueName, current: Int) -> Self {
         Self(

@@ -61,6 +61,8 @@ extension RedisQueueBackend: TopicStore {
             )
         case -5: throw QueueError.conflict("topic \(topic) already has its maximum of \(TopicSubscriptions.maximumPerTopic) subscriptions")
         case -6: throw QueueError.conflict("the service already holds its maximum of \(PushEndpoint.maximumSubscriptions) push subscriptions")
+        case -7: throw QueueError.pushQueueTaken(subscription.queue, owner: items[1].string ?? "?")
+        case -8: throw QueueError.pushQueueShared(subscription.queue, subscriptions: Int(items[1].integer ?? 1))
         default: throw QueueError.internalError("topic-subscribe script returned \(reply)")
         }
     }
@@ -190,20 +192,18 @@ extension RedisQueueBackend: TopicStore {
     public func pushSubscriptions() async throws -> PushSubscriptions {
         try requireSingleRedis()
         let key = "\(prefix):push-subscriptions"
-        // Read between two looks at the version: a change in between reads them again.
-        for _ in 0..<5 {
-            let version = try await pushSubscriptionsVersion()
-            let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(key)), slotKey: key) }
-            let topics = Set((reply.array ?? []).compactMap { member in member.string?.split(separator: "/").first.flatMap(TopicName.init) })
-            var entries: [PushSubscriptions.Entry] = []
-            for topic in topics.sorted() {
-                for subscription in try await subscriptions(of: topic).subscriptions where subscription.push != nil {
-                    entries.append(PushSubscriptions.Entry(topic: topic, subscription: subscription))
-                }
+        // The version read first: a change during the read raises it past this one, so the
+        // reader looks again at its next check, never keeping what it missed.
+        let version = try await pushSubscriptionsVersion()
+        let reply = try await mapErrors { try await client.send(RedisCommand("SMEMBERS", .string(key)), slotKey: key) }
+        let topics = Set((reply.array ?? []).compactMap { member in member.string?.split(separator: "/").first.flatMap(TopicName.init) })
+        var entries: [PushSubscriptions.Entry] = []
+        for topic in topics.sorted() {
+            for subscription in try await subscriptions(of: topic).subscriptions where subscription.push != nil {
+                entries.append(PushSubscriptions.Entry(topic: topic, subscription: subscription))
             }
-            if try await pushSubscriptionsVersion() == version { return PushSubscriptions(version: version, entries: entries) }
         }
-        throw QueueError.unavailable("the push subscriptions kept changing while they were read")
+        return PushSubscriptions(version: version, entries: entries)
     }
 
     public func countPushes(_ counts: [PushCount]) async throws {

@@ -189,6 +189,96 @@ struct PushDeliveryTests {
         }
     }
 
+    /// A partitioned push queue: each message is settled through the queue its receipt names
+    /// (from the adversarial review: acks sent to the partition's own name were refused, and every
+    /// message was pushed until it was dead-lettered).
+    @Test(arguments: kinds) func aPartitionedPushQueuePushesEachMessageOnce(kind: BackendKind) async throws {
+        try await PushReceiver.with { receiver in
+            try await Self.application(kind).test(.live) { client in
+                let (topic, queue) = (TestEnvironment.uniqueName("t"), TestEnvironment.uniqueName("pq"))
+                let configured = try await client.execute(uri: "/api/\(queue)/config", method: .put, body: ByteBuffer(string: #"{"partitions":4}"#))
+                #expect(configured.status == .ok)
+                #expect(try await Self.subscribe(client, topic: topic, name: "hook", url: receiver.url, queue: queue).status == .created)
+                var ids: [String] = []
+                for n in 0..<8 { ids.append(try await Self.publish(client, topic: topic, "\(n)")) }
+                let counters = try await eventually(until: { $0["delivered"] == 8 }) { try await Self.counters(client, topic: topic, name: "hook") }
+                #expect(counters["delivered"] == 8 && counters["failed"] == 0)
+                #expect(ids.map { receiver.received(messageID: $0).count } == Array(repeating: 1, count: 8))
+            }
+        }
+    }
+
+    /// The endpoint's timeout covers the whole answer: one that sends its status and then trickles
+    /// its body is cut there, and the message is retried, then dead-lettered (from the review: the
+    /// client's deadline ended with the head, and such a push held its consumer for minutes).
+    @Test(arguments: kinds) func anAnswerThatTricklesIsCutAtTheTimeout(kind: BackendKind) async throws {
+        let router = Router()
+        router.post("/hook") { request, _ -> Response in
+            _ = try await request.body.collect(upTo: 1 << 20)
+            return Response(
+                status: .ok,
+                body: ResponseBody { writer in
+                    for _ in 0..<600 {
+                        try await writer.write(ByteBuffer(string: "x"))
+                        try await Task.sleep(for: .milliseconds(100))
+                    }
+                    try await writer.finish(nil)
+                }
+            )
+        }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let receiver = Application(
+            router: router,
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }
+        )
+        let server = Task { try await receiver.runService(gracefulShutdownSignals: []) }
+        defer { server.cancel() }
+        var iterator = ports.makeAsyncIterator()
+        let port = try #require(await iterator.next())
+        try await Self.application(kind).test(.live) { client in
+            let topic = TestEnvironment.uniqueName("t")
+            let subscribed = try await Self.subscribe(
+                client, topic: topic, name: "hook", url: "http://127.0.0.1:\(port)/hook",
+                extra: #""timeoutMs":300,"maxAttempts":2,"backoff":{"baseMs":10,"capMs":20}"#)
+            #expect(subscribed.status == .created)
+            _ = try await Self.publish(client, topic: topic, #"{"slow":true}"#)
+            let dead = try await eventually(until: { $0.status == .ok }) {
+                try await client.execute(uri: "/api/\(topic)-hook-push-dlq?timeout=0", method: .get)
+            }
+            #expect(dead.status == .ok && dead.text == #"{"slow":true}"#)
+            let counters = try await eventually(until: { $0["failed"] == 1 }) { try await Self.counters(client, topic: topic, name: "hook") }
+            #expect(counters["delivered"] == 0)
+        }
+    }
+
+    /// `PUT /api/{q}/config` replaces every setting: one that drops the push queue's attempts and
+    /// backoff is undone before the next nack, so maxAttempts still holds (from the review: the
+    /// message was retried for ever, and counted as dead-lettered each time).
+    @Test(arguments: kinds) func theEndpointsAttemptsHoldWhenThePushQueueIsReconfigured(kind: BackendKind) async throws {
+        try await PushReceiver.with(respond: { _, _ in .internalServerError }) { receiver in
+            try await Self.application(kind).test(.live) { client in
+                let topic = TestEnvironment.uniqueName("t")
+                let subscribed = try await Self.subscribe(
+                    client, topic: topic, name: "hook", url: receiver.url, extra: #""maxAttempts":2,"backoff":{"baseMs":10,"capMs":20}"#)
+                #expect(subscribed.status == .created)
+                let reconfigured = try await client.execute(
+                    uri: "/api/\(topic)-hook-push/config", method: .put, body: ByteBuffer(string: #"{"retentionMs":3600000}"#))
+                #expect(reconfigured.status == .ok)
+                let id = try await Self.publish(client, topic: topic, #"{"n":1}"#)
+                let dead = try await eventually(until: { $0.status == .ok }) {
+                    try await client.execute(uri: "/api/\(topic)-hook-push-dlq?timeout=0", method: .get)
+                }
+                #expect(dead.status == .ok)
+                #expect(receiver.received(messageID: id).count == 2)
+                let counters = try await eventually(until: { $0["failed"] == 1 }) { try await Self.counters(client, topic: topic, name: "hook") }
+                #expect(counters["failed"] == 1)
+                let settings = try await client.execute(uri: "/api/\(topic)-hook-push/config", method: .get)
+                #expect(settings.text.contains(#""maxReceiveCount":2"#), "\(settings.text)")
+            }
+        }
+    }
+
     @Test func pushURLsMustBeHTTPSAndPublicUnlessAllowed() async throws {
         let resolve: @Sendable (String) async throws -> [IPAddress] = { host in
             switch host {
@@ -221,11 +311,14 @@ struct PushDeliveryTests {
                 ("https://user:pw@public.example/hook", "user info"),
                 ("ftp://public.example/hook", "must start with https://"),
                 ("https://nowhere.example/hook", "does not resolve"),
+                ("https://%31%32%37.0.0.1/hook", "letters, digits"),
+                ("https://[2002:7f00:1::]/hook", "loopback"),
             ]
             for (url, reason) in refused {
                 let answer = try await Self.subscribe(client, topic: "t", name: "hook", url: url)
                 #expect(answer.status == .badRequest, "\(url)")
                 #expect(answer.text.contains(reason), "\(url): \(answer.text)")
+                #expect(!answer.text.contains("10.1.2.3") && !answer.text.contains("169.254.169.254/"), "no resolved address is told")
             }
             let fine = try await Self.subscribe(client, topic: "t", name: "hook", url: "https://public.example/hook?a=1")
             #expect(fine.status == .created)
@@ -252,6 +345,7 @@ struct PushDeliveryTests {
             ("192.168.1.1", "private"), ("169.254.169.254", "link-local"), ("0.0.0.0", "this-network"), ("224.0.0.1", "multicast"),
             ("255.255.255.255", "reserved"), ("::", "unspecified"), ("fd00::1", "unique local (private)"), ("fe80::1", "link-local"),
             ("::ffff:10.0.0.1", "private"), ("64:ff9b::7f00:1", "loopback"), ("ff02::1", "multicast"),
+            ("64:ff9b:1::a00:1", "private"), ("2002:a9fe:a9fe::1", "link-local"),
         ] {
             #expect(IPAddress(text)?.refusedRange == range, "\(text)")
         }

@@ -87,3 +87,47 @@ import Testing
         #expect(try await topics.store.topicStats(of: topic).subscriptions[name]?.pushed ?? 0 == 0)
     }
 }
+
+extension PushSubscriptionContractTests {
+    /// A push subscription's queue is its own, over all topics: its consumer pushes whatever the
+    /// queue holds to its endpoint, signed with its secret (from the review: two topics pushing
+    /// from one queue sent each message to either endpoint).
+    @Test(arguments: kinds) func aPushSubscriptionsQueueIsItsOwnOverAllTopics(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (_, topics, first) = try TopicContractTests.topics(fixture)
+        let (second, third) = (TopicContractTests.uniqueTopic(), TopicContractTests.uniqueTopic())
+        let (pushQueue, sharedQueue) = (uniqueQueue("push"), uniqueQueue("shared"))
+        var push = TopicContractTests.subscription("hook", pushQueue)
+        push.push = Self.endpoint()
+        try await topics.subscribe(push, to: first)
+
+        func refusal(_ subscription: TopicSubscription, on topic: TopicName) async -> QueueError? {
+            do {
+                try await topics.subscribe(subscription, to: topic)
+                return nil
+            } catch {
+                return error as? QueueError
+            }
+        }
+        // Another topic's push subscription, or queue subscription, onto the push queue.
+        var otherPush = TopicContractTests.subscription("hook", pushQueue)
+        otherPush.push = Self.endpoint("/other")
+        #expect(await refusal(otherPush, on: second)?.kind == .conflict)
+        #expect(await refusal(TopicContractTests.subscription("copy", pushQueue), on: second)?.kind == .conflict)
+        // A push subscription onto a queue another topic delivers to.
+        try await topics.subscribe(TopicContractTests.subscription("plain", sharedQueue), to: second)
+        var sharing = TopicContractTests.subscription("hook", sharedQueue)
+        sharing.push = Self.endpoint()
+        #expect(await refusal(sharing, on: third)?.kind == .conflict)
+        // Replacing the owner itself is fine, and once it is gone the queue is free.
+        try await topics.subscribe(push, to: first)
+        #expect(try await topics.unsubscribe(push.name, from: first))
+        try await topics.subscribe(otherPush, to: second)
+        // Deleting a topic frees its queues too; a queue subscription moved elsewhere frees its old one.
+        #expect(try await topics.delete(second))
+        try await topics.subscribe(push, to: first)
+        try await topics.subscribe(TopicContractTests.subscription("plain", uniqueQueue("elsewhere")), to: second)
+        try await topics.subscribe(sharing, to: third)
+    }
+}

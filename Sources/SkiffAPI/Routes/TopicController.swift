@@ -132,7 +132,7 @@ public struct TopicController: Sendable {
         if let unknown = document.keys.sorted().first(where: { !["queue", "filter", "push"].contains($0) }) {
             throw APIError(.badRequest, "unknown subscription field '\(unknown)': a subscription has queue, push and filter")
         }
-        let endpoint = try await pushEndpoint(document["push"])
+        let endpoint = try pushEndpoint(document["push"])
         let queue: QueueName
         switch document["queue"] {
         case .string(let rawQueue)?:
@@ -151,11 +151,17 @@ public struct TopicController: Sendable {
         // The queue the topic will write to is one more name this key must be allowed to use, and
         // so is the dead-letter queue a push subscription fills.
         try QueueAdminController<PartitionedQueues>.checkAccess(context, to: queue, named: "queue")
+        // Replacing a subscription is changing where it delivered too: that queue must be the key's.
+        if context.accessGrant?.queuePrefix != nil, let existing = try await Self.existing(name, of: topic, in: topics) {
+            try QueueAdminController<PartitionedQueues>.checkAccess(context, to: existing.queue, named: "the subscription's current queue")
+        }
         if let endpoint, let queues {
             let current = try await queues.settings(of: queue)
             let pushSettings = endpoint.queueSettings(from: current, leaseMarginMilliseconds: push.leaseMargin.milliseconds)
             let deadLetters = pushSettings.deadLetterQueue(of: queue)
             try QueueAdminController<PartitionedQueues>.checkAccess(context, to: deadLetters, named: "push.deadLetterQueue")
+            // Only once every name passed the access check: the answer says whether a host is public.
+            try await push.addressRules.check(PushURL(endpoint.url), resolve: resolve)
             do {
                 try pushSettings.validate(for: queue)
             } catch {
@@ -169,10 +175,6 @@ public struct TopicController: Sendable {
         case nil, .null?: policy = nil
         case .object(let object)? where object.isEmpty: policy = nil
         case let filter?: policy = filter.jsonText
-        }
-        // Replacing a subscription is changing where it delivered too: that queue must be the key's.
-        if context.accessGrant?.queuePrefix != nil, let existing = try await Self.existing(name, of: topic, in: topics) {
-            try QueueAdminController<PartitionedQueues>.checkAccess(context, to: existing.queue, named: "the subscription's current queue")
         }
         let subscription = TopicSubscription(
             name: name,
@@ -271,16 +273,14 @@ public struct TopicController: Sendable {
         return QueueController<PartitionedQueues>.json(status: .ok, #"{"matches":\#(compiled.matches(message))}"#)
     }
 
-    /// The `push` object of a subscription document, validated, its URL checked against the
-    /// address rules; `nil` for a queue subscription.
-    private func pushEndpoint(_ value: JSONValue?) async throws -> PushEndpoint? {
+    /// The `push` object of a subscription document, validated (where its URL leads is checked
+    /// later, after the access checks); `nil` for a queue subscription.
+    private func pushEndpoint(_ value: JSONValue?) throws -> PushEndpoint? {
         switch value {
         case nil, .null?: return nil
         case .object(let document)?:
             guard queues != nil else { throw APIError(.notImplemented, "this replica delivers no push subscriptions") }
-            let endpoint = try PushEndpoint(document: document)
-            try await push.addressRules.check(PushURL(endpoint.url), resolve: resolve)
-            return endpoint
+            return try PushEndpoint(document: document)
         default:
             throw APIError(.badRequest, "push must be an object: {\"url\": \"https://...\", \"secret\": \"...\"}")
         }

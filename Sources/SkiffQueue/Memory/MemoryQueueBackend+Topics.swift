@@ -34,6 +34,18 @@ extension MemoryQueueBackend: TopicStore {
                 throw QueueError.conflict("topic \(topic) already has its maximum of \(TopicSubscriptions.maximumPerTopic) subscriptions")
             }
             let replaced = existing[subscription.name]
+            // A push subscription's queue is its own, over all topics (topic-subscribe.lua).
+            let me = "\(topic.rawValue)/\(subscription.name.rawValue)"
+            var others = 0
+            for (otherTopic, otherState) in state.topics {
+                for other in otherState.subscriptions.values where other.queue == subscription.queue {
+                    let them = "\(otherTopic.rawValue)/\(other.name.rawValue)"
+                    guard them != me else { continue }
+                    if other.push != nil { throw QueueError.pushQueueTaken(subscription.queue, owner: them) }
+                    others += 1
+                }
+            }
+            if subscription.push != nil, others > 0 { throw QueueError.pushQueueShared(subscription.queue, subscriptions: others) }
             if subscription.push != nil, replaced?.push == nil,
                 state.topics.values.reduce(0, { $0 + $1.subscriptions.values.filter { $0.push != nil }.count }) >= PushEndpoint.maximumSubscriptions
             {

@@ -205,6 +205,17 @@ public struct PushURL: Sendable, Equatable {
             portPart = authority[authority.index(after: colon)...]
         }
         guard !hostPart.isEmpty else { throw .invalidArgument("push.url has no host") }
+        // Exactly what the HTTP client will connect to: no percent-encoding (decoded, it could
+        // name another host than the one checked), no characters a resolver reads otherwise.
+        let isIPv6Literal = authority.hasPrefix("[")
+        guard
+            hostPart.utf8.allSatisfy({ byte in
+                (byte >= 0x30 && byte <= 0x39) || (byte | 0x20 >= 0x61 && byte | 0x20 <= 0x7A) || byte == UInt8(ascii: ".")
+                    || (isIPv6Literal ? byte == UInt8(ascii: ":") : (byte == UInt8(ascii: "-") || byte == UInt8(ascii: "_")))
+            })
+        else {
+            throw .invalidArgument("push.url's host may hold letters, digits, '.', '-' and '_' only (or an IPv6 address in brackets)")
+        }
         host = String(hostPart).lowercased()
         if let portPart {
             guard let port = Int(portPart), (1...65535).contains(port) else { throw .invalidArgument("push.url has a port outside 1 to 65535") }

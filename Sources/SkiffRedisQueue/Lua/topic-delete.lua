@@ -1,6 +1,8 @@
 -- ARGV: prefix, '', topic. Deletes the topic: subscriptions, counters, idempotency keys.
 -- Returns 1, or 0 when there was no such topic.
 if redis.call('SREM', topicsKey, topic) == 0 then return 0 end
+local subs = redis.call('HGETALL', topicKey('subs'))
+for i = 1, #subs, 2 do releaseQueue(subs[i], queueOfStored(subs[i + 1])) end
 local pushed = redis.call('HKEYS', topicKey('push'))
 for _, name in ipairs(pushed) do redis.call('SREM', pushRegistryKey, topic .. '/' .. name) end
 if #pushed > 0 then pushChanged() end

@@ -17,6 +17,20 @@ local pushRegistryKey = indexKey('push-subscriptions')
 -- A push subscription was stored or deleted: the replicas' push delivery reads them again.
 local function pushChanged() redis.call('INCR', indexKey('push-version')) end
 
+-- Which subscriptions deliver to a queue, over all topics: `subscribed-queues` counts them per
+-- queue; `push-queues` names the push subscription ("<topic>/<name>") whose queue it is. A push
+-- subscription's queue is its own: no other subscription may deliver to it (its consumer would
+-- push another topic's messages to this endpoint, signed with this secret).
+local subscribedQueuesKey, pushQueuesKey = indexKey('subscribed-queues'), indexKey('push-queues')
+
+local function queueOfStored(stored) return string.match(stored, '^%d+|([^|]*)|') end
+
+-- The subscription `name` of this topic no longer delivers to `q` (deleted, or moved).
+local function releaseQueue(name, q)
+  if redis.call('HINCRBY', subscribedQueuesKey, q, -1) <= 0 then redis.call('HDEL', subscribedQueuesKey, q) end
+  if redis.call('HGET', pushQueuesKey, q) == topic .. '/' .. name then redis.call('HDEL', pushQueuesKey, q) end
+end
+
 -- Whether the topic exists, or there is room for one more (`maximum`).
 local function mayCreateTopic(maximum)
   return redis.call('SISMEMBER', topicsKey, topic) == 1 or redis.call('SCARD', topicsKey) < maximum
