@@ -6,6 +6,8 @@ let package = Package(
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "skiff", targets: ["skiff"]),
+        // The Swift client: every API call with safe retries, and a Worker (README, "Clients").
+        .library(name: "SkiffClient", targets: ["SkiffClient"]),
         // The stream client of `make bench` (not shipped).
         .executable(name: "skiff-streambench", targets: ["SkiffStreamBench"]),
     ],
@@ -143,6 +145,20 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
+        // The client library: HTTP calls with retries that never duplicate a send, and the Worker.
+        // Depends on no other Skiff module (users link it alone).
+        .target(
+            name: "SkiffClient",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         // The HTTP API: Hummingbird routes, request validation, error mapping, application assembly.
         .target(
             name: "SkiffAPI",
@@ -249,6 +265,23 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "PropertyBased", package: "swift-property-based"),
                 .product(name: "Configuration", package: "swift-configuration"),
+            ]
+        ),
+        .testTarget(
+            name: "SkiffClientTests",
+            dependencies: [
+                "SkiffClient",
+                "SkiffAPI",
+                "SkiffQueue",
+                "SkiffRedis",
+                "SkiffTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         // Runs against the local cluster that `make test` starts with `scripts/cluster.sh up`.
