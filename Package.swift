@@ -190,6 +190,9 @@ let package = Package(
             name: "skiff",
             dependencies: [
                 "SkiffAPI",
+                "SkiffClient",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Configuration", package: "swift-configuration"),
                 .product(name: "SystemPackage", package: "swift-system"),

@@ -34,6 +34,9 @@ public final class SkiffClient: Sendable {
             var http = HTTPClient.Configuration()
             http.timeout = .init(connect: .seconds(5))
             http.decompression = .disabled
+            // The client's own retries (RetryPolicy) decide; AsyncHTTPClient's would keep trying
+            // a refused connection until the request's deadline.
+            http.connectionPool.retryConnectionEstablishment = false
             self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: http)
             self.ownsHTTPClient = true
         }
