@@ -1,7 +1,7 @@
 # Skiff: `make up` starts the local cluster, `make test` runs everything CI runs.
 REPLICAS ?= 3
 
-.PHONY: build release run test up down status logs check-infra chaos chaos-ci chaos-cluster-ci soak soak-ci bench bench-smoke clean
+.PHONY: build release run test up down status logs check-infra chaos chaos-ci chaos-cluster-ci soak soak-ci bench bench-smoke loadtest clean
 
 build:
 	swift build
@@ -69,6 +69,11 @@ bench:
 .PHONY: fuzz
 fuzz:
 	scripts/fuzz.sh
+
+# Locust (bench/locust/locustfile.py) headless against the running `make up` cluster for
+# LOADTEST_SECONDS (60); CSV and HTML report in bench/out/locust.
+loadtest:
+	scripts/loadtest.sh
 
 # Every benchmark scenario very briefly, to prove the harness works.
 bench-smoke:

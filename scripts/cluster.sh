@@ -6,6 +6,7 @@
 #                                      (REDIS_MODE=cluster: on a Redis Cluster, see below)
 #   scripts/cluster.sh down            stop exactly what `up` started
 #   scripts/cluster.sh status          health of every component (exit 1 if any is unhealthy)
+#   scripts/cluster.sh url             the proxy URL of the cluster started from this checkout
 #   scripts/cluster.sh logs [NAME] [-f]  logs of all components, or of redis|proxy|skiff-N
 #                                      (REDIS_MODE=cluster: redis-PORT, or redis for all nodes)
 #   scripts/cluster.sh kill N          kill -9 replica N (it stays down until `start N`)
@@ -150,6 +151,7 @@ main() {
         up) cmd_up "$@" ;;
         down) cmd_down "$@" ;;
         status) cmd_status "$@" ;;
+        url) cmd_url "$@" ;;
         logs) cmd_logs "$@" ;;
         kill) cmd_kill "$@" ;;
         start) cmd_start "$@" ;;

@@ -166,6 +166,8 @@ export SKIFF_CLUSTER_PROXY_PORT=$PROXY_PORT SKIFF_CLUSTER_REPLICA_PORTS=28081,28
 export SKIFF_CLUSTER_CLAIM_LEASE_MS=$CLAIM_LEASE_MS SKIFF_CLUSTER_SCRIPT="$PWD/scripts/cluster.sh"
 export SKIFF_CLUSTER_REDIS_URL="redis://127.0.0.1:$REDIS_PORT_HOST"
 swift test --skip-build --filter SkiffClusterTests
+log "Locust load test, briefly, through the same cluster's proxy (scripts/loadtest.sh)"
+LOCUST_HOST="http://127.0.0.1:$PROXY_PORT" LOADTEST_SECONDS=10 LOADTEST_USERS=12 LOADTEST_OUT="$WORK/locust" scripts/loadtest.sh
 scripts/cluster.sh down
 CLUSTER_UP=0
 

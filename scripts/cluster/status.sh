@@ -101,3 +101,11 @@ cmd_logs() {
         echo
     done
 }
+
+# `scripts/cluster.sh url`: the proxy's URL of the cluster started from this checkout (for
+# scripts such as scripts/loadtest.sh); status 3 when none was started.
+cmd_url() {
+    [[ -f $SETTINGS_FILE ]] || return 3
+    load_settings 0
+    echo "http://127.0.0.1:$PROXY_PORT"
+}
