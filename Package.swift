@@ -10,6 +10,8 @@ let package = Package(
         .library(name: "SkiffClient", targets: ["SkiffClient"]),
         // The stream client of `make bench` (not shipped).
         .executable(name: "skiff-streambench", targets: ["SkiffStreamBench"]),
+        // The Worker client of `make bench` (not shipped).
+        .executable(name: "skiff-workerbench", targets: ["SkiffWorkerBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -296,6 +298,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
+        ),
+        .executableTarget(
+            name: "SkiffWorkerBench",
+            dependencies: ["SkiffClient", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "SkiffClusterTests",

@@ -10,7 +10,7 @@
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
-#                           d, e, s, t, p, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
+#                           d, e, s, t, p, w, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
 #                           report there, BENCHMARKS.md left alone, except that a full-mode run with
 #                           scale-out or s (streams) merges that section (and bench/analysis.md) into
 #                           BENCHMARKS.md.
@@ -44,7 +44,7 @@ ROOT=$(pwd)
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
 ONLY=
-SCENARIOS=" unloaded roundtrips a b c d e s t p f g profile scale-out "
+SCENARIOS=" unloaded roundtrips a b c d e s t p w f g profile scale-out "
 usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
 while (($#)); do
     case $1 in
@@ -247,6 +247,10 @@ write_report() {
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want p && [ -f "$OUT/p-4.json" ]; then
         bench push-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
     fi
+    # The same for the worker scenario (issue 21).
+    if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want w && [ -f "$OUT/w-10.json" ]; then
+        bench worker-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
+    fi
     # The same for the streams scenario (issue 19).
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want s && [ -f "$OUT/s-consume-100.json" ]; then
         bench streams-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
@@ -284,6 +288,11 @@ else
     SKIFF_BIN=$(swift build -c release --show-bin-path)/skiff
 fi
 # The stream client of scenario (s), built beside the server (or next to SKIFF_BIN's checkout).
+WORKER_CLIENT=${WORKER_CLIENT:-}
+if want w && [ -z "$WORKER_CLIENT" ]; then
+    swift build -c release --product skiff-workerbench
+    WORKER_CLIENT=$(swift build -c release --show-bin-path)/skiff-workerbench
+fi
 STREAM_CLIENT=${STREAM_CLIENT:-}
 if want s && [ -z "$STREAM_CLIENT" ]; then
     swift build -c release --product skiff-streambench
@@ -631,6 +640,21 @@ EOF
     done
     kill "$RECEIVER_PID" 2>/dev/null || true
     printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/p-meta.json"
+    settle
+fi
+
+# --- (w) the Swift client's Worker --------------------------------------------------------------
+
+if want w; then
+    W_MESSAGES=$((RUN_SECONDS * 2000 + 1000))
+    for concurrency in 1 10 100; do
+        log "(w) one Worker, concurrency $concurrency, draining $W_MESSAGES messages"
+        bench worker --client "$WORKER_CLIENT" --port "$PORT_A" --queue "bench-w-$concurrency" --messages "$W_MESSAGES" \
+            --concurrency "$concurrency" "${CPU_A[@]}" --json "$OUT/w-$concurrency.json" >/dev/null
+        drop_keys "skiff:{bench-w-$concurrency}:*"
+        rcli SREM skiff:queues "bench-w-$concurrency" >/dev/null
+    done
+    printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/w-meta.json"
     settle
 fi
 

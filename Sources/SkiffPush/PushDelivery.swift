@@ -104,10 +104,9 @@ public final class PushDelivery: Service, Sendable {
 
     public func run() async throws {
         defer { stopAll() }
-        await cancelWhenGracefulShutdown {
+        let unsupported = await cancelWhenGracefulShutdown { () -> Bool in
             var version: String?
-            var unsupported = false
-            while !Task.isCancelled, !unsupported {
+            while !Task.isCancelled {
                 do {
                     let current = try await self.store.pushSubscriptionsVersion()
                     if current != version {
@@ -118,7 +117,7 @@ public final class PushDelivery: Service, Sendable {
                     await self.reportCounts()
                 } catch let error as QueueError where error.kind == .unsupported {
                     self.logger.notice("push subscriptions are not available on this backend", metadata: ["error": "\(error)"])
-                    unsupported = true
+                    return true
                 } catch is CancellationError {
                     break
                 } catch {
@@ -126,7 +125,11 @@ public final class PushDelivery: Service, Sendable {
                 }
                 try? await Task.sleep(for: self.configuration.refreshInterval)
             }
+            return false
         }
+        // A service that returns ends the application: without push subscriptions (a Redis
+        // Cluster), this one waits for the shutdown like the others.
+        if unsupported { try? await gracefulShutdown() }
         // Pushes under way finish (each within its timeout) and settle before the counts go out.
         let tasks = state.withLock { state in state.running.values.map(\.task) }
         for task in tasks { task.cancel() }

@@ -6,10 +6,12 @@ import Logging
 import Metrics
 import NIOCore
 import NIOPosix
+import ServiceLifecycle
 import SkiffAPI
 import SkiffPush
 import SkiffQueue
 import SkiffTestSupport
+import Synchronization
 import Testing
 
 /// Push subscriptions end to end (docs/topics.md): a replica POSTs each matched message to the
@@ -279,6 +281,33 @@ struct PushDeliveryTests {
         }
     }
 
+    /// A store without push subscriptions (topics on a Redis Cluster answer "unsupported"): the
+    /// service stays up until the shutdown, because a service that returns ends the whole
+    /// application (found by the cluster suite on a Redis Cluster: every replica exited at start).
+    @Test func withoutPushSubscriptionsTheServiceWaitsForTheShutdown() async throws {
+        let (asked, ask) = AsyncStream.makeStream(of: Void.self)
+        let store = UnsupportedTopicStore(asked: ask)
+        let backend = MemoryQueueBackend(eventLoop: MultiThreadedEventLoopGroup.singleton.next(), logger: Logger(label: "test"))
+        let delivery = PushDelivery(
+            backend: backend, store: store, configuration: PushConfiguration(refreshInterval: .milliseconds(20)), logger: Logger(label: "test"))
+        let group = ServiceGroup(configuration: .init(services: [delivery], logger: Logger(label: "test")))
+        let ended = Atomic<Bool>(false)
+        let running = Task {
+            try await group.run()
+            ended.store(true, ordering: .releasing)
+        }
+        var iterator = asked.makeAsyncIterator()
+        await iterator.next()
+        // Many refresh intervals later, the group still runs.
+        try await Task.sleep(for: .milliseconds(300))
+        let endedEarly = ended.load(ordering: .acquiring)
+        #expect(!endedEarly)
+        await group.triggerGracefulShutdown()
+        try await running.value
+        let endedAtShutdown = ended.load(ordering: .acquiring)
+        #expect(endedAtShutdown)
+    }
+
     @Test func pushURLsMustBeHTTPSAndPublicUnlessAllowed() async throws {
         let resolve: @Sendable (String) async throws -> [IPAddress] = { host in
             switch host {
@@ -389,4 +418,23 @@ extension PushURL {
         (url.host, url.port, url.target) = (host, port, target)
         return url
     }
+}
+
+/// Topics as a Redis Cluster has them: every call unsupported.
+struct UnsupportedTopicStore: TopicStore {
+    let asked: AsyncStream<Void>.Continuation
+    private var refusal: QueueError { .unsupported("no topics here") }
+    func subscriptions(of topic: TopicName) async throws -> TopicSubscriptions { throw refusal }
+    func putSubscription(_ subscription: TopicSubscription, on topic: TopicName) async throws -> Bool { throw refusal }
+    func deleteSubscription(_ name: SubscriptionName, of topic: TopicName) async throws -> Bool { throw refusal }
+    func deleteTopic(_ topic: TopicName) async throws -> Bool { throw refusal }
+    func fanOut(_ fanOut: TopicFanOut) async throws -> TopicFanOutResult { throw refusal }
+    func topicStats(of topic: TopicName) async throws -> TopicStats { throw refusal }
+    func topics() async throws -> [TopicName] { throw refusal }
+    func pushSubscriptionsVersion() async throws -> String {
+        asked.yield()
+        throw refusal
+    }
+    func pushSubscriptions() async throws -> PushSubscriptions { throw refusal }
+    func countPushes(_ counts: [PushCount]) async throws { throw refusal }
 }

@@ -3,7 +3,7 @@ what each scenario measures, details, profiles, then the hand-written analysis).
 
 import os
 
-from . import compare, options, push, scaleout, streams, topics
+from . import compare, options, push, scaleout, streams, topics, workers
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -82,6 +82,7 @@ def command_report(args):
     sections += streams.section(d, machine)
     sections += topics.section(d, machine)
     sections += push.section(d, machine)
+    sections += workers.section(d, machine)
     sections += scaleout.section(d, machine)
     sections += details(d, args)
     if args.notes and os.path.exists(args.notes):
