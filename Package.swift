@@ -305,7 +305,9 @@ let package = Package(
         ),
         .testTarget(
             name: "SkiffClusterTests",
-            dependencies: ["SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: [
+                "SkiffClient", "SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
+            ]
         ),
     ]
 )
