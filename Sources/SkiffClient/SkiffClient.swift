@@ -63,7 +63,9 @@ public final class SkiffClient: Sendable {
             Call(.POST, Self.path(queue), query: Self.sendQuery(options), headers: [("Idempotency-Key", key)], body: body, retry: .always))
         let document = try response.object()
         guard let id = document["id"] as? String else { throw SkiffClientError.unreadable("a send answered without an id") }
-        return SentMessage(id: id, isDuplicate: response.headers.first(name: "Skiff-Duplicate") == "true")
+        // With a key the client made up, a duplicate is its own retry: the message was stored once, now.
+        let repeated = options.idempotencyKey != nil && response.headers.first(name: "Skiff-Duplicate") == "true"
+        return SentMessage(id: id, isDuplicate: repeated)
     }
 
     /// Sends `json` text.
@@ -160,16 +162,19 @@ public final class SkiffClient: Sendable {
         let response = try await perform(
             Call(.GET, Self.path(queue, "batch"), query: query, wait: wait, retry: visibility == nil ? .onlyIfNotSent : .always))
         guard response.status == 200 else { return [] }
-        guard let items = try JSONSerialization.jsonObject(with: Data(response.body.readableBytesView)) as? [[String: Any]] else {
-            throw SkiffClientError.unreadable("a batch receive answered something other than an array")
+        let raw = Array(response.body.readableBytesView)
+        guard let items = try JSONSerialization.jsonObject(with: Data(raw)) as? [[String: Any]], let bodies = BatchBodies.ranges(in: raw),
+            bodies.count == items.count
+        else {
+            throw SkiffClientError.unreadable("a batch receive answered something other than an array of messages")
         }
-        return try items.map { item in
-            guard let id = item["id"] as? String, let body = item["body"] else { throw SkiffClientError.unreadable("a batch item without id or body") }
-            let bytes = try JSONSerialization.data(withJSONObject: body, options: [.fragmentsAllowed, .withoutEscapingSlashes])
+        return try zip(items, bodies).map { item, body in
+            guard let id = item["id"] as? String, let body else { throw SkiffClientError.unreadable("a batch item without id or body") }
             return ReceivedMessage(
                 queue: queue,
                 id: id,
-                body: ByteBuffer(bytes: bytes),
+                // The body's own bytes, as sent.
+                body: ByteBuffer(bytes: raw[body]),
                 receipt: item["receipt"] as? String,
                 receiveCount: item["receiveCount"] as? Int ?? 1,
                 priority: item["priority"] as? Int ?? 0,
@@ -182,11 +187,12 @@ public final class SkiffClient: Sendable {
 
     /// Acks (deletes) an acknowledged-mode message.
     /// - Returns: `false` when the receipt is unknown or stale (the message was redelivered since,
-    ///   or acked already): the server did not delete anything for it.
+    ///   or acked already): the server did not delete anything for it. A `404` to a retry whose
+    ///   first attempt may have run counts as acked (that attempt most likely did it).
     @discardableResult
     public func ack(_ receipt: String, in queue: String) async throws -> Bool {
         let response = try await perform(Call(.DELETE, Self.path(queue, "messages", receipt), retry: .always, accepted: [404]))
-        return response.status != 404
+        return response.status != 404 || response.retriedAfterMaybeRun
     }
 
     /// Acks many receipts in one call.
@@ -207,7 +213,7 @@ public final class SkiffClient: Sendable {
         let body = try reason.map { ByteBuffer(bytes: try JSONSerialization.data(withJSONObject: ["reason": $0])) }
         let response = try await perform(
             Call(.POST, Self.path(queue, "messages", receipt, "nack"), query: query, body: body, retry: .always, accepted: [404]))
-        return response.status != 404
+        return response.status != 404 || response.retriedAfterMaybeRun
     }
 
     /// Keeps a message invisible for `timeout` from now (zero: visible at once).
@@ -218,7 +224,7 @@ public final class SkiffClient: Sendable {
             Call(
                 .POST, Self.path(queue, "messages", receipt, "visibility"), query: [("timeout", String(timeout.milliseconds))],
                 retry: .always, accepted: [404]))
-        return response.status != 404
+        return response.status != 404 || response.retriedAfterMaybeRun
     }
 
     // MARK: Administration
@@ -246,10 +252,11 @@ public final class SkiffClient: Sendable {
         _ = try await perform(Call(.PUT, Self.path(queue, "config"), body: json, retry: .always))
     }
 
-    /// Deletes every message of the queue. - Returns: how many.
+    /// Deletes every message of the queue. Never retried once sent (a repeat would delete what was
+    /// sent in between). - Returns: how many.
     @discardableResult
     public func purge(_ queue: String) async throws -> Int {
-        let response = try await perform(Call(.POST, Self.path(queue, "purge"), retry: .always))
+        let response = try await perform(Call(.POST, Self.path(queue, "purge"), retry: .onlyIfNotSent))
         return (try response.object()["purged"] as? Int) ?? 0
     }
 
@@ -299,6 +306,8 @@ public final class SkiffClient: Sendable {
         let status: Int
         let headers: HTTPHeaders
         let body: ByteBuffer
+        /// An earlier attempt of this call failed after its request may have reached the server.
+        var retriedAfterMaybeRun = false
 
         func object() throws -> [String: Any] {
             guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
@@ -308,22 +317,30 @@ public final class SkiffClient: Sendable {
         }
     }
 
-    /// Answers larger than this are refused (a batch of 1000 messages of 16 KiB fits).
-    static var maximumAnswerBytes: Int { 64 << 20 }
+    /// Answers larger than this are refused: the largest batch a server can be configured for
+    /// (`MAX_BATCH_BYTES` up to 512 MiB) and its framing.
+    static var maximumAnswerBytes: Int { 520 << 20 }
+    /// The longest `Retry-After` the client waits for: a longer one would push a send's retry past
+    /// a queue's dedup window (5 min by default), where it would store the message twice.
+    static var maximumRetryAfter: Duration { .seconds(60) }
 
     func perform(_ call: Call) async throws -> Answer {
         var attempt = 1
+        var mayHaveRun = false
         while true {
             do {
-                return try await performOnce(call)
+                var answer = try await performOnce(call)
+                answer.retriedAfterMaybeRun = mayHaveRun
+                return answer
             } catch let error as SkiffClientError {
+                mayHaveRun = mayHaveRun || error.mayHaveRun
                 let retryable: Bool =
                     switch call.retry {
                     case .always: error.isTransient
                     case .onlyIfNotSent: error.isTransient && !error.mayHaveRun
                     }
                 guard retryable, attempt < configuration.retry.maxAttempts else { throw error }
-                let delay = configuration.retry.delay(after: attempt, retryAfter: error.retryAfter)
+                let delay = configuration.retry.delay(after: attempt, retryAfter: error.retryAfter.map { min($0, Self.maximumRetryAfter) })
                 logger.debug("retrying", metadata: ["skiff.path": "\(call.path)", "error": "\(error)", "retry.delay": "\(delay)"])
                 try await Task.sleep(for: delay)
                 attempt += 1
@@ -363,7 +380,7 @@ public final class SkiffClient: Sendable {
         let message =
             (try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any])?["error"] as? String
             ?? "HTTP \(status) \(response.status.reasonPhrase)"
-        let retryAfter = response.headers.first(name: "Retry-After").flatMap(Int.init).map { Duration.seconds($0) }
+        let retryAfter = response.headers.first(name: "Retry-After").flatMap(Self.retryAfter)
         throw SkiffClientError(kind: .server, status: status, message: message, retryAfter: retryAfter)
     }
 
@@ -377,7 +394,8 @@ public final class SkiffClient: Sendable {
             ]
             if beforeSending.contains(error) { return SkiffClientError(kind: .connection, message: unreachable) }
             if error == .deadlineExceeded || error == .readTimeout {
-                return SkiffClientError(kind: .timeout, message: "no answer from \(url) in time", mayHaveRun: true)
+                return SkiffClientError(
+                    kind: .timeout, message: "no answer from \(url) in time; is SKIFF_URL the server's address, and is it overloaded?", mayHaveRun: true)
             }
             if error == .invalidURL || error == .emptyHost {
                 return SkiffClientError(kind: .invalidArgument, message: "\(url) is not a URL the client can use (SKIFF_URL): \(error)")
@@ -391,6 +409,17 @@ public final class SkiffClient: Sendable {
         }
         if error is CancellationError { return SkiffClientError(kind: .connection, message: "cancelled", mayHaveRun: true) }
         return SkiffClientError(kind: .connection, message: "the connection to \(url) failed: \(error)", mayHaveRun: true)
+    }
+
+    /// `Retry-After` as seconds or as an HTTP date.
+    static func retryAfter(_ value: String) -> Duration? {
+        if let seconds = Int(value.trimmingCharacters(in: .whitespaces)) { return .seconds(max(0, seconds)) }
+        let format = DateFormatter()
+        format.locale = Locale(identifier: "en_US_POSIX")
+        format.timeZone = TimeZone(identifier: "GMT")
+        format.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        guard let date = format.date(from: value) else { return nil }
+        return .milliseconds(max(0, Int64(date.timeIntervalSinceNow * 1000)))
     }
 
     // MARK: Paths

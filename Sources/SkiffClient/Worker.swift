@@ -45,6 +45,8 @@ public final class Worker: Service, Sendable {
         var receive: Task<[ReceivedMessage], any Error>?
         var handlers: [Int: Task<Void, any Error>] = [:]
         var nextHandler = 0
+        /// A receive the server refused for good (a bad queue name, a key without the scope).
+        var refusal: SkiffClientError?
     }
 
     public init(
@@ -65,7 +67,10 @@ public final class Worker: Service, Sendable {
     }
 
     /// Runs until a graceful shutdown or ``stop()``. Cancelling the task that runs it stops at once:
-    /// running handlers are cancelled and their messages given back.
+    /// running handlers are cancelled and their messages given back. A handler that ignores
+    /// cancellation is waited for (its message's lease keeps being renewed meanwhile).
+    /// - Throws: the ``SkiffClientError`` of a receive the server refused for good (a `4xx`: a bad
+    ///   queue name, a key without the receive scope), after the running handlers finished.
     public func run() async throws {
         await withTaskCancellationHandler {
             await withGracefulShutdownHandler {
@@ -77,6 +82,7 @@ public final class Worker: Service, Sendable {
             self.stop()
             self.cancelHandlers()
         }
+        if let refusal = state.withLock({ $0.refusal }) { throw refusal }
     }
 
     /// Stops receiving; running handlers finish (within the shutdown deadline) and ``run()``
@@ -104,6 +110,12 @@ public final class Worker: Service, Sendable {
                     batch = try await receive(max: min(free, configuration.batchSize))
                 } catch {
                     if isStopping { break }
+                    if let refusal = error as? SkiffClientError, !refusal.isTransient {
+                        logger.error("the server refuses to hand out this queue's messages; the worker stops", metadata: ["error": "\(refusal)"])
+                        state.withLock { $0.refusal = refusal }
+                        stop()
+                        break
+                    }
                     logger.warning("could not receive; trying again", metadata: ["error": "\(error)"])
                     try? await Task.sleep(for: .seconds(1))
                     continue

@@ -112,6 +112,21 @@ struct CommandLineTests {
         }
     }
 
+    /// Bulk sends cut batches by bytes too, and a batch the server refuses says where to resume;
+    /// the batches before it are stored.
+    @Test func bulkBatchesAreCutByBytesAndAFailureSaysWhereToResume() async throws {
+        try await withServer(.memory) { client in
+            let queue = TestEnvironment.uniqueName("bulk-bytes")
+            var lines = (1...30).map { #"{"n":\#($0),"pad":"\#(String(repeating: "x", count: 40))"}"# }
+            lines[24] = "{not json"
+            let run = try await Self.skiff(["send", queue, "--batch-bytes", "300"], url: client.configuration.url, input: lines.joined(separator: "\n"))
+            #expect(run.status == 1)
+            // About 60 bytes a line, 300 a batch: 5 lines per batch; line 25 is in the batch 21-25.
+            #expect(run.errors.contains("sent 20 messages") && run.errors.contains("resume from line 21"), "\(run.errors)")
+            #expect(try await client.stats(of: queue).ready == 20)
+        }
+    }
+
     /// `skiff worker` runs the command per message: exit 0 acks, anything else nacks; SIGTERM
     /// stops it gracefully.
     @Test func theWorkerRunsACommandPerMessageAndSettlesByItsExitStatus() async throws {
@@ -120,15 +135,17 @@ struct CommandLineTests {
             let directory = FileManager.default.temporaryDirectory.appendingPathComponent(TestEnvironment.uniqueName("worker"))
             try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: directory) }
-            _ = try await client.sendBatch([ByteBuffer(string: #""good""#), ByteBuffer(string: #""bad""#)], to: queue)
+            // A body larger than a pipe holds, for a command that never reads it: no crash, acked.
+            let large = "\"" + String(repeating: "b", count: 200_000) + "\""
+            let ids = try await client.sendBatch([ByteBuffer(string: #""good""#), ByteBuffer(string: #""bad""#), ByteBuffer(string: large)], to: queue)
             try await client.updateSettings(ByteBuffer(string: #"{"maxReceiveCount":1}"#), of: queue)
             let log = directory.appendingPathComponent("seen").path
-            let script = #"body=$(cat); echo "$body $SKIFF_RECEIVE_COUNT" >> \#(log); [ "$body" = '"good"' ]"#
+            let script = #"[ "$SKIFF_MESSAGE_ID" = \#(ids[2]) ] && exit 0; body=$(cat); echo "$body $SKIFF_RECEIVE_COUNT" >> \#(log); [ "$body" = '"good"' ]"#
             let worker = Task {
                 try await Self.skiff(["worker", queue, "--concurrency", "2", "--", script], url: client.configuration.url, terminateAfter: .seconds(3))
             }
-            let stats = try await eventually(until: { $0.totals["acked"] == 1 && $0.deadLetter == 1 }) { try await client.stats(of: queue) }
-            #expect(stats.totals["acked"] == 1 && stats.deadLetter == 1, "the failing command's message was nacked into the dead letters")
+            let stats = try await eventually(until: { $0.totals["acked"] == 2 && $0.deadLetter == 1 }) { try await client.stats(of: queue) }
+            #expect(stats.totals["acked"] == 2 && stats.deadLetter == 1, "the failing command's message was nacked into the dead letters")
             let run = try await worker.value
             #expect(run.status == 0, "a SIGTERM is a graceful stop: \(run.errors)")
             let seen = try String(contentsOfFile: log, encoding: .utf8).split(separator: "\n").sorted()

@@ -142,6 +142,16 @@ struct WorkerTests {
         }
     }
 
+    /// A queue the server refuses to hand out (here a name it rejects) stops the worker with the
+    /// server's error, instead of retrying for ever.
+    @Test func aRefusedReceiveStopsTheWorkerWithTheServersError() async throws {
+        try await withServer(.memory) { client in
+            let worker = Worker(client: client, configuration: WorkerConfiguration(queue: "not a queue!", receiveWait: .milliseconds(100))) { _ in }
+            let error = try await #require(throws: SkiffClientError.self) { try await worker.run() }
+            #expect(error.status == 400)
+        }
+    }
+
     /// A graceful stop lets running handlers finish, past none of them; a handler that outlives
     /// the shutdown deadline is cancelled and its message given back at once.
     @Test(arguments: kinds) func aGracefulStopFinishesOrGivesBackEveryMessage(kind: BackendKind) async throws {

@@ -25,6 +25,7 @@ struct Receive: AsyncParsableCommand {
     func run() async throws {
         let limit = n ?? (follow ? Int.max : 1)
         var received = 0
+        var refusedAck = false
         try await runClient(options) { client in
             while received < limit {
                 let batch = try await client.receiveBatch(
@@ -45,11 +46,15 @@ struct Receive: AsyncParsableCommand {
                         print(message.receipt.map { "\(message.text)\t\($0)" } ?? message.text)
                     }
                     fflush(nil)
-                    if ack, let receipt = message.receipt { try await client.ack(receipt, in: queue) }
+                    if ack, let receipt = message.receipt, try await !client.ack(receipt, in: queue) {
+                        printError("skiff: the ack of \(message.id) was refused: its visibility timeout ran out and it may be delivered again")
+                        refusedAck = true
+                    }
                     received += 1
                 }
             }
         }
+        if refusedAck { throw ClientExit.nothing }
         if received == 0 {
             if !options.json { printError("skiff: no message in \(queue) within \(wait) ms") }
             throw ClientExit.nothing

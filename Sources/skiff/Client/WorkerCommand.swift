@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import SkiffClient
+import Synchronization
 
 /// `skiff worker <queue> -- <command>`: runs the command once per message, the body on its stdin;
 /// exit 0 acks the message, anything else nacks it (retried with the queue's backoff). The
@@ -32,6 +33,8 @@ struct WorkerCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // A command that exits without reading its stdin must not kill the worker.
+        signal(SIGPIPE, SIG_IGN)
         let argv = command.count == 1 ? ["/bin/sh", "-c", command[0]] : ["/usr/bin/env"] + command
         let queue = self.queue
         try await runClient(options) { client in
@@ -56,8 +59,13 @@ struct WorkerCommand: AsyncParsableCommand {
         var description: String { "the command exited with status \(status)" }
     }
 
+    /// How long a cancelled command has between SIGTERM and SIGKILL.
+    static let terminationGrace: Duration = .seconds(5)
+
     /// Runs the command with the message on its stdin; its exit status. A cancelled job (a lost
-    /// lease, a shutdown past its deadline) terminates the command.
+    /// lease, a shutdown past its deadline) terminates the command's process group (SIGTERM, then
+    /// SIGKILL after ``terminationGrace``) and waits for it to end, then throws CancellationError:
+    /// a message is never given back while its command still runs.
     static func runCommand(_ argv: [String], job: WorkerJob, queue: String) async throws -> Int32 {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: argv[0])
@@ -69,16 +77,57 @@ struct WorkerCommand: AsyncParsableCommand {
         process.environment = environment
         let input = Pipe()
         process.standardInput = input
-        let (exits, exited) = AsyncStream.makeStream(of: Int32.self)
-        process.terminationHandler = { exited.yield($0.terminationStatus) }
+        let exit = ProcessExit()
+        process.terminationHandler = { exit.finish($0.terminationStatus) }
         try process.run()
-        input.fileHandleForWriting.write(Data(job.message.body.readableBytesView))
-        try? input.fileHandleForWriting.close()
-        return await withTaskCancellationHandler {
-            var iterator = exits.makeAsyncIterator()
-            return await iterator.next() ?? -1
+        // On a thread of its own: a body larger than the pipe blocks until the command reads it,
+        // and a command that never reads it gets EPIPE, which is ignored.
+        let (writer, body) = (input.fileHandleForWriting, Data(job.message.body.readableBytesView))
+        Thread {
+            try? writer.write(contentsOf: body)
+            try? writer.close()
+        }.start()
+        let pid = process.processIdentifier
+        let status = await withTaskCancellationHandler {
+            await exit.wait()
         } onCancel: {
-            process.terminate()
+            // Foundation starts the command in a process group of its own: end all of it.
+            kill(-pid, SIGTERM)
+            kill(pid, SIGTERM)
+            Task {
+                try? await Task.sleep(for: terminationGrace)
+                if process.isRunning {
+                    kill(-pid, SIGKILL)
+                    kill(pid, SIGKILL)
+                }
+            }
+        }
+        if Task.isCancelled { throw CancellationError() }
+        return status
+    }
+
+    /// A process's exit status, awaited by one caller; not ended by the caller's cancellation.
+    final class ProcessExit: Sendable {
+        private let state = Mutex<(status: Int32?, waiter: CheckedContinuation<Int32, Never>?)>((nil, nil))
+
+        func finish(_ status: Int32) {
+            let waiter = state.withLock { state -> CheckedContinuation<Int32, Never>? in
+                state.status = status
+                defer { state.waiter = nil }
+                return state.waiter
+            }
+            waiter?.resume(returning: status)
+        }
+
+        func wait() async -> Int32 {
+            await withCheckedContinuation { continuation in
+                let done = state.withLock { state -> Int32? in
+                    if let status = state.status { return status }
+                    state.waiter = continuation
+                    return nil
+                }
+                if let done { continuation.resume(returning: done) }
+            }
         }
     }
 }
