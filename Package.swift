@@ -306,7 +306,8 @@ let package = Package(
         .testTarget(
             name: "SkiffClusterTests",
             dependencies: [
-                "SkiffClient", "SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"), .product(name: "NIOCore", package: "swift-nio"),
+                "SkiffClient", "SkiffTestSupport", .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
     ]
