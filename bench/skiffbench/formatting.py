@@ -85,3 +85,21 @@ def add_merge_command(sub, command, name, section, heading):
     p.add_argument("--markdown", required=True)
     p.add_argument("--notes", help="the hand-written analysis, which replaces the file's")
     options.add(p, "--results").set_defaults(func=run)
+
+
+def partial_run_note(meta, machine, denominators=""):
+    """The paragraph that names the partial run a merged section comes from (`bench/run.sh
+    --only`); `denominators` says which of its figures the section's ratios divide by."""
+    if not meta.get("partial"):
+        return []
+    only = meta.get("only", "?")
+    return ["This section comes from a run of scenarios %s alone (`bench/run.sh --only %s`) on %s, release binary %s; "
+            "checkout at commit %s.%s The rest of this file is from the run named at the top." % (
+                only, only, machine.get("date", "?"), machine.get("skiff_source", "?"), machine.get("commit", "?"),
+                " " + denominators if denominators else ""), ""]
+
+
+def cpu_cell(result, name):
+    """A result's CPU µs per operation of process `name`, as a table cell."""
+    value = ((result or {}).get("cpu_us_per_op") or {}).get(name)
+    return "%.1f" % value if value is not None else "–"

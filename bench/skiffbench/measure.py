@@ -139,3 +139,27 @@ def write_distribution(samples_ns, path, missing=0):
             handle.write("%.6g %.6f %.4f\n" % (1 / (1 - p), p * 100, samples[index] / 1e6))
             step += 1
         handle.write("%.6g %.6f %.4f\n" % (total, 100.0, samples[-1] / 1e6))
+
+
+def measured_client(command, pids, timeout):
+    """Runs a benchmark client (it prints one JSON line last) and adds the CPU seconds of the named
+    processes and of the client itself over its run, and per operation when it reports `ok`."""
+    import json
+    import subprocess
+
+    pids = dict(pids)
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    before["client"] = children_cpu_seconds()
+    proc = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
+    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    after["client"] = children_cpu_seconds()
+    pids["client"] = None
+    result = {"tool": command[0].rsplit("/", 1)[-1], "exit": proc.returncode}
+    try:
+        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
+    except (ValueError, IndexError):
+        result.update(ok=0, ok_per_second=0, stderr=(proc.stderr + proc.stdout)[-2000:])
+    result["cpu_seconds"] = {name: round(after[name] - before[name], 3) for name in pids}
+    if result.get("ok"):
+        result["cpu_us_per_op"] = {name: round((after[name] - before[name]) * 1e6 / result["ok"], 1) for name in pids}
+    return result

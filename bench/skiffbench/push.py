@@ -9,7 +9,7 @@ import time
 import urllib.request
 
 from . import options
-from .formatting import add_merge_command, load
+from .formatting import add_merge_command, cpu_cell, load, partial_run_note
 from .measure import cpu_seconds, emit, parse_pids
 
 HEADING = "## Push delivery"
@@ -67,12 +67,7 @@ def section(d, machine=None):
         return []
     meta = load(d, "p-meta") or {}
     machine = machine or load(d, "machine") or {}
-    out = [HEADING, ""]
-    if meta.get("partial"):
-        out += ["This section comes from a run of scenarios %s alone (`bench/run.sh --only %s`) on %s, release binary %s; "
-                "checkout at commit %s; the rest of this file is from the run named at the top." % (
-                    meta.get("only", "?"), meta.get("only", "?"), machine.get("date", "?"), machine.get("skiff_source", "?"),
-                    machine.get("commit", "?")), ""]
+    out = [HEADING, ""] + partial_run_note(meta, machine)
     out += ["A push subscription's queue holds the messages before the subscription is created; one replica then pushes "
             "them all to a local nginx that answers `204` (signed `POST`s, acked one by one). Deliveries per second from "
             "the `PUT` until the queue is empty, and CPU per delivery of each process.",
@@ -80,16 +75,12 @@ def section(d, machine=None):
             "| concurrency (per replica) | messages | deliveries/s | Skiff µs/delivery | Redis µs/delivery | receiver µs/delivery |",
             "|---|---|---|---|---|---|"]
 
-    def cpu(result, name):
-        value = (result.get("cpu_us_per_op") or {}).get(name)
-        return "%.1f" % value if value is not None else "–"
-
     for result in runs:
         if not result:
             continue
         out.append("| %d | %d | %.0f | %s | %s | %s |" % (
             result.get("concurrency", 0), result.get("messages", 0), result.get("ok_per_second", 0),
-            cpu(result, "skiff"), cpu(result, "redis"), cpu(result, "receiver")))
+            cpu_cell(result, "skiff"), cpu_cell(result, "redis"), cpu_cell(result, "receiver")))
     return out + [""]
 
 

@@ -9,35 +9,20 @@ import time
 
 from . import options
 from .formatting import add_merge_command, load
-from .measure import children_cpu_seconds, cpu_seconds, emit, parse_pids, rss_bytes
+from .measure import emit, measured_client, parse_pids, rss_bytes
 
 HEADING = "## Streams (WebSocket)"
 
 
 def command_stream(args):
-    pids = parse_pids(args.cpu)
-    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    before["client"] = children_cpu_seconds()
     command = [args.client, args.mode, "--port", str(args.port), "--queue", args.queue, "--seconds", str(args.seconds)]
     if args.mode == "consume":
         command += ["--credit", str(args.credit)]
     else:
         command += ["--window", str(args.window), "--body", args.body]
-    proc = subprocess.run(command, capture_output=True, text=True, timeout=args.seconds + 60)
-    after = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    after["client"] = children_cpu_seconds()
-    pids["client"] = None
-    result = {"tool": "skiff-streambench", "exit": proc.returncode}
-    try:
-        result.update(json.loads(proc.stdout.strip().splitlines()[-1]))
-    except (ValueError, IndexError):
-        result.update(ok=0, ok_per_second=0, stderr=(proc.stderr + proc.stdout)[-2000:])
     # The client measures from its first message for `seconds`; the CPU is over its whole run,
     # connecting included, which a 10 s run makes negligible.
-    result["cpu_seconds"] = {name: round(after[name] - before[name], 3) for name in pids}
-    if result.get("ok"):
-        result["cpu_us_per_op"] = {name: round((after[name] - before[name]) * 1e6 / result["ok"], 1) for name in pids}
-    emit(result, args.json)
+    emit(measured_client(command, parse_pids(args.cpu), timeout=args.seconds + 60), args.json)
 
 
 def command_stream_idle(args):

@@ -2,7 +2,7 @@
 queue subscriptions (no filter: every message is stored in every subscriber queue), with the CPU
 time of the replica and Redis, compared with the same run's single-message `POST /api/{q}` (a)."""
 
-from .formatting import add_merge_command, load
+from .formatting import add_merge_command, load, partial_run_note
 
 HEADING = "## Topics (fan-out)"
 SUBSCRIPTIONS = (1, 10, 100)
@@ -29,12 +29,7 @@ def section(d, machine=None):
         base_cost = cpu(post, "skiff") + cpu(post, "redis")
     meta = load(d, "t-meta") or {}
     machine = machine or load(d, "machine") or {}
-    out = [HEADING, ""]
-    if meta.get("partial"):
-        out += ["This section comes from a run of scenarios %s alone (`bench/run.sh --only %s`) on %s, release binary %s; "
-                "checkout at commit %s. Its (a) figures, the denominators, are that run's; the rest of this file is from the "
-                "run named at the top." % (meta.get("only", "?"), meta.get("only", "?"), machine.get("date", "?"),
-                                            machine.get("skiff_source", "?"), machine.get("commit", "?")), ""]
+    out = [HEADING, ""] + partial_run_note(meta, machine, "Its (a) figures, the denominators, are that run's.")
     out += ["`POST /api/topics/bench-t-N` with one message per request over wrk's %s connections, to a topic with N queue "
             "subscriptions and no filter (each publish stores N copies, in one Lua run). The cost of a publish is the CPU "
             "of Skiff and Redis per publish, compared with (a)'s single-queue `POST` of the same run: the goal is that a "
