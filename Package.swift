@@ -31,7 +31,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         // HMAC-SHA256 signatures of push deliveries.
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
-        // Tests only: a real WebSocket client for the stream tests.
+        // A real WebSocket client: the client library's streams, and the stream tests.
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
         // Tests only: property-based checks (random operation sequences, hostile byte streams).
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
@@ -153,6 +153,8 @@ let package = Package(
             name: "SkiffClient",
             dependencies: [
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

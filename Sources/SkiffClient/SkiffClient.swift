@@ -21,7 +21,13 @@ public final class SkiffClient: Sendable {
     public let configuration: SkiffClientConfiguration
     private let http: HTTPClient
     private let ownsHTTPClient: Bool
-    private let logger: Logger
+    let logger: Logger
+    /// The WebSocket library logs each frame at debug: quieter than the client's own logger.
+    var streamLogger: Logger {
+        var logger = self.logger
+        logger.logLevel = max(logger.logLevel, .warning)
+        return logger
+    }
 
     /// - Parameter httpClient: shared with the caller, who shuts it down; `nil`: the client
     ///   makes its own, which ``shutdown()`` closes.

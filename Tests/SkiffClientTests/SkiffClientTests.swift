@@ -13,6 +13,8 @@ import Testing
 struct SkiffClientTests {
     static var kinds: [BackendKind] { BackendKind.available.filter { $0 != .redisCluster } }
 
+    struct Boom: Error {}
+
     struct Order: Codable, Equatable {
         let id: Int
         let note: String
@@ -79,6 +81,32 @@ struct SkiffClientTests {
                 try await client.send(json: "1", to: queue, options: SendOptions(priority: 12))
             }
             #expect(priority.status == 400 && priority.message.contains("priority"))
+        }
+    }
+
+    /// A stream hands each message to the handler in order with its exact bytes, acks what the
+    /// handler returned, nacks what it threw (the message comes back), and ends when cancelled.
+    @Test(arguments: kinds) func aStreamAcksWhatTheHandlerTookAndNacksWhatItThrew(kind: BackendKind) async throws {
+        try await withServer(kind) { client in
+            let queue = TestEnvironment.uniqueName("stream")
+            try await client.updateSettings(ByteBuffer(string: #"{"retryBackoff":{"baseMs":0,"capMs":0}}"#), of: queue)
+            let bodies = [#"{"b":2.50,"a":1}"#, #""fails once""#, "[1e2]"]
+            _ = try await client.sendBatch(bodies.map { ByteBuffer(string: $0) }, to: queue)
+            let seen = Mutex<[(String, Int)]>([])
+            let consumer = Task {
+                try await client.stream(from: queue, credit: 2) { message in
+                    seen.withLock { $0.append((message.text, message.receiveCount)) }
+                    if message.text == #""fails once""#, message.receiveCount == 1 { throw Boom() }
+                }
+            }
+            let stats = try await eventually(until: { $0.totals["acked"] == 3 }) { try await client.stats(of: queue) }
+            consumer.cancel()
+            try await consumer.value
+            #expect(stats.totals["acked"] == 3 && stats.ready == 0 && stats.inFlight == 0)
+            let handled = seen.withLock { $0 }
+            // In order; a nacked message goes back to the head of its queue, so it comes next.
+            #expect(handled.map(\.0) == [bodies[0], bodies[1], bodies[1], bodies[2]])
+            #expect(handled.contains { $0.0 == #""fails once""# && $0.1 == 2 }, "the nacked message came back: \(handled)")
         }
     }
 
