@@ -52,6 +52,7 @@ extension RedisQueueBackend {
         await recoverExpiredClaims()
         await removeExpiredMessages()
         await registerCreatedQueues()
+        await forwardTopicLog()
         let now = ContinuousClock.now
         let (idle, failWaiters) = state.withLock { state -> ([QueueName], Bool) in
             let active = Set(waiters.queuesWithWaiters)

@@ -2,15 +2,15 @@ import NIOCore
 public import SkiffQueue
 import SkiffRedis
 
-/// Topics on a single Redis: a publish's fan-out to every subscriber queue is one script run
+/// Topics. On a single Redis a publish's fan-out to every subscriber queue is one script run
 /// (publish.lua), so it is stored everywhere or nowhere, and it is refused when the
 /// subscriptions changed since the replica read them. On a Redis Cluster the subscriber queues
-/// live in other slots than the topic, which no script can span: topics answer
-/// ``QueueError/unsupported(_:)`` there (docs/topics.md says what is planned).
+/// live in other slots than the topic, which no script can span: a publish is appended to the
+/// topic's log atomically (with the same checks), and forwarders copy it into each subscriber
+/// queue once (RedisQueueBackend+TopicLog.swift; docs/topics.md gives both guarantees).
 extension RedisQueueBackend: TopicStore {
     public func subscriptions(of topic: TopicName) async throws -> TopicSubscriptions {
-        try requireSingleRedis()
-        let reply = try await run(RedisQueueScripts.topicSubscriptions, on: nil, [.string(topic.rawValue)])
+        let reply = try await runTopicScript(RedisQueueScripts.topicSubscriptions, [.string(topic.rawValue)])
         guard let items = reply.array, items.count >= 2, let version = items[0].string, let count = items[1].integer.map(Int.init),
             items.count >= 2 + 2 * count, (items.count - 2) % 2 == 0
         else {
@@ -38,7 +38,6 @@ extension RedisQueueBackend: TopicStore {
     }
 
     public func putSubscription(_ subscription: TopicSubscription, on topic: TopicName) async throws -> Bool {
-        try requireSingleRedis()
         let stored = "\(subscription.updatedAtMilliseconds)|\(subscription.queue.rawValue)|\(subscription.filterPolicy ?? "")"
         let reply = try await change(
             RedisQueueScripts.subscribe,
@@ -68,7 +67,6 @@ extension RedisQueueBackend: TopicStore {
     }
 
     public func deleteSubscription(_ name: SubscriptionName, of topic: TopicName) async throws -> Bool {
-        try requireSingleRedis()
         let reply = try await change(
             RedisQueueScripts.unsubscribe,
             [.string(topic.rawValue), .string(name.rawValue), .string(TopicSubscriptions.nonce())]
@@ -77,13 +75,30 @@ extension RedisQueueBackend: TopicStore {
     }
 
     public func deleteTopic(_ topic: TopicName) async throws -> Bool {
-        try requireSingleRedis()
         let reply = try await change(RedisQueueScripts.deleteTopic, [.string(topic.rawValue)])
         return reply.integer == 1
     }
 
     public func fanOut(_ fanOut: TopicFanOut) async throws -> TopicFanOutResult {
-        try requireSingleRedis()
+        if clustered { return try await fanOutThroughLog(fanOut) }
+        let reply = try await enqueue(publishArguments(fanOut), keys: [], script: RedisQueueScripts.publish)
+        guard let items = reply.array, let status = items.first?.integer else { throw QueueError.internalError("publish script returned \(reply)") }
+        switch status {
+        case 1:
+            guard let now = items[1].integer, items.count == 2 + fanOut.messages.count else {
+                throw QueueError.internalError("publish script returned \(reply)")
+            }
+            return .published(
+                zip(fanOut.messages, items.dropFirst(2)).map { message, delivered in
+                    TopicPublished(id: message.id, topic: fanOut.topic, publishedAtMilliseconds: now, deliveredTo: Int(delivered.integer ?? 0))
+                }
+            )
+        default: return try refusedPublish(status, reply, of: fanOut)
+        }
+    }
+
+    /// The arguments of publish.lua and topic-append.lua (the same).
+    func publishArguments(_ fanOut: TopicFanOut) -> [RedisArgument] {
         let options = fanOut.options
         var arguments: [RedisArgument] = [
             .string(prefix), .string(""), .string(fanOut.topic.rawValue), .string(fanOut.version), .string(options.idempotencyKey ?? ""),
@@ -99,18 +114,13 @@ extension RedisQueueBackend: TopicStore {
             arguments += [.string(message.id), .bytes(message.body), .integer(Int64(message.targets.count))]
             arguments += message.targets.map { .integer(Int64($0 + 1)) }
         }
-        let reply = try await enqueue(arguments, keys: [], script: RedisQueueScripts.publish)
-        guard let items = reply.array, let status = items.first?.integer else { throw QueueError.internalError("publish script returned \(reply)") }
+        return arguments
+    }
+
+    /// A publish answered without storing anything (publish.lua and topic-append.lua answer alike).
+    func refusedPublish(_ status: Int64, _ reply: RedisValue, of fanOut: TopicFanOut) throws -> TopicFanOutResult {
+        let items = reply.array ?? []
         switch status {
-        case 1:
-            guard let now = items[1].integer, items.count == 2 + fanOut.messages.count else {
-                throw QueueError.internalError("publish script returned \(reply)")
-            }
-            return .published(
-                zip(fanOut.messages, items.dropFirst(2)).map { message, delivered in
-                    TopicPublished(id: message.id, topic: fanOut.topic, publishedAtMilliseconds: now, deliveredTo: Int(delivered.integer ?? 0))
-                }
-            )
         case 0:
             // "<now>|<id>:<deliveredTo>,...": the publish that stored this idempotency key.
             guard let original = items.count == 2 ? items[1].string : nil, let bar = original.firstIndex(of: "|"),
@@ -137,8 +147,7 @@ extension RedisQueueBackend: TopicStore {
     }
 
     public func topicStats(of topic: TopicName) async throws -> TopicStats {
-        try requireSingleRedis()
-        let key = "\(prefix):topic:{\(topic.rawValue)}:counters"
+        let key = topicKey(topic, "counters")
         let reply = try await mapErrors { try await client.send(RedisCommand("HGETALL", .string(key)), slotKey: key) }
         guard let items = reply.array, items.count % 2 == 0 else { throw QueueError.internalError("HGETALL \(key) returned \(reply)") }
         var stats = TopicStats()
@@ -165,9 +174,8 @@ extension RedisQueueBackend: TopicStore {
     }
 
     public func topics() async throws -> [TopicName] {
-        try requireSingleRedis()
         // A page at a time (`SSCAN`), so a large registry never blocks Redis in one command.
-        let key = "\(prefix):topics"
+        let key = topicIndexKey("topics")
         var (cursor, names) = ("0", Set<TopicName>())
         repeat {
             let reply = try await mapErrors {
@@ -183,15 +191,13 @@ extension RedisQueueBackend: TopicStore {
     }
 
     public func pushSubscriptionsVersion() async throws -> String {
-        try requireSingleRedis()
-        let key = "\(prefix):push-version"
+        let key = topicIndexKey("push-version")
         let reply = try await mapErrors { try await client.send(RedisCommand("GET", .string(key)), slotKey: key) }
         return reply.string ?? "0"
     }
 
     public func pushSubscriptions() async throws -> PushSubscriptions {
-        try requireSingleRedis()
-        let key = "\(prefix):push-subscriptions"
+        let key = topicIndexKey("push-subscriptions")
         // The version read first: a change during the read raises it past this one, so the
         // reader looks again at its next check, never keeping what it missed.
         let version = try await pushSubscriptionsVersion()
@@ -207,32 +213,45 @@ extension RedisQueueBackend: TopicStore {
     }
 
     public func countPushes(_ counts: [PushCount]) async throws {
-        try requireSingleRedis()
         for (topic, group) in Dictionary(grouping: counts, by: \.topic) {
             var arguments: [RedisArgument] = [.string(topic.rawValue)]
             for count in group { arguments += [.string(count.subscription.rawValue), .integer(count.pushed), .integer(count.failed)] }
-            _ = try await run(RedisQueueScripts.countPushes, on: nil, arguments)
+            _ = try await runTopicScript(RedisQueueScripts.countPushes, arguments)
         }
     }
 
     /// A change of a topic's subscriptions, waiting for Redis replicas as a send does
     /// (`REDIS_WAIT_REPLICAS`), so a failover does not forget it.
     private func change(_ script: RedisScript, _ arguments: [RedisArgument]) async throws -> RedisValue {
-        try await enqueue([.string(prefix), .string("")] + arguments, keys: [], script: script)
+        try await enqueue([.string(prefix), .string("")] + arguments, keys: topicScriptKeys, script: script)
     }
+
+    /// Runs a topic script (ARGV from the topic on).
+    func runTopicScript(_ script: RedisScript, _ arguments: [RedisArgument]) async throws -> RedisValue {
+        try await mapErrors { try await client.evaluate(script, keys: topicScriptKeys, arguments: [.string(prefix), .string("")] + arguments) }
+    }
+
+    /// Where every topic's keys live on a Redis Cluster: one slot, under a tag no queue name can
+    /// be (a name has no `:`), so that a subscription change and the registries it checks (topic
+    /// and push limits, which queue is whose) stay one atomic run. topic-library.lua builds the
+    /// same names.
+    var topicsBase: String { "\(prefix):{:topics}" }
+
+    /// KEYS of a topic script: none on a single Redis; on a cluster the topics' slot.
+    var topicScriptKeys: [String] { clustered ? [topicsBase, topicsBase] : [] }
+
+    /// A key of one topic (`counters`, `subs`, ...).
+    func topicKey(_ topic: TopicName, _ suffix: String) -> String {
+        clustered ? "\(topicsBase):topic:\(topic.rawValue):\(suffix)" : "\(prefix):topic:{\(topic.rawValue)}:\(suffix)"
+    }
+
+    /// A registry over all topics (`topics`, `push-version`, `push-subscriptions`, ...).
+    func topicIndexKey(_ name: String) -> String { "\(clustered ? topicsBase : prefix):\(name)" }
 
     /// A stored subscription: "<updatedAt>|<queue>|<filter policy or nothing>".
     static func subscription(_ name: SubscriptionName, stored: String) -> TopicSubscription? {
         let parts = stored.split(separator: "|", maxSplits: 2, omittingEmptySubsequences: false)
         guard parts.count == 3, let updatedAt = Int64(parts[0]), let queue = QueueName(parts[1]) else { return nil }
         return TopicSubscription(name: name, queue: queue, filterPolicy: parts[2].isEmpty ? nil : String(parts[2]), updatedAtMilliseconds: updatedAt)
-    }
-
-    private func requireSingleRedis() throws {
-        guard !clustered else {
-            throw QueueError.unsupported(
-                "topics need a single Redis primary for now: on a Redis Cluster a topic's subscriber queues live in other hash slots, which one atomic fan-out cannot reach (docs/topics.md)"
-            )
-        }
     }
 }

@@ -31,7 +31,7 @@ enum RedisQueueScripts {
     static var all: [RedisScript] {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
-            purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes,
+            purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog, deliverTopicEntry, settleTopicEntry, topicLog,
         ]
     }
 
@@ -56,6 +56,15 @@ enum RedisQueueScripts {
     static let deleteTopic = topicScript("topic-delete", PackageResources.topic_delete_lua)
     /// ARGV: prefix, '', topic, then (name, pushed, failed) per subscription. Returns 1.
     static let countPushes = topicScript("topic-count-pushes", drains: false, PackageResources.topic_count_pushes_lua)
+
+    /// Redis Cluster: a publish appended to its topic's log; the arguments and answers are in topic-append.lua.
+    static let appendToTopicLog = topicScript("topic-append", drains: false, PackageResources.topic_append_lua)
+    /// Redis Cluster: one log entry's copies for one subscriber queue, in its slot, once (topic-deliver.lua).
+    static let deliverTopicEntry = script("topic-deliver", drains: false, PackageResources.topic_deliver_lua)
+    /// Redis Cluster: what the forwarders stored of one log entry; removes it when all is copied (topic-settle.lua).
+    static let settleTopicEntry = topicScript("topic-settle", PackageResources.topic_settle_lua)
+    /// Redis Cluster, reads only: the log entries left behind, or one entry (topic-log.lua).
+    static let topicLog = topicScript("topic-log", PackageResources.topic_log_lua)
 
     /// Redis Cluster only, without the library: registers a queue in the global registry that
     /// counts queues against `MAX_QUEUES`. KEYS[1]: the registry; ARGV: queue, maximum.

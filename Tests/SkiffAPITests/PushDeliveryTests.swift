@@ -20,7 +20,7 @@ import Testing
 /// to be pushed again; a slow endpoint holds back nothing else; the secret is never shown.
 @Suite("Push delivery", .timeLimit(.minutes(3)))
 struct PushDeliveryTests {
-    static var kinds: [BackendKind] { BackendKind.available.filter { $0 != .redisCluster } }
+    static var kinds: [BackendKind] { BackendKind.available }
     static let secret = "whsec-0123456789abcdef"
 
     /// A replica that may push to loopback, looks for subscription changes often, and gives a

@@ -10,7 +10,7 @@ import Testing
 /// and the access rules for every name a request makes the server touch.
 @Suite("Topic API", .timeLimit(.minutes(2)))
 struct TopicAPITests {
-    static var kinds: [BackendKind] { BackendKind.available.filter { $0 != .redisCluster } }
+    static var kinds: [BackendKind] { BackendKind.available }
 
     @Test(arguments: kinds) func subscribePublishAndReceiveThroughTheQueues(kind: BackendKind) async throws {
         let app = try makeApplication(kind)
@@ -173,14 +173,6 @@ struct TopicAPITests {
             _ = try await put("billing-events", queue: "billing-audit", key: TestKeys.admin)
             let listed = try await client.execute(uri: "/api/topics", method: .get, headers: TestKeys.bearer(TestKeys.ordersAdmin)).text
             #expect(listed.contains("orders-events") && !listed.contains("billing-events"))
-        }
-    }
-
-    @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func aRedisClusterAnswers501(kind: BackendKind) async throws {
-        let app = try makeApplication(kind)
-        try await app.test(.router) { client in
-            let response = try await client.execute(uri: "/api/topics/t", method: .post, body: ByteBuffer(string: "1"))
-            #expect(response.status == .notImplemented && response.text.contains("Redis Cluster"))
         }
     }
 }

@@ -76,18 +76,20 @@ struct WorkerTests {
             try await client.send(json: #""slow""#, to: queue)
             let seen = Seen()
             let (started, startedSignal) = AsyncStream.makeStream(of: Void.self)
-            let configuration = WorkerConfiguration(queue: queue, concurrency: 1, visibilityTimeout: .milliseconds(400), receiveWait: .milliseconds(200))
+            // A renewal every second for a lease of two: a second of slack for a loaded machine
+            // (at 400 ms, a renewal held up 200 ms under a parallel test run lost the lease).
+            let configuration = WorkerConfiguration(queue: queue, concurrency: 1, visibilityTimeout: .seconds(2), receiveWait: .milliseconds(200))
             let slow = Worker(client: client, configuration: configuration) { job in
                 seen.add("slow:\(job.message.receiveCount)")
                 startedSignal.yield()
-                try await Task.sleep(for: .milliseconds(1500))
+                try await Task.sleep(for: .milliseconds(4500))
                 #expect(!job.isLeaseLost)
             }
             let other = Worker(client: client, configuration: configuration) { job in seen.add("other:\(job.message.receiveCount)") }
             let first = Self.run(slow)
             var iterator = started.makeAsyncIterator()
             await iterator.next()
-            // Three visibility timeouts pass while the slow handler runs; the other worker polls all along.
+            // Two visibility timeouts pass while the slow handler runs; the other worker polls all along.
             let second = Self.run(other)
             let stats = try await eventually(until: { $0.totals["acked"] == 1 }) { try await client.stats(of: queue) }
             slow.stop()

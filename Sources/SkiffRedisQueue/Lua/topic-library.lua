@@ -6,8 +6,18 @@
 -- topic deleted and created again never repeats a version. `<prefix>:push-subscriptions` lists
 -- every push subscription as "<topic>/<name>", and `<prefix>:push-version` rises with each change
 -- to one (the replicas' push delivery reads them again then).
+--
+-- On a Redis Cluster (docs/topics.md) every topic's keys and these registries live in one slot,
+-- under KEYS[2] = `<prefix>:{:topics}` (a tag no queue name can be): `<prefix>:{:topics}:topic:
+-- <topic>:<suffix>`, `<prefix>:{:topics}:topics` and so on, so a subscription change and the
+-- registries it checks stay one atomic run. There a publish appends to the topic's log
+-- (topic-append.lua: `log:<seq>`, `todo:<seq>`, `pending`, and `<prefix>:{:topics}:topic-log`
+-- over all topics) and forwarders copy each entry into its subscriber queues (topic-deliver.lua).
 local topic = ARGV[3]
-local function topicKey(suffix) return prefix .. ':topic:{' .. topic .. '}:' .. suffix end
+local function topicKey(suffix)
+  if clustered then return indexBase .. ':topic:' .. topic .. ':' .. suffix end
+  return prefix .. ':topic:{' .. topic .. '}:' .. suffix
+end
 local topicsKey = indexKey('topics')
 -- The counters a publish adds to (in this order), then those push delivery adds to.
 local counterSuffixes = { 'matched', 'filteredOut', 'delivered', 'dropped' }
@@ -41,4 +51,67 @@ end
 -- failover lost the counter's last increments.
 local function bumpVersion(nonce)
   redis.call('SET', topicKey('version'), redis.call('INCR', indexKey('topic-version')) .. '-' .. nonce)
+end
+
+-- The checks a publish starts with (ARGV as publish.lua says): the subscriptions it was decided
+-- from are current, the topic may exist, and its idempotency key is new. Returns the answer to
+-- give at once ({-9}, {-3, maximum}, or {0, "<now>|<id>:<deliveredTo>,..."}), or nil.
+local function publishRefusal()
+  if (redis.call('GET', topicKey('version')) or '0') ~= ARGV[4] then return { -9 } end
+  local maximum = tonumber(ARGV[6])
+  if not mayCreateTopic(maximum) then return { -3, maximum } end
+  local idempotencyKey, window = ARGV[5], tonumber(ARGV[9])
+  if idempotencyKey ~= '' then
+    local stale = redis.call('ZRANGEBYSCORE', topicKey('dedup-expiry'), '-inf', now - window, 'LIMIT', 0, 100)
+    for _, old in ipairs(stale) do
+      redis.call('HDEL', topicKey('dedup'), old)
+      redis.call('ZREM', topicKey('dedup-expiry'), old)
+    end
+    local original = redis.call('HGET', topicKey('dedup'), idempotencyKey)
+    if original and (tonumber(redis.call('ZSCORE', topicKey('dedup-expiry'), idempotencyKey)) or 0) > now - window then
+      return { 0, original }
+    end
+  end
+  return nil
+end
+
+-- A publish's targets and messages from ARGV (as publish.lua says): targets[t] = {queue,
+-- subscription, filteredOut, messages = the indexes of the messages it takes}, then the ids and
+-- bodies.
+local function readFanOut()
+  local targets, at = {}, 11
+  for t = 1, tonumber(ARGV[10]) do
+    targets[t] = { queue = ARGV[at], subscription = ARGV[at + 1], filteredOut = tonumber(ARGV[at + 2]), messages = {} }
+    at = at + 3
+  end
+  local ids, bodies = {}, {}
+  local n = tonumber(ARGV[at])
+  at = at + 1
+  for m = 1, n do
+    ids[m], bodies[m] = ARGV[at], ARGV[at + 1]
+    local k = tonumber(ARGV[at + 2])
+    for j = 1, k do
+      local list = targets[tonumber(ARGV[at + 2 + j])].messages
+      list[#list + 1] = m
+    end
+    at = at + 3 + k
+  end
+  return targets, ids, bodies
+end
+
+-- Adds to a subscription's counters (`figures` in the order of counterSuffixes; nil skips one).
+local function countFor(subscription, figures)
+  for i, suffix in ipairs(counterSuffixes) do
+    if figures[i] and figures[i] > 0 then redis.call('HINCRBY', topicKey('counters'), subscription .. '|' .. suffix, figures[i]) end
+  end
+end
+
+-- Keeps the publish's answer under its idempotency key (if it has one).
+local function rememberPublish(ids, deliveredTo)
+  local idempotencyKey = ARGV[5]
+  if idempotencyKey == '' then return end
+  local record = {}
+  for m = 1, #ids do record[m] = ids[m] .. ':' .. deliveredTo[m] end
+  redis.call('HSET', topicKey('dedup'), idempotencyKey, now .. '|' .. table.concat(record, ','))
+  redis.call('ZADD', topicKey('dedup-expiry'), now, idempotencyKey)
 end
