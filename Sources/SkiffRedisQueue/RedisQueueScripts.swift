@@ -31,7 +31,8 @@ enum RedisQueueScripts {
     static var all: [RedisScript] {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
-            purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog, deliverTopicEntry, settleTopicEntry, topicLog,
+            purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog,
+            deliverTopicEntry, settleTopicEntry, topicLog,
         ]
     }
 

@@ -3,9 +3,10 @@ import NIOCore
 import NIOPosix
 import SkiffQueue
 import SkiffRedis
-@testable import SkiffRedisQueue
 import SkiffTestSupport
 import Testing
+
+@testable import SkiffRedisQueue
 
 /// Topics on every backend (docs/topics.md): a publish reaches every matching subscriber queue
 /// once (atomically on one Redis; through the topic's log on a Redis Cluster), filters choose the
