@@ -32,7 +32,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .runner import HOST, REPLICATION_LAG_S, Run, log
+from .runner import HOST, REPLICA_SETTINGS, REPLICATION_LAG_S, Run, log
 
 SLOTS = 16384
 NODES = 6
@@ -163,19 +163,21 @@ class RedisClusterRun(Run):
     async def nodes(self) -> list[Node]:
         return parse_cluster_nodes(await self.redis_cli(await self.live_port(), "CLUSTER", "NODES"))
 
-    async def residue(self, queue: str, port: int) -> tuple[int, int]:
-        """Messages of ``queue`` still in the cluster (``redis-cli -c`` follows the slot)."""
+    def queue_key(self, queue: str, suffix: str) -> str:
+        """On a cluster a queue's keys are tagged with its family, the name without its ``-dlq``
+        suffixes (docs/redis-data-model.md, "Redis Cluster")."""
+        family = queue
+        while family.endswith("-dlq"):
+            family = family[: -len("-dlq")]
+        return f"skiff:{{{family}}}:{queue}:{suffix}"
+
+    async def queue_read(self, port: int, command: str, queue: str, suffix: str) -> str:
+        """The read at a live node (``redis-cli -c`` follows the slot); ``port`` is not used."""
         try:
             live = await self.live_port()
         except RuntimeError:
-            return -1, -1
-        base = f"skiff:{{{queue}}}:{queue}"
-        ready = await self.redis_cli(live, "LLEN", f"{base}:ready", follow=True)
-        inflight = await self.redis_cli(live, "HLEN", f"{base}:inflight", follow=True)
-        try:
-            return int(ready), int(inflight)
-        except ValueError:
-            return -1, -1
+            return ""
+        return await self.redis_cli(live, command, self.queue_key(queue, suffix), follow=True)
 
     # --- Setup, healing, teardown -------------------------------------------------------
 
@@ -196,7 +198,7 @@ class RedisClusterRun(Run):
                              f"CLUSTER_STATE_DIR={self.state} scripts/cluster.sh down")
         await self.cluster("clean", check=False)
         for n in range(1, self.s.replicas + 1):
-            await self.cluster("configure", str(n), "--reset")
+            await self.cluster("configure", str(n), "--reset", *REPLICA_SETTINGS)
         for name in os.listdir(os.path.join(self.state, "logs")) if os.path.isdir(os.path.join(self.state, "logs")) else []:
             self.log_offsets[name] = os.path.getsize(os.path.join(self.state, "logs", name))
         self.started_cluster = True
@@ -232,7 +234,7 @@ class RedisClusterRun(Run):
             self.notes.append("the *-wait phases were skipped: the skiff binary has no REDIS_WAIT_REPLICAS setting")
             log(self.notes[-1])
             return False
-        settings = ["REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000"] if wait else []
+        settings = [*REPLICA_SETTINGS] + (["REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000"] if wait else [])
         log(f"restarting the replicas {'with' if wait else 'without'} REDIS_WAIT_REPLICAS=1")
         for n in range(1, self.s.replicas + 1):
             await self.cluster("configure", str(n), "--reset", *settings)

@@ -78,6 +78,10 @@ FAKETIME_LIB_CANDIDATES = (
     "/usr/lib/faketime/libfaketimeMT.so.1",
 )
 MEASURED_PHASES = ("everysec", "failover-async", "failover-wait")
+#: Settings every replica of a run gets: the chaos push receiver listens on loopback, which push
+#: URLs may not reach by default.
+REPLICA_SETTINGS = ("PUSH_ALLOWED_NETWORKS=127.0.0.0/8",)
+
 #: REDIS_MODE=cluster: the phases after the strict one (chaos/rediscluster.py), in their order.
 CLUSTER_PHASES = ("primary-kill-async", "reshard-async", "primary-kill-wait", "reshard-wait")
 #: How long the replication link stalls before the primary is killed in the failover phases.
@@ -117,7 +121,7 @@ class Settings:
     stats_port: int
     redis_mode: str = "single"
     redis_cluster_port: int = 0
-    # Publishers to a topic of the strict phase (single Redis: topics answer 501 on a cluster).
+    # Publishers to a topic of the strict phase (on a Redis Cluster through the topic's log).
     topics: int = 1
     # A push subscription of that topic, to a receiver in this process (chaos/push.py).
     push: bool = True
@@ -429,10 +433,10 @@ class Run:
         while time.monotonic() < deadline and empty < 2:
             await asyncio.sleep(0.5)
             ready, inflight = await self.residue(queue, port)
-            delayed = await self.redis_cli(port, "ZCARD", f"skiff:{{{queue}}}:delayed")
+            delayed = await self.queue_read(port, "ZCARD", queue, "delayed")
             empty = empty + 1 if (ready, inflight) == (0, 0) and delayed.strip() == "0" else 0
         ready, inflight = await self.residue(queue, port)
-        dead = await self.redis_cli(port, "LLEN", f"skiff:{{{queue}-dlq}}:ready")
+        dead = await self.queue_read(port, "LLEN", f"{queue}-dlq", "ready")
         self.history.event("residue", q=f"{topic}/push", ready=ready, inflight=inflight, dead_letters=dead.strip())
         log(f"push: the receiver got {self.push_receiver.received} requests; {ready} ready, {inflight} in flight, "
             f"{dead.strip()} dead-lettered left")
@@ -518,10 +522,18 @@ class Run:
             stop_consumers.set()
             await asyncio.gather(*tasks_c, return_exceptions=True)
 
+    def queue_key(self, queue: str, suffix: str) -> str:
+        """A key of ``queue`` in Redis (docs/redis-data-model.md)."""
+        return f"skiff:{{{queue}}}:{suffix}"
+
+    async def queue_read(self, port: int, command: str, queue: str, suffix: str) -> str:
+        """One read (``LLEN``, ``HLEN``, ``ZCARD``) of a key of ``queue``; "" if Redis did not answer."""
+        return await self.redis_cli(port, command, self.queue_key(queue, suffix))
+
     async def residue(self, queue: str, port: int) -> tuple[int, int]:
         """Messages of `queue` still in Redis: (ready, in flight)."""
-        ready = await self.redis_cli(port, "LLEN", f"skiff:{{{queue}}}:ready")
-        inflight = await self.redis_cli(port, "HLEN", f"skiff:{{{queue}}}:inflight")
+        ready = await self.queue_read(port, "LLEN", queue, "ready")
+        inflight = await self.queue_read(port, "HLEN", queue, "inflight")
         try:
             return int(ready), int(inflight)
         except ValueError:
@@ -706,7 +718,7 @@ class Run:
         log(f"strict phase: {seconds:.0f} s, {len(plan)} faults planned ({', '.join(f.kind for f in plan)})")
         queues = self.declare_queues("strict", "strict", self.s.queues)
         self.history.event("phase", name="strict", seconds=seconds)
-        topics = self.s.topics if self.s.redis_mode == "single" else 0
+        topics = self.s.topics
         if topics and self.s.push:
             self.push_receiver = push.PushReceiver(self.history, HOST, self.s.push_port, str(self.s.seed))
             await self.push_receiver.start()
@@ -883,8 +895,7 @@ class Run:
         skewed, offset = self.skewed
         library = next((path for path in FAKETIME_LIB_CANDIDATES if os.path.exists(path)), None)
         for n in range(1, self.s.replicas + 1):
-            # The chaos push receiver listens on loopback, which push URLs may not reach by default.
-            extra = [f"REDIS_URL=redis://{HOST}:{self.s.link_port + n}", "PUSH_ALLOWED_NETWORKS=127.0.0.0/8"]
+            extra = [f"REDIS_URL=redis://{HOST}:{self.s.link_port + n}", *REPLICA_SETTINGS]
             if n == skewed and "probe" in self.s.kinds:
                 if library is None:
                     raise SystemExit("chaos: libfaketime is missing: apt-get install faketime")

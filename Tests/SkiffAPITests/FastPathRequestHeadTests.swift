@@ -114,6 +114,7 @@ struct FastPathRequestHeadTests {
         #expect(try eligible("POST /api/q HTTP/1.1\r\nContent-Length: 5\r\n\r\n") == .send(try #require(.init("q"))))
         #expect(try eligible("GET /api/q HTTP/1.1\r\n\r\n") == .receive(try #require(.init("q")), timeoutMilliseconds: 10_000))
         #expect(try eligible("GET /api/q?timeout=250 HTTP/1.1\r\n\r\n") == .receive(try #require(.init("q")), timeoutMilliseconds: 250))
+        #expect(try eligible("POST /api/topics/t HTTP/1.1\r\nContent-Length: 5\r\n\r\n") == .publish(try #require(.init("t"))))
         for text in [
             "POST /api/q HTTP/1.1\r\n\r\n",
             "POST /api/q HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
@@ -127,6 +128,16 @@ struct FastPathRequestHeadTests {
             "GET /api/ HTTP/1.1\r\n\r\n",
             "GET /health HTTP/1.1\r\n\r\n",
             "PUT /api/q HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            // Topic routes other than a plain publish of one message.
+            "POST /api/topics/t?delay=10 HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            "POST /api/topics/t/batch HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            "POST /api/topics/t/filter-test HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            "POST /api/topics/ HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
+            "POST /api/topics/t HTTP/1.1\r\nContent-Length: 101\r\n\r\n",
+            "POST /api/topics/t HTTP/1.1\r\nIdempotency-Key: k\r\nContent-Length: 5\r\n\r\n",
+            "GET /api/topics/t HTTP/1.1\r\n\r\n",
+            "GET /api/topics HTTP/1.1\r\n\r\n",
+            "POST /api/topics HTTP/1.1\r\nContent-Length: 5\r\n\r\n",
         ] {
             #expect(try eligible(text) == nil, "\(text.debugDescription)")
         }

@@ -19,8 +19,8 @@ struct FastPathStateMachineTests {
                 maximumBufferedBytes: maximumBufferedBytes,
                 classify: { FastPathRequest.classify($0, settings: settings) },
                 acceptsBody: { request, body in
-                    if case .send = request { return JSONValidator.validate(body) == nil }
-                    return true
+                    if case .receive = request { return true }
+                    return JSONValidator.validate(body) == nil
                 }
             )
         }
@@ -50,6 +50,7 @@ struct FastPathStateMachineTests {
             case .handOver: "hand over"
             case .serve(.send(let queue), _, let body): "serve POST \(queue) " + String(buffer: body)
             case .serve(.receive(let queue, let timeout), _, _): "serve GET \(queue) \(timeout)"
+            case .serve(.publish(let topic), _, let body): "serve POST topic \(topic) " + String(buffer: body)
             case .fireReadComplete: "read complete"
             case .fireInputClosed: "input closed"
             case .fireQuiesce: "quiesce"
@@ -108,6 +109,17 @@ struct FastPathStateMachineTests {
         _ = driver.machine.routedResponseEnded()
         driver.drain()
         #expect(driver.take() == ["serve GET q 10000"])
+    }
+
+    @Test func aPublishIsServedAndOneThatIsNotJSONGoesToTheRoute() {
+        var driver = Driver()
+        let publish = "POST /api/topics/t HTTP/1.1\r\nContent-Length: 7\r\n\r\n{\"a\":1}"
+        let notJSON = "POST /api/topics/t HTTP/1.1\r\nContent-Length: 3\r\n\r\n{x}"
+        driver.read(publish + notJSON)
+        #expect(driver.take() == ["serve POST topic t {\"a\":1}"])
+        driver.machine.fastResponseWritten()
+        driver.drain()
+        #expect(driver.take() == ["pass " + notJSON, "read complete"])
     }
 
     @Test func aChunkedBodyIsPassedOnAsItsChunksCome() {

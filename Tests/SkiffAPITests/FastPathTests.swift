@@ -147,6 +147,69 @@ struct FastPathTests {
         #expect(answers.fast[7].body == #""one""# && answers.fast[8].body == #""two""#)
     }
 
+    /// A plain publish to a topic is served by the fast path with the route's answer; one with
+    /// an option, a body that is not JSON, or a key the topic refuses gets the route's answer too.
+    @Test(arguments: BackendKind.available)
+    func aPlainTopicPublishIsAnsweredAsTheRouteAnswersIt(kind: BackendKind) async throws {
+        func bearer(_ key: String) -> String { "Authorization: Bearer \(key)\r\n" }
+        /// The same requests on names of their own (both runs share one Redis).
+        func requests() -> [String] {
+            let (topic, queue) = ("orders-" + TestEnvironment.uniqueName("fast-topic"), "orders-" + TestEnvironment.uniqueName("fast-sub"))
+            let subscription = #"{"queue":"\#(queue)","filter":{"n":[{"numeric":[">",0]}]}}"#
+            let receive = "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: localhost\r\n\(bearer(TestKeys.orders))\r\n"
+            return [
+                "PUT /api/topics/\(topic)/subscriptions/s HTTP/1.1\r\nHost: localhost\r\n\(bearer(TestKeys.admin))"
+                    + "Content-Length: \(subscription.utf8.count)\r\n\r\n\(subscription)",
+                post("/api/topics/\(topic)", #"{"n":1}"#, headers: bearer(TestKeys.send)),
+                post("/api/topics/\(topic)", #"{"n":0}"#, headers: bearer(TestKeys.orders)),
+                post("/api/topics/\(topic)", #"{"n":2}"#),
+                post("/api/topics/\(topic)", #"{"n":3}"#, headers: bearer(TestKeys.receive)),
+                post("/api/topics/other-\(topic)", #"{"n":4}"#, headers: bearer(TestKeys.orders)),
+                post("/api/topics/\(topic)", "{n", headers: bearer(TestKeys.send)),
+                post("/api/topics/\(topic)", #"{"n":5}"#, headers: bearer(TestKeys.send) + "Idempotency-Key: k1\r\n"),
+                receive, receive, receive,
+            ]
+        }
+        var answers: [[(status: String, head: String, body: String)]] = []
+        for fastPath in [true, false] {
+            answers.append(
+                try await pipelined(
+                    kind,
+                    configure: {
+                        $0.apiKeys = TestKeys.all
+                        $0.fastPath = fastPath
+                    }, requests())
+            )
+        }
+        let (fast, routed) = (answers[0], answers[1])
+        #expect(fast.map { $0.status } == routed.map { $0.status })
+        #expect(fast.map { $0.status.split(separator: " ")[1] } == ["201", "201", "201", "401", "403", "403", "400", "201", "200", "200", "204"])
+        for (fast, routed) in zip(fast, routed) {
+            #expect(headerNames(fast.head) == headerNames(routed.head))
+            if fast.status.contains(" 4") { #expect(fast.body == routed.body) }
+        }
+        for answers in [fast, routed] {
+            #expect(answers[1].body.contains(#","deliveredTo":1,"publishedAt":""#), "\(answers[1].body)")
+            // Filtered out: published, delivered nowhere.
+            #expect(answers[2].body.contains(#""deliveredTo":0"#))
+            #expect(answers[8].body == #"{"n":1}"# && answers[9].body == #"{"n":5}"#)
+        }
+    }
+
+    /// A publish served by the fast path and one served by the route count under the same route.
+    @Test func fastPublishesAreCountedLikeRoutedOnes() async throws {
+        let app = try applicationWithOpenMetrics()
+        try await app.test(.live) { client in
+            let topic = TestEnvironment.uniqueName("counted-topic")
+            let answers = try await RawHTTP.pipelined(
+                port: try #require(client.port),
+                [post("/api/topics/\(topic)", "1"), post("/api/topics/\(topic)", "2", headers: "Idempotency-Key: k\r\n"), get("/metrics")]
+            )
+            #expect(answers[0].status.contains(" 201 ") && answers[1].status.contains(" 201 "))
+            #expect(answers[2].body.contains(#"skiff_http_requests_total{route="/api/topics/{topic}",method="POST",status="201"} 2"#), "\(answers[2].body)")
+        }
+    }
+
     /// The fast path serves only a GET whose parameters the route would accept the same way.
     @Test(arguments: BackendKind.available)
     func aGetTheFastPathDoesNotServeGetsTheRoutesAnswer(kind: BackendKind) async throws {

@@ -23,6 +23,8 @@ struct FastPathSettings: Sendable {
     let logger: Logger
     /// Where deletes and releases after a write run, so that shutdown waits for them.
     let settlements: SettlementTasks
+    /// `nil` when the backend keeps no topics: publishes go to the routes, which answer 501.
+    let topics: Topics?
 }
 
 /// Serves the two hottest requests straight from the bytes on the socket, in front of NIO's HTTP
@@ -31,6 +33,8 @@ struct FastPathSettings: Sendable {
 ///
 /// - `POST /api/{queue}` with one message and no options: no query, no `Idempotency-Key`, no
 ///   `Expect`, a body within the limit that is valid JSON;
+/// - `POST /api/topics/{topic}` under the same conditions: a publish, answered as the route
+///   answers it (``TopicController/publish(_:to:options:topics:metrics:)``);
 /// - `GET /api/{queue}` with at most a valid `timeout`: the oldest message is claimed (waited for
 ///   as long as `timeout`), written, and deleted only once the write has reached the socket; if
 ///   the write fails or the client left meanwhile, the message goes back to the head of its queue.
@@ -82,8 +86,9 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         let (api, policy) = (settings.api, settings.policy)
         self.machine = FastPathStateMachine(
             maximumBufferedBytes: api.maximumMessageBytes + FastPathRequestHead.maximumBytes + (64 << 10),
-            classify: { head in
+            classify: { [hasTopics = settings.topics != nil] head in
                 guard let request = FastPathRequest.classify(head, settings: api) else { return nil }
+                if case .publish = request, !hasTopics { return nil }
                 // A request the API keys refuse is the routes' to answer, with their status,
                 // challenge and log line.
                 guard !policy.isOpen else { return request }
@@ -93,8 +98,10 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
             },
             acceptsBody: { request, body in
                 // A send that is not JSON: the route says so, in its words.
-                if case .send = request { return JSONValidator.validate(body) == nil }
-                return true
+                switch request {
+                case .send, .publish: return JSONValidator.validate(body) == nil
+                case .receive: return true
+                }
             }
         )
     }
@@ -184,6 +191,8 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         switch request {
         case .send(let queue):
             send(context, queue: queue, body: body, requestID: requestID)
+        case .publish(let topic):
+            publish(context, topic: topic, body: body, requestID: requestID)
         case .receive(let queue, let timeout):
             receive(context, queue: queue, timeoutMilliseconds: timeout, requestID: requestID)
         }
@@ -214,7 +223,7 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
 
     private func send(_ context: ChannelHandlerContext, queue: QueueName, body: ByteBuffer, requestID: String) {
         let (exchange, logger) = (self.exchange, settings.logger)
-        let observation = Observation(method: "POST", queue: queue, requestID: requestID, start: .now)
+        let observation = Observation(method: "POST", path: .queue(queue), requestID: requestID, start: .now)
         onLoop(context) { () -> Result<ResponseParts, any Error> in
             do { return .success(try await exchange.send(body, to: queue, options: SendOptions(), logger: logger)) } catch { return .failure(error) }
         } then: { handler, context, outcome in
@@ -227,10 +236,28 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         }
     }
 
+    private func publish(_ context: ChannelHandlerContext, topic: TopicName, body: ByteBuffer, requestID: String) {
+        guard let topics = settings.topics else { return }
+        let metrics = settings.metrics
+        let observation = Observation(method: "POST", path: .topic(topic), requestID: requestID, start: .now)
+        onLoop(context) { () -> Result<ResponseParts, any Error> in
+            do {
+                return .success(try await TopicController.publish(body, to: topic, options: SendOptions(), topics: topics, metrics: metrics))
+            } catch {
+                return .failure(error)
+            }
+        } then: { handler, context, outcome in
+            switch outcome {
+            case .success(let parts): handler.respond(context, parts, observation)
+            case .failure(let error): handler.respond(context, error: error, observation)
+            }
+        }
+    }
+
     private func receive(_ context: ChannelHandlerContext, queue: QueueName, timeoutMilliseconds: Int, requestID: String) {
         let (exchange, logger) = (self.exchange, settings.logger)
         let request = DeliveryRequest(queue: queue, timeout: .milliseconds(timeoutMilliseconds))
-        let observation = Observation(method: "GET", queue: queue, requestID: requestID, start: .now)
+        let observation = Observation(method: "GET", path: .queue(queue), requestID: requestID, start: .now)
         receiving = onLoop(context) { () -> Claimed in
             // This task is cancelled if the client leaves or the replica shuts down; the backend
             // gives back a message handed over just then.
@@ -296,8 +323,28 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
 
     /// What the access log and the HTTP metrics record about a fast request.
     private struct Observation {
+        enum Path {
+            case queue(QueueName)
+            case topic(TopicName)
+
+            /// The route's pattern, as the HTTP metrics label it.
+            var route: String {
+                switch self {
+                case .queue: "/api/{queue}"
+                case .topic: "/api/topics/{topic}"
+                }
+            }
+
+            var text: String {
+                switch self {
+                case .queue(let queue): "/api/" + queue.rawValue
+                case .topic(let topic): "/api/topics/" + topic.rawValue
+                }
+            }
+        }
+
         let method: String
-        let queue: QueueName
+        let path: Path
         let requestID: String
         let start: ContinuousClock.Instant
     }
@@ -368,12 +415,12 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         } else {
             context.writeAndFlush(wrapOutboundOut(response), promise: written)
         }
-        let record = ResponseObservation(method: observation.method, route: "/api/{queue}", status: status.code, duration: .now - observation.start)
+        let record = ResponseObservation(method: observation.method, route: observation.path.route, status: status.code, duration: .now - observation.start)
         settings.httpMetrics.record(record)
         if settings.accessLog, settings.logger.logLevel <= .info {
             var logger = settings.logger
             logger[metadataKey: "request.id"] = .string(observation.requestID)
-            record.logAccess(path: "/api/" + observation.queue.rawValue, logger: logger)
+            record.logAccess(path: observation.path.text, logger: logger)
         }
         advance(context)
     }

@@ -6,10 +6,12 @@ import SkiffQueue
 enum FastPathRequest: Equatable, Sendable {
     case send(QueueName)
     case receive(QueueName, timeoutMilliseconds: Int)
+    case publish(TopicName)
 
     /// Whether the fast path may serve a request with this head, and as what; `nil` sends it to
     /// the routes. Only the plainest forms qualify: a POST of one message with no query and no
-    /// special header, a GET with at most a valid `timeout`.
+    /// special header, a GET with at most a valid `timeout`; a POST of one message to a topic,
+    /// as plain as the POST to a queue.
     static func classify(_ head: FastPathRequestHead, settings: APISettings) -> FastPathRequest? {
         guard !head.hasSpecialHeader, head.method != .other else { return nil }
         let path = head.target
@@ -19,6 +21,14 @@ enum FastPathRequest: Equatable, Sendable {
         if let mark = name.firstIndex(of: "?") {
             query = name[name.index(after: mark)...]
             name = name[..<mark]
+        }
+        if name.hasPrefix("topics/") {
+            // `topics` is no queue's name: this is a topic route, and only the publish is served here.
+            let topicName = name.dropFirst(7)
+            guard head.method == .post, query == nil, !topicName.utf8.contains(UInt8(ascii: "/")), let topic = TopicName(topicName),
+                (1...settings.maximumMessageBytes).contains(head.contentLength)
+            else { return nil }
+            return .publish(topic)
         }
         // No further path component (`/batch`, `/ack`, ...).
         guard !name.utf8.contains(UInt8(ascii: "/")), let queue = QueueName(name) else { return nil }
@@ -48,6 +58,7 @@ enum FastPathRequest: Equatable, Sendable {
         switch self {
         case .send(let queue): (.post, "/api/" + queue.rawValue)
         case .receive(let queue, _): (.get, "/api/" + queue.rawValue)
+        case .publish(let topic): (.post, "/api/topics/" + topic.rawValue)
         }
     }
 }

@@ -74,11 +74,17 @@ public struct TopicController: Sendable {
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
+        return QueueController<PartitionedQueues>.response(try await Self.publish(body, to: topic, options: options, topics: topics, metrics: metrics))
+    }
+
+    /// Publishes one message (valid JSON) and answers as `POST /api/topics/{topic}` does: the
+    /// route's work and the fast path's (FastPathHandler).
+    static func publish(_ body: ByteBuffer, to topic: TopicName, options: SendOptions, topics: Topics, metrics: SkiffMetrics) async throws -> ResponseParts {
         let published = try await topics.publish([body], to: topic, options: options)
         guard let message = published.first else { throw APIError(.internalServerError, "a publish of one message returned none") }
         var json = ByteBufferAllocator().buffer(capacity: 128)
         Self.write(message, to: &json)
-        return answer(json, published: published, topic: topic)
+        return answer(json, published: published, topic: topic, metrics: metrics)
     }
 
     @Sendable func publishBatch(request: Request, context: Context) async throws -> Response {
@@ -95,17 +101,17 @@ public struct TopicController: Sendable {
         json.writeStaticString(#"],"topic":"#)
         JSONText.writeQuoted(topic.rawValue, to: &json)
         json.writeStaticString("}")
-        return answer(json, published: published, topic: topic)
+        return QueueController<PartitionedQueues>.response(Self.answer(json, published: published, topic: topic, metrics: metrics))
     }
 
-    private func answer(_ json: ByteBuffer, published: [TopicPublished], topic: TopicName) -> Response {
+    private static func answer(_ json: ByteBuffer, published: [TopicPublished], topic: TopicName, metrics: SkiffMetrics) -> ResponseParts {
         let duplicate = published.first?.isDuplicate ?? false
         if !duplicate {
             metrics.topicPublished(topic: topic.rawValue, count: published.count, copies: published.reduce(0) { $0 + $1.deliveredTo })
         }
-        var response = QueueController<PartitionedQueues>.json(status: duplicate ? .ok : .created, json)
-        if duplicate { response.headers[.skiffDuplicate] = "true" }
-        return response
+        var parts = ResponseParts.json(duplicate ? .ok : .created, json)
+        if duplicate { parts.headers[.skiffDuplicate] = "true" }
+        return parts
     }
 
     private static func write(_ message: TopicPublished, to json: inout ByteBuffer, withTopic: Bool = true) {

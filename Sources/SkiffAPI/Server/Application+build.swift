@@ -93,9 +93,13 @@ public func buildApplication<Backend: QueueBackend>(
         pingInterval: configuration.streamPingInterval,
         accessLog: configuration.accessLog
     )
+    // One for the routes, the fast path and push delivery: they share its remembered
+    // subscriptions and its merging of concurrent publishes.
+    let topics = Topics.over(backend)
     let router = makeRouter(
         backend: backend,
         configuration: configuration,
+        topics: topics,
         metricsFactory: metricsFactory,
         metricsExposition: metricsExposition,
         metrics: metrics,
@@ -106,7 +110,7 @@ public func buildApplication<Backend: QueueBackend>(
     var services = services
     // After the backend, so it stops before storage closes; it stops taking messages at once and
     // lets pushes under way finish.
-    if configuration.push.enabled, let topics = Topics.over(backend) {
+    if configuration.push.enabled, let topics {
         services.append(
             PushDelivery(backend: backend, store: topics.store, configuration: configuration.push, logger: logger, metricsFactory: metricsFactory)
         )
@@ -131,7 +135,8 @@ public func buildApplication<Backend: QueueBackend>(
             httpMetrics: HTTPMetrics(factory: metricsFactory),
             accessLog: configuration.accessLog,
             logger: logger,
-            settlements: settlements
+            settlements: settlements,
+            topics: topics
         )
         connectionHandlers = {
             let handler = FastPathHandler(backend: backend, settings: settings)
@@ -169,6 +174,7 @@ public func buildRouter<Backend: QueueBackend>(
     makeRouter(
         backend: backend,
         configuration: configuration,
+        topics: Topics.over(backend),
         metricsFactory: metricsFactory,
         metricsExposition: metricsExposition,
         metrics: metrics,
@@ -181,6 +187,7 @@ public func buildRouter<Backend: QueueBackend>(
 func makeRouter<Backend: QueueBackend>(
     backend: Backend,
     configuration: SkiffConfiguration,
+    topics: Topics?,
     metricsFactory: any MetricsFactory = MetricsSystem.factory,
     metricsExposition: (any MetricsExposition)? = nil,
     metrics: SkiffMetrics? = nil,
@@ -217,7 +224,7 @@ func makeRouter<Backend: QueueBackend>(
     StreamController(streams: streams).addRoutes(to: router)
     EventStreamController(endpoint: streams).addRoutes(to: router)
     TopicController(
-        topics: Topics.over(backend),
+        topics: topics,
         settings: configuration.api,
         metrics: metrics,
         push: configuration.push,
