@@ -125,6 +125,7 @@ let package = Package(
                 .embedInCode("Lua/topic-append.lua"),
                 .embedInCode("Lua/topic-count-pushes.lua"),
                 .embedInCode("Lua/topic-delete.lua"),
+                .embedInCode("Lua/topic-forget.lua"),
                 .embedInCode("Lua/topic-deliver.lua"),
                 .embedInCode("Lua/topic-library.lua"),
                 .embedInCode("Lua/topic-log.lua"),

@@ -33,6 +33,20 @@ extension RedisQueueBackend {
                     }
                 }
             }
+            if clustered {
+                // Topics on a Redis Cluster: forwarding what publishing replicas left behind, in
+                // a loop of its own so that a shard that does not answer holds up no other sweep.
+                group.addTask {
+                    await cancelWhenGracefulShutdown {
+                        while !Task.isCancelled {
+                            try? await Task.sleep(for: self.configuration.sweepInterval)
+                            if Task.isCancelled { break }
+                            await self.forwardTopicLog()
+                            await self.forgetSettledCopies()
+                        }
+                    }
+                }
+            }
             group.addTask {
                 await cancelWhenGracefulShutdown {
                     while !Task.isCancelled {
@@ -52,7 +66,6 @@ extension RedisQueueBackend {
         await recoverExpiredClaims()
         await removeExpiredMessages()
         await registerCreatedQueues()
-        await forwardTopicLog()
         let now = ContinuousClock.now
         let (idle, failWaiters) = state.withLock { state -> ([QueueName], Bool) in
             let active = Set(waiters.queuesWithWaiters)

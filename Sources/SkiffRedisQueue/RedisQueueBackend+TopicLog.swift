@@ -18,12 +18,29 @@ import SkiffRedis
 /// or a subscriber queue's shard did not answer) is finished by any replica's sweep once it is
 /// ``forwardingGrace`` old. So a `201` means the publish is in the log, and each copy reaches
 /// its queue exactly once: at once normally, within a sweep after a failure.
+///
+/// A queue's memory of the entries it took is what makes a copy single, so it must outlast any
+/// forwarder that may still bring the entry: the settling replica has the queue forget an entry
+/// ``forgettingDelay`` after settling it, and no forwarder acts on what it read or appended more
+/// than ``staleForwardLimit`` before (a replica paused that long reads again).
 extension RedisQueueBackend {
     /// How old an entry must be before a sweep forwards it: the publishing replica is given this
     /// long to do it itself (a sweep that overlaps it stores nothing twice, but does work twice).
     public static var forwardingGrace: Duration { .seconds(5) }
-    /// Entries forwarded per sweep at most.
+    /// How long a sweep keeps the entries it took before other sweeps may take them: an entry
+    /// that keeps failing goes to the back of the log meanwhile.
+    static var sweepClaim: Duration { .seconds(10) }
+    /// Entries taken per sweep at most, and forwarded at once at most.
     static var entriesPerSweep: Int { 100 }
+    static var forwardsAtOnce: Int { 8 }
+    /// A forwarder copies nothing from a read (or an append) older than this: a replica paused
+    /// in between reads again, since the queues may have forgotten the entry meanwhile.
+    static var staleForwardLimit: Duration { .seconds(10) }
+    /// How long after settling an entry its queues forget it; well past ``staleForwardLimit``.
+    public static var forgettingDelay: Duration { .seconds(60) }
+    /// Settled copies a replica remembers to have forgotten, at most (the oldest go first;
+    /// their queues forget them after an hour anyway).
+    static var maximumSettledCopies: Int { 100_000 }
 
     /// One entry of a topic's log.
     struct TopicLogEntry: Sendable {
@@ -53,7 +70,7 @@ extension RedisQueueBackend {
     func fanOutThroughLog(_ fanOut: TopicFanOut) async throws -> TopicFanOutResult {
         let (result, entry) = try await appendToLog(fanOut)
         guard let entry, case .published(var published) = result else { return result }
-        let copies = await forward(entry, targets: Set(entry.targets.indices))
+        let copies = await forward(entry, targets: Set(entry.targets.indices), readAt: .now)
         // A copy not made yet (its shard did not answer) is still on its way: counted as delivered,
         // as the subscriptions it matched will get it when a sweep forwards the entry.
         var deliveredTo = published.map { _ in 0 }
@@ -73,6 +90,7 @@ extension RedisQueueBackend {
         }
         do {
             try await settle(entry, copies, idempotencyKey: fanOut.options.idempotencyKey, record: record)
+            noteSettled(entry, copies)
         } catch {
             // The copies are made; a sweep settles the entry (the queues remember them).
             logger.warning("a topic log entry was not settled; a sweep will", metadata: ["topic.name": "\(entry.topic)", "error": "\(error)"])
@@ -112,13 +130,16 @@ extension RedisQueueBackend {
 
     /// Copies `entry` into the queues of `targets` (indexes into its targets) that take any of
     /// its messages, all at once. A queue that could not be reached is left out of the answer
-    /// (the entry stays in the log for a sweep); one past `MAX_QUEUES` takes nothing.
-    func forward(_ entry: TopicLogEntry, targets: Set<Int>) async -> [TopicCopies] {
+    /// (the entry stays in the log for a sweep); one past `MAX_QUEUES` takes nothing. Nothing is
+    /// copied once `readAt` (when the entry and its targets were read or appended) is
+    /// ``staleForwardLimit`` old.
+    func forward(_ entry: TopicLogEntry, targets: Set<Int>, readAt: ContinuousClock.Instant) async -> [TopicCopies] {
         await withTaskGroup(of: TopicCopies?.self) { group in
             for index in targets.sorted() where entry.targets.indices.contains(index) {
                 let messages = entry.messages(of: index)
                 guard !messages.isEmpty else { continue }
                 group.addTask {
+                    guard ContinuousClock.now - readAt < Self.staleForwardLimit else { return nil }
                     do {
                         let stored = try await self.deliver(entry, messages, to: entry.targets[index].queue)
                         return TopicCopies(target: index, matched: messages.count, stored: stored)
@@ -151,7 +172,7 @@ extension RedisQueueBackend {
             for message in messages { arguments.append(.bytes(message.body)) }
             return arguments
         }
-        var reply = try await enqueue(arguments(maximumQueues: maximumQueuesArgument), keys: keys, script: RedisQueueScripts.deliverTopicEntry)
+        var reply = try await deliverOnce(arguments(maximumQueues: maximumQueuesArgument), keys: keys)
         if reply.array?.first?.integer == -3 {
             // A new queue: counted in the global registry first. Past MAX_QUEUES it takes
             // nothing, as on a single Redis.
@@ -160,12 +181,34 @@ extension RedisQueueBackend {
             } catch let error as QueueError where error.kind == .tooManyQueues {
                 return 0
             }
-            reply = try await enqueue(arguments(maximumQueues: .max), keys: keys, script: RedisQueueScripts.deliverTopicEntry)
+            reply = try await deliverOnce(arguments(maximumQueues: .max), keys: keys)
         }
         guard let items = reply.array, items.count == 2, let status = items[0].integer, status == 0 || status == 1, let stored = items[1].integer else {
             throw QueueError.internalError("topic-deliver script returned \(reply)")
         }
         return Int(stored)
+    }
+
+    /// One topic-deliver.lua run, waiting for Redis replicas when configured: the copies are
+    /// settled only once they are on enough replicas, whether this run stored them or an
+    /// earlier one did (its answer then is a write too, so the WAIT covers the earlier copies).
+    private func deliverOnce(_ arguments: [RedisArgument], keys: [String]) async throws -> RedisValue {
+        guard configuration.replicaAcknowledgements > 0 else {
+            return try await mapErrors { try await client.evaluate(RedisQueueScripts.deliverTopicEntry, keys: keys, arguments: arguments) }
+        }
+        let (value, acknowledged) = try await mapErrors {
+            try await client.evaluate(
+                RedisQueueScripts.deliverTopicEntry,
+                keys: keys,
+                arguments: arguments,
+                waitingForReplicas: configuration.replicaAcknowledgements,
+                timeout: configuration.replicaTimeout
+            )
+        }
+        if acknowledged < configuration.replicaAcknowledgements, let status = value.array?.first?.integer, status == 0 || status == 1 {
+            throw QueueError.unavailable("a topic's copies reached the primary but only \(acknowledged) replicas confirmed them in time")
+        }
+        return value
     }
 
     /// topic-settle.lua: counts `copies` once each and removes the entry when all are made.
@@ -187,8 +230,9 @@ extension RedisQueueBackend {
     // MARK: The sweep
 
     /// Redis Cluster: forwards the log entries that their publishing replica left behind (at
-    /// least `grace` old), at most ``entriesPerSweep``. Any replica may run it, and several at
-    /// once: each copy is stored once.
+    /// least `grace` old), at most ``entriesPerSweep``, ``forwardsAtOnce`` at a time. Any replica
+    /// may run it, and several at once: each takes its own entries for ``sweepClaim``, and each
+    /// copy is stored once.
     /// - Returns: the entries that are now forwarded everywhere.
     @discardableResult
     public func forwardTopicLog(olderThan grace: Duration = RedisQueueBackend.forwardingGrace) async -> Int {
@@ -197,33 +241,86 @@ extension RedisQueueBackend {
         do {
             let reply = try await runTopicScript(
                 RedisQueueScripts.topicLog,
-                [.string(""), .integer(max(0, grace.milliseconds)), .integer(Int64(Self.entriesPerSweep))]
+                [.string(""), .integer(max(0, grace.milliseconds)), .integer(Int64(Self.entriesPerSweep)), .integer(Self.sweepClaim.milliseconds)]
             )
             members = reply.array ?? []
         } catch {
             logger.debug("the topic log could not be read", metadata: ["error": "\(error)"])
             return 0
         }
-        var finished = 0
-        for member in members {
-            guard let text = member.string, let bar = text.firstIndex(of: "|"), let topic = TopicName(text[..<bar]) else { continue }
-            let id = String(text[text.index(after: bar)...])
-            do {
-                let reply = try await runTopicScript(RedisQueueScripts.topicLog, [.string(topic.rawValue), .integer(0), .integer(0), .string(id)])
-                guard let parts = reply.array, parts.count == 2 else { throw QueueError.internalError("topic-log script returned \(reply)") }
-                let todo = Set((parts[0].array ?? []).compactMap(\.integer).map { Int($0) - 1 })
-                // Settled meanwhile (by the publishing replica or another sweep): nothing to do.
-                guard !todo.isEmpty else { continue }
-                guard let entry = Self.logEntry(topic: topic, id: id, parts[1].array ?? []) else {
-                    throw QueueError.internalError("topic \(topic) has a malformed log entry \(id)")
+        let entries: [(TopicName, String)] = members.compactMap { member in
+            guard let text = member.string, let bar = text.firstIndex(of: "|"), let topic = TopicName(text[..<bar]) else { return nil }
+            return (topic, String(text[text.index(after: bar)...]))
+        }
+        return await withTaskGroup(of: Bool.self) { group in
+            var (next, finished) = (0, 0)
+            func start() {
+                guard next < entries.count else { return }
+                let (topic, id) = entries[next]
+                next += 1
+                group.addTask { await self.forwardLeftBehind(topic, id) }
+            }
+            for _ in 0..<Self.forwardsAtOnce { start() }
+            for await done in group {
+                if done { finished += 1 }
+                start()
+            }
+            return finished
+        }
+    }
+
+    /// Forwards one entry a sweep took; whether it is now forwarded everywhere.
+    private func forwardLeftBehind(_ topic: TopicName, _ id: String) async -> Bool {
+        do {
+            let readAt = ContinuousClock.now
+            let reply = try await runTopicScript(RedisQueueScripts.topicLog, [.string(topic.rawValue), .integer(0), .integer(0), .string(id)])
+            guard let parts = reply.array, parts.count == 2 else { throw QueueError.internalError("topic-log script returned \(reply)") }
+            let todo = Set((parts[0].array ?? []).compactMap(\.integer).map { Int($0) - 1 })
+            // Settled meanwhile (by the publishing replica or another sweep): nothing to do.
+            guard !todo.isEmpty else { return true }
+            guard let entry = Self.logEntry(topic: topic, id: id, parts[1].array ?? []) else {
+                throw QueueError.internalError("topic \(topic) has a malformed log entry \(id)")
+            }
+            let copies = await forward(entry, targets: todo, readAt: readAt)
+            let left = try await settle(entry, copies)
+            noteSettled(entry, copies)
+            return left == 0
+        } catch {
+            logger.error("a topic log entry could not be forwarded", metadata: ["topic.name": "\(topic)", "entry": "\(id)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    // MARK: Forgetting
+
+    /// Remembers the queues of `copies` settled now, for ``forgetSettledCopies()``.
+    func noteSettled(_ entry: TopicLogEntry, _ copies: [TopicCopies]) {
+        guard !copies.isEmpty else { return }
+        let now = ContinuousClock.now
+        settledCopies.withLock { settled in
+            for copy in copies {
+                settled.append(queue: entry.targets[copy.target].queue, marker: "\(entry.topic.rawValue)|\(entry.id)", at: now)
+            }
+            settled.trim(to: Self.maximumSettledCopies)
+        }
+    }
+
+    /// Has each queue forget the entries this replica settled ``forgettingDelay`` ago or more
+    /// (one topic-forget.lua run per queue and 1000 entries). A queue that cannot be reached now
+    /// forgets them after an hour by itself.
+    public func forgetSettledCopies(olderThan delay: Duration = RedisQueueBackend.forgettingDelay) async {
+        guard clustered else { return }
+        let due = settledCopies.withLock { $0.take(settledBefore: ContinuousClock.now - delay) }
+        for (queue, markers) in due {
+            for start in stride(from: 0, to: markers.count, by: 1000) {
+                let page = markers[start..<min(markers.count, start + 1000)]
+                do {
+                    _ = try await run(RedisQueueScripts.forgetTopicEntries, on: queue, page.map { .string($0) })
+                } catch {
+                    logger.debug("a queue did not forget its settled topic copies", metadata: ["queue.name": "\(queue)", "error": "\(error)"])
                 }
-                let copies = await forward(entry, targets: todo)
-                if try await settle(entry, copies) == 0 { finished += 1 }
-            } catch {
-                logger.error("a topic log entry could not be forwarded", metadata: ["topic.name": "\(topic)", "entry": "\(id)", "error": "\(error)"])
             }
         }
-        return finished
     }
 
     /// Reads an entry as topic-append.lua stores it: now, priority, delay ('' = each queue's),
@@ -266,5 +363,41 @@ extension RedisQueueBackend {
             targets: targets,
             messages: messages
         )
+    }
+}
+
+/// Topic copies a replica settled, in the order it settled them, until their queues forget them.
+struct SettledTopicCopies: Sendable {
+    private var items: [(queue: QueueName, marker: String, at: ContinuousClock.Instant)] = []
+    private var start = 0
+
+    var count: Int { items.count - start }
+
+    mutating func append(queue: QueueName, marker: String, at instant: ContinuousClock.Instant) {
+        items.append((queue, marker, instant))
+    }
+
+    /// Drops the oldest past `maximum`.
+    mutating func trim(to maximum: Int) {
+        if count > maximum { start += count - maximum }
+        compact()
+    }
+
+    /// Takes those settled before `instant`, by queue.
+    mutating func take(settledBefore instant: ContinuousClock.Instant) -> [QueueName: [String]] {
+        var due: [QueueName: [String]] = [:]
+        while start < items.count, items[start].at < instant {
+            due[items[start].queue, default: []].append(items[start].marker)
+            start += 1
+        }
+        compact()
+        return due
+    }
+
+    private mutating func compact() {
+        if start > 1024, start * 2 > items.count {
+            items.removeFirst(start)
+            start = 0
+        }
     }
 }

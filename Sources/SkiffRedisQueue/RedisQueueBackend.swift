@@ -92,6 +92,9 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     let registeredSlots = Mutex<Set<Int>>([])
     /// Cluster: the slots that hold queues, as last read, and when.
     let activeSlots = Mutex<(slots: [Int], readAt: ContinuousClock.Instant?)>(([], nil))
+    /// Cluster: topic copies this process settled, whose queues' memory of them goes a minute
+    /// later (``forgetSettledCopies()``).
+    let settledCopies = Mutex(SettledTopicCopies())
     /// Claims per pass; a pass repeats while it fills up and waiters remain.
     static let maximumClaimBatch = 64
     /// How often due delayed messages are looked for: delivery within 100 ms of due.

@@ -32,7 +32,7 @@ enum RedisQueueScripts {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
             purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog,
-            deliverTopicEntry, settleTopicEntry, topicLog,
+            deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries,
         ]
     }
 
@@ -64,8 +64,10 @@ enum RedisQueueScripts {
     static let deliverTopicEntry = script("topic-deliver", drains: false, PackageResources.topic_deliver_lua)
     /// Redis Cluster: what the forwarders stored of one log entry; removes it when all is copied (topic-settle.lua).
     static let settleTopicEntry = topicScript("topic-settle", PackageResources.topic_settle_lua)
-    /// Redis Cluster, reads only: the log entries left behind, or one entry (topic-log.lua).
+    /// Redis Cluster: the log entries left behind, taken for one sweep, or one entry (topic-log.lua).
     static let topicLog = topicScript("topic-log", PackageResources.topic_log_lua)
+    /// Redis Cluster: a queue forgets log entries settled a minute ago (topic-forget.lua).
+    static let forgetTopicEntries = script("topic-forget", PackageResources.topic_forget_lua)
 
     /// Redis Cluster only, without the library: registers a queue in the global registry that
     /// counts queues against `MAX_QUEUES`. KEYS[1]: the registry; ARGV: queue, maximum.

@@ -237,9 +237,12 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
     }
 
     private func publish(_ context: ChannelHandlerContext, topic: TopicName, body: ByteBuffer, requestID: String) {
-        guard let topics = settings.topics else { return }
         let metrics = settings.metrics
         let observation = Observation(method: "POST", path: .topic(topic), requestID: requestID, start: .now)
+        // (classify leaves such a publish to the routes; answered as they would answer it)
+        guard let topics = settings.topics else {
+            return respond(context, error: APIError(.notImplemented, "this backend keeps no topics"), observation)
+        }
         onLoop(context) { () -> Result<ResponseParts, any Error> in
             do {
                 return .success(try await TopicController.publish(body, to: topic, options: SendOptions(), topics: topics, metrics: metrics))

@@ -7,10 +7,7 @@ local pushed = redis.call('HKEYS', topicKey('push'))
 for _, name in ipairs(pushed) do redis.call('SREM', pushRegistryKey, topic .. '/' .. name) end
 if #pushed > 0 then pushChanged() end
 -- Entries of its log not yet forwarded (Redis Cluster) are not forwarded now.
-for _, id in ipairs(redis.call('SMEMBERS', topicKey('pending'))) do
-  redis.call('DEL', topicKey('log:' .. id), topicKey('todo:' .. id))
-  redis.call('ZREM', indexKey('topic-log'), topic .. '|' .. id)
-end
+for _, id in ipairs(redis.call('SMEMBERS', topicKey('pending'))) do dropLogEntry(id) end
 -- The version goes too: a topic without one has no subscriptions (version '0'), which is true.
 redis.call('DEL', topicKey('subs'), topicKey('push'), topicKey('counters'), topicKey('dedup'), topicKey('dedup-expiry'), topicKey('version'), topicKey('pending'))
 return 1

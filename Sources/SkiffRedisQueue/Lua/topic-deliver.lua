@@ -1,7 +1,9 @@
 -- Redis Cluster: the copies of one topic log entry for one subscriber queue, in the queue's
--- slot, stored once: the queue keeps "<topic>|<entry id>" with how many it stored (a day, in
+-- slot, stored once: the queue keeps "<topic>|<entry id>" with how many it stored (in
 -- `topic-applied` and `topic-applied-at`), so a forwarder that runs again (its replica died
--- after this run and before topic-settle.lua) stores nothing twice.
+-- after this run and before topic-settle.lua) stores nothing twice. The replica that settles
+-- the entry has the queue forget it a minute later (topic-forget.lua); one that died first
+-- leaves it for an hour.
 -- ARGV: prefix, queue, topic, entry id, priority, delay ms ('' = the queue's), maximum number of
 -- queues, n, then n ids, then n bodies.
 -- Returns {1, stored}: stored now, in order, the rest dropped (the queue's maxDepth, a delay
@@ -9,14 +11,19 @@
 -- before; {-3} for a new queue, to be admitted in the global registry first.
 local marker = ARGV[3] .. '|' .. ARGV[4]
 local applied, appliedAt = key(queue, 'topic-applied'), key(queue, 'topic-applied-at')
-local day = 86400000
-local expired = redis.call('ZRANGEBYSCORE', appliedAt, '-inf', now - day, 'LIMIT', 0, 100)
+local hour = 3600000
+local expired = redis.call('ZRANGEBYSCORE', appliedAt, '-inf', now - hour, 'LIMIT', 0, 100)
 for _, old in ipairs(expired) do
   redis.call('HDEL', applied, old)
   redis.call('ZREM', appliedAt, old)
 end
 local before = redis.call('HGET', applied, marker)
-if before then return { 0, tonumber(before) } end
+if before then
+  -- A write, so that a WAIT after this run covers the copies stored before (WAIT waits for the
+  -- connection's last write, and this connection may have made none).
+  redis.call('ZADD', appliedAt, now, marker)
+  return { 0, tonumber(before) }
+end
 local s = settings(queue)
 local delay = s.delay
 if ARGV[6] ~= '' then delay = tonumber(ARGV[6]) end
@@ -35,6 +42,6 @@ end
 redis.call('HSET', applied, marker, stored)
 redis.call('ZADD', appliedAt, now, marker)
 -- A queue deleted meanwhile leaves nothing behind for longer than the markers are needed.
-redis.call('PEXPIRE', applied, day)
-redis.call('PEXPIRE', appliedAt, day)
+redis.call('PEXPIRE', applied, hour)
+redis.call('PEXPIRE', appliedAt, hour)
 return { 1, stored }

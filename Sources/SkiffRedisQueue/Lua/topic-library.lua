@@ -115,3 +115,46 @@ local function rememberPublish(ids, deliveredTo)
   redis.call('HSET', topicKey('dedup'), idempotencyKey, now .. '|' .. table.concat(record, ','))
   redis.call('ZADD', topicKey('dedup-expiry'), now, idempotencyKey)
 end
+
+-- Redis Cluster: the log entry `id` is forwarded everywhere (or has nowhere left to go): it goes.
+local function dropLogEntry(id)
+  redis.call('DEL', topicKey('log:' .. id), topicKey('todo:' .. id))
+  redis.call('SREM', topicKey('pending'), id)
+  redis.call('ZREM', indexKey('topic-log'), topic .. '|' .. id)
+end
+
+-- How many messages of a log entry (its list, as topic-append.lua stores it: now, priority,
+-- delay, dedup window, T, T times (queue, subscription, filtered out), N, N times (id, body, k,
+-- k target indexes)) target `t` takes.
+local function takenBy(list, t)
+  local at = 6 + 3 * tonumber(list[5])
+  local taken = 0
+  for _ = 1, tonumber(list[at]) do
+    local k = tonumber(list[at + 3])
+    for j = 1, k do
+      if tonumber(list[at + 3 + j]) == t then taken = taken + 1 end
+    end
+    at = at + 3 + k
+  end
+  return taken
+end
+
+-- Redis Cluster: the log entries not yet forwarded no longer copy to the subscription `name`
+-- (deleted), or, given `q`, to its queue `q` (it moved to another, and counts those copies as
+-- dropped); an entry left with nothing to copy goes. A forwarder already under way when this
+-- runs may still make its copy: it read the entry before.
+local function dropPendingCopies(name, q)
+  for _, id in ipairs(redis.call('SMEMBERS', topicKey('pending'))) do
+    local entry, todo = topicKey('log:' .. id), topicKey('todo:' .. id)
+    local count = tonumber(redis.call('LINDEX', entry, 4)) or 0
+    if count > 0 then
+      local targets = redis.call('LRANGE', entry, 5, 4 + 3 * count)
+      for t = 1, count do
+        if targets[3 * t - 1] == name and (q == nil or targets[3 * t - 2] == q) and redis.call('SREM', todo, t) == 1 and q then
+          countFor(name, { nil, nil, nil, takenBy(redis.call('LRANGE', entry, 0, -1), t) })
+        end
+      end
+    end
+    if redis.call('SCARD', todo) == 0 then dropLogEntry(id) end
+  end
+end

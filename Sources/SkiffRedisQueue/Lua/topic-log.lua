@@ -1,8 +1,13 @@
--- Redis Cluster, reads only: the log entries of every topic appended at least ARGV[4] ms ago and
--- not yet forwarded everywhere, at most ARGV[5] of them, oldest first, as "<topic>|<entry id>";
--- or, when ARGV[3] names a topic, the entry ARGV[6] of it: {targets still to copy, the entry}.
+-- Redis Cluster. With ARGV[3] = '': takes for one sweep, oldest first, at most ARGV[5] log entries
+-- of any topic appended at least ARGV[4] ms ago and not yet forwarded everywhere, as
+-- "<topic>|<entry id>", and puts them back ARGV[6] ms later in the order, so that other
+-- sweeps take the next ones meanwhile and an entry that keeps failing does not hold up the rest.
+-- With ARGV[3] = a topic, reads only: the entry ARGV[6] of it, {targets still to copy, the entry}.
 if topic == '' then
-  return redis.call('ZRANGEBYSCORE', indexKey('topic-log'), '-inf', now - tonumber(ARGV[4]), 'LIMIT', 0, tonumber(ARGV[5]))
+  local grace, claim = tonumber(ARGV[4]), tonumber(ARGV[6])
+  local due = redis.call('ZRANGEBYSCORE', indexKey('topic-log'), '-inf', now - grace, 'LIMIT', 0, tonumber(ARGV[5]))
+  for _, member in ipairs(due) do redis.call('ZADD', indexKey('topic-log'), 'XX', now - grace + claim, member) end
+  return due
 end
 local id = ARGV[6]
 return { redis.call('SMEMBERS', topicKey('todo:' .. id)), redis.call('LRANGE', topicKey('log:' .. id), 0, -1) }

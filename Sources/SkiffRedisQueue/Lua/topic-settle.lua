@@ -4,7 +4,7 @@
 -- ('' = keep the one there), then (target index, subscription, matched, stored) per target.
 -- Returns the number of targets still to forward.
 local id = ARGV[4]
-local entry, todo = topicKey('log:' .. id), topicKey('todo:' .. id)
+local todo = topicKey('todo:' .. id)
 for at = 7, #ARGV, 4 do
   if redis.call('SREM', todo, ARGV[at]) == 1 and redis.call('HEXISTS', topicKey('subs'), ARGV[at + 1]) == 1 then
     local matched, stored = tonumber(ARGV[at + 2]), tonumber(ARGV[at + 3])
@@ -15,9 +15,5 @@ if ARGV[6] ~= '' and redis.call('HEXISTS', topicKey('dedup'), ARGV[5]) == 1 then
   redis.call('HSET', topicKey('dedup'), ARGV[5], ARGV[6])
 end
 local left = redis.call('SCARD', todo)
-if left == 0 then
-  redis.call('DEL', entry)
-  redis.call('SREM', topicKey('pending'), id)
-  redis.call('ZREM', indexKey('topic-log'), topic .. '|' .. id)
-end
+if left == 0 then dropLogEntry(id) end
 return left

@@ -27,6 +27,9 @@ if push ~= '' then
   if others > 0 then return { -8, others } end
 end
 if previousQueue then releaseQueue(name, previousQueue) end
+-- Moved to another queue: entries of its log not yet forwarded (Redis Cluster) no longer copy to
+-- the one it leaves (which may soon be another subscription's, even a push subscription's).
+if previousQueue and previousQueue ~= queueName then dropPendingCopies(name, previousQueue) end
 redis.call('HINCRBY', subscribedQueuesKey, queueName, 1)
 if push ~= '' then redis.call('HSET', pushQueuesKey, queueName, me) end
 redis.call('HSET', topicKey('subs'), name, ARGV[5])

@@ -5,6 +5,8 @@ local stored = redis.call('HGET', topicKey('subs'), name)
 if not stored then return 0 end
 redis.call('HDEL', topicKey('subs'), name)
 releaseQueue(name, queueOfStored(stored))
+-- Entries of its log not yet forwarded (Redis Cluster) no longer copy to it.
+dropPendingCopies(name)
 for _, suffix in ipairs(counterSuffixes) do redis.call('HDEL', topicKey('counters'), name .. '|' .. suffix) end
 for _, suffix in ipairs(pushCounterSuffixes) do redis.call('HDEL', topicKey('counters'), name .. '|' .. suffix) end
 if redis.call('HDEL', topicKey('push'), name) == 1 then
