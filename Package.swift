@@ -115,6 +115,7 @@ let package = Package(
                 .embedInCode("Lua/list.lua"),
                 .embedInCode("Lua/promote.lua"),
                 .embedInCode("Lua/publish.lua"),
+                .embedInCode("Lua/peek.lua"),
                 .embedInCode("Lua/purge.lua"),
                 .embedInCode("Lua/recover.lua"),
                 .embedInCode("Lua/redrive.lua"),

@@ -80,6 +80,14 @@ public protocol QueueBackend: Sendable {
     /// Queues that exist (used or configured and not deleted), by name.
     func queues() async throws -> [QueueSummary]
 
+    /// The first `limit` ready messages, in the order receives would take them (priority 9 to 0,
+    /// oldest first), without changing anything: no receive counted, no lease, nothing promoted
+    /// or expired. Messages past retention are left out; the answer stops before a message that
+    /// would take the bodies past `maximumBytes` (one message always fits). For people (the
+    /// console, `GET /api/{queue}/messages?peek=N`): a consumer acting on what it peeked would
+    /// race the others.
+    func peek(_ queue: QueueName, limit: Int, maximumBytes: Int) async throws -> [QueueMessage]
+
     /// Deletes every message of the queue (ready, delayed and in flight); settings and totals stay.
     /// - Returns: how many messages were deleted.
     @discardableResult

@@ -93,6 +93,19 @@ extension RedisQueueBackend {
         return stats
     }
 
+    public func peek(_ queue: QueueName, limit: Int, maximumBytes: Int) async throws -> [QueueMessage] {
+        let reply = try await run(RedisQueueScripts.peek, on: queue, [.integer(Int64(max(0, limit))), .integer(Int64(max(0, maximumBytes)))])
+        guard let items = reply.array, items.count % 3 == 0 else { throw QueueError.internalError("peek script returned \(reply)") }
+        return try stride(from: 0, to: items.count, by: 3).map { index in
+            guard let bytes = items[index].bytes, let envelope = RedisEnvelope.parse(bytes) else {
+                throw QueueError.internalError("queue \(queue) holds a malformed message")
+            }
+            let reason = items[index + 1].string.flatMap { $0.isEmpty ? nil : $0 }
+            let history = items[index + 2].string.flatMap { $0.isEmpty ? nil : $0 }
+            return envelope.message(lastError: reason, history: history).0
+        }
+    }
+
     static func counters(_ values: ArraySlice<Int64>) -> QueueCounters {
         var counters = QueueCounters()
         let v = Array(values)

@@ -32,7 +32,7 @@ enum RedisQueueScripts {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
             purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog,
-            deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries,
+            deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries, peek,
         ]
     }
 
@@ -172,6 +172,10 @@ enum RedisQueueScripts {
     /// ARGV: prefix, queue (unused), cursor, page size. One page of the queue set (`SSCAN`):
     /// returns `{next cursor, name, ready, inFlight, delayed, ...}`; the cursor is "0" at the end.
     static let list = script("list", PackageResources.list_lua)
+
+    /// ARGV: prefix, queue, limit, byte limit. Reads only: the first ready messages in claim
+    /// order, not past retention, as `{envelope, last nack reason or '', history or '', ...}`.
+    static let peek = script("peek", PackageResources.peek_lua)
 
     /// ARGV: prefix, queue, '1' to delete the queue too. Deletes every message; with delete, also
     /// settings, counters, idempotency keys and the queue's registration. Returns

@@ -34,7 +34,7 @@ struct AccessPolicyTests {
         ]
         let adminRoutes: [(HTTPRequest.Method, String)] = [
             (.get, "/api/q/config"), (.put, "/api/q/config"), (.post, "/api/q/redrive"), (.post, "/api/q/purge"),
-            (.delete, "/api/q"), (.get, "/queues"), (.get, "/metrics"),
+            (.delete, "/api/q"), (.get, "/queues"), (.get, "/metrics"), (.get, "/api/q/messages?peek=5"),
             // Unknown routes fail closed: admin.
             (.get, "/api/q/future"), (.patch, "/api/q"), (.get, "/"), (.get, "/nothing/here"), (.post, "/api/q/messages/r1/other"),
         ]

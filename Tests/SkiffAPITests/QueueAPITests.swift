@@ -1,3 +1,4 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
@@ -30,6 +31,44 @@ struct QueueAPITests {
             let empty = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
             #expect(empty.status == .noContent)
             #expect(empty.body.readableBytes == 0)
+        }
+    }
+
+    /// `GET /api/{queue}/messages?peek=n`: the next messages with their facts and bodies as
+    /// posted, changing nothing (the GET after it is the message's first receive); a missing or
+    /// out-of-range `peek` is a 400.
+    @Test(arguments: BackendKind.available)
+    func aPeekShowsTheNextMessagesWithoutReceivingThem(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.live) { client in
+            let queue = TestEnvironment.uniqueName("peek")
+            let bodies = [#"{"n":1}"#, #"[1, "two"]"#, #""three""#]
+            for body in bodies { _ = try await client.execute(uri: "/api/\(queue)", method: .post, body: ByteBuffer(string: body)) }
+            _ = try await client.execute(uri: "/api/\(queue)?priority=7", method: .post, body: ByteBuffer(string: "7"))
+            for _ in 0..<2 {
+                let peeked = try await client.execute(uri: "/api/\(queue)/messages?peek=3", method: .get)
+                #expect(peeked.status == .ok)
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(peeked.text.utf8)) as? [String: Any])
+                #expect(object["queue"] as? String == queue)
+                let messages = try #require(object["messages"] as? [[String: Any]])
+                #expect(messages.map { $0["priority"] as? Int } == [7, 0, 0])
+                #expect(messages.map { $0["receiveCount"] as? Int } == [0, 0, 0])
+                #expect(messages.allSatisfy { ($0["id"] as? String)?.count == 26 && ($0["enqueuedAt"] as? String)?.hasSuffix("Z") == true })
+                // The bodies are as posted, verbatim.
+                #expect(peeked.text.contains(#""body":7}"#) && peeked.text.contains(#""body":{"n":1}}"#) && peeked.text.contains(#""body":[1, "two"]}"#))
+            }
+            let received = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+            #expect(received.text == "7")
+            #expect(received.headers[HTTPField.Name("Skiff-Receive-Count")!] == "1")
+            for bad in ["", "?peek=0", "?peek=101", "?peek=x"] {
+                let response = try await client.execute(uri: "/api/\(queue)/messages\(bad)", method: .get)
+                #expect(response.status == .badRequest, "\(bad)")
+                #expect(response.text.contains("peek"), "\(bad): \(response.text)")
+            }
+            let empty = try await client.execute(uri: "/api/\(TestEnvironment.uniqueName("none"))/messages?peek=5", method: .get)
+            #expect(empty.text.hasSuffix(#""messages":[]}"#))
+            let wrongMethod = try await client.execute(uri: "/api/\(queue)/messages", method: .post, body: ByteBuffer(string: "1"))
+            #expect(wrongMethod.status == .methodNotAllowed)
         }
     }
 

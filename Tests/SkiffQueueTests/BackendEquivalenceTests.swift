@@ -411,6 +411,19 @@ private final class Driver {
                         + "totals \(totals.enqueued)/\(totals.delivered)/\(totals.acknowledged)/"
                         + "\(totals.retried)/\(totals.deadLettered)/\(totals.expired)"
                 )
+                // A peek changes nothing (the next step's answers would differ) and sees what the
+                // next receive would take, in its order. The byte bound lets 3 of these bodies in.
+                let peeked = try await backend.peek(names[role]!, limit: 5, maximumBytes: 7)
+                lines.append(
+                    "\(role) peek: "
+                        + peeked.map { message in
+                            var text = "\(String(buffer: message.body)) count \(message.receiveCount) priority \(message.priority)"
+                            if let lastError = message.lastError { text += " error \(lastError)" }
+                            if let history = message.deadLetter {
+                                text += " dead letter from \(self.role(of: history.sourceQueue)) after \(history.receiveCount)"
+                            }
+                            return text
+                        }.joined(separator: ", "))
             }
             if listing {
                 let ours = Set(names.values)

@@ -811,6 +811,59 @@ import Testing
     }
 }
 
+extension DeliveryContractTests {
+    /// A peek lists the ready messages in the order receives take them (priority, then age),
+    /// with their receive counts and nack reasons, leaves out delayed and in-flight ones, is
+    /// bounded by count and bytes, and changes nothing: a receive after it counts its receive
+    /// as the first. In a dead-letter queue it shows where each message failed.
+    @Test(arguments: BackendKind.available) func aPeekShowsTheNextMessagesInReceiveOrderAndChangesNothing(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, queue) = (fixture.backend, uniqueQueue("peek"))
+        var settings = try await backend.settings(of: queue)
+        settings.maxReceiveCount = 2
+        try await backend.updateSettings(settings, of: queue)
+        func peek(_ limit: Int = 10, bytes: Int = 1 << 20, in target: QueueName? = nil) async throws -> [String] {
+            try await backend.peek(target ?? queue, limit: limit, maximumBytes: bytes).map { message in
+                "\(String(buffer: message.body)) \(message.receiveCount) p\(message.priority)" + (message.lastError.map { " " + $0 } ?? "")
+            }
+        }
+        #expect(try await peek().isEmpty)
+        for (body, priority) in [("a", 0), ("b", 0), ("c", 9), ("d", 3)] {
+            _ = try await backend.send(body, to: queue, options: SendOptions(priority: priority))
+        }
+        _ = try await backend.send("later", to: queue, options: SendOptions(delay: .seconds(3600)))
+        #expect(try await peek() == ["c 0 p9", "d 0 p3", "a 0 p0", "b 0 p0"])
+        #expect(try await peek() == ["c 0 p9", "d 0 p3", "a 0 p0", "b 0 p0"])
+        #expect(try await peek(2) == ["c 0 p9", "d 0 p3"])
+        // One message always fits; then the bodies' bytes bound it (1 + 1 + 1 > 2).
+        #expect(try await peek(bytes: 0) == ["c 0 p9"])
+        #expect(try await peek(bytes: 2) == ["c 0 p9", "d 0 p3"])
+
+        let first = try #require(try await backend.receiveAcknowledged(from: queue).first)
+        #expect(String(buffer: first.message.body) == "c" && first.message.receiveCount == 1)
+        #expect(try await peek() == ["d 0 p3", "a 0 p0", "b 0 p0"])
+        #expect(try await backend.reject(first.receipt, in: queue, delay: .zero, reason: "boom"))
+        #expect(try await peek() == ["c 1 p9 boom", "d 0 p3", "a 0 p0", "b 0 p0"])
+        let stats = try await backend.stats(of: queue)
+        #expect((stats.ready, stats.inFlight, stats.delayed, stats.totals.delivered) == (4, 0, 1, 1))
+
+        // Its second receive is its last: the nack dead-letters it, and the dead-letter queue's
+        // peek says where it failed.
+        let second = try #require(try await backend.receiveAcknowledged(from: queue).first)
+        #expect(second.message.receiveCount == 2)
+        #expect(try await backend.reject(second.receipt, in: queue, delay: .zero, reason: "bang"))
+        let deadLetterQueue = settings.deadLetterQueue(of: queue)
+        let dead = try await backend.peek(deadLetterQueue, limit: 10, maximumBytes: 1 << 20)
+        #expect(dead.map { String(buffer: $0.body) } == ["c"])
+        #expect(dead.first?.deadLetter?.sourceQueue == queue)
+        #expect(dead.first?.deadLetter?.receiveCount == 2)
+        #expect(dead.first?.deadLetter?.lastError == "bang")
+        #expect(try await peek() == ["d 0 p3", "a 0 p0", "b 0 p0"])
+        try await backend.delete(deadLetterQueue)
+    }
+}
+
 extension ClaimingBackend {
     fileprivate func send(_ text: String, to queue: QueueName, options: SendOptions) async throws -> SentMessage {
         try await send(ByteBuffer(string: text), to: queue, options: options)

@@ -107,7 +107,7 @@ public struct AccessPolicy: Sendable {
     /// | `GET /api/{queue}/stats` | receive or admin |
     /// | `GET /api/{queue}/stream` (a WebSocket; its frames are checked one by one) | send or receive |
     /// | `GET /api/{queue}/events` (Server-Sent Events) | receive |
-    /// | `GET`/`PUT /api/{queue}/config`, `POST /api/{queue}/redrive` and `/purge`, `DELETE /api/{queue}`, `GET /queues` | admin |
+    /// | `GET`/`PUT /api/{queue}/config`, `GET /api/{queue}/messages?peek=n`, `POST /api/{queue}/redrive` and `/purge`, `DELETE /api/{queue}`, `GET /queues` | admin |
     /// | `POST /api/topics/{topic}`, `POST /api/topics/{topic}/batch` | send |
     /// | `POST /api/topics/{topic}/filter-test` | send, receive or admin |
     /// | `GET /api/topics`, `DELETE /api/topics/{topic}`, `/api/topics/{topic}/subscriptions[/{name}]` | admin |

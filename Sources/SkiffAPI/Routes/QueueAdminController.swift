@@ -7,6 +7,7 @@ public import SkiffQueue
 ///
 /// - `GET`/`PUT /api/{queue}/config`: the queue's settings as JSON (camelCase, milliseconds).
 /// - `POST /api/{queue}/redrive?max=n&rate=per-second`: dead letters back into the queue.
+/// - `GET /api/{queue}/messages?peek=n`: the first n ready messages, changing nothing.
 /// - `GET /api/{queue}/stats`, `POST /api/{queue}/purge`, `DELETE /api/{queue}`, `GET /queues`.
 public struct QueueAdminController<Backend: QueueBackend>: Sendable {
     public typealias Context = SkiffRequestContext
@@ -22,6 +23,8 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         router.addMethodNotAllowed(path: "/api/:queue/config", allowed: [.get, .put])
         router.post("/api/:queue/redrive", use: redrive)
         router.addMethodNotAllowed(path: "/api/:queue/redrive", allowed: [.post])
+        router.get("/api/:queue/messages", use: peek)
+        router.addMethodNotAllowed(path: "/api/:queue/messages", allowed: [.get])
         router.get("/api/:queue/stats", use: stats)
         router.addMethodNotAllowed(path: "/api/:queue/stats", allowed: [.get])
         router.post("/api/:queue/purge", use: purge)
@@ -101,6 +104,50 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
             .forbidden,
             "\(role) '\(queue)' is outside this API key's queues: it may only use queues whose names start with '\(grant.queuePrefix ?? "")'"
         )
+    }
+
+    // MARK: Peek
+
+    /// Messages a peek answers at most, and the bodies' bytes it stops before.
+    static var maximumPeek: Int64 { 100 }
+    static var maximumPeekBytes: Int { 4 << 20 }
+
+    /// `GET /api/{queue}/messages?peek=n` (1 to 100): the first n ready messages in the order
+    /// receives would take them, with their receive counts, last nack reasons and, in a
+    /// dead-letter queue, where they failed. Nothing changes: no receive is counted and no
+    /// visibility timeout starts. Fewer than n when the queue has fewer ready, or when the next
+    /// one would take the bodies past 4 MiB (one message always comes).
+    @Sendable func peek(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        guard let raw = request.uri.queryParameters["peek"] else {
+            throw APIError(.badRequest, "peek=n (1 to \(Self.maximumPeek)) is required: GET /api/{queue}/messages reads messages without receiving them")
+        }
+        let limit = Int(try QueueController<Backend>.integer(raw, name: "peek", range: 1...Self.maximumPeek))
+        let messages = try await backend.peek(queue, limit: limit, maximumBytes: Self.maximumPeekBytes)
+        let bytes = messages.reduce(0) { $0 + $1.body.readableBytes }
+        var body = ByteBufferAllocator().buffer(capacity: 64 + bytes + 256 * messages.count)
+        body.writeString(#"{"queue":"# + JSONText.quoted(queue.rawValue) + #","messages":["#)
+        for (index, message) in messages.enumerated() {
+            var head = index == 0 ? "{" : ",{"
+            head +=
+                #""id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
+                + JSONText.quoted(JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds)) + #","receiveCount":"#
+                + String(message.receiveCount) + #","priority":"# + String(message.priority)
+            if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
+            if let history = message.deadLetter {
+                head +=
+                    #","deadLetter":{"sourceQueue":"# + JSONText.quoted(history.sourceQueue.rawValue) + #","receiveCount":"#
+                    + String(history.receiveCount) + #","firstReceivedAt":"#
+                    + JSONText.quoted(JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)) + #","lastReceivedAt":"#
+                    + JSONText.quoted(JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds))
+                    + (history.lastError.map { #","lastError":"# + JSONText.quoted($0) } ?? "") + "}"
+            }
+            body.writeString(head + #","body":"#)
+            body.writeImmutableBuffer(message.body)
+            body.writeStaticString("}")
+        }
+        body.writeStaticString("]}")
+        return QueueController<Backend>.json(status: .ok, body)
     }
 
     // MARK: Stats and management

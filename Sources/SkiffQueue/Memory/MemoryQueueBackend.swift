@@ -368,6 +368,23 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
         }.sorted { $0.name < $1.name }
     }
 
+    public func peek(_ queue: QueueName, limit: Int, maximumBytes: Int) async throws -> [QueueMessage] {
+        let now = wallClock()
+        return state.withLock { state in
+            guard let queueState = state.queues[queue] else { return [] }
+            let retention = queueState.effectiveSettings.retentionMilliseconds
+            var (peeked, bytes) = ([QueueMessage](), 0)
+            for priority in queueState.ready.indices.reversed() {
+                for message in queueState.ready[priority] where now - message.enqueuedAtMilliseconds < retention {
+                    guard peeked.count < limit, peeked.isEmpty || bytes + message.body.readableBytes <= maximumBytes else { return peeked }
+                    bytes += message.body.readableBytes
+                    peeked.append(message.snapshot)
+                }
+            }
+            return peeked
+        }
+    }
+
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int {
         state.withLock { state in

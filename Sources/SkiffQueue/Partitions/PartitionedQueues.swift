@@ -339,6 +339,24 @@ public final class PartitionedQueues: QueueBackend {
         return byQueue.values.sorted { $0.name < $1.name }
     }
 
+    /// A partitioned queue has no one order: the partitions' first messages merged by priority,
+    /// then age.
+    public func peek(_ queue: QueueName, limit: Int, maximumBytes: Int) async throws -> [QueueMessage] {
+        let inner = self.inner
+        let parts = try await eachPartition(of: queue) { try await inner.peek($0, limit: limit, maximumBytes: maximumBytes) }
+        guard parts.count > 1 else { return parts[0] }
+        let merged = parts.joined().sorted {
+            ($0.priority, -$0.enqueuedAtMilliseconds) > ($1.priority, -$1.enqueuedAtMilliseconds)
+        }
+        var (peeked, bytes) = ([QueueMessage](), 0)
+        for message in merged {
+            guard peeked.count < limit, peeked.isEmpty || bytes + message.body.readableBytes <= maximumBytes else { break }
+            bytes += message.body.readableBytes
+            peeked.append(message)
+        }
+        return peeked
+    }
+
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int {
         let inner = self.inner
