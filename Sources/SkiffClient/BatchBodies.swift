@@ -6,6 +6,29 @@ enum BatchBodies {
     /// not a JSON array of objects.
     static func ranges(in bytes: [UInt8]) -> [Range<Int>?]? {
         var scanner = Scanner(bytes: bytes)
+        return ranges(&scanner)
+    }
+
+    /// The same for the array that is member `member` of a JSON object (a peek's `messages`).
+    static func ranges(in bytes: [UInt8], member: String) -> [Range<Int>?]? {
+        var scanner = Scanner(bytes: bytes)
+        scanner.skipSpace()
+        guard scanner.take(UInt8(ascii: "{")) else { return nil }
+        while true {
+            scanner.skipSpace()
+            guard let key = scanner.string() else { return nil }
+            scanner.skipSpace()
+            guard scanner.take(UInt8(ascii: ":")) else { return nil }
+            if bytes[key].elementsEqual(member.utf8) { return ranges(&scanner) }
+            scanner.skipSpace()
+            guard scanner.skipValue() else { return nil }
+            scanner.skipSpace()
+            guard scanner.take(UInt8(ascii: ",")) else { return nil }
+        }
+    }
+
+    private static func ranges(_ scanner: inout Scanner) -> [Range<Int>?]? {
+        let bytes = scanner.bytes
         scanner.skipSpace()
         guard scanner.take(UInt8(ascii: "[")) else { return nil }
         var ranges: [Range<Int>?] = []

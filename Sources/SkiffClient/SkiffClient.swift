@@ -241,6 +241,31 @@ public final class SkiffClient: Sendable {
         return try QueueStatistics(document: response.object())
     }
 
+    /// The next `count` (1 to 100) ready messages in the order receives would take them, without
+    /// receiving them (`GET /api/{q}/messages?peek=n`, admin scope): no receipt, and
+    /// `receiveCount` is the deliveries so far (0 before the first). For people, not consumers.
+    public func peek(_ queue: String, count: Int) async throws -> [ReceivedMessage] {
+        let response = try await perform(Call(.GET, Self.path(queue, "messages"), query: [("peek", String(count))], retry: .always))
+        let raw = Array(response.body.readableBytesView)
+        guard let object = try JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any], let items = object["messages"] as? [[String: Any]],
+            let bodies = BatchBodies.ranges(in: raw, member: "messages"), bodies.count == items.count
+        else {
+            throw SkiffClientError.unreadable("a peek answered something other than an object with messages")
+        }
+        return try zip(items, bodies).map { item, body in
+            guard let id = item["id"] as? String, let body else { throw SkiffClientError.unreadable("a peeked message without id or body") }
+            return ReceivedMessage(
+                queue: queue,
+                id: id,
+                body: ByteBuffer(bytes: raw[body]),
+                receipt: nil,
+                receiveCount: item["receiveCount"] as? Int ?? 0,
+                priority: item["priority"] as? Int ?? 0,
+                enqueuedAt: item["enqueuedAt"] as? String
+            )
+        }
+    }
+
     /// The queues that exist, with their depths.
     public func queues() async throws -> [QueueStatistics] {
         let response = try await perform(Call(.GET, "/queues", retry: .always))

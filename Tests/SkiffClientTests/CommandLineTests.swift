@@ -92,6 +92,29 @@ struct CommandLineTests {
         }
     }
 
+    /// `skiff peek` and the client's `peek` show the next messages, bodies byte for byte, and
+    /// change nothing: the receive after them is the first.
+    @Test func peekShowsTheNextMessagesAndChangesNothing() async throws {
+        try await withServer(.memory) { client in
+            let url = client.configuration.url
+            let queue = TestEnvironment.uniqueName("peek")
+            for body in [#"{"a": 1.50}"#, "[2]", #""three""#] { _ = try await client.send(ByteBuffer(string: body), to: queue) }
+            let peeked = try await client.peek(queue, count: 2)
+            #expect(peeked.map(\.text) == [#"{"a": 1.50}"#, "[2]"])
+            #expect(peeked.allSatisfy { $0.receipt == nil && $0.receiveCount == 0 })
+            let run = try await Self.skiff(["peek", queue, "-n", "5", "--json"], url: url)
+            #expect(run.status == 0, "\(run.errors)")
+            let lines = run.output.split(separator: "\n")
+            #expect(lines.count == 3)
+            #expect(try lines.map { try Self.object($0)["receiveCount"] as? Int } == [0, 0, 0])
+            let text = try await Self.skiff(["peek", queue, "-n", "1"], url: url)
+            #expect(text.output.hasSuffix("\tp0\treceived 0\t{\"a\": 1.50}\n"), "\(text.output)")
+            #expect(try await client.receive(from: queue)?.receiveCount == 1)
+            let usage = try await Self.skiff(["peek", queue, "-n", "0"], url: url)
+            #expect(usage.status == 64)
+        }
+    }
+
     @Test func anUnreachableServerExits2NamingTheURLAndTheSetting() async throws {
         let run = try await Self.skiff(["queues"], url: "http://127.0.0.1:1")
         #expect(run.status == 2)
