@@ -17,7 +17,9 @@ struct RedisIAMAuthenticationTests {
         let redis = try RedisServerProcess()
         try redis.start(extraArguments: ["--requirepass", "ya29.replica"])
         try await metadata.run { host in
-            let configuration = try SkiffConfiguration.fromEnvironment(["REDIS_URL": redis.url, "REDIS_AUTH": "iam", "GCE_METADATA_HOST": host])
+            let configuration = try SkiffConfiguration.fromEnvironment([
+                "REDIS_URL": redis.url, "REDIS_AUTH": "iam", "GCE_METADATA_HOST": host, "REDIS_COMMAND_TIMEOUT_MS": "5000",
+            ])
             #expect(configuration.redisAuthentication == .googleIAM(metadataHost: host))
             try await buildApplication(configuration: configuration, logger: Logger(label: "test")).test(.router) { client in
                 let queue = TestEnvironment.uniqueName("iam")
@@ -39,7 +41,9 @@ struct RedisIAMAuthenticationTests {
         let redis = try RedisServerProcess()
         try redis.start(extraArguments: ["--requirepass", "ya29.replica"])
         try await metadata.run { host in
-            let configuration = try SkiffConfiguration.fromEnvironment(["REDIS_URL": redis.url, "REDIS_AUTH": "iam", "GCE_METADATA_HOST": host])
+            let configuration = try SkiffConfiguration.fromEnvironment([
+                "REDIS_URL": redis.url, "REDIS_AUTH": "iam", "GCE_METADATA_HOST": host, "REDIS_COMMAND_TIMEOUT_MS": "5000",
+            ])
             try await buildApplication(configuration: configuration, logger: Logger(label: "test")).test(.router) { client in
                 let sent = try await client.execute(uri: "/api/\(TestEnvironment.uniqueName("iam"))", method: .post, body: ByteBuffer(string: "1"))
                 #expect(sent.status == .serviceUnavailable)

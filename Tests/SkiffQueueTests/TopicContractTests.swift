@@ -348,157 +348,6 @@ import Testing
         #expect(try await fixture.backend.take(from: lost) == nil)
     }
 
-    /// A replica that died after appending a publish to the topic's log and before forwarding
-    /// it (or after copying to some queues and before recording it): the sweeps of two replicas,
-    /// run again and again and at the same time, put each copy in its queue exactly once, count
-    /// it once, and then remove the entry.
-    @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func anEntryLeftInTheTopicLogIsForwardedOnceBySweeps(
-        kind: BackendKind
-    ) async throws {
-        let fixture = try await BackendFixture.make(kind, replicas: 2)
-        defer { fixture.close() }
-        let (first, second) = (try #require(fixture.replicas[0] as? RedisQueueBackend), try #require(fixture.replicas[1] as? RedisQueueBackend))
-        let (backend, topics, topic) = try Self.topics(fixture)
-        let queues = (0..<3).map { _ in uniqueQueue("log") }
-        for (index, queue) in queues.enumerated() { try await topics.subscribe(Self.subscription("s\(index)", queue), to: topic) }
-        // The last queue holds one message at most: its second copy is dropped, once.
-        var settings = try await backend.settings(of: queues[2])
-        settings.maxDepth = 1
-        try await backend.updateSettings(settings, of: queues[2])
-        let version = try await first.subscriptions(of: topic).version
-        let targets = queues.enumerated().map { TopicFanOut.Target(subscription: SubscriptionName("s\($0.offset)")!, queue: $0.element, filteredOut: 0) }
-        let ids = [MessageID.make(), MessageID.make()]
-        let fanOut = TopicFanOut(
-            topic: topic,
-            version: version,
-            targets: targets,
-            messages: ids.enumerated().map { TopicFanOut.Message(id: $0.element, body: ByteBuffer(string: "m\($0.offset)"), targets: [0, 1, 2]) },
-            options: SendOptions(),
-            dedupWindowMilliseconds: 60_000
-        )
-        let (result, appended) = try await first.appendToLog(fanOut)
-        let entry = try #require(appended)
-        #expect(result == .published(ids.map { TopicPublished(id: $0, topic: topic, publishedAtMilliseconds: entry.publishedAtMilliseconds, deliveredTo: 3) }))
-        // Nothing is in the queues until a forwarder runs: the replica "died" here.
-        for queue in queues { #expect(try await backend.stats(of: queue).totals.enqueued == 0) }
-        // It got as far as one queue's copies, and no further.
-        _ = await first.forward(entry, targets: [0], readAt: .now)
-        #expect(try await backend.stats(of: queues[0]).totals.enqueued == 2)
-
-        for _ in 0..<3 {
-            async let one = first.forwardTopicLog(olderThan: .zero)
-            async let other = second.forwardTopicLog(olderThan: .zero)
-            _ = await (one, other)
-        }
-        for (index, queue) in queues.enumerated() {
-            var bodies: [String] = []
-            while let delivery = try await backend.receive(from: queue, timeout: .zero) {
-                bodies.append(String(buffer: delivery.message.body))
-                try await backend.complete(delivery)
-            }
-            #expect(bodies == (index == 2 ? ["m0"] : ["m0", "m1"]), "queue \(index)")
-        }
-        let stats = try await first.topicStats(of: topic)
-        #expect(stats.subscriptions[SubscriptionName("s0")!] == SubscriptionCounters(matched: 2, delivered: 2))
-        #expect(stats.subscriptions[SubscriptionName("s2")!] == SubscriptionCounters(matched: 2, delivered: 1, dropped: 1))
-        // Settled everywhere: the entry is gone, and running a forwarder again stores nothing.
-        let pending = try await Self.command(first, "ZRANGE", first.topicIndexKey("topic-log"), .integer(0), .integer(-1))
-        #expect(!(pending.array ?? []).contains { $0.string == "\(topic)|\(entry.id)" })
-        let again = await first.forward(entry, targets: [0, 1, 2], readAt: .now)
-        #expect(again.map(\.stored) == [2, 2, 1])
-        for queue in queues { #expect(try await backend.receive(from: queue, timeout: .zero) == nil) }
-        // The replicas that settled have the queues forget the entry (after a minute normally):
-        // every queue remembered it until now, and none does after.
-        func remembered(_ queue: QueueName) async throws -> Bool {
-            let reply = try await Self.command(first, "HEXISTS", first.keys(queue).base + "topic-applied", .string("\(topic)|\(entry.id)"))
-            return reply.integer == 1
-        }
-        for queue in queues { #expect(try await remembered(queue)) }
-        await first.forgetSettledCopies(olderThan: .seconds(3600))
-        await second.forgetSettledCopies(olderThan: .seconds(3600))
-        for queue in queues { #expect(try await remembered(queue)) }
-        await first.forgetSettledCopies(olderThan: .zero)
-        await second.forgetSettledCopies(olderThan: .zero)
-        for queue in queues { #expect(try await !remembered(queue), "\(queue)") }
-    }
-
-    /// A deleted topic's entries not yet forwarded are dropped with it, and a forwarder that
-    /// held one stores nothing for the deleted topic's subscriptions' counters.
-    @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func aDeletedTopicTakesItsUnforwardedEntriesWithIt(
-        kind: BackendKind
-    ) async throws {
-        let fixture = try await BackendFixture.make(kind)
-        defer { fixture.close() }
-        let redis = try #require(fixture.backend as? RedisQueueBackend)
-        let (_, topics, topic) = try Self.topics(fixture)
-        let queue = uniqueQueue("gone")
-        try await topics.subscribe(Self.subscription("s", queue), to: topic)
-        let fanOut = TopicFanOut(
-            topic: topic,
-            version: try await redis.subscriptions(of: topic).version,
-            targets: [TopicFanOut.Target(subscription: SubscriptionName("s")!, queue: queue, filteredOut: 0)],
-            messages: [TopicFanOut.Message(id: MessageID.make(), body: ByteBuffer(string: "x"), targets: [0])],
-            options: SendOptions(),
-            dedupWindowMilliseconds: 60_000
-        )
-        #expect(try await redis.appendToLog(fanOut).1 != nil)
-        #expect(try await redis.deleteTopic(topic))
-        // (Other tests' entries may be forwarded by this sweep too: it is not counted.)
-        await redis.forwardTopicLog(olderThan: .zero)
-        #expect(try await redis.stats(of: queue).totals.enqueued == 0)
-        let pending = try await Self.command(redis, "ZRANGE", redis.topicIndexKey("topic-log"), .integer(0), .integer(-1))
-        #expect(!(pending.array ?? []).contains { $0.string?.hasPrefix("\(topic)|") == true })
-    }
-
-    /// An entry still in the log when one of its subscriptions is deleted and another moves to
-    /// another queue: neither the deleted subscription's queue nor the one left behind (which
-    /// might be a push subscription's next) gets its copy, and the moved one counts it dropped;
-    /// the subscription that stayed gets it. When none is left, the entry goes at once.
-    @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func subscriptionsThatLeaveTakeTheirPendingCopiesWithThem(
-        kind: BackendKind
-    ) async throws {
-        let fixture = try await BackendFixture.make(kind)
-        defer { fixture.close() }
-        let redis = try #require(fixture.backend as? RedisQueueBackend)
-        let (backend, topics, topic) = try Self.topics(fixture)
-        let queues = (0..<4).map { _ in uniqueQueue("leave") }
-        for index in 0..<3 { try await topics.subscribe(Self.subscription("s\(index)", queues[index]), to: topic) }
-        func append() async throws -> RedisQueueBackend.TopicLogEntry {
-            let fanOut = TopicFanOut(
-                topic: topic,
-                version: try await redis.subscriptions(of: topic).version,
-                targets: (0..<3).map { TopicFanOut.Target(subscription: SubscriptionName("s\($0)")!, queue: queues[$0], filteredOut: 0) },
-                messages: [TopicFanOut.Message(id: MessageID.make(), body: ByteBuffer(string: "x"), targets: [0, 1, 2])],
-                options: SendOptions(),
-                dedupWindowMilliseconds: 60_000
-            )
-            return try #require(try await redis.appendToLog(fanOut).1)
-        }
-        func pending(_ entry: RedisQueueBackend.TopicLogEntry) async throws -> Bool {
-            let reply = try await Self.command(redis, "ZSCORE", redis.topicIndexKey("topic-log"), .string("\(topic)|\(entry.id)"))
-            return reply.string != nil
-        }
-        let entry = try await append()
-        #expect(try await topics.unsubscribe(SubscriptionName("s0")!, from: topic))
-        #expect(try await !topics.subscribe(Self.subscription("s1", queues[3]), to: topic))
-        #expect(try await pending(entry))
-        await redis.forwardTopicLog(olderThan: .zero)
-        #expect(try await !pending(entry))
-        var enqueued: [Int64] = []
-        for queue in queues { enqueued.append(try await backend.stats(of: queue).totals.enqueued) }
-        #expect(enqueued == [0, 0, 1, 0])
-        let counters = try await redis.topicStats(of: topic).subscriptions
-        #expect(counters[SubscriptionName("s2")!] == SubscriptionCounters(matched: 1, delivered: 1))
-        #expect(counters[SubscriptionName("s1")!] == SubscriptionCounters(matched: 1, dropped: 1))
-
-        // The last subscription goes too: the next entry has nowhere left to go, and goes.
-        try await topics.subscribe(Self.subscription("s0", queues[0]), to: topic)
-        try await topics.subscribe(Self.subscription("s1", queues[1]), to: topic)
-        let next = try await append()
-        for index in 0..<3 { #expect(try await topics.unsubscribe(SubscriptionName("s\(index)")!, from: topic)) }
-        #expect(try await !pending(next))
-    }
-
     // MARK: Helpers
 
     static func topics(_ fixture: BackendFixture) throws -> (any ClaimingBackend, Topics, TopicName) {
@@ -515,5 +364,164 @@ import Testing
 
     static func subscription(_ name: String, _ queue: QueueName, filter: String? = nil) -> TopicSubscription {
         TopicSubscription(name: SubscriptionName(name)!, queue: queue, filterPolicy: filter, updatedAtMilliseconds: MessageID.currentMilliseconds())
+    }
+}
+
+extension TopicContractTests {
+    /// The topic log of a Redis Cluster, driven by hand. A sweep takes every entry in the log,
+    /// other tests' too, so these tests run one at a time: a sweep of one test must not forward
+    /// an entry another test is about to change under it.
+    @Suite("Topic log on a Redis Cluster", .serialized) struct ClusterLog {
+        /// A replica that died after appending a publish to the topic's log and before forwarding
+        /// it (or after copying to some queues and before recording it): the sweeps of two replicas,
+        /// run again and again and at the same time, put each copy in its queue exactly once, count
+        /// it once, and then remove the entry.
+        @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func anEntryLeftInTheTopicLogIsForwardedOnceBySweeps(
+            kind: BackendKind
+        ) async throws {
+            let fixture = try await BackendFixture.make(kind, replicas: 2)
+            defer { fixture.close() }
+            let (first, second) = (try #require(fixture.replicas[0] as? RedisQueueBackend), try #require(fixture.replicas[1] as? RedisQueueBackend))
+            let (backend, topics, topic) = try TopicContractTests.topics(fixture)
+            let queues = (0..<3).map { _ in uniqueQueue("log") }
+            for (index, queue) in queues.enumerated() { try await topics.subscribe(TopicContractTests.subscription("s\(index)", queue), to: topic) }
+            // The last queue holds one message at most: its second copy is dropped, once.
+            var settings = try await backend.settings(of: queues[2])
+            settings.maxDepth = 1
+            try await backend.updateSettings(settings, of: queues[2])
+            let version = try await first.subscriptions(of: topic).version
+            let targets = queues.enumerated().map { TopicFanOut.Target(subscription: SubscriptionName("s\($0.offset)")!, queue: $0.element, filteredOut: 0) }
+            let ids = [MessageID.make(), MessageID.make()]
+            let fanOut = TopicFanOut(
+                topic: topic,
+                version: version,
+                targets: targets,
+                messages: ids.enumerated().map { TopicFanOut.Message(id: $0.element, body: ByteBuffer(string: "m\($0.offset)"), targets: [0, 1, 2]) },
+                options: SendOptions(),
+                dedupWindowMilliseconds: 60_000
+            )
+            let (result, appended) = try await first.appendToLog(fanOut)
+            let entry = try #require(appended)
+            #expect(
+                result == .published(ids.map { TopicPublished(id: $0, topic: topic, publishedAtMilliseconds: entry.publishedAtMilliseconds, deliveredTo: 3) }))
+            // Nothing is in the queues until a forwarder runs: the replica "died" here.
+            for queue in queues { #expect(try await backend.stats(of: queue).totals.enqueued == 0) }
+            // It got as far as one queue's copies, and no further.
+            _ = await first.forward(entry, targets: [0], readAt: .now)
+            #expect(try await backend.stats(of: queues[0]).totals.enqueued == 2)
+
+            for _ in 0..<3 {
+                async let one = first.forwardTopicLog(olderThan: .zero)
+                async let other = second.forwardTopicLog(olderThan: .zero)
+                _ = await (one, other)
+            }
+            for (index, queue) in queues.enumerated() {
+                var bodies: [String] = []
+                while let delivery = try await backend.receive(from: queue, timeout: .zero) {
+                    bodies.append(String(buffer: delivery.message.body))
+                    try await backend.complete(delivery)
+                }
+                #expect(bodies == (index == 2 ? ["m0"] : ["m0", "m1"]), "queue \(index)")
+            }
+            let stats = try await first.topicStats(of: topic)
+            #expect(stats.subscriptions[SubscriptionName("s0")!] == SubscriptionCounters(matched: 2, delivered: 2))
+            #expect(stats.subscriptions[SubscriptionName("s2")!] == SubscriptionCounters(matched: 2, delivered: 1, dropped: 1))
+            // Settled everywhere: the entry is gone, and running a forwarder again stores nothing.
+            let pending = try await TopicContractTests.command(first, "ZRANGE", first.topicIndexKey("topic-log"), .integer(0), .integer(-1))
+            #expect(!(pending.array ?? []).contains { $0.string == "\(topic)|\(entry.id)" })
+            let again = await first.forward(entry, targets: [0, 1, 2], readAt: .now)
+            #expect(again.map(\.stored) == [2, 2, 1])
+            for queue in queues { #expect(try await backend.receive(from: queue, timeout: .zero) == nil) }
+            // The replicas that settled have the queues forget the entry (after a minute normally):
+            // every queue remembered it until now, and none does after.
+            func remembered(_ queue: QueueName) async throws -> Bool {
+                let reply = try await TopicContractTests.command(first, "HEXISTS", first.keys(queue).base + "topic-applied", .string("\(topic)|\(entry.id)"))
+                return reply.integer == 1
+            }
+            for queue in queues { #expect(try await remembered(queue)) }
+            await first.forgetSettledCopies(olderThan: .seconds(3600))
+            await second.forgetSettledCopies(olderThan: .seconds(3600))
+            for queue in queues { #expect(try await remembered(queue)) }
+            await first.forgetSettledCopies(olderThan: .zero)
+            await second.forgetSettledCopies(olderThan: .zero)
+            for queue in queues { #expect(try await !remembered(queue), "\(queue)") }
+        }
+
+        /// A deleted topic's entries not yet forwarded are dropped with it, and a forwarder that
+        /// held one stores nothing for the deleted topic's subscriptions' counters.
+        @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func aDeletedTopicTakesItsUnforwardedEntriesWithIt(
+            kind: BackendKind
+        ) async throws {
+            let fixture = try await BackendFixture.make(kind)
+            defer { fixture.close() }
+            let redis = try #require(fixture.backend as? RedisQueueBackend)
+            let (_, topics, topic) = try TopicContractTests.topics(fixture)
+            let queue = uniqueQueue("gone")
+            try await topics.subscribe(TopicContractTests.subscription("s", queue), to: topic)
+            let fanOut = TopicFanOut(
+                topic: topic,
+                version: try await redis.subscriptions(of: topic).version,
+                targets: [TopicFanOut.Target(subscription: SubscriptionName("s")!, queue: queue, filteredOut: 0)],
+                messages: [TopicFanOut.Message(id: MessageID.make(), body: ByteBuffer(string: "x"), targets: [0])],
+                options: SendOptions(),
+                dedupWindowMilliseconds: 60_000
+            )
+            #expect(try await redis.appendToLog(fanOut).1 != nil)
+            #expect(try await redis.deleteTopic(topic))
+            // (Other tests' entries may be forwarded by this sweep too: it is not counted.)
+            await redis.forwardTopicLog(olderThan: .zero)
+            #expect(try await redis.stats(of: queue).totals.enqueued == 0)
+            let pending = try await TopicContractTests.command(redis, "ZRANGE", redis.topicIndexKey("topic-log"), .integer(0), .integer(-1))
+            #expect(!(pending.array ?? []).contains { $0.string?.hasPrefix("\(topic)|") == true })
+        }
+
+        /// An entry still in the log when one of its subscriptions is deleted and another moves to
+        /// another queue: neither the deleted subscription's queue nor the one left behind (which
+        /// might be a push subscription's next) gets its copy, and the moved one counts it dropped;
+        /// the subscription that stayed gets it. When none is left, the entry goes at once.
+        @Test(arguments: BackendKind.available.filter { $0 == .redisCluster }) func subscriptionsThatLeaveTakeTheirPendingCopiesWithThem(
+            kind: BackendKind
+        ) async throws {
+            let fixture = try await BackendFixture.make(kind)
+            defer { fixture.close() }
+            let redis = try #require(fixture.backend as? RedisQueueBackend)
+            let (backend, topics, topic) = try TopicContractTests.topics(fixture)
+            let queues = (0..<4).map { _ in uniqueQueue("leave") }
+            for index in 0..<3 { try await topics.subscribe(TopicContractTests.subscription("s\(index)", queues[index]), to: topic) }
+            func append() async throws -> RedisQueueBackend.TopicLogEntry {
+                let fanOut = TopicFanOut(
+                    topic: topic,
+                    version: try await redis.subscriptions(of: topic).version,
+                    targets: (0..<3).map { TopicFanOut.Target(subscription: SubscriptionName("s\($0)")!, queue: queues[$0], filteredOut: 0) },
+                    messages: [TopicFanOut.Message(id: MessageID.make(), body: ByteBuffer(string: "x"), targets: [0, 1, 2])],
+                    options: SendOptions(),
+                    dedupWindowMilliseconds: 60_000
+                )
+                return try #require(try await redis.appendToLog(fanOut).1)
+            }
+            func pending(_ entry: RedisQueueBackend.TopicLogEntry) async throws -> Bool {
+                let reply = try await TopicContractTests.command(redis, "ZSCORE", redis.topicIndexKey("topic-log"), .string("\(topic)|\(entry.id)"))
+                return reply.string != nil
+            }
+            let entry = try await append()
+            #expect(try await topics.unsubscribe(SubscriptionName("s0")!, from: topic))
+            #expect(try await !topics.subscribe(TopicContractTests.subscription("s1", queues[3]), to: topic))
+            #expect(try await pending(entry))
+            await redis.forwardTopicLog(olderThan: .zero)
+            #expect(try await !pending(entry))
+            var enqueued: [Int64] = []
+            for queue in queues { enqueued.append(try await backend.stats(of: queue).totals.enqueued) }
+            #expect(enqueued == [0, 0, 1, 0])
+            let counters = try await redis.topicStats(of: topic).subscriptions
+            #expect(counters[SubscriptionName("s2")!] == SubscriptionCounters(matched: 1, delivered: 1))
+            #expect(counters[SubscriptionName("s1")!] == SubscriptionCounters(matched: 1, dropped: 1))
+
+            // The last subscription goes too: the next entry has nowhere left to go, and goes.
+            try await topics.subscribe(TopicContractTests.subscription("s0", queues[0]), to: topic)
+            try await topics.subscribe(TopicContractTests.subscription("s1", queues[1]), to: topic)
+            let next = try await append()
+            for index in 0..<3 { #expect(try await topics.unsubscribe(SubscriptionName("s\(index)")!, from: topic)) }
+            #expect(try await !pending(next))
+        }
     }
 }
