@@ -73,7 +73,15 @@ public struct GoogleCloudStorage: Sendable {
         request.headers.add(name: "Content-Type", value: contentType)
         // A failure of the body is the caller's, not the service's: kept to be rethrown as is.
         let bodyFailure = FailureRecord()
-        request.body = .stream(RecordingFailure(base: body, failure: bodyFailure), length: .known(Int64(size)))
+        let recorded = RecordingFailure(base: body, failure: bodyFailure)
+        if size == 0 {
+            // An empty body is sent as bytes, framed `Content-Length: 0` like any fixed body
+            // (the stream is still read, so its failure or extra bytes are seen).
+            for try await _ in recorded {}
+            request.body = .bytes(ByteBuffer())
+        } else {
+            request.body = .stream(recorded, length: .known(Int64(size)))
+        }
         let response: HTTPClientResponse
         do {
             response = try await send(request, operation: "upload \(name)")
@@ -203,7 +211,11 @@ private struct RecordingFailure<Base: AsyncSequence & Sendable>: AsyncSequence, 
 
         mutating func next() async throws -> ByteBuffer? {
             do {
-                return try await base.next()
+                // Empty chunks are skipped: an empty write is nothing to send.
+                while let chunk = try await base.next() {
+                    if chunk.readableBytes > 0 { return chunk }
+                }
+                return nil
             } catch {
                 failure.error = error
                 throw error

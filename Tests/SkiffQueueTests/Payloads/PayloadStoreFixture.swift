@@ -51,6 +51,10 @@ struct PayloadStoreFixture: Sendable {
     /// `maxResults` and answers every object in one page (real Cloud Storage pages).
     var honorsPageSize: Bool { kind == .fileSystem }
 
+    /// Whether the store can hold an empty object. gcp-storage-emulator fails a media upload
+    /// with no bytes (its handler takes the empty body for none); real Cloud Storage stores it.
+    var storesEmptyObjects: Bool { kind == .fileSystem }
+
     /// Replaces the object under `key` with `bytes`, as a disk fault or another writer would.
     func overwrite(_ key: PayloadKey, with bytes: ByteBuffer) async throws {
         switch kind {
