@@ -67,11 +67,14 @@ let package = Package(
             ]
         ),
         // Google Cloud without an SDK: access tokens from the metadata server (Memorystore's IAM
-        // authentication). No queue or Redis knowledge.
+        // authentication), and a Cloud Storage client with the payload store over it (it
+        // implements SkiffQueue's PayloadStore). No Redis knowledge.
         .target(
             name: "SkiffGoogleCloud",
             dependencies: [
+                "SkiffQueue",
                 "SkiffSupport",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -83,6 +86,8 @@ let package = Package(
             name: "SkiffQueue",
             dependencies: [
                 "SkiffSupport",
+                // SHA-256 of offloaded message bodies (the payload stores).
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -227,7 +232,10 @@ let package = Package(
             name: "SkiffGoogleCloudTests",
             dependencies: [
                 "SkiffGoogleCloud",
+                "SkiffQueue",
                 "SkiffTestSupport",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -247,6 +255,10 @@ let package = Package(
             name: "SkiffQueueTests",
             dependencies: [
                 "SkiffQueue",
+                // The payload store contract also runs against Cloud Storage (the emulator).
+                "SkiffGoogleCloud",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
                 "SkiffRedisQueue",
                 "SkiffRedis",
                 "SkiffSupport",

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `make test`: installs what the tests need, starts throwaway Redis servers on free loopback
-# ports (plain, password-protected, TLS, and a Redis Cluster of 3 primaries and 3 replicas), runs every Swift test against them, runs the offline
+# ports (plain, password-protected, TLS, and a Redis Cluster of 3 primaries and 3 replicas) and a
+# Cloud Storage emulator, runs every Swift test against them, runs the offline
 # infrastructure checks, then stops what it started.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +14,8 @@ ensure_packages() {
     pkg-config --exists hiredis 2>/dev/null || missing+=(libhiredis-dev)
     command -v openssl >/dev/null || missing+=(openssl)
     command -v pkg-config >/dev/null || missing+=(pkg-config)
+    command -v curl >/dev/null || missing+=(curl)
+    command -v pip >/dev/null || missing+=(python3-pip)
     if ((${#missing[@]})); then
         log "installing ${missing[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -115,6 +118,27 @@ export SKIFF_TEST_REDIS_URL="redis://127.0.0.1:$PLAIN_PORT"
 export SKIFF_TEST_REDIS_PASSWORD_URL="redis://:skiff-test-password@127.0.0.1:$PASSWORD_PORT"
 export SKIFF_TEST_REDIS_TLS_URL="rediss://127.0.0.1:$TLS_PORT"
 export SKIFF_TEST_REDIS_TLS_CA_FILE="$WORK/tls/ca.crt"
+
+log "starting a Cloud Storage emulator (gcp-storage-emulator, in memory) for the payload store tests"
+if ! command -v gcp-storage-emulator >/dev/null; then
+    # Debian 12's system Python refuses a global pip install without --break-system-packages.
+    pip install --quiet gcp-storage-emulator 2>/dev/null || pip install --quiet --break-system-packages gcp-storage-emulator
+fi
+GCS_PORT=$(free_port)
+mkdir -p "$WORK/gcs"
+gcp-storage-emulator start --host=127.0.0.1 --port="$GCS_PORT" --in-memory --default-bucket=skiff-test \
+    >"$WORK/gcs/emulator.log" 2>&1 &
+PIDS+=($!)
+for _ in $(seq 1 200); do
+    if curl -fsS -o /dev/null "http://127.0.0.1:$GCS_PORT/storage/v1/b/skiff-test/o" 2>/dev/null; then break; fi
+    sleep 0.05
+done
+curl -fsS -o /dev/null "http://127.0.0.1:$GCS_PORT/storage/v1/b/skiff-test/o" || {
+    echo "the Cloud Storage emulator on port $GCS_PORT did not start" >&2
+    cat "$WORK/gcs/emulator.log" >&2
+    exit 1
+}
+export SKIFF_TEST_GCS_URL="http://127.0.0.1:$GCS_PORT" SKIFF_TEST_GCS_BUCKET=skiff-test
 
 log "starting a throwaway Redis Cluster (3 primaries, 3 replicas, scripts/redis-cluster.sh)"
 REDIS_CLUSTER_BASE=$(free_cluster_base)

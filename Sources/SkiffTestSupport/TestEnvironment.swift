@@ -12,6 +12,17 @@ public enum TestEnvironment {
     public static var redisTLSURL: String? { nonEmpty("SKIFF_TEST_REDIS_TLS_URL") }
     public static var redisTLSCAFile: String? { nonEmpty("SKIFF_TEST_REDIS_TLS_CA_FILE") }
 
+    /// A Cloud Storage emulator (`http://127.0.0.1:PORT`, gcp-storage-emulator) and the bucket it
+    /// serves, for the Cloud Storage client and payload store. Required under CI, like Redis.
+    public static var gcsURL: String? { nonEmpty("SKIFF_TEST_GCS_URL") }
+    public static var gcsBucket: String { nonEmpty("SKIFF_TEST_GCS_BUCKET") ?? "skiff-test" }
+
+    public static var hasGCS: Bool {
+        if gcsURL != nil { return true }
+        precondition(!isCI, "CI=true but SKIFF_TEST_GCS_URL is not set: run the tests through `make test`")
+        return false
+    }
+
     public static var isCI: Bool { ProcessInfo.processInfo.environment["CI"] == "true" }
 
     /// A Redis Cluster (`redis+cluster://...`, started by `scripts/redis-cluster.sh`) and the
