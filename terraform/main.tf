@@ -9,7 +9,8 @@
 # Files: network.tf (VPC, connector, firewall, private services access or the
 # Private Service Connect subnet and service connection policy), redis.tf,
 # secrets.tf (AUTH string and CA certificate in Secret Manager), run.tf
-# (service, its service account, invoker IAM), registry.tf.
+# (service, its service account, invoker IAM), registry.tf, payloads.tf (the
+# Cloud Storage bucket of the payload store, when payload_store_enabled).
 
 locals {
   labels = merge({ service = var.name_prefix }, var.labels)
@@ -17,7 +18,7 @@ locals {
   # The APIs this configuration uses: the ones every backend needs, plus
   # Private Service Connect automation for the cluster products (Memorystore
   # for Redis Cluster is served by redis.googleapis.com, Memorystore for Valkey
-  # by memorystore.googleapis.com).
+  # by memorystore.googleapis.com), and Cloud Storage for the payload store.
   services = setunion(
     [
       "artifactregistry.googleapis.com",
@@ -34,6 +35,7 @@ locals {
       "serviceconsumermanagement.googleapis.com",
     ],
     var.redis_backend == "memorystore-valkey" ? ["memorystore.googleapis.com"] : [],
+    var.payload_store_enabled ? ["storage.googleapis.com"] : [],
   )
 }
 

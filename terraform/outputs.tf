@@ -36,6 +36,11 @@ output "memorystore_psc_subnet" {
   value       = local.redis_psc ? var.psc_subnet_cidr : null
 }
 
+output "payload_bucket" {
+  description = "Name of the payload store's Cloud Storage bucket (PAYLOADS_STORE=gs://<this>/); null without payload_store_enabled."
+  value       = one(google_storage_bucket.payloads[*].name)
+}
+
 output "artifact_registry_repository" {
   description = "Docker repository to push images to: <this>/skiff:<tag>."
   value       = "${google_artifact_registry_repository.skiff.location}-docker.pkg.dev/${var.project_id}/${google_artifact_registry_repository.skiff.repository_id}"

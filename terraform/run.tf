@@ -1,7 +1,8 @@
 # --- Identity ------------------------------------------------------------------------
 
 # Skiff's own identity. Its only permissions are reading the two secrets
-# (secrets.tf): no project-level role, not even the default compute service
+# (secrets.tf) and, with the payload store, the objects of its one bucket
+# (payloads.tf): no project-level role, not even the default compute service
 # account's Editor (the one exception: with redis_cluster_auth_mode = "iam",
 # the default for the cluster products, it gets the product's connection role,
 # redis.tf). Logs written to stdout
@@ -9,7 +10,7 @@
 resource "google_service_account" "skiff" {
   account_id   = "${var.name_prefix}-run"
   display_name = "Skiff Cloud Run service"
-  description  = "Runs the Skiff queue service; reads the Redis AUTH string and CA certificate only."
+  description  = "Runs the Skiff queue service; reads the Redis AUTH string and CA certificate, and uses the objects of its payload bucket when there is one."
 
   depends_on = [google_project_service.enabled]
 }
@@ -41,9 +42,20 @@ locals {
   # token, from the metadata server, as its AUTH password.
   redis_auth_environment = local.redis_psc && var.redis_cluster_auth_mode == "iam" ? tomap({ REDIS_AUTH = "iam" }) : tomap({})
 
+  # The payload store (payloads.tf): objects m/<message id> at the bucket's
+  # root, credentials from the metadata server. Queue messages may then reach
+  # PAYLOADS_MAX_MESSAGE_BYTES; MAX_MESSAGE_BYTES still bounds what Redis keeps
+  # whole (topic publishes). Without the store, no PAYLOADS_* variable: the
+  # server refuses them without PAYLOADS_STORE.
+  payload_environment = var.payload_store_enabled ? tomap({
+    PAYLOADS_STORE                   = "gs://${google_storage_bucket.payloads[0].name}/"
+    PAYLOADS_OFFLOAD_THRESHOLD_BYTES = tostring(var.payload_offload_threshold_bytes)
+    PAYLOADS_MAX_MESSAGE_BYTES       = tostring(var.payload_max_message_bytes)
+  }) : tomap({})
+
   # Plain settings; the AUTH string (Memorystore for Redis only) is added as a
   # secret below.
-  environment = merge(local.redis_environment, local.redis_auth_environment, {
+  environment = merge(local.redis_environment, local.redis_auth_environment, local.payload_environment, {
     REDIS_TLS_CA_FILE                    = "${local.redis_ca_dir}/${local.redis_ca_file}"
     REDIS_TLS_SKIP_HOSTNAME_VERIFICATION = "true"
     DEFAULT_TIMEOUT                      = tostring(var.default_timeout_ms)
@@ -197,6 +209,8 @@ resource "google_cloud_run_v2_service" "skiff" {
     google_secret_manager_secret_iam_member.redis_ca,
     # With REDIS_AUTH=iam the first revision's connections need the role.
     google_project_iam_member.redis_connect,
+    # With PAYLOADS_STORE the first revision's large messages need the bucket.
+    google_storage_bucket_iam_member.payloads,
   ]
 }
 

@@ -498,6 +498,81 @@ variable "deletion_protection" {
   default     = true
 }
 
+# --- Payload store (large messages) ----------------------------------------------------
+
+variable "payload_store_enabled" {
+  description = "Keep message bodies over payload_offload_threshold_bytes in a Cloud Storage bucket (payloads.tf), Redis holding a pointer in their place: PAYLOADS_STORE=gs://<bucket>/, and queue messages up to payload_max_message_bytes (32 MiB). Off by default: turning it on raises the message size limit producers and consumers must be ready for, and needs an image that reads PAYLOADS_STORE. Turning it off again strands the bodies of messages still queued with a pointer: drain first (docs/deploy.md, \"The payload bucket\")."
+  type        = bool
+  default     = false
+}
+
+variable "payload_bucket_name" {
+  description = "Name of the payload bucket (globally unique). null: \"<project_id>-<name_prefix>-payloads\". Changing it creates a new, empty bucket: the bodies in the old one become unreadable."
+  type        = string
+  default     = null
+
+  validation {
+    # No dots: a dotted name must be a domain verified to the project.
+    condition     = var.payload_bucket_name == null ? true : can(regex("^[a-z0-9][a-z0-9_-]{1,61}[a-z0-9]$", var.payload_bucket_name)) && !can(regex("^goog|google", var.payload_bucket_name))
+    error_message = "payload_bucket_name must be 3-63 lowercase letters, digits, hyphens or underscores, start and end with a letter or digit, and neither start with \"goog\" nor contain \"google\"."
+  }
+}
+
+variable "payload_bucket_location" {
+  description = "Location of the payload bucket: a region (null: var.region, next to Cloud Run, so reads and writes stay in the region and cost no egress), or a dual- or multi-region such as NAM4 or EU for a copy in a second region. A CMEK key (payload_kms_key_name) must be in the same location. Changing it recreates the bucket."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.payload_bucket_location == null ? true : can(regex("^[A-Za-z][A-Za-z0-9-]*[A-Za-z0-9]$", var.payload_bucket_location))
+    error_message = "payload_bucket_location must be a Cloud Storage location such as us-central1, NAM4 or EU."
+  }
+}
+
+variable "payload_retention_days" {
+  description = "Age in days at which the bucket's lifecycle rule deletes an object, whatever became of its message: the backstop for orphans (a body whose message was never sent, or whose delete was lost). It must be longer than any message can live, or a message still queued loses its body: more than the longest retentionMs of a queue plus that of its dead-letter queue, and of each further one in a chain (dead-letter retention restarts at the move; a redrive keeps the object, which counts from the original send). Default 14 covers the default queue settings (4 days + 4 days); raise it for queues with longer retention."
+  type        = number
+  default     = 14
+
+  validation {
+    condition     = var.payload_retention_days >= 1 && var.payload_retention_days <= 3650 && floor(var.payload_retention_days) == var.payload_retention_days
+    error_message = "payload_retention_days must be a whole number of days between 1 and 3650."
+  }
+}
+
+variable "payload_kms_key_name" {
+  description = "Cloud KMS key (projects/P/locations/L/keyRings/R/cryptoKeys/K) that encrypts the payload objects (CMEK), in the bucket's location. null (default): Google-managed encryption. The project's Cloud Storage service agent is granted cryptoKeyEncrypterDecrypter on the key; Skiff's own service account needs nothing on it. Disabling or destroying the key makes every stored body unreadable."
+  type        = string
+  default     = null
+
+  validation {
+    condition     = var.payload_kms_key_name == null ? true : can(regex("^projects/[^/]+/locations/[^/]+/keyRings/[^/]+/cryptoKeys/[^/]+$", var.payload_kms_key_name))
+    error_message = "payload_kms_key_name must be a key's full name: projects/PROJECT/locations/LOCATION/keyRings/RING/cryptoKeys/KEY."
+  }
+}
+
+variable "payload_offload_threshold_bytes" {
+  description = "PAYLOADS_OFFLOAD_THRESHOLD_BYTES: with the payload store, queue message bodies larger than this go to the bucket, smaller ones stay in Redis. 262144 (256 KiB) by default, where SQS's Extended Client offloads; at most max_message_bytes (a body kept in Redis must be one it allows)."
+  type        = number
+  default     = 262144
+
+  validation {
+    condition     = var.payload_offload_threshold_bytes >= 0 && var.payload_offload_threshold_bytes <= var.max_message_bytes && floor(var.payload_offload_threshold_bytes) == var.payload_offload_threshold_bytes
+    error_message = "payload_offload_threshold_bytes must be a whole number of bytes between 0 and max_message_bytes, the largest body Redis keeps."
+  }
+}
+
+variable "payload_max_message_bytes" {
+  description = "PAYLOADS_MAX_MESSAGE_BYTES: with the payload store, the largest queue message body. 33554432 (32 MiB) by default, the most Cloud Run accepts in an HTTP/1 request. A replica holds a body in memory while it sends or delivers it: size memory and concurrency for it (docs/deploy.md, \"The payload bucket\")."
+  type        = number
+  default     = 33554432
+
+  validation {
+    condition     = var.payload_max_message_bytes >= 1 && var.payload_max_message_bytes <= 33554432 && floor(var.payload_max_message_bytes) == var.payload_max_message_bytes
+    error_message = "payload_max_message_bytes must be between 1 and 33554432 (Cloud Run's 32 MiB request limit)."
+  }
+}
+
 # --- Skiff settings ------------------------------------------------------------------
 
 variable "default_timeout_ms" {
@@ -512,7 +587,7 @@ variable "default_timeout_ms" {
 }
 
 variable "max_message_bytes" {
-  description = "MAX_MESSAGE_BYTES: largest accepted message body."
+  description = "MAX_MESSAGE_BYTES: largest body Redis keeps whole. Without the payload store that is every message; with it, topic publishes (their copies are never offloaded), while queue messages may reach payload_max_message_bytes."
   type        = number
   default     = 1048576
 
