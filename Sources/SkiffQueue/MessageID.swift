@@ -9,6 +9,11 @@ import Darwin
 /// Message ids: 26 characters of Crockford base32, time-ordered like ULIDs (48 bits of Unix
 /// milliseconds, then 80 random bits). The time part only makes ids sortable for people; queue
 /// order never depends on it.
+///
+/// The two top bits of the 130 the characters spell, always zero in a ULID, tag a message whose
+/// body is in the payload store (``OffloadingQueues``): its id starts with one of `G H J K M N P
+/// Q` instead of `0`...`7`. So whoever holds only an id or a receipt (an ack, on any replica)
+/// knows whether an object goes with it, without a read.
 public enum MessageID {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
     private static let generator = Mutex(SplitMix64(seed: UInt64.random(in: .min ... .max)))
@@ -21,7 +26,8 @@ public enum MessageID {
         return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
     }
 
-    public static func make(nowMilliseconds: Int64 = currentMilliseconds()) -> String {
+    /// - Parameter offloaded: tag the id as one whose message body is in the payload store.
+    public static func make(nowMilliseconds: Int64 = currentMilliseconds(), offloaded: Bool = false) -> String {
         let (high, low) = generator.withLock { ($0.next(), $0.next()) }
         // 128 bits: 48-bit time, then 80 random bits.
         let time = UInt64(truncatingIfNeeded: nowMilliseconds) & 0xFFFF_FFFF_FFFF
@@ -38,7 +44,19 @@ public enum MessageID {
             value.1 = (value.1 >> 5) | (value.0 << 59)
             value.0 >>= 5
         }
+        // The first character holds the two zero bits and the top three bits of the time.
+        if offloaded, let digit = alphabet.firstIndex(of: bytes[0]) { bytes[0] = alphabet[digit | offloadedTag] }
         return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The first character's value with the tag bits set (`01`, then the three time bits).
+    private static let offloadedTag = 16
+
+    /// Whether `id` was made with `offloaded: true`: its message's body is in the payload store.
+    public static func isOffloaded(_ id: some StringProtocol) -> Bool {
+        guard id.utf8.count == 26, let first = id.utf8.first else { return false }
+        // G H J K M N P Q: values 16 to 23.
+        return [UInt8]("GHJKMNPQ".utf8).contains(first)
     }
 }
 

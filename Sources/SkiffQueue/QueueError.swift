@@ -21,6 +21,9 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         case tooLarge
         /// The backend cannot do this in its configuration (topics on a Redis Cluster, for now).
         case unsupported
+        /// A message's body in the payload store is missing or is not what its pointer says (size
+        /// or SHA-256): the store lost or changed it. The message stays in its queue.
+        case payloadUnreadable
         /// Anything else: a bug or an unexpected reply.
         case internalError
     }
@@ -66,6 +69,9 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
         )
     }
     public static func unsupported(_ detail: String) -> Self { Self(.unsupported, detail) }
+    public static func payloadUnreadable(_ detail: String) -> Self {
+        Self(.payloadUnreadable, "a message body in the payload store cannot be read back as stored: \(detail); the message stays in its queue")
+    }
     public static func tooLarge(_ detail: String) -> Self { Self(.tooLarge, detail) }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }
     public static func conflict(_ detail: String) -> Self { Self(.conflict, detail) }

@@ -164,11 +164,17 @@ public struct SendOptions: Sendable, Equatable {
     /// A repeat with the same key inside the queue's dedup window stores nothing and answers the
     /// original message ids, marked as duplicates.
     public var idempotencyKey: String?
+    /// The ids the messages get, one per body, instead of fresh ones: for ``OffloadingQueues``,
+    /// which names a body's object after its message before the message exists. Each must be a
+    /// fresh ``MessageID`` (a reused id would give two messages one identity). A send with ids is
+    /// never merged with other sends.
+    public var messageIDs: [String]?
 
-    public init(delay: Duration? = nil, priority: Int = 0, idempotencyKey: String? = nil) {
+    public init(delay: Duration? = nil, priority: Int = 0, idempotencyKey: String? = nil, messageIDs: [String]? = nil) {
         self.delay = delay
         self.priority = priority
         self.idempotencyKey = idempotencyKey
+        self.messageIDs = messageIDs
     }
 
     public static let maximumPriority = 9
@@ -183,6 +189,16 @@ public struct SendOptions: Sendable, Equatable {
         if let delay, delay < .zero { throw .invalidArgument("delay must not be negative") }
         if let idempotencyKey, !(1...Self.maximumIdempotencyKeyLength).contains(idempotencyKey.utf8.count) {
             throw .invalidArgument("Idempotency-Key must be 1 to \(Self.maximumIdempotencyKeyLength) bytes")
+        }
+    }
+
+    /// ``validate()``, and for a send of `bodies` bodies, that ``messageIDs`` (if given) names
+    /// each once with a 26-character id.
+    public func validate(bodies: Int) throws(QueueError) {
+        try validate()
+        guard let messageIDs else { return }
+        guard messageIDs.count == bodies, Set(messageIDs).count == bodies, messageIDs.allSatisfy({ $0.utf8.count == 26 }) else {
+            throw .internalError("a send of \(bodies) bodies was given \(messageIDs.count) message ids, not one fresh id each")
         }
     }
 }

@@ -292,9 +292,10 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
 
     public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
         guard !bodies.isEmpty else { return [] }
-        try options.validate()
-        // A send with an idempotency key answers for its own key: never merged.
-        guard options.idempotencyKey == nil, let batches = sendBatches.withLock({ $0 }) else {
+        try options.validate(bodies: bodies.count)
+        // A send with an idempotency key answers for its own key, one with ids for its own ids:
+        // never merged.
+        guard options.idempotencyKey == nil, options.messageIDs == nil, let batches = sendBatches.withLock({ $0 }) else {
             return try await store(bodies, to: queue, options: options)
         }
         let key = SendBatchKey(queue: queue, delayMilliseconds: options.delay.map { max(0, $0.milliseconds) }, priority: options.priority)
@@ -331,7 +332,7 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     /// Stores `bodies` with one `enqueue` script run.
     func store(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
         let scriptKeys = try await scriptKeys(queue: queue)
-        let ids = bodies.map { _ in MessageID.make() }
+        let ids = options.messageIDs ?? bodies.map { _ in MessageID.make() }
         func arguments(maximumQueues: Int64) -> [RedisArgument] {
             var arguments: [RedisArgument] = [.string(prefix), .string(queue.rawValue)]
             arguments.reserveCapacity(6 + 2 * bodies.count)

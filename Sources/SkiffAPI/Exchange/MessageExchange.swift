@@ -111,6 +111,7 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
                 + String(message.receiveCount) + #","priority":"# + String(message.priority)
             if delivery.isAcknowledgedMode { head += #","receipt":"# + JSONText.quoted(delivery.receipt.description) }
             if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
+            if MessageID.isOffloaded(message.id) { head += #","offloaded":true"# }
             head += #","body":"#
             chunks.append(ByteBuffer(string: head))
             chunks.append(message.body)
@@ -146,6 +147,8 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
             .skiffPriority: String(message.priority),
         ]
         if delivery.isAcknowledgedMode { headers[.skiffReceipt] = delivery.receipt.description }
+        // The body was kept in the payload store (docs/payloads.md) and read back verified.
+        if MessageID.isOffloaded(message.id) { headers[.skiffPayload] = "offloaded" }
         if let lastError = message.lastError { headers[.skiffLastError] = headerSafe(lastError) }
         if let history = message.deadLetter {
             headers[.skiffDeadLetterSource] = history.sourceQueue.logical.rawValue

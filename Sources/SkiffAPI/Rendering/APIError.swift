@@ -36,6 +36,7 @@ public struct APIError: Error, HTTPResponseError, Sendable {
             case .invalidArgument: self.init(.badRequest, error.message)
             case .tooManyQueues, .conflict: self.init(.conflict, error.message)
             case .unsupported: self.init(.notImplemented, error.message)
+            case .payloadUnreadable: self.init(.badGateway, error.message)
             case .tooLarge: self.init(.contentTooLarge, error.message)
             case .internalError: self.init(.internalServerError, error.message)
             }

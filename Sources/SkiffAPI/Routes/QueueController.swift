@@ -11,6 +11,7 @@ extension HTTPField.Name {
     static let skiffMessageID = Self("Skiff-Message-Id")!
     static let skiffEnqueuedAt = Self("Skiff-Enqueued-At")!
     static let skiffReceiveCount = Self("Skiff-Receive-Count")!
+    static let skiffPayload = Self("Skiff-Payload")!
     static let skiffReceipt = Self("Skiff-Receipt")!
     static let skiffPriority = Self("Skiff-Priority")!
     static let skiffDuplicate = Self("Skiff-Duplicate")!
@@ -108,7 +109,9 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     /// A batch body's messages (a JSON array, or NDJSON by its content type), each validated.
     /// - Throws: ``APIError`` 400 for a malformed batch, 413 past MAX_BATCH_BYTES or for a
     ///   message past MAX_MESSAGE_BYTES.
-    static func batchMessages(_ request: Request, settings: APISettings) async throws -> [ByteBuffer] {
+    /// - Parameter maximumMessageBytes: each message's limit (`nil`: ``APISettings/maximumMessageBytes``).
+    static func batchMessages(_ request: Request, settings: APISettings, maximumMessageBytes: Int? = nil) async throws -> [ByteBuffer] {
+        let maximumMessageBytes = maximumMessageBytes ?? settings.maximumMessageBytes
         let body = try await collectBody(request, limit: settings.maximumBatchBytes, name: "MAX_BATCH_BYTES", settings: settings)
         let messages: [ByteBuffer]
         do {
@@ -121,8 +124,9 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         } catch {
             throw APIError(.badRequest, error.message)
         }
-        if let index = messages.firstIndex(where: { $0.readableBytes > settings.maximumMessageBytes }) {
-            throw APIError(.contentTooLarge, "message \(index) is larger than MAX_MESSAGE_BYTES (\(settings.maximumMessageBytes) bytes)")
+        if let index = messages.firstIndex(where: { $0.readableBytes > maximumMessageBytes }) {
+            throw APIError(
+                .contentTooLarge, "message \(index) is larger than the largest message (\(maximumMessageBytes) bytes; \(settings.messageLimitSource))")
         }
         return messages
     }
@@ -390,7 +394,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
 
     private static func tooLarge(_ limit: Int, name: String, settings: APISettings) -> APIError {
         if name != "MAX_MESSAGE_BYTES" { return APIError(.contentTooLarge, "request body is larger than \(name) (\(limit) bytes)") }
-        return APIError(.contentTooLarge, "request body is larger than its limit (\(limit) bytes; MAX_MESSAGE_BYTES is \(settings.maximumMessageBytes))")
+        return APIError(.contentTooLarge, "request body is larger than its limit (\(limit) bytes; \(settings.messageLimitSource))")
     }
 
     static func queueName(_ context: Context) throws -> QueueName {

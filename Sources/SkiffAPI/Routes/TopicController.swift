@@ -70,7 +70,7 @@ public struct TopicController: Sendable {
     @Sendable func publish(request: Request, context: Context) async throws -> Response {
         let (topics, topic) = try (self.available(), Self.topicName(context))
         let options = try QueueController<PartitionedQueues>.sendOptions(request)
-        let body = try await QueueController<PartitionedQueues>.collectBody(request, limit: settings.maximumMessageBytes, settings: settings)
+        let body = try await QueueController<PartitionedQueues>.collectBody(request, limit: settings.maximumTopicMessageBytes, settings: settings)
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
@@ -90,7 +90,8 @@ public struct TopicController: Sendable {
     @Sendable func publishBatch(request: Request, context: Context) async throws -> Response {
         let (topics, topic) = try (self.available(), Self.topicName(context))
         let options = try QueueController<PartitionedQueues>.sendOptions(request)
-        let messages = try await QueueController<PartitionedQueues>.batchMessages(request, settings: settings)
+        let messages = try await QueueController<PartitionedQueues>.batchMessages(
+            request, settings: settings, maximumMessageBytes: settings.maximumTopicMessageBytes)
         let published = try await topics.publish(messages, to: topic, options: options)
         var json = ByteBufferAllocator().buffer(capacity: 64 + 80 * published.count)
         json.writeStaticString(#"{"messages":["#)
@@ -262,7 +263,7 @@ public struct TopicController: Sendable {
         _ = try Self.topicName(context)
         let body = try await QueueController<PartitionedQueues>.collectBody(
             request,
-            limit: Self.maximumSubscriptionBytes + settings.maximumMessageBytes,
+            limit: Self.maximumSubscriptionBytes + settings.maximumTopicMessageBytes,
             settings: settings
         )
         guard case .object(let document)? = try? JSONValue(parsing: body.readableBytesView), let filter = document["filter"],

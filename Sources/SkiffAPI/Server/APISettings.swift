@@ -4,8 +4,20 @@ public struct APISettings: Sendable {
     public var defaultTimeoutMilliseconds: Int
     /// Largest accepted `timeout`.
     public var maximumTimeoutMilliseconds: Int
-    /// Largest accepted message body; larger ones get 413 and are not read past this size.
+    /// Largest accepted message body; larger ones get 413 and are not read past this size. With a
+    /// payload store, `PAYLOADS_MAX_MESSAGE_BYTES` (bodies over the threshold are offloaded).
     public var maximumMessageBytes: Int
+    /// With a payload store, the largest topic publish (`MAX_MESSAGE_BYTES`): its copies are kept
+    /// whole in Redis, never offloaded. `nil`: ``maximumMessageBytes``.
+    public var offloadedTopicMessageBytes: Int?
+    /// The largest topic publish.
+    public var maximumTopicMessageBytes: Int { offloadedTopicMessageBytes ?? maximumMessageBytes }
+
+    /// The settings behind the limits, for a 413's message.
+    var messageLimitSource: String {
+        guard let topics = offloadedTopicMessageBytes else { return "MAX_MESSAGE_BYTES is \(maximumMessageBytes)" }
+        return "PAYLOADS_MAX_MESSAGE_BYTES is \(maximumMessageBytes) for queues, MAX_MESSAGE_BYTES \(topics) for topics"
+    }
     /// Largest batch, both ways (`MAX_BATCH_BYTES`): a batch POST body over it gets 413; a batch
     /// receive stops claiming at it (at least one message) and says so in `Skiff-Batch-Truncated`.
     /// The default keeps a batch well inside Cloud Run's 32 MiB request and response limit.

@@ -71,6 +71,29 @@ public func buildApplication(
     )
 }
 
+/// The store `settings` name. The configuration reader made the directory of a `file://` store.
+func makePayloadStore(_ settings: PayloadSettings, logger: Logger) -> any PayloadStore {
+    switch settings.location {
+    case .directory(let path):
+        do {
+            return try FileSystemPayloadStore(root: path, maximumBodyBytes: settings.maximumMessageBytes)
+        } catch {
+            preconditionFailure("PAYLOADS_STORE: \(error)")
+        }
+    case .bucket(let bucket, let endpoint):
+        let token: (@Sendable () async throws -> String)?
+        if endpoint == nil {
+            let tokens = GoogleAccessTokenSource(logger: logger)
+            token = { try await tokens.accessToken() }
+        } else {
+            token = nil
+        }
+        let storage = GoogleCloudStorage(
+            baseURL: endpoint ?? GoogleCloudStorage.productionBaseURL, bucket: bucket, accessToken: token, logger: logger)
+        return GoogleCloudStoragePayloadStore(storage: storage, maximumBodyBytes: settings.maximumMessageBytes, logger: logger)
+    }
+}
+
 /// Assembles a replica around a given backend (tests use this to keep a handle on it).
 public func buildApplication<Backend: QueueBackend>(
     configuration: SkiffConfiguration,
@@ -78,10 +101,22 @@ public func buildApplication<Backend: QueueBackend>(
     services: [any Service],
     logger: Logger,
     metricsFactory: any MetricsFactory = MetricsSystem.factory,
-    metricsExposition: (any MetricsExposition)? = nil
+    metricsExposition: (any MetricsExposition)? = nil,
+    payloadStore: (any PayloadStore)? = nil
 ) -> SkiffApplication {
-    // Partitioned queues (`partitions` in a queue's settings) on top of any backend.
-    let backend = PartitionedQueues(backend)
+    // Partitioned queues (`partitions` in a queue's settings) on top of any backend, and large
+    // bodies in the payload store on top of those.
+    let backend = OffloadingQueues(
+        PartitionedQueues(backend),
+        offload: configuration.payloads.map { settings in
+            PayloadOffload(
+                store: payloadStore ?? makePayloadStore(settings, logger: logger),
+                thresholdBytes: settings.thresholdBytes,
+                maximumBodyBytes: settings.maximumMessageBytes
+            )
+        },
+        logger: logger
+    )
     let metrics = SkiffMetrics(factory: metricsFactory)
     let settlements = SettlementTasks(logger: logger)
     let rateLimiter = configuration.rateLimit.map { RateLimiter(settings: $0) }

@@ -112,6 +112,14 @@ public enum Settings {
         default: "unset",
         "comma-separated CIDR ranges push URLs may resolve to besides public addresses (also allows http:// to them)"
     )
+    public static let payloadsStore = Setting(
+        "payloads.store", default: "unset", "where bodies over the offload threshold are kept: file:///dir or gs://bucket (docs/payloads.md)")
+    public static let payloadsOffloadThresholdBytes = Setting(
+        "payloads.offloadThresholdBytes", default: "262144", "with a payload store, bodies larger than this are kept there, not in Redis")
+    public static let payloadsMaxMessageBytes = Setting(
+        "payloads.maxMessageBytes", default: "33554432", "with a payload store, the largest queue message (at most 32 MiB)")
+    public static let payloadsGCSEndpoint = Setting(
+        "payloads.gcsEndpoint", default: "Google's", "the Cloud Storage JSON API's base URL: an emulator, reached without a token")
     public static let claimLease = Setting("claimLeaseMs", default: "30000", "how long before messages claimed by a crashed replica return, ms")
     public static let replicaID = Setting("replicaId", default: "host name", "this replica's name in logs and /health")
     public static let logLevel = Setting("logLevel", default: "info", "trace, debug, info, notice, warning, error or critical")
@@ -134,7 +142,8 @@ public enum Settings {
         host, port, redisURL, redisHost, redisPort, redisPassword, redisAuth, gceMetadataHost, redisUsername, redisTLS, redisTLSCAFile, redisTLSServerName,
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
-        streamPingInterval, pushEnabled, pushAllowedNetworks, claimLease,
+        streamPingInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
+        payloadsGCSEndpoint, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, rateLimitPerSecond, rateLimitBurst,
         settingsFile,
     ]

@@ -55,6 +55,9 @@ public struct SkiffConfiguration: Sendable {
     public var streamPingInterval: Duration = .seconds(15)
     /// Push delivery on this replica (`PUSH_ENABLED`, `PUSH_ALLOWED_NETWORKS`).
     public var push = PushConfiguration()
+    /// The payload store for large bodies (`PAYLOADS_STORE`); `nil`: none, and a body over
+    /// `MAX_MESSAGE_BYTES` is a 413.
+    public var payloads: PayloadSettings?
 
     public init(
         host: String = "0.0.0.0",
@@ -128,6 +131,7 @@ public struct SkiffConfiguration: Sendable {
             replicaID = replica
         }
         try readAccessSettings(settings)
+        try readPayloadSettings(settings)
         redis = try Self.redisConfiguration(settings)
         redisAuthentication = try Self.redisAuthentication(settings, redis: redis)
     }

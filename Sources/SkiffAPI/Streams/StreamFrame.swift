@@ -4,7 +4,7 @@ import SkiffQueue
 /// The frames a server sends on a stream, one JSON object each (docs/streams.md lists them).
 /// Bodies are written as stored, between the pieces, never re-encoded.
 enum StreamFrame {
-    /// `{"op":"message","id","receipt","receiveCount","enqueuedAt","priority"[,"lastError"],"body"}`.
+    /// `{"op":"message","id","receipt","receiveCount","enqueuedAt","priority"[,"lastError"][,"offloaded":true],"body"}`.
     /// An auto-acknowledged stream's messages carry no receipt.
     static func message(_ delivery: Delivery) -> ByteBuffer {
         let message = delivery.message
@@ -25,6 +25,7 @@ enum StreamFrame {
             frame.writeStaticString(#","lastError":"#)
             JSONText.writeQuoted(lastError, to: &frame)
         }
+        if MessageID.isOffloaded(message.id) { frame.writeStaticString(#","offloaded":true"#) }
         frame.writeStaticString(#","body":"#)
         frame.writeImmutableBuffer(message.body)
         frame.writeStaticString("}")

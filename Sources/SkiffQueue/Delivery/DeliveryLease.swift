@@ -23,14 +23,33 @@ public final class DeliveryLease: Sendable {
     private let logger: Logger
     private let settlements: SettlementTasks?
     private let settled = Atomic<Bool>(false)
+    /// Runs after ``delivered()`` deleted messages, with those it deleted.
+    private let afterDeletion: (@Sendable ([Delivery]) async -> Void)?
 
-    init(_ claimed: ClaimedMessages, backend: any ClaimingBackend, logger: Logger, settlements: SettlementTasks?) {
+    init(
+        _ claimed: ClaimedMessages, backend: any ClaimingBackend, logger: Logger, settlements: SettlementTasks?,
+        afterDeletion: (@Sendable ([Delivery]) async -> Void)? = nil
+    ) {
         precondition(!claimed.deliveries.isEmpty, "a lease holds at least one delivery")
         self.deliveries = claimed.deliveries
         self.stoppedAtByteLimit = claimed.stoppedAtByteLimit
         self.backend = backend
         self.logger = logger
         self.settlements = settlements
+        self.afterDeletion = afterDeletion
+    }
+
+    /// A lease that takes over these claims with other deliveries of the same messages (their
+    /// bodies read from the payload store), or fewer of them: those left out go back to the head of
+    /// their queue at once. This lease is settled without touching storage; the new one settles.
+    /// - Parameter afterDeletion: runs once ``delivered()`` has deleted messages, with them.
+    func replaced(
+        by kept: ClaimedMessages, releasing dropped: [Delivery], afterDeletion: (@Sendable ([Delivery]) async -> Void)?
+    ) async -> DeliveryLease? {
+        guard claimSettlement() else { return nil }
+        if !dropped.isEmpty { await Self.release(dropped, backend: backend, logger: logger) }
+        guard !kept.deliveries.isEmpty else { return nil }
+        return DeliveryLease(kept, backend: backend, logger: logger, settlements: settlements, afterDeletion: afterDeletion)
     }
 
     private func claimSettlement() -> Bool {
@@ -56,8 +75,13 @@ public final class DeliveryLease: Sendable {
         let automatic = deliveries.filter { !$0.isAcknowledgedMode }
         guard let first = automatic.first else { return 0 }
         do {
-            if automatic.count == 1 { return try await backend.complete(first) ? 1 : 0 }
+            if automatic.count == 1 {
+                guard try await backend.complete(first) else { return 0 }
+                await afterDeletion?([first])
+                return 1
+            }
             let results = try await backend.acknowledge(automatic.map(\.receipt), in: first.queue)
+            if let afterDeletion { await afterDeletion(zip(automatic, results).filter(\.1).map(\.0)) }
             let lost = results.filter { !$0 }.count
             if lost > 0 {
                 logger.error(

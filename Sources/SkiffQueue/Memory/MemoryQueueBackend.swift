@@ -47,7 +47,7 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
     // MARK: Send
 
     public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
-        try options.validate()
+        try options.validate(bodies: bodies.count)
         let now = wallClock()
         let (sent, madeReady) = try state.withLock { state throws(QueueError) -> ([SentMessage], Bool) in
             // Read through the dictionary, never into a local copy: a copy alive during the
@@ -76,8 +76,8 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
             var sent: [SentMessage] = []
             sent.reserveCapacity(bodies.count)
             state.queues[queue, default: QueueState()].modify { queueState in
-                for body in bodies {
-                    let id = MessageID.make(nowMilliseconds: now)
+                for (index, body) in bodies.enumerated() {
+                    let id = options.messageIDs?[index] ?? MessageID.make(nowMilliseconds: now)
                     queueState.enqueue(id: id, body: body, priority: options.priority, delayMilliseconds: delay, at: now)
                     sent.append(SentMessage(id: id, queue: queue, enqueuedAtMilliseconds: now))
                 }

@@ -269,6 +269,9 @@ extension Topics {
     /// Topics over a queue backend that keeps them (through its partitions when it is
     /// ``PartitionedQueues``); `nil` when it keeps none.
     public static func over(_ backend: some QueueBackend) -> Topics? {
+        // Topic copies are never offloaded (a publish is at most MAX_MESSAGE_BYTES of the queues
+        // it fans out to, kept in Redis): the topics are the inner backend's.
+        if let offloading = backend as? OffloadingQueues { return over(offloading.inner) }
         if let partitioned = backend as? PartitionedQueues {
             guard let store = partitioned.inner as? any TopicStore else { return nil }
             return Topics(store: store) { queue, key in try await partitioned.partition(forCopyTo: queue, idempotencyKey: key) }

@@ -1,0 +1,95 @@
+import Foundation
+
+/// Where message bodies over the offload threshold go (`PAYLOADS_*`, docs/payloads.md), as read
+/// from the configuration; the store itself is made when the replica is assembled.
+public struct PayloadSettings: Sendable, Equatable {
+    public enum Location: Sendable, Equatable {
+        /// `file:///absolute/dir`: one host (`make run`, the local cluster, tests).
+        case directory(String)
+        /// `gs://bucket`: Cloud Storage, with the metadata server's token, or with none through
+        /// an emulator at `endpoint`.
+        case bucket(String, endpoint: String?)
+    }
+
+    public var location: Location
+    /// Bodies larger than this are kept in the store (`PAYLOADS_OFFLOAD_THRESHOLD_BYTES`).
+    public var thresholdBytes: Int
+    /// The largest queue message with a store (`PAYLOADS_MAX_MESSAGE_BYTES`, at most 32 MiB,
+    /// Cloud Run's HTTP/1 request limit). `MAX_MESSAGE_BYTES` still bounds what Redis keeps
+    /// whole: topic publishes, which are not offloaded.
+    public var maximumMessageBytes: Int
+
+    public static let largestMessageBytes = 32 << 20
+
+    public init(location: Location, thresholdBytes: Int = 256 << 10, maximumMessageBytes: Int = PayloadSettings.largestMessageBytes) {
+        self.location = location
+        self.thresholdBytes = thresholdBytes
+        self.maximumMessageBytes = maximumMessageBytes
+    }
+
+    /// Parses `PAYLOADS_STORE`: `file:///absolute/dir` or `gs://bucket` (a trailing `/` allowed).
+    static func location(_ text: String, endpoint: String?) throws(ConfigurationError) -> Location {
+        if text.hasPrefix("file://") {
+            let path = String(text.dropFirst("file://".count))
+            guard path.hasPrefix("/"), path.count > 1 else {
+                throw ConfigurationError("PAYLOADS_STORE file:// needs an absolute directory (file:///var/lib/skiff/payloads), got '\(text)'")
+            }
+            return .directory(path)
+        }
+        if text.hasPrefix("gs://") {
+            var bucket = String(text.dropFirst("gs://".count))
+            if bucket.hasSuffix("/") { bucket.removeLast() }
+            // Cloud Storage's bucket names: 3 to 63 of a-z 0-9 - _ . (no prefix inside the bucket yet).
+            guard (3...63).contains(bucket.utf8.count),
+                bucket.utf8.allSatisfy({
+                    (UInt8(ascii: "a")...UInt8(ascii: "z")).contains($0) || (UInt8(ascii: "0")...UInt8(ascii: "9")).contains($0)
+                        || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: ".")
+                })
+            else {
+                throw ConfigurationError("PAYLOADS_STORE gs:// needs a bucket name (3 to 63 of a-z 0-9 - _ .) and no path, got '\(text)'")
+            }
+            if let endpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+                throw ConfigurationError("PAYLOADS_GCS_ENDPOINT must be an http:// or https:// URL, got '\(endpoint)'")
+            }
+            return .bucket(bucket, endpoint: endpoint)
+        }
+        throw ConfigurationError("PAYLOADS_STORE must be file:///dir or gs://bucket, got '\(text)'")
+    }
+}
+
+extension SkiffConfiguration {
+    /// `PAYLOADS_STORE` and its companions; with a store, queue messages may reach
+    /// `PAYLOADS_MAX_MESSAGE_BYTES` and topics keep `MAX_MESSAGE_BYTES`.
+    mutating func readPayloadSettings(_ settings: SettingsReader) throws {
+        guard let store = settings.text(Settings.payloadsStore) else {
+            for setting in [Settings.payloadsOffloadThresholdBytes, Settings.payloadsMaxMessageBytes, Settings.payloadsGCSEndpoint]
+            where settings.text(setting) != nil {
+                throw ConfigurationError("\(setting.environmentVariable) needs PAYLOADS_STORE")
+            }
+            return
+        }
+        var payloads = PayloadSettings(location: try PayloadSettings.location(store, endpoint: settings.text(Settings.payloadsGCSEndpoint)))
+        if let bytes = try settings.integer(Settings.payloadsMaxMessageBytes, in: 1...PayloadSettings.largestMessageBytes) {
+            payloads.maximumMessageBytes = bytes
+        }
+        if let bytes = try settings.integer(Settings.payloadsOffloadThresholdBytes, in: 0...PayloadSettings.largestMessageBytes) {
+            payloads.thresholdBytes = bytes
+        }
+        // A body kept whole in Redis must be one MAX_MESSAGE_BYTES allows.
+        guard payloads.thresholdBytes <= api.maximumMessageBytes else {
+            throw ConfigurationError(
+                "PAYLOADS_OFFLOAD_THRESHOLD_BYTES (\(payloads.thresholdBytes)) must not pass MAX_MESSAGE_BYTES (\(api.maximumMessageBytes)), the largest body Redis keeps"
+            )
+        }
+        if case .directory(let path) = payloads.location {
+            do {
+                try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            } catch {
+                throw ConfigurationError("PAYLOADS_STORE: cannot create \(path): \(error)")
+            }
+        }
+        api.offloadedTopicMessageBytes = api.maximumMessageBytes
+        api.maximumMessageBytes = max(payloads.maximumMessageBytes, api.maximumMessageBytes)
+        self.payloads = payloads
+    }
+}

@@ -1,0 +1,315 @@
+public import Logging
+public import NIOCore
+
+/// How a replica uses its payload store (docs/payloads.md).
+public struct PayloadOffload: Sendable {
+    public var store: any PayloadStore
+    /// Bodies larger than this go to the store; Redis keeps a pointer in their place.
+    public var thresholdBytes: Int
+    /// The largest body read back from the store: a pointer to a larger one is refused before
+    /// anything is read, so a replica's memory stays bounded whatever the pointer says.
+    public var maximumBodyBytes: Int
+
+    public init(store: any PayloadStore, thresholdBytes: Int = PayloadOffload.defaultThresholdBytes, maximumBodyBytes: Int) {
+        self.store = store
+        self.thresholdBytes = thresholdBytes
+        self.maximumBodyBytes = maximumBodyBytes
+    }
+
+    /// 256 KiB, where SQS's Extended Client offloads.
+    public static var defaultThresholdBytes: Int { 256 * 1024 }
+
+    /// The object of the offloaded message `id`: `m/<id>`. Named after the message, which keeps
+    /// its id through nacks, dead-lettering and redrives, so whoever settles a receipt knows the
+    /// object without reading the message.
+    public static func key(of id: some StringProtocol) throws(PayloadStoreError) -> PayloadKey {
+        try PayloadKey("m/\(id)")
+    }
+}
+
+/// Message bodies too large for Redis kept in a ``PayloadStore``, over any backend, with every
+/// receive path none the wiser (docs/payloads.md):
+/// - A send stores each body over the threshold in the store first, under the key its message's
+///   id names (``PayloadOffload/key(of:)``; the id is tagged, ``MessageID/isOffloaded(_:)``), then
+///   sends a ``PayloadPointer`` in its place. A send refused by the queue (full, too many
+///   queues...) deletes its objects; one whose outcome is unknown (storage timed out) keeps them,
+///   since the message may exist: an orphan costs storage, a deleted body would lose a message.
+/// - A delivery reads each pointer's object back, verified against its size and SHA-256, before
+///   anything is handed out. A store that cannot be reached gives the message back at once
+///   (503); an object missing or corrupted is a ``QueueError/payloadUnreadable(_:)`` (502) and
+///   its message is nacked with that reason, so it retries and in the end goes to its dead-letter
+///   queue instead of blocking its queue's head. A batch still delivers the rest, and stops at
+///   its byte limit counting the bodies read back.
+/// - An object is deleted after its message: after an ack, or the deletion that follows a plain
+///   GET's response. Nacks, dead-lettering and redrives keep it.
+/// - Without a store, sends pass through; a pointer that still turns up (written while a store
+///   was configured) is never handed out as a body.
+public final class OffloadingQueues: QueueBackend {
+    public let inner: any QueueBackend
+    public let offload: PayloadOffload?
+    private let logger: Logger
+
+    public init(_ inner: any QueueBackend, offload: PayloadOffload?, logger: Logger) {
+        self.inner = inner
+        self.offload = offload
+        self.logger = logger
+    }
+
+    // MARK: Send
+
+    public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
+        guard let offload, bodies.contains(where: { $0.readableBytes > offload.thresholdBytes }) else {
+            return try await inner.send(bodies, to: queue, options: options)
+        }
+        try options.validate()
+        let now = MessageID.currentMilliseconds()
+        var stored: [ByteBuffer] = []
+        var ids: [String] = []
+        var keys: [PayloadKey] = []
+        stored.reserveCapacity(bodies.count)
+        for body in bodies {
+            guard body.readableBytes > offload.thresholdBytes else {
+                stored.append(body)
+                ids.append(MessageID.make(nowMilliseconds: now))
+                continue
+            }
+            let id = MessageID.make(nowMilliseconds: now, offloaded: true)
+            do {
+                let key = try PayloadOffload.key(of: id)
+                let pointer = try await offload.store.put(key: key, body: BufferChunks(body), size: body.readableBytes)
+                keys.append(key)
+                stored.append(pointer.encode())
+                ids.append(id)
+            } catch {
+                // Nothing refers to the objects already written: no message exists yet.
+                await deleteObjects(keys, because: "the send failed before its messages were stored")
+                throw Self.queueError(error)
+            }
+        }
+        var options = options
+        options.messageIDs = ids
+        let sent: [SentMessage]
+        do {
+            sent = try await inner.send(stored, to: queue, options: options)
+        } catch let error as QueueError where Self.refusedWithoutStoring(error) {
+            await deleteObjects(keys, because: "the queue refused the send")
+            throw error
+        }
+        // A repeat of an idempotent send stored nothing: its messages are the first send's.
+        if sent.contains(where: \.isDuplicate) { await deleteObjects(keys, because: "the send repeated an earlier one") }
+        return sent
+    }
+
+    /// Errors after which a send has certainly stored nothing. Any other (a timeout, a lost
+    /// connection, cancellation) leaves the outcome unknown.
+    private static func refusedWithoutStoring(_ error: QueueError) -> Bool {
+        switch error.kind {
+        case .queueFull, .tooManyQueues, .invalidArgument, .conflict, .tooLarge, .unsupported, .insufficientStorage: true
+        case .unavailable, .payloadUnreadable, .internalError: false
+        }
+    }
+
+    // MARK: Deliver
+
+    public func deliver(_ request: DeliveryRequest, context: DeliveryContext) async throws -> DeliveryLease? {
+        guard let lease = try await inner.deliver(request, context: context) else { return nil }
+        guard lease.deliveries.contains(where: { PayloadPointer.decode($0.message.body) != nil }) else { return lease }
+        return try await resolve(lease, maximumBytes: request.maxBytes, logger: context.logger)
+    }
+
+    /// The lease with every pointer replaced by its body (see the type's notes for failures).
+    private func resolve(_ lease: DeliveryLease, maximumBytes: Int?, logger: Logger) async throws -> DeliveryLease? {
+        var kept = ClaimedMessages(deliveries: [])
+        var dropped: [Delivery] = []
+        var failure: (any Error)?
+        var bytes = 0
+        for delivery in lease.deliveries {
+            let pointer = PayloadPointer.decode(delivery.message.body)
+            let size = pointer?.size ?? delivery.message.body.readableBytes
+            // Past the byte limit (one message always fits), the rest go back, in order.
+            if kept.stoppedAtByteLimit || (maximumBytes.map { !kept.deliveries.isEmpty && bytes + size > $0 } ?? false) {
+                kept.stoppedAtByteLimit = true
+                dropped.append(delivery)
+                continue
+            }
+            guard let pointer else {
+                kept.deliveries.append(delivery)
+                bytes += size
+                continue
+            }
+            do {
+                let body = try await read(pointer)
+                kept.deliveries.append(delivery.replacingBody(body))
+                bytes += size
+            } catch let error as QueueError where error.kind == .payloadUnreadable {
+                logger.error(
+                    "a message body in the payload store is unreadable; the message is nacked",
+                    metadata: ["queue.name": "\(lease.queue)", "message.id": "\(delivery.message.id)", "error": "\(error.message)"]
+                )
+                do {
+                    _ = try await inner.reject(delivery.receipt, in: lease.queue, delay: nil, reason: error.message)
+                } catch {
+                    dropped.append(delivery)
+                }
+                failure = failure ?? error
+            } catch {
+                dropped.append(delivery)
+                failure = failure ?? error
+            }
+        }
+        let resolved = await lease.replaced(by: kept, releasing: dropped) { deleted in
+            await self.deleteObjects(ofMessages: deleted.map(\.message.id))
+        }
+        if resolved == nil, let failure { throw failure }
+        return resolved
+    }
+
+    /// The body `pointer` names, verified.
+    private func read(_ pointer: PayloadPointer) async throws -> ByteBuffer {
+        guard let offload else {
+            throw QueueError.payloadUnreadable("\(pointer.uri) is in a payload store, and this replica has none configured (PAYLOADS_STORE)")
+        }
+        do {
+            return try await offload.store.bytes(of: pointer, upTo: offload.maximumBodyBytes)
+        } catch {
+            throw Self.queueError(error)
+        }
+    }
+
+    /// A store's failure as the queue failure a transport answers.
+    static func queueError(_ error: any Error) -> any Error {
+        guard let error = error as? PayloadStoreError else { return error }
+        switch error {
+        case .unavailable(): return QueueError.unavailable(error.message)
+        case .tooLarge(): return QueueError.tooLarge(error.message)
+        default: return QueueError.payloadUnreadable(error.message)
+        }
+    }
+
+    // MARK: Settle
+
+    public func acknowledge(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
+        let acknowledged = try await inner.acknowledge(receipts, in: queue)
+        let deleted = zip(receipts, acknowledged).filter { $0.1 && MessageID.isOffloaded($0.0.messageID) }.map(\.0.messageID)
+        if !deleted.isEmpty { await deleteObjects(ofMessages: deleted) }
+        return acknowledged
+    }
+
+    private func deleteObjects(ofMessages ids: [String]) async {
+        let keys = ids.filter { MessageID.isOffloaded($0) }.compactMap { try? PayloadOffload.key(of: $0) }
+        await deleteObjects(keys, because: "their messages were deleted")
+    }
+
+    /// Best effort: an object left behind is an orphan for the sweep, never a lost message.
+    private func deleteObjects(_ keys: [PayloadKey], because reason: String) async {
+        guard !keys.isEmpty else { return }
+        guard let offload else {
+            logger.warning("cannot delete payload objects: no payload store is configured", metadata: ["payload.keys": "\(keys)"])
+            return
+        }
+        for key in keys {
+            do {
+                try await offload.store.delete(key: key)
+            } catch {
+                logger.warning(
+                    "could not delete a payload object; it stays until it is swept",
+                    metadata: ["payload.key": "\(key)", "reason": "\(reason)", "error": "\(error)"]
+                )
+            }
+        }
+    }
+
+    // MARK: Passed through
+
+    public func claimsHeld(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
+        try await inner.claimsHeld(receipts, in: queue)
+    }
+
+    public func reject(_ receipt: Receipt, in queue: QueueName, delay: Duration?, reason: String?) async throws -> Bool {
+        try await inner.reject(receipt, in: queue, delay: delay, reason: reason)
+    }
+
+    public func changeVisibility(_ receipt: Receipt, in queue: QueueName, timeout: Duration) async throws -> Bool {
+        try await inner.changeVisibility(receipt, in: queue, timeout: timeout)
+    }
+
+    public func settings(of queue: QueueName) async throws -> QueueSettings { try await inner.settings(of: queue) }
+
+    public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
+        try await inner.updateSettings(settings, of: queue)
+    }
+
+    public func redrive(into queue: QueueName, max: Int) async throws -> Int { try await inner.redrive(into: queue, max: max) }
+
+    public func stats(of queue: QueueName) async throws -> QueueStats { try await inner.stats(of: queue) }
+
+    public func queues() async throws -> [QueueSummary] { try await inner.queues() }
+
+    /// The inner backend's peek with each pointer replaced by its body, stopping before the
+    /// bodies read back would pass `maximumBytes` (one message always fits).
+    public func peek(_ queue: QueueName, limit: Int, maximumBytes: Int) async throws -> [QueueMessage] {
+        let messages = try await inner.peek(queue, limit: limit, maximumBytes: maximumBytes)
+        var peeked: [QueueMessage] = []
+        var bytes = 0
+        for message in messages {
+            let pointer = PayloadPointer.decode(message.body)
+            let size = pointer?.size ?? message.body.readableBytes
+            if !peeked.isEmpty, bytes + size > maximumBytes { break }
+            if let pointer {
+                peeked.append(message.replacingBody(try await read(pointer)))
+            } else {
+                peeked.append(message)
+            }
+            bytes += size
+        }
+        return peeked
+    }
+
+    @discardableResult
+    public func purge(_ queue: QueueName) async throws -> Int { try await inner.purge(queue) }
+
+    @discardableResult
+    public func delete(_ queue: QueueName) async throws -> Bool { try await inner.delete(queue) }
+
+    public func health() async -> BackendHealth { await inner.health() }
+
+    public func isKnownEmpty(_ queue: QueueName) -> Bool { inner.isKnownEmpty(queue) }
+}
+
+extension QueueMessage {
+    func replacingBody(_ body: ByteBuffer) -> QueueMessage {
+        QueueMessage(
+            id: id, body: body, enqueuedAtMilliseconds: enqueuedAtMilliseconds, receiveCount: receiveCount, priority: priority,
+            lastError: lastError, deadLetter: deadLetter
+        )
+    }
+}
+
+extension Delivery {
+    func replacingBody(_ body: ByteBuffer) -> Delivery {
+        Delivery(
+            queue: queue, message: message.replacingBody(body), claimToken: claimToken, claimedAt: claimedAt, lease: lease,
+            isAcknowledgedMode: isAcknowledgedMode
+        )
+    }
+}
+
+/// A body in memory as the chunked stream ``PayloadStore/put(key:body:size:)`` takes (slices,
+/// no copies).
+struct BufferChunks: AsyncSequence, Sendable {
+    typealias Element = ByteBuffer
+    let buffer: ByteBuffer
+    static let chunkBytes = 1 << 20
+
+    init(_ buffer: ByteBuffer) { self.buffer = buffer }
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var rest: ByteBuffer
+        mutating func next() async -> ByteBuffer? {
+            guard rest.readableBytes > 0 else { return nil }
+            return rest.readSlice(length: Swift.min(BufferChunks.chunkBytes, rest.readableBytes))
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(rest: buffer) }
+}
