@@ -11,6 +11,8 @@ JSON object with what it measured.
   fixedcost.py     unloaded, roundtrips: one request at a time: CPU, latency, Redis commands
   scaleout.py      scale-out, cluster-ports, scale-out-merge: many queues on one Redis and on a Redis
                    Cluster, Redis CPU per message on each primary (issue 18)
+  large.py         large, large-merge: bodies of 1 KiB to 4 MiB with and without a payload store:
+                   rates, latency, Redis and store bytes per message, CPU (l, issue 23)
   preparation.py   settle, prefill, probe: between and before the scenarios
   report.py        report: the console table and BENCHMARKS.md (results.py, compare.py, details.py)
   plot.py          plot: the latency-percentile plot (gnuplot)

@@ -3,7 +3,7 @@ what each scenario measures, details, profiles, then the hand-written analysis).
 
 import os
 
-from . import compare, options, push, scaleout, streams, topics, workers
+from . import compare, large, options, push, scaleout, streams, topics, workers
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -38,6 +38,9 @@ def command_report(args):
     stream_lines = [line for line in streams.section(d, machine) if line.startswith(("|", "Idle"))]
     if stream_lines:
         print("\n" + streams.HEADING[3:] + "\n" + "\n".join(stream_lines))
+    large_lines = [line for line in large.section(d, machine) if line.startswith(("|", "- "))]
+    if large_lines:
+        print("\n" + large.HEADING[3:] + "\n" + "\n".join(large_lines))
     scale_out = [line for line in scaleout.section(d, machine) if line.startswith(("|", "- "))]
     if scale_out:
         print("\n" + scaleout.HEADING[3:] + "\n" + "\n".join(scale_out))
@@ -83,6 +86,7 @@ def command_report(args):
     sections += topics.section(d, machine)
     sections += push.section(d, machine)
     sections += workers.section(d, machine)
+    sections += large.section(d, machine)
     sections += scaleout.section(d, machine)
     sections += details(d, args)
     if args.notes and os.path.exists(args.notes):
