@@ -10,15 +10,19 @@
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
-#                           d, e, s, t, p, w, f, g, profile, scale-out); raw results in bench/out/only-LIST, a
-#                           report there, BENCHMARKS.md left alone, except that a full-mode run with
-#                           scale-out or s (streams) merges that section (and bench/analysis.md) into
-#                           BENCHMARKS.md.
+#                           d, e, s, t, p, w, f, g, l, profile, scale-out); raw results in
+#                           bench/out/only-LIST, a report there, BENCHMARKS.md left alone, except that a
+#                           full-mode run with scale-out, s (streams), t, p, w or l (large messages) merges
+#                           that section (and bench/analysis.md) into BENCHMARKS.md.
 #                           (b)'s redis-benchmark RPOP pops the list (a) left: run a with b.
 #
 # Scale-out (issue 18): 48 queues, batch sends and receives, through 2 Skiff replicas against the
 # run's Redis and against Redis Clusters (scripts/redis-cluster.sh, 1 and 3 primaries, no replicas,
 # on free ports, stopped at exit) started by this script; Redis CPU per message on each primary.
+#
+# Large messages (l, issue 23): bodies of 1 KiB, 256 KiB + 1 byte and 4 MiB through two more
+# replicas on the run's Redis, one offloading to a file:// payload store, one without a store
+# (MAX_MESSAGE_BYTES 8 MiB); N POSTs, then N GETs, per replica.
 #
 # Environment:
 #   SKIFF_BIN       use this skiff binary instead of building one (`swift build -c release`)
@@ -44,7 +48,7 @@ ROOT=$(pwd)
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
 ONLY=
-SCENARIOS=" unloaded roundtrips a b c d e s t p w f g profile scale-out "
+SCENARIOS=" unloaded roundtrips a b c d e s t p w f g l profile scale-out "
 usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
 while (($#)); do
     case $1 in
@@ -182,11 +186,12 @@ settle() {
     [ "$SMOKE" = 1 ] || bench settle --pid "$SKIFF_A_PID" --pid "$REDIS_PID" --pid "$WEBDIS_PID"
 }
 
-start_skiff() { # name port [binary key-prefix redis-url] -> sets LAST_PID
+start_skiff() { # name port [binary key-prefix redis-url [VARIABLE=value ...]] -> sets LAST_PID
     local name=$1 port=$2 binary=${3:-$SKIFF} prefix=() url=${5:-redis://127.0.0.1:$REDIS_PORT}
     [ -n "${4:-}" ] && prefix=("REDIS_KEY_PREFIX=$4")
+    shift $(($# < 5 ? $# : 5))
     env PORT="$port" HOST=127.0.0.1 REDIS_URL="$url" LOG_LEVEL=warning REPLICA_ID="$name" PUSH_ALLOWED_NETWORKS=127.0.0.0/8 \
-        "${prefix[@]}" "$binary" serve >"$WORK/$name.log" 2>&1 </dev/null &
+        "${prefix[@]}" "$@" "$binary" serve >"$WORK/$name.log" 2>&1 </dev/null &
     LAST_PID=$!
     PIDS+=("$LAST_PID")
     wait_http "$port"
@@ -254,6 +259,10 @@ write_report() {
     # The same for the streams scenario (issue 19).
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want s && [ -f "$OUT/s-consume-100.json" ]; then
         bench streams-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
+    fi
+    # The same for the large-messages scenario (issue 23).
+    if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want l && [ -f "$OUT/l-meta.json" ]; then
+        bench large-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
     fi
 }
 
@@ -705,6 +714,45 @@ if want g; then
     log "(g) Redis memory per queued 1 KiB message ($MEMORY_MESSAGES messages)"
     bench memory --port "$PORT_A" --redis-port "$REDIS_PORT" --count "$MEMORY_MESSAGES" --json "$OUT/g-memory.json" >/dev/null
     rcli DEL 'skiff:{bench-g}:ready' 'skiff:{bench-g}:seq' >/dev/null
+fi
+
+# --- (l) large messages, with and without a payload store (issue 23) ---------------------------
+
+# Two replicas of their own on the run's Redis, each under its own key prefix: one offloads bodies
+# larger than PAYLOADS_OFFLOAD_THRESHOLD_BYTES (its default, 262144) to a file:// store, the other
+# has no store and keeps every body whole in Redis (MAX_MESSAGE_BYTES raised so that 4 MiB fits).
+# The middle size is one byte over the threshold: a body is offloaded when it is larger. N (per
+# replica and round) shrinks with the size: 4 MiB bodies fill Redis and the disk fast.
+if want l; then
+    L_SIZES=(1024 262145 4194304) L_CONNECTIONS=8
+    if [ "$SMOKE" = 1 ]; then
+        L_COUNTS=(200 20 4) L_ROUNDS=1
+    else
+        L_COUNTS=(10000 500 50) L_ROUNDS=2
+    fi
+    L_STORE=$WORK/payloads
+    mkdir -p "$L_STORE"
+    L_INLINE_PORT=$(free_port)
+    start_skiff skiff-l-inline "$L_INLINE_PORT" "$SKIFF" skiffli "redis://127.0.0.1:$REDIS_PORT" MAX_MESSAGE_BYTES=8388608
+    L_INLINE_PID=$LAST_PID
+    L_OFFLOAD_PORT=$(free_port)
+    start_skiff skiff-l-offload "$L_OFFLOAD_PORT" "$SKIFF" skifflo "redis://127.0.0.1:$REDIS_PORT" "PAYLOADS_STORE=file://$L_STORE"
+    L_OFFLOAD_PID=$LAST_PID
+    for i in "${!L_SIZES[@]}"; do
+        log "(l) ${L_SIZES[i]}-byte bodies, with and without offload: ${L_COUNTS[i]} POSTs, then as many GETs, per replica and round"
+        bench large --size "${L_SIZES[i]}" --count "${L_COUNTS[i]}" --rounds "$L_ROUNDS" --connections "$L_CONNECTIONS" \
+            --redis-port "$REDIS_PORT" --queue bench-l --cpu "redis=$REDIS_PID" \
+            --target "inline=$L_INLINE_PORT,$L_INLINE_PID,skiffli" --target "offload=$L_OFFLOAD_PORT,$L_OFFLOAD_PID,skifflo,$L_STORE" \
+            --json "$OUT/l-${L_SIZES[i]}.json" >/dev/null
+        [ "$SMOKE" = 1 ] || bench settle --pid "$L_INLINE_PID" --pid "$L_OFFLOAD_PID" --pid "$REDIS_PID"
+    done
+    stop "$L_INLINE_PID"
+    stop "$L_OFFLOAD_PID"
+    drop_keys 'skiffli:*'
+    drop_keys 'skifflo:*'
+    rm -rf "$L_STORE"
+    printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/l-meta.json"
+    settle
 fi
 
 # --- profile -----------------------------------------------------------------------------------
