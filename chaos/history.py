@@ -21,25 +21,77 @@ Record types (``type``):
 - ``fault``, ``phase``: what the scheduler did and when.
 - ``probe``: the early-redelivery probe (a claim left to expire; when did it come back?).
 - ``residue``: messages still in Redis after the drain (should be none).
+- ``payloads``: what the payload store held once the cluster was down: the message ids of its
+  objects (``m/<id>``) and how many half-written temporary files it had (a write cut by a kill).
+
+Large messages (``make_large_body``, issue 23): an ``enqueue`` of one says its size (``large``);
+a delivery of any body over ``RECORDED_BODY_BYTES`` records its ``size``, its whole ``sha256``
+and whether Skiff said it came from the payload store (``offloaded``), so the checker can
+regenerate the body from its value and compare it byte for byte without the history holding it.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import random
 import threading
 import time
 
 from .http import Response
 
 
+#: Deliveries of bodies larger than this record their size and whole SHA-256 (``body_fields``);
+#: ordinary chaos bodies stay far below it.
+RECORDED_BODY_BYTES = 64 * 1024
+#: The sizes of large messages: over Skiff's default offload threshold (256 KiB), under the
+#: largest body a producer sends in a few seconds on a loaded 2-core machine.
+LARGE_MIN_BYTES = 300 * 1024
+LARGE_MAX_BYTES = 2 * 1024 * 1024
+
+
 def body_digest(body: bytes) -> str:
     return hashlib.sha256(body).hexdigest()[:20]
+
+
+def body_fields(body: bytes, offloaded: bool) -> dict:
+    """What a delivery records of its body beyond the value and digest: ``offloaded`` when Skiff
+    said so, and the size and whole SHA-256 of a body over ``RECORDED_BODY_BYTES``."""
+    fields: dict = {"offloaded": True} if offloaded else {}
+    if len(body) > RECORDED_BODY_BYTES:
+        fields["size"] = len(body)
+        fields["sha256"] = hashlib.sha256(body).hexdigest()
+    return fields
 
 
 def make_body(value: str, padding: int) -> bytes:
     """A message body: valid JSON that carries the unique value."""
     return json.dumps({"chaos": value, "pad": "x" * padding}, separators=(",", ":")).encode()
+
+
+def make_large_body(value: str, size: int) -> bytes:
+    """A large message body of exactly ``size`` bytes: valid JSON that carries the unique value
+    (``{"chaos": value, "large": size, "pad": ...}``), padded with hex derived from the value
+    alone, so the body can be made again from the value and size to check a delivery byte for
+    byte. Smaller sizes than the JSON around the pad are refused."""
+    head = json.dumps({"chaos": value, "large": size}, separators=(",", ":"))[:-1] + ',"pad":"'
+    room = size - len(head.encode()) - len('"}')
+    if room < 0:
+        raise ValueError(f"a large body of {size} bytes cannot hold the value {value!r}")
+    # SHAKE-256 gives any length; hex keeps it valid JSON text.
+    pad = hashlib.shake_256(value.encode()).hexdigest((room + 1) // 2)[:room]
+    return (head + pad + '"}').encode()
+
+
+def pick_large_size(rng: random.Random, share: float) -> int:
+    """A producer's next message size from its own generator: with probability ``share`` a
+    large one, uniform in ``LARGE_MIN_BYTES..LARGE_MAX_BYTES``; else 0 (an ordinary message)."""
+    return rng.randint(LARGE_MIN_BYTES, LARGE_MAX_BYTES) if rng.random() < share else 0
+
+
+def large_sha256(value: str, size: int) -> str:
+    """The whole SHA-256 of ``make_large_body(value, size)``: what its every delivery must match."""
+    return hashlib.sha256(make_large_body(value, size)).hexdigest()
 
 
 def make_topic_body(value: str, n: int, padding: int) -> bytes:
@@ -111,6 +163,7 @@ def classify_dequeue(response: Response, queue: str | None = None) -> tuple[str,
     if response.complete and response.status == 200:
         fields["value"] = value_of(response.body, queue)
         fields["digest"] = body_digest(response.body)
+        fields.update(body_fields(response.body, response.headers.get("skiff-payload") == "offloaded"))
         count = response.headers.get("skiff-receive-count")
         fields["rc"] = int(count) if count and count.isdigit() else None
         return "ok", fields

@@ -32,7 +32,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 
-from .runner import HOST, REPLICA_SETTINGS, REPLICATION_LAG_S, Run, log
+from .runner import HOST, REPLICATION_LAG_S, Run, log
 
 SLOTS = 16384
 NODES = 6
@@ -198,13 +198,13 @@ class RedisClusterRun(Run):
                              f"CLUSTER_STATE_DIR={self.state} scripts/cluster.sh down")
         await self.cluster("clean", check=False)
         for n in range(1, self.s.replicas + 1):
-            await self.cluster("configure", str(n), "--reset", *REPLICA_SETTINGS)
+            await self.cluster("configure", str(n), "--reset", *self.replica_settings())
         for name in os.listdir(os.path.join(self.state, "logs")) if os.path.isdir(os.path.join(self.state, "logs")) else []:
             self.log_offsets[name] = os.path.getsize(os.path.join(self.state, "logs", name))
         self.started_cluster = True
         await self.cluster("up", env={"CLAIM_LEASE_MS": str(self.s.lease_ms)})
         log(f"Redis Cluster on {HOST}:{self.node_ports[0]}-{self.node_ports[-1]}")
-        self.write_meta(redis_cluster_ports=self.node_ports)
+        self.write_meta(redis_cluster_ports=self.node_ports, **self.payload_meta())
 
     async def heal(self) -> None:
         await super().heal()
@@ -234,7 +234,7 @@ class RedisClusterRun(Run):
             self.notes.append("the *-wait phases were skipped: the skiff binary has no REDIS_WAIT_REPLICAS setting")
             log(self.notes[-1])
             return False
-        settings = [*REPLICA_SETTINGS] + (["REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000"] if wait else [])
+        settings = self.replica_settings() + (["REDIS_WAIT_REPLICAS=1", "REDIS_WAIT_TIMEOUT_MS=1000"] if wait else [])
         log(f"restarting the replicas {'with' if wait else 'without'} REDIS_WAIT_REPLICAS=1")
         for n in range(1, self.s.replicas + 1):
             await self.cluster("configure", str(n), "--reset", *settings)

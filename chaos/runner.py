@@ -26,7 +26,9 @@ Environment: CHAOS_SEED, CHAOS_SECONDS (300: the whole fault schedule, measured 
 included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
 CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
 CHAOS_ABORT_SHARE (0.2), CHAOS_ACK_SHARE (0.5: the share of the strict phase's consumers that
-receive in acknowledged mode), CHAOS_TOPICS (1: publishers to a topic of the strict phase),
+receive in acknowledged mode), CHAOS_LARGE_SHARE (0.02: the share of the strict phase's HTTP
+enqueues that send a large message, 300 KiB to 2 MiB, kept in the payload store),
+CHAOS_TOPICS (1: publishers to a topic of the strict phase),
 CHAOS_PUSH (1: that topic also has a push subscription to a receiver in this process), CHAOS_VISIBILITY_MS (their visibility timeout: CLAIM_LEASE_MS +
 1000), CHAOS_CRASH_SHARE (0.05: the share of their deliveries they never ack), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
 CHAOS_FAULTS (kinds of faults.KINDS to schedule; faults.CLUSTER_KINDS with REDIS_MODE=cluster),
@@ -42,6 +44,13 @@ base, replica N on base+N, HAProxy's statistics on base+10, Redis on base-1, the
 replica on base-2, the push receiver on base+20, the link control on base-10, replica N's link on base-10+N, and the
 replication link between the two redis-servers (failover phases) on base-11; with
 REDIS_MODE=cluster the six Redis Cluster nodes on base-30..base-25 (their cluster bus 10000 above).
+
+Large messages (issue 23): every replica gets ``PAYLOADS_STORE=file://<run directory>/payloads``
+(one host: one directory they all share), so bodies over PAYLOADS_OFFLOAD_THRESHOLD_BYTES go
+there. CHAOS_LARGE_SHARE of the strict phase's HTTP producers' enqueues are large
+(history.make_large_body); every receive path takes them (plain and acknowledged GETs,
+WebSocket streams). Once the cluster is down, the store's objects are listed into the history
+(``payloads``) for the checker: none may belong to a message that was consumed.
 """
 
 from __future__ import annotations
@@ -58,7 +67,8 @@ import time
 from dataclasses import dataclass
 
 from . import checker, faults, push, stream
-from .history import History, body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body, make_topic_body
+from .history import (History, body_digest, classify_ack, classify_dequeue, classify_enqueue, make_body, make_large_body,
+                      make_topic_body, pick_large_size)
 from .http import request
 from .link import LinkControl
 
@@ -81,6 +91,8 @@ MEASURED_PHASES = ("everysec", "failover-async", "failover-wait")
 #: Settings every replica of a run gets: the chaos push receiver listens on loopback, which push
 #: URLs may not reach by default.
 REPLICA_SETTINGS = ("PUSH_ALLOWED_NETWORKS=127.0.0.0/8",)
+#: Skiff's offload threshold, given to the replicas so the checker knows it (the default).
+PAYLOAD_THRESHOLD_BYTES = 262144
 
 #: REDIS_MODE=cluster: the phases after the strict one (chaos/rediscluster.py), in their order.
 CLUSTER_PHASES = ("primary-kill-async", "reshard-async", "primary-kill-wait", "reshard-wait")
@@ -126,6 +138,8 @@ class Settings:
     # A push subscription of that topic, to a receiver in this process (chaos/push.py).
     push: bool = True
     push_port: int = 0
+    # The share of the strict phase's HTTP enqueues that are large (history.make_large_body).
+    large_share: float = 0.0
 
     @staticmethod
     def from_environment() -> "Settings":
@@ -166,6 +180,7 @@ class Settings:
             ack_share=float(env.get("CHAOS_ACK_SHARE", "0.5")),
             visibility_ms=int(env.get("CHAOS_VISIBILITY_MS") or lease_ms + 1000),
             crash_share=float(env.get("CHAOS_CRASH_SHARE", "0.05")),
+            large_share=float(env.get("CHAOS_LARGE_SHARE", "0.02")),
             # WebSocket stream consumers, and as many stream publishers, beside the HTTP workers.
             streams=int(env.get("CHAOS_STREAMS", "2")),
             topics=int(env.get("CHAOS_TOPICS", "1")),
@@ -230,6 +245,17 @@ class Run:
     def pick_target(self, rng: random.Random) -> str:
         return "proxy" if rng.random() < 0.5 else f"skiff-{rng.randint(1, self.s.replicas)}"
 
+    @property
+    def payload_store(self) -> str:
+        """The directory every replica keeps large bodies in: the run's own, so what is left in it
+        after the run is this run's."""
+        return os.path.join(os.path.abspath(self.s.out), "payloads")
+
+    def replica_settings(self) -> list[str]:
+        """What `configure N --reset` gives every replica of the run."""
+        return [*REPLICA_SETTINGS, f"PAYLOADS_STORE=file://{self.payload_store}",
+                f"PAYLOADS_OFFLOAD_THRESHOLD_BYTES={PAYLOAD_THRESHOLD_BYTES}"]
+
     def cluster_environment(self) -> dict:
         """Settings of scripts/cluster.sh beyond the ports (chaos/rediscluster.py adds its own)."""
         return {"REDIS_MODE": "single"}
@@ -291,16 +317,18 @@ class Run:
         self.counter += 1
         return f"{self.run_id}-{worker}-{self.counter}"
 
-    async def enqueue(self, worker: str, queue: str, target: str, padding: int, headers: dict | None = None) -> tuple[str, dict]:
+    async def enqueue(self, worker: str, queue: str, target: str, padding: int, headers: dict | None = None,
+                      large: int = 0) -> tuple[str, dict]:
+        """One POST of a body with ``padding``, or, with ``large``, of a large body of that size."""
         value = self.next_value(worker)
-        body = make_body(value, padding)
+        body = make_large_body(value, large) if large else make_body(value, padding)
         host, port = self.target_address(target)
         invoked = self.history.now()
         response = await request(host, port, "POST", f"/api/{queue}", body, timeout=5.0, headers=headers)
         completed = self.history.now()
         result, fields = classify_enqueue(response)
         record = {"type": "op", "f": "enqueue", "p": worker, "q": queue, "target": target, "inv": invoked, "cmp": completed,
-                  "result": result, "value": value, "digest": body_digest(body), **fields}
+                  "result": result, "value": value, "digest": body_digest(body), **({"large": large} if large else {}), **fields}
         self.history.write(record)
         return result, record
 
@@ -443,12 +471,17 @@ class Run:
 
     # --- Workload -------------------------------------------------------------------
 
-    async def producer(self, name: str, queues: list[str], stop: asyncio.Event, rate: float | None, cap: int) -> None:
+    async def producer(self, name: str, queues: list[str], stop: asyncio.Event, rate: float | None, cap: int,
+                       large_share: float = 0.0) -> None:
+        """Enqueues until ``stop``; ``large_share`` of its messages are large (300 KiB to 2 MiB)."""
         rng = random.Random(f"{self.s.seed}-{name}")
+        # Sizes from a generator of their own: the rest of the workload stays what it was for a seed.
+        sizes = random.Random(f"{self.s.seed}-{name}-large")
         sent = 0
         while not stop.is_set() and sent < cap:
             padding = rng.choice((0, 10, 100, 1000)) if rng.random() < 0.9 else rng.randint(2000, 20000)
-            result, _ = await self.enqueue(name, rng.choice(queues), self.pick_target(rng), padding)
+            large = pick_large_size(sizes, large_share)
+            result, _ = await self.enqueue(name, rng.choice(queues), self.pick_target(rng), padding, large=large)
             sent += 1
             await self.pace(rng, stop, rate, result)
 
@@ -493,15 +526,18 @@ class Run:
                 await asyncio.sleep(0.2)
 
     async def run_workload(self, phase: str, queues: list[str], producers: int, consumers: int, rate: float | None,
-                           abort_share: float, during, ack_share: float = 0.0, streams: int = 0, topics: int = 0) -> None:
+                           abort_share: float, during, ack_share: float = 0.0, streams: int = 0, topics: int = 0,
+                           large_share: float = 0.0) -> None:
         """Producers and consumers for `seconds` (or until `during` finishes), then consumers until
         every producer stopped and their own last operation ended. ``streams`` adds that many
         WebSocket stream consumers and as many stream publishers (chaos/stream.py); ``topics``
-        that many publishers to a topic of the phase subscribed by its queues (``subscribe_topic``)."""
+        that many publishers to a topic of the phase subscribed by its queues (``subscribe_topic``);
+        ``large_share`` of the HTTP producers' messages are large."""
         stop_producers, stop_consumers = asyncio.Event(), asyncio.Event()
         per_producer = rate / (producers + streams + topics) if rate else None
         cap = 10**6
-        tasks_p = [asyncio.ensure_future(self.producer(f"{phase}-p{i}", queues, stop_producers, per_producer, cap)) for i in range(producers)]
+        tasks_p = [asyncio.ensure_future(self.producer(f"{phase}-p{i}", queues, stop_producers, per_producer, cap, large_share))
+                   for i in range(producers)]
         tasks_p += [asyncio.ensure_future(stream.stream_publisher(self, f"{phase}-sp{i}", queues, stop_producers, per_producer))
                     for i in range(streams)]
         if topics:
@@ -726,7 +762,7 @@ class Run:
         schedule = asyncio.ensure_future(self.run_schedule(plan, seconds, started))
         try:
             await self.run_workload("strict", queues, self.s.producers, self.s.consumers, self.s.rate, self.s.abort_share, schedule,
-                                    self.s.ack_share, streams=self.s.streams, topics=topics)
+                                    self.s.ack_share, streams=self.s.streams, topics=topics, large_share=self.s.large_share)
         finally:
             if not schedule.done():
                 schedule.cancel()
@@ -820,7 +856,8 @@ class Run:
 
         await self.failover(queues, "failover-async", kill_primary, self.s.redis_replica_port)
 
-    def binary_supports_wait(self) -> bool:
+    def binary_contains(self, *needles: bytes) -> bool:
+        """Whether the cluster's skiff binary (cluster.env's SKIFF) holds one of ``needles``."""
         try:
             settings = open(os.path.join(self.state, "cluster.env")).read()
         except OSError:
@@ -830,9 +867,34 @@ class Run:
             contents = open(binary, "rb").read()
         except OSError:
             return False
+        return any(needle in contents for needle in needles)
+
+    def binary_supports_wait(self) -> bool:
         # Since settings are declared once (issue 17) the binary holds the setting's key, from which
         # swift-configuration derives REDIS_WAIT_REPLICAS; before, it held the variable's name.
-        return b"redis.waitReplicas" in contents or b"REDIS_WAIT_REPLICAS" in contents
+        return self.binary_contains(b"redis.waitReplicas", b"REDIS_WAIT_REPLICAS")
+
+    def payload_meta(self) -> dict:
+        """The meta record's ``large_share`` and ``payloads`` (the store and threshold the replicas
+        run with); no ``payloads`` when the binary has no PAYLOADS_STORE (large messages then stay
+        in Redis, and the checker does not ask for them to be offloaded)."""
+        if self.binary_contains(b"payloads.store"):
+            return {"payloads": {"store": self.payload_store, "threshold_bytes": PAYLOAD_THRESHOLD_BYTES},
+                    "large_share": self.s.large_share}
+        if self.s.large_share:
+            self.notes.append("large messages are kept in Redis: the skiff binary has no PAYLOADS_STORE setting")
+            log(self.notes[-1])
+        return {"large_share": self.s.large_share}
+
+    def record_payload_store(self) -> None:
+        """Lists the payload store into the history (``payloads``), once no replica runs: the ids
+        of the objects left under m/, and the temporary files of writes a kill cut short."""
+        directory = os.path.join(self.payload_store, "m")
+        names = sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+        objects = [name for name in names if not name.startswith(".")]
+        self.history.event("payloads", store=self.payload_store, objects=objects, temporary=len(names) - len(objects))
+        if names:
+            log(f"payload store: {len(objects)} object(s) and {len(names) - len(objects)} temporary file(s) left in {directory}")
 
     async def phase_failover_wait(self) -> None:
         if self.second_redis is None or self.primary_port != self.s.redis_replica_port:
@@ -895,7 +957,7 @@ class Run:
         skewed, offset = self.skewed
         library = next((path for path in FAKETIME_LIB_CANDIDATES if os.path.exists(path)), None)
         for n in range(1, self.s.replicas + 1):
-            extra = [f"REDIS_URL=redis://{HOST}:{self.s.link_port + n}", *REPLICA_SETTINGS]
+            extra = [f"REDIS_URL=redis://{HOST}:{self.s.link_port + n}", *self.replica_settings()]
             if n == skewed and "probe" in self.s.kinds:
                 if library is None:
                     raise SystemExit("chaos: libfaketime is missing: apt-get install faketime")
@@ -908,7 +970,7 @@ class Run:
         self.started_cluster = True
         await self.cluster("up", env={"CLAIM_LEASE_MS": str(self.s.lease_ms), "REDIS_APPENDFSYNC": "always"})
         await self.keep_aof(self.s.redis_port)
-        self.write_meta(skewed=skewed, skew=offset)
+        self.write_meta(skewed=skewed, skew=offset, **self.payload_meta())
 
     def write_meta(self, **fields) -> None:
         self.history.write({"type": "meta", "t": self.history.now(), "seed": self.s.seed, "lease_ms": self.s.lease_ms,
@@ -934,6 +996,7 @@ class Run:
         if self.started_cluster:
             await self.cluster("down", check=False)
             self.copy_aof("redis-aof")
+            self.record_payload_store()
         if self.second_redis is not None and self.second_redis.poll() is None:
             self.second_redis.kill()
             self.second_redis.wait()

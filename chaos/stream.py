@@ -24,7 +24,7 @@ import random
 import struct
 import time
 
-from .history import body_digest, make_body, value_of
+from .history import body_digest, body_fields, make_body, value_of
 
 
 class StreamClosed(Exception):
@@ -158,7 +158,8 @@ async def _consume(run, rng: random.Random, name: str, session: str, queue: str,
                 record = {"type": "op", "f": "dequeue", "p": name, "q": queue, "target": target, "inv": opened_at,
                           "cmp": run.history.now(), "result": "ok", "status": 200, "mode": "ack", "vis": visibility,
                           "id": frame.get("id"), "receipt": frame.get("receipt"), "value": value_of(raw, queue),
-                          "digest": body_digest(raw), "rc": frame.get("receiveCount"), "session": session}
+                          "digest": body_digest(raw), "rc": frame.get("receiveCount"), "session": session,
+                          **body_fields(raw, frame.get("offloaded") is True)}
                 if rng.random() < run.s.crash_share:
                     record["crash"] = True
                 else:
