@@ -54,6 +54,25 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
 - A ``200`` in acknowledged mode must carry a receipt for its message id (``<id>.<claim>``); a
   plain ``200`` must not carry one (unexpected otherwise). One receipt acked ``204`` twice is
   unexpected.
+- **Large messages** (issue 23: an ``enqueue`` with ``large``, its size): every delivery must be
+  byte for byte the body ``history.make_large_body`` makes from its value and size (its size
+  and whole SHA-256, made again here: the history does not hold the body), and, when the run's
+  replicas had a payload store (the meta record's ``payloads``) and the size is over its
+  threshold, marked as read from the store (``Skiff-Payload: offloaded``, or ``offloaded`` in a
+  stream frame); else unexpected. Counted: large enqueues sent, acked, delivered.
+- **The payload store** (a ``payloads`` record: the objects left once the cluster was down,
+  named by message id): an object whose message was consumed is a leak, unexpected, when an ack
+  answered ``204`` consumed it (Skiff deletes the object before it answers) or when the plain
+  GETs that consumed it met no fault of their replica (any replica, through the proxy; Redis's
+  for all): a kill, pause, cut or probe of it, or a Redis restart, from the GET's start to
+  ``STORE_DELETE_GRACE_S`` after its end. Skiff deletes that object only after the message
+  (an unknown outcome keeps it: an orphan costs storage, a deleted body would lose a message),
+  so within a fault it is counted (``leaked in a fault window``), not failed. Every other object
+  is an orphan, counted by why it may be there: its send had no answer (``unanswered-send``:
+  no 201 names its id), only an ack that may have run settled its message
+  (``ack-may-have-run``), or its message was never consumed (``never-consumed``: lost, or
+  taken by an indeterminate GET). Objects no message of the history names are counted in the
+  ``strict`` class's report, the others in their message's class.
 
 FIFO (per queue): if enqueue(a) completed before enqueue(b) was invoked, then the first delivery
 of b must not complete before the first delivery of a was invoked, unless a was redelivered
@@ -76,7 +95,8 @@ run, repeats are reported) or ``measured`` (every other class: reported only).
 
 Output: exactly one line on stdout,
 ``chaos: acked=N delivered=N lost=N duplicated=N unexpected=N recovered=K`` (the ``strict``
-class's; when no strict phase ran, the sum of the classes judged ``strict``), details on stderr;
+class's; when no strict phase ran, the sum of the classes judged ``strict``), followed by
+`` large-acked=N large-delivered=N orphans=N`` when large messages were sent, details on stderr;
 exit status 1 when a judged class broke its rule, or when no judged class acked anything.
 """
 
@@ -87,10 +107,18 @@ import sys
 from collections import defaultdict
 from dataclasses import dataclass, field
 
-from .history import read_history
+from .history import large_sha256, read_history
 
 STRICT = "strict"
 EXAMPLES = 8
+#: How long after a plain GET's answer Skiff may still be deleting its message's payload object.
+STORE_DELETE_GRACE_S = 2.0
+#: Faults during which a replica may lose the outcome of a deletion (its Redis call timed out, or
+#: the replica died before the object's turn), by the record that ends them; ``None``: they end
+#: ``FAULT_SECONDS`` later.
+DISRUPTIONS = {"kill": "kill-healed", "pause": "pause-healed", "cut": "cut-healed", "probe": None,
+               "redis-restart": "redis-healed", "redis-crash": None, "primary-kill": None}
+FAULT_SECONDS = 10.0
 #: How a class is judged (see the module's docstring); a queue record may name another.
 JUDGES = ("strict", "no-loss", "at-least-once", "measured")
 
@@ -125,6 +153,16 @@ class ClassReport:
     consumed: int = 0
     residue: int = 0
     residual_completions: int = 0
+    large_sent: int = 0
+    large_acked: int = 0
+    large_delivered: int = 0
+    large_deliveries: int = 0
+    large_offloaded: int = 0
+    store_objects: int = 0
+    store_temporary: int = 0
+    store_leaked: int = 0
+    store_leaked_in_fault: int = 0
+    orphans: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     loss_window_ms: float | None = None
     examples: dict[str, list[str]] = field(default_factory=lambda: defaultdict(list))
 
@@ -143,11 +181,19 @@ class ClassReport:
             return self.lost > 0 or self.unexpected > 0
         return False
 
+    @property
+    def orphan_count(self) -> int:
+        """Objects left in the payload store that are no failure (leaks in a fault window included)."""
+        return sum(self.orphans.values()) + self.store_leaked_in_fault
+
     def line(self) -> str:
-        return (
+        line = (
             f"chaos: acked={self.acked} delivered={self.delivered} lost={self.lost} "
             f"duplicated={self.duplicated} unexpected={self.unexpected} recovered={self.recovered}"
         )
+        if self.large_sent:
+            line += f" large-acked={self.large_acked} large-delivered={self.large_delivered} orphans={self.orphan_count}"
+        return line
 
     def details(self) -> list[str]:
         out = [
@@ -166,6 +212,14 @@ class ClassReport:
             f"probes={self.probes} (inconclusive {self.probes_inconclusive}) residue-after-drain={self.residue}"
             + (f" loss-window-ms={self.loss_window_ms:.0f}" if self.loss_window_ms is not None else ""),
         ]
+        if self.large_sent or self.store_objects or self.store_temporary:
+            orphans = " ".join(f"{kind}={count}" for kind, count in sorted(self.orphans.items())) or "none"
+            out.append(
+                f"[{self.name}] large messages: sent={self.large_sent} acked={self.large_acked} delivered={self.large_delivered} "
+                f"deliveries={self.large_deliveries} (offloaded {self.large_offloaded}); payload store after the run: "
+                f"objects={self.store_objects} leaked={self.store_leaked} leaked-in-a-fault-window={self.store_leaked_in_fault} "
+                f"orphans: {orphans}; temporary files={self.store_temporary}"
+            )
         for kind, texts in self.examples.items():
             for text in texts:
                 out.append(f"[{self.name}]   {kind}: {text}")
@@ -201,6 +255,8 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
     """Judges a history; returns one report per queue class (``strict`` always present)."""
     meta = next((r for r in records if r.get("type") == "meta"), {})
     lease = (lease_ms if lease_ms is not None else meta.get("lease_ms", 30000)) / 1000.0
+    offload_threshold = (meta.get("payloads") or {}).get("threshold_bytes")
+    large_digests: dict[str, str] = {}  # value -> SHA-256 of its large body, made once
     queue_class = {r["queue"]: r.get("class", STRICT) for r in records if r.get("type") == "queue"}
     class_judge: dict[str, str] = {}
     for record in records:
@@ -234,6 +290,9 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
             report.acked += 1
         elif op["result"] == "info":
             report.indeterminate_enqueues += 1
+        if op.get("large"):
+            report.large_sent += 1
+            report.large_acked += op["result"] == "ok"
 
     # A topic publish answered 201 names how many subscriber queues stored it: every one whose
     # filter matched (nothing is full in these runs), never fewer or more.
@@ -265,8 +324,14 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
             problem = f"a value sent to queue {sent['q']}"
         elif sent["result"] == "fail":
             problem = f"a value whose enqueue certainly failed: {_describe(sent)}"
+        elif sent.get("large") and not _is_large_body(op, sent, large_digests):
+            problem = (f"a large body that is not the one made for its value: {op.get('size')} bytes, SHA-256 "
+                       f"{str(op.get('sha256'))[:16]}..., sent {sent['large']} bytes, SHA-256 {large_digests[value][:16]}...")
         elif sent.get("digest") and op.get("digest") != sent["digest"]:
             problem = f"a body that differs from the one sent: {_describe(sent)}"
+        elif (sent.get("large") and offload_threshold is not None and sent["large"] > offload_threshold
+              and not op.get("offloaded")):
+            problem = f"a large body ({sent['large']} bytes) not marked as read from the payload store (Skiff-Payload: offloaded)"
         elif sent["result"] == "ok" and op.get("id") != sent.get("id"):
             problem = f"message id {op.get('id')} but the enqueue answered {sent.get('id')}"
         elif op["cmp"] < sent["inv"]:
@@ -284,6 +349,9 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
         if op.get("mode") == "ack":
             report.ack_deliveries += 1
             report.crashes += bool(op.get("crash"))
+        if sent.get("large"):
+            report.large_deliveries += 1
+            report.large_offloaded += bool(op.get("offloaded"))
         valid[value].append(op)
 
     # By queue and receipt: a topic's copies share an id, so their first receipts are alike.
@@ -304,13 +372,15 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
 
     stream_ends = {r["session"]: r["end"] for r in records if r.get("type") == "stream"}
     settled: set[str] = set()  # consumed, or settled by an ack that may have run
+    outcomes: dict[str, str] = {}
     for value, deliveries in valid.items():
         sent = enqueues[value]
         report = report_for(sent["q"])
         report.delivered += 1
+        report.large_delivered += bool(sent.get("large"))
         if sent["result"] == "info":
             report.recovered_indeterminate_enqueues += 1
-        outcome = _judge_deliveries(deliveries, acks, report, stream_ends, stalls)
+        outcome = outcomes[value] = _judge_deliveries(deliveries, acks, report, stream_ends, stalls)
         if outcome in ("consumed", "maybe", "duplicated"):
             settled.add(value)
             report.consumed += outcome != "maybe"
@@ -328,7 +398,91 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
     _judge_probes(records, lease, report_for)
     _judge_pushes(ops, report_for)
     _judge_residue_and_windows(records, enqueues, settled, report_for, reports)
+    _judge_store(records, enqueues, valid, acks, outcomes, lease, report_for, reports)
     return reports
+
+
+def _is_large_body(delivery: dict, sent: dict, large_digests: dict[str, str]) -> bool:
+    """Whether a delivery of a large message is byte for byte the body made for its value: same
+    size, same SHA-256 as ``make_large_body(value, size)`` (made once per value)."""
+    value = sent["value"]
+    if value not in large_digests:
+        large_digests[value] = large_sha256(value, sent["large"])
+    return delivery.get("size") == sent["large"] and delivery.get("sha256") == large_digests[value]
+
+
+def _disruptions(records: list[dict], lease: float) -> dict[int | None, list[tuple[float, float]]]:
+    """When each replica (``None``: all of them, a fault of Redis) may have lost the outcome of a
+    deletion: from a fault of ``DISRUPTIONS`` to the record that ends it (or ``FAULT_SECONDS``
+    later; a probe holds its replica's link for up to a lease and a few seconds), plus half a second."""
+    faults = [r for r in records if r.get("type") == "fault"]
+    windows: dict[int | None, list[tuple[float, float]]] = defaultdict(list)
+    for index, fault in enumerate(faults):
+        name = fault.get("name")
+        if name not in DISRUPTIONS:
+            continue
+        replica = fault.get("replica") if name in ("kill", "pause", "cut", "probe") else None
+        healed = DISRUPTIONS[name]
+        end = fault["t"] + (lease + 4.0 if name == "probe" else FAULT_SECONDS)
+        if healed:
+            # A fault that was never healed (it failed half-way) ends with heal(), soon after.
+            end = next((f["t"] for f in faults[index + 1:] if f.get("name") == healed and f.get("replica") == fault.get("replica")),
+                       fault["t"] + 6 * FAULT_SECONDS)
+        windows[replica].append((fault["t"], end + 0.5))
+    return windows
+
+
+def _disrupted(op: dict, windows: dict[int | None, list[tuple[float, float]]]) -> bool:
+    """Whether a fault of ``op``'s replica (any replica, through the proxy), or of Redis, met ``op``
+    between its start and ``STORE_DELETE_GRACE_S`` after its end."""
+    target = op.get("target", "")
+    replicas = [int(target.split("-")[1])] if target.startswith("skiff-") else [r for r in windows if r is not None]
+    return any(start <= op["cmp"] + STORE_DELETE_GRACE_S and end >= op["inv"]
+               for replica in [None, *replicas] for start, end in windows.get(replica, []))
+
+
+def _judge_store(records, enqueues, valid, acks, outcomes, lease, report_for, reports) -> None:
+    """The payload store after the run (see the module's docstring): leaks fail, orphans count."""
+    listing = next((r for r in records if r.get("type") == "payloads"), None)
+    if listing is None:
+        return
+    value_of_id: dict[str, str] = {}
+    for value, sent in enqueues.items():
+        if sent["result"] == "ok" and sent.get("id"):
+            value_of_id.setdefault(sent["id"], value)
+    for value, deliveries in valid.items():  # an indeterminate enqueue's id, from its deliveries
+        for delivery in deliveries:
+            if delivery.get("id"):
+                value_of_id.setdefault(delivery["id"], value)
+    windows = _disruptions(records, lease)
+    reports[STRICT].store_temporary += listing.get("temporary", 0)
+    for object_id in listing.get("objects", []):
+        value = value_of_id.get(object_id)
+        if value is None:
+            reports[STRICT].store_objects += 1
+            reports[STRICT].orphans["unanswered-send"] += 1
+            continue
+        report = report_for(enqueues[value]["q"])
+        report.store_objects += 1
+        outcome = outcomes.get(value, "no")
+        if outcome == "maybe":
+            report.orphans["ack-may-have-run"] += 1
+            continue
+        if outcome == "no":
+            report.orphans["never-consumed"] += 1
+            continue
+        deliveries = valid[value]
+        acked = [a for d in deliveries if d.get("mode") == "ack" for a in acks.get((d["q"], d["receipt"]), []) if a["result"] == "ok"]
+        plain = [d for d in deliveries if d.get("mode") != "ack"]
+        described = f"m/{object_id} of {value}: " + "; ".join(_describe(op) for op in sorted(deliveries + acked, key=lambda o: o["inv"]))
+        if not acked and any(_disrupted(op, windows) for op in plain):
+            report.store_leaked_in_fault += 1
+            report.example("store-leak-in-a-fault-window", described)
+        else:
+            report.store_leaked += 1
+            report.unexpected += 1
+            report.example("store-leak", f"{described}: its message was consumed"
+                                         + (" by an ack answered 204" if acked else " by plain GETs that met no fault"))
 
 
 def _judge_pushes(ops: list[dict], report_for) -> None:
@@ -663,8 +817,11 @@ def verdict(reports: dict[str, ClassReport]) -> tuple[ClassReport, list[str]]:
         summary = ClassReport(STRICT, "strict")
         for report in reports.values():
             if report.judge == "strict":
-                for name in ("acked", "delivered", "lost", "duplicated", "unexpected", "recovered"):
+                for name in ("acked", "delivered", "lost", "duplicated", "unexpected", "recovered", "large_sent", "large_acked",
+                             "large_delivered", "store_leaked_in_fault"):
                     setattr(summary, name, getattr(summary, name) + getattr(report, name))
+                for kind, count in report.orphans.items():
+                    summary.orphans[kind] += count
     reasons = [f"{report.name} (judged {report.judge}): lost={report.lost} duplicated={report.duplicated} "
                f"unexpected={report.unexpected}" for report in reports.values() if report.failed]
     if not any(report.acked for report in reports.values() if report.judge != "measured"):

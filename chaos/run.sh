@@ -2,9 +2,11 @@
 # The fault-injection run (issue #7): starts the local cluster (Redis with appendfsync always,
 # CLAIM_LEASE_MS=3000 by default), runs producers and consumers while faults are injected on a
 # seeded schedule, drains, runs the measured Redis phases, stops the cluster and checks the
-# history. Prints `chaos: acked=N delivered=N lost=N duplicated=N unexpected=N recovered=K`;
-# exits non-zero (and prints the seed to replay) when anything was lost, duplicated or
-# unexpected.
+# history. Prints `chaos: acked=N delivered=N lost=N duplicated=N unexpected=N recovered=K`
+# (then `large-acked=N large-delivered=N orphans=N` when large messages were sent: every
+# replica keeps bodies over 256 KiB in a payload store in the run directory, and a small
+# share of the messages, CHAOS_LARGE_SHARE, are 300 KiB to 2 MiB); exits non-zero (and
+# prints the seed to replay) when anything was lost, duplicated or unexpected.
 #
 #   chaos/run.sh                       full run (CHAOS_SECONDS=300)
 #   CHAOS_SECONDS=120 chaos/run.sh     the bounded CI run, every fault kind at least once
