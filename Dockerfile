@@ -55,7 +55,9 @@ RUN export DEBIAN_FRONTEND=noninteractive \
     && apt-get install -y -q --no-install-recommends libhiredis0.14 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --user-group --no-create-home \
-        --home-dir /nonexistent --shell /usr/sbin/nologin skiff
+        --home-dir /nonexistent --shell /usr/sbin/nologin skiff \
+    && mkdir -p /var/lib/skiff/payloads \
+    && chown 10001:10001 /var/lib/skiff/payloads
 
 WORKDIR /app
 # Owned by root and not writable by the service user: the process cannot

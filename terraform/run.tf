@@ -51,6 +51,8 @@ locals {
     PAYLOADS_STORE                   = "gs://${google_storage_bucket.payloads[0].name}/"
     PAYLOADS_OFFLOAD_THRESHOLD_BYTES = tostring(var.payload_offload_threshold_bytes)
     PAYLOADS_MAX_MESSAGE_BYTES       = tostring(var.payload_max_message_bytes)
+    # The replicas' sweep deletes what the lifecycle rule would, at the same age.
+    PAYLOADS_RETENTION_MS = tostring(var.payload_retention_days * 86400000)
   }) : tomap({})
 
   # Plain settings; the AUTH string (Memorystore for Redis only) is added as a

@@ -16,7 +16,11 @@ setting_lines() {
 replica_env() {
     local n=$1
     echo "PATH=/usr/local/bin:/usr/bin:/bin"
-    setting_lines "$STATE/skiff.env"
+    # The payload store's path in the containers is the state directory's
+    # payloads/ here: the same store for every replica, without root.
+    local payloads
+    payloads=$(realpath -m "$STATE/payloads")
+    setting_lines "$STATE/skiff.env" | sed "s|^PAYLOADS_STORE=file:///var/lib/skiff/payloads\$|PAYLOADS_STORE=file://$payloads|"
     # Loopback only, like every other native component (compose replicas
     # listen on their container's interfaces instead).
     echo "HOST=127.0.0.1"

@@ -143,6 +143,9 @@ public func buildApplication<Backend: QueueBackend>(
         streams: streams
     )
     var services = services
+    if let settings = configuration.payloads, let offload = backend.offload {
+        services.append(PayloadSweeper(store: offload.store, retention: settings.retention, interval: settings.sweepInterval, logger: logger))
+    }
     // After the backend, so it stops before storage closes; it stops taking messages at once and
     // lets pushes under way finish.
     if configuration.push.enabled, let topics {

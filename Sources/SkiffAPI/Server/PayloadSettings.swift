@@ -18,6 +18,11 @@ public struct PayloadSettings: Sendable, Equatable {
     /// Cloud Run's HTTP/1 request limit). `MAX_MESSAGE_BYTES` still bounds what Redis keeps
     /// whole: topic publishes, which are not offloaded.
     public var maximumMessageBytes: Int
+    /// Objects older than this are deleted by the sweep (`PAYLOADS_RETENTION_MS`, 14 days): above
+    /// the longest life of a message, retention plus dead-letter retention (docs/payloads.md).
+    public var retention: Duration = .seconds(14 * 86_400)
+    /// How often each replica sweeps (`PAYLOADS_SWEEP_INTERVAL_MS`, an hour).
+    public var sweepInterval: Duration = .seconds(3_600)
 
     public static let largestMessageBytes = 32 << 20
 
@@ -62,7 +67,10 @@ extension SkiffConfiguration {
     /// `PAYLOADS_MAX_MESSAGE_BYTES` and topics keep `MAX_MESSAGE_BYTES`.
     mutating func readPayloadSettings(_ settings: SettingsReader) throws {
         guard let store = settings.text(Settings.payloadsStore) else {
-            for setting in [Settings.payloadsOffloadThresholdBytes, Settings.payloadsMaxMessageBytes, Settings.payloadsGCSEndpoint]
+            for setting in [
+                Settings.payloadsOffloadThresholdBytes, Settings.payloadsMaxMessageBytes, Settings.payloadsGCSEndpoint, Settings.payloadsRetention,
+                Settings.payloadsSweepInterval,
+            ]
             where settings.text(setting) != nil {
                 throw ConfigurationError("\(setting.environmentVariable) needs PAYLOADS_STORE")
             }
@@ -74,6 +82,12 @@ extension SkiffConfiguration {
         }
         if let bytes = try settings.integer(Settings.payloadsOffloadThresholdBytes, in: 0...PayloadSettings.largestMessageBytes) {
             payloads.thresholdBytes = bytes
+        }
+        if let milliseconds = try settings.integer(Settings.payloadsRetention, in: 60_000...(3_650 * 86_400_000)) {
+            payloads.retention = .milliseconds(milliseconds)
+        }
+        if let milliseconds = try settings.integer(Settings.payloadsSweepInterval, in: 1_000...(30 * 86_400_000)) {
+            payloads.sweepInterval = .milliseconds(milliseconds)
         }
         // A body kept whole in Redis must be one MAX_MESSAGE_BYTES allows.
         guard payloads.thresholdBytes <= api.maximumMessageBytes else {
@@ -88,8 +102,14 @@ extension SkiffConfiguration {
                 throw ConfigurationError("PAYLOADS_STORE: cannot create \(path): \(error)")
             }
         }
-        api.offloadedTopicMessageBytes = api.maximumMessageBytes
-        api.maximumMessageBytes = max(payloads.maximumMessageBytes, api.maximumMessageBytes)
+        usePayloadStore(payloads)
+    }
+
+    /// Turns the payload store on: queue messages may reach its ``PayloadSettings/maximumMessageBytes``,
+    /// topic publishes keep ``APISettings/maximumMessageBytes`` (what Redis keeps whole).
+    public mutating func usePayloadStore(_ payloads: PayloadSettings) {
+        if self.payloads == nil { api.offloadedTopicMessageBytes = api.maximumMessageBytes }
+        api.maximumMessageBytes = max(payloads.maximumMessageBytes, api.maximumTopicMessageBytes)
         self.payloads = payloads
     }
 }

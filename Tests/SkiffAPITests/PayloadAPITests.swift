@@ -1,0 +1,156 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdTesting
+import NIOCore
+import SkiffAPI
+import SkiffQueue
+import SkiffTestSupport
+import Testing
+
+/// Large messages over HTTP with a payload store (issue 23, docs/payloads.md): what a client sees,
+/// through the fast path and the router, and the limits with and without a store.
+@Suite("Payload store over HTTP", .timeLimit(.minutes(3)))
+struct PayloadAPITests {
+    /// A replica of `kind` with a filesystem payload store in a fresh directory.
+    private func withStore<T>(_ kind: BackendKind, _ body: (SkiffApplication, String) async throws -> T) async throws -> T {
+        let directory = NSTemporaryDirectory() + TestEnvironment.uniqueName("skiff-payloads-api")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let app = try makeApplication(kind) { $0.usePayloadStore(PayloadSettings(location: .directory(directory))) }
+        return try await body(app, directory)
+    }
+
+    /// The objects in the store's directory.
+    private func objects(in directory: String) -> [String] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: directory + "/m")) ?? []).filter { !$0.hasPrefix(".") }.sorted()
+    }
+
+    /// A JSON string of `size` bytes.
+    private static func json(_ size: Int, fill: Character = "x") -> ByteBuffer {
+        ByteBuffer(string: "\"" + String(repeating: fill, count: size - 2) + "\"")
+    }
+
+    private static let payloadHeader = HTTPField.Name("Skiff-Payload")!
+    private static let receiptHeader = HTTPField.Name("Skiff-Receipt")!
+
+    @Test(arguments: BackendKind.available, [TestingSetup.live, .router])
+    func aLargeBodyComesBackAsPostedAndItsObjectGoesWithTheMessage(kind: BackendKind, setup: TestingSetup) async throws {
+        try await withStore(kind) { app, directory in
+            try await app.test(setup) { client in
+                let queue = TestEnvironment.uniqueName("large")
+                let body = Self.json(2 << 20)
+                let posted = try await client.execute(uri: "/api/\(queue)", method: .post, body: body)
+                #expect(posted.status == .created)
+                #expect(objects(in: directory).count == 1)
+                let received = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+                #expect(received.status == .ok)
+                #expect(received.body == body)
+                #expect(received.headers[Self.payloadHeader] == "offloaded")
+                // A plain GET deletes the message once its response is written, then the object.
+                try await eventually { objects(in: directory).isEmpty }
+                // A small one is kept in Redis and says nothing.
+                #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: ByteBuffer(string: "1")).status == .created)
+                let small = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+                #expect(small.text == "1" && small.headers[Self.payloadHeader] == nil)
+            }
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func batchesSayWhichBodiesWereOffloadedAndAnAckDeletesTheObject(kind: BackendKind) async throws {
+        try await withStore(kind) { app, directory in
+            try await app.test(.router) { client in
+                let queue = TestEnvironment.uniqueName("batch")
+                let large = String(repeating: "y", count: 300_000)
+                let posted = try await client.execute(uri: "/api/\(queue)/batch", method: .post, body: ByteBuffer(string: #"["small","\#(large)"]"#))
+                #expect(posted.status == .created)
+                let received = try await client.execute(uri: "/api/\(queue)/batch?max=10&timeout=0&visibility=30000", method: .get)
+                #expect(received.status == .ok)
+                let items = try #require(try JSONSerialization.jsonObject(with: Data(received.body.readableBytesView)) as? [[String: Any]])
+                #expect(items.count == 2)
+                #expect(items[0]["offloaded"] == nil && items[0]["body"] as? String == "small")
+                #expect(items[1]["offloaded"] as? Bool == true && items[1]["body"] as? String == large)
+                #expect(objects(in: directory).count == 1)
+                let receipt = try #require(items[1]["receipt"] as? String)
+                #expect(try await client.execute(uri: "/api/\(queue)/messages/\(receipt)", method: .delete).status == .noContent)
+                #expect(objects(in: directory).isEmpty)
+            }
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func aCorruptedBodyIsA502AndTheMessageStays(kind: BackendKind) async throws {
+        try await withStore(kind) { app, directory in
+            try await app.test(.router) { client in
+                let queue = TestEnvironment.uniqueName("corrupt")
+                #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: Self.json(300_000)).status == .created)
+                let name = try #require(objects(in: directory).first)
+                try Data(Self.json(300_000, fill: "z").readableBytesView).write(to: URL(fileURLWithPath: directory + "/m/" + name))
+                let received = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+                #expect(received.status == .badGateway)
+                #expect(received.text.contains("payload") && received.text.hasPrefix(#"{"error":"#))
+                let stats = try await client.execute(uri: "/api/\(queue)/stats", method: .get)
+                #expect(stats.text.contains(#""delayed":1"#) || stats.text.contains(#""ready":1"#))
+            }
+        }
+    }
+
+    @Test func withAStoreQueuesTakeUpTo32MiBAndTopicsKeepMaxMessageBytes() async throws {
+        try await withStore(.memory) { app, _ in
+            try await app.test(.live) { client in
+                let (queue, topic) = (TestEnvironment.uniqueName("q"), TestEnvironment.uniqueName("t"))
+                #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: Self.json(32 << 20)).status == .created)
+                #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: Self.json((32 << 20) + 1)).status == .contentTooLarge)
+                let publish = try await client.execute(uri: "/api/topics/\(topic)", method: .post, body: Self.json(2 << 20))
+                #expect(publish.status == .contentTooLarge)
+                #expect(publish.text.contains("MAX_MESSAGE_BYTES"))
+                #expect(try await client.execute(uri: "/api/topics/\(topic)", method: .post, body: Self.json(1 << 20)).status == .created)
+                let received = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+                #expect(received.body.readableBytes == 32 << 20)
+            }
+        }
+    }
+
+    @Test func withoutAStoreALargeBodyIsStillA413() async throws {
+        let app = try makeApplication(.memory)
+        try await app.test(.live) { client in
+            let response = try await client.execute(uri: "/api/\(TestEnvironment.uniqueName("q"))", method: .post, body: Self.json(2 << 20))
+            #expect(response.status == .contentTooLarge)
+            #expect(response.text.contains("MAX_MESSAGE_BYTES is 1048576"))
+        }
+    }
+
+    @Test func theSettingsAreReadAndCheckedTogether() throws {
+        let directory = NSTemporaryDirectory() + TestEnvironment.uniqueName("skiff-payload-settings")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let configuration = try SkiffConfiguration.fromEnvironment([
+            "PAYLOADS_STORE": "file://\(directory)", "PAYLOADS_OFFLOAD_THRESHOLD_BYTES": "1000", "PAYLOADS_MAX_MESSAGE_BYTES": "4000000",
+        ])
+        #expect(configuration.payloads?.location == .directory(directory))
+        #expect(configuration.payloads?.thresholdBytes == 1000)
+        #expect(configuration.api.maximumMessageBytes == 4_000_000)
+        #expect(configuration.api.maximumTopicMessageBytes == 1_048_576)
+        #expect(FileManager.default.fileExists(atPath: directory))
+        let bucket = try SkiffConfiguration.fromEnvironment(["PAYLOADS_STORE": "gs://skiff-payloads/", "PAYLOADS_GCS_ENDPOINT": "http://127.0.0.1:9023"])
+        #expect(bucket.payloads?.location == .bucket("skiff-payloads", endpoint: "http://127.0.0.1:9023"))
+        let refused: [[String: String]] = [
+            ["PAYLOADS_STORE": "s3://bucket"],
+            ["PAYLOADS_STORE": "file://relative/dir"],
+            ["PAYLOADS_STORE": "gs://bucket/with/a/path"],
+            ["PAYLOADS_STORE": "gs://Upper"],
+            ["PAYLOADS_STORE": "gs://bucket", "PAYLOADS_GCS_ENDPOINT": "ftp://x"],
+            ["PAYLOADS_STORE": "file://\(directory)", "PAYLOADS_MAX_MESSAGE_BYTES": "33554433"],
+            ["PAYLOADS_STORE": "file://\(directory)", "PAYLOADS_OFFLOAD_THRESHOLD_BYTES": "2000000"],
+            ["PAYLOADS_OFFLOAD_THRESHOLD_BYTES": "1000"],
+        ]
+        for environment in refused {
+            #expect(throws: (any Error).self, "\(environment)") { try SkiffConfiguration.fromEnvironment(environment) }
+        }
+    }
+
+    /// Polls `condition` until it holds (a plain GET settles after its response is written).
+    private func eventually(_ condition: () -> Bool) async throws {
+        for _ in 0..<200 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
+        #expect(condition())
+    }
+}
