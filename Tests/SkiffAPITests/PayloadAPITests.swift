@@ -25,6 +25,14 @@ struct PayloadAPITests {
         ((try? FileManager.default.contentsOfDirectory(atPath: directory + "/m")) ?? []).filter { !$0.hasPrefix(".") }.sorted()
     }
 
+    /// Every file under the store's directory, temporary ones included.
+    private func allFiles(in directory: String) -> [String] {
+        (FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []).filter {
+            var isDirectory: ObjCBool = false
+            return FileManager.default.fileExists(atPath: directory + "/" + $0, isDirectory: &isDirectory) && !isDirectory.boolValue
+        }
+    }
+
     /// A JSON string of `size` bytes.
     private static func json(_ size: Int, fill: Character = "x") -> ByteBuffer {
         ByteBuffer(string: "\"" + String(repeating: fill, count: size - 2) + "\"")
@@ -95,6 +103,53 @@ struct PayloadAPITests {
         }
     }
 
+    @Test(arguments: BackendKind.available)
+    func aStreamedBodyThatIsNotJSONIsA400AndLeavesNothing(kind: BackendKind) async throws {
+        try await withStore(kind) { app, directory in
+            try await app.test(.live) { client in
+                let queue = TestEnvironment.uniqueName("invalid")
+                // Invalid at the very end (no closing quote), in the middle (a control character),
+                // and at the first byte.
+                var control = Self.json(1 << 20)
+                control.setInteger(UInt8(0x01), at: 500_000)
+                for body in [
+                    ByteBuffer(string: "\"" + String(repeating: "x", count: 1 << 20)), control,
+                    ByteBuffer(string: "x" + String(repeating: " ", count: 300_000)),
+                ] {
+                    let response = try await client.execute(uri: "/api/\(queue)", method: .post, body: body)
+                    #expect(response.status == .badRequest)
+                    #expect(response.text.contains("not valid JSON"))
+                }
+                #expect(try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get).status == .noContent)
+                #expect(allFiles(in: directory).isEmpty)
+            }
+        }
+    }
+
+    @Test func aClientThatLeavesMidBodyStoresNothing() async throws {
+        let directory = NSTemporaryDirectory() + TestEnvironment.uniqueName("skiff-payloads-api")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        try await withReplica(.memory, configure: { $0.usePayloadStore(PayloadSettings(location: .directory(directory))) }) { port, _ in
+            let queue = TestEnvironment.uniqueName("left")
+            let socket = try #require(LoopbackSocket.connect(port: port))
+            let head = "POST /api/\(queue) HTTP/1.1\r\nHost: test\r\nContent-Length: 2000000\r\n\r\n\""
+            let half = head + String(repeating: "a", count: 600_000)
+            _ = half.utf8CString.withUnsafeBufferPointer { write(socket, $0.baseAddress, $0.count - 1) }
+            // The upload is under way when the client goes.
+            try await eventually { !allFiles(in: directory).isEmpty }
+            close(socket)
+            try await eventually { allFiles(in: directory).isEmpty }
+            // Nothing was enqueued.
+            let probe = try #require(LoopbackSocket.connect(port: port))
+            defer { close(probe) }
+            let get = "GET /api/\(queue)?timeout=0 HTTP/1.1\r\nHost: test\r\n\r\n"
+            _ = get.utf8CString.withUnsafeBufferPointer { write(probe, $0.baseAddress, $0.count - 1) }
+            var answer = [UInt8](repeating: 0, count: 12)
+            #expect(read(probe, &answer, 12) == 12)
+            #expect(String(decoding: answer, as: UTF8.self) == "HTTP/1.1 204")
+        }
+    }
+
     @Test func withAStoreQueuesTakeUpTo32MiBAndTopicsKeepMaxMessageBytes() async throws {
         try await withStore(.memory) { app, _ in
             try await app.test(.live) { client in
@@ -146,11 +201,5 @@ struct PayloadAPITests {
         for environment in refused {
             #expect(throws: (any Error).self, "\(environment)") { try SkiffConfiguration.fromEnvironment(environment) }
         }
-    }
-
-    /// Polls `condition` until it holds (a plain GET settles after its response is written).
-    private func eventually(_ condition: () -> Bool) async throws {
-        for _ in 0..<200 where !condition() { try await Task.sleep(for: .milliseconds(10)) }
-        #expect(condition())
     }
 }

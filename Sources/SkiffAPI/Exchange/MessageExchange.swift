@@ -59,7 +59,21 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
 
     /// Stores one message: 201, or 200 with `Skiff-Duplicate: true` for a repeat of an idempotency key.
     func send(_ body: ByteBuffer, to queue: QueueName, options: SendOptions, logger: Logger) async throws -> ResponseParts {
-        let sent = try await backend.send(body, to: queue, options: options)
+        answer(try await backend.send(body, to: queue, options: options), to: queue, logger: logger)
+    }
+
+    /// Sends a body of `size` bytes that the payload store takes as it arrives, validated as JSON
+    /// on the way (``StreamingJSONValidator``): nothing is stored unless it is one JSON value.
+    /// `nil` when this replica has no payload store.
+    func send<Body: AsyncSequence & Sendable>(
+        streaming body: Body, size: Int, to queue: QueueName, options: SendOptions, logger: Logger
+    ) async throws -> ResponseParts? where Body.Element == ByteBuffer {
+        guard let offloading = backend as? OffloadingQueues, offloading.offload != nil else { return nil }
+        let sent = try await offloading.send(streaming: ValidatedJSONBody(base: body), size: size, to: queue, options: options)
+        return answer(sent, to: queue, logger: logger)
+    }
+
+    private func answer(_ sent: SentMessage, to queue: QueueName, logger: Logger) -> ResponseParts {
         if !sent.isDuplicate { metrics.messageEnqueued(queue: queue.rawValue) }
         logger.debug("message enqueued", metadata: ["queue.name": "\(queue)", "message.id": "\(sent.id)"])
         var json = ByteBufferAllocator().buffer(capacity: 96)
@@ -178,4 +192,27 @@ extension String {
     fileprivate func leftPadded(to width: Int) -> String {
         count >= width ? self : String(repeating: "0", count: width - count) + self
     }
+}
+
+/// A request body checked as one JSON value as it passes (``StreamingJSONValidator``): the
+/// first invalid byte, or an end short of a value, throws the 400 a whole body would get.
+struct ValidatedJSONBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
+    typealias Element = ByteBuffer
+    let base: Base
+
+    struct AsyncIterator: AsyncIteratorProtocol {
+        var base: Base.AsyncIterator
+        var validator = StreamingJSONValidator()
+
+        mutating func next() async throws -> ByteBuffer? {
+            guard let chunk = try await base.next() else {
+                if let error = validator.finish() { throw APIError(.badRequest, "body is not valid JSON: \(error)") }
+                return nil
+            }
+            if let error = validator.feed(chunk) { throw APIError(.badRequest, "body is not valid JSON: \(error)") }
+            return chunk
+        }
+    }
+
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
 }

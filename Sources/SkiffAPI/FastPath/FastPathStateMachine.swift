@@ -35,7 +35,8 @@ enum FastPathRequest: Equatable, Sendable {
         switch head.method {
         case .post:
             // An empty body is not JSON: the route answers it.
-            guard query == nil, (1...settings.maximumMessageBytes).contains(head.contentLength) else { return nil }
+            // A body the payload store takes is streamed there by the route.
+            guard query == nil, (1...settings.largestBufferedMessageBytes).contains(head.contentLength) else { return nil }
             return .send(queue)
         case .get:
             // At most `timeout`, read as the route reads it; anything else, or a value the route

@@ -77,6 +77,13 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     @Sendable func send(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
         let options = try Self.sendOptions(request)
+        // A body the payload store takes, of a declared length, goes there as it arrives.
+        if let length = request.headers[.contentLength].flatMap(Int.init), length > settings.largestBufferedMessageBytes,
+            length <= settings.maximumMessageBytes,
+            let parts = try await exchange.send(streaming: request.body, size: length, to: queue, options: options, logger: context.logger)
+        {
+            return Self.response(parts)
+        }
         let body = try await Self.collectBody(request, limit: settings.maximumMessageBytes, settings: settings)
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")

@@ -12,6 +12,11 @@ public struct APISettings: Sendable {
     public var offloadedTopicMessageBytes: Int?
     /// The largest topic publish.
     public var maximumTopicMessageBytes: Int { offloadedTopicMessageBytes ?? maximumMessageBytes }
+    /// With a payload store, queue message bodies larger than this are streamed to it as they
+    /// arrive, never held whole (`PAYLOADS_OFFLOAD_THRESHOLD_BYTES`); `nil`: no store.
+    public var offloadThresholdBytes: Int?
+    /// The largest queue message body a request may hold whole: the rest are streamed.
+    public var largestBufferedMessageBytes: Int { min(offloadThresholdBytes ?? maximumMessageBytes, maximumMessageBytes) }
 
     /// The settings behind the limits, for a 413's message.
     var messageLimitSource: String {

@@ -110,6 +110,7 @@ extension SkiffConfiguration {
     public mutating func usePayloadStore(_ payloads: PayloadSettings) {
         if self.payloads == nil { api.offloadedTopicMessageBytes = api.maximumMessageBytes }
         api.maximumMessageBytes = max(payloads.maximumMessageBytes, api.maximumTopicMessageBytes)
+        api.offloadThresholdBytes = payloads.thresholdBytes
         self.payloads = payloads
     }
 }

@@ -88,6 +88,36 @@ public final class OffloadingQueues: QueueBackend {
         }
         var options = options
         options.messageIDs = ids
+        return try await enqueue(stored, objects: keys, to: queue, options: options)
+    }
+
+    /// Sends one message whose body, `size` bytes, arrives as a stream: it goes to the store as it
+    /// arrives (a replica holds a chunk or two of it, never the whole), then its pointer is sent.
+    /// `body` may check what passes and throw to give up (the HTTP layer validates the JSON
+    /// there): its error is rethrown as it is, and nothing is stored.
+    public func send<Body: AsyncSequence & Sendable>(
+        streaming body: Body, size: Int, to queue: QueueName, options: SendOptions
+    ) async throws -> SentMessage where Body.Element == ByteBuffer {
+        guard let offload else { throw QueueError.internalError("a streamed send needs a payload store") }
+        try options.validate()
+        let id = MessageID.make(offloaded: true)
+        let key = try PayloadOffload.key(of: id)
+        let pointer: PayloadPointer
+        do {
+            pointer = try await offload.store.put(key: key, body: body, size: size)
+        } catch {
+            throw Self.queueError(error)
+        }
+        var options = options
+        options.messageIDs = [id]
+        guard let sent = try await enqueue([pointer.encode()], objects: [key], to: queue, options: options).first else {
+            throw QueueError.internalError("a send of one message returned no id")
+        }
+        return sent
+    }
+
+    /// Sends `stored` (bodies and pointers to `objects`, already written) with their ids in `options`.
+    private func enqueue(_ stored: [ByteBuffer], objects keys: [PayloadKey], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
         let sent: [SentMessage]
         do {
             sent = try await inner.send(stored, to: queue, options: options)
@@ -176,12 +206,14 @@ public final class OffloadingQueues: QueueBackend {
         }
     }
 
-    /// A store's failure as the queue failure a transport answers.
+    /// A store's failure as the queue failure a transport answers; any other error as it is (a
+    /// streamed body's own).
     static func queueError(_ error: any Error) -> any Error {
         guard let error = error as? PayloadStoreError else { return error }
         switch error {
         case .unavailable(): return QueueError.unavailable(error.message)
         case .tooLarge(): return QueueError.tooLarge(error.message)
+        case .sizeMismatch(): return QueueError.invalidArgument(error.message)
         default: return QueueError.payloadUnreadable(error.message)
         }
     }
