@@ -530,9 +530,9 @@ variable "payload_bucket_location" {
 }
 
 variable "payload_retention_days" {
-  description = "Age in days at which the bucket's lifecycle rule deletes an object, whatever became of its message: the backstop for orphans (a body whose message was never sent, or whose delete was lost). It must be longer than any message can live, or a message still queued loses its body: more than the longest retentionMs of a queue plus that of its dead-letter queue, and of each further one in a chain (dead-letter retention restarts at the move; a redrive keeps the object, which counts from the original send). Default 14 covers the default queue settings (4 days + 4 days); raise it for queues with longer retention."
+  description = "Age in days at which the bucket's lifecycle rule deletes an object, whatever became of its message: the backstop for orphans (a body whose message was never sent, or whose delete was lost). It must be longer than any message can live, or a message still queued loses its body: more than the longest retentionMs of a queue plus that of its dead-letter queue, and of each further one in a chain (dead-letter retention restarts at the move; a redrive keeps the object, which counts from the original send). Default 30 covers the longest queue settings (14 days + 14 days), and matches the replicas' own sweep (PAYLOADS_RETENTION_MS)."
   type        = number
-  default     = 14
+  default     = 30
 
   validation {
     condition     = var.payload_retention_days >= 1 && var.payload_retention_days <= 3650 && floor(var.payload_retention_days) == var.payload_retention_days

@@ -70,7 +70,7 @@ public struct QueueError: Error, Hashable, CustomStringConvertible, Sendable {
     }
     public static func unsupported(_ detail: String) -> Self { Self(.unsupported, detail) }
     public static func payloadUnreadable(_ detail: String) -> Self {
-        Self(.payloadUnreadable, "a message body in the payload store cannot be read back as stored: \(detail); the message stays in its queue")
+        Self(.payloadUnreadable, "\(detail); the message is not handed out (it is nacked, and in the end dead-lettered)")
     }
     public static func tooLarge(_ detail: String) -> Self { Self(.tooLarge, detail) }
     public static func invalidArgument(_ detail: String) -> Self { Self(.invalidArgument, detail) }

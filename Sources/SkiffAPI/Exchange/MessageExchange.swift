@@ -69,7 +69,7 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
         streaming body: Body, size: Int, to queue: QueueName, options: SendOptions, logger: Logger
     ) async throws -> ResponseParts? where Body.Element == ByteBuffer {
         guard let offloading = backend as? OffloadingQueues, offloading.offload != nil else { return nil }
-        let sent = try await offloading.send(streaming: ValidatedJSONBody(base: body), size: size, to: queue, options: options)
+        let sent = try await offloading.send(streaming: ValidatedJSONBody(base: body, size: size), size: size, to: queue, options: options)
         return answer(sent, to: queue, logger: logger)
     }
 
@@ -194,25 +194,32 @@ extension String {
     }
 }
 
-/// A request body checked as one JSON value as it passes (``StreamingJSONValidator``): the
-/// first invalid byte, or an end short of a value, throws the 400 a whole body would get.
+/// A request body of `size` bytes checked as one JSON value as it passes
+/// (``StreamingJSONValidator``): the first invalid byte, or an end short of a value, throws the
+/// 400 a whole body would get. The end is judged before the last byte is handed on, so a store
+/// that commits on its last byte never commits a body that is not JSON.
 struct ValidatedJSONBody<Base: AsyncSequence & Sendable>: AsyncSequence, Sendable where Base.Element == ByteBuffer {
     typealias Element = ByteBuffer
     let base: Base
+    let size: Int
 
     struct AsyncIterator: AsyncIteratorProtocol {
         var base: Base.AsyncIterator
+        let size: Int
+        var seen = 0
         var validator = StreamingJSONValidator()
 
         mutating func next() async throws -> ByteBuffer? {
             guard let chunk = try await base.next() else {
-                if let error = validator.finish() { throw APIError(.badRequest, "body is not valid JSON: \(error)") }
+                if seen < size, let error = validator.finish() { throw APIError(.badRequest, "body is not valid JSON: \(error)") }
                 return nil
             }
+            seen += chunk.readableBytes
             if let error = validator.feed(chunk) { throw APIError(.badRequest, "body is not valid JSON: \(error)") }
+            if seen >= size, let error = validator.finish() { throw APIError(.badRequest, "body is not valid JSON: \(error)") }
             return chunk
         }
     }
 
-    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator()) }
+    func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: base.makeAsyncIterator(), size: size) }
 }

@@ -36,7 +36,7 @@ enum FastPathRequest: Equatable, Sendable {
         case .post:
             // An empty body is not JSON: the route answers it.
             // A body the payload store takes is streamed there by the route.
-            guard query == nil, (1...settings.largestBufferedMessageBytes).contains(head.contentLength) else { return nil }
+            guard query == nil, head.contentLength >= 1, head.contentLength <= settings.largestBufferedMessageBytes else { return nil }
             return .send(queue)
         case .get:
             // At most `timeout`, read as the route reads it; anything else, or a value the route

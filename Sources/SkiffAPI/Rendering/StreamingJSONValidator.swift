@@ -88,12 +88,26 @@ public struct StreamingJSONValidator: Sendable {
     public mutating func feed(_ buffer: ByteBuffer) -> JSONValidationError? {
         if let failure { return failure }
         buffer.withUnsafeReadableBytes { bytes in
-            for byte in bytes {
-                if let error = step(byte) {
+            var index = 0
+            while index < bytes.count {
+                // Inside a string, a run of plain ASCII needs no state change: skipped in bulk
+                // (most of a large body is string contents).
+                if case .string = state {
+                    let start = index
+                    while index < bytes.count {
+                        let byte = bytes[index]
+                        if byte < 0x20 || byte >= 0x80 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") { break }
+                        index += 1
+                    }
+                    offset += index - start
+                    if index == bytes.count { return }
+                }
+                if let error = step(bytes[index]) {
                     failure = error
                     return
                 }
                 offset += 1
+                index += 1
             }
         }
         return failure

@@ -112,7 +112,8 @@ public func buildApplication<Backend: QueueBackend>(
             PayloadOffload(
                 store: payloadStore ?? makePayloadStore(settings, logger: logger),
                 thresholdBytes: settings.thresholdBytes,
-                maximumBodyBytes: settings.maximumMessageBytes
+                maximumBodyBytes: settings.maximumMessageBytes,
+                maximumHeldBytes: settings.maximumHeldBytes
             )
         },
         logger: logger

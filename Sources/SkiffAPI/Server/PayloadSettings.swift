@@ -18,9 +18,12 @@ public struct PayloadSettings: Sendable, Equatable {
     /// Cloud Run's HTTP/1 request limit). `MAX_MESSAGE_BYTES` still bounds what Redis keeps
     /// whole: topic publishes, which are not offloaded.
     public var maximumMessageBytes: Int
-    /// Objects older than this are deleted by the sweep (`PAYLOADS_RETENTION_MS`, 14 days): above
-    /// the longest life of a message, retention plus dead-letter retention (docs/payloads.md).
-    public var retention: Duration = .seconds(14 * 86_400)
+    /// Bytes of bodies read back that a replica holds at once (`PAYLOADS_MAX_READ_BYTES`).
+    public var maximumHeldBytes: Int = 256 << 20
+    /// Objects older than this are deleted by the sweep (`PAYLOADS_RETENTION_MS`, 30 days): above
+    /// the longest life of a message with the longest settings, 14 days in its queue and 14 in its
+    /// dead-letter queue (docs/payloads.md).
+    public var retention: Duration = .seconds(30 * 86_400)
     /// How often each replica sweeps (`PAYLOADS_SWEEP_INTERVAL_MS`, an hour).
     public var sweepInterval: Duration = .seconds(3_600)
 
@@ -69,7 +72,7 @@ extension SkiffConfiguration {
         guard let store = settings.text(Settings.payloadsStore) else {
             for setting in [
                 Settings.payloadsOffloadThresholdBytes, Settings.payloadsMaxMessageBytes, Settings.payloadsGCSEndpoint, Settings.payloadsRetention,
-                Settings.payloadsSweepInterval,
+                Settings.payloadsSweepInterval, Settings.payloadsMaxReadBytes,
             ]
             where settings.text(setting) != nil {
                 throw ConfigurationError("\(setting.environmentVariable) needs PAYLOADS_STORE")
@@ -80,14 +83,21 @@ extension SkiffConfiguration {
         if let bytes = try settings.integer(Settings.payloadsMaxMessageBytes, in: 1...PayloadSettings.largestMessageBytes) {
             payloads.maximumMessageBytes = bytes
         }
-        if let bytes = try settings.integer(Settings.payloadsOffloadThresholdBytes, in: 0...PayloadSettings.largestMessageBytes) {
+        if let bytes = try settings.integer(Settings.payloadsOffloadThresholdBytes, in: 1...PayloadSettings.largestMessageBytes) {
             payloads.thresholdBytes = bytes
         }
-        if let milliseconds = try settings.integer(Settings.payloadsRetention, in: 60_000...(3_650 * 86_400_000)) {
+        if let bytes = try settings.integer(Settings.payloadsMaxReadBytes, in: (1 << 20)...(64 << 30)) { payloads.maximumHeldBytes = bytes }
+        if let milliseconds = try settings.integer(Settings.payloadsRetention, in: 3_600_000...(3_650 * 86_400_000)) {
             payloads.retention = .milliseconds(milliseconds)
         }
         if let milliseconds = try settings.integer(Settings.payloadsSweepInterval, in: 1_000...(30 * 86_400_000)) {
             payloads.sweepInterval = .milliseconds(milliseconds)
+        }
+        // With a store, no message Redis would take may be refused.
+        guard payloads.maximumMessageBytes >= api.maximumMessageBytes else {
+            throw ConfigurationError(
+                "PAYLOADS_MAX_MESSAGE_BYTES (\(payloads.maximumMessageBytes)) must not be below MAX_MESSAGE_BYTES (\(api.maximumMessageBytes))"
+            )
         }
         // A body kept whole in Redis must be one MAX_MESSAGE_BYTES allows.
         guard payloads.thresholdBytes <= api.maximumMessageBytes else {

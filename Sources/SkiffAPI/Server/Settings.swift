@@ -118,8 +118,10 @@ public enum Settings {
         "payloads.offloadThresholdBytes", default: "262144", "with a payload store, bodies larger than this are kept there, not in Redis")
     public static let payloadsMaxMessageBytes = Setting(
         "payloads.maxMessageBytes", default: "33554432", "with a payload store, the largest queue message (at most 32 MiB)")
+    public static let payloadsMaxReadBytes = Setting(
+        "payloads.maxReadBytes", default: "268435456", "bodies read back from the store a replica holds at once (503 past it)")
     public static let payloadsRetention = Setting(
-        "payloads.retentionMs", default: "1209600000", "stored bodies older than this are swept (above the longest message life)")
+        "payloads.retentionMs", default: "2592000000", "stored bodies older than this are swept (above the longest message life)")
     public static let payloadsSweepInterval = Setting("payloads.sweepIntervalMs", default: "3600000", "how often each replica sweeps the payload store, ms")
     public static let payloadsGCSEndpoint = Setting(
         "payloads.gcsEndpoint", default: "Google's", "the Cloud Storage JSON API's base URL: an emulator, reached without a token")
@@ -146,7 +148,7 @@ public enum Settings {
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
         streamPingInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
-        payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, claimLease,
+        payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, rateLimitPerSecond, rateLimitBurst,
         settingsFile,
     ]

@@ -25,10 +25,13 @@ public final class DeliveryLease: Sendable {
     private let settled = Atomic<Bool>(false)
     /// Runs after ``delivered()`` deleted messages, with those it deleted.
     private let afterDeletion: (@Sendable ([Delivery]) async -> Void)?
+    /// Runs once, when the lease is settled whichever way (its bodies are no longer needed).
+    private let onSettled: (@Sendable () -> Void)?
 
     init(
         _ claimed: ClaimedMessages, backend: any ClaimingBackend, logger: Logger, settlements: SettlementTasks?,
-        afterDeletion: (@Sendable ([Delivery]) async -> Void)? = nil
+        afterDeletion: (@Sendable ([Delivery]) async -> Void)? = nil,
+        onSettled: (@Sendable () -> Void)? = nil
     ) {
         precondition(!claimed.deliveries.isEmpty, "a lease holds at least one delivery")
         self.deliveries = claimed.deliveries
@@ -37,23 +40,35 @@ public final class DeliveryLease: Sendable {
         self.logger = logger
         self.settlements = settlements
         self.afterDeletion = afterDeletion
+        self.onSettled = onSettled
     }
 
     /// A lease that takes over these claims with other deliveries of the same messages (their
     /// bodies read from the payload store), or fewer of them: those left out go back to the head of
     /// their queue at once. This lease is settled without touching storage; the new one settles.
-    /// - Parameter afterDeletion: runs once ``delivered()`` has deleted messages, with them.
+    /// - Parameters:
+    ///   - afterDeletion: runs once ``delivered()`` has deleted messages, with them.
+    ///   - onSettled: runs once the new lease is settled, whichever way (or at once, if it holds nothing).
     func replaced(
-        by kept: ClaimedMessages, releasing dropped: [Delivery], afterDeletion: (@Sendable ([Delivery]) async -> Void)?
+        by kept: ClaimedMessages, releasing dropped: [Delivery], afterDeletion: (@Sendable ([Delivery]) async -> Void)?,
+        onSettled: (@Sendable () -> Void)? = nil
     ) async -> DeliveryLease? {
-        guard claimSettlement() else { return nil }
+        guard claimSettlement() else {
+            onSettled?()
+            return nil
+        }
         if !dropped.isEmpty { await Self.release(dropped, backend: backend, logger: logger) }
-        guard !kept.deliveries.isEmpty else { return nil }
-        return DeliveryLease(kept, backend: backend, logger: logger, settlements: settlements, afterDeletion: afterDeletion)
+        guard !kept.deliveries.isEmpty else {
+            onSettled?()
+            return nil
+        }
+        return DeliveryLease(kept, backend: backend, logger: logger, settlements: settlements, afterDeletion: afterDeletion, onSettled: onSettled)
     }
 
     private func claimSettlement() -> Bool {
-        settled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        guard settled.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else { return false }
+        onSettled?()
+        return true
     }
 
     /// The fence before the write: `true` while every claim is still held. When one was lost (the

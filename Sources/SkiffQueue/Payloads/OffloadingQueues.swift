@@ -1,5 +1,6 @@
 public import Logging
 public import NIOCore
+import Synchronization
 
 /// How a replica uses its payload store (docs/payloads.md).
 public struct PayloadOffload: Sendable {
@@ -9,12 +10,23 @@ public struct PayloadOffload: Sendable {
     /// The largest body read back from the store: a pointer to a larger one is refused before
     /// anything is read, so a replica's memory stays bounded whatever the pointer says.
     public var maximumBodyBytes: Int
+    /// Bytes of bodies read back that a replica holds at once, from the read until the delivery
+    /// is settled: past it a receive gives its message back at once and answers 503 (one message
+    /// is always read when nothing else is held).
+    public var maximumHeldBytes: Int
 
-    public init(store: any PayloadStore, thresholdBytes: Int = PayloadOffload.defaultThresholdBytes, maximumBodyBytes: Int) {
+    public init(
+        store: any PayloadStore, thresholdBytes: Int = PayloadOffload.defaultThresholdBytes, maximumBodyBytes: Int,
+        maximumHeldBytes: Int = PayloadOffload.defaultMaximumHeldBytes
+    ) {
         self.store = store
         self.thresholdBytes = thresholdBytes
         self.maximumBodyBytes = maximumBodyBytes
+        self.maximumHeldBytes = maximumHeldBytes
     }
+
+    /// 256 MiB: eight 32 MiB bodies.
+    public static var defaultMaximumHeldBytes: Int { 256 << 20 }
 
     /// 256 KiB, where SQS's Extended Client offloads.
     public static var defaultThresholdBytes: Int { 256 * 1024 }
@@ -48,6 +60,10 @@ public final class OffloadingQueues: QueueBackend {
     public let inner: any QueueBackend
     public let offload: PayloadOffload?
     private let logger: Logger
+    /// Bytes of bodies read back and not yet settled (``PayloadOffload/maximumHeldBytes``).
+    private let heldBytes = Mutex(0)
+    /// Object deletes under way in the background (``deleteInBackground(_:because:)``).
+    private let pendingDeletes = Mutex(0)
 
     public init(_ inner: any QueueBackend, offload: PayloadOffload?, logger: Logger) {
         self.inner = inner
@@ -153,12 +169,19 @@ public final class OffloadingQueues: QueueBackend {
         var dropped: [Delivery] = []
         var failure: (any Error)?
         var bytes = 0
+        // Bytes of bodies read back that this lease holds, until it is settled.
+        var reserved = 0
         for delivery in lease.deliveries {
             let pointer = PayloadPointer.decode(delivery.message.body)
             let size = pointer?.size ?? delivery.message.body.readableBytes
-            // Past the byte limit (one message always fits), the rest go back, in order.
+            // Past the byte limit (one message always fits), the rest go back, in order; so do
+            // they after the store failed or the replica's read budget ran out.
             if kept.stoppedAtByteLimit || (maximumBytes.map { !kept.deliveries.isEmpty && bytes + size > $0 } ?? false) {
                 kept.stoppedAtByteLimit = true
+                dropped.append(delivery)
+                continue
+            }
+            if let failure, (failure as? QueueError)?.kind != .payloadUnreadable {
                 dropped.append(delivery)
                 continue
             }
@@ -167,11 +190,23 @@ public final class OffloadingQueues: QueueBackend {
                 bytes += size
                 continue
             }
+            guard reserve(pointer.size) else {
+                dropped.append(delivery)
+                failure =
+                    failure
+                    ?? QueueError.unavailable(
+                        "this replica holds its limit of bodies read back from the payload store (PAYLOADS_MAX_READ_BYTES); the message went back to its queue, retry"
+                    )
+                continue
+            }
+            reserved += pointer.size
             do {
-                let body = try await read(pointer)
+                let body = try await read(pointer, of: delivery.message.id)
                 kept.deliveries.append(delivery.replacingBody(body))
                 bytes += size
             } catch let error as QueueError where error.kind == .payloadUnreadable {
+                unreserve(pointer.size)
+                reserved -= pointer.size
                 logger.error(
                     "a message body in the payload store is unreadable; the message is nacked",
                     metadata: ["queue.name": "\(lease.queue)", "message.id": "\(delivery.message.id)", "error": "\(error.message)"]
@@ -183,26 +218,59 @@ public final class OffloadingQueues: QueueBackend {
                 }
                 failure = failure ?? error
             } catch {
+                unreserve(pointer.size)
+                reserved -= pointer.size
                 dropped.append(delivery)
                 failure = failure ?? error
             }
         }
-        let resolved = await lease.replaced(by: kept, releasing: dropped) { deleted in
-            await self.deleteObjects(ofMessages: deleted.map(\.message.id))
-        }
+        // More may be ready where the claim stopped at its own byte limit.
+        kept.stoppedAtByteLimit = kept.stoppedAtByteLimit || lease.stoppedAtByteLimit
+        let held = reserved
+        let resolved = await lease.replaced(
+            by: kept, releasing: dropped,
+            afterDeletion: { deleted in self.deleteObjects(ofMessages: deleted.map(\.message.id)) },
+            onSettled: { self.unreserve(held) }
+        )
         if resolved == nil, let failure { throw failure }
         return resolved
     }
 
-    /// The body `pointer` names, verified.
-    private func read(_ pointer: PayloadPointer) async throws -> ByteBuffer {
+    /// Takes `bytes` of the read budget: `false` when that would pass it, unless nothing is held
+    /// (a message larger than the budget is still delivered, alone).
+    private func reserve(_ bytes: Int) -> Bool {
+        guard let offload else { return true }
+        return heldBytes.withLock { held in
+            guard held == 0 || held + bytes <= offload.maximumHeldBytes else { return false }
+            held += bytes
+            return true
+        }
+    }
+
+    private func unreserve(_ bytes: Int) {
+        guard bytes > 0 else { return }
+        heldBytes.withLock { $0 -= bytes }
+    }
+
+    /// The body `pointer` names, verified. Any failure but an unreachable store (or a cancelled
+    /// caller) is ``QueueError/payloadUnreadable(_:)``: retrying would not help. Messages name the
+    /// message and its key, never the store's path or bucket.
+    private func read(_ pointer: PayloadPointer, of id: String) async throws -> ByteBuffer {
+        let object = "the body of message \(id) (object m/\(id))"
         guard let offload else {
-            throw QueueError.payloadUnreadable("\(pointer.uri) is in a payload store, and this replica has none configured (PAYLOADS_STORE)")
+            throw QueueError.payloadUnreadable("\(object) is in a payload store, and this replica has none configured (PAYLOADS_STORE)")
         }
         do {
             return try await offload.store.bytes(of: pointer, upTo: offload.maximumBodyBytes)
-        } catch {
-            throw Self.queueError(error)
+        } catch let error as PayloadStoreError {
+            switch error {
+            case .unavailable(): throw QueueError.unavailable("the payload store: \(error.message)")
+            case .notFound(): throw QueueError.payloadUnreadable("\(object) is missing from the payload store")
+            case .corrupted(): throw QueueError.payloadUnreadable("\(object) is not what was stored (another size or SHA-256)")
+            case .tooLarge():
+                throw QueueError.payloadUnreadable("\(object) is \(pointer.size) bytes, more than this replica reads (PAYLOADS_MAX_MESSAGE_BYTES)")
+            default: throw QueueError.payloadUnreadable("\(object) cannot be read: \(error.message)")
+            }
         }
     }
 
@@ -223,14 +291,36 @@ public final class OffloadingQueues: QueueBackend {
     public func acknowledge(_ receipts: [Receipt], in queue: QueueName) async throws -> [Bool] {
         let acknowledged = try await inner.acknowledge(receipts, in: queue)
         let deleted = zip(receipts, acknowledged).filter { $0.1 && MessageID.isOffloaded($0.0.messageID) }.map(\.0.messageID)
-        if !deleted.isEmpty { await deleteObjects(ofMessages: deleted) }
+        if !deleted.isEmpty { deleteObjects(ofMessages: deleted) }
         return acknowledged
     }
 
-    private func deleteObjects(ofMessages ids: [String]) async {
+    /// Deletes the objects of deleted messages in the background: an ack never waits on the
+    /// store, and a store outage costs acks nothing.
+    private func deleteObjects(ofMessages ids: [String]) {
         let keys = ids.filter { MessageID.isOffloaded($0) }.compactMap { try? PayloadOffload.key(of: $0) }
-        await deleteObjects(keys, because: "their messages were deleted")
+        guard !keys.isEmpty else { return }
+        // Bounded: past it (a long store outage), the objects are left to the sweep.
+        let admitted = pendingDeletes.withLock { pending in
+            guard pending + keys.count <= Self.maximumPendingDeletes else { return false }
+            pending += keys.count
+            return true
+        }
+        guard admitted else {
+            logger.warning("too many payload deletes under way; these objects are left to the sweep", metadata: ["payload.count": "\(keys.count)"])
+            return
+        }
+        Task {
+            await deleteObjects(keys, because: "their messages were deleted")
+            pendingDeletes.withLock { $0 -= keys.count }
+        }
     }
+
+    /// Object deletes that may be under way in the background at once.
+    static var maximumPendingDeletes: Int { 10_000 }
+
+    /// Deletes waiting on one object store request at once.
+    static var deleteWidth: Int { 8 }
 
     /// Best effort: an object left behind is an orphan for the sweep, never a lost message.
     private func deleteObjects(_ keys: [PayloadKey], because reason: String) async {
@@ -239,14 +329,20 @@ public final class OffloadingQueues: QueueBackend {
             logger.warning("cannot delete payload objects: no payload store is configured", metadata: ["payload.keys": "\(keys)"])
             return
         }
-        for key in keys {
-            do {
-                try await offload.store.delete(key: key)
-            } catch {
-                logger.warning(
-                    "could not delete a payload object; it stays until it is swept",
-                    metadata: ["payload.key": "\(key)", "reason": "\(reason)", "error": "\(error)"]
-                )
+        let (store, logger) = (offload.store, self.logger)
+        await withTaskGroup(of: Void.self) { group in
+            for (index, key) in keys.enumerated() {
+                if index >= Self.deleteWidth { await group.next() }
+                group.addTask {
+                    do {
+                        try await store.delete(key: key)
+                    } catch {
+                        logger.warning(
+                            "could not delete a payload object; it stays until it is swept",
+                            metadata: ["payload.key": "\(key)", "reason": "\(reason)", "error": "\(error)"]
+                        )
+                    }
+                }
             }
         }
     }
@@ -288,7 +384,7 @@ public final class OffloadingQueues: QueueBackend {
             let size = pointer?.size ?? message.body.readableBytes
             if !peeked.isEmpty, bytes + size > maximumBytes { break }
             if let pointer {
-                peeked.append(message.replacingBody(try await read(pointer)))
+                peeked.append(message.replacingBody(try await read(pointer, of: message.id)))
             } else {
                 peeked.append(message)
             }

@@ -17,6 +17,7 @@ struct OffloadingQueuesTests {
     /// directory, which `body` can break at will.
     private func withQueues<T>(
         _ kind: BackendKind,
+        maximumHeldBytes: Int = PayloadOffload.defaultMaximumHeldBytes,
         _ body: (OffloadingQueues, FaultyStore, BackendFixture) async throws -> T
     ) async throws -> T {
         let directory = NSTemporaryDirectory() + TestEnvironment.uniqueName("skiff-offload")
@@ -26,7 +27,7 @@ struct OffloadingQueuesTests {
         defer { fixture.close() }
         let queues = OffloadingQueues(
             PartitionedQueues(fixture.backend),
-            offload: PayloadOffload(store: store, thresholdBytes: Self.threshold, maximumBodyBytes: 32 << 20),
+            offload: PayloadOffload(store: store, thresholdBytes: Self.threshold, maximumBodyBytes: 32 << 20, maximumHeldBytes: maximumHeldBytes),
             logger: Self.logger
         )
         return try await body(queues, store, fixture)
@@ -79,7 +80,8 @@ struct OffloadingQueuesTests {
             // Acknowledged mode: written is not deleted; the object stays until the ack.
             #expect(try await store.objects() == ["m/\(sent.id)"])
             #expect(try await queues.acknowledge([lease.deliveries[0].receipt], in: queue) == [true])
-            #expect(try await store.objects().isEmpty)
+            // Deleted in the background, after the message.
+            try await eventually { try await store.objects().isEmpty }
             #expect(try await queues.stats(of: queue).ready == 0)
         }
     }
@@ -94,7 +96,8 @@ struct OffloadingQueuesTests {
             #expect(lease.deliveries[0].message.body == body)
             #expect(try await store.objects() == ["m/\(sent.id)"])
             #expect(await lease.delivered() == 1)
-            #expect(try await store.objects().isEmpty)
+            // Deleted in the background, after the message.
+            try await eventually { try await store.objects().isEmpty }
         }
     }
 
@@ -123,7 +126,8 @@ struct OffloadingQueuesTests {
             #expect(lease.deliveries.map(\.message.id) == sent.map(\.id))
             let acked = try await queues.acknowledge(lease.deliveries.map(\.receipt), in: queue)
             #expect(acked == [true, true, true, true])
-            #expect(try await store.objects().isEmpty)
+            // Deleted in the background, after the message.
+            try await eventually { try await store.objects().isEmpty }
         }
     }
 
@@ -267,7 +271,8 @@ struct OffloadingQueuesTests {
             #expect(again.deliveries[0].message.id == sent.id)
             #expect(again.deliveries[0].message.body == body)
             #expect(try await queues.acknowledge([again.deliveries[0].receipt], in: queue) == [true])
-            #expect(try await store.objects().isEmpty)
+            // Deleted in the background, after the message.
+            try await eventually { try await store.objects().isEmpty }
         }
     }
 
@@ -280,6 +285,79 @@ struct OffloadingQueuesTests {
             await #expect {
                 _ = try await bare.deliver(DeliveryRequest(queue: queue), context: DeliveryContext(logger: Self.logger))
             } throws: { ($0 as? QueueError)?.kind == .payloadUnreadable }
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func aBodyLargerThanTheReaderTakesIsDeadLetteredNotLeftAtTheHead(kind: BackendKind) async throws {
+        try await withQueues(kind) { queues, store, _ in
+            let queue = uniqueQueue("smaller")
+            try await queues.updateSettings(QueueSettings(maxReceiveCount: 1), of: queue)
+            _ = try await queues.send(Self.body(300_000), to: queue)
+            _ = try await queues.send(ByteBuffer(string: "behind"), to: queue)
+            // A replica configured for smaller bodies (a lowered PAYLOADS_MAX_MESSAGE_BYTES).
+            let smaller = OffloadingQueues(
+                queues.inner, offload: PayloadOffload(store: store, thresholdBytes: Self.threshold, maximumBodyBytes: 100_000), logger: Self.logger)
+            await #expect {
+                _ = try await acknowledged(smaller, queue)
+            } throws: { ($0 as? QueueError)?.kind == .payloadUnreadable }
+            // Dead-lettered (maxReceiveCount 1): the message behind it is next.
+            let next = try #require(try await acknowledged(smaller, queue))
+            #expect(next.deliveries[0].message.body == ByteBuffer(string: "behind"))
+            #expect(try await queues.stats(of: queue).deadLetterReady == 1)
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func aStoreOutageIsPaidOncePerBatch(kind: BackendKind) async throws {
+        try await withQueues(kind) { queues, store, _ in
+            let queue = uniqueQueue("outage-batch")
+            for seed in 0..<3 { _ = try await queues.send(Self.body(300_000, seed: UInt8(seed)), to: queue) }
+            store.failGets(true)
+            await #expect {
+                _ = try await acknowledged(queues, queue, max: 10)
+            } throws: { ($0 as? QueueError)?.kind == .unavailable }
+            // The first read failed; the other two went back unread.
+            #expect(store.readCount == 1)
+            store.failGets(false)
+            let lease = try #require(try await acknowledged(queues, queue, max: 10))
+            #expect(lease.deliveries.count == 3 && lease.deliveries.allSatisfy { $0.message.receiveCount == 1 })
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func bodiesHeldAtOnceAreBoundedAndFreedWhenSettled(kind: BackendKind) async throws {
+        try await withQueues(kind, maximumHeldBytes: 500_000) { queues, _, _ in
+            let queue = uniqueQueue("budget")
+            for seed in 0..<2 { _ = try await queues.send(Self.body(300_000, seed: UInt8(seed)), to: queue) }
+            let first = try #require(try await acknowledged(queues, queue))
+            // 300 000 held: another 300 000 would pass the 500 000 budget. The message goes back.
+            await #expect {
+                _ = try await acknowledged(queues, queue)
+            } throws: { ($0 as? QueueError)?.kind == .unavailable }
+            // Settled (written, then acked): its bytes are free again.
+            await first.delivered()
+            let second = try #require(try await acknowledged(queues, queue))
+            #expect(second.deliveries[0].message.receiveCount == 1)
+            #expect(try await queues.acknowledge([first.deliveries[0].receipt, second.deliveries[0].receipt], in: queue) == [true, true])
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func aPartitionedQueueOffloadsInEachPartition(kind: BackendKind) async throws {
+        try await withQueues(kind) { queues, store, _ in
+            let queue = uniqueQueue("parts")
+            try await queues.updateSettings(QueueSettings(partitions: 3), of: queue)
+            let bodies = (0..<3).map { Self.body(300_000, seed: UInt8($0)) }
+            for body in bodies { _ = try await queues.send(body, to: queue) }
+            var received: [ByteBuffer] = []
+            for _ in 0..<3 {
+                let lease = try #require(try await acknowledged(queues, queue))
+                received.append(lease.deliveries[0].message.body)
+                #expect(try await queues.acknowledge([lease.deliveries[0].receipt], in: queue) == [true])
+            }
+            #expect(Set(received.map { Array($0.readableBytesView) }) == Set(bodies.map { Array($0.readableBytesView) }))
+            try await eventually { try await store.objects().isEmpty }
         }
     }
 
@@ -301,6 +379,9 @@ struct OffloadingQueuesTests {
 final class FaultyStore: PayloadStore {
     let inner: FileSystemPayloadStore
     private let faults = Mutex<(putChunks: Int?, gets: Bool)>((nil, false))
+    private let reads = Mutex(0)
+    /// Downloads asked for so far, failed ones included.
+    var readCount: Int { reads.withLock { $0 } }
 
     init(_ inner: FileSystemPayloadStore) { self.inner = inner }
 
@@ -324,6 +405,7 @@ final class FaultyStore: PayloadStore {
     }
 
     func get(_ pointer: PayloadPointer) async throws -> PayloadBody {
+        reads.withLock { $0 += 1 }
         if faults.withLock({ $0.gets }) { throw PayloadStoreError.unavailable("the test cut the store off") }
         return try await inner.get(pointer)
     }
