@@ -61,11 +61,12 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   threshold, marked as read from the store (``Skiff-Payload: offloaded``, or ``offloaded`` in a
   stream frame); else unexpected. Counted: large enqueues sent, acked, delivered.
 - **The payload store** (a ``payloads`` record: the objects left once the cluster was down,
-  named by message id): an object whose message was consumed is a leak, unexpected, when an ack
-  answered ``204`` consumed it (Skiff deletes the object before it answers) or when the plain
-  GETs that consumed it met no fault of their replica (any replica, through the proxy; Redis's
-  for all): a kill, pause, cut or probe of it, or a Redis restart, from the GET's start to
-  ``STORE_DELETE_GRACE_S`` after its end. Skiff deletes that object only after the message
+  named by message id): an object whose message was consumed is a leak, unexpected, when the
+  ``204`` ack or the plain GETs that consumed it met no fault of their replica (any replica,
+  through the proxy; Redis's for all): a kill, pause, cut or probe of it, or a Redis restart, from
+  the request's start to ``STORE_DELETE_GRACE_S`` after its end. Skiff deletes an acked message's
+  object in the background after answering (graceful shutdown waits for it), a plain GET's after
+  writing the response. Skiff deletes that object only after the message
   (an unknown outcome keeps it: an orphan costs storage, a deleted body would lose a message),
   so within a fault it is counted (``leaked in a fault window``), not failed. Every other object
   is an orphan, counted by why it may be there: its send had no answer (``unanswered-send``:
@@ -475,7 +476,7 @@ def _judge_store(records, enqueues, valid, acks, outcomes, lease, report_for, re
         acked = [a for d in deliveries if d.get("mode") == "ack" for a in acks.get((d["q"], d["receipt"]), []) if a["result"] == "ok"]
         plain = [d for d in deliveries if d.get("mode") != "ack"]
         described = f"m/{object_id} of {value}: " + "; ".join(_describe(op) for op in sorted(deliveries + acked, key=lambda o: o["inv"]))
-        if not acked and any(_disrupted(op, windows) for op in plain):
+        if any(_disrupted(op, windows) for op in plain + acked):
             report.store_leaked_in_fault += 1
             report.example("store-leak-in-a-fault-window", described)
         else:

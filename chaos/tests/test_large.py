@@ -157,12 +157,19 @@ class PayloadStore(unittest.TestCase):
         self.assertTrue(report.failed)
         self.assertIn("met no fault", report.examples["store-leak"][0])
 
-    def test_an_object_of_a_message_acked_204_is_a_leak_whatever_the_faults(self):
+    def test_an_object_of_a_message_acked_204_without_a_fault_is_a_leak(self):
+        delivery = large_ack_deq("a", 2, 3)
+        report = strict(large_enq("a", 0, 1), delivery, ack(delivery, 4, 5), store=["id-a"])
+        self.assertEqual((report.store_leaked, report.unexpected), (1, 1))
+        self.assertIn("by an ack answered 204", report.examples["store-leak"][0])
+
+    def test_an_ack_that_met_a_fault_of_its_replica_may_leave_its_object(self):
+        # Skiff deletes an acked message's object in the background after the 204: a kill just
+        # after the answer may cut it off.
         delivery = large_ack_deq("a", 2, 3)
         report = strict(large_enq("a", 0, 1), delivery, fault("kill", 3.5, replica=1, down_s=1), ack(delivery, 4, 5),
                         fault("kill-healed", 6, replica=1), store=["id-a"])
-        self.assertEqual((report.store_leaked, report.unexpected), (1, 1))
-        self.assertIn("by an ack answered 204", report.examples["store-leak"][0])
+        self.assertEqual((report.store_leaked, report.store_leaked_in_fault, report.unexpected), (0, 1, 0))
 
     def test_a_plain_get_that_met_a_fault_of_its_replica_may_leave_its_object(self):
         # Killed just after the answer: the message was deleted, its object's turn never came.

@@ -104,6 +104,7 @@ public func buildApplication<Backend: QueueBackend>(
     metricsExposition: (any MetricsExposition)? = nil,
     payloadStore: (any PayloadStore)? = nil
 ) -> SkiffApplication {
+    let settlements = SettlementTasks(logger: logger)
     // Partitioned queues (`partitions` in a queue's settings) on top of any backend, and large
     // bodies in the payload store on top of those.
     let backend = OffloadingQueues(
@@ -116,10 +117,10 @@ public func buildApplication<Backend: QueueBackend>(
                 maximumHeldBytes: settings.maximumHeldBytes
             )
         },
+        settlements: settlements,
         logger: logger
     )
     let metrics = SkiffMetrics(factory: metricsFactory)
-    let settlements = SettlementTasks(logger: logger)
     let rateLimiter = configuration.rateLimit.map { RateLimiter(settings: $0) }
     let streams = StreamEndpoint(
         exchange: MessageExchange(backend: backend, settings: configuration.api, metrics: metrics, settlements: settlements),

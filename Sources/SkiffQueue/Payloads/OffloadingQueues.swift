@@ -65,9 +65,14 @@ public final class OffloadingQueues: QueueBackend {
     /// Object deletes under way in the background (``deleteInBackground(_:because:)``).
     private let pendingDeletes = Mutex(0)
 
-    public init(_ inner: any QueueBackend, offload: PayloadOffload?, logger: Logger) {
+    /// Where objects of deleted messages are deleted, so that shutdown waits for them (`nil`: on
+    /// tasks of their own).
+    private let settlements: SettlementTasks?
+
+    public init(_ inner: any QueueBackend, offload: PayloadOffload?, settlements: SettlementTasks? = nil, logger: Logger) {
         self.inner = inner
         self.offload = offload
+        self.settlements = settlements
         self.logger = logger
     }
 
@@ -310,10 +315,11 @@ public final class OffloadingQueues: QueueBackend {
             logger.warning("too many payload deletes under way; these objects are left to the sweep", metadata: ["payload.count": "\(keys.count)"])
             return
         }
-        Task {
-            await deleteObjects(keys, because: "their messages were deleted")
-            pendingDeletes.withLock { $0 -= keys.count }
+        let delete: @Sendable () async -> Void = {
+            await self.deleteObjects(keys, because: "their messages were deleted")
+            self.pendingDeletes.withLock { $0 -= keys.count }
         }
+        if let settlements { settlements.run(on: nil, delete) } else { Task { await delete() } }
     }
 
     /// Object deletes that may be under way in the background at once.
