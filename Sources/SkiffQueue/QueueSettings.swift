@@ -33,6 +33,10 @@ public struct QueueSettings: Sendable, Equatable {
     public var partitions: Int
 
     public static let maximumVisibilityTimeoutMilliseconds: Int64 = 12 * 3_600_000
+    /// The shortest visibility a receive may ask for: a claim held for less than the time it
+    /// takes to send its message is recovered before the bytes leave, and the fence must then
+    /// cut the response off (a client saw its connection closed without an answer).
+    public static let minimumReceiveVisibilityMilliseconds: Int64 = 100
     public static let minimumRetentionMilliseconds: Int64 = 60_000
     public static let maximumRetentionMilliseconds: Int64 = 14 * 86_400_000
     public static let maximumReceiveCountLimit = 1000

@@ -313,7 +313,8 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         guard let raw = request.uri.queryParameters["visibility"] else { return .autoAcknowledge }
         // `visibility` without a value: the queue's default visibility timeout.
         if raw.isEmpty { return .acknowledge(visibilityTimeout: nil) }
-        let milliseconds = try Self.integer(raw, name: "visibility", range: 1...QueueSettings.maximumVisibilityTimeoutMilliseconds)
+        let milliseconds = try Self.integer(
+            raw, name: "visibility", range: QueueSettings.minimumReceiveVisibilityMilliseconds...QueueSettings.maximumVisibilityTimeoutMilliseconds)
         return .acknowledge(visibilityTimeout: .milliseconds(milliseconds))
     }
 

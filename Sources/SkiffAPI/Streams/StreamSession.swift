@@ -71,7 +71,9 @@ struct StreamParameters: Sendable, Equatable {
                 let minimum: Int64 = creditName == "credit" ? 0 : 1
                 self.credit = Int(try Self.integer(value, name: String(creditName), range: minimum...Int64(StreamCommand.maximumCredit)))
             case "visibility":
-                let milliseconds = try Self.integer(value, name: "visibility", range: 1...QueueSettings.maximumVisibilityTimeoutMilliseconds)
+                let milliseconds = try Self.integer(
+                    value, name: "visibility",
+                    range: QueueSettings.minimumReceiveVisibilityMilliseconds...QueueSettings.maximumVisibilityTimeoutMilliseconds)
                 visibilityTimeout = .milliseconds(milliseconds)
             case "autoAck" where allowsAutoAck:
                 switch value {
