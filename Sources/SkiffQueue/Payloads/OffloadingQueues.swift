@@ -62,7 +62,7 @@ public final class OffloadingQueues: QueueBackend {
     private let logger: Logger
     /// Bytes of bodies read back and not yet settled (``PayloadOffload/maximumHeldBytes``).
     private let heldBytes = Mutex(0)
-    /// Object deletes under way in the background (``deleteInBackground(_:because:)``).
+    /// Object deletes under way in the background (``deleteObjects(ofMessages:)``).
     private let pendingDeletes = Mutex(0)
 
     /// Where objects of deleted messages are deleted, so that shutdown waits for them (`nil`: on
