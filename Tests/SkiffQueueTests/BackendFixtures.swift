@@ -45,12 +45,15 @@ final class BackendFixture: Sendable {
     ///   - backgroundMaintenance: `false` leaves the memory backend's maintenance to the test
     ///     (`recover`), to observe what happens before a sweep; the Redis replicas always run.
     ///   - redisURL: a Redis of the test's own instead of the shared one (Redis kinds).
+    ///   - sweepInterval: how often the Redis replicas' maintenance runs (at most a quarter of the
+    ///     lease).
     static func make(
         _ kind: BackendKind,
         replicas count: Int = 1,
         claimLease: Duration = .seconds(30),
         backgroundMaintenance: Bool = true,
-        redisURL: String? = nil
+        redisURL: String? = nil,
+        sweepInterval: Duration = .seconds(1)
     ) async throws -> BackendFixture {
         let logger = Logger(label: "test")
         let group = MultiThreadedEventLoopGroup.singleton
@@ -74,7 +77,7 @@ final class BackendFixture: Sendable {
                 let client = RedisClient(configuration: configuration, eventLoopGroup: group, logger: logger)
                 let backend = RedisQueueBackend(
                     client: client,
-                    configuration: RedisQueueConfiguration(claimLease: claimLease),
+                    configuration: RedisQueueConfiguration(claimLease: claimLease, sweepInterval: sweepInterval),
                     eventLoop: group.next(),
                     logger: logger
                 )

@@ -188,7 +188,9 @@ struct QueueBackendContractTests {
 
     @Test(arguments: BackendKind.available)
     func theFenceRenewsAHeldClaimAndRefusesARecoveredOne(kind: BackendKind) async throws {
-        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(4))
+        // Seconds of margin either side, for a loaded machine: renewed at 6 s, so held until 16 s;
+        // the sweep runs at 10.5 s, past `lost`'s end.
+        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(10))
         defer { fixture.close() }
         let queue = uniqueQueue()
         let backend = fixture.backend
@@ -197,10 +199,10 @@ struct QueueBackendContractTests {
         let held = try #require(try await backend.receive(from: queue, timeout: .zero))
         let lost = try #require(try await backend.receive(from: queue, timeout: .zero))
         #expect(try await backend.confirm(held))
-        try await Task.sleep(for: .milliseconds(2_400))
+        try await Task.sleep(for: .seconds(6))
         // Past half the lease: the held claim is checked and its lease restarted.
         #expect(try await backend.confirm(held))
-        try await Task.sleep(for: .milliseconds(2_000))
+        try await Task.sleep(for: .milliseconds(4_500))
         await fixture.recover()
         // `lost` expired and was recovered; `held` was renewed and was not.
         #expect(try await backend.confirm(lost) == false)
