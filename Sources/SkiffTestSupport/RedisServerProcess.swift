@@ -47,19 +47,23 @@ public final class RedisServerProcess: @unchecked Sendable {
     }
 
     /// Whether `process` holds the socket listening on 127.0.0.1:`port` (from `/proc`, so that a
-    /// server that wants a password is told apart as well).
+    /// server that wants a password is told apart as well). Cheap: a connect first, then one
+    /// search of the kernel's socket table for the listening line.
     static func listens(_ process: Process, on port: Int) -> Bool {
-        guard let table = try? String(contentsOfFile: "/proc/net/tcp", encoding: .utf8) else { return canConnect(port: port) }
-        let local = String(format: "0100007F:%04X", port)
-        var inode: Substring?
-        for line in table.split(separator: "\n") {
-            let fields = line.split(separator: " ")
-            if fields.count > 9, fields[1] == local, fields[3] == "0A" { inode = fields[9] }
-        }
-        guard let inode else { return false }
+        guard canConnect(port: port) else { return false }
+        // Read to the end: a `/proc` file says it is empty, and a reader going by its size stops early.
+        guard let file = FileHandle(forReadingAtPath: "/proc/net/tcp"), let table = try? file.readToEnd() else { return true }
+        try? file.close()
+        // `sl local rem st tx:rx tr:when retrnsmt uid timeout inode`, remote 0 and state LISTEN.
+        let prefix = Data(String(format: " 0100007F:%04X 00000000:0000 0A ", port).utf8)
+        guard let found = table.range(of: prefix) else { return false }
+        let rest = table[found.upperBound...].prefix { $0 != UInt8(ascii: "\n") }
+        let fields = String(decoding: rest, as: UTF8.self).split(separator: " ")
+        guard fields.count > 5 else { return false }
+        let socket = "socket:[\(fields[5])]"
         let descriptors = "/proc/\(process.processIdentifier)/fd"
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: descriptors)) ?? []
-        return entries.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(descriptors)/\($0)")) == "socket:[\(inode)]" }
+        return entries.contains { (try? FileManager.default.destinationOfSymbolicLink(atPath: "\(descriptors)/\($0)")) == socket }
     }
 
     /// Kills the server at once (SIGKILL), like a crash.
@@ -85,33 +89,31 @@ public final class RedisServerProcess: @unchecked Sendable {
     /// Ports handed out by ``freePort()`` in this process.
     private static let handedOut = Mutex<Set<Int>>([])
 
-    /// A TCP port that was free a moment ago on 127.0.0.1, and that no other caller in this process
-    /// got: a test whose server was killed keeps reconnecting to its port, and must not find another
-    /// test's server there (its scripts would run in that test's Redis).
+    /// A TCP port free on 127.0.0.1 a moment ago, that no other caller in this process got: a test
+    /// whose server was killed keeps reconnecting to its port and must not find another test's
+    /// server there. Below the kernel's ephemeral range (32768 up), so that an outgoing connection
+    /// cannot take the port of a server that is restarting, and clear of the Redis Cluster that
+    /// `scripts/test.sh` starts (17000–21005 and their bus ports 27000–31005).
     public static func freePort() throws -> Int {
-        for _ in 0..<100 {
-            let port = try kernelsFreePort()
-            if handedOut.withLock({ $0.insert(port).inserted }) { return port }
+        for _ in 0..<1_000 {
+            let port = Int.random(in: 12_000..<16_000)
+            guard handedOut.withLock({ $0.insert(port).inserted }) else { continue }
+            if isFree(port) { return port }
         }
         throw POSIXError(.EADDRINUSE)
     }
 
-    private static func kernelsFreePort() throws -> Int {
+    private static func isFree(_ port: Int) -> Bool {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(fd) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
-        guard bound == 0 else { throw POSIXError(.EADDRINUSE) }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
+        return bound == 0
     }
 
     public static func canConnect(port: Int) -> Bool {

@@ -127,15 +127,16 @@ struct PushDeliveryTests {
     }
 
     @Test(arguments: kinds) func anEndpointThatRecoversGetsTheMessageAndNothingIsDeadLettered(kind: BackendKind) async throws {
-        // Fails twice (a 503, then no answer within the timeout), then takes it.
+        // Fails twice (a 503, then no answer within the timeout), then takes it. The timeout is
+        // long enough that the answer that takes it cannot miss it on a loaded machine.
         try await PushReceiver.with(respond: { _, index in
-            if index == 1 { try? await Task.sleep(for: .seconds(2)) }
+            if index == 1 { try? await Task.sleep(for: .seconds(5)) }
             return index < 2 ? .serviceUnavailable : .ok
         }) { receiver in
             try await Self.application(kind).test(.live) { client in
                 let topic = TestEnvironment.uniqueName("t")
                 _ = try await Self.subscribe(
-                    client, topic: topic, name: "hook", url: receiver.url, extra: #""timeoutMs":300,"backoff":{"baseMs":10,"capMs":20}"#)
+                    client, topic: topic, name: "hook", url: receiver.url, extra: #""timeoutMs":2000,"backoff":{"baseMs":10,"capMs":20}"#)
                 let id = try await Self.publish(client, topic: topic, #""hello""#)
                 let counters = try await eventually(until: { $0["delivered"] == 1 }) { try await Self.counters(client, topic: topic, name: "hook") }
                 #expect(counters["failed"] == 0)
@@ -158,7 +159,9 @@ struct PushDeliveryTests {
                 #expect(sent.status == .created)
                 let claimed = try await client.execute(uri: "/api/\(queue)?visibility=400&timeout=0", method: .get)
                 #expect(claimed.status == .ok)
-                let subscribed = try await Self.subscribe(client, topic: topic, name: "hook", url: receiver.url, extra: #""timeoutMs":500"#, queue: queue)
+                // A push's lease outlives its timeout: long, so that a loaded machine cannot let the
+                // live replica's own claim lapse into a third attempt.
+                let subscribed = try await Self.subscribe(client, topic: topic, name: "hook", url: receiver.url, extra: #""timeoutMs":3000"#, queue: queue)
                 #expect(subscribed.status == .created)
                 let pushed = try await eventually(until: { !$0.isEmpty }) { receiver.received }
                 #expect(pushed.first?.text == #"{"early":true}"#)

@@ -44,7 +44,7 @@ struct RoutedDeliveryTests {
             let back = try await eventually(until: { $0.ready == 1 }) { try await stats(probe, queue) }
             #expect(back.inFlight == 0)
             let again = try await probe.get(queue, timeout: 0)
-            #expect(again.status == .ok)
+            #expect(again.status == .ok, "\(again.status): \(again.text.prefix(300))")
             #expect(again.headers[.init("Skiff-Receive-Count")!] == "1")
             #expect(again.body?.readableBytes == bodyBytes)
         }

@@ -76,13 +76,13 @@ struct WorkerTests {
             try await client.send(json: #""slow""#, to: queue)
             let seen = Seen()
             let (started, startedSignal) = AsyncStream.makeStream(of: Void.self)
-            // A renewal every second for a lease of two: a second of slack for a loaded machine
-            // (at 400 ms, a renewal held up 200 ms under a parallel test run lost the lease).
-            let configuration = WorkerConfiguration(queue: queue, concurrency: 1, visibilityTimeout: .seconds(2), receiveWait: .milliseconds(200))
+            // A renewal every two seconds for a lease of four: two seconds of slack for a loaded
+            // machine (with one, a renewal held up under a parallel test run lost the lease).
+            let configuration = WorkerConfiguration(queue: queue, concurrency: 1, visibilityTimeout: .seconds(4), receiveWait: .milliseconds(200))
             let slow = Worker(client: client, configuration: configuration) { job in
                 seen.add("slow:\(job.message.receiveCount)")
                 startedSignal.yield()
-                try await Task.sleep(for: .milliseconds(4500))
+                try await Task.sleep(for: .seconds(9))
                 #expect(!job.isLeaseLost)
             }
             let other = Worker(client: client, configuration: configuration) { job in seen.add("other:\(job.message.receiveCount)") }

@@ -24,11 +24,11 @@ struct GoogleCloudStorageTests {
             baseURL: baseURL, bucket: TestEnvironment.gcsBucket, accessToken: accessToken, requestTimeout: .seconds(5), logger: logger)
     }
 
-    /// A loopback port nothing listens on: bound to learn a free one, then closed.
-    static func closedPort() throws -> Int {
+    /// A loopback port nothing listens on: bound and never listened on, and held for the whole
+    /// run, so that no server of another test can be given it (a connect is refused).
+    static let boundPort: Int? = {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        try #require(descriptor >= 0)
-        defer { close(descriptor) }
+        guard descriptor >= 0 else { return nil }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
@@ -36,9 +36,10 @@ struct GoogleCloudStorageTests {
         let bound = withUnsafeMutablePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) == 0 && getsockname(descriptor, $0, &length) == 0 }
         }
-        try #require(bound)
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
+        return bound ? Int(UInt16(bigEndian: address.sin_port)) : nil
+    }()
+
+    static func closedPort() throws -> Int { try #require(boundPort) }
 
     /// A body of the given chunks.
     struct Chunks: AsyncSequence, Sendable {

@@ -165,7 +165,7 @@ struct QueueBackendContractTests {
     func claimOfACrashedConsumerComesBackAfterItsLease(kind: BackendKind) async throws {
         // Long enough that the backend's own sweep cannot recover the claims before the test
         // looks, even on a loaded machine.
-        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(5))
+        let fixture = try await BackendFixture.make(kind, claimLease: .seconds(8))
         defer { fixture.close() }
         let queue = uniqueQueue()
         let backend = fixture.backend
@@ -175,7 +175,7 @@ struct QueueBackendContractTests {
         _ = try #require(try await backend.receive(from: queue, timeout: .zero))
         await fixture.recover()
         #expect(try await backend.take(from: queue) == "2")
-        try await Task.sleep(for: .milliseconds(5_100))
+        try await Task.sleep(for: .milliseconds(8_100))
         await fixture.recover()
         // Back at the head, in their original order; the late owner can no longer complete.
         let back0 = try #require(try await backend.receive(from: queue, timeout: .zero))
