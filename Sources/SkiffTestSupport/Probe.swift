@@ -5,12 +5,17 @@ import NIOCore
 /// A bare HTTP/1.1 client on its own connection, for concurrency and disconnect tests.
 public struct Probe: Sendable {
     public let port: Int
+    /// A loopback address: any of 127.0.0.0/8 reaches a server listening on all of them.
+    public let host: String
 
-    public init(port: Int) { self.port = port }
+    public init(port: Int, host: String = "127.0.0.1") {
+        self.port = port
+        self.host = host
+    }
 
     public func request(_ method: HTTPRequest.Method, _ uri: String, body: String? = nil, timeout: Duration = .seconds(70)) async throws -> TestClient.Response
     {
-        let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: timeout))
+        let client = TestClient(host: host, port: port, configuration: .init(timeout: timeout))
         client.connect()
         defer { Task { try? await client.shutdown() } }
         return try await client.execute(.init(uri, method: method, body: body.map { ByteBuffer(string: $0) }))

@@ -2,7 +2,7 @@ import Foundation
 import SkiffAPI
 import Testing
 
-/// `SKIFF_API_KEYS`, `SKIFF_API_KEYS_FILE`, `METRICS_REQUIRE_AUTH`, `RATE_LIMIT_*`, `ACCESS_LOG`.
+/// `SKIFF_API_KEYS`, `SKIFF_API_KEYS_FILE`, `METRICS_REQUIRE_AUTH`, `METRICS_PORT`, `RATE_LIMIT_*`, `ACCESS_LOG`.
 @Suite("Access configuration")
 struct AccessConfigurationTests {
     let secret = "k3y-0123456789abcdef"
@@ -80,11 +80,14 @@ struct AccessConfigurationTests {
         #expect(configuration.rateLimit == RateLimitSettings(requestsPerSecond: 2.5, burst: 10))
         #expect(!configuration.metricsRequireAuth)
         #expect(!configuration.accessLog)
+        #expect(try SkiffConfiguration.fromEnvironment(["METRICS_PORT": "9464"]).metricsPort == 9464)
+        #expect(try SkiffConfiguration.fromEnvironment([:]).metricsPort == nil)
         #expect(try SkiffConfiguration.fromEnvironment(["RATE_LIMIT_PER_SECOND": "2.5"]).rateLimit?.burst == 3)
         #expect(try SkiffConfiguration.fromEnvironment(["RATE_LIMIT_PER_SECOND": "0"]).rateLimit == nil)
         for environment in [
             ["RATE_LIMIT_PER_SECOND": "-1"], ["RATE_LIMIT_PER_SECOND": "fast"], ["RATE_LIMIT_BURST": "5"],
             ["RATE_LIMIT_PER_SECOND": "1", "RATE_LIMIT_BURST": "0"], ["METRICS_REQUIRE_AUTH": "maybe"],
+            ["METRICS_PORT": "0"], ["METRICS_PORT": "70000"], ["METRICS_PORT": "8080"], ["METRICS_PORT": "9000", "PORT": "9000"],
         ] {
             #expect(throws: ConfigurationError.self, "\(environment)") { try SkiffConfiguration.fromEnvironment(environment) }
         }

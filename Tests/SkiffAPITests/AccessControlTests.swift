@@ -5,6 +5,7 @@ import MetricsTestKit
 import NIOCore
 import Prometheus
 import SkiffAPI
+import SkiffTestSupport
 import Testing
 
 /// API keys over HTTP: 401 and 403 with JSON bodies, open routes, open mode, `/metrics`.
@@ -117,6 +118,30 @@ struct AccessControlTests {
         }
         try await makeApp(metricsRequireAuth: false).test(.router) { client async throws in
             #expect(try await client.execute(uri: "/metrics", method: .get).status == .ok)
+        }
+    }
+
+    /// `METRICS_PORT`: the same exposition with no key, on 127.0.0.1 only and nothing else there;
+    /// the main port still wants the admin key.
+    @Test func theMetricsPortServesMetricsWithoutAKeyOnLoopbackOnly() async throws {
+        let metricsPort = try RedisServerProcess.freePort()
+        let app = try makeObservedApplication(metricsFactory: TestMetrics(), registry: PrometheusCollectorRegistry()) {
+            $0.apiKeys = TestKeys.all
+            $0.host = "127.0.0.1"
+            $0.metricsPort = metricsPort
+        }
+        try await app.test(.live) { client async throws in
+            let port = try #require(client.port)
+            #expect(try await Probe(port: port).request(.get, "/metrics").status == .unauthorized)
+            let listener = Probe(port: metricsPort)
+            let scraped = try await eventually(until: { $0?.status == .ok }) { try? await listener.request(.get, "/metrics", timeout: .seconds(5)) }
+            #expect(scraped?.status == .ok)
+            #expect(scraped?.headers[.contentType]?.hasPrefix("text/plain; version=0.0.4") == true)
+            #expect(try await listener.request(.post, "/api/q", body: "1").status == .notFound)
+            #expect(try await listener.request(.get, "/api/q?timeout=0").status == .notFound)
+            #expect(try await listener.request(.post, "/metrics").status == .methodNotAllowed)
+            // Bound to 127.0.0.1 itself, not to every address: another loopback address is refused.
+            await #expect(throws: (any Error).self) { try await Probe(port: metricsPort, host: "127.0.0.2").request(.get, "/metrics", timeout: .seconds(5)) }
         }
     }
 

@@ -155,8 +155,11 @@ public func buildApplication<Backend: QueueBackend>(
             PushDelivery(backend: backend, store: topics.store, configuration: configuration.push, logger: logger, metricsFactory: metricsFactory)
         )
     }
-    if metricsExposition != nil {
+    if let metricsExposition {
         services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
+        if let port = configuration.metricsPort {
+            services.append(makeMetricsListener(port: port, exposition: metricsExposition, logger: logger))
+        }
     }
     // Last, so it stops first: right after the HTTP server has drained, before storage closes.
     services.append(settlements)
@@ -275,4 +278,16 @@ func makeRouter<Backend: QueueBackend>(
         MetricsController(exposition: metricsExposition).addRoutes(to: router)
     }
     return router
+}
+
+/// The listener of `METRICS_PORT`: `GET /metrics` with no key, on 127.0.0.1 only, so that only a
+/// process in the same host (or Cloud Run instance) reaches it; nothing else is served there.
+func makeMetricsListener(port: Int, exposition: any MetricsExposition, logger: Logger) -> some ApplicationProtocol {
+    let router = Router(context: SkiffRequestContext.self)
+    MetricsController(exposition: exposition).addRoutes(to: router)
+    return Application(
+        router: router,
+        configuration: .init(address: .hostname("127.0.0.1", port: port), serverName: "skiff-metrics"),
+        logger: logger
+    )
 }

@@ -135,6 +135,11 @@ public enum Settings {
         "skiff.apiKeys", default: "unset", "the API keys as a JSON document; unset, and no file: open", secret: true, flag: false)
     public static let apiKeysFile = Setting("skiff.apiKeysFile", default: "unset", "a file holding the API keys document")
     public static let metricsRequireAuth = Setting("metricsRequireAuth", default: "true", "GET /metrics needs the admin scope when keys are set")
+    public static let metricsPort = Setting(
+        "metricsPort",
+        default: "unset",
+        "also serve GET /metrics, with no key, on 127.0.0.1 at this port: for a collector beside the server (the Cloud Run sidecar)"
+    )
     public static let rateLimitPerSecond = Setting(
         "rateLimitPerSecond",
         default: "0 (off)",
@@ -149,7 +154,7 @@ public enum Settings {
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
         streamPingInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
         payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, claimLease,
-        replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, rateLimitPerSecond, rateLimitBurst,
+        replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, metricsPort, rateLimitPerSecond, rateLimitBurst,
         settingsFile,
     ]
 

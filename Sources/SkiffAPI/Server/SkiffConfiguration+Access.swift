@@ -2,7 +2,7 @@ import Foundation
 
 extension SkiffConfiguration {
     /// Reads API keys, rate limits and the access-log and metrics switches:
-    /// `SKIFF_API_KEYS` or `SKIFF_API_KEYS_FILE`, `METRICS_REQUIRE_AUTH`, `RATE_LIMIT_PER_SECOND`,
+    /// `SKIFF_API_KEYS` or `SKIFF_API_KEYS_FILE`, `METRICS_REQUIRE_AUTH`, `METRICS_PORT`, `RATE_LIMIT_PER_SECOND`,
     /// `RATE_LIMIT_BURST`, `ACCESS_LOG`, `FAST_PATH`.
     mutating func readAccessSettings(_ settings: SettingsReader) throws {
         switch (settings.text(Settings.apiKeys), settings.text(Settings.apiKeysFile)) {
@@ -23,6 +23,10 @@ extension SkiffConfiguration {
         }
 
         if let required = try settings.boolean(Settings.metricsRequireAuth) { metricsRequireAuth = required }
+        if let port = try settings.integer(Settings.metricsPort, in: 1...65535) {
+            guard port != self.port else { throw ConfigurationError("METRICS_PORT must differ from PORT (\(port))") }
+            metricsPort = port
+        }
         if let enabled = try settings.boolean(Settings.accessLog) { accessLog = enabled }
         if let enabled = try settings.boolean(Settings.fastPath) { fastPath = enabled }
 

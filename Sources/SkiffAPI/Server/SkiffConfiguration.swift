@@ -31,6 +31,9 @@ public struct SkiffConfiguration: Sendable {
     public var apiKeys: [APIKey]
     /// Whether `GET /metrics` needs a key with the `admin` scope when keys are configured.
     public var metricsRequireAuth: Bool
+    /// A second listener, on 127.0.0.1 only, serving `GET /metrics` and nothing else, with no key
+    /// (`METRICS_PORT`): what a collector in the same instance scrapes. `nil`: none.
+    public var metricsPort: Int?
     /// `nil`: no rate limiting (the default).
     public var rateLimit: RateLimitSettings?
     /// One JSON line per request at `info`.
