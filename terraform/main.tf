@@ -10,7 +10,9 @@
 # Private Service Connect subnet and service connection policy), redis.tf,
 # secrets.tf (AUTH string and CA certificate in Secret Manager), run.tf
 # (service, its service account, invoker IAM), registry.tf, payloads.tf (the
-# Cloud Storage bucket of the payload store, when payload_store_enabled).
+# Cloud Storage bucket of the payload store, when payload_store_enabled),
+# monitoring.tf and dashboard.tf (metrics collection, alert policies, the
+# dashboard, when monitoring_enabled).
 
 locals {
   labels = merge({ service = var.name_prefix }, var.labels)
@@ -18,7 +20,8 @@ locals {
   # The APIs this configuration uses: the ones every backend needs, plus
   # Private Service Connect automation for the cluster products (Memorystore
   # for Redis Cluster is served by redis.googleapis.com, Memorystore for Valkey
-  # by memorystore.googleapis.com), and Cloud Storage for the payload store.
+  # by memorystore.googleapis.com), Cloud Storage for the payload store, and
+  # Cloud Monitoring and Logging for monitoring.tf.
   services = setunion(
     [
       "artifactregistry.googleapis.com",
@@ -36,6 +39,7 @@ locals {
     ],
     var.redis_backend == "memorystore-valkey" ? ["memorystore.googleapis.com"] : [],
     var.payload_store_enabled ? ["storage.googleapis.com"] : [],
+    var.monitoring_enabled ? ["logging.googleapis.com", "monitoring.googleapis.com"] : [],
   )
 }
 

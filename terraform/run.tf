@@ -1,12 +1,13 @@
 # --- Identity ------------------------------------------------------------------------
 
-# Skiff's own identity. Its only permissions are reading the two secrets
-# (secrets.tf) and, with the payload store, the objects of its one bucket
-# (payloads.tf): no project-level role, not even the default compute service
-# account's Editor (the one exception: with redis_cluster_auth_mode = "iam",
-# the default for the cluster products, it gets the product's connection role,
-# redis.tf). Logs written to stdout
-# reach Cloud Logging without any role.
+# Skiff's own identity. Its only permissions are reading its secrets
+# (secrets.tf, and the collector's configuration, monitoring.tf) and, with the
+# payload store, the objects of its one bucket (payloads.tf): not the default
+# compute service account's Editor. Two project-level roles, each only when
+# its feature is on: with redis_cluster_auth_mode = "iam", the default for the
+# cluster products, the product's connection role (redis.tf); with
+# monitoring_enabled, monitoring.metricWriter for the collector sidecar
+# (monitoring.tf). Logs written to stdout reach Cloud Logging without any role.
 resource "google_service_account" "skiff" {
   account_id   = "${var.name_prefix}-run"
   display_name = "Skiff Cloud Run service"
@@ -57,7 +58,11 @@ locals {
 
   # Plain settings; the AUTH string (Memorystore for Redis only) is added as a
   # secret below.
-  environment = merge(local.redis_environment, local.redis_auth_environment, local.payload_environment, {
+  # With monitoring (monitoring.tf), /metrics is also served, without a key,
+  # on a port bound to 127.0.0.1 that only the collector sidecar reaches.
+  metrics_environment = var.monitoring_enabled ? tomap({ METRICS_PORT = tostring(local.metrics_port) }) : tomap({})
+
+  environment = merge(local.redis_environment, local.redis_auth_environment, local.payload_environment, local.metrics_environment, {
     REDIS_TLS_CA_FILE                    = "${local.redis_ca_dir}/${local.redis_ca_file}"
     REDIS_TLS_SKIP_HOSTNAME_VERIFICATION = "true"
     DEFAULT_TIMEOUT                      = tostring(var.default_timeout_ms)
@@ -122,7 +127,25 @@ resource "google_cloud_run_v2_service" "skiff" {
       }
     }
 
+    # The collector's RunMonitoring document (monitoring.tf).
+    dynamic "volumes" {
+      for_each = var.monitoring_enabled ? [1] : []
+      content {
+        name = "run-monitoring"
+        secret {
+          secret       = google_secret_manager_secret.run_monitoring[0].secret_id
+          default_mode = 292 # 0444
+          items {
+            version = google_secret_manager_secret_version.run_monitoring[0].version
+            path    = "config.yaml"
+            mode    = 292
+          }
+        }
+      }
+    }
+
     containers {
+      name  = "skiff"
       image = var.image
       args  = ["serve"]
 
@@ -190,6 +213,30 @@ resource "google_cloud_run_v2_service" "skiff" {
         failure_threshold = 6
       }
     }
+
+    # Managed Service for Prometheus: scrapes METRICS_PORT on the instance's
+    # loopback and writes to Cloud Monitoring. Started once Skiff is up.
+    dynamic "containers" {
+      for_each = var.monitoring_enabled ? [1] : []
+      content {
+        name       = "metrics-collector"
+        image      = var.metrics_sidecar_image
+        depends_on = ["skiff"]
+
+        resources {
+          # Counted in the instance's total, beside Skiff's own.
+          limits = {
+            cpu    = "1"
+            memory = "512Mi"
+          }
+        }
+
+        volume_mounts {
+          name       = "run-monitoring"
+          mount_path = "/etc/rungmp"
+        }
+      }
+    }
   }
 
   traffic {
@@ -213,6 +260,9 @@ resource "google_cloud_run_v2_service" "skiff" {
     google_project_iam_member.redis_connect,
     # With PAYLOADS_STORE the first revision's large messages need the bucket.
     google_storage_bucket_iam_member.payloads,
+    # The collector reads its configuration at start and writes metrics.
+    google_secret_manager_secret_iam_member.run_monitoring,
+    google_project_iam_member.metric_writer,
   ]
 }
 

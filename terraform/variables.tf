@@ -619,3 +619,111 @@ variable "log_level" {
     error_message = "log_level must be one of trace, debug, info, notice, warning, error, critical."
   }
 }
+
+# --- Operations (monitoring.tf, dashboard.tf) ----------------------------------------
+
+variable "monitoring_enabled" {
+  description = "Collect Skiff's Prometheus metrics into Managed Service for Prometheus (a collector sidecar on every instance, scraping the loopback-only METRICS_PORT), and create the Cloud Monitoring dashboard and alert policies (docs/operations.md)."
+  type        = bool
+  default     = true
+}
+
+variable "metrics_sidecar_image" {
+  description = "The Managed Service for Prometheus sidecar for Cloud Run. Pinned: bump it deliberately (its release notes are in GoogleCloudPlatform/run-gmp-sidecar)."
+  type        = string
+  default     = "us-docker.pkg.dev/cloud-ops-agents-artifacts/cloud-run-gmp-sidecar/cloud-run-gmp-sidecar:1.1.1"
+}
+
+variable "metrics_scrape_interval_seconds" {
+  description = "How often the sidecar scrapes /metrics. Skiff refreshes its queue gauges every few seconds; each scrape is a written sample, billed by Managed Service for Prometheus."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.metrics_scrape_interval_seconds >= 5 && var.metrics_scrape_interval_seconds <= 300
+    error_message = "metrics_scrape_interval_seconds must be between 5 and 300."
+  }
+}
+
+variable "alert_notification_channels" {
+  description = "Cloud Monitoring notification channel ids (projects/P/notificationChannels/N) every alert policy notifies: PagerDuty, Slack, a webhook, made outside this configuration."
+  type        = list(string)
+  default     = []
+}
+
+variable "alert_emails" {
+  description = "Email addresses to notify: an email notification channel is created for each, in addition to alert_notification_channels."
+  type        = list(string)
+  default     = []
+
+  validation {
+    condition     = alltrue([for email in var.alert_emails : can(regex("^[^@\\s]+@[^@\\s]+$", email))])
+    error_message = "alert_emails must be email addresses."
+  }
+}
+
+variable "alert_oldest_message_age_seconds" {
+  description = "Alert when a queue's oldest ready message has waited longer than this for five minutes. 300 s by default: well past a healthy consumer's lag, well inside the default 4-day retention."
+  type        = number
+  default     = 300
+
+  validation {
+    condition     = var.alert_oldest_message_age_seconds >= 1
+    error_message = "alert_oldest_message_age_seconds must be at least 1."
+  }
+}
+
+variable "alert_dead_letter_window_minutes" {
+  description = "Alert when any message was dead-lettered within this many minutes (any dead letter is worth a look; the window is how long the alert stays open after the last one)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.alert_dead_letter_window_minutes >= 1 && var.alert_dead_letter_window_minutes <= 1440
+    error_message = "alert_dead_letter_window_minutes must be between 1 and 1440."
+  }
+}
+
+variable "alert_5xx_ratio" {
+  description = "Alert when more than this share of Cloud Run requests answers 5xx for five minutes. 0.01 (1 %) by default."
+  type        = number
+  default     = 0.01
+
+  validation {
+    condition     = var.alert_5xx_ratio > 0 && var.alert_5xx_ratio < 1
+    error_message = "alert_5xx_ratio must be between 0 and 1."
+  }
+}
+
+variable "alert_redis_memory_ratio" {
+  description = "Alert when Memorystore's memory use passes this share of its limit for five minutes (the fullest node for the cluster products). 0.8 by default: Skiff's Redis never evicts, and refuses sends (507) when full."
+  type        = number
+  default     = 0.8
+
+  validation {
+    condition     = var.alert_redis_memory_ratio > 0 && var.alert_redis_memory_ratio < 1
+    error_message = "alert_redis_memory_ratio must be between 0 and 1."
+  }
+}
+
+variable "alert_restarts" {
+  description = "Alert when more than this many instances exit or fail their liveness probe within alert_restart_window_minutes. 0 by default: every crash is worth a look."
+  type        = number
+  default     = 0
+
+  validation {
+    condition     = var.alert_restarts >= 0
+    error_message = "alert_restarts must be at least 0."
+  }
+}
+
+variable "alert_restart_window_minutes" {
+  description = "The window alert_restarts counts over."
+  type        = number
+  default     = 15
+
+  validation {
+    condition     = var.alert_restart_window_minutes >= 1 && var.alert_restart_window_minutes <= 1440
+    error_message = "alert_restart_window_minutes must be between 1 and 1440."
+  }
+}

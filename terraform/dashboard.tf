@@ -1,0 +1,166 @@
+# The Cloud Monitoring dashboard (monitoring.tf and docs/operations.md say
+# where the numbers come from): traffic, latency and errors by route, queues,
+# Redis, instances.
+
+locals {
+  # A PromQL time series chart over Managed Service for Prometheus.
+  promql_chart = {
+    requests_by_route = {
+      title = "Requests per second by route (Skiff)"
+      query = "sum by (route, method) (rate(skiff_http_requests_total[5m]))"
+      unit  = "1/s"
+    }
+    server_errors_by_route = {
+      title = "5xx per second by route (Skiff)"
+      query = "sum by (route, status) (rate(skiff_http_requests_total{status=~\"5..\"}[5m]))"
+      unit  = "1/s"
+    }
+    latency_by_route = {
+      title = "Latency p99 by route (Skiff; a long poll's wait included)"
+      query = "histogram_quantile(0.99, sum by (le, route) (rate(skiff_http_request_duration_seconds_bucket[5m])))"
+      unit  = "s"
+    }
+    latency_percentiles = {
+      title = "Latency p50 / p95 / p99, every route but the long-polling GET (Skiff)"
+      query = join(" or ", [for q in ["0.5", "0.95", "0.99"] : "label_replace(histogram_quantile(${q}, sum by (le) (rate(skiff_http_request_duration_seconds_bucket{method!=\"GET\"}[5m]))), \"quantile\", \"${q}\", \"\", \"\")"])
+      unit  = "s"
+    }
+    queue_depth = {
+      title = "Ready messages by queue"
+      query = "max by (queue) (skiff_queue_depth)"
+      unit  = "1"
+    }
+    in_flight = {
+      title = "In flight by queue"
+      query = "max by (queue) (skiff_queue_in_flight)"
+      unit  = "1"
+    }
+    oldest_age = {
+      title = "Oldest ready message age by queue"
+      query = "max by (queue) (skiff_queue_oldest_message_age_seconds)"
+      unit  = "s"
+    }
+    dead_letters = {
+      title = "Dead-lettered per hour by queue"
+      query = "max by (queue) (increase(skiff_messages_dead_lettered_total[1h]))"
+      unit  = "1"
+    }
+    throughput = {
+      title = "Enqueued, delivered, acked per second"
+      query = "label_replace(sum(rate(skiff_messages_enqueued_total[5m])), \"what\", \"enqueued\", \"\", \"\") or label_replace(sum(rate(skiff_messages_delivered_total[5m])), \"what\", \"delivered\", \"\", \"\") or label_replace(sum(rate(skiff_messages_acked_total[5m])), \"what\", \"acked\", \"\", \"\")"
+      unit  = "1/s"
+    }
+  }
+
+  # A chart of a Cloud Monitoring metric (Cloud Run's, Memorystore's).
+  metric_chart = {
+    cloud_run_requests = {
+      title   = "Cloud Run requests per second by response class"
+      filter  = "${local.run_filter} AND metric.type = \"run.googleapis.com/request_count\""
+      aligner = "ALIGN_RATE"
+      reducer = "REDUCE_SUM"
+      group   = ["metric.label.\"response_code_class\""]
+    }
+    cloud_run_latency = {
+      title   = "Cloud Run request latency p99 (long polls included)"
+      filter  = "${local.run_filter} AND metric.type = \"run.googleapis.com/request_latencies\""
+      aligner = "ALIGN_DELTA"
+      reducer = "REDUCE_PERCENTILE_99"
+      group   = []
+    }
+    instances = {
+      title   = "Instances"
+      filter  = "${local.run_filter} AND metric.type = \"run.googleapis.com/container/instance_count\""
+      aligner = "ALIGN_MAX"
+      reducer = "REDUCE_SUM"
+      group   = ["metric.label.\"state\""]
+    }
+    redis_memory = {
+      title   = "Redis memory used (ratio of the limit, ${var.redis_backend})"
+      filter  = "resource.type = \"${local.redis_metric.resource}\" AND metric.type = \"${local.redis_metric.memory}\""
+      aligner = "ALIGN_MAX"
+      reducer = "REDUCE_MAX"
+      group   = []
+    }
+    redis_connections = {
+      title   = "Redis client connections"
+      filter  = "resource.type = \"${local.redis_metric.resource}\" AND metric.type = \"${local.redis_metric.connections}\""
+      aligner = "ALIGN_MAX"
+      reducer = "REDUCE_SUM"
+      group   = []
+    }
+  }
+
+  # Order on the dashboard, two tiles a row (24 columns, rows of 16).
+  dashboard_order = [
+    "cloud_run_requests", "requests_by_route",
+    "server_errors_by_route", "latency_by_route",
+    "latency_percentiles", "cloud_run_latency",
+    "throughput",
+    "queue_depth", "oldest_age",
+    "in_flight", "dead_letters",
+    "redis_memory", "redis_connections",
+    "instances",
+  ]
+
+  dashboard_widgets = merge(
+    {
+      for key, chart in local.promql_chart : key => {
+        title = chart.title
+        xyChart = {
+          dataSets = [{
+            plotType        = "LINE"
+            targetAxis      = "Y1"
+            timeSeriesQuery = { prometheusQuery = chart.query, unitOverride = chart.unit }
+          }]
+          yAxis = { scale = "LINEAR" }
+        }
+      }
+    },
+    {
+      for key, chart in local.metric_chart : key => {
+        title = chart.title
+        xyChart = {
+          dataSets = [{
+            plotType   = "LINE"
+            targetAxis = "Y1"
+            timeSeriesQuery = {
+              timeSeriesFilter = {
+                filter = chart.filter
+                aggregation = {
+                  alignmentPeriod    = "60s"
+                  perSeriesAligner   = chart.aligner
+                  crossSeriesReducer = chart.reducer
+                  groupByFields      = chart.group
+                }
+              }
+            }
+          }]
+          yAxis = { scale = "LINEAR" }
+        }
+      }
+    },
+  )
+
+  dashboard = {
+    displayName = "Skiff (${var.name_prefix})"
+    mosaicLayout = {
+      columns = 48
+      tiles = [for index, key in local.dashboard_order : {
+        xPos   = (index % 2) * 24
+        yPos   = floor(index / 2) * 16
+        width  = 24
+        height = 16
+        widget = local.dashboard_widgets[key]
+      }]
+    }
+  }
+}
+
+resource "google_monitoring_dashboard" "skiff" {
+  count = local.monitoring ? 1 : 0
+
+  dashboard_json = jsonencode(local.dashboard)
+
+  depends_on = [google_project_service.enabled]
+}

@@ -1,0 +1,311 @@
+# Operations as code (docs/operations.md): Skiff's Prometheus metrics reach
+# Google Cloud Managed Service for Prometheus through the Managed Service for
+# Prometheus sidecar on every instance, and a Cloud Monitoring dashboard and
+# alert policies read them next to Cloud Run's and Memorystore's own metrics.
+#
+# Why the sidecar: Skiff exposes Prometheus text (/metrics) and its queue
+# figures are gauges (depth, oldest age) that log-based metrics cannot carry;
+# the sidecar is Google's collector for exactly that, runs in the instance, and
+# scrapes Skiff's loopback-only metrics listener (METRICS_PORT), which needs no
+# API key and is unreachable from outside the instance. Everything here is off
+# with monitoring_enabled = false.
+
+locals {
+  monitoring = var.monitoring_enabled
+
+  metrics_port = 9464
+
+  # The RunMonitoring document the sidecar reads from /etc/rungmp/config.yaml.
+  run_monitoring_config = yamlencode({
+    apiVersion = "monitoring.googleapis.com/v1beta"
+    kind       = "RunMonitoring"
+    metadata   = { name = var.name_prefix }
+    spec = {
+      endpoints = [{
+        port     = local.metrics_port
+        path     = "/metrics"
+        interval = "${var.metrics_scrape_interval_seconds}s"
+      }]
+    }
+  })
+
+  # Memorystore's own metrics, by product (redis.tf): memory use as a ratio of
+  # the limit (the fullest node for the cluster products) and client connections.
+  redis_metrics = {
+    memorystore-redis = {
+      resource    = "redis_instance"
+      memory      = "redis.googleapis.com/stats/memory/usage_ratio"
+      connections = "redis.googleapis.com/clients/connected"
+    }
+    memorystore-redis-cluster = {
+      resource    = "redis.googleapis.com/Cluster"
+      memory      = "redis.googleapis.com/cluster/memory/maximum_utilization"
+      connections = "redis.googleapis.com/cluster/clients/total_connected_clients"
+    }
+    memorystore-valkey = {
+      resource    = "memorystore.googleapis.com/Instance"
+      memory      = "memorystore.googleapis.com/instance/memory/maximum_utilization"
+      connections = "memorystore.googleapis.com/instance/clients/total_connected_clients"
+    }
+  }
+  redis_metric = local.redis_metrics[var.redis_backend]
+
+  run_filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${var.name_prefix}\""
+
+  notification_channels = concat(
+    var.alert_notification_channels,
+    [for channel in google_monitoring_notification_channel.email : channel.id],
+  )
+}
+
+# --- Collection ------------------------------------------------------------------
+
+resource "google_secret_manager_secret" "run_monitoring" {
+  count = local.monitoring ? 1 : 0
+
+  secret_id = "${var.name_prefix}-run-monitoring"
+  labels    = local.labels
+
+  replication {
+    auto {}
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_secret_manager_secret_version" "run_monitoring" {
+  count = local.monitoring ? 1 : 0
+
+  secret      = google_secret_manager_secret.run_monitoring[0].id
+  secret_data = local.run_monitoring_config
+}
+
+resource "google_secret_manager_secret_iam_member" "run_monitoring" {
+  count = local.monitoring ? 1 : 0
+
+  secret_id = google_secret_manager_secret.run_monitoring[0].id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = google_service_account.skiff.member
+}
+
+# Writing time series has no narrower grant than the project: this is the one
+# project-level role the service account gets for monitoring.
+resource "google_project_iam_member" "metric_writer" {
+  count = local.monitoring ? 1 : 0
+
+  project = var.project_id
+  role    = "roles/monitoring.metricWriter"
+  member  = google_service_account.skiff.member
+}
+
+# --- Notification ----------------------------------------------------------------
+
+resource "google_monitoring_notification_channel" "email" {
+  for_each = local.monitoring ? toset(var.alert_emails) : toset([])
+
+  display_name = "${var.name_prefix} alerts: ${each.value}"
+  type         = "email"
+  labels       = { email_address = each.value }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# --- Alert policies --------------------------------------------------------------
+#
+# Defaults (variables.tf) and what to do when each fires: docs/operations.md.
+
+resource "google_monitoring_alert_policy" "oldest_message_age" {
+  count = local.monitoring ? 1 : 0
+
+  display_name          = "${var.name_prefix}: a queue's oldest message is older than ${var.alert_oldest_message_age_seconds} s"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "oldest ready message age by queue"
+    condition_prometheus_query_language {
+      # Every replica reports the same queue-wide figure: max, not sum.
+      query               = "max by (queue) (skiff_queue_oldest_message_age_seconds) > ${var.alert_oldest_message_age_seconds}"
+      duration            = "300s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  documentation {
+    content   = "A queue's oldest ready message has waited over ${var.alert_oldest_message_age_seconds} s for five minutes: consumers are down, too few, or failing on it. See docs/operations.md#oldest-message-age."
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "dead_letters" {
+  count = local.monitoring ? 1 : 0
+
+  display_name          = "${var.name_prefix}: messages were dead-lettered"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+  severity              = "WARNING"
+
+  conditions {
+    display_name = "dead-lettered messages in the last ${var.alert_dead_letter_window_minutes} minutes, by queue"
+    condition_prometheus_query_language {
+      # Queue-wide totals from Redis, the same on every replica (max); a
+      # dead-letter queue may have any name, so the counter of the queue the
+      # messages left is what is watched.
+      query               = "max by (queue) (increase(skiff_messages_dead_lettered_total[${var.alert_dead_letter_window_minutes}m])) > 0"
+      duration            = "0s"
+      evaluation_interval = "60s"
+    }
+  }
+
+  documentation {
+    content   = "Messages exhausted their receives and went to a dead-letter queue. Peek it (GET /api/{dlq}/messages?peek=10), fix the consumer, redrive (POST /api/{queue}/redrive). See docs/operations.md#dead-letters."
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "3600s"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "server_errors" {
+  count = local.monitoring ? 1 : 0
+
+  display_name          = "${var.name_prefix}: over ${var.alert_5xx_ratio * 100} % of requests answered 5xx"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "5xx share of Cloud Run requests"
+    condition_threshold {
+      # Cloud Run's count, so that requests the instances never answered
+      # (crashes, timeouts, no instance) are in it.
+      filter             = "${local.run_filter} AND metric.type = \"run.googleapis.com/request_count\" AND metric.labels.response_code_class = \"5xx\""
+      denominator_filter = "${local.run_filter} AND metric.type = \"run.googleapis.com/request_count\""
+      comparison         = "COMPARISON_GT"
+      threshold_value    = var.alert_5xx_ratio
+      duration           = "300s"
+
+      aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+
+      denominator_aggregations {
+        alignment_period     = "60s"
+        per_series_aligner   = "ALIGN_RATE"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    content   = "Over ${var.alert_5xx_ratio * 100} % of requests failed with 5xx for five minutes. 503 is Redis or the payload store unreachable, 507 Redis full, 502 an unreadable payload object. See docs/operations.md#server-errors."
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "redis_memory" {
+  count = local.monitoring ? 1 : 0
+
+  display_name          = "${var.name_prefix}: Redis memory over ${var.alert_redis_memory_ratio * 100} %"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "Memorystore memory use (${var.redis_backend})"
+    condition_threshold {
+      filter          = "resource.type = \"${local.redis_metric.resource}\" AND metric.type = \"${local.redis_metric.memory}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_redis_memory_ratio
+      duration        = "300s"
+
+      aggregations {
+        alignment_period   = "60s"
+        per_series_aligner = "ALIGN_MAX"
+      }
+    }
+  }
+
+  documentation {
+    content   = "Redis is filling up. Skiff's Redis never evicts (noeviction): when it is full, sends are refused with 507 and nothing stored is lost. Drain or purge queues, lower retention, turn on the payload store for large messages, or resize. See docs/operations.md#redis-memory."
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+# Instances that stop without being asked to: Cloud Run's system log says so
+# ("Container called exit(N)" for a crash, a failed liveness probe before a
+# restart). Counted by a log-based metric, since no platform metric tells a
+# restart from a scale-out.
+resource "google_logging_metric" "restarts" {
+  count = local.monitoring ? 1 : 0
+
+  name        = "${var.name_prefix}/instance_restarts"
+  description = "Skiff instances that exited or failed their liveness probe (Cloud Run system log)."
+  filter      = "${local.run_filter} AND log_id(\"run.googleapis.com/varlog/system\") AND (textPayload:\"Container called exit(\" OR textPayload:\"probe failed\")"
+
+  metric_descriptor {
+    metric_kind = "DELTA"
+    value_type  = "INT64"
+    unit        = "1"
+  }
+
+  depends_on = [google_project_service.enabled]
+}
+
+resource "google_monitoring_alert_policy" "restarts" {
+  count = local.monitoring ? 1 : 0
+
+  display_name          = "${var.name_prefix}: instances restarting"
+  combiner              = "OR"
+  notification_channels = local.notification_channels
+  severity              = "ERROR"
+
+  conditions {
+    display_name = "instance exits and failed liveness probes"
+    condition_threshold {
+      filter          = "resource.type = \"cloud_run_revision\" AND metric.type = \"logging.googleapis.com/user/${google_logging_metric.restarts[0].name}\""
+      comparison      = "COMPARISON_GT"
+      threshold_value = var.alert_restarts
+      duration        = "0s"
+
+      aggregations {
+        alignment_period     = "${var.alert_restart_window_minutes * 60}s"
+        per_series_aligner   = "ALIGN_SUM"
+        cross_series_reducer = "REDUCE_SUM"
+      }
+    }
+  }
+
+  documentation {
+    content   = "More than ${var.alert_restarts} Skiff instances exited or failed their liveness probe within ${var.alert_restart_window_minutes} minutes. A restart loses no acknowledged message (claims come back after CLAIM_LEASE_MS), but repeated ones mean a crash or an unreachable Redis. See docs/operations.md#restarts."
+    mime_type = "text/markdown"
+  }
+
+  alert_strategy {
+    auto_close = "1800s"
+  }
+}
