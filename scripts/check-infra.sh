@@ -84,7 +84,8 @@ install_python_tools() {
 
 mkdir -p "$TOOLS"
 tools_ok=1
-debian_packages=(haproxy redis-server shellcheck)
+# prometheus: for promtool (the local alert rules and every PromQL query of terraform/).
+debian_packages=(haproxy redis-server shellcheck prometheus)
 # Debian's own python3 needs python3-venv for `python3 -m venv`.
 python3 -c 'import ensurepip, venv' 2>/dev/null || debian_packages+=(python3-venv)
 install_debian_packages "${debian_packages[@]}" || tools_ok=0
@@ -351,6 +352,79 @@ terraform_variables() {
     return $ok
 }
 check "terraform: variables.tf validation (example accepted, bad values rejected)" terraform_variables
+
+# The dashboard and the PromQL alert conditions are values (monitoring_panels.tf,
+# no resource): applied alone, with a local state and no provider, for each
+# Memorystore product, then judged: the dashboard's tiles do not overlap and
+# name a metric each, every PromQL query (dashboard and alerts) parses
+# (promtool), and the alert conditions are the local rules' of
+# deploy/prometheus/alerts.yml at the default thresholds.
+terraform_monitoring() {
+    local dir=$WORK/tfmonitoring backend ok=0
+    mkdir -p "$dir"
+    cp terraform/variables.tf terraform/monitoring_panels.tf "$dir/"
+    cp terraform/terraform.tfvars.example "$dir/example.tfvars"
+    cat >"$dir/outputs.tf" <<'HCL'
+output "monitoring" {
+  value = jsonencode({ dashboard = local.dashboard, alerts = local.alert_queries, collector = local.run_monitoring_config })
+}
+HCL
+    (cd "$dir" && terraform init -backend=false -input=false -no-color >/dev/null) || return 1
+    for backend in memorystore-redis memorystore-redis-cluster memorystore-valkey; do
+        (cd "$dir" && terraform apply -auto-approve -input=false -no-color -lock=false -var-file=example.tfvars \
+            -var "redis_backend=$backend" >"$dir/apply.log" 2>&1 &&
+            terraform output -raw monitoring >"$dir/$backend.json") || {
+            cat "$dir/apply.log"
+            return 1
+        }
+        "$VENV/bin/python" - "$dir/$backend.json" deploy/prometheus/alerts.yml "$dir/queries-$backend.yml" <<'EOF' || ok=1
+import json, sys, yaml
+monitoring = json.load(open(sys.argv[1]))
+layout = monitoring["dashboard"]["mosaicLayout"]
+problems, cells, queries = [], set(), []
+for tile in layout["tiles"]:
+    title = tile["widget"].get("title", "")
+    for x in range(tile["xPos"], tile["xPos"] + tile["width"]):
+        for y in range(tile["yPos"], tile["yPos"] + tile["height"]):
+            if (x, y) in cells:
+                problems.append(f"tile {title!r} overlaps another at {x},{y}")
+            cells.add((x, y))
+    if tile["xPos"] + tile["width"] > layout["columns"]:
+        problems.append(f"tile {title!r} is wider than the dashboard")
+    for data in tile["widget"]["xyChart"]["dataSets"]:
+        query = data["timeSeriesQuery"]
+        if "prometheusQuery" in query:
+            queries.append(query["prometheusQuery"])
+        elif 'metric.type = "' not in query["timeSeriesFilter"]["filter"]:
+            problems.append(f"tile {title!r} names no metric")
+rules = open(sys.argv[2]).read()
+for name, query in monitoring["alerts"].items():
+    queries.append(query)
+    if f"expr: {query}\n" not in rules:
+        problems.append(f"alert {name}: {query!r} is not a rule of deploy/prometheus/alerts.yml")
+collector = yaml.safe_load(monitoring["collector"])
+if collector["kind"] != "RunMonitoring" or [(e["port"], e["path"]) for e in collector["spec"]["endpoints"]] != [(9464, "/metrics")]:
+    problems.append(f"the collector does not scrape /metrics on METRICS_PORT 9464: {collector}")
+with open(sys.argv[3], "w") as out:
+    out.write("groups:\n  - name: terraform\n    rules:\n")
+    for index, query in enumerate(queries):
+        out.write(f"      - record: terraform_query_{index}\n        expr: {json.dumps(query)}\n")
+for problem in problems:
+    print(problem)
+print(f"{len(layout['tiles'])} tiles, {len(queries)} PromQL queries")
+sys.exit(1 if problems else 0)
+EOF
+        promtool check rules "$dir/queries-$backend.yml" >"$dir/promtool.log" 2>&1 || {
+            cat "$dir/promtool.log"
+            ok=1
+        }
+    done
+    return $ok
+}
+check "terraform: dashboard and alert queries for each Memorystore product (layout, PromQL, same as the local rules)" terraform_monitoring
+
+check "promtool check config deploy/prometheus/prometheus.yml" promtool check config --syntax-only deploy/prometheus/prometheus.yml
+check "promtool test rules deploy/prometheus/alerts.test.yml (each alert fires, and only where it should)" promtool test rules deploy/prometheus/alerts.test.yml
 
 checkov_json() {
     # --skip-download: no calls to the vendor's platform (offline, loopback only).

@@ -13,45 +13,6 @@
 locals {
   monitoring = var.monitoring_enabled
 
-  metrics_port = 9464
-
-  # The RunMonitoring document the sidecar reads from /etc/rungmp/config.yaml.
-  run_monitoring_config = yamlencode({
-    apiVersion = "monitoring.googleapis.com/v1beta"
-    kind       = "RunMonitoring"
-    metadata   = { name = var.name_prefix }
-    spec = {
-      endpoints = [{
-        port     = local.metrics_port
-        path     = "/metrics"
-        interval = "${var.metrics_scrape_interval_seconds}s"
-      }]
-    }
-  })
-
-  # Memorystore's own metrics, by product (redis.tf): memory use as a ratio of
-  # the limit (the fullest node for the cluster products) and client connections.
-  redis_metrics = {
-    memorystore-redis = {
-      resource    = "redis_instance"
-      memory      = "redis.googleapis.com/stats/memory/usage_ratio"
-      connections = "redis.googleapis.com/clients/connected"
-    }
-    memorystore-redis-cluster = {
-      resource    = "redis.googleapis.com/Cluster"
-      memory      = "redis.googleapis.com/cluster/memory/maximum_utilization"
-      connections = "redis.googleapis.com/cluster/clients/total_connected_clients"
-    }
-    memorystore-valkey = {
-      resource    = "memorystore.googleapis.com/Instance"
-      memory      = "memorystore.googleapis.com/instance/memory/maximum_utilization"
-      connections = "memorystore.googleapis.com/instance/clients/total_connected_clients"
-    }
-  }
-  redis_metric = local.redis_metrics[var.redis_backend]
-
-  run_filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${var.name_prefix}\""
-
   notification_channels = concat(
     var.alert_notification_channels,
     [for channel in google_monitoring_notification_channel.email : channel.id],
@@ -125,8 +86,7 @@ resource "google_monitoring_alert_policy" "oldest_message_age" {
   conditions {
     display_name = "oldest ready message age by queue"
     condition_prometheus_query_language {
-      # Every replica reports the same queue-wide figure: max, not sum.
-      query               = "max by (queue) (skiff_queue_oldest_message_age_seconds) > ${var.alert_oldest_message_age_seconds}"
+      query               = local.alert_queries.oldest_message_age
       duration            = "300s"
       evaluation_interval = "60s"
     }
@@ -155,10 +115,7 @@ resource "google_monitoring_alert_policy" "dead_letters" {
   conditions {
     display_name = "dead-lettered messages in the last ${var.alert_dead_letter_window_minutes} minutes, by queue"
     condition_prometheus_query_language {
-      # Queue-wide totals from Redis, the same on every replica (max); a
-      # dead-letter queue may have any name, so the counter of the queue the
-      # messages left is what is watched.
-      query               = "max by (queue) (increase(skiff_messages_dead_lettered_total[${var.alert_dead_letter_window_minutes}m])) > 0"
+      query               = local.alert_queries.dead_letters
       duration            = "0s"
       evaluation_interval = "60s"
     }
@@ -308,4 +265,12 @@ resource "google_monitoring_alert_policy" "restarts" {
   alert_strategy {
     auto_close = "1800s"
   }
+}
+
+resource "google_monitoring_dashboard" "skiff" {
+  count = local.monitoring ? 1 : 0
+
+  dashboard_json = jsonencode(local.dashboard)
+
+  depends_on = [google_project_service.enabled]
 }

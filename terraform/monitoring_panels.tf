@@ -1,6 +1,61 @@
-# The Cloud Monitoring dashboard (monitoring.tf and docs/operations.md say
-# where the numbers come from): traffic, latency and errors by route, queues,
-# Redis, instances.
+# What monitoring.tf shows and alerts on, as values only (no resource here, so
+# scripts/check-infra.sh can evaluate it without the provider and check every
+# PromQL query with promtool): the collector's configuration, the metrics of
+# each Memorystore product, the PromQL alert conditions and the dashboard.
+# docs/operations.md says where each number comes from.
+
+locals {
+  metrics_port = 9464
+
+  # The RunMonitoring document the sidecar reads from /etc/rungmp/config.yaml.
+  run_monitoring_config = yamlencode({
+    apiVersion = "monitoring.googleapis.com/v1beta"
+    kind       = "RunMonitoring"
+    metadata   = { name = var.name_prefix }
+    spec = {
+      endpoints = [{
+        port     = local.metrics_port
+        path     = "/metrics"
+        interval = "${var.metrics_scrape_interval_seconds}s"
+      }]
+    }
+  })
+
+  # Memorystore's own metrics, by product (redis.tf): memory use as a ratio of
+  # the limit (the fullest node for the cluster products) and client connections.
+  redis_metrics = {
+    memorystore-redis = {
+      resource    = "redis_instance"
+      memory      = "redis.googleapis.com/stats/memory/usage_ratio"
+      connections = "redis.googleapis.com/clients/connected"
+    }
+    memorystore-redis-cluster = {
+      resource    = "redis.googleapis.com/Cluster"
+      memory      = "redis.googleapis.com/cluster/memory/maximum_utilization"
+      connections = "redis.googleapis.com/cluster/clients/total_connected_clients"
+    }
+    memorystore-valkey = {
+      resource    = "memorystore.googleapis.com/Instance"
+      memory      = "memorystore.googleapis.com/instance/memory/maximum_utilization"
+      connections = "memorystore.googleapis.com/instance/clients/total_connected_clients"
+    }
+  }
+  redis_metric = local.redis_metrics[var.redis_backend]
+
+  run_filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${var.name_prefix}\""
+}
+
+locals {
+  # The PromQL conditions of the alert policies (monitoring.tf), the same as
+  # deploy/prometheus/alerts.yml's for the local cluster. Queue figures are
+  # queue-wide and the same on every replica: max, never sum. A dead-letter
+  # queue may have any name, so the counter of the queue the messages left is
+  # what is watched.
+  alert_queries = {
+    oldest_message_age = "max by (queue) (skiff_queue_oldest_message_age_seconds) > ${var.alert_oldest_message_age_seconds}"
+    dead_letters       = "max by (queue) (increase(skiff_messages_dead_lettered_total[${var.alert_dead_letter_window_minutes}m])) > 0"
+  }
+}
 
 locals {
   # A PromQL time series chart over Managed Service for Prometheus.
@@ -155,12 +210,4 @@ locals {
       }]
     }
   }
-}
-
-resource "google_monitoring_dashboard" "skiff" {
-  count = local.monitoring ? 1 : 0
-
-  dashboard_json = jsonencode(local.dashboard)
-
-  depends_on = [google_project_service.enabled]
 }
