@@ -271,6 +271,31 @@ EOF
 }
 check "docker-compose config: profile cluster (6 nodes, create, replicas' REDIS_URL); default profile without it" compose_cluster_profile
 
+# The monitoring profile: Prometheus and Grafana read the files write_monitoring_files leaves in
+# the state directory, Prometheus with deploy/prometheus's configuration; the default profile
+# starts neither.
+compose_monitoring_profile() {
+    SKIFF_MONITORING_DIR=/state "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml --profile monitoring config --format json \
+        >"$WORK/compose-monitoring.json" || return 1
+    "$VENV/bin/python" - "$WORK/compose-monitoring.json" "$WORK/compose-default.json" <<'EOF'
+import json, sys
+monitoring, default = json.load(open(sys.argv[1]))["services"], json.load(open(sys.argv[2]))["services"]
+problems = [f"{name} starts without the monitoring profile" for name in ("prometheus", "grafana") if name in default]
+mounts = {name: {(v["source"], v["target"]) for v in monitoring.get(name, {}).get("volumes", []) if v["type"] == "bind"} for name in ("prometheus", "grafana")}
+if ("/state/prometheus", "/etc/prometheus/skiff") not in mounts["prometheus"]:
+    problems.append(f"prometheus does not mount the state directory's configuration: {mounts['prometheus']}")
+if "--config.file=/etc/prometheus/skiff/prometheus.yml" not in monitoring.get("prometheus", {}).get("command", []):
+    problems.append("prometheus does not read deploy/prometheus/prometheus.yml")
+for source, target in [("/state/grafana/provisioning", "/etc/grafana/provisioning"), ("/state/grafana/dashboards", "/var/lib/grafana/dashboards")]:
+    if (source, target) not in mounts["grafana"]:
+        problems.append(f"grafana does not mount {source} at {target}")
+for problem in problems:
+    print(problem)
+sys.exit(1 if problems else 0)
+EOF
+}
+check "docker-compose config: profile monitoring (Prometheus and Grafana on the state directory's files); default profile without it" compose_monitoring_profile
+
 # --- Dockerfile ------------------------------------------------------------------
 
 check "hadolint Dockerfile" "$HADOLINT" Dockerfile
@@ -356,9 +381,10 @@ check "terraform: variables.tf validation (example accepted, bad values rejected
 # The dashboard and the PromQL alert conditions are values (monitoring_panels.tf,
 # no resource): applied alone, with a local state and no provider, for each
 # Memorystore product, then judged: the dashboard's tiles do not overlap and
-# name a metric each, every PromQL query (dashboard and alerts) parses
-# (promtool), and the alert conditions are the local rules' of
-# deploy/prometheus/alerts.yml at the default thresholds.
+# name a metric each, its PromQL panels are the local Grafana dashboard's
+# (deploy/grafana/skiff.json), the alert conditions are the local rules' of
+# deploy/prometheus/alerts.yml at the default thresholds, and every PromQL query
+# of the three parses (promtool).
 terraform_monitoring() {
     local dir=$WORK/tfmonitoring backend ok=0
     mkdir -p "$dir"
@@ -377,7 +403,7 @@ HCL
             cat "$dir/apply.log"
             return 1
         }
-        "$VENV/bin/python" - "$dir/$backend.json" deploy/prometheus/alerts.yml "$dir/queries-$backend.yml" <<'EOF' || ok=1
+        "$VENV/bin/python" - "$dir/$backend.json" deploy/prometheus/alerts.yml "$dir/queries-$backend.yml" deploy/grafana/skiff.json <<'EOF' || ok=1
 import json, sys, yaml
 monitoring = json.load(open(sys.argv[1]))
 layout = monitoring["dashboard"]["mosaicLayout"]
@@ -397,6 +423,11 @@ for tile in layout["tiles"]:
             queries.append(query["prometheusQuery"])
         elif 'metric.type = "' not in query["timeSeriesFilter"]["filter"]:
             problems.append(f"tile {title!r} names no metric")
+grafana = {target["expr"] for panel in json.load(open(sys.argv[4]))["panels"] for target in panel["targets"]}
+for query in queries:
+    if query not in grafana:
+        problems.append(f"dashboard query {query!r} is not a panel of deploy/grafana/skiff.json")
+queries += sorted(grafana - set(queries))
 rules = open(sys.argv[2]).read()
 for name, query in monitoring["alerts"].items():
     queries.append(query)
@@ -421,7 +452,7 @@ EOF
     done
     return $ok
 }
-check "terraform: dashboard and alert queries for each Memorystore product (layout, PromQL, same as the local rules)" terraform_monitoring
+check "terraform: dashboard and alert queries for each Memorystore product (layout, PromQL, same as the local Grafana and rules)" terraform_monitoring
 
 check "promtool check config deploy/prometheus/prometheus.yml" promtool check config --syntax-only deploy/prometheus/prometheus.yml
 check "promtool test rules deploy/prometheus/alerts.test.yml (each alert fires, and only where it should)" promtool test rules deploy/prometheus/alerts.test.yml

@@ -61,6 +61,11 @@
 #                         restart-redis, kill-redis and start-redis refuse it (no single Redis)
 #   REDIS_CLUSTER_PORT=7000  REDIS_MODE=cluster, native: nodes on 127.0.0.1:7000-7005 (cluster
 #                         bus 17000-17005)
+#   MONITORING=auto       native: Prometheus with the alert rules of deploy/prometheus, and
+#                         Grafana with deploy/grafana's dashboard, when installed (a hint
+#                         says how to get them when not); `on` installs Prometheus with apt;
+#                         `off` starts neither (docs/operations.md, "Locally")
+#   PROMETHEUS_PORT=9090  GRAFANA_PORT=3000   native: where they listen, on 127.0.0.1
 #   SKIFF_BIN=path        native: run this binary instead of building .build/release/skiff
 #   UP_TIMEOUT=120        seconds to wait for the cluster to become healthy
 #   CLUSTER_STATE_DIR=.cluster  where native state lives (make test runs its own cluster there)
@@ -91,6 +96,7 @@ set -euo pipefail
 #   cluster/replicas.sh   replicas: environment, start, wait, kill N, start N, pause/resume N
 #   cluster/configure.sh  configure N: per-replica environment overrides
 #   cluster/proxy.sh      HAProxy: render, start, rotation, restart-proxy
+#   cluster/monitoring.sh Prometheus (and Grafana when installed) beside the native cluster
 #   cluster/native.sh     up and down of the native mode
 #   cluster/compose.sh    up of the Docker Compose mode, and its files
 #   cluster/lifecycle.sh  up, down, clean (both modes)
@@ -138,6 +144,7 @@ PIECES=$ROOT/scripts/cluster
     source "$PIECES/replicas.sh"
     source "$PIECES/configure.sh"
     source "$PIECES/proxy.sh"
+    source "$PIECES/monitoring.sh"
     source "$PIECES/native.sh"
     source "$PIECES/compose.sh"
     source "$PIECES/lifecycle.sh"

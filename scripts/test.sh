@@ -184,6 +184,9 @@ export REDIS_APPENDFSYNC=always CLAIM_LEASE_MS=3000 SKIFF_BIN="$PWD/.build/relea
 # (Redis's latency monitor, aof-fsync-always: 1 131 ms): longer than the 800 ms command deadline,
 # which then answers 503. The suite proves delivery guarantees, not latency, so its deadline is longer.
 export REDIS_COMMAND_TIMEOUT_MS=5000
+# With Prometheus (installed with apt if missing) on a port of its own: checked after Locust.
+PROMETHEUS_PORT=$(free_port)
+export MONITORING=on PROMETHEUS_PORT
 CLUSTER_UP=1
 scripts/cluster.sh up
 export SKIFF_CLUSTER_PROXY_PORT=$PROXY_PORT SKIFF_CLUSTER_REPLICA_PORTS=28081,28082,28083
@@ -192,8 +195,40 @@ export SKIFF_CLUSTER_REDIS_URL="redis://127.0.0.1:$REDIS_PORT_HOST"
 swift test --skip-build --filter SkiffClusterTests
 log "Locust load test, briefly, through the same cluster's proxy (scripts/loadtest.sh)"
 LOCUST_HOST="http://127.0.0.1:$PROXY_PORT" LOADTEST_SECONDS=10 LOADTEST_USERS=12 LOADTEST_OUT="$WORK/locust" scripts/loadtest.sh
+log "the cluster's Prometheus: every replica scraped, the Locust traffic seen, the alert rules loaded; down stops it"
+check_prometheus() {
+    python3 - "http://127.0.0.1:$PROMETHEUS_PORT" "$REPLICAS" <<'EOF'
+import json, sys, time, urllib.parse, urllib.request
+base, replicas = sys.argv[1], int(sys.argv[2])
+def get(path, **query):
+    with urllib.request.urlopen(f"{base}{path}?{urllib.parse.urlencode(query)}", timeout=5) as response:
+        return json.load(response)["data"]
+# A scrape every 5 s, targets found within about 10 s of the start; a replica the cluster suite
+# restarted is up again at its next scrape.
+deadline = time.monotonic() + 60
+while True:
+    targets = get("/api/v1/targets")["activeTargets"]
+    up = sorted(t["labels"]["instance"] for t in targets if t["health"] == "up")
+    result = get("/api/v1/query", query="sum(skiff_messages_enqueued_total)")["result"]
+    enqueued = float(result[0]["value"][1]) if result else 0
+    if len(up) == replicas and enqueued > 0:
+        break
+    if time.monotonic() > deadline:
+        sys.exit(f"after 60 s: {len(up)} of {replicas} replicas up ({targets}), {enqueued} messages enqueued seen")
+    time.sleep(1)
+rules = sorted(r["name"] for g in get("/api/v1/rules")["groups"] for r in g["rules"])
+assert rules == ["SkiffDeadLetters", "SkiffOldestMessageAge", "SkiffReplicaDown", "SkiffServerErrors"], rules
+print(f"prometheus: {len(up)} replicas up, {len(rules)} alert rules loaded, {enqueued:.0f} messages enqueued seen")
+EOF
+}
+check_prometheus
 scripts/cluster.sh down
 CLUSTER_UP=0
+if curl -fsS -o /dev/null -m 2 "http://127.0.0.1:$PROMETHEUS_PORT/-/ready" 2>/dev/null; then
+    echo "Prometheus still answers after scripts/cluster.sh down" >&2
+    exit 1
+fi
+export MONITORING=off
 
 log "cluster suite again on a Redis Cluster: the same replicas and HAProxy over 3 primaries and 3 replicas (REDIS_MODE=cluster)"
 # A state directory of its own. The Redis restart test is for a single Redis; a primary killed on

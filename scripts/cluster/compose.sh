@@ -11,6 +11,7 @@ compose() {
     local options=(-f "$COMPOSE_FILE")
     [[ -f $STATE/compose.replicas.yml ]] && options+=(-f "$STATE/compose.replicas.yml")
     [[ ${REDIS_MODE:-single} == cluster ]] && options+=(--profile cluster)
+    [[ ${MONITORING:-auto} == off ]] || options+=(--profile monitoring)
     if docker compose version >/dev/null 2>&1; then
         docker compose --project-directory "$ROOT" "${options[@]}" "$@"
     elif command -v docker-compose >/dev/null; then
@@ -54,6 +55,8 @@ compose_env() {
     export SKIFF_ENV_FILE=.cluster/skiff.env
     # docker-compose.yml gives the replicas ${SKIFF_REDIS_URL:-redis://redis:6379}.
     if [[ ${REDIS_MODE:-single} == cluster ]]; then export SKIFF_REDIS_URL=$COMPOSE_CLUSTER_URL; else unset SKIFF_REDIS_URL; fi
+    # The monitoring profile mounts what write_monitoring_files wrote.
+    export SKIFF_MONITORING_DIR=$STATE
 }
 
 # compose_restart SERVICE SIGNAL: signals SERVICE's container, then starts it
@@ -72,6 +75,7 @@ compose_services() {
     [[ ${REDIS_MODE:-single} == cluster ]] && services+=(redis-node-{1..6} redis-cluster-init)
     for ((n = 1; n <= REPLICAS; n++)); do services+=("skiff-$n"); done
     services+=(proxy)
+    [[ ${MONITORING:-auto} == off ]] || services+=(prometheus grafana)
     echo "${services[@]}"
 }
 
@@ -79,6 +83,11 @@ docker_up() {
     ((REPLICA_BASE_PORT == 8080)) || die "REPLICA_BASE_PORT is fixed at 8080 in docker mode (see docker-compose.yml)"
     write_replica_env
     write_compose_override
+    if [[ $(monitoring_mode) != off ]]; then
+        local targets=() i
+        for ((i = 1; i <= REPLICAS; i++)); do targets+=("skiff-$i:8080"); done
+        write_monitoring_files http://prometheus:9090 /var/lib/grafana/dashboards "${targets[@]}"
+    fi
     compose_env
     local n services
     read -r -a services <<<"$(compose_services)"

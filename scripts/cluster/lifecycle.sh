@@ -29,6 +29,10 @@ print_urls() {
         printf '  %-9s %s\n' redis "$COMPOSE_CLUSTER_URL (Redis Cluster, on the compose network only)"
     fi
     printf '  %-9s %s\n' stats "http://127.0.0.1:$PROXY_STATS_PORT/stats"
+    if [[ $MODE == native ]]; then
+        if is_running prometheus; then printf '  %-9s %s\n' prometheus "http://127.0.0.1:$PROMETHEUS_PORT (alerts: /alerts)"; fi
+        if is_running grafana; then printf '  %-9s %s\n' grafana "http://127.0.0.1:$GRAFANA_PORT/d/skiff"; fi
+    fi
     echo "Try: curl -X POST -d '{\"hello\":\"world\"}' http://127.0.0.1:$PROXY_PORT/api/demo && curl 'http://127.0.0.1:$PROXY_PORT/api/demo?timeout=1000'"
     echo "Logs: scripts/cluster.sh logs    Stop: scripts/cluster.sh down"
 }
@@ -88,6 +92,6 @@ cmd_clean() {
     fi
     ! redis_nodes_running || die "Redis Cluster nodes still run in $REDIS_CLUSTER_DIR; run 'scripts/cluster.sh down' first"
     rm -rf "$STATE/redis" "$REDIS_CLUSTER_DIR" "$REDIS_CLUSTER_DIR.lock" "$LOGS" "$PIDS" "$OVERRIDES" "$STATE/haproxy" \
-        "$STATE/skiff.env" "$STATE/compose.replicas.yml" "$SETTINGS_FILE"
+        "$STATE/skiff.env" "$STATE/compose.replicas.yml" "$STATE/prometheus" "$STATE/grafana" "$SETTINGS_FILE"
     log "removed Redis data, logs and pid files from $STATE"
 }

@@ -36,6 +36,7 @@ native_up() {
 
     start_proxy
     wait_proxy
+    start_monitoring
 }
 
 native_down() {
@@ -66,6 +67,7 @@ native_down() {
     # The Redis Cluster's nodes keep their data in memory only: stopping them drops it, and
     # redis-cluster.sh removes their directory with it.
     if [[ $REDIS_MODE == cluster ]]; then redis_nodes stop; fi
+    stop_monitoring
     # Overrides point at things of one session (a fault proxy, a fake clock):
     # the next `up` starts plain replicas.
     rm -rf "$OVERRIDES"

@@ -28,13 +28,18 @@ load_settings() {
         # or starts a single Redis (choose_redis_mode).
         REDIS_MODE=${REDIS_MODE:-}
         REDIS_CLUSTER_PORT=${REDIS_CLUSTER_PORT:-7000}
+        PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+        GRAFANA_PORT=${GRAFANA_PORT:-3000}
     fi
+    # A cluster.env written before monitoring existed.
+    PROMETHEUS_PORT=${PROMETHEUS_PORT:-9090}
+    GRAFANA_PORT=${GRAFANA_PORT:-3000}
     UP_TIMEOUT=${UP_TIMEOUT:-120}
     if ! [[ $REPLICAS =~ ^[0-9]+$ ]] || ((REPLICAS < 1 || REPLICAS > 99)); then
         die "REPLICAS must be 1..99, got '$REPLICAS'"
     fi
     local port
-    for port in "$PROXY_PORT" "$PROXY_STATS_PORT" "$REPLICA_BASE_PORT" "$REDIS_PORT_HOST"; do
+    for port in "$PROXY_PORT" "$PROXY_STATS_PORT" "$REPLICA_BASE_PORT" "$REDIS_PORT_HOST" "$PROMETHEUS_PORT" "$GRAFANA_PORT"; do
         if ! [[ $port =~ ^[0-9]+$ ]] || ((port < 1 || port > 65535)); then die "invalid port '$port'"; fi
     done
     case $REDIS_APPENDFSYNC in
@@ -64,6 +69,8 @@ save_settings() {
         printf 'REDIS_APPENDFSYNC=%q\n' "$REDIS_APPENDFSYNC"
         printf 'REDIS_MODE=%q\n' "$REDIS_MODE"
         printf 'REDIS_CLUSTER_PORT=%q\n' "$REDIS_CLUSTER_PORT"
+        printf 'PROMETHEUS_PORT=%q\n' "$PROMETHEUS_PORT"
+        printf 'GRAFANA_PORT=%q\n' "$GRAFANA_PORT"
         # The binary `up` resolved (native): `start N` reuses it, never builds.
         printf 'SKIFF=%q\n' "${SKIFF:-}"
     } >"$SETTINGS_FILE"

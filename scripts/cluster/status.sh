@@ -58,6 +58,7 @@ cmd_status() {
         ok=1
     fi
     printf '  %-9s %-10s http://127.0.0.1:%s/health -> %s\n' proxy "$state" "$PROXY_PORT" "${code:-000}"
+    [[ $MODE == docker ]] || monitoring_status || ok=1
     return $ok
 }
 
