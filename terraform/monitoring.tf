@@ -75,59 +75,50 @@ resource "google_monitoring_notification_channel" "email" {
 #
 # Defaults (variables.tf) and what to do when each fires: docs/operations.md.
 
-resource "google_monitoring_alert_policy" "oldest_message_age" {
-  count = local.monitoring ? 1 : 0
-
-  display_name          = "${var.name_prefix}: a queue's oldest message is older than ${var.alert_oldest_message_age_seconds} s"
-  combiner              = "OR"
-  notification_channels = local.notification_channels
-  severity              = "WARNING"
-
-  conditions {
-    display_name = "oldest ready message age by queue"
-    condition_prometheus_query_language {
-      query               = local.alert_queries.oldest_message_age
-      duration            = "300s"
-      evaluation_interval = "60s"
+# The two conditions on Skiff's own metrics, in PromQL (monitoring_panels.tf).
+locals {
+  promql_alerts = {
+    oldest_message_age = {
+      name       = "a queue's oldest message is older than ${var.alert_oldest_message_age_seconds} s"
+      condition  = "oldest ready message age by queue"
+      duration   = "300s"
+      auto_close = "1800s"
+      content    = "A queue's oldest ready message has waited over ${var.alert_oldest_message_age_seconds} s for five minutes: consumers are down, too few, or failing on it. See docs/operations.md#oldest-message-age."
+    }
+    dead_letters = {
+      name       = "messages were dead-lettered"
+      condition  = "dead-lettered messages in the last ${var.alert_dead_letter_window_minutes} minutes, by queue"
+      duration   = "0s"
+      auto_close = "3600s"
+      content    = "Messages exhausted their receives and went to a dead-letter queue. Peek it (GET /api/{dlq}/messages?peek=10), fix the consumer, redrive (POST /api/{queue}/redrive). See docs/operations.md#dead-letters."
     }
   }
-
-  documentation {
-    content   = "A queue's oldest ready message has waited over ${var.alert_oldest_message_age_seconds} s for five minutes: consumers are down, too few, or failing on it. See docs/operations.md#oldest-message-age."
-    mime_type = "text/markdown"
-  }
-
-  alert_strategy {
-    auto_close = "1800s"
-  }
-
-  depends_on = [google_project_service.enabled]
 }
 
-resource "google_monitoring_alert_policy" "dead_letters" {
-  count = local.monitoring ? 1 : 0
+resource "google_monitoring_alert_policy" "queues" {
+  for_each = local.monitoring ? local.promql_alerts : {}
 
-  display_name          = "${var.name_prefix}: messages were dead-lettered"
+  display_name          = "${var.name_prefix}: ${each.value.name}"
   combiner              = "OR"
   notification_channels = local.notification_channels
   severity              = "WARNING"
 
   conditions {
-    display_name = "dead-lettered messages in the last ${var.alert_dead_letter_window_minutes} minutes, by queue"
+    display_name = each.value.condition
     condition_prometheus_query_language {
-      query               = local.alert_queries.dead_letters
-      duration            = "0s"
+      query               = local.alert_queries[each.key]
+      duration            = each.value.duration
       evaluation_interval = "60s"
     }
   }
 
   documentation {
-    content   = "Messages exhausted their receives and went to a dead-letter queue. Peek it (GET /api/{dlq}/messages?peek=10), fix the consumer, redrive (POST /api/{queue}/redrive). See docs/operations.md#dead-letters."
+    content   = each.value.content
     mime_type = "text/markdown"
   }
 
   alert_strategy {
-    auto_close = "3600s"
+    auto_close = each.value.auto_close
   }
 
   depends_on = [google_project_service.enabled]

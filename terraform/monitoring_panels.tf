@@ -158,44 +158,24 @@ locals {
     "instances",
   ]
 
-  dashboard_widgets = merge(
-    {
-      for key, chart in local.promql_chart : key => {
-        title = chart.title
-        xyChart = {
-          dataSets = [{
-            plotType        = "LINE"
-            targetAxis      = "Y1"
-            timeSeriesQuery = { prometheusQuery = chart.query, unitOverride = chart.unit }
-          }]
-          yAxis = { scale = "LINEAR" }
-        }
-      }
-    },
+  # What each tile charts: a PromQL query, or a Cloud Monitoring metric.
+  dashboard_queries = merge(
+    { for key, chart in local.promql_chart : key => { prometheusQuery = chart.query, unitOverride = chart.unit } },
     {
       for key, chart in local.metric_chart : key => {
-        title = chart.title
-        xyChart = {
-          dataSets = [{
-            plotType   = "LINE"
-            targetAxis = "Y1"
-            timeSeriesQuery = {
-              timeSeriesFilter = {
-                filter = chart.filter
-                aggregation = {
-                  alignmentPeriod    = "60s"
-                  perSeriesAligner   = chart.aligner
-                  crossSeriesReducer = chart.reducer
-                  groupByFields      = chart.group
-                }
-              }
-            }
-          }]
-          yAxis = { scale = "LINEAR" }
+        timeSeriesFilter = {
+          filter = chart.filter
+          aggregation = {
+            alignmentPeriod    = "60s"
+            perSeriesAligner   = chart.aligner
+            crossSeriesReducer = chart.reducer
+            groupByFields      = chart.group
+          }
         }
       }
     },
   )
+  dashboard_titles = merge({ for key, chart in local.promql_chart : key => chart.title }, { for key, chart in local.metric_chart : key => chart.title })
 
   dashboard = {
     displayName = "Skiff (${var.name_prefix})"
@@ -206,7 +186,13 @@ locals {
         yPos   = floor(index / 2) * 16
         width  = 24
         height = 16
-        widget = local.dashboard_widgets[key]
+        widget = {
+          title = local.dashboard_titles[key]
+          xyChart = {
+            dataSets = [{ plotType = "LINE", targetAxis = "Y1", timeSeriesQuery = local.dashboard_queries[key] }]
+            yAxis    = { scale = "LINEAR" }
+          }
+        }
       }]
     }
   }
