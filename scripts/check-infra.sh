@@ -351,11 +351,17 @@ terraform_variables() {
         "redis_cluster_persistence_mode=DISABLED"
         "redis_aof_fsync=NO"
         "psc_subnet_cidr=10.9.0.0/30"
+        "cpu=8"
+        "alert_5xx_ratio=1"
+        "alert_redis_memory_ratio=0"
+        'alert_emails=["not-an-address"]'
+        "metrics_scrape_interval_seconds=1"
     )
     # Each backend with its largest replica counts must pass.
     local -a good_values=(
         "redis_backend=memorystore-redis-cluster redis_replica_count=2 redis_wait_replicas=2 redis_node_type=HIGHMEM_MEDIUM"
         "redis_backend=memorystore-valkey redis_replica_count=5 redis_wait_replicas=5 valkey_version=VALKEY_9_0 redis_cluster_persistence_mode=RDB"
+        "cpu=8 monitoring_enabled=false"
     )
     local -a args
     for bad in "${bad_values[@]}"; do

@@ -11,8 +11,8 @@
 # secrets.tf (AUTH string and CA certificate in Secret Manager), run.tf
 # (service, its service account, invoker IAM), registry.tf, payloads.tf (the
 # Cloud Storage bucket of the payload store, when payload_store_enabled),
-# monitoring.tf and dashboard.tf (metrics collection, alert policies, the
-# dashboard, when monitoring_enabled).
+# monitoring.tf and monitoring_panels.tf (metrics collection, alert
+# policies, the dashboard, when monitoring_enabled).
 
 locals {
   labels = merge({ service = var.name_prefix }, var.labels)

@@ -109,6 +109,10 @@ resource "google_monitoring_alert_policy" "queues" {
       query               = local.alert_queries[each.key]
       duration            = each.value.duration
       evaluation_interval = "60s"
+      # Skiff's series exist only once the collector has written them (and a
+      # queue's dead-letter total once a replica has read it): on a first
+      # deploy none has, and validation would refuse the policy.
+      disable_metric_validation = true
     }
   }
 
@@ -213,7 +217,15 @@ resource "google_logging_metric" "restarts" {
 
   name        = "${var.name_prefix}/instance_restarts"
   description = "Skiff instances that exited or failed their liveness probe (Cloud Run system log)."
-  filter      = "${local.run_filter} AND log_id(\"run.googleapis.com/varlog/system\") AND (textPayload:\"Container called exit(\" OR textPayload:\"probe failed\")"
+  # A crash exits non-zero (an instance Cloud Run stops on scale-in exits 0,
+  # and the collector sidecar's exits are not Skiff's); a liveness probe that
+  # fails is followed by a restart (a startup probe that fails is a failed
+  # deployment, which Cloud Run reports on its own).
+  filter = join(" AND ", [
+    local.run_filter,
+    "log_id(\"run.googleapis.com/varlog/system\")",
+    "((textPayload:\"Container called exit(\" AND NOT textPayload:\"exit(0)\" AND NOT textPayload:\"metrics-collector\") OR (textPayload:\"LIVENESS\" AND textPayload:\"probe failed\"))",
+  ])
 
   metric_descriptor {
     metric_kind = "DELTA"
@@ -222,6 +234,16 @@ resource "google_logging_metric" "restarts" {
   }
 
   depends_on = [google_project_service.enabled]
+}
+
+# Cloud Logging takes minutes to make a new log-based metric known to Cloud
+# Monitoring, and a policy on it is refused until then (hashicorp/
+# terraform-provider-google#11102): the policy waits.
+resource "time_sleep" "restarts_metric" {
+  count = local.monitoring ? 1 : 0
+
+  create_duration = "300s"
+  triggers        = { metric = google_logging_metric.restarts[0].id }
 }
 
 resource "google_monitoring_alert_policy" "restarts" {
@@ -256,6 +278,8 @@ resource "google_monitoring_alert_policy" "restarts" {
   alert_strategy {
     auto_close = "1800s"
   }
+
+  depends_on = [time_sleep.restarts_metric]
 }
 
 resource "google_monitoring_dashboard" "skiff" {

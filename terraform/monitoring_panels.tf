@@ -26,21 +26,30 @@ locals {
   redis_metrics = {
     memorystore-redis = {
       resource    = "redis_instance"
+      id_label    = "instance_id"
+      id          = "${var.name_prefix}-redis"
       memory      = "redis.googleapis.com/stats/memory/usage_ratio"
       connections = "redis.googleapis.com/clients/connected"
     }
     memorystore-redis-cluster = {
       resource    = "redis.googleapis.com/Cluster"
+      id_label    = "cluster_id"
+      id          = "${var.name_prefix}-redis-cluster"
       memory      = "redis.googleapis.com/cluster/memory/maximum_utilization"
       connections = "redis.googleapis.com/cluster/clients/total_connected_clients"
     }
     memorystore-valkey = {
       resource    = "memorystore.googleapis.com/Instance"
+      id_label    = "instance_id"
+      id          = "${var.name_prefix}-valkey"
       memory      = "memorystore.googleapis.com/instance/memory/maximum_utilization"
       connections = "memorystore.googleapis.com/instance/clients/total_connected_clients"
     }
   }
   redis_metric = local.redis_metrics[var.redis_backend]
+  # This deployment's instance or cluster only (redis.tf names it after name_prefix), not every
+  # Memorystore of the project; the label holds its id, or its full resource name.
+  redis_filter = "resource.type = \"${local.redis_metric.resource}\" AND resource.labels.${local.redis_metric.id_label} = monitoring.regex.full_match(\"(.*/)?${local.redis_metric.id}\")"
 
   run_filter = "resource.type = \"cloud_run_revision\" AND resource.labels.service_name = \"${var.name_prefix}\""
 }
@@ -49,11 +58,15 @@ locals {
   # The PromQL conditions of the alert policies (monitoring.tf), the same as
   # deploy/prometheus/alerts.yml's for the local cluster. Queue figures are
   # queue-wide and the same on every replica: max, never sum. A dead-letter
-  # queue may have any name, so the counter of the queue the messages left is
-  # what is watched.
+  # queue may have any name, so the total of the queue the messages left is
+  # what is watched; it is the queue's total since it was made, which a new
+  # replica reports whole from its first sample, so growth is the total now
+  # less the least any replica reported within the window (increase() would
+  # count a new replica's first sample as growth where the collector keeps it,
+  # as Managed Service for Prometheus does).
   alert_queries = {
     oldest_message_age = "max by (queue) (skiff_queue_oldest_message_age_seconds) > ${var.alert_oldest_message_age_seconds}"
-    dead_letters       = "max by (queue) (increase(skiff_messages_dead_lettered_total[${var.alert_dead_letter_window_minutes}m])) > 0"
+    dead_letters       = "max by (queue) (skiff_messages_dead_lettered_total) - min by (queue) (min_over_time(skiff_messages_dead_lettered_total[${var.alert_dead_letter_window_minutes}m])) > 0"
   }
 }
 
@@ -97,7 +110,7 @@ locals {
     }
     dead_letters = {
       title = "Dead-lettered per hour by queue"
-      query = "max by (queue) (increase(skiff_messages_dead_lettered_total[1h]))"
+      query = "max by (queue) (skiff_messages_dead_lettered_total) - min by (queue) (min_over_time(skiff_messages_dead_lettered_total[1h]))"
       unit  = "1"
     }
     throughput = {
@@ -132,14 +145,14 @@ locals {
     }
     redis_memory = {
       title   = "Redis memory used (ratio of the limit, ${var.redis_backend})"
-      filter  = "resource.type = \"${local.redis_metric.resource}\" AND metric.type = \"${local.redis_metric.memory}\""
+      filter  = "${local.redis_filter} AND metric.type = \"${local.redis_metric.memory}\""
       aligner = "ALIGN_MAX"
       reducer = "REDUCE_MAX"
       group   = []
     }
     redis_connections = {
       title   = "Redis client connections"
-      filter  = "resource.type = \"${local.redis_metric.resource}\" AND metric.type = \"${local.redis_metric.connections}\""
+      filter  = "${local.redis_filter} AND metric.type = \"${local.redis_metric.connections}\""
       aligner = "ALIGN_MAX"
       reducer = "REDUCE_SUM"
       group   = []
@@ -151,11 +164,10 @@ locals {
     "cloud_run_requests", "requests_by_route",
     "server_errors_by_route", "latency_by_route",
     "latency_percentiles", "cloud_run_latency",
-    "throughput",
     "queue_depth", "oldest_age",
     "in_flight", "dead_letters",
+    "throughput", "instances",
     "redis_memory", "redis_connections",
-    "instances",
   ]
 
   # What each tile charts: a PromQL query, or a Cloud Monitoring metric.

@@ -224,11 +224,15 @@ resource "google_cloud_run_v2_service" "skiff" {
         depends_on = ["skiff"]
 
         resources {
-          # Counted in the instance's total, beside Skiff's own.
+          # Counted in the instance's total, beside Skiff's own (cpu, memory):
+          # enough for a scrape of a few thousand series every 30 s.
           limits = {
-            cpu    = "1"
-            memory = "512Mi"
+            cpu    = "500m"
+            memory = "256Mi"
           }
+          # Billed as Skiff's container is: only while requests run, unless
+          # cpu_idle is false.
+          cpu_idle = var.cpu_idle
         }
 
         volume_mounts {

@@ -429,6 +429,12 @@ variable "cpu" {
     condition     = contains(["1", "2", "4", "6", "8"], var.cpu)
     error_message = "cpu must be 1, 2, 4, 6 or 8."
   }
+
+  # The metrics collector sidecar takes half a vCPU more, and an instance has at most 8.
+  validation {
+    condition     = !(var.monitoring_enabled && var.cpu == "8")
+    error_message = "cpu = 8 leaves no room for the metrics collector sidecar (monitoring_enabled): an instance has at most 8 vCPUs. Use 6, or monitoring_enabled = false."
+  }
 }
 
 variable "memory" {
@@ -620,7 +626,7 @@ variable "log_level" {
   }
 }
 
-# --- Operations (monitoring.tf, dashboard.tf) ----------------------------------------
+# --- Operations (monitoring.tf, monitoring_panels.tf) -------------------------------
 
 variable "monitoring_enabled" {
   description = "Collect Skiff's Prometheus metrics into Managed Service for Prometheus (a collector sidecar on every instance, scraping the loopback-only METRICS_PORT), and create the Cloud Monitoring dashboard and alert policies (docs/operations.md)."

@@ -12,6 +12,11 @@ terraform {
       # latter's desired_auto_created_endpoints. Bump the major deliberately.
       version = "~> 6.43"
     }
+    time = {
+      source = "hashicorp/time"
+      # time_sleep: the restarts alert waits for its log-based metric (monitoring.tf).
+      version = "~> 0.12"
+    }
   }
 
   # State holds the Redis AUTH string and the connector/Redis addresses: keep

@@ -11,7 +11,9 @@ compose() {
     local options=(-f "$COMPOSE_FILE")
     [[ -f $STATE/compose.replicas.yml ]] && options+=(-f "$STATE/compose.replicas.yml")
     [[ ${REDIS_MODE:-single} == cluster ]] && options+=(--profile cluster)
-    [[ ${MONITORING:-auto} == off ]] || options+=(--profile monitoring)
+    # Always: `down` and `ps` then see Prometheus and Grafana too; `up` starts only the services
+    # compose_services names.
+    options+=(--profile monitoring)
     if docker compose version >/dev/null 2>&1; then
         docker compose --project-directory "$ROOT" "${options[@]}" "$@"
     elif command -v docker-compose >/dev/null; then
@@ -55,8 +57,8 @@ compose_env() {
     export SKIFF_ENV_FILE=.cluster/skiff.env
     # docker-compose.yml gives the replicas ${SKIFF_REDIS_URL:-redis://redis:6379}.
     if [[ ${REDIS_MODE:-single} == cluster ]]; then export SKIFF_REDIS_URL=$COMPOSE_CLUSTER_URL; else unset SKIFF_REDIS_URL; fi
-    # The monitoring profile mounts what write_monitoring_files wrote.
-    export SKIFF_MONITORING_DIR=$STATE
+    # The monitoring profile mounts what write_monitoring_files wrote, on these ports.
+    export SKIFF_MONITORING_DIR=$STATE PROMETHEUS_PORT GRAFANA_PORT
 }
 
 # compose_restart SERVICE SIGNAL: signals SERVICE's container, then starts it
@@ -75,7 +77,7 @@ compose_services() {
     [[ ${REDIS_MODE:-single} == cluster ]] && services+=(redis-node-{1..6} redis-cluster-init)
     for ((n = 1; n <= REPLICAS; n++)); do services+=("skiff-$n"); done
     services+=(proxy)
-    [[ ${MONITORING:-auto} == off ]] || services+=(prometheus grafana)
+    if ((${COMPOSE_MONITORING:-0})); then services+=(prometheus grafana); fi
     echo "${services[@]}"
 }
 
@@ -83,12 +85,26 @@ docker_up() {
     ((REPLICA_BASE_PORT == 8080)) || die "REPLICA_BASE_PORT is fixed at 8080 in docker mode (see docker-compose.yml)"
     write_replica_env
     write_compose_override
-    if [[ $(monitoring_mode) != off ]]; then
+    compose_env
+    # The monitoring profile: off stops what an earlier `up` started; auto leaves it out when
+    # its ports are taken (and they are not already ours).
+    COMPOSE_MONITORING=1
+    case $(monitoring_mode) in
+        off) COMPOSE_MONITORING=0 ;;
+        auto)
+            if [[ -z $(compose ps -q prometheus 2>/dev/null) ]] && { port_in_use "$PROMETHEUS_PORT" || port_in_use "$GRAFANA_PORT"; }; then
+                log "port $PROMETHEUS_PORT or $GRAFANA_PORT is taken: no Prometheus and Grafana for this cluster (PROMETHEUS_PORT=, GRAFANA_PORT= to choose others)"
+                COMPOSE_MONITORING=0
+            fi
+            ;;
+    esac
+    if ((COMPOSE_MONITORING)); then
         local targets=() i
         for ((i = 1; i <= REPLICAS; i++)); do targets+=("skiff-$i:8080"); done
         write_monitoring_files http://prometheus:9090 /var/lib/grafana/dashboards "${targets[@]}"
+    else
+        compose rm -sf prometheus grafana >/dev/null 2>&1 || true
     fi
-    compose_env
     local n services
     read -r -a services <<<"$(compose_services)"
     compose up -d --build --wait --remove-orphans "${services[@]}"
