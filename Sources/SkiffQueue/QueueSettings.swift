@@ -93,9 +93,11 @@ public struct QueueSettings: Sendable, Equatable {
         func check(_ condition: Bool, _ field: String, _ rule: String) throws(QueueSettingsError) {
             if !condition { throw QueueSettingsError(field: field, rule: rule) }
         }
+        // The queue's default for receives that name none: the same floor as theirs.
         try check(
-            (1...Self.maximumVisibilityTimeoutMilliseconds).contains(visibilityTimeoutMilliseconds),
-            "visibilityTimeoutMs", "must be from 1 to \(Self.maximumVisibilityTimeoutMilliseconds) (12 hours)"
+            (Self.minimumReceiveVisibilityMilliseconds...Self.maximumVisibilityTimeoutMilliseconds).contains(visibilityTimeoutMilliseconds),
+            "visibilityTimeoutMs",
+            "must be from \(Self.minimumReceiveVisibilityMilliseconds) to \(Self.maximumVisibilityTimeoutMilliseconds) (12 hours)"
         )
         if let maxReceiveCount {
             try check(

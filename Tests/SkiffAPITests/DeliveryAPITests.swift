@@ -150,6 +150,7 @@ struct DeliveryAPITests {
             let queue = TestEnvironment.uniqueName("config")
             let cases: [(String, String)] = [
                 (#"{"visibilityTimeoutMs": 0}"#, "visibilityTimeoutMs"),
+                (#"{"visibilityTimeoutMs": 99}"#, "visibilityTimeoutMs"),
                 (#"{"visibilityTimeoutMs": 43200001}"#, "visibilityTimeoutMs"),
                 (#"{"maxReceiveCount": "3"}"#, "maxReceiveCount"),
                 (#"{"retentionMs": 1209600001}"#, "retentionMs"),

@@ -104,7 +104,7 @@ public final class OffloadingQueues: QueueBackend {
             } catch {
                 // Nothing refers to the objects already written: no message exists yet.
                 await deleteObjects(keys, because: "the send failed before its messages were stored")
-                throw Self.queueError(error)
+                throw Self.writeError(error)
             }
         }
         var options = options
@@ -127,7 +127,7 @@ public final class OffloadingQueues: QueueBackend {
         do {
             pointer = try await offload.store.put(key: key, body: body, size: size)
         } catch {
-            throw Self.queueError(error)
+            throw Self.writeError(error)
         }
         var options = options
         options.messageIDs = [id]
@@ -279,15 +279,16 @@ public final class OffloadingQueues: QueueBackend {
         }
     }
 
-    /// A store's failure as the queue failure a transport answers; any other error as it is (a
-    /// streamed body's own).
-    static func queueError(_ error: any Error) -> any Error {
+    /// A store's failure to write a body, as the queue failure a transport answers; any other
+    /// error as it is (a streamed body's own). Nothing was read, so no failure here is an
+    /// unreadable payload: what the store refused for another reason is the server's fault.
+    static func writeError(_ error: any Error) -> any Error {
         guard let error = error as? PayloadStoreError else { return error }
         switch error {
         case .unavailable(): return QueueError.unavailable(error.message)
         case .tooLarge(): return QueueError.tooLarge(error.message)
         case .sizeMismatch(): return QueueError.invalidArgument(error.message)
-        default: return QueueError.payloadUnreadable(error.message)
+        default: return QueueError.internalError("the payload store refused the body: \(error.message)")
         }
     }
 

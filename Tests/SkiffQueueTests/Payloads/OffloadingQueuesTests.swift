@@ -1,10 +1,11 @@
 import Foundation
 import Logging
 import NIOCore
-import SkiffQueue
 import SkiffTestSupport
 import Synchronization
 import Testing
+
+@testable import SkiffQueue
 
 /// Large bodies in the payload store (issue 23) over every backend: byte-exact round trips, and
 /// the rules on what happens to objects and messages when something fails.
@@ -208,6 +209,21 @@ struct OffloadingQueuesTests {
             #expect(ready == 0)
             #expect(try await store.objects().isEmpty)
         }
+    }
+
+    /// What a write's failure becomes: an unreachable store is a 503 to retry, too large a 413, a
+    /// body shorter or longer than announced a 400, anything else the server's fault (500), never
+    /// an unreadable payload (502), which is about a body read back.
+    @Test func aFailedWriteIsNeverAnUnreadablePayload() {
+        func kind(_ error: PayloadStoreError) -> QueueError.Kind? { (OffloadingQueues.writeError(error) as? QueueError)?.kind }
+        #expect(kind(.unavailable("down")) == .unavailable)
+        #expect(kind(.tooLarge("big")) == .tooLarge)
+        #expect(kind(.sizeMismatch("short")) == .invalidArgument)
+        #expect(kind(.notFound("no bucket")) == .internalError)
+        #expect(kind(.corrupted("odd")) == .internalError)
+        #expect(kind(.invalidKey("bad")) == .internalError)
+        struct Other: Error {}
+        #expect(OffloadingQueues.writeError(Other()) is Other)
     }
 
     @Test(arguments: BackendKind.available)
