@@ -17,6 +17,10 @@ public struct QueueMessage: Sendable {
     public let lastError: String?
     /// For a dead letter: where it came from and what happened there.
     public let deadLetter: DeadLetterHistory?
+    /// Only in a peek: why the body, kept in the payload store, could not be read back (missing,
+    /// not what was stored, larger than this replica reads); ``body`` is then empty. A receive
+    /// never hands such a message out: it nacks it.
+    public let unreadableBody: String?
 
     public init(
         id: String,
@@ -25,7 +29,8 @@ public struct QueueMessage: Sendable {
         receiveCount: Int,
         priority: Int = 0,
         lastError: String? = nil,
-        deadLetter: DeadLetterHistory? = nil
+        deadLetter: DeadLetterHistory? = nil,
+        unreadableBody: String? = nil
     ) {
         self.id = id
         self.body = body
@@ -34,6 +39,7 @@ public struct QueueMessage: Sendable {
         self.priority = priority
         self.lastError = lastError
         self.deadLetter = deadLetter
+        self.unreadableBody = unreadableBody
     }
 }
 

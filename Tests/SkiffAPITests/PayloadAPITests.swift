@@ -101,6 +101,13 @@ struct PayloadAPITests {
                 #expect(received.text.contains("m/") && !received.text.contains(directory))
                 let stats = try await client.execute(uri: "/api/\(queue)/stats", method: .get)
                 #expect(stats.text.contains(#""delayed":1"#) || stats.text.contains(#""ready":1"#))
+                // A peek shows it, its body null and why (once its retry backoff has passed).
+                let peeked = try await eventually(until: { $0.text.contains(#""unreadable""#) }) {
+                    try await client.execute(uri: "/api/\(queue)/messages?peek=5", method: .get)
+                }
+                #expect(peeked.status == .ok)
+                #expect(peeked.text.contains(#""body":null,"unreadable":""#) && peeked.text.contains("not what was stored"))
+                #expect(!peeked.text.contains(directory))
             }
         }
     }

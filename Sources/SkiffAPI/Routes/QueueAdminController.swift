@@ -115,7 +115,8 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
     /// `GET /api/{queue}/messages?peek=n` (1 to 100): the first n ready messages in the order
     /// receives would take them, with their receive counts, last nack reasons and, in a
     /// dead-letter queue, where they failed. Nothing changes: no receive is counted and no
-    /// visibility timeout starts. Fewer than n when the queue has fewer ready, or when the next
+    /// visibility timeout starts. A body kept in the payload store that cannot be read back is
+    /// `null`, with `unreadable` saying why. Fewer than n when the queue has fewer ready, or when the next
     /// one would take the bodies past 4 MiB (one message always comes).
     @Sendable func peek(request: Request, context: Context) async throws -> Response {
         let queue = try QueueController<Backend>.queueName(context)
@@ -141,6 +142,10 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
                     + JSONText.quoted(JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)) + #","lastReceivedAt":"#
                     + JSONText.quoted(JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds))
                     + (history.lastError.map { #","lastError":"# + JSONText.quoted($0) } ?? "") + "}"
+            }
+            if let unreadable = message.unreadableBody {
+                body.writeString(head + #","body":null,"unreadable":"# + JSONText.quoted(unreadable) + "}")
+                continue
             }
             body.writeString(head + #","body":"#)
             body.writeImmutableBuffer(message.body)

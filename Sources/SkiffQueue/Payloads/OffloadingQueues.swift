@@ -381,7 +381,10 @@ public final class OffloadingQueues: QueueBackend {
     public func queues() async throws -> [QueueSummary] { try await inner.queues() }
 
     /// The inner backend's peek with each pointer replaced by its body, stopping before the
-    /// bodies read back would pass `maximumBytes` (one message always fits).
+    /// bodies read back would pass `maximumBytes` (one message always fits). A body that cannot
+    /// be read back is no reason to hide the others, least of all in the dead-letter queue where
+    /// such messages end: the message comes with an empty body and the reason
+    /// (``QueueMessage/unreadableBody``). An unreachable store fails the peek (503).
     public func peek(_ queue: QueueName, limit: Int, maximumBytes: Int) async throws -> [QueueMessage] {
         let messages = try await inner.peek(queue, limit: limit, maximumBytes: maximumBytes)
         var peeked: [QueueMessage] = []
@@ -390,12 +393,17 @@ public final class OffloadingQueues: QueueBackend {
             let pointer = PayloadPointer.decode(message.body)
             let size = pointer?.size ?? message.body.readableBytes
             if !peeked.isEmpty, bytes + size > maximumBytes { break }
-            if let pointer {
-                peeked.append(message.replacingBody(try await read(pointer, of: message.id)))
-            } else {
+            guard let pointer else {
                 peeked.append(message)
+                bytes += size
+                continue
             }
-            bytes += size
+            do {
+                peeked.append(message.replacingBody(try await read(pointer, of: message.id)))
+                bytes += size
+            } catch let error as QueueError where error.kind == .payloadUnreadable {
+                peeked.append(message.replacingBody(ByteBuffer(), unreadable: error.message))
+            }
         }
         return peeked
     }
@@ -412,10 +420,10 @@ public final class OffloadingQueues: QueueBackend {
 }
 
 extension QueueMessage {
-    func replacingBody(_ body: ByteBuffer) -> QueueMessage {
+    func replacingBody(_ body: ByteBuffer, unreadable: String? = nil) -> QueueMessage {
         QueueMessage(
             id: id, body: body, enqueuedAtMilliseconds: enqueuedAtMilliseconds, receiveCount: receiveCount, priority: priority,
-            lastError: lastError, deadLetter: deadLetter
+            lastError: lastError, deadLetter: deadLetter, unreadableBody: unreadable
         )
     }
 }

@@ -169,14 +169,26 @@ struct OffloadingQueuesTests {
             }
             let stats = try await queues.stats(of: queue)
             #expect(stats.deadLetterReady == 1)
-            // Dead-lettering keeps the object, for whoever restores it; a peek says what is wrong.
+            // Dead-lettering keeps the object, for whoever restores it; a peek shows the message,
+            // and the others beside it, and says what is wrong with its body.
             #expect(try await store.objects() == ["m/\(sent.id)"])
-            await #expect {
-                _ = try await queues.peek(QueueSettings().deadLetterQueue(of: queue), limit: 1, maximumBytes: 1 << 20)
-            } throws: { ($0 as? QueueError)?.kind == .payloadUnreadable }
-            // Restored, it is whole again.
+            let deadLetterQueue = QueueSettings().deadLetterQueue(of: queue)
+            _ = try await queues.send(ByteBuffer(string: #""beside""#), to: deadLetterQueue)
+            let peeked = try await queues.peek(deadLetterQueue, limit: 5, maximumBytes: 1 << 20)
+            #expect(peeked.map(\.id).first == sent.id && peeked.count == 2)
+            #expect(peeked.first?.body.readableBytes == 0)
+            #expect(peeked.first?.unreadableBody?.contains("not what was stored") == true)
+            #expect(peeked.last.map { String(buffer: $0.body) } == #""beside""# && peeked.last?.unreadableBody == nil)
+            // Restored, it is whole again: in a peek (whose store must answer: 503 when it
+            // does not, rather than a message shown without its body) and in a receive.
             try await store.overwrite(try PayloadOffload.key(of: sent.id), with: body)
             #expect(try await queues.redrive(into: queue, max: 1) == 1)
+            store.failGets(true)
+            await #expect {
+                _ = try await queues.peek(queue, limit: 1, maximumBytes: 1 << 20)
+            } throws: { ($0 as? QueueError)?.kind == .unavailable }
+            store.failGets(false)
+            #expect(try await queues.peek(queue, limit: 1, maximumBytes: 1 << 20).first?.body == body)
             #expect(try await acknowledged(queues, queue)?.deliveries[0].message.body == body)
         }
     }
