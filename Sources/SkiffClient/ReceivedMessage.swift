@@ -15,8 +15,14 @@ public struct ReceivedMessage: Sendable {
     public let priority: Int
     /// As the server wrote it (ISO 8601, UTC).
     public let enqueuedAt: String?
+    /// Only from a peek: why a body kept in the server's payload store cannot be read back;
+    /// ``body`` is then JSON `null`.
+    public let unreadableBody: String?
 
-    public init(queue: String, id: String, body: ByteBuffer, receipt: String?, receiveCount: Int, priority: Int, enqueuedAt: String?) {
+    public init(
+        queue: String, id: String, body: ByteBuffer, receipt: String?, receiveCount: Int, priority: Int, enqueuedAt: String?,
+        unreadableBody: String? = nil
+    ) {
         self.queue = queue
         self.id = id
         self.body = body
@@ -24,6 +30,7 @@ public struct ReceivedMessage: Sendable {
         self.receiveCount = receiveCount
         self.priority = priority
         self.enqueuedAt = enqueuedAt
+        self.unreadableBody = unreadableBody
     }
 
     /// The body as UTF-8 text.

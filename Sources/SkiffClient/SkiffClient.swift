@@ -184,7 +184,8 @@ public final class SkiffClient: Sendable {
                 receipt: item["receipt"] as? String,
                 receiveCount: item["receiveCount"] as? Int ?? 1,
                 priority: item["priority"] as? Int ?? 0,
-                enqueuedAt: item["enqueuedAt"] as? String
+                enqueuedAt: item["enqueuedAt"] as? String,
+                unreadableBody: item["unreadable"] as? String
             )
         }
     }
@@ -244,6 +245,8 @@ public final class SkiffClient: Sendable {
     /// The next `count` (1 to 100) ready messages in the order receives would take them, without
     /// receiving them (`GET /api/{q}/messages?peek=n`, admin scope): no receipt, and
     /// `receiveCount` is the deliveries so far (0 before the first). For people, not consumers.
+    /// A body the server keeps in its payload store and cannot read back is `null`, with
+    /// ``ReceivedMessage/unreadableBody`` saying why.
     public func peek(_ queue: String, count: Int) async throws -> [ReceivedMessage] {
         let response = try await perform(Call(.GET, Self.path(queue, "messages"), query: [("peek", String(count))], retry: .always))
         let raw = Array(response.body.readableBytesView)
@@ -261,7 +264,8 @@ public final class SkiffClient: Sendable {
                 receipt: nil,
                 receiveCount: item["receiveCount"] as? Int ?? 0,
                 priority: item["priority"] as? Int ?? 0,
-                enqueuedAt: item["enqueuedAt"] as? String
+                enqueuedAt: item["enqueuedAt"] as? String,
+                unreadableBody: item["unreadable"] as? String
             )
         }
     }

@@ -1,4 +1,5 @@
 import Foundation
+import Hummingbird
 import NIOCore
 import SkiffClient
 import SkiffTestSupport
@@ -112,6 +113,29 @@ struct CommandLineTests {
             #expect(try await client.receive(from: queue)?.receiveCount == 1)
             let usage = try await Self.skiff(["peek", queue, "-n", "0"], url: url)
             #expect(usage.status == 64)
+        }
+    }
+
+    /// A body the server keeps in its payload store and cannot read back comes as `null` with the
+    /// reason: the client says so, and so do both outputs of `skiff peek`.
+    @Test func aPeekedBodyTheServerCannotReadBackIsShownAsSuch() async throws {
+        let reason = "the body of message m1 (object m/m1) is missing from the payload store"
+        let document =
+            #"{"queue":"q","messages":[{"id":"m1","enqueuedAt":"2026-12-06T00:00:00.000Z","receiveCount":3,"priority":0,"body":null,"unreadable":""#
+            + reason + #""},{"id":"m2","enqueuedAt":"2026-12-06T00:00:00.000Z","receiveCount":0,"priority":0,"body":[2]}]}"#
+        try await StubServer.with(respond: { _, _ in
+            Response(status: .ok, headers: [.contentType: "application/json"], body: .init(byteBuffer: ByteBuffer(string: document)))
+        }) { _, url in
+            let client = SkiffClient(configuration: SkiffClientConfiguration(url: url))
+            defer { Task { try await client.shutdown() } }
+            let peeked = try await client.peek("q", count: 2)
+            #expect(peeked.map(\.unreadableBody) == [reason, nil])
+            #expect(peeked.map(\.text) == ["null", "[2]"])
+            let text = try await Self.skiff(["peek", "q", "-n", "2"], url: url)
+            #expect(text.output.hasPrefix("m1\tp0\treceived 3\t(unreadable: \(reason))\n"), "\(text.output)")
+            let json = try await Self.skiff(["peek", "q", "-n", "2", "--json"], url: url)
+            let first = try Self.object(try #require(json.output.split(separator: "\n").first))
+            #expect(first["unreadable"] as? String == reason && first["body"] is NSNull)
         }
     }
 

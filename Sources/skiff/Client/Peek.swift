@@ -24,10 +24,11 @@ struct Peek: AsyncParsableCommand {
                         jsonLine(
                             [
                                 ("id", message.id), ("receiveCount", message.receiveCount), ("priority", message.priority),
-                                ("enqueuedAt", message.enqueuedAt),
+                                ("enqueuedAt", message.enqueuedAt), ("unreadable", message.unreadableBody),
                             ], rawBody: message.body))
                 } else {
-                    print("\(message.id)\tp\(message.priority)\treceived \(message.receiveCount)\t\(message.text)")
+                    let body = message.unreadableBody.map { "(unreadable: \($0))" } ?? message.text
+                    print("\(message.id)\tp\(message.priority)\treceived \(message.receiveCount)\t\(body)")
                 }
             }
             if messages.isEmpty, !options.json { printError("skiff: \(queue) has no ready message") }
