@@ -602,8 +602,10 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         return ClaimedMessages(deliveries: deliveries, stoppedAtByteLimit: stopped == 1)
     }
 
-    func release(_ deliveries: [Delivery]) async throws {
+    /// One `release` script for every claim (of one queue).
+    public func release(_ deliveries: [Delivery]) async throws {
         guard let queue = deliveries.first?.queue else { return }
+        precondition(deliveries.allSatisfy { $0.queue == queue }, "a release names one queue")
         var arguments: [RedisArgument] = []
         for delivery in deliveries {
             arguments.append(.string(delivery.message.id))

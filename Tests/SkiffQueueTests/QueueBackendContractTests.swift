@@ -227,6 +227,28 @@ struct QueueBackendContractTests {
         for index in 0..<4 { #expect(try await backend.take(from: queue) == "\(index)") }
     }
 
+    /// Several claims given back in one call (a batch cut short by its byte limit): each at its
+    /// place at the head, its receive taken back; a stale claim among them is left alone.
+    @Test(arguments: BackendKind.available)
+    func claimsReleasedTogetherKeepTheirOrderAndTheirCounts(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let queue = uniqueQueue()
+        let backend = fixture.backend
+        for index in 0..<5 { _ = try await backend.send("\(index)", to: queue) }
+        let claims = try await backend.receive(from: queue, max: 4, timeout: .zero, mode: .acknowledge(visibilityTimeout: nil))
+        #expect(claims.map { String(buffer: $0.message.body) } == ["0", "1", "2", "3"])
+        // 0 was released and taken again: its first claim is stale.
+        try await backend.release(claims[0])
+        let again = try #require(try await backend.receive(from: queue, timeout: .zero))
+        try await backend.release([claims[3], claims[0], claims[1]])
+        #expect(try await backend.claimsHeld([again.receipt, claims[2].receipt], in: queue) == [true, true])
+        let back = try await backend.receive(from: queue, max: 3, timeout: .zero, mode: .acknowledge(visibilityTimeout: nil))
+        #expect(back.map { String(buffer: $0.message.body) } == ["1", "3", "4"])
+        #expect(back.map(\.message.receiveCount) == [1, 1, 1])
+        #expect(try await backend.stats(of: queue).inFlight == 5)
+    }
+
     @Test(arguments: BackendKind.available)
     func competingConsumersGetEachMessageExactlyOnce(kind: BackendKind) async throws {
         let fixture = try await BackendFixture.make(kind, replicas: 2)

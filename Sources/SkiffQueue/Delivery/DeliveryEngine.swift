@@ -47,6 +47,11 @@ public protocol ClaimingBackend: QueueBackend {
     /// the receive taken back.
     func release(_ delivery: Delivery) async throws
 
+    /// ``release(_:)-(Delivery)`` for several claims of one queue at once (a batch cut short by
+    /// its byte limit gives the rest back): each at its place at the head, in one storage round
+    /// trip where the backend can.
+    func release(_ deliveries: [Delivery]) async throws
+
     /// The fence before a hand-out: `true` while the claim is still held. Free (no storage round
     /// trip) until half the lease has passed locally; after that it re-checks the claim and
     /// restarts its lease, because a stalled replica's claim may have been recovered and the
@@ -55,6 +60,11 @@ public protocol ClaimingBackend: QueueBackend {
 }
 
 extension ClaimingBackend {
+    /// One by one, in order.
+    public func release(_ deliveries: [Delivery]) async throws {
+        for delivery in deliveries { try await release(delivery) }
+    }
+
     /// The delivery lifecycle up to the hand-out, the same for every transport: claim (waiting up
     /// to the request's timeout), give back what a cancelled caller can no longer take, and fence.
     /// A single message goes through ``receive(from:max:timeout:mode:)``, where the backend knows

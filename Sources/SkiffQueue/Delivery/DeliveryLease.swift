@@ -132,15 +132,24 @@ public final class DeliveryLease: Sendable {
         await Task { await releaseNow(deliveries, backend: backend, logger: logger) }.value
     }
 
+    /// One release per queue (a lease's deliveries are of one queue but for a partitioned
+    /// queue's), in order.
     private static func releaseNow(_ deliveries: [Delivery], backend: any ClaimingBackend, logger: Logger) async {
-        for delivery in deliveries {
+        var start = deliveries.startIndex
+        while start < deliveries.endIndex {
+            let queue = deliveries[start].queue
+            let end = deliveries[start...].firstIndex { $0.queue != queue } ?? deliveries.endIndex
+            let run = Array(deliveries[start..<end])
+            start = end
             do {
-                try await backend.release(delivery)
-                logger.debug("returned an undelivered message to the head of its queue", metadata: ["message.id": "\(delivery.message.id)"])
+                try await backend.release(run)
+                logger.debug(
+                    "returned undelivered messages to the head of their queue",
+                    metadata: ["queue.name": "\(queue)", "message.count": "\(run.count)"])
             } catch {
                 logger.error(
-                    "could not return an undelivered message; it comes back when its lease expires",
-                    metadata: ["queue.name": "\(delivery.queue)", "message.id": "\(delivery.message.id)", "error": "\(error)"]
+                    "could not return undelivered messages; they come back when their lease expires",
+                    metadata: ["queue.name": "\(queue)", "message.ids": "\(run.map(\.message.id))", "error": "\(error)"]
                 )
             }
         }
