@@ -24,7 +24,9 @@ extension RedisQueueBackend {
         func number(_ index: Int) -> Int64? { values[index].string.flatMap { Int64($0) } }
         let defaults = QueueSettings()
         return QueueSettings(
-            visibilityTimeoutMilliseconds: number(0) ?? defaults.visibilityTimeoutMilliseconds,
+            // A value stored before the 100 ms floor existed reads as the floor, as the scripts use it.
+            visibilityTimeoutMilliseconds: number(0).map { max($0, QueueSettings.minimumReceiveVisibilityMilliseconds) }
+                ?? defaults.visibilityTimeoutMilliseconds,
             maxReceiveCount: number(1).map { Int($0) },
             deadLetterQueue: values[2].string.flatMap { QueueName(stored: $0) },
             retryBackoffBaseMilliseconds: number(3) ?? defaults.retryBackoffBaseMilliseconds,

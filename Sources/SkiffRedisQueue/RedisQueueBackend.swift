@@ -602,16 +602,24 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         return ClaimedMessages(deliveries: deliveries, stoppedAtByteLimit: stopped == 1)
     }
 
-    /// One `release` script for every claim (of one queue).
+    /// One `release` script per queue for all of its claims (every key of a script is of one
+    /// queue); a failure of one queue's leaves the others tried, and is thrown after them.
     public func release(_ deliveries: [Delivery]) async throws {
-        guard let queue = deliveries.first?.queue else { return }
-        precondition(deliveries.allSatisfy { $0.queue == queue }, "a release names one queue")
-        var arguments: [RedisArgument] = []
+        var queues: [QueueName] = []
+        var arguments: [QueueName: [RedisArgument]] = [:]
         for delivery in deliveries {
-            arguments.append(.string(delivery.message.id))
-            arguments.append(.integer(Int64(delivery.claimToken)))
+            if arguments[delivery.queue] == nil { queues.append(delivery.queue) }
+            arguments[delivery.queue, default: []] += [.string(delivery.message.id), .integer(Int64(delivery.claimToken))]
         }
-        _ = try await run(RedisQueueScripts.release, on: queue, arguments)
+        var failure: (any Error)?
+        for queue in queues {
+            do {
+                _ = try await run(RedisQueueScripts.release, on: queue, arguments[queue] ?? [])
+            } catch {
+                failure = failure ?? error
+            }
+        }
+        if let failure { throw failure }
     }
 
     // MARK: Helpers

@@ -82,6 +82,7 @@ enum RedisQueueScripts {
     /// The values the scripts' `{{name}}` placeholders stand for: the defaults they share with Swift.
     static let placeholders: [String: String] = [
         "visibilityTimeoutMs": String(defaults.visibilityTimeoutMilliseconds),
+        "minimumVisibilityMs": String(QueueSettings.minimumReceiveVisibilityMilliseconds),
         "dlqPrefixLength": String(QueueName.maximumLength - 4),
         "retryBackoffBaseMs": String(defaults.retryBackoffBaseMilliseconds),
         "retryBackoffCapMs": String(defaults.retryBackoffCapMilliseconds),

@@ -117,6 +117,28 @@ struct RedisRecoveryTests {
             ])
     }
 
+    /// A queue's visibility timeout stored before its 100 ms floor existed reads as the floor,
+    /// in the scripts' leases and in the settings a GET shows (so a PUT of them back is valid).
+    @Test func aVisibilityTimeoutStoredBelowTheFloorActsAsTheFloor() async throws {
+        let (backend, client, _) = try isolatedBackend()
+        defer { client.close() }
+        let queue = uniqueQueue()
+        _ = try await backend.send("m", to: queue)
+        let config = backend.keys(queue).config
+        _ = try await client.send(RedisCommand("HSET", .string(config), "visibilityTimeoutMs", "5"), slotKey: config)
+        let settings = try await backend.settings(of: queue)
+        #expect(settings.visibilityTimeoutMilliseconds == QueueSettings.minimumReceiveVisibilityMilliseconds)
+        #expect(throws: Never.self) { try settings.validate(for: queue) }
+        // Redis's clock before the claim: the lease ends at least the floor after it.
+        let time = try #require(try await client.send(RedisCommand("TIME"), slotKey: config).array)
+        let before = try #require(time.first?.string.flatMap { Int64($0) }) * 1000 + (try #require(time.last?.string.flatMap { Int64($0) })) / 1000
+        let claimed = try #require(try await backend.receive(from: queue, max: 1, timeout: .zero, mode: .acknowledge(visibilityTimeout: nil)).first)
+        let leases = String(config.dropLast("config".count)) + "leases"
+        let score = try await client.send(RedisCommand("ZSCORE", .string(leases), .string(claimed.message.id)), slotKey: config)
+        let expiresAt = try #require(score.string.flatMap { Double($0) })
+        #expect(Int64(expiresAt) >= before + QueueSettings.minimumReceiveVisibilityMilliseconds)
+    }
+
     /// Every script file compiles in Redis as loaded (library, placeholders filled, flags), and
     /// the library's defaults are the Swift ones.
     @Test func everyScriptFileLoadsIntoRedis() async throws {

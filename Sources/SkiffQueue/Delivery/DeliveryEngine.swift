@@ -47,9 +47,9 @@ public protocol ClaimingBackend: QueueBackend {
     /// the receive taken back.
     func release(_ delivery: Delivery) async throws
 
-    /// ``release(_:)-(Delivery)`` for several claims of one queue at once (a batch cut short by
-    /// its byte limit gives the rest back): each at its place at the head, in one storage round
-    /// trip where the backend can.
+    /// ``release(_:)-(Delivery)`` for several claims at once (a batch cut short by its byte limit
+    /// gives the rest back): each at its place at the head of its queue, in one storage round trip
+    /// per queue where the backend can; one that fails leaves the others tried.
     func release(_ deliveries: [Delivery]) async throws
 
     /// The fence before a hand-out: `true` while the claim is still held. Free (no storage round
@@ -60,9 +60,13 @@ public protocol ClaimingBackend: QueueBackend {
 }
 
 extension ClaimingBackend {
-    /// One by one, in order.
+    /// One by one, in order; one that fails leaves the others tried, and is thrown after them.
     public func release(_ deliveries: [Delivery]) async throws {
-        for delivery in deliveries { try await release(delivery) }
+        var failure: (any Error)?
+        for delivery in deliveries {
+            do { try await release(delivery) } catch { failure = failure ?? error }
+        }
+        if let failure { throw failure }
     }
 
     /// The delivery lifecycle up to the hand-out, the same for every transport: claim (waiting up

@@ -84,7 +84,8 @@ local function settings(q)
   -- (data from a single Redis) acts as the default, so no script ever reaches another slot.
   if c[3] and not (clustered and family(c[3]) ~= family(q)) then dlq = c[3] end
   return {
-    visibility = tonumber(c[1]) or {{visibilityTimeoutMs}},
+    -- At least the floor a receive has: one stored before that floor existed is raised to it.
+    visibility = math.max(tonumber(c[1]) or {{visibilityTimeoutMs}}, {{minimumVisibilityMs}}),
     maxReceive = tonumber(c[2]),
     dlq = dlq,
     backoffBase = tonumber(c[4]) or {{retryBackoffBaseMs}},
