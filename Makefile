@@ -1,7 +1,7 @@
 # Skiff: `make up` starts the local cluster, `make test` runs everything CI runs.
 REPLICAS ?= 3
 
-.PHONY: build release run test up down status logs check-infra chaos chaos-ci chaos-cluster-ci soak soak-ci bench bench-smoke loadtest clean
+.PHONY: build release run test up down status logs check-infra chaos chaos-ci chaos-cluster-ci soak soak-ci bench bench-smoke loadtest console-test clean
 
 build:
 	swift build
@@ -74,6 +74,10 @@ fuzz:
 # LOADTEST_SECONDS (60); CSV and HTML report in bench/out/locust.
 loadtest:
 	scripts/loadtest.sh
+
+# The console's browser tests (Playwright on Debian's Chromium) against a debug replica in memory.
+console-test: build
+	scripts/console-test.sh .build/debug/skiff
 
 # Every benchmark scenario very briefly, to prove the harness works.
 bench-smoke:

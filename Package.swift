@@ -116,8 +116,11 @@ let package = Package(
                 .embedInCode("Lua/enqueue.lua"),
                 .embedInCode("Lua/expire.lua"),
                 .embedInCode("Lua/held.lua"),
+                .embedInCode("Lua/history.lua"),
+                .embedInCode("Lua/history-record.lua"),
                 .embedInCode("Lua/library.lua"),
                 .embedInCode("Lua/list.lua"),
+                .embedInCode("Lua/lookup.lua"),
                 .embedInCode("Lua/promote.lua"),
                 .embedInCode("Lua/publish.lua"),
                 .embedInCode("Lua/peek.lua"),
@@ -196,8 +199,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Configuration", package: "swift-configuration"),
             ],
-            // Served at /openapi.yaml as is (the repository root links to it).
-            resources: [.embedInCode("Rendering/openapi.yaml")]
+            // Served at /openapi.yaml as is (the repository root links to it), and the console's
+            // files at /ui/ (no bundle to ship beside the binary).
+            resources: [
+                .embedInCode("Rendering/openapi.yaml"),
+                .embedInCode("Console/Assets/index.html"),
+                .embedInCode("Console/Assets/console.js"),
+                .embedInCode("Console/Assets/console.css"),
+            ]
         ),
         // The only target that knows Prometheus: it bootstraps swift-metrics with it and hands the
         // registry to the `/metrics` route.

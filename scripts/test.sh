@@ -247,6 +247,9 @@ unset REDIS_MODE
 log "schemathesis: every operation of openapi.yaml against a live replica on Redis"
 SKIFF_BIN="$PWD/.build/release/skiff" scripts/schemathesis.sh
 
+log "the console in Chromium (Playwright, Tests/Console) against a release replica on Redis"
+CONSOLE_REDIS_URL="$SKIFF_TEST_REDIS_URL" scripts/console-test.sh "$PWD/.build/release/skiff"
+
 log "chaos checker's own tests (hand-made histories for every rule)"
 chaos/run.sh --unit
 

@@ -88,12 +88,27 @@ public protocol QueueBackend: Sendable {
     /// race the others.
     func peek(_ queue: QueueName, limit: Int, maximumBytes: Int) async throws -> [QueueMessage]
 
+    /// The message `id` of `queue`, wherever it is (ready, delayed or in flight), without changing
+    /// anything. For people (the console, `GET /api/{queue}/messages/{id}`): in flight it is found
+    /// at once; ready and delayed ones are searched, through at most
+    /// ``MessageLookup/maximumScanned`` messages.
+    func lookUp(_ id: String, in queue: QueueName) async throws -> MessageLookup
+
+    /// Records `sample` as `queue`'s figures for the current `interval` of the backend's clock,
+    /// unless a sample of that interval is there already (every replica samples every queue; the
+    /// first wins), and forgets the samples older than ``QueueHistorySample/window`` or past
+    /// ``QueueHistorySample/capacity``.
+    func recordHistory(_ sample: QueueHistorySample, of queue: QueueName, interval: Duration) async throws
+
+    /// `queue`'s samples of the last ``QueueHistorySample/window``, oldest first.
+    func history(of queue: QueueName) async throws -> [QueueHistorySample]
+
     /// Deletes every message of the queue (ready, delayed and in flight); settings and totals stay.
     /// - Returns: how many messages were deleted.
     @discardableResult
     func purge(_ queue: QueueName) async throws -> Int
 
-    /// Deletes the queue: its messages, settings, counters and idempotency keys.
+    /// Deletes the queue: its messages, settings, counters, idempotency keys and history.
     /// - Returns: `false` when there was no such queue.
     @discardableResult
     func delete(_ queue: QueueName) async throws -> Bool

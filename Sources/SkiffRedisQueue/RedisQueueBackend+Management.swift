@@ -108,6 +108,55 @@ extension RedisQueueBackend {
         }
     }
 
+    public func lookUp(_ id: String, in queue: QueueName) async throws -> MessageLookup {
+        // An id holds no '|' (it would end the envelope's field); nothing with one can be found.
+        guard !id.isEmpty, !id.contains("|") else { return .notFound(searchedAll: true) }
+        let reply = try await run(
+            RedisQueueScripts.lookUp,
+            on: queue,
+            [.string(id), .integer(Int64(MessageLookup.maximumScanned)), .integer(Int64(MessageLookup.maximumScannedBytes))]
+        )
+        guard let items = reply.array, let state = items.first?.string else { throw QueueError.internalError("lookup script returned \(reply)") }
+        guard let found = MessageState(rawValue: state) else { return .notFound(searchedAll: items.count > 1 && items[1].integer == 1) }
+        guard items.count == 4, let bytes = items[1].bytes, let envelope = RedisEnvelope.parse(bytes) else {
+            throw QueueError.internalError("queue \(queue) holds a malformed message")
+        }
+        let reason = items[2].string.flatMap { $0.isEmpty ? nil : $0 }
+        let history = items[3].string.flatMap { $0.isEmpty ? nil : $0 }
+        return .found(envelope.message(lastError: reason, history: history).0, found)
+    }
+
+    public func recordHistory(_ sample: QueueHistorySample, of queue: QueueName, interval: Duration) async throws {
+        let figures =
+            [Int64(sample.ready), Int64(sample.inFlight), Int64(sample.delayed), Int64(sample.deadLetter)]
+            + [sample.enqueued, sample.delivered, sample.acknowledged]
+        let step = max(interval, QueueHistorySample.minimumInterval)
+        _ = try await run(
+            RedisQueueScripts.recordHistory,
+            on: queue,
+            [.integer(step.milliseconds)] + figures.map { .integer($0) }
+        )
+    }
+
+    public func history(of queue: QueueName) async throws -> [QueueHistorySample] {
+        let reply = try await run(RedisQueueScripts.history, on: queue)
+        guard let items = reply.array else { throw QueueError.internalError("history script returned \(reply)") }
+        return try items.map { item in
+            let fields = (item.string ?? "").split(separator: "|").compactMap { Int64($0) }
+            guard fields.count == 8 else { throw QueueError.internalError("queue \(queue) holds a malformed history sample") }
+            return QueueHistorySample(
+                atMilliseconds: fields[0],
+                ready: Int(fields[1]),
+                inFlight: Int(fields[2]),
+                delayed: Int(fields[3]),
+                deadLetter: Int(fields[4]),
+                enqueued: fields[5],
+                delivered: fields[6],
+                acknowledged: fields[7]
+            )
+        }
+    }
+
     static func counters(_ values: ArraySlice<Int64>) -> QueueCounters {
         var counters = QueueCounters()
         let v = Array(values)

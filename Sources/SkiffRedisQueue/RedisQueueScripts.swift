@@ -32,7 +32,7 @@ enum RedisQueueScripts {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
             purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog,
-            deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries, peek,
+            deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries, peek, lookUp, recordHistory, history,
         ]
     }
 
@@ -90,6 +90,8 @@ enum RedisQueueScripts {
         "delayMs": String(defaults.delayMilliseconds),
         "dedupWindowMs": String(defaults.dedupWindowMilliseconds),
         "counterFields": counterFields.map { "'\($0)'" }.joined(separator: ", "),
+        "historyWindowMs": String(QueueHistorySample.windowMilliseconds),
+        "historyCapacity": String(QueueHistorySample.capacity),
     ]
 
     /// A script file (`Lua/*.lua`, embedded at build time) with its placeholders filled in.
@@ -177,6 +179,20 @@ enum RedisQueueScripts {
     /// ARGV: prefix, queue, limit, byte limit. Reads only: the first ready messages in claim
     /// order, not past retention, as `{envelope, last nack reason or '', history or '', ...}`.
     static let peek = script("peek", PackageResources.peek_lua)
+
+    /// ARGV: prefix, queue, id, envelope budget, byte budget. Reads only: the message with that
+    /// id, as `{state, envelope, last nack reason or '', history or ''}`, or `{'', 1 if the whole
+    /// queue was searched}`.
+    static let lookUp = script("lookup", PackageResources.lookup_lua)
+
+    /// ARGV: prefix, queue, interval ms, ready, inFlight, delayed, deadLetter, enqueued, delivered,
+    /// acknowledged. The queue's sample of the current interval unless it has one; returns 1 if
+    /// recorded.
+    static let recordHistory = script("history-record", drains: false, PackageResources.history_record_lua)
+
+    /// ARGV: prefix, queue. Reads only: the samples of the last hour, oldest first, each
+    /// `<start>|ready|inFlight|delayed|deadLetter|enqueued|delivered|acknowledged`.
+    static let history = script("history", PackageResources.history_lua)
 
     /// ARGV: prefix, queue, '1' to delete the queue too. Deletes every message; with delete, also
     /// settings, counters, idempotency keys and the queue's registration. Returns

@@ -35,6 +35,9 @@ struct AccessPolicyTests {
         let adminRoutes: [(HTTPRequest.Method, String)] = [
             (.get, "/api/q/config"), (.put, "/api/q/config"), (.post, "/api/q/redrive"), (.post, "/api/q/purge"),
             (.delete, "/api/q"), (.get, "/queues"), (.get, "/metrics"), (.get, "/api/q/messages?peek=5"),
+            (.get, "/api/q/messages/01JD3Z5X1V0000000000000000"), (.get, "/api/q/history"),
+            // Only reading the console's files is open.
+            (.post, "/ui/"), (.put, "/ui/console.js"),
             // Unknown routes fail closed: admin.
             (.get, "/api/q/future"), (.patch, "/api/q"), (.get, "/"), (.get, "/nothing/here"), (.post, "/api/q/messages/r1/other"),
         ]
@@ -135,6 +138,12 @@ struct AccessPolicyTests {
         #expect(AccessPolicy.requirement(method: .get, path: "//api//q//", metricsRequireAuth: true) == .key(anyOf: [.receive], queue: "q"))
         #expect(AccessPolicy.requirement(method: .get, path: "/queues", metricsRequireAuth: true) == .key(anyOf: [.admin], queue: nil))
         #expect(AccessPolicy.requirement(method: .get, path: "/health", metricsRequireAuth: true) == .open)
+        // The console's files hold no data; its API calls carry the key.
+        for path in ["/ui", "/ui/", "/ui/console.js", "/ui/anything"] {
+            #expect(AccessPolicy.requirement(method: .get, path: path, metricsRequireAuth: true) == .open, "\(path)")
+            #expect(AccessPolicy.requirement(method: .head, path: path, metricsRequireAuth: true) == .open, "\(path)")
+        }
+        #expect(AccessPolicy.requirement(method: .get, path: "/uix", metricsRequireAuth: true) == .key(anyOf: [.admin], queue: nil))
     }
 
     @Test func constantTimeEqualsComparesWholeStrings() {

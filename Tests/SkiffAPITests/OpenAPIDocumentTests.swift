@@ -41,10 +41,14 @@ import Testing
             for route in routes {
                 let pattern = route.pattern
                 let concrete = pattern.replacing(":queue", with: "openapi-check").replacing(":receipt", with: "01M9174ZM6A7ZJ6PJYM5RXWP14.1")
+                    .replacing(":asset", with: "console.js")
                 let response = try await client.execute(
                     uri: concrete + (route.method == .get && pattern.hasPrefix("/api/") ? "?timeout=0" : ""), method: route.method)
                 if response.status != .methodNotAllowed {
-                    served.insert("\(route.method.rawValue) " + pattern.replacing(":queue", with: "{queue}").replacing(":receipt", with: "{receipt}"))
+                    served.insert(
+                        "\(route.method.rawValue) "
+                            + pattern.replacing(":queue", with: "{queue}").replacing(":receipt", with: "{receipt}").replacing(":asset", with: "{asset}")
+                    )
                 }
             }
             return served

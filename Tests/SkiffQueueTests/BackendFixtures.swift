@@ -47,13 +47,16 @@ final class BackendFixture: Sendable {
     ///   - redisURL: a Redis of the test's own instead of the shared one (Redis kinds).
     ///   - sweepInterval: how often the Redis replicas' maintenance runs (at most a quarter of the
     ///     lease).
+    ///   - keyPrefix: Redis keys of the test's own, out of sight of the replicas other tests run
+    ///     (which sample every queue they see, for instance).
     static func make(
         _ kind: BackendKind,
         replicas count: Int = 1,
         claimLease: Duration = .seconds(30),
         backgroundMaintenance: Bool = true,
         redisURL: String? = nil,
-        sweepInterval: Duration = .seconds(1)
+        sweepInterval: Duration = .seconds(1),
+        keyPrefix: String = "skiff"
     ) async throws -> BackendFixture {
         let logger = Logger(label: "test")
         let group = MultiThreadedEventLoopGroup.singleton
@@ -77,7 +80,7 @@ final class BackendFixture: Sendable {
                 let client = RedisClient(configuration: configuration, eventLoopGroup: group, logger: logger)
                 let backend = RedisQueueBackend(
                     client: client,
-                    configuration: RedisQueueConfiguration(claimLease: claimLease, sweepInterval: sweepInterval),
+                    configuration: RedisQueueConfiguration(keyPrefix: keyPrefix, claimLease: claimLease, sweepInterval: sweepInterval),
                     eventLoop: group.next(),
                     logger: logger
                 )

@@ -874,7 +874,7 @@ extension DeliveryContractTests {
 }
 
 extension ClaimingBackend {
-    fileprivate func send(_ text: String, to queue: QueueName, options: SendOptions) async throws -> SentMessage {
+    func send(_ text: String, to queue: QueueName, options: SendOptions) async throws -> SentMessage {
         try await send(ByteBuffer(string: text), to: queue, options: options)
     }
 

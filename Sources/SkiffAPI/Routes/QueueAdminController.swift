@@ -2,19 +2,25 @@ import HTTPTypes
 public import Hummingbird
 import NIOCore
 public import SkiffQueue
+import SkiffSupport
 
 /// Queue management routes, over any ``QueueBackend``.
 ///
 /// - `GET`/`PUT /api/{queue}/config`: the queue's settings as JSON (camelCase, milliseconds).
 /// - `POST /api/{queue}/redrive?max=n&rate=per-second`: dead letters back into the queue.
 /// - `GET /api/{queue}/messages?peek=n`: the first n ready messages, changing nothing.
+/// - `GET /api/{queue}/messages/{id}`: one message by id, wherever it is, changing nothing.
+/// - `GET /api/{queue}/history`: the queue's figures over the last hour (the console's charts).
 /// - `GET /api/{queue}/stats`, `POST /api/{queue}/purge`, `DELETE /api/{queue}`, `GET /queues`.
 public struct QueueAdminController<Backend: QueueBackend>: Sendable {
     public typealias Context = SkiffRequestContext
     let backend: Backend
+    /// The step of the queues' histories (`QUEUE_HISTORY_INTERVAL_MS`), told to their readers.
+    let historyInterval: Duration
 
-    public init(backend: Backend) {
+    public init(backend: Backend, historyInterval: Duration = .seconds(30)) {
         self.backend = backend
+        self.historyInterval = historyInterval
     }
 
     public func addRoutes(to router: Router<Context>) {
@@ -25,6 +31,9 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         router.addMethodNotAllowed(path: "/api/:queue/redrive", allowed: [.post])
         router.get("/api/:queue/messages", use: peek)
         router.addMethodNotAllowed(path: "/api/:queue/messages", allowed: [.get])
+        router.get("/api/:queue/messages/:receipt", use: lookUp)
+        router.get("/api/:queue/history", use: history)
+        router.addMethodNotAllowed(path: "/api/:queue/history", allowed: [.get])
         router.get("/api/:queue/stats", use: stats)
         router.addMethodNotAllowed(path: "/api/:queue/stats", allowed: [.get])
         router.post("/api/:queue/purge", use: purge)
@@ -129,30 +138,86 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         var body = ByteBufferAllocator().buffer(capacity: 64 + bytes + 256 * messages.count)
         body.writeString(#"{"queue":"# + JSONText.quoted(queue.rawValue) + #","messages":["#)
         for (index, message) in messages.enumerated() {
-            var head = index == 0 ? "{" : ",{"
-            head +=
-                #""id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
-                + JSONText.quoted(JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds)) + #","receiveCount":"#
-                + String(message.receiveCount) + #","priority":"# + String(message.priority)
-            if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
-            if let history = message.deadLetter {
-                head +=
-                    #","deadLetter":{"sourceQueue":"# + JSONText.quoted(history.sourceQueue.rawValue) + #","receiveCount":"#
-                    + String(history.receiveCount) + #","firstReceivedAt":"#
-                    + JSONText.quoted(JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)) + #","lastReceivedAt":"#
-                    + JSONText.quoted(JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds))
-                    + (history.lastError.map { #","lastError":"# + JSONText.quoted($0) } ?? "") + "}"
-            }
-            if let unreadable = message.unreadableBody {
-                body.writeString(head + #","body":null,"unreadable":"# + JSONText.quoted(unreadable) + "}")
-                continue
-            }
-            body.writeString(head + #","body":"#)
-            body.writeImmutableBuffer(message.body)
-            body.writeStaticString("}")
+            if index > 0 { body.writeStaticString(",") }
+            Self.write(message, to: &body)
         }
         body.writeStaticString("]}")
         return QueueController<Backend>.json(status: .ok, body)
+    }
+
+    /// One message as a peek or a lookup shows it: `{"id", "enqueuedAt", "receiveCount",
+    /// "priority"[, "lastError"][, "deadLetter"][, "state"], "body"}`, the body as posted (or
+    /// `null` with `unreadable`).
+    static func write(_ message: QueueMessage, state: MessageState? = nil, to body: inout ByteBuffer) {
+        var head =
+            #"{"id":"# + JSONText.quoted(message.id) + #","enqueuedAt":"#
+            + JSONText.quoted(JSONText.timestamp(milliseconds: message.enqueuedAtMilliseconds)) + #","receiveCount":"#
+            + String(message.receiveCount) + #","priority":"# + String(message.priority)
+        if let state { head += #","state":"# + JSONText.quoted(state.rawValue) }
+        if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
+        if let history = message.deadLetter {
+            head +=
+                #","deadLetter":{"sourceQueue":"# + JSONText.quoted(history.sourceQueue.rawValue) + #","receiveCount":"#
+                + String(history.receiveCount) + #","firstReceivedAt":"#
+                + JSONText.quoted(JSONText.timestamp(milliseconds: history.firstReceivedAtMilliseconds)) + #","lastReceivedAt":"#
+                + JSONText.quoted(JSONText.timestamp(milliseconds: history.lastReceivedAtMilliseconds))
+                + (history.lastError.map { #","lastError":"# + JSONText.quoted($0) } ?? "") + "}"
+        }
+        if let unreadable = message.unreadableBody {
+            body.writeString(head + #","body":null,"unreadable":"# + JSONText.quoted(unreadable) + "}")
+            return
+        }
+        body.writeString(head + #","body":"#)
+        body.writeImmutableBuffer(message.body)
+        body.writeStaticString("}")
+    }
+
+    /// `GET /api/{queue}/messages/{id}`: the message with that id, wherever it is in the queue, as
+    /// a peek shows it plus its `state` (`ready`, `delayed`, `inFlight`). Nothing changes. In
+    /// flight it is found at once; ready and delayed messages are searched through at most
+    /// ``MessageLookup/maximumScanned`` (a Redis script has no index by id), and the 404 says when
+    /// that bound stopped the search.
+    @Sendable func lookUp(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        let id = context.parameters.get("receipt") ?? ""
+        switch try await backend.lookUp(id, in: queue) {
+        case .found(let message, let state):
+            var body = ByteBufferAllocator().buffer(capacity: 256 + message.body.readableBytes)
+            Self.write(message, state: state, to: &body)
+            return QueueController<Backend>.json(status: .ok, body)
+        case .notFound(let searchedAll):
+            guard searchedAll else {
+                throw APIError(
+                    .notFound,
+                    "no message \(id) in flight in \(queue) nor among its first \(MessageLookup.maximumScanned) delayed and ready messages (the search stops there)"
+                )
+            }
+            throw APIError(.notFound, "no message \(id) in \(queue)")
+        }
+    }
+
+    /// `GET /api/{queue}/history`: the queue's samples of the last hour, oldest first, one per
+    /// `intervalMs` at most (fewer when replicas were down, or the queue is younger):
+    /// `{"queue", "intervalMs", "samples": [{"at", "ready", "inFlight", "delayed", "deadLetter",
+    /// "enqueued", "delivered", "acked"}]}`, `at` in Unix milliseconds, the last three running
+    /// totals (rates are their differences). `deadLetter` is `null` for a key that may not see
+    /// the dead-letter queue, as in the stats.
+    @Sendable func history(request: Request, context: Context) async throws -> Response {
+        let queue = try QueueController<Backend>.queueName(context)
+        let samples = try await backend.history(of: queue)
+        var showsDeadLetters = true
+        if let grant = context.accessGrant, grant.queuePrefix != nil {
+            showsDeadLetters = grant.permits(queue: try await backend.settings(of: queue).deadLetterQueue(of: queue).rawValue)
+        }
+        var json = #"{"queue":"# + JSONText.quoted(queue.rawValue) + #","intervalMs":"# + String(historyInterval.milliseconds) + #","samples":["#
+        for (index, sample) in samples.enumerated() {
+            json +=
+                (index == 0 ? "" : ",") + #"{"at":"# + String(sample.atMilliseconds) + #","ready":"# + String(sample.ready) + #","inFlight":"#
+                + String(sample.inFlight) + #","delayed":"# + String(sample.delayed) + #","deadLetter":"#
+                + (showsDeadLetters ? String(sample.deadLetter) : "null") + #","enqueued":"# + String(sample.enqueued) + #","delivered":"#
+                + String(sample.delivered) + #","acked":"# + String(sample.acknowledged) + "}"
+        }
+        return QueueController<Backend>.json(status: .ok, json + "]}")
     }
 
     // MARK: Stats and management

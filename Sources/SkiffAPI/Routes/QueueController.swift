@@ -65,7 +65,8 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         router.post("/api/:queue/ack", use: acknowledgeBatch)
         router.addMethodNotAllowed(path: "/api/:queue/ack", allowed: [.post])
         router.delete("/api/:queue/messages/:receipt", use: acknowledge)
-        router.addMethodNotAllowed(path: "/api/:queue/messages/:receipt", allowed: [.delete])
+        // GET is the lookup by id (QueueAdminController).
+        router.addMethodNotAllowed(path: "/api/:queue/messages/:receipt", allowed: [.get, .delete])
         router.post("/api/:queue/messages/:receipt/nack", use: reject)
         router.addMethodNotAllowed(path: "/api/:queue/messages/:receipt/nack", allowed: [.post])
         router.post("/api/:queue/messages/:receipt/visibility", use: changeVisibility)

@@ -155,8 +155,14 @@ public func buildApplication<Backend: QueueBackend>(
             PushDelivery(backend: backend, store: topics.store, configuration: configuration.push, logger: logger, metricsFactory: metricsFactory)
         )
     }
+    // The per-queue gauges and each queue's history (the console's charts), from one stats read.
+    let historyInterval = configuration.queueHistoryInterval
+    services.append(
+        QueueGaugeRefresher(metrics: metrics, interval: min(.seconds(15), historyInterval), logger: logger) {
+            try await QueueGaugeRefresher.snapshots(of: backend, historyInterval: historyInterval, logger: logger)
+        }
+    )
     if let metricsExposition {
-        services.append(QueueGaugeRefresher(metrics: metrics, logger: logger) { try await QueueGaugeRefresher.snapshots(of: backend) })
         if let port = configuration.metricsPort {
             services.append(makeMetricsListener(port: port, exposition: metricsExposition, logger: logger))
         }
@@ -253,7 +259,8 @@ func makeRouter<Backend: QueueBackend>(
         router.add(middleware: RateLimitMiddleware(limiter: limiter, metricsRequireAuth: configuration.metricsRequireAuth))
     }
     QueueController<Backend>(backend: backend, settings: configuration.api, metrics: metrics, settlements: settlements).addRoutes(to: router)
-    QueueAdminController<Backend>(backend: backend).addRoutes(to: router)
+    QueueAdminController<Backend>(backend: backend, historyInterval: configuration.queueHistoryInterval).addRoutes(to: router)
+    ConsoleController().addRoutes(to: router)
     let streams =
         streams
         ?? StreamEndpoint(

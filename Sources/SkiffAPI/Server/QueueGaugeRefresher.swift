@@ -5,8 +5,9 @@ public import SkiffQueue
 /// Refreshes the per-queue gauges of ``SkiffMetrics`` on an interval, so a scrape costs nothing
 /// and a burst of scrapes cannot load Redis.
 ///
-/// `buildApplication` adds one to the application's services with ``snapshots(of:limit:)``: one
-/// script listing the queues, then one O(1) stats script per queue (the first 1000 by name).
+/// `buildApplication` adds one to the application's services with ``snapshots(of:limit:historyInterval:logger:)``:
+/// one script listing the queues, then one O(1) stats script per queue (the first 1000 by name),
+/// and one more that records those figures in the queue's history if its interval has none yet.
 /// Every replica exports the same queue-wide values, so dashboards aggregate them with `max`, not
 /// `sum`. A queue that disappears from the snapshot is set to 0 rather than left at its last value.
 public struct QueueGaugeRefresher: Service {
@@ -30,9 +31,10 @@ public struct QueueGaugeRefresher: Service {
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var previous: Set<String> = []
-            while !Task.isCancelled {
+            // An interval after the start, not at once: a replica that starts serves first, and a
+            // test's short-lived replica never reads every queue under its prefix.
+            while (try? await Task.sleep(for: interval)) != nil, !Task.isCancelled {
                 previous = await refresh(previous: previous)
-                try? await Task.sleep(for: interval)
             }
         }
     }
@@ -52,18 +54,41 @@ public struct QueueGaugeRefresher: Service {
             metrics.recordQueueGauges(snapshots)
             return current
         } catch {
-            logger.warning("could not refresh the queue gauges", metadata: ["error": "\(error)"])
+            // Cancelled: the replica is stopping, nothing went wrong.
+            if !(error is CancellationError) {
+                logger.warning("could not refresh the queue gauges", metadata: ["error": "\(error)"])
+            }
             return previous
         }
     }
 }
 
 extension QueueGaugeRefresher {
-    /// The gauges and totals of the first `limit` queues of `backend`, by name.
-    public static func snapshots(of backend: some QueueBackend, limit: Int = 1000) async throws -> [QueueGaugeSnapshot] {
+    /// The gauges and totals of the first `limit` queues of `backend`, by name; with
+    /// `historyInterval`, each queue's figures are also recorded in its history
+    /// (``QueueBackend/recordHistory(_:of:interval:)``), so the first `limit` queues have one.
+    public static func snapshots(
+        of backend: some QueueBackend,
+        limit: Int = 1000,
+        historyInterval: Duration? = nil,
+        logger: Logger? = nil
+    ) async throws -> [QueueGaugeSnapshot] {
         var snapshots: [QueueGaugeSnapshot] = []
+        var historyFailure: (any Error)?
+        defer {
+            if let historyFailure, !(historyFailure is CancellationError) {
+                logger?.warning("could not record the queues' history", metadata: ["error": "\(historyFailure)"])
+            }
+        }
         for summary in try await backend.queues().prefix(limit) {
             let stats = try await backend.stats(of: summary.name)
+            if let historyInterval {
+                do {
+                    try await backend.recordHistory(QueueHistorySample(stats), of: summary.name, interval: historyInterval)
+                } catch {
+                    historyFailure = error
+                }
+            }
             snapshots.append(
                 QueueGaugeSnapshot(
                     queue: summary.name.rawValue,

@@ -105,6 +105,8 @@ public enum Settings {
     public static let maxStreams = Setting("maxStreams", default: "10000", "open WebSocket streams per replica (503 past it)")
     public static let streamPingInterval = Setting(
         "streamPingIntervalMs", default: "15000", "a stream is pinged this often and closed when a ping goes unanswered, ms")
+    public static let queueHistoryInterval = Setting(
+        "queueHistoryIntervalMs", default: "30000", "each queue's history (the console's charts) keeps one sample per interval for an hour, ms")
     public static let pushEnabled = Setting(
         "push.enabled", default: "true", "this replica delivers push subscriptions (on Cloud Run, keep CPU allocated: docs/deploy.md)")
     public static let pushAllowedNetworks = Setting(
@@ -152,7 +154,7 @@ public enum Settings {
         host, port, redisURL, redisHost, redisPort, redisPassword, redisAuth, gceMetadataHost, redisUsername, redisTLS, redisTLSCAFile, redisTLSServerName,
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
-        streamPingInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
+        streamPingInterval, queueHistoryInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
         payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, metricsPort, rateLimitPerSecond, rateLimitBurst,
         settingsFile,

@@ -56,6 +56,10 @@ public struct SkiffConfiguration: Sendable {
     public var maximumStreams: Int = 10_000
     /// How often a stream is pinged; a ping unanswered by the next one closes it (`STREAM_PING_INTERVAL_MS`).
     public var streamPingInterval: Duration = .seconds(15)
+    /// The step of each queue's history (`QUEUE_HISTORY_INTERVAL_MS`): every replica samples every
+    /// queue this often (the per-queue gauges at least every 15 s), the first sample of an interval
+    /// is kept, for an hour (``QueueHistorySample``).
+    public var queueHistoryInterval: Duration = .seconds(30)
     /// Push delivery on this replica (`PUSH_ENABLED`, `PUSH_ALLOWED_NETWORKS`).
     public var push = PushConfiguration()
     /// The payload store for large bodies (`PAYLOADS_STORE`); `nil`: none, and a body over
@@ -113,6 +117,7 @@ public struct SkiffConfiguration: Sendable {
         if let timeout = try settings.integer(Settings.idleTimeout, in: 1_000...86_400_000) { idleTimeout = .milliseconds(timeout) }
         if let streams = try settings.integer(Settings.maxStreams, in: 1...1_000_000) { maximumStreams = streams }
         if let interval = try settings.integer(Settings.streamPingInterval, in: 100...3_600_000) { streamPingInterval = .milliseconds(interval) }
+        if let interval = try settings.integer(Settings.queueHistoryInterval, in: 1_000...600_000) { queueHistoryInterval = .milliseconds(interval) }
         if let enabled = try settings.boolean(Settings.pushEnabled) { push.enabled = enabled }
         if let networks = settings.text(Settings.pushAllowedNetworks) {
             switch IPNetwork.list(networks) {

@@ -132,26 +132,21 @@ public final class DeliveryLease: Sendable {
         await Task { await releaseNow(deliveries, backend: backend, logger: logger) }.value
     }
 
-    /// One release per queue (a lease's deliveries are of one queue but for a partitioned
-    /// queue's), in order.
+    /// One release of them all: a backend releases each queue's together (a lease's deliveries
+    /// are of one queue but for a partitioned queue's) and tries every queue even when one fails.
     private static func releaseNow(_ deliveries: [Delivery], backend: any ClaimingBackend, logger: Logger) async {
-        var start = deliveries.startIndex
-        while start < deliveries.endIndex {
-            let queue = deliveries[start].queue
-            let end = deliveries[start...].firstIndex { $0.queue != queue } ?? deliveries.endIndex
-            let run = Array(deliveries[start..<end])
-            start = end
-            do {
-                try await backend.release(run)
-                logger.debug(
-                    "returned undelivered messages to the head of their queue",
-                    metadata: ["queue.name": "\(queue)", "message.count": "\(run.count)"])
-            } catch {
-                logger.error(
-                    "could not return undelivered messages; they come back when their lease expires",
-                    metadata: ["queue.name": "\(queue)", "message.ids": "\(run.map(\.message.id))", "error": "\(error)"]
-                )
-            }
+        guard !deliveries.isEmpty else { return }
+        let queues = Set(deliveries.map(\.queue.rawValue)).sorted().joined(separator: ",")
+        do {
+            try await backend.release(deliveries)
+            logger.debug(
+                "returned undelivered messages to the head of their queue",
+                metadata: ["queue.name": "\(queues)", "message.count": "\(deliveries.count)"])
+        } catch {
+            logger.error(
+                "could not return undelivered messages; they come back when their lease expires",
+                metadata: ["queue.name": "\(queues)", "message.ids": "\(deliveries.map(\.message.id))", "error": "\(error)"]
+            )
         }
     }
 

@@ -385,6 +385,42 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
         }
     }
 
+    public func lookUp(_ id: String, in queue: QueueName) async throws -> MessageLookup {
+        state.withLock { state in
+            guard let queueState = state.queues[queue] else { return .notFound(searchedAll: true) }
+            if let claim = queueState.inFlight[id] { return .found(claim.message.snapshot, .inFlight) }
+            for priority in queueState.ready.indices.reversed() {
+                if let message = queueState.ready[priority].first(where: { $0.id == id }) { return .found(message.snapshot, .ready) }
+            }
+            if let delayed = queueState.delayed.first(where: { $0.message.id == id }) { return .found(delayed.message.snapshot, .delayed) }
+            return .notFound(searchedAll: true)
+        }
+    }
+
+    public func recordHistory(_ sample: QueueHistorySample, of queue: QueueName, interval: Duration) async throws {
+        let now = wallClock()
+        var sample = sample
+        sample.atMilliseconds = QueueHistorySample.intervalStart(of: now, interval: interval)
+        state.withLock { state in
+            var samples = state.histories.removeValue(forKey: queue) ?? CircularBuffer()
+            if let last = samples.last, last.atMilliseconds >= sample.atMilliseconds {
+                state.histories[queue] = samples
+                return
+            }
+            samples.append(sample)
+            let oldest = now - QueueHistorySample.window.milliseconds
+            while let first = samples.first, first.atMilliseconds <= oldest || samples.count > QueueHistorySample.capacity {
+                samples.removeFirst()
+            }
+            state.histories[queue] = samples
+        }
+    }
+
+    public func history(of queue: QueueName) async throws -> [QueueHistorySample] {
+        let oldest = wallClock() - QueueHistorySample.window.milliseconds
+        return state.withLock { state in (state.histories[queue] ?? []).filter { $0.atMilliseconds > oldest } }
+    }
+
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int {
         state.withLock { state in
@@ -402,7 +438,10 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
 
     @discardableResult
     public func delete(_ queue: QueueName) async throws -> Bool {
-        state.withLock { $0.queues.removeValue(forKey: queue) != nil }
+        state.withLock { state in
+            state.histories[queue] = nil
+            return state.queues.removeValue(forKey: queue) != nil
+        }
     }
 
     public func health() async -> BackendHealth {

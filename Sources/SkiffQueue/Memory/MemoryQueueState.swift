@@ -257,6 +257,8 @@ extension MemoryQueueBackend {
 
     struct State {
         var queues: [QueueName: QueueState] = [:]
+        /// Each queue's samples, oldest first (``QueueBackend/recordHistory(_:of:interval:)``).
+        var histories: [QueueName: CircularBuffer<QueueHistorySample>] = [:]
         var topics: [TopicName: TopicState] = [:]
         /// Every topic's version comes from here (``TopicSubscriptions/version``).
         var topicVersionClock: Int64 = 0

@@ -357,6 +357,26 @@ public final class PartitionedQueues: QueueBackend {
         return peeked
     }
 
+    /// Every partition is searched (an id does not say which holds it).
+    public func lookUp(_ id: String, in queue: QueueName) async throws -> MessageLookup {
+        let inner = self.inner
+        var searchedAll = true
+        for lookup in try await eachPartition(of: queue, { try await inner.lookUp(id, in: $0) }) {
+            switch lookup {
+            case .found: return lookup
+            case .notFound(let all): searchedAll = searchedAll && all
+            }
+        }
+        return .notFound(searchedAll: searchedAll)
+    }
+
+    /// A partitioned queue's history is kept under its name (partition 0), of its summed figures.
+    public func recordHistory(_ sample: QueueHistorySample, of queue: QueueName, interval: Duration) async throws {
+        try await inner.recordHistory(sample, of: queue, interval: interval)
+    }
+
+    public func history(of queue: QueueName) async throws -> [QueueHistorySample] { try await inner.history(of: queue) }
+
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int {
         let inner = self.inner

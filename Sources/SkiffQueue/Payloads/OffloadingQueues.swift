@@ -408,6 +408,23 @@ public final class OffloadingQueues: QueueBackend {
         return peeked
     }
 
+    /// An offloaded body is read back as a peek reads it: unreadable, it is `unreadableBody`.
+    public func lookUp(_ id: String, in queue: QueueName) async throws -> MessageLookup {
+        let lookup = try await inner.lookUp(id, in: queue)
+        guard case .found(let message, let state) = lookup, let pointer = PayloadPointer.decode(message.body) else { return lookup }
+        do {
+            return .found(message.replacingBody(try await read(pointer, of: message.id)), state)
+        } catch let error as QueueError where error.kind == .payloadUnreadable {
+            return .found(message.replacingBody(ByteBuffer(), unreadable: error.message), state)
+        }
+    }
+
+    public func recordHistory(_ sample: QueueHistorySample, of queue: QueueName, interval: Duration) async throws {
+        try await inner.recordHistory(sample, of: queue, interval: interval)
+    }
+
+    public func history(of queue: QueueName) async throws -> [QueueHistorySample] { try await inner.history(of: queue) }
+
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int { try await inner.purge(queue) }
 
