@@ -8,6 +8,9 @@ import SkiffSupport
 public struct QueueHistorySample: Sendable, Equatable {
     /// Start of the sample's interval, Unix milliseconds by the backend's clock (Redis `TIME`).
     public var atMilliseconds: Int64
+    /// When it was recorded, by the same clock: somewhere in its interval (when the replica that
+    /// recorded it sampled), so rates divide by the time between these, not between the starts.
+    public var measuredAtMilliseconds: Int64
     public var ready: Int
     public var inFlight: Int
     public var delayed: Int
@@ -21,13 +24,15 @@ public struct QueueHistorySample: Sendable, Equatable {
     /// How far back a history reaches.
     public static let window: Duration = .seconds(3600)
     public static var windowMilliseconds: Int64 { window.milliseconds }
-    /// Samples a queue's history holds at most, whatever the interval (an hour of 5-second ones).
+    /// Samples a queue's history holds at most, whatever the interval: an hour of 5-second ones,
+    /// less than an hour at shorter intervals.
     public static let capacity = 720
     /// The shortest interval a backend samples at.
     public static let minimumInterval: Duration = .milliseconds(100)
 
     public init(
         atMilliseconds: Int64 = 0,
+        measuredAtMilliseconds: Int64 = 0,
         ready: Int = 0,
         inFlight: Int = 0,
         delayed: Int = 0,
@@ -37,6 +42,7 @@ public struct QueueHistorySample: Sendable, Equatable {
         acknowledged: Int64 = 0
     ) {
         self.atMilliseconds = atMilliseconds
+        self.measuredAtMilliseconds = measuredAtMilliseconds
         self.ready = ready
         self.inFlight = inFlight
         self.delayed = delayed

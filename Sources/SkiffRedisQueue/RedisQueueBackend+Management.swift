@@ -143,16 +143,17 @@ extension RedisQueueBackend {
         guard let items = reply.array else { throw QueueError.internalError("history script returned \(reply)") }
         return try items.map { item in
             let fields = (item.string ?? "").split(separator: "|").compactMap { Int64($0) }
-            guard fields.count == 8 else { throw QueueError.internalError("queue \(queue) holds a malformed history sample") }
+            guard fields.count == 9 else { throw QueueError.internalError("queue \(queue) holds a malformed history sample") }
             return QueueHistorySample(
                 atMilliseconds: fields[0],
-                ready: Int(fields[1]),
-                inFlight: Int(fields[2]),
-                delayed: Int(fields[3]),
-                deadLetter: Int(fields[4]),
-                enqueued: fields[5],
-                delivered: fields[6],
-                acknowledged: fields[7]
+                measuredAtMilliseconds: fields[1],
+                ready: Int(fields[2]),
+                inFlight: Int(fields[3]),
+                delayed: Int(fields[4]),
+                deadLetter: Int(fields[5]),
+                enqueued: fields[6],
+                delivered: fields[7],
+                acknowledged: fields[8]
             )
         }
     }

@@ -186,12 +186,12 @@ enum RedisQueueScripts {
     static let lookUp = script("lookup", PackageResources.lookup_lua)
 
     /// ARGV: prefix, queue, interval ms, ready, inFlight, delayed, deadLetter, enqueued, delivered,
-    /// acknowledged. The queue's sample of the current interval unless it has one; returns 1 if
-    /// recorded.
+    /// acknowledged. The queue's sample of the current interval unless it has one or the queue is
+    /// gone; returns 1 if recorded.
     static let recordHistory = script("history-record", drains: false, PackageResources.history_record_lua)
 
     /// ARGV: prefix, queue. Reads only: the samples of the last hour, oldest first, each
-    /// `<start>|ready|inFlight|delayed|deadLetter|enqueued|delivered|acknowledged`.
+    /// `<start>|<recorded at>|ready|inFlight|delayed|deadLetter|enqueued|delivered|acknowledged`.
     static let history = script("history", PackageResources.history_lua)
 
     /// ARGV: prefix, queue, '1' to delete the queue too. Deletes every message; with delete, also

@@ -396,6 +396,31 @@ def test_lookup_by_id(session, names):
     expect(find.get_by_role("alert")).to_have_text(answer["error"])
     expect(card).to_have_count(0)
 
+    # Not ids: never sent. `..` in particular would be resolved away by the browser, turning
+    # /api/q/messages/.. into GET /api/q/, a receive that deletes the message it hands out.
+    requests = []
+    page.on("request", lambda r: requests.append(urllib.parse.urlparse(r.url).path))
+    for typed in ("..", ".", "%2e%2e", "not an id"):
+        find.get_by_label("Message id").fill(typed)
+        find.get_by_role("button", name="Find").click()
+        expect(find.get_by_role("alert")).to_contain_text("is not a message id")
+    page.wait_for_timeout(500)
+    assert not [path for path in requests if path.startswith(f"/api/{queue}/messages") or path.rstrip("/") == f"/api/{queue}"], requests
+    assert stats(queue)["ready"] == 2 and stats(queue)["totals"]["delivered"] == 0
+
+
+def test_a_topic_link_that_is_not_a_name_calls_nothing(session):
+    page, log = session
+    sign_in(page, log, "#/topics")
+    requests = []
+    page.on("request", lambda r: requests.append(urllib.parse.urlparse(r.url).path))
+    page.goto(f"{BASE}/ui/#/topics/..")
+    expect(page.locator("main h1")).to_be_visible()
+    expect(page.locator("main")).to_contain_text("is not a topic name")
+    page.wait_for_timeout(2500)  # a poll round: nothing may reach /api/subscriptions or any topic
+    assert not [path for path in requests if path.startswith("/api/") and not path.startswith("/api/topics")], requests
+    assert not [path for path in requests if path.startswith("/api/topics/")], requests
+
 
 def test_settings_edit_saves_and_shows_the_servers_refusal(session, names):
     page, log = session

@@ -139,11 +139,13 @@ struct AccessPolicyTests {
         #expect(AccessPolicy.requirement(method: .get, path: "/queues", metricsRequireAuth: true) == .key(anyOf: [.admin], queue: nil))
         #expect(AccessPolicy.requirement(method: .get, path: "/health", metricsRequireAuth: true) == .open)
         // The console's files hold no data; its API calls carry the key.
-        for path in ["/ui", "/ui/", "/ui/console.js", "/ui/anything"] {
+        for path in ["/ui", "/ui/", "/ui/console.js", "/ui/console.css"] {
             #expect(AccessPolicy.requirement(method: .get, path: path, metricsRequireAuth: true) == .open, "\(path)")
             #expect(AccessPolicy.requirement(method: .head, path: path, metricsRequireAuth: true) == .open, "\(path)")
         }
-        #expect(AccessPolicy.requirement(method: .get, path: "/uix", metricsRequireAuth: true) == .key(anyOf: [.admin], queue: nil))
+        for path in ["/uix", "/ui/anything", "/ui/console.js/more", "/ui/../queues"] {
+            #expect(AccessPolicy.requirement(method: .get, path: path, metricsRequireAuth: true) == .key(anyOf: [.admin], queue: nil), "\(path)")
+        }
     }
 
     @Test func constantTimeEqualsComparesWholeStrings() {

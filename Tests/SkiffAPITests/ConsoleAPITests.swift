@@ -35,7 +35,9 @@ struct ConsoleAPITests {
                 #expect(again.status == .notModified, "\(path)")
                 #expect(again.body.readableBytes == 0)
             }
-            let missing = try await client.execute(uri: "/ui/secrets.txt", method: .get)
+            // Only the console's own files are open; another path under /ui needs a key like any.
+            #expect(try await client.execute(uri: "/ui/secrets.txt", method: .get).status == .unauthorized)
+            let missing = try await client.execute(uri: "/ui/secrets.txt", method: .get, headers: TestKeys.bearer(TestKeys.admin))
             #expect(missing.status == .notFound)
             #expect(missing.text.hasPrefix(#"{"error":"#))
             let written = try await client.execute(uri: "/ui/console.js", method: .put, body: ByteBuffer(string: "x"))

@@ -52,6 +52,39 @@ struct QueueHistoryAndLookupTests {
         try await backend.delete(queue)
     }
 
+    /// A lookup reads at most `maximumScanned` ready and delayed messages (a Redis script has no
+    /// index by id; the memory backend holds its lock no longer), and says so when the message
+    /// may be further back; in flight, a message is found wherever it was.
+    @Test(arguments: BackendKind.available)
+    func aLookupPastItsBoundSaysTheSearchStopped(kind: BackendKind) async throws {
+        let fixture = try await BackendFixture.make(kind)
+        defer { fixture.close() }
+        let (backend, queue) = (fixture.backend, uniqueQueue("lookup-bound"))
+        let head = try await backend.send("0", to: queue)
+        for _ in 0..<(MessageLookup.maximumScanned / 1000) {
+            _ = try await backend.send(Array(repeating: ByteBuffer(string: "1"), count: 1000), to: queue, options: SendOptions())
+        }
+        let tail = try await backend.send("2", to: queue)
+        for id in [tail.id, "01JD3Z5X1V0000000000000000"] {
+            guard case .notFound(let searchedAll) = try await backend.lookUp(id, in: queue) else {
+                Issue.record("found \(id) past the bound")
+                continue
+            }
+            #expect(!searchedAll)
+        }
+        guard case .found(_, .ready) = try await backend.lookUp(head.id, in: queue) else {
+            Issue.record("the head was not found ready")
+            return
+        }
+        let claimed = try #require(try await backend.receiveAcknowledged(from: queue).first)
+        #expect(claimed.message.id == head.id)
+        guard case .found(_, .inFlight) = try await backend.lookUp(head.id, in: queue) else {
+            Issue.record("an in-flight message was not found by its id")
+            return
+        }
+        try await backend.delete(queue)
+    }
+
     /// Every replica records a sample per interval; the first one of an interval is kept, the
     /// others are dropped, and a later interval adds one after it. A deleted queue has no history.
     /// (Keys of its own: the replicas of other tests sample every queue they see.)
@@ -71,6 +104,8 @@ struct QueueHistoryAndLookupTests {
         #expect(kept.count == 1)
         #expect(kept.first?.ready == 1 && kept.first?.enqueued == 1)
         #expect(kept.first.map { $0.atMilliseconds % 3_600_000 } == 0)
+        // Recorded at a moment in its interval, by the backend's clock.
+        #expect(kept.first.map { $0.measuredAtMilliseconds >= $0.atMilliseconds && $0.measuredAtMilliseconds < $0.atMilliseconds + 3_600_000 } == true)
 
         // A short interval starts later than the hour's, so it comes after it.
         try await other.recordHistory(QueueHistorySample(ready: 2, enqueued: 5), of: queue, interval: .milliseconds(100))
@@ -81,6 +116,9 @@ struct QueueHistoryAndLookupTests {
 
         try await one.delete(queue)
         #expect(try await other.history(of: queue).isEmpty)
+        // A sample that raced the deletion does not bring the history back.
+        try await other.recordHistory(QueueHistorySample(ready: 3), of: queue, interval: .milliseconds(100))
+        #expect(try await one.history(of: queue).isEmpty)
     }
 
     /// On the memory backend, whose clock a test can move: samples older than the window are
@@ -89,6 +127,10 @@ struct QueueHistoryAndLookupTests {
         let fixture = try await BackendFixture.make(.memory)
         defer { fixture.close() }
         let (backend, clock, queue) = (fixture.backend, try #require(fixture.wallClock), uniqueQueue("history"))
+        // A queue that does not exist gets no history (one deleted since its figures were read).
+        try await backend.recordHistory(QueueHistorySample(ready: 1), of: queue, interval: .seconds(1))
+        #expect(try await backend.history(of: queue).isEmpty)
+        _ = try await backend.send("1", to: queue)
         let step: Int64 = 1000
         for index in 0..<(QueueHistorySample.capacity + 10) {
             try await backend.recordHistory(QueueHistorySample(ready: index), of: queue, interval: .milliseconds(step))

@@ -111,7 +111,7 @@ public struct AccessPolicy: Sendable {
     /// | `POST /api/topics/{topic}`, `POST /api/topics/{topic}/batch` | send |
     /// | `POST /api/topics/{topic}/filter-test` | send, receive or admin |
     /// | `GET /api/topics`, `DELETE /api/topics/{topic}`, `/api/topics/{topic}/subscriptions[/{name}]` | admin |
-    /// | `/health`, `/ready`, `GET /ui/...` (the console's files) | open |
+    /// | `/health`, `/ready`, `GET /ui`, `/ui/`, `/ui/console.js`, `/ui/console.css` (the console's files) | open |
     /// | `/metrics` | admin if `metricsRequireAuth`, else open |
     /// | anything else | admin |
     ///
@@ -121,8 +121,11 @@ public struct AccessPolicy: Sendable {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true)
         let method = method == .head ? .get : method
         let admin = Requirement.key(anyOf: [.admin], queue: nil)
-        // The console's files hold no data: the page asks for a key and sends it with its API calls.
-        if segments.first == "ui", method == .get { return .open }
+        // The console's files hold no data: the page asks for a key and sends it with its API
+        // calls. Only these paths: a route added under /ui later is not opened by accident.
+        if method == .get, segments.first == "ui", segments.count == 1 || ConsoleController.assets[String(segments[1])] != nil && segments.count == 2 {
+            return .open
+        }
         switch segments.count {
         case 1:
             switch segments[0] {

@@ -174,9 +174,9 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
 
     /// `GET /api/{queue}/messages/{id}`: the message with that id, wherever it is in the queue, as
     /// a peek shows it plus its `state` (`ready`, `delayed`, `inFlight`). Nothing changes. In
-    /// flight it is found at once; ready and delayed messages are searched through at most
-    /// ``MessageLookup/maximumScanned`` (a Redis script has no index by id), and the 404 says when
-    /// that bound stopped the search.
+    /// flight it is found at once; ready messages (in receive order) and then delayed ones are
+    /// searched through at most ``MessageLookup/maximumScanned`` per partition (a Redis script has
+    /// no index by id), and the 404 says when that bound stopped the search.
     @Sendable func lookUp(request: Request, context: Context) async throws -> Response {
         let queue = try QueueController<Backend>.queueName(context)
         let id = context.parameters.get("receipt") ?? ""
@@ -189,7 +189,7 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
             guard searchedAll else {
                 throw APIError(
                     .notFound,
-                    "no message \(id) in flight in \(queue) nor among its first \(MessageLookup.maximumScanned) delayed and ready messages (the search stops there)"
+                    "no message \(id) in flight in \(queue) nor among the first \(MessageLookup.maximumScanned) ready and delayed messages of each of its partitions (the search stops there)"
                 )
             }
             throw APIError(.notFound, "no message \(id) in \(queue)")
@@ -198,9 +198,10 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
 
     /// `GET /api/{queue}/history`: the queue's samples of the last hour, oldest first, one per
     /// `intervalMs` at most (fewer when replicas were down, or the queue is younger):
-    /// `{"queue", "intervalMs", "samples": [{"at", "ready", "inFlight", "delayed", "deadLetter",
-    /// "enqueued", "delivered", "acked"}]}`, `at` in Unix milliseconds, the last three running
-    /// totals (rates are their differences). `deadLetter` is `null` for a key that may not see
+    /// `{"queue", "intervalMs", "samples": [{"at", "measuredAt", "ready", "inFlight", "delayed",
+    /// "deadLetter", "enqueued", "delivered", "acked"}]}`, `at` (the interval's start) and
+    /// `measuredAt` in Unix milliseconds, the last three running totals (rates are their
+    /// differences over the `measuredAt` differences). `deadLetter` is `null` for a key that may not see
     /// the dead-letter queue, as in the stats.
     @Sendable func history(request: Request, context: Context) async throws -> Response {
         let queue = try QueueController<Backend>.queueName(context)
@@ -212,7 +213,8 @@ public struct QueueAdminController<Backend: QueueBackend>: Sendable {
         var json = #"{"queue":"# + JSONText.quoted(queue.rawValue) + #","intervalMs":"# + String(historyInterval.milliseconds) + #","samples":["#
         for (index, sample) in samples.enumerated() {
             json +=
-                (index == 0 ? "" : ",") + #"{"at":"# + String(sample.atMilliseconds) + #","ready":"# + String(sample.ready) + #","inFlight":"#
+                (index == 0 ? "" : ",") + #"{"at":"# + String(sample.atMilliseconds) + #","measuredAt":"# + String(sample.measuredAtMilliseconds)
+                + #","ready":"# + String(sample.ready) + #","inFlight":"#
                 + String(sample.inFlight) + #","delayed":"# + String(sample.delayed) + #","deadLetter":"#
                 + (showsDeadLetters ? String(sample.deadLetter) : "null") + #","enqueued":"# + String(sample.enqueued) + #","delivered":"#
                 + String(sample.delivered) + #","acked":"# + String(sample.acknowledged) + "}"

@@ -156,10 +156,10 @@ public func buildApplication<Backend: QueueBackend>(
         )
     }
     // The per-queue gauges and each queue's history (the console's charts), from one stats read.
-    let historyInterval = configuration.queueHistoryInterval
+    let history = HistoryRounds(interval: configuration.queueHistoryInterval)
     services.append(
-        QueueGaugeRefresher(metrics: metrics, interval: min(.seconds(15), historyInterval), logger: logger) {
-            try await QueueGaugeRefresher.snapshots(of: backend, historyInterval: historyInterval, logger: logger)
+        QueueGaugeRefresher(metrics: metrics, interval: min(.seconds(15), history.interval), logger: logger) {
+            try await QueueGaugeRefresher.snapshots(of: backend, historyInterval: history.isDue() ? history.interval : nil, logger: logger)
         }
     )
     if let metricsExposition {

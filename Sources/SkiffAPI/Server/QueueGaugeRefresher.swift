@@ -1,6 +1,8 @@
 public import Logging
 public import ServiceLifecycle
 public import SkiffQueue
+import SkiffSupport
+import Synchronization
 
 /// Refreshes the per-queue gauges of ``SkiffMetrics`` on an interval, so a scrape costs nothing
 /// and a burst of scrapes cannot load Redis.
@@ -32,9 +34,14 @@ public struct QueueGaugeRefresher: Service {
         await cancelWhenGracefulShutdown {
             var previous: Set<String> = []
             // An interval after the start, not at once: a replica that starts serves first, and a
-            // test's short-lived replica never reads every queue under its prefix.
-            while (try? await Task.sleep(for: interval)) != nil, !Task.isCancelled {
+            // test's short-lived replica never reads every queue under its prefix. Then every
+            // interval from there, not an interval after each round's end: rounds do not drift
+            // past intervals of the history (one left behind is skipped, not made up).
+            var next = ContinuousClock.now + interval
+            while (try? await Task.sleep(until: next, clock: .continuous)) != nil, !Task.isCancelled {
                 previous = await refresh(previous: previous)
+                next += interval
+                if next < .now { next = .now + interval }
             }
         }
     }
@@ -59,6 +66,29 @@ public struct QueueGaugeRefresher: Service {
                 logger.warning("could not refresh the queue gauges", metadata: ["error": "\(error)"])
             }
             return previous
+        }
+    }
+}
+
+/// When a replica records the queues' history: once per interval of its own clock, so the rounds
+/// of a refresher that runs more often than the history's interval (gauges every 15 s, samples
+/// every 30 s) do not each try, and lose, for every queue.
+public final class HistoryRounds: Sendable {
+    public let interval: Duration
+    private let lastRound = Mutex<Int64>(-1)
+    private let clock: @Sendable () -> Int64
+
+    public init(interval: Duration, clock: @escaping @Sendable () -> Int64 = { MessageID.currentMilliseconds() }) {
+        self.interval = interval
+        self.clock = clock
+    }
+
+    /// `true` once in each interval, for the first round that asks.
+    public func isDue() -> Bool {
+        let round = clock() / max(interval.milliseconds, 1)
+        return lastRound.withLock { last in
+            defer { last = round }
+            return last != round
         }
     }
 }

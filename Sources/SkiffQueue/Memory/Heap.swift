@@ -4,8 +4,8 @@ struct Heap<Element: Comparable> {
 
     var count: Int { storage.count }
     func peek() -> Element? { storage.first }
-    /// An element satisfying `predicate`, not necessarily the least one (a scan in heap order).
-    func first(where predicate: (Element) throws -> Bool) rethrows -> Element? { try storage.first(where: predicate) }
+    /// Every element, in heap order (not sorted).
+    func forEach(_ body: (Element) throws -> Void) rethrows { try storage.forEach(body) }
 
     mutating func push(_ element: Element) {
         storage.append(element)

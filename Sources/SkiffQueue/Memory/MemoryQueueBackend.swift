@@ -385,15 +385,35 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
         }
     }
 
+    /// The same search and bounds as the Redis script: in flight by id, then ready messages in
+    /// receive order, then delayed ones, at most ``MessageLookup/maximumScanned`` of them (and
+    /// ``MessageLookup/maximumScannedBytes``), so a lookup holds the lock briefly whatever the queue.
     public func lookUp(_ id: String, in queue: QueueName) async throws -> MessageLookup {
-        state.withLock { state in
+        let now = wallClock()
+        return state.withLock { state in
             guard let queueState = state.queues[queue] else { return .notFound(searchedAll: true) }
             if let claim = queueState.inFlight[id] { return .found(claim.message.snapshot, .inFlight) }
+            let retention = queueState.effectiveSettings.retentionMilliseconds
+            var (looked, bytes) = (0, 0)
+            func exhausted() -> Bool { looked >= MessageLookup.maximumScanned || bytes >= MessageLookup.maximumScannedBytes }
             for priority in queueState.ready.indices.reversed() {
-                if let message = queueState.ready[priority].first(where: { $0.id == id }) { return .found(message.snapshot, .ready) }
+                for message in queueState.ready[priority] {
+                    if exhausted() { return .notFound(searchedAll: false) }
+                    (looked, bytes) = (looked + 1, bytes + message.body.readableBytes)
+                    guard message.id == id else { continue }
+                    // Past retention it is as good as expired (a peek leaves it out too); ids are
+                    // unique in a queue, so it is nowhere else.
+                    return now - message.enqueuedAtMilliseconds < retention ? .found(message.snapshot, .ready) : .notFound(searchedAll: true)
+                }
             }
-            if let delayed = queueState.delayed.first(where: { $0.message.id == id }) { return .found(delayed.message.snapshot, .delayed) }
-            return .notFound(searchedAll: true)
+            var found: StoredMessage?
+            queueState.delayed.forEach { delayed in
+                guard found == nil, !exhausted() else { return }
+                (looked, bytes) = (looked + 1, bytes + delayed.message.body.readableBytes)
+                if delayed.message.id == id { found = delayed.message }
+            }
+            if let found { return .found(found.snapshot, .delayed) }
+            return .notFound(searchedAll: looked >= queueState.readyCount + queueState.delayed.count)
         }
     }
 
@@ -401,7 +421,10 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
         let now = wallClock()
         var sample = sample
         sample.atMilliseconds = QueueHistorySample.intervalStart(of: now, interval: interval)
+        sample.measuredAtMilliseconds = now
         state.withLock { state in
+            // A queue deleted since its figures were read gets no history back.
+            guard state.queues[queue] != nil else { return }
             var samples = state.histories.removeValue(forKey: queue) ?? CircularBuffer()
             if let last = samples.last, last.atMilliseconds >= sample.atMilliseconds {
                 state.histories[queue] = samples

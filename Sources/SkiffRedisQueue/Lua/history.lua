@@ -1,3 +1,3 @@
 -- Reads only: the queue's samples of the last window, oldest first, as recorded by
--- history-record.lua (`<start>|ready|inFlight|delayed|deadLetter|enqueued|delivered|acknowledged`).
+-- history-record.lua (`<start>|<recorded at>|ready|inFlight|delayed|deadLetter|enqueued|delivered|acknowledged`).
 return redis.call('ZRANGEBYSCORE', key(queue, 'samples'), '(' .. (now - {{historyWindowMs}}), '+inf')

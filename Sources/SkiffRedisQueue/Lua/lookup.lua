@@ -1,8 +1,10 @@
 -- Reads only: the message ARGV[3] (an id) of the queue, wherever it is. In flight it is found at
--- once (the inflight hash is keyed by id); delayed and then ready messages (priority 9 to 0) are
--- read a page at a time, stopping after ARGV[4] envelopes or ARGV[5] bytes, so a lookup stays a
--- short script whatever the queue. Returns {state, envelope, last nack reason or '', dead-letter
--- history or ''} when found ('inFlight', 'delayed' or 'ready'), else {'', 1 if everything was read}.
+-- once (the inflight hash is keyed by id); ready messages (in receive order: priority 9 to 0,
+-- oldest first) and then delayed ones are read 16 at a time, stopping after ARGV[4] envelopes or
+-- ARGV[5] bytes (a page may pass it by 15 envelopes' bytes), so a lookup stays a short script
+-- whatever the queue. A ready message past retention is as good as expired and not found (a peek
+-- leaves it out too). Returns {state, envelope, last nack reason or '', dead-letter history or ''}
+-- when found ('inFlight', 'ready' or 'delayed'), else {'', 1 if everything was read}.
 local id, budget, byteBudget = ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
 local function found(state, envelope)
   return { state, envelope, redis.call('HGET', key(queue, 'errors'), id) or '',
@@ -16,30 +18,31 @@ local needle = '|' .. id .. '|'
 local function holds(envelope) return string.find(string.sub(envelope, 1, 64), needle, 1, true) and parse(envelope).id == id end
 local looked, bytes = 0, 0
 local function exhausted() return looked >= budget or bytes >= byteBudget end
-local at = 0
-while not exhausted() do
-  local page = redis.call('ZRANGE', key(queue, 'delayed'), at, at + 63)
-  if #page == 0 then break end
-  at = at + #page
-  for _, envelope in ipairs(page) do
-    looked, bytes = looked + 1, bytes + #envelope
-    if holds(envelope) then return found('delayed', envelope) end
+-- Reads pages of `list` (a sorted set with ZRANGE, else a list) until the message or a bound.
+local function search(state, list, sorted)
+  local at = 0
+  while not exhausted() do
+    local page = redis.call(sorted and 'ZRANGE' or 'LRANGE', list, at, at + 15)
+    if #page == 0 then return nil end
+    at = at + #page
+    for _, envelope in ipairs(page) do
+      if exhausted() then return nil end
+      looked, bytes = looked + 1, bytes + #envelope
+      if holds(envelope) then
+        -- Ids are unique in a queue: a ready one past retention is found nowhere else.
+        if state == 'ready' and now - parse(envelope).enq >= settings(queue).retention then return false end
+        return found(state, envelope)
+      end
+    end
   end
 end
 for priority = 9, 0, -1 do
-  local list
-  list, at = readyKey(queue, priority), 0
-  while not exhausted() do
-    local page = redis.call('LRANGE', list, at, at + 63)
-    if #page == 0 then break end
-    at = at + #page
-    for _, envelope in ipairs(page) do
-      looked, bytes = looked + 1, bytes + #envelope
-      if holds(envelope) then return found('ready', envelope) end
-    end
-  end
-  if exhausted() then break end
+  local ready = search('ready', readyKey(queue, priority), false)
+  if ready == false then return { '', 1 } end
+  if ready then return ready end
 end
+local delayed = search('delayed', key(queue, 'delayed'), true)
+if delayed then return delayed end
 -- Everything was read unless a bound stopped the search with messages left.
 local total = redis.call('ZCARD', key(queue, 'delayed')) + readyDepth(queue)
 return { '', looked >= total and 1 or 0 }

@@ -2,7 +2,7 @@
  * Skiff console: the browser front end served at /ui/ (index.html, console.css, this file).
  *
  * One page with hash routes: #/ (overview), #/queues/<name>, #/topics and #/topics/<name>. It
- * calls the HTTP API with relative URLs, sending `Authorization: Bearer <key>` once the user
+ * calls the HTTP API at the server's root (/api/..., /queues; no path prefix), sending `Authorization: Bearer <key>` once the user
  * signed in (the key stays in sessionStorage: never localStorage, never a URL). Pages refresh
  * every 2 s, back off on errors and pause while the tab is hidden.
  *
@@ -134,8 +134,21 @@ async function api(path, { method = 'GET', body, key = auth.key(), signal, probe
   throw new ApiError(response.status, message);
 }
 
-const queuePath = (name, rest = '') => `/api/${encodeURIComponent(name)}${rest}`;
-const subscriptionsPath = (topic) => `/api/topics/${encodeURIComponent(topic)}/subscriptions`;
+/**
+ * One segment of an API path, percent-encoded. Never `.` or `..`: encodeURIComponent leaves dots
+ * alone and a browser resolves such a segment away before sending, so `/api/q/messages/..` would
+ * go out as `/api/q/`, a plain receive, which deletes the message it hands out.
+ */
+function segment(value) {
+  const encoded = encodeURIComponent(value);
+  if (/^\.+$/.test(encoded)) throw new ApiError(400, `“${value}” is not a name or an id.`);
+  return encoded;
+}
+
+const queuePath = (name, rest = '') => `/api/${segment(name)}${rest}`;
+const subscriptionsPath = (topic) => `/api/topics/${segment(topic)}/subscriptions`;
+// A message id: 26 letters and digits (Crockford base 32, a ULID's layout).
+const MESSAGE_ID = /^[0-9A-Za-z]{26}$/;
 
 /** Runs `task` over `items`, `limit` at a time; answers the results in order. */
 async function inBatches(items, limit, task) {
@@ -450,10 +463,11 @@ function overviewPage() {
   const stats = new Map(); // name -> stats, kept between rounds: past PER_ROUND queues they refresh in turns
   let cursor = 0;
   let list = [];
+  let listedAt = 0;
 
   function drawQueues() {
     const needle = queueFilter.toLowerCase();
-    const items = list.filter((q) => q.name.toLowerCase().includes(needle)).map((q) => ({ ...stats.get(q.name), ...q }));
+    const items = list.filter((q) => q.name.toLowerCase().includes(needle)).map((q) => ({ ...q, ...stats.get(q.name), name: q.name })); // the exact stats, when read, over the list's
     queues.update(items, MAX_ROWS, needle ? `No queue name contains “${queueFilter}”.` : undefined);
     queuesNote.textContent = [
       items.length > MAX_ROWS && `Showing ${MAX_ROWS} of ${count(items.length)} queues: filter to see the others.`,
@@ -466,7 +480,14 @@ function overviewPage() {
   });
 
   async function refreshQueues(signal) {
-    list = (await api('/queues', { signal })).queues;
+    // The list costs the server a read of every queue: with many, it is asked for less often
+    // (every 2 s up to 200 queues, then 2 s more per 200, at most every 60 s); the figures of
+    // the queues on the page keep refreshing every round.
+    const listEvery = Math.min(60000, POLL_MS * Math.max(1, Math.ceil(list.length / 200)));
+    if (!list.length || Date.now() - listedAt >= listEvery) {
+      list = (await api('/queues', { signal })).queues;
+      listedAt = Date.now();
+    }
     const names = list.map((q) => q.name);
     cursor = names.length > PER_ROUND ? cursor % names.length : 0;
     const batch = names.concat(names).slice(cursor, cursor + Math.min(PER_ROUND, names.length));
@@ -590,7 +611,9 @@ function historyPanel(name) {
 function ratesOf(samples, field) {
   return samples.map((sample, i) => {
     const before = samples[i - 1];
-    const seconds = before && (sample.at - before.at) / 1000;
+    // Over the time between the recordings (measuredAt), which fall anywhere in their interval;
+    // a server without it gives the intervals' starts.
+    const seconds = before && ((sample.measuredAt ?? sample.at) - (before.measuredAt ?? before.at)) / 1000;
     const delta = before && sample[field] - before[field];
     return seconds > 0 && delta >= 0 ? delta / seconds : null;
   });
@@ -660,7 +683,8 @@ function lookupPanel(name) {
     result.replaceChildren();
     const id = idInput.value.trim();
     if (!id) return box.show('Enter a message id.');
-    result.append(messageCard(await api(queuePath(name, `/messages/${encodeURIComponent(id)}`), { lossless: true })));
+    if (!MESSAGE_ID.test(id)) return box.show(`“${id}” is not a message id: ids are 26 letters and digits.`);
+    result.append(messageCard(await api(queuePath(name, `/messages/${segment(id)}`), { lossless: true })));
   });
   return section('Find a message', form, box, result);
 }
@@ -1020,7 +1044,8 @@ function route(moveFocus) {
   if (page === '' && name == null) overviewPage();
   else if (page === 'queues' && QUEUE_NAME.test(name) && name !== 'topics' && extra == null) queuePage(name);
   else if (page === 'queues' && name != null && extra == null) notFoundPage(`“${name}” is not a queue name: 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'.`);
-  else if (page === 'topics' && extra == null) topicsPage(name || null);
+  else if (page === 'topics' && extra == null && (!name || QUEUE_NAME.test(name))) topicsPage(name || null);
+  else if (page === 'topics' && extra == null) notFoundPage(`“${name}” is not a topic name: 1 to 128 characters from A-Z, a-z, 0-9, '_' and '-'.`);
   else notFoundPage(`There is no page at ${path}.`);
   if (moveFocus) view().querySelector('h1').focus();
 }
