@@ -30,13 +30,15 @@ ensure_tools() {
         apt-get update -qq
         apt-get install -y -qq chromium >/dev/null
     fi
-    if ! python3 -c 'import playwright, pytest' 2>/dev/null; then
+    # Pinned: the versions the tests were written against (Playwright drives the system's
+    # Chromium through its DevTools protocol, which both keep compatible across versions).
+    if ! python3 -c 'from importlib.metadata import version as v; assert (v("playwright"), v("pytest")) == ("1.65.3", "9.0.3")' 2>/dev/null; then
         log "installing playwright and pytest"
         python3 -m pip --version >/dev/null 2>&1 || apt-get install -y -qq python3-pip >/dev/null
         # Debian 12's system Python refuses a global pip install without --break-system-packages.
         # Playwright's own browser download is not used: the tests drive $CHROMIUM.
-        python3 -m pip install --quiet playwright pytest 2>/dev/null ||
-            python3 -m pip install --quiet --break-system-packages playwright pytest
+        python3 -m pip install --quiet playwright==1.65.3 pytest==9.0.3 2>/dev/null ||
+            python3 -m pip install --quiet --break-system-packages playwright==1.65.3 pytest==9.0.3
     fi
 }
 
