@@ -200,6 +200,26 @@ def shot(page: Page, name, full_page=False):
         page.screenshot(path=os.path.join(SHOTS, name), full_page=full_page)
 
 
+# Hostile text: every payload, were it parsed as markup and run, would call window.__pwned.push.
+PWNED_INIT = "window.__pwned = []"  # for page.add_init_script, before the page loads
+
+
+def assert_nothing_injected(page: Page):
+    """No payload ran, and none became elements. The CSP alone stops inline handlers from running
+    (so __pwned could stay empty over an innerHTML slip): the DOM check catches one regardless.
+    The page's own markup has no img, iframe, object, embed or b, no script but console.js, and
+    no on* attribute (console.js adds listeners with addEventListener)."""
+    assert page.evaluate("window.__pwned") == [], "a payload ran"
+    injected = page.evaluate(
+        """() => [...document.querySelectorAll('*')].filter((el) =>
+            ['img', 'iframe', 'object', 'embed', 'b'].includes(el.localName)
+            || (el.localName === 'script' && el.getAttribute('src') !== 'console.js')
+            || [...el.attributes].some((a) => a.name.toLowerCase().startsWith('on')))
+          .map((el) => el.outerHTML.slice(0, 160))"""
+    )
+    assert injected == [], f"server text became elements: {injected}"
+
+
 # ------------------------------------------------------------------------------------------------
 # Tests
 

@@ -86,6 +86,30 @@ struct ConsoleAPITests {
         }
     }
 
+    /// A partitioned queue's messages are found in whichever partition holds them, by the id the
+    /// send answered (the receipt names the partition; the id does not).
+    @Test(arguments: BackendKind.available)
+    func aMessageOfAPartitionedQueueIsFoundByItsId(kind: BackendKind) async throws {
+        let app = try makeApplication(kind)
+        try await app.test(.router) { client async throws in
+            let queue = TestEnvironment.uniqueName("lookup-parts")
+            let configured = try await client.execute(uri: "/api/\(queue)/config", method: .put, body: ByteBuffer(string: #"{"partitions": 4}"#))
+            #expect(configured.status == .ok)
+            var ids: [String] = []
+            for index in 0..<8 {
+                let posted = try await client.execute(uri: "/api/\(queue)", method: .post, body: ByteBuffer(string: "\(index)"))
+                let object = try #require(try JSONSerialization.jsonObject(with: Data(posted.text.utf8)) as? [String: Any])
+                ids.append(try #require(object["id"] as? String))
+            }
+            for (index, id) in ids.enumerated() {
+                let found = try await client.execute(uri: "/api/\(queue)/messages/\(id)", method: .get)
+                #expect(found.status == .ok, "\(id)")
+                #expect(found.text.hasSuffix(#""state":"ready","body":\#(index)}"#), "\(found.text)")
+            }
+            #expect(try await client.execute(uri: "/api/\(queue)/messages/01JD3Z5X1V0000000000000000", method: .get).status == .notFound)
+        }
+    }
+
     /// `GET /api/{queue}/history`: the samples the replica's refresher records (every second
     /// here), oldest first, each at the start of its interval; empty for a queue without any.
     @Test(arguments: BackendKind.available)

@@ -50,6 +50,10 @@ struct PayloadAPITests {
                 let posted = try await client.execute(uri: "/api/\(queue)", method: .post, body: body)
                 #expect(posted.status == .created)
                 #expect(objects(in: directory).count == 1)
+                // A lookup by id reads it back, byte for byte, and changes nothing.
+                let id = try #require(objects(in: directory).first)
+                let found = try await client.execute(uri: "/api/\(queue)/messages/\(id)", method: .get)
+                #expect(found.status == .ok && found.text.hasSuffix(#""state":"ready","body":"# + String(buffer: body) + "}"))
                 let received = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
                 #expect(received.status == .ok)
                 #expect(received.body == body)
@@ -108,6 +112,12 @@ struct PayloadAPITests {
                 #expect(peeked.status == .ok)
                 #expect(peeked.text.contains(#""body":null,"unreadable":""#) && peeked.text.contains("not what was stored"))
                 #expect(!peeked.text.contains(directory))
+                // A lookup by id shows it the same way, with its state.
+                let id = try #require(name.split(separator: "/").last.map(String.init))
+                let found = try await client.execute(uri: "/api/\(queue)/messages/\(id)", method: .get)
+                #expect(found.status == .ok)
+                #expect(found.text.contains(#""state":"ready""#) && found.text.contains(#""body":null,"unreadable":""#))
+                #expect(found.text.contains("not what was stored") && !found.text.contains(directory))
             }
         }
     }
