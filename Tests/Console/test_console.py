@@ -207,12 +207,12 @@ PWNED_INIT = "window.__pwned = []"  # for page.add_init_script, before the page 
 def assert_nothing_injected(page: Page):
     """No payload ran, and none became elements. The CSP alone stops inline handlers from running
     (so __pwned could stay empty over an innerHTML slip): the DOM check catches one regardless.
-    The page's own markup has no img, iframe, object, embed or b, no script but console.js, and
+    The page's own markup has no img, iframe, object, embed or u, no script but console.js, and
     no on* attribute (console.js adds listeners with addEventListener)."""
     assert page.evaluate("window.__pwned") == [], "a payload ran"
     injected = page.evaluate(
         """() => [...document.querySelectorAll('*')].filter((el) =>
-            ['img', 'iframe', 'object', 'embed', 'b'].includes(el.localName)
+            ['img', 'iframe', 'object', 'embed', 'u'].includes(el.localName)
             || (el.localName === 'script' && el.getAttribute('src') !== 'console.js')
             || [...el.attributes].some((a) => a.name.toLowerCase().startsWith('on')))
           .map((el) => el.outerHTML.slice(0, 160))"""
@@ -710,6 +710,108 @@ def test_topic_page_shows_a_push_subscription(session, names):
         expect(row.locator(f"[data-col={column}]")).to_have_text(value)
     expect(page.get_by_role("columnheader", name="Failed")).to_be_visible()
     expect(page.get_by_text("3 messages published, 1 subscription.")).to_be_visible()
+
+
+def test_markup_in_messages_and_errors_is_shown_as_text(session, names):
+    """Nack reasons (a message's last error in peek and lookup, a dead letter's in the DLQ's peek),
+    bodies that are JSON strings of markup, and an error answer: each shown verbatim, none parsed."""
+    page, log = session
+    queue = names("hostile")
+    dead_reason = '<img src=x onerror="window.__pwned.push(1)">'
+    dead_body = {"html": "<iframe src=javascript:window.__pwned.push(2)></iframe>"}
+    reason = "</dd><script>window.__pwned.push(3)</script><u>underlined</u>"
+    script_body = "<script>window.__pwned.push(4)</script>"
+    pre_body = "</pre><img src=x onerror=window.__pwned.push(5)>"
+    key_body = {"</pre><svg onload=window.__pwned.push(6)>": ["<u>not markup</u>"]}
+    # The route that could echo input does not (a bad value is named, never repeated: "...must be
+    # an integer"), so this refusal is made up, as a proxy or another version could send it.
+    refusal = "visibilityTimeoutMs must be an integer, not <img src=x onerror=window.__pwned.push(7)>"
+
+    def receive_and_nack(why, query=""):
+        status, headers, _ = http("GET", f"/api/{queue}?timeout=1000&visibility=")
+        assert status == 200
+        ok("POST", f"/api/{queue}/messages/{headers['Skiff-Receipt']}/nack{query}", {"reason": why})
+
+    ok("PUT", f"/api/{queue}/config", {"maxReceiveCount": 1})  # the nack dead-letters it
+    dead = send(queue, dead_body)
+    receive_and_nack(dead_reason)
+    ok("PUT", f"/api/{queue}/config", {"maxReceiveCount": 5})
+    retried = send(queue, script_body)
+    receive_and_nack(reason, "?delay=0")  # back to ready at once, with its last error
+    pre, keyed = send(queue, pre_body), send(queue, key_body)
+    assert (stats(queue)["ready"], stats(queue)["deadLetter"]) == (3, 1)
+
+    page.add_init_script(PWNED_INIT)
+    sign_in(page, log, f"#/queues/{queue}")
+    peek = region(page, "Peek")
+    peek.get_by_role("button", name="Peek ready messages").click()
+    cards = peek.locator("article.message")
+    expect(cards).to_have_count(3)
+    card = cards.filter(has_text=retried)
+    expect(card.locator("dt:text-is('Last error') + dd")).to_have_text(reason)
+    expect(card.locator("pre")).to_have_text(json.dumps(script_body))
+    expect(cards.filter(has_text=pre).locator("pre")).to_have_text(json.dumps(pre_body))
+    expect(cards.filter(has_text=keyed).locator("pre")).to_have_text(json.dumps(key_body, indent=2))
+    expect(card.locator("pre")).to_be_visible()
+
+    find = region(page, "Find a message")
+    find.get_by_label("Message id").fill(retried)
+    find.get_by_role("button", name="Find").click()
+    expect(find.locator("article.message dt:text-is('Last error') + dd")).to_have_text(reason)
+    expect(find.locator("article.message pre")).to_have_text(json.dumps(script_body))
+    assert_nothing_injected(page)
+
+    peek.get_by_role("button", name=f"Peek {queue}-dlq").click()
+    card = peek.locator("article.message")
+    expect(card).to_have_count(1)
+    expect(card).to_contain_text(dead)
+    expect(card.locator("dt:text-is('Its last error') + dd")).to_have_text(dead_reason)
+    expect(card.locator("pre")).to_have_text(json.dumps(dead_body, indent=2))
+
+    log.expect_http(400, rf"/api/{queue}/config$")
+    page.route(f"**/api/{queue}/config", lambda route: route.fulfill(status=400, json={"error": refusal})
+               if route.request.method == "PUT" else route.continue_())
+    settings = region(page, "Settings")
+    settings.get_by_role("button", name="Save settings").click()
+    expect(settings.get_by_role("alert")).to_have_text(refusal)
+    expect(settings.get_by_role("alert")).to_be_visible()
+    assert_nothing_injected(page)
+
+
+def test_markup_in_subscriptions_and_links_is_shown_as_text(session, names):
+    """A push URL and filter policies holding markup on the topics page, and a link whose topic
+    name is markup: each shown verbatim, none parsed. A push URL has no spaces (the server refuses
+    them), hence `<svg/onload=...>`; a public IP address needs no PUSH_ALLOWED_NETWORKS."""
+    page, log = session
+    topic = names("hostile")
+    url = "https://93.184.215.14/hook/<svg/onload=window.__pwned.push(1)>?next=</td><img/src=x/onerror=window.__pwned.push(2)>"
+    push_filter = {"note": ['<img src=x onerror="window.__pwned.push(3)">', {"prefix": "</td></tr><script>window.__pwned.push(4)</script>"}]}
+    audit_filter = {"<svg onload=window.__pwned.push(5)>": [{"exists": True}]}
+    link = "<img src=x onerror=window.__pwned.push(6)>"
+    push_queue, audit_queue = f"{topic}-hook-push", f"{topic}-audit"
+    made = ok("PUT", f"/api/topics/{topic}/subscriptions/hook",
+              {"push": {"url": url, "secret": uuid.uuid4().hex}, "filter": push_filter})
+    assert made["push"]["url"] == url and made["queue"] == push_queue
+    ok("PUT", f"/api/topics/{topic}/subscriptions/audit", {"queue": audit_queue, "filter": audit_filter})
+
+    page.add_init_script(PWNED_INIT)
+    sign_in(page, log, f"#/topics/{topic}")
+    rows = page.locator("tbody tr")
+    push_row = rows.filter(has=page.get_by_role("link", name=push_queue, exact=True))
+    audit_row = rows.filter(has=page.get_by_role("link", name=audit_queue, exact=True))
+    expect(push_row.locator("[data-col=push]")).to_have_text(url)
+    expect(push_row.locator("[data-col=push]")).to_be_visible()
+    # JSON.stringify's compact form: what the column shows.
+    expect(push_row.locator("[data-col=filter]")).to_have_text(json.dumps(push_filter, separators=(",", ":")))
+    expect(audit_row.locator("[data-col=filter]")).to_have_text(json.dumps(audit_filter, separators=(",", ":")))
+    assert_nothing_injected(page)
+
+    # A link someone sent: the name in it is echoed by the page that says it is not a name.
+    page.goto(f"{BASE}/ui/#/topics/{urllib.parse.quote(link)}")
+    said = page.locator("main p").filter(has_text="is not a topic name")
+    expect(said).to_contain_text(f"“{link}” is not a topic name")
+    expect(said).to_be_visible()
+    assert_nothing_injected(page)
 
 
 @pytest.mark.skipif(not SHOTS, reason="CONSOLE_SCREENSHOTS is not set")
