@@ -115,6 +115,7 @@ let package = Package(
                 .embedInCode("Lua/due-slots.lua"),
                 .embedInCode("Lua/enqueue.lua"),
                 .embedInCode("Lua/expire.lua"),
+                .embedInCode("Lua/graveyard-take.lua"),
                 .embedInCode("Lua/held.lua"),
                 .embedInCode("Lua/history.lua"),
                 .embedInCode("Lua/history-record.lua"),

@@ -103,6 +103,12 @@ public protocol QueueBackend: Sendable {
     /// `queue`'s samples of the last ``QueueHistorySample/window``, oldest first.
     func history(of queue: QueueName) async throws -> [QueueHistorySample]
 
+    /// Takes up to `max` ids of messages deleted for good without an ack (purged, deleted with their
+    /// queue, expired) whose bodies the payload store holds: they were set aside in the same step
+    /// that deleted the messages, so an object is only ever deleted after its message. The caller
+    /// deletes the objects; one it does not (it died) is left to the payload sweep.
+    func takeBuriedPayloads(max: Int) async throws -> [String]
+
     /// Deletes every message of the queue (ready, delayed and in flight); settings and totals stay.
     /// - Returns: how many messages were deleted.
     @discardableResult

@@ -126,6 +126,19 @@ extension RedisQueueBackend {
         return .found(envelope.message(lastError: reason, history: history).0, found)
     }
 
+    /// One script per slot that holds queues on a cluster (each slot has its own graveyard).
+    public func takeBuriedPayloads(max: Int) async throws -> [String] {
+        guard clustered else {
+            return (try await run(RedisQueueScripts.takeBuried, on: nil, [.integer(Int64(max))]).array ?? []).compactMap(\.string)
+        }
+        var taken: [String] = []
+        for slot in try await slotsInUse() where taken.count < max {
+            let reply = try await run(RedisQueueScripts.takeBuried, on: nil, slot: slot, [.integer(Int64(max - taken.count))])
+            taken += (reply.array ?? []).compactMap(\.string)
+        }
+        return taken
+    }
+
     public func recordHistory(_ sample: QueueHistorySample, of queue: QueueName, interval: Duration) async throws {
         let figures =
             [Int64(sample.ready), Int64(sample.inFlight), Int64(sample.delayed), Int64(sample.deadLetter)]

@@ -32,7 +32,7 @@ enum RedisQueueScripts {
         [
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
             purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog,
-            deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries, peek, lookUp, recordHistory, history,
+            deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries, peek, lookUp, recordHistory, history, takeBuried,
         ]
     }
 
@@ -92,6 +92,7 @@ enum RedisQueueScripts {
         "counterFields": counterFields.map { "'\($0)'" }.joined(separator: ", "),
         "historyWindowMs": String(QueueHistorySample.windowMilliseconds),
         "historyCapacity": String(QueueHistorySample.capacity),
+        "graveyardCapacity": String(RedisQueueScripts.graveyardCapacity),
     ]
 
     /// A script file (`Lua/*.lua`, embedded at build time) with its placeholders filled in.
@@ -166,6 +167,14 @@ enum RedisQueueScripts {
     static let configure = script("configure", drains: false, PackageResources.configure_lua)
 
     /// The counter fields of `stats`, in the order the stats script returns them.
+    /// Ids of stored bodies whose messages are gone that the payload graveyard keeps at most (per
+    /// slot on a cluster); past it the oldest are dropped, and their objects left to the sweep.
+    static let graveyardCapacity = 100_000
+
+    /// ARGV: prefix, queue (unused), count. Takes up to count ids from the graveyard (of the slot
+    /// of KEYS on a cluster): the bodies to delete from the payload store.
+    static let takeBuried = script("graveyard-take", PackageResources.graveyard_take_lua)
+
     static let counterFields = ["enqueued", "delivered", "acknowledged", "retried", "deadLettered", "expired"]
 
     /// ARGV: prefix, queue. Returns `{ready, inFlight, delayed, deadLetterReady, oldestAge or -1,

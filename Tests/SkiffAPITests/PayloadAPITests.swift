@@ -16,7 +16,12 @@ struct PayloadAPITests {
     private func withStore<T>(_ kind: BackendKind, _ body: (SkiffApplication, String) async throws -> T) async throws -> T {
         let directory = NSTemporaryDirectory() + TestEnvironment.uniqueName("skiff-payloads-api")
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let app = try makeApplication(kind) { $0.usePayloadStore(PayloadSettings(location: .directory(directory))) }
+        // Redis keys of its own: every replica with a store drains the graveyard under its prefix
+        // and deletes what it finds in its own store, which for another test's ids is the wrong one.
+        let app = try makeApplication(kind) {
+            $0.usePayloadStore(PayloadSettings(location: .directory(directory)))
+            $0.keyPrefix = TestEnvironment.uniqueName("payloads")
+        }
         return try await body(app, directory)
     }
 
@@ -86,6 +91,25 @@ struct PayloadAPITests {
                 let receipt = try #require(items[1]["receipt"] as? String)
                 #expect(try await client.execute(uri: "/api/\(queue)/messages/\(receipt)", method: .delete).status == .noContent)
                 try await eventually { objects(in: directory).isEmpty }
+            }
+        }
+    }
+
+    /// A purge and a queue delete leave no object behind: their messages' bodies are deleted soon
+    /// after (the replica drains the graveyard every 5 s), while a dead letter's stays.
+    @Test(arguments: BackendKind.available)
+    func purgeAndDeleteTakeTheObjectsOfTheirMessagesAlong(kind: BackendKind) async throws {
+        try await withStore(kind) { app, directory in
+            try await app.test(.live) { client in
+                let queue = TestEnvironment.uniqueName("purged")
+                for _ in 0..<2 { #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: Self.json(300_000)).status == .created) }
+                let other = TestEnvironment.uniqueName("deleted")
+                #expect(try await client.execute(uri: "/api/\(other)", method: .post, body: Self.json(300_000)).status == .created)
+                #expect(objects(in: directory).count == 3)
+                #expect(try await client.execute(uri: "/api/\(queue)/purge", method: .post).status == .ok)
+                try await eventually(timeout: .seconds(30)) { objects(in: directory).count == 1 }
+                #expect(try await client.execute(uri: "/api/\(other)", method: .delete).status == .noContent)
+                try await eventually(timeout: .seconds(30)) { objects(in: directory).isEmpty }
             }
         }
     }

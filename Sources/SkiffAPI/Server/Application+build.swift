@@ -147,6 +147,7 @@ public func buildApplication<Backend: QueueBackend>(
     var services = services
     if let settings = configuration.payloads, let offload = backend.offload {
         services.append(PayloadSweeper(store: offload.store, retention: settings.retention, interval: settings.sweepInterval, logger: logger))
+        services.append(PayloadGraveyardDrain(queues: backend, logger: logger))
     }
     // After the backend, so it stops before storage closes; it stops taking messages at once and
     // lets pushes under way finish.

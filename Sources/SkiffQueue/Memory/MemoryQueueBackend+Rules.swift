@@ -67,7 +67,7 @@ extension MemoryQueueBackend {
                 guard let head = queueState.peekHead() else { return (false, nil) }
                 if now - head.enqueuedAtMilliseconds >= settings.retentionMilliseconds {
                     _ = queueState.popHead()
-                    queueState.counters.record(\.expired, 1, at: now)
+                    queueState.recordExpiry(of: head, at: now)
                     return (false, nil)
                 }
                 if let maxReceiveCount = settings.maxReceiveCount, head.receiveCount >= maxReceiveCount {
@@ -100,7 +100,7 @@ extension MemoryQueueBackend {
         if let reason { message.lastError = reason }
         let settings = state.queues[queue]!.effectiveSettings
         if now - message.enqueuedAtMilliseconds >= settings.retentionMilliseconds {
-            state.queues[queue]!.counters.record(\.expired, 1, at: now)
+            state.queues[queue]!.recordExpiry(of: message, at: now)
             return
         }
         if let maxReceiveCount = settings.maxReceiveCount, message.receiveCount >= maxReceiveCount {

@@ -305,7 +305,7 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
                 let retention = source.effectiveSettings.retentionMilliseconds
                 while moving.count < max, let message = source.popHead() {
                     if now - message.enqueuedAtMilliseconds >= retention {
-                        source.counters.record(\.expired, 1, at: now)
+                        source.recordExpiry(of: message, at: now)
                     } else {
                         moving.append(message)
                     }
@@ -448,6 +448,8 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
     public func purge(_ queue: QueueName) async throws -> Int {
         state.withLock { state in
             guard state.queues[queue] != nil else { return 0 }
+            let buried = state.queues[queue]!.offloadedIDs
+            Self.bury(buried, in: &state)
             return state.queues[queue]!.modify { queueState in
                 let count = queueState.depth
                 queueState.ready = QueueState.emptyPriorities
@@ -463,7 +465,34 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
     public func delete(_ queue: QueueName) async throws -> Bool {
         state.withLock { state in
             state.histories[queue] = nil
-            return state.queues.removeValue(forKey: queue) != nil
+            guard let removed = state.queues.removeValue(forKey: queue) else { return false }
+            Self.bury(removed.offloadedIDs + removed.buried, in: &state)
+            return true
+        }
+    }
+
+    /// Ids a graveyard keeps at most, as the Redis one does: past it the oldest are left to the sweep.
+    static let graveyardCapacity = 100_000
+
+    static func bury(_ ids: [String], in state: inout State) {
+        guard !ids.isEmpty else { return }
+        state.graveyard += ids
+        if state.graveyard.count > graveyardCapacity { state.graveyard.removeFirst(state.graveyard.count - graveyardCapacity) }
+    }
+
+    public func takeBuriedPayloads(max: Int) async throws -> [String] {
+        state.withLock { state in
+            // Expired messages wait in their queues; they join the graveyard as it is read.
+            for name in Array(state.queues.keys) where !(state.queues[name]!.buried.isEmpty) {
+                let buried = state.queues[name]!.modify { queueState in
+                    defer { queueState.buried = [] }
+                    return queueState.buried
+                }
+                Self.bury(buried, in: &state)
+            }
+            let taken = Array(state.graveyard.prefix(max))
+            state.graveyard.removeFirst(taken.count)
+            return taken
         }
     }
 

@@ -85,6 +85,8 @@ extension MemoryQueueBackend {
         /// Keys in the order they were stored, to forget them in O(expired).
         var idempotencyKeyOrder = CircularBuffer<(sentAtMilliseconds: Int64, key: String)>()
         var counters = Counters()
+        /// Ids of messages deleted for good (expired) whose bodies the payload store still holds.
+        var buried: [String] = []
 
         var effectiveSettings: QueueSettings { settings ?? QueueSettings() }
         var readyCount: Int { ready.reduce(0) { $0 + $1.count } }
@@ -166,7 +168,7 @@ extension MemoryQueueBackend {
             while let next = delayed.peek(), next.dueAtMilliseconds <= now {
                 _ = delayed.pop()
                 if now - next.message.enqueuedAtMilliseconds >= effectiveSettings.retentionMilliseconds {
-                    counters.record(\.expired, 1, at: now)
+                    recordExpiry(of: next.message, at: now)
                     continue
                 }
                 if next.isReturning {
@@ -186,9 +188,24 @@ extension MemoryQueueBackend {
             for priority in ready.indices {
                 while let head = ready[priority].first, now - head.enqueuedAtMilliseconds >= retention {
                     ready[priority].removeFirst()
-                    counters.record(\.expired, 1, at: now)
+                    recordExpiry(of: head, at: now)
                 }
             }
+        }
+
+        /// A message deleted for good by its retention: counted, and its body, if the payload store
+        /// holds it, buried (``MemoryQueueBackend/takeBuriedPayloads(max:)``).
+        mutating func recordExpiry(of message: StoredMessage, at now: Int64) {
+            counters.record(\.expired, 1, at: now)
+            if MessageID.isOffloaded(message.id) { buried.append(message.id) }
+        }
+
+        /// The ids of every message this queue holds whose body the payload store keeps.
+        var offloadedIDs: [String] {
+            var ids = ready.flatMap { $0.filter { MessageID.isOffloaded($0.id) }.map(\.id) }
+            ids += inFlight.keys.filter { MessageID.isOffloaded($0) }
+            delayed.forEach { if MessageID.isOffloaded($0.message.id) { ids.append($0.message.id) } }
+            return ids
         }
 
         mutating func forgetIdempotencyKeys(at now: Int64) {
@@ -259,6 +276,9 @@ extension MemoryQueueBackend {
         var queues: [QueueName: QueueState] = [:]
         /// Each queue's samples, oldest first (``QueueBackend/recordHistory(_:of:interval:)``).
         var histories: [QueueName: CircularBuffer<QueueHistorySample>] = [:]
+        /// Ids of purged and deleted messages whose bodies the payload store still holds (expired
+        /// ones wait in their queue's ``QueueState/buried``).
+        var graveyard: [String] = []
         var topics: [TopicName: TopicState] = [:]
         /// Every topic's version comes from here (``TopicSubscriptions/version``).
         var topicVersionClock: Int64 = 0

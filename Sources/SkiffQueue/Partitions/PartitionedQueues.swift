@@ -377,6 +377,8 @@ public final class PartitionedQueues: QueueBackend {
 
     public func history(of queue: QueueName) async throws -> [QueueHistorySample] { try await inner.history(of: queue) }
 
+    public func takeBuriedPayloads(max: Int) async throws -> [String] { try await inner.takeBuriedPayloads(max: max) }
+
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int {
         let inner = self.inner

@@ -326,6 +326,19 @@ public final class OffloadingQueues: QueueBackend {
     /// Object deletes that may be under way in the background at once.
     static var maximumPendingDeletes: Int { 10_000 }
 
+    /// Deletes the objects of messages purged, deleted with their queue or expired, from the
+    /// backend's graveyard (``QueueBackend/takeBuriedPayloads(max:)``), a page at a time.
+    /// - Returns: how many objects it was asked to delete (they are gone unless the store failed:
+    ///   then they are left to the sweep).
+    @discardableResult
+    public func deleteBuriedPayloads(max: Int = 1000) async throws -> Int {
+        guard offload != nil else { return 0 }
+        let ids = try await inner.takeBuriedPayloads(max: max)
+        let keys = ids.filter { MessageID.isOffloaded($0) }.compactMap { try? PayloadOffload.key(of: $0) }
+        await deleteObjects(keys, because: "their messages were purged, deleted with their queue or expired")
+        return ids.count
+    }
+
     /// Deletes waiting on one object store request at once.
     static var deleteWidth: Int { 8 }
 
@@ -424,6 +437,8 @@ public final class OffloadingQueues: QueueBackend {
     }
 
     public func history(of queue: QueueName) async throws -> [QueueHistorySample] { try await inner.history(of: queue) }
+
+    public func takeBuriedPayloads(max: Int) async throws -> [String] { try await inner.takeBuriedPayloads(max: max) }
 
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int { try await inner.purge(queue) }

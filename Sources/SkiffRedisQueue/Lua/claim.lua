@@ -44,7 +44,7 @@ while claimed < wanted and not stopped do
     -- script that fails there leaves them in flight, coming back after their lease.
     if now - m.enq >= s.retention or (s.maxReceive and m.count >= s.maxReceive) then flush() end
     if now - m.enq >= s.retention then
-      forget(queue, m.id)
+      expired(queue, m.id)
       count(queue, 'expired', 1)
     elseif s.maxReceive and m.count >= s.maxReceive then
       deadLetter(queue, s, m)

@@ -19,7 +19,7 @@ for p = 0, 9 do
     end
     redis.call('LPOP', k)
     redis.call('ZREM', returnedKey(queue, p), string.match(head, '^%d|(%d+)|'))
-    forget(queue, string.match(head, '^%d|%d+|([^|]+)|'))
+    expired(queue, string.match(head, '^%d|%d+|([^|]+)|'))
     removed = removed + 1
   end
 end

@@ -160,6 +160,23 @@ local function requeue(q, m)
   redis.call('ZADD', returned, m.seq, m.seq)
 end
 
+-- Messages whose bodies are in the payload store have ids whose first character is one of
+-- G H J K M N P Q (MessageID.isOffloaded). Each queue keeps their ids in a set, `offloaded`, so
+-- that what removes many messages at once (purge, delete) can tell which stored bodies to delete;
+-- those ids, and those of expired messages, go to the slot's payload graveyard in the same step as
+-- the messages, and the replicas delete the objects from there (never before the messages). The
+-- graveyard keeps the newest {{graveyardCapacity}}: past that, older ones are left to the sweep.
+local function isOffloaded(id) return string.find('GHJKMNPQ', string.sub(id, 1, 1), 1, true) ~= nil end
+local function holdOffloaded(q, id)
+  if isOffloaded(id) then redis.call('SADD', key(q, 'offloaded'), id) end
+end
+local function bury(ids)
+  if #ids == 0 then return end
+  local graveyard = indexKey('payload-graveyard')
+  for start = 1, #ids, 500 do redis.call('RPUSH', graveyard, unpack(ids, start, math.min(start + 499, #ids))) end
+  redis.call('LTRIM', graveyard, -{{graveyardCapacity}}, -1)
+end
+
 -- Stores new messages (lists of ids and bodies) at the tail of q's priority, or delayed; wakes,
 -- indexes, registers and counts. One INCRBY and one RPUSH (or ZADD) per 500 messages.
 local function store(q, s, ids, bodies, priority, delay)
@@ -190,12 +207,21 @@ local function store(q, s, ids, bodies, priority, delay)
     notify(q)
   end
   redis.call('SADD', indexKey('queues'), q)
+  for i = 1, n do holdOffloaded(q, ids[i]) end
   count(q, 'enqueued', n)
 end
 
+-- A message left q: its nack reason, dead-letter history and place in the offloaded set go.
 local function forget(q, id)
   redis.call('HDEL', key(q, 'errors'), id)
   redis.call('HDEL', key(q, 'history'), id)
+  if isOffloaded(id) then redis.call('SREM', key(q, 'offloaded'), id) end
+end
+
+-- A message q deleted for good without a consumer's ack (expiry): forgotten, its body buried.
+local function expired(q, id)
+  forget(q, id)
+  if isOffloaded(id) then bury({ id }) end
 end
 
 -- Moves a message (already out of its source state) to the tail of the dead-letter queue.
@@ -208,6 +234,7 @@ local function deadLetter(q, s, m)
   m.enq, m.count, m.first, m.last = now, 0, 0, 0
   redis.call('RPUSH', readyKey(target, m.priority), build(m))
   redis.call('HSET', key(target, 'history'), m.id, history)
+  holdOffloaded(target, m.id)
   -- On a cluster a queue is counted in a global registry no script here can reach: a new
   -- dead-letter queue waits in its slot's `unregistered` set for the next maintenance round.
   if redis.call('SADD', indexKey('queues'), target) == 1 and clustered then redis.call('SADD', indexKey('unregistered'), target) end
@@ -221,7 +248,7 @@ end
 -- back at the head. The message is already out of the in-flight state.
 local function failed(q, s, m, delay)
   if now - m.enq >= s.retention then
-    forget(q, m.id)
+    expired(q, m.id)
     count(q, 'expired', 1)
   elseif s.maxReceive and m.count >= s.maxReceive then
     deadLetter(q, s, m)
@@ -302,13 +329,15 @@ local function takeClaims(q, first)
   return held, n, taken
 end
 
--- forget for many ids: a hash the queue never had costs one EXISTS, not an HDEL per message.
+-- forget for many ids: a hash or set the queue never had costs one EXISTS, not a command per
+-- message.
 local function forgetAll(q, ids)
   if #ids == 0 then return end
-  for _, suffix in ipairs({ 'errors', 'history' }) do
+  for _, suffix in ipairs({ 'errors', 'history', 'offloaded' }) do
     if redis.call('EXISTS', key(q, suffix)) == 1 then
+      local remove = suffix == 'offloaded' and 'SREM' or 'HDEL'
       for start = 1, #ids, page do
-        redis.call('HDEL', key(q, suffix), unpack(ids, start, math.min(start + page - 1, #ids)))
+        redis.call(remove, key(q, suffix), unpack(ids, start, math.min(start + page - 1, #ids)))
       end
     end
   end

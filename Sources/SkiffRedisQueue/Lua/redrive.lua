@@ -17,6 +17,7 @@ for priority = 9, 0, -1 do
     m.seq = redis.call('INCR', key(queue, 'seq'))
     m.enq, m.count, m.first, m.last = now, 0, 0, 0
     redis.call('RPUSH', readyKey(queue, m.priority), build(m))
+    holdOffloaded(queue, m.id)
     moved = moved + 1
   end
 end
