@@ -21,6 +21,8 @@ public struct QueueMessage: Sendable {
     /// not what was stored, larger than this replica reads); ``body`` is then empty. A receive
     /// never hands such a message out: it nacks it.
     public let unreadableBody: String?
+    /// The producer's trace context, if its send carried one.
+    public let traceContext: MessageTraceContext?
 
     public init(
         id: String,
@@ -30,7 +32,8 @@ public struct QueueMessage: Sendable {
         priority: Int = 0,
         lastError: String? = nil,
         deadLetter: DeadLetterHistory? = nil,
-        unreadableBody: String? = nil
+        unreadableBody: String? = nil,
+        traceContext: MessageTraceContext? = nil
     ) {
         self.id = id
         self.body = body
@@ -40,6 +43,7 @@ public struct QueueMessage: Sendable {
         self.lastError = lastError
         self.deadLetter = deadLetter
         self.unreadableBody = unreadableBody
+        self.traceContext = traceContext
     }
 }
 
@@ -175,12 +179,19 @@ public struct SendOptions: Sendable, Equatable {
     /// fresh ``MessageID`` (a reused id would give two messages one identity). A send with ids is
     /// never merged with other sends.
     public var messageIDs: [String]?
+    /// Stored with every message of the send and handed back with each delivery. A send with one
+    /// is never merged with other sends.
+    public var traceContext: MessageTraceContext?
 
-    public init(delay: Duration? = nil, priority: Int = 0, idempotencyKey: String? = nil, messageIDs: [String]? = nil) {
+    public init(
+        delay: Duration? = nil, priority: Int = 0, idempotencyKey: String? = nil, messageIDs: [String]? = nil,
+        traceContext: MessageTraceContext? = nil
+    ) {
         self.delay = delay
         self.priority = priority
         self.idempotencyKey = idempotencyKey
         self.messageIDs = messageIDs
+        self.traceContext = traceContext
     }
 
     public static let maximumPriority = 9

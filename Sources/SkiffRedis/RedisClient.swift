@@ -4,6 +4,7 @@ public import NIOCore
 public import ServiceLifecycle
 import SkiffSupport
 import Synchronization
+public import Tracing
 
 /// What the client knows about Redis right now.
 public struct RedisHealth: Sendable, Equatable {
@@ -38,15 +39,20 @@ public final class RedisClient: Sendable, Service {
     private let scriptHashes = Mutex<[String: String]>([:])
     private let healthState = Mutex<(connected: Bool, lastError: String?)>((false, nil))
     private let metrics: RedisMetrics
+    /// With tracing on: a client span per command sent while a traced request is current.
+    private let tracer: (any Tracer)?
 
     /// - Parameter metricsFactory: where command latencies, pool size and reconnects are recorded
     ///   (see `RedisMetrics`); the global swift-metrics factory unless given.
+    /// - Parameter tracer: where the commands' spans go (tracing on); `nil`: no spans.
     public init(
         configuration: RedisConfiguration,
         eventLoopGroup: any EventLoopGroup,
         logger: Logger,
-        metricsFactory: any MetricsFactory = MetricsSystem.factory
+        metricsFactory: any MetricsFactory = MetricsSystem.factory,
+        tracer: (any Tracer)? = nil
     ) {
+        self.tracer = tracer
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
         self.logger = logger
@@ -68,6 +74,26 @@ public final class RedisClient: Sendable, Service {
     }
 
     func send(_ command: RedisCommand, slotKey: String?, script: RedisScript?) async throws -> RedisValue {
+        // Spans only inside a traced request (its context is current): the maintenance rounds and
+        // sweeps would otherwise start a trace per command.
+        guard let tracer, let parent = ServiceContext.current else { return try await sendUntraced(command, slotKey: slotKey, script: script) }
+        let span = tracer.startSpan(script.map { "\(command.name) \($0.name)" } ?? command.name, context: parent, ofKind: .client)
+        defer { span.end() }
+        span.updateAttributes { attributes in
+            attributes["db.system.name"] = "redis"
+            attributes["db.operation.name"] = command.name
+            if let script { attributes["db.stored_procedure.name"] = script.name }
+        }
+        do {
+            return try await sendUntraced(command, slotKey: slotKey, script: script)
+        } catch {
+            span.recordError(error)
+            span.setStatus(SpanStatus(code: .error))
+            throw error
+        }
+    }
+
+    private func sendUntraced(_ command: RedisCommand, slotKey: String?, script: RedisScript?) async throws -> RedisValue {
         let start = ContinuousClock.now
         defer { metrics.recordCommand(command.name, since: start) }
         do {

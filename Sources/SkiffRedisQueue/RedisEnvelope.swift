@@ -5,6 +5,11 @@ import SkiffQueue
 ///
 ///     2|<seq>|<id>|<enqueuedAtMs>|<priority>|<receiveCount>|<claims>|<firstReceivedMs>|<lastReceivedMs>|<body>
 ///
+/// or, for a message sent with a trace context (``MessageTraceContext/stored``), version 3 with
+/// the context's length and the context itself before the body:
+///
+///     3|<seq>|…|<lastReceivedMs>|<traceLength>|<trace><body>
+///
 /// The scripts write and rewrite envelopes (a claim counts a receive and a claim, a return keeps
 /// the rest), so the format has a Lua codec (`parse`/`build` in Lua/library.lua) beside this one;
 /// ``RedisEnvelope`` is the reference, and EnvelopeCodecTests run both on the same envelopes
@@ -23,11 +28,13 @@ struct RedisEnvelope: Equatable, Sendable {
     var lastReceivedAtMilliseconds: Int64
     /// As posted, byte for byte (may contain `|`).
     var body: ByteBuffer
+    /// ``MessageTraceContext/stored``, as the send gave it; `nil` in a version 2 envelope.
+    var traceContext: String? = nil
 
     /// The envelope's bytes; `padded` for the delayed set.
     func encoded(padded: Bool = false) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 64 + id.utf8.count + body.readableBytes)
-        buffer.writeStaticString("2|")
+        var buffer = ByteBufferAllocator().buffer(capacity: 64 + id.utf8.count + (traceContext?.utf8.count ?? 0) + body.readableBytes)
+        buffer.writeStaticString(traceContext == nil ? "2|" : "3|")
         let sequence = String(self.sequence)
         if padded, sequence.utf8.count < 16 { buffer.writeString(String(repeating: "0", count: 16 - sequence.utf8.count)) }
         buffer.writeString(sequence)
@@ -40,6 +47,11 @@ struct RedisEnvelope: Equatable, Sendable {
         buffer.writeStaticString("|")
         buffer.writeString(String(lastReceivedAtMilliseconds))
         buffer.writeStaticString("|")
+        if let traceContext {
+            buffer.writeString(String(traceContext.utf8.count))
+            buffer.writeStaticString("|")
+            buffer.writeString(traceContext)
+        }
         var body = self.body
         buffer.writeBuffer(&body)
         return buffer
@@ -48,22 +60,32 @@ struct RedisEnvelope: Equatable, Sendable {
     /// Reads an envelope; the body is a zero-copy slice. `nil` if it is not one.
     static func parse(_ envelope: ByteBuffer) -> RedisEnvelope? {
         let view = envelope.readableBytesView
+        guard let version = view.first, version == UInt8(ascii: "2") || version == UInt8(ascii: "3") else { return nil }
+        let fieldCount = version == UInt8(ascii: "3") ? 10 : 9
         var fields: [Substring] = []
-        fields.reserveCapacity(9)
+        fields.reserveCapacity(fieldCount)
         var start = view.startIndex
         var index = view.startIndex
-        while fields.count < 9, index < view.endIndex {
+        while fields.count < fieldCount, index < view.endIndex {
             if view[index] == UInt8(ascii: "|") {
                 fields.append(Substring(decoding: view[start..<index], as: UTF8.self))
                 start = index + 1
             }
             index += 1
         }
-        guard fields.count == 9, fields[0] == "2", let sequence = Int64(fields[1]), !fields[2].isEmpty, let enqueuedAt = Int64(fields[3]),
-            let priority = Int(fields[4]), let receiveCount = Int(fields[5]), let claims = Int(fields[6]), let first = Int64(fields[7]),
-            let last = Int64(fields[8])
+        guard fields.count == fieldCount, fields[0].count == 1, let sequence = Int64(fields[1]), !fields[2].isEmpty,
+            let enqueuedAt = Int64(fields[3]), let priority = Int(fields[4]), let receiveCount = Int(fields[5]), let claims = Int(fields[6]),
+            let first = Int64(fields[7]), let last = Int64(fields[8])
         else { return nil }
-        let bodyOffset = start - view.startIndex
+        var bodyOffset = start - view.startIndex
+        var traceContext: String?
+        if fieldCount == 10 {
+            guard let length = Int(fields[9]), length > 0, length <= envelope.readableBytes - bodyOffset,
+                let trace = envelope.getString(at: envelope.readerIndex + bodyOffset, length: length)
+            else { return nil }
+            traceContext = trace
+            bodyOffset += length
+        }
         guard let body = envelope.getSlice(at: envelope.readerIndex + bodyOffset, length: envelope.readableBytes - bodyOffset) else { return nil }
         return RedisEnvelope(
             sequence: sequence,
@@ -74,7 +96,8 @@ struct RedisEnvelope: Equatable, Sendable {
             claims: claims,
             firstReceivedAtMilliseconds: first,
             lastReceivedAtMilliseconds: last,
-            body: body
+            body: body,
+            traceContext: traceContext
         )
     }
 
@@ -88,7 +111,8 @@ struct RedisEnvelope: Equatable, Sendable {
             receiveCount: receiveCount,
             priority: priority,
             lastError: lastError,
-            deadLetter: history.flatMap(Self.parseHistory)
+            deadLetter: history.flatMap(Self.parseHistory),
+            traceContext: traceContext.flatMap { MessageTraceContext(stored: $0) }
         )
         return (message, claims)
     }

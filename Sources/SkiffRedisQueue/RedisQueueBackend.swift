@@ -293,9 +293,9 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
         guard !bodies.isEmpty else { return [] }
         try options.validate(bodies: bodies.count)
-        // A send with an idempotency key answers for its own key, one with ids for its own ids:
-        // never merged.
-        guard options.idempotencyKey == nil, options.messageIDs == nil, let batches = sendBatches.withLock({ $0 }) else {
+        // A send with an idempotency key answers for its own key, one with ids for its own ids,
+        // one with a trace context carries its own: never merged.
+        guard options.idempotencyKey == nil, options.messageIDs == nil, options.traceContext == nil, let batches = sendBatches.withLock({ $0 }) else {
             return try await store(bodies, to: queue, options: options)
         }
         let key = SendBatchKey(queue: queue, delayMilliseconds: options.delay.map { max(0, $0.milliseconds) }, priority: options.priority)
@@ -335,7 +335,7 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         let ids = options.messageIDs ?? bodies.map { _ in MessageID.make() }
         func arguments(maximumQueues: Int64) -> [RedisArgument] {
             var arguments: [RedisArgument] = [.string(prefix), .string(queue.rawValue)]
-            arguments.reserveCapacity(6 + 2 * bodies.count)
+            arguments.reserveCapacity(8 + 2 * bodies.count)
             arguments.append(options.delay.map { .integer(max(0, $0.milliseconds)) } ?? .string(""))
             arguments.append(.integer(Int64(options.priority)))
             arguments.append(.string(options.idempotencyKey ?? ""))
@@ -343,6 +343,7 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
             arguments.append(.integer(Int64(bodies.count)))
             for id in ids { arguments.append(.string(id)) }
             for body in bodies { arguments.append(.bytes(body)) }
+            arguments.append(.string(options.traceContext?.stored ?? ""))
             return arguments
         }
         var reply = try await enqueue(arguments(maximumQueues: maximumQueuesArgument), keys: scriptKeys)

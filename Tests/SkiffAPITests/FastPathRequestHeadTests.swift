@@ -80,7 +80,10 @@ struct FastPathRequestHeadTests {
     }
 
     @Test func headersThatChangeTheHandlingAreMarked() throws {
-        for header in ["Expect: 100-continue", "Idempotency-Key: k", "Upgrade: websocket", "Connection: close", "connection: Upgrade"] {
+        for header in [
+            "Expect: 100-continue", "Idempotency-Key: k", "traceparent: 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "TraceParent: x",
+            "Upgrade: websocket", "Connection: close", "connection: Upgrade",
+        ] {
             #expect(try head("POST /api/q HTTP/1.1\r\n\(header)\r\nContent-Length: 1\r\n\r\n").hasSpecialHeader, "\(header)")
         }
         #expect(try !head("POST /api/q HTTP/1.1\r\nConnection: Keep-Alive\r\nContent-Length: 1\r\n\r\n").hasSpecialHeader)

@@ -59,7 +59,7 @@ struct ParserOracleTests {
             mostly(
                 [
                     "Content-Length", "content-length", "Transfer-Encoding", "transfer-encoding", "Connection", "Host", "X-Request-Id",
-                    "Authorization", "Upgrade", "Expect", "Idempotency-Key", "Trailer", "Te",
+                    "Authorization", "Upgrade", "Expect", "Idempotency-Key", "traceparent", "Trailer", "Te",
                 ],
                 or: ["CONTENT-LENGTH", "Content-Length ", " Content-Length", "Content\u{0}Length", "", "X Y"]
             ),

@@ -59,7 +59,25 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
 
     /// Stores one message: 201, or 200 with `Skiff-Duplicate: true` for a repeat of an idempotency key.
     func send(_ body: ByteBuffer, to queue: QueueName, options: SendOptions, logger: Logger) async throws -> ResponseParts {
-        answer(try await backend.send(body, to: queue, options: options), to: queue, logger: logger)
+        guard let tracing = settings.tracing else {
+            return answer(try await backend.send(body, to: queue, options: options), to: queue, logger: logger)
+        }
+        let sent = try await tracing.send(to: queue, count: 1, bodyBytes: body.readableBytes, options: options) { options in
+            try await backend.send(body, to: queue, options: options)
+        } ids: {
+            [$0.id]
+        }
+        return answer(sent, to: queue, logger: logger)
+    }
+
+    /// Stores a batch's messages with one storage call (under one `send` span).
+    func send(batch bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
+        guard let tracing = settings.tracing else { return try await backend.send(bodies, to: queue, options: options) }
+        return try await tracing.send(to: queue, count: bodies.count, bodyBytes: nil, options: options) { options in
+            try await backend.send(bodies, to: queue, options: options)
+        } ids: {
+            $0.map(\.id)
+        }
     }
 
     /// Sends a body of `size` bytes that the payload store takes as it arrives, validated as JSON
@@ -69,7 +87,15 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
         streaming body: Body, size: Int, to queue: QueueName, options: SendOptions, logger: Logger
     ) async throws -> ResponseParts? where Body.Element == ByteBuffer {
         guard let offloading = backend as? OffloadingQueues, offloading.offload != nil else { return nil }
-        let sent = try await offloading.send(streaming: ValidatedJSONBody(base: body, size: size), size: size, to: queue, options: options)
+        let validated = ValidatedJSONBody(base: body, size: size)
+        guard let tracing = settings.tracing else {
+            return answer(try await offloading.send(streaming: validated, size: size, to: queue, options: options), to: queue, logger: logger)
+        }
+        let sent = try await tracing.send(to: queue, count: 1, bodyBytes: size, options: options) { options in
+            try await offloading.send(streaming: validated, size: size, to: queue, options: options)
+        } ids: {
+            [$0.id]
+        }
         return answer(sent, to: queue, logger: logger)
     }
 
@@ -99,7 +125,9 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
     /// Claims and fences messages for `request` (``QueueBackend/deliver(_:context:)``), counting
     /// its wait in the long-poll gauge. The caller cancels the task when its client leaves.
     func deliver(_ request: DeliveryRequest, logger: Logger) async throws -> DeliveryLease? {
-        try await backend.deliver(request, context: DeliveryContext(observer: metrics, settlements: settlements, logger: logger))
+        let context = DeliveryContext(observer: metrics, settlements: settlements, logger: logger)
+        guard let tracing = settings.tracing else { return try await backend.deliver(request, context: context) }
+        return try await tracing.receive(from: request.queue) { try await backend.deliver(request, context: context) }
     }
 
     /// The answer to a GET of one message: its body as stored, its facts in headers.
@@ -126,6 +154,10 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
             if delivery.isAcknowledgedMode { head += #","receipt":"# + JSONText.quoted(delivery.receipt.description) }
             if let lastError = message.lastError { head += #","lastError":"# + JSONText.quoted(lastError) }
             if MessageID.isOffloaded(message.id) { head += #","offloaded":true"# }
+            if let trace = message.traceContext {
+                head += #","traceparent":"# + JSONText.quoted(trace.traceparent)
+                if let state = trace.tracestate { head += #","tracestate":"# + JSONText.quoted(state) }
+            }
             head += #","body":"#
             chunks.append(ByteBuffer(string: head))
             chunks.append(message.body)
@@ -161,6 +193,11 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
             .skiffPriority: String(message.priority),
         ]
         if delivery.isAcknowledgedMode { headers[.skiffReceipt] = delivery.receipt.description }
+        // The producer's trace context, so that the consumer's work joins its trace.
+        if let trace = message.traceContext {
+            headers[.traceparent] = trace.traceparent
+            if let state = trace.tracestate { headers[.tracestate] = state }
+        }
         // The body was kept in the payload store (docs/payloads.md) and read back verified.
         if MessageID.isOffloaded(message.id) { headers[.skiffPayload] = "offloaded" }
         if let lastError = message.lastError { headers[.skiffLastError] = headerSafe(lastError) }

@@ -38,7 +38,7 @@ struct FastPathRequestHead: Equatable {
     var requestID: String?
     /// `Authorization`, for the API keys.
     var authorization: String?
-    /// A header that changes how the request is handled: `Expect`, `Idempotency-Key`, `Upgrade`,
+    /// A header that changes how the request is handled: `Expect`, `Idempotency-Key`, `traceparent`, `Upgrade`,
     /// or a `Connection` other than `keep-alive`. Such a request goes to the routes.
     var hasSpecialHeader = false
     /// `Upgrade`, or a `Connection` other than `keep-alive`: the connection may end with this
@@ -137,6 +137,9 @@ struct FastPathRequestHead: Equatable {
                     head.hasSpecialHeader = true
                     head.mayEndConnection = true
                 }
+            case 11 where equalsLowercased(name, "traceparent"):
+                // Kept with the message: the route's to read.
+                head.hasSpecialHeader = true
             case 12 where equalsLowercased(name, "x-request-id"):
                 head.requestID = String(decoding: value, as: UTF8.self)
             case 13 where equalsLowercased(name, "authorization"):

@@ -22,6 +22,8 @@ extension HTTPField.Name {
     static let skiffLastReceivedAt = Self("Skiff-Last-Received-At")!
     static let idempotencyKey = Self("Idempotency-Key")!
     static let skiffBatchTruncated = Self("Skiff-Batch-Truncated")!
+    static let traceparent = Self("traceparent")!
+    static let tracestate = Self("tracestate")!
 }
 
 /// The message routes, over any ``QueueBackend``.
@@ -96,7 +98,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let queue = try Self.queueName(context)
         let options = try Self.sendOptions(request)
         let messages = try await Self.batchMessages(request, settings: settings)
-        let sent = try await backend.send(messages, to: queue, options: options)
+        let sent = try await exchange.send(batch: messages, to: queue, options: options)
         let duplicate = sent.first?.isDuplicate ?? false
         if !duplicate { metrics.messageEnqueued(queue: queue.rawValue, count: sent.count) }
         // Written as bytes: quoting 1000 ids into a `String` was a quarter of a batch's CPU.
@@ -139,7 +141,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         return messages
     }
 
-    /// `delay` and `priority` from the query, `Idempotency-Key` from the headers.
+    /// `delay` and `priority` from the query, `Idempotency-Key` and the trace context from the headers.
     static func sendOptions(_ request: Request) throws -> SendOptions {
         let query = request.uri.queryParameters
         var options = SendOptions()
@@ -154,6 +156,11 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                 throw APIError(.badRequest, "Idempotency-Key must be 1 to \(SendOptions.maximumIdempotencyKeyLength) bytes")
             }
             options.idempotencyKey = key
+        }
+        // Kept with the messages outside their bodies; a malformed one is ignored, as the W3C
+        // recommendation asks (with tracing on, the send span's own context is stored instead).
+        if let parent = request.headers[.traceparent] {
+            options.traceContext = MessageTraceContext(traceparent: parent, tracestate: request.headers[.tracestate])
         }
         return options
     }
@@ -324,7 +331,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     @Sendable func acknowledge(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
         let receipt = try Self.receipt(context)
-        guard try await backend.acknowledge([receipt], in: queue)[0] else { throw Self.unknownReceipt() }
+        guard try await settling("ack", in: queue, { try await backend.acknowledge([receipt], in: queue)[0] }) else { throw Self.unknownReceipt() }
         metrics.messageAcked(queue: queue.rawValue)
         return Response(status: .noContent)
     }
@@ -341,7 +348,7 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             guard let text = item.string else { throw APIError(.badRequest, "receipts must be strings") }
             if let receipt = Receipt(text) { receipts.append(receipt) } else { malformed.append(text) }
         }
-        let results = try await backend.acknowledge(receipts, in: queue)
+        let results = try await settling("ack", in: queue, count: receipts.count) { try await backend.acknowledge(receipts, in: queue) }
         metrics.messageAcked(queue: queue.rawValue, count: results.filter { $0 }.count)
         let notFound = malformed + zip(receipts, results).filter { !$0.1 }.map { $0.0.description }
         let json = #"{"acked":"# + String(results.filter { $0 }.count) + #","notFound":["# + notFound.map(JSONText.quoted).joined(separator: ",") + "]}"
@@ -365,7 +372,9 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
                 reason = text
             }
         }
-        guard try await backend.reject(receipt, in: queue, delay: delay, reason: reason) else { throw Self.unknownReceipt() }
+        guard try await settling("nack", in: queue, { try await backend.reject(receipt, in: queue, delay: delay, reason: reason) }) else {
+            throw Self.unknownReceipt()
+        }
         return Response(status: .noContent)
     }
 
@@ -376,8 +385,17 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             throw APIError(.badRequest, "timeout (milliseconds from 0 to \(QueueSettings.maximumVisibilityTimeoutMilliseconds)) is required")
         }
         let timeout = try Self.integer(raw, name: "timeout", range: 0...QueueSettings.maximumVisibilityTimeoutMilliseconds)
-        guard try await backend.changeVisibility(receipt, in: queue, timeout: .milliseconds(timeout)) else { throw Self.unknownReceipt() }
+        guard try await settling("extend", in: queue, { try await backend.changeVisibility(receipt, in: queue, timeout: .milliseconds(timeout)) })
+        else { throw Self.unknownReceipt() }
         return Response(status: .noContent)
+    }
+
+    /// Runs a settlement under a `settle {queue}` span when tracing is on.
+    private func settling<Result>(
+        _ operation: String, in queue: QueueName, count: Int = 1, _ body: () async throws -> Result
+    ) async throws -> Result {
+        guard let tracing = settings.tracing else { return try await body() }
+        return try await tracing.settle(operation, in: queue, count: count, body)
     }
 
     static func receipt(_ context: Context) throws -> Receipt {

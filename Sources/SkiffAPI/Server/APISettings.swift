@@ -27,6 +27,8 @@ public struct APISettings: Sendable {
     /// receive stops claiming at it (at least one message) and says so in `Skiff-Batch-Truncated`.
     /// The default keeps a batch well inside Cloud Run's 32 MiB request and response limit.
     public var maximumBatchBytes: Int
+    /// Where spans go (`OTEL_EXPORTER_OTLP_ENDPOINT`, docs/tracing.md); `nil`: tracing is off.
+    public var tracing: MessageTracing?
 
     public init(
         defaultTimeoutMilliseconds: Int = 10_000,

@@ -24,6 +24,7 @@ public func buildApplication(
     metricsExposition: (any MetricsExposition)? = nil
 ) -> SkiffApplication {
     let group = MultiThreadedEventLoopGroup.singleton
+    let tracing = makeTracingBackend(configuration, logger: logger)
     if var redisConfiguration = configuration.redis {
         if case .googleIAM(let metadataHost) = configuration.redisAuthentication {
             let tokens = GoogleAccessTokenSource(metadataHost: metadataHost, logger: logger)
@@ -31,7 +32,8 @@ public func buildApplication(
                 try await tokens.accessToken()
             }
         }
-        let client = RedisClient(configuration: redisConfiguration, eventLoopGroup: group, logger: logger, metricsFactory: metricsFactory)
+        let client = RedisClient(
+            configuration: redisConfiguration, eventLoopGroup: group, logger: logger, metricsFactory: metricsFactory, tracer: tracing?.tracing.tracer)
         let backend = RedisQueueBackend(
             client: client,
             configuration: RedisQueueConfiguration(
@@ -51,7 +53,8 @@ public func buildApplication(
             services: [client, backend],
             logger: logger,
             metricsFactory: metricsFactory,
-            metricsExposition: metricsExposition
+            metricsExposition: metricsExposition,
+            tracing: tracing
         )
     }
     logger.notice("no Redis configured: queues live in this process's memory and are not shared or durable")
@@ -67,8 +70,24 @@ public func buildApplication(
         services: [backend],
         logger: logger,
         metricsFactory: metricsFactory,
-        metricsExposition: metricsExposition
+        metricsExposition: metricsExposition,
+        tracing: tracing
     )
+}
+
+/// The tracer and exporter of `OTEL_EXPORTER_OTLP_ENDPOINT`, or `nil` when tracing is off.
+func makeTracingBackend(_ configuration: SkiffConfiguration, logger: Logger) -> TracingBackend? {
+    guard let settings = configuration.tracing else { return nil }
+    do {
+        let backend = try TracingBackend(settings, replicaID: configuration.replicaID, logger: logger)
+        logger.notice("tracing on: spans go over OTLP/HTTP", metadata: ["otel.endpoint": "\(settings.tracesEndpoint)"])
+        return backend
+    } catch {
+        // The standard variables can turn it off (OTEL_SDK_DISABLED, OTEL_TRACES_EXPORTER=none)
+        // or ask for what this build lacks (gRPC): serving goes on without spans, and says so.
+        logger.error("tracing off: the OTEL_* settings do not make an OTLP/HTTP exporter", metadata: ["error": "\(error)"])
+        return nil
+    }
 }
 
 /// The store `settings` name. The configuration reader made the directory of a `file://` store.
@@ -104,6 +123,28 @@ public func buildApplication<Backend: QueueBackend>(
     metricsExposition: (any MetricsExposition)? = nil,
     payloadStore: (any PayloadStore)? = nil
 ) -> SkiffApplication {
+    buildApplication(
+        configuration: configuration, backend: backend, services: services, logger: logger, metricsFactory: metricsFactory,
+        metricsExposition: metricsExposition, payloadStore: payloadStore, tracing: makeTracingBackend(configuration, logger: logger))
+}
+
+func buildApplication<Backend: QueueBackend>(
+    configuration: SkiffConfiguration,
+    backend: Backend,
+    services: [any Service],
+    logger: Logger,
+    metricsFactory: any MetricsFactory = MetricsSystem.factory,
+    metricsExposition: (any MetricsExposition)? = nil,
+    payloadStore: (any PayloadStore)? = nil,
+    tracing: TracingBackend?
+) -> SkiffApplication {
+    var configuration = configuration
+    var services = services
+    if let tracing {
+        configuration.api.tracing = tracing.tracing
+        // First, so that it stops last: the spans of the drain are exported too.
+        services.insert(tracing.service, at: 0)
+    }
     let settlements = SettlementTasks(logger: logger)
     // Partitioned queues (`partitions` in a queue's settings) on top of any backend, and large
     // bodies in the payload store on top of those.
@@ -144,7 +185,6 @@ public func buildApplication<Backend: QueueBackend>(
         rateLimiter: rateLimiter,
         streams: streams
     )
-    var services = services
     if let settings = configuration.payloads, let offload = backend.offload {
         services.append(PayloadSweeper(store: offload.store, retention: settings.retention, interval: settings.sweepInterval, logger: logger))
         services.append(PayloadGraveyardDrain(queues: backend, logger: logger))
@@ -176,7 +216,8 @@ public func buildApplication<Backend: QueueBackend>(
     let (headTimeout, idleTimeout) = (configuration.requestHeadTimeout, configuration.idleTimeout)
     let makeGuard = { @Sendable in ConnectionGuard(limiter: limiter, headTimeout: headTimeout, idleTimeout: idleTimeout, logger: logger) }
     var connectionHandlers: @Sendable () -> ConnectionHandlers = { ConnectionHandlers(front: [makeGuard()]) }
-    let fastPath = configuration.rateLimit == nil && configuration.fastPath
+    // With tracing on every request goes through the routes, where its server span is made.
+    let fastPath = configuration.rateLimit == nil && configuration.fastPath && configuration.api.tracing == nil
     if fastPath {
         let settings = FastPathSettings(
             api: configuration.api,
@@ -210,7 +251,7 @@ public func buildApplication<Backend: QueueBackend>(
 
 /// The routes and middleware of a replica.
 ///
-/// Middleware order, outermost first: request id (so every later log line has it), access log
+/// Middleware order, outermost first: the server span (tracing on), request id (so every later log line has it), access log
 /// and HTTP metrics (they see the final status, errors included), JSON errors, then access
 /// control and rate limiting, whose refusals are errors rendered by the JSON error middleware.
 public func buildRouter<Backend: QueueBackend>(
@@ -247,6 +288,9 @@ func makeRouter<Backend: QueueBackend>(
 ) -> Router<SkiffRequestContext> {
     let metrics = metrics ?? SkiffMetrics(factory: metricsFactory)
     let router = Router(context: SkiffRequestContext.self)
+    if let tracing = configuration.api.tracing {
+        router.add(middleware: RequestTracingMiddleware(tracing: tracing))
+    }
     router.add(middleware: RequestIDMiddleware())
     if configuration.accessLog {
         router.add(middleware: AccessLogMiddleware())

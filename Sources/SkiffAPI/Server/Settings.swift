@@ -127,6 +127,12 @@ public enum Settings {
     public static let payloadsSweepInterval = Setting("payloads.sweepIntervalMs", default: "3600000", "how often each replica sweeps the payload store, ms")
     public static let payloadsGCSEndpoint = Setting(
         "payloads.gcsEndpoint", default: "Google's", "the Cloud Storage JSON API's base URL: an emulator, reached without a token")
+    public static let otlpEndpoint = Setting(
+        "otel.exporter.otlpEndpoint", default: "unset", "OTLP/HTTP collector for traces (docs/tracing.md); unset: tracing off")
+    public static let otlpTracesEndpoint = Setting(
+        "otel.exporter.otlpTracesEndpoint", default: "endpoint + /v1/traces", "full URL spans are posted to, instead of the above")
+    public static let otlpProtocol = Setting("otel.exporter.otlpProtocol", default: "http/protobuf", "http/protobuf or http/json")
+    public static let otelServiceName = Setting("otel.serviceName", default: "skiff", "service.name of this replica's spans")
     public static let claimLease = Setting("claimLeaseMs", default: "30000", "how long before messages claimed by a crashed replica return, ms")
     public static let replicaID = Setting("replicaId", default: "host name", "this replica's name in logs and /health")
     public static let logLevel = Setting("logLevel", default: "info", "trace, debug, info, notice, warning, error or critical")
@@ -155,7 +161,8 @@ public enum Settings {
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
         streamPingInterval, queueHistoryInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
-        payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, claimLease,
+        payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, otlpEndpoint,
+        otlpTracesEndpoint, otlpProtocol, otelServiceName, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, metricsPort, rateLimitPerSecond, rateLimitBurst,
         settingsFile,
     ]

@@ -65,6 +65,8 @@ public struct SkiffConfiguration: Sendable {
     /// The payload store for large bodies (`PAYLOADS_STORE`); `nil`: none, and a body over
     /// `MAX_MESSAGE_BYTES` is a 413.
     public var payloads: PayloadSettings?
+    /// Spans over OTLP (docs/tracing.md); `nil`: tracing off, and the hot paths do no tracing work.
+    public var tracing: TracingSettings?
 
     public init(
         host: String = "0.0.0.0",
@@ -126,6 +128,19 @@ public struct SkiffConfiguration: Sendable {
             }
         }
         if let lease = try settings.integer(Settings.claimLease, in: 100...86_400_000) { claimLease = .milliseconds(lease) }
+        if let endpoint = settings.text(Settings.otlpTracesEndpoint) ?? settings.text(Settings.otlpEndpoint).map(TracingSettings.tracesEndpoint(base:)) {
+            guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
+                throw ConfigurationError("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP)")
+            }
+            var tracing = TracingSettings(tracesEndpoint: endpoint)
+            switch settings.text(Settings.otlpProtocol) {
+            case nil, "http/protobuf": break
+            case "http/json": tracing.usesJSON = true
+            case let other?: throw ConfigurationError("OTEL_EXPORTER_OTLP_PROTOCOL must be http/protobuf or http/json, not \(other)")
+            }
+            if let name = settings.text(Settings.otelServiceName) { tracing.serviceName = name }
+            self.tracing = tracing
+        }
         if let replicas = try settings.integer(Settings.redisWaitReplicas, in: 0...16) { redisWaitReplicas = replicas }
         if let wait = try settings.integer(Settings.redisWaitTimeout, in: 1...60_000) { redisWaitTimeout = .milliseconds(wait) }
         if let prefix = settings.text(Settings.redisKeyPrefix) {

@@ -4,7 +4,8 @@ import SkiffQueue
 /// The frames a server sends on a stream, one JSON object each (docs/streams.md lists them).
 /// Bodies are written as stored, between the pieces, never re-encoded.
 enum StreamFrame {
-    /// `{"op":"message","id","receipt","receiveCount","enqueuedAt","priority"[,"lastError"][,"offloaded":true],"body"}`.
+    /// `{"op":"message","id","receipt","receiveCount","enqueuedAt","priority"[,"lastError"][,"offloaded":true]`
+    /// `[,"traceparent"[,"tracestate"]],"body"}`.
     /// An auto-acknowledged stream's messages carry no receipt.
     static func message(_ delivery: Delivery) -> ByteBuffer {
         let message = delivery.message
@@ -26,6 +27,14 @@ enum StreamFrame {
             JSONText.writeQuoted(lastError, to: &frame)
         }
         if MessageID.isOffloaded(message.id) { frame.writeStaticString(#","offloaded":true"#) }
+        if let trace = message.traceContext {
+            frame.writeStaticString(#","traceparent":"#)
+            JSONText.writeQuoted(trace.traceparent, to: &frame)
+            if let state = trace.tracestate {
+                frame.writeStaticString(#","tracestate":"#)
+                JSONText.writeQuoted(state, to: &frame)
+            }
+        }
         frame.writeStaticString(#","body":"#)
         frame.writeImmutableBuffer(message.body)
         frame.writeStaticString("}")

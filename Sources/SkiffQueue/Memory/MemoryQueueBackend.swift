@@ -78,7 +78,7 @@ public final class MemoryQueueBackend: ClaimingBackend, Service {
             state.queues[queue, default: QueueState()].modify { queueState in
                 for (index, body) in bodies.enumerated() {
                     let id = options.messageIDs?[index] ?? MessageID.make(nowMilliseconds: now)
-                    queueState.enqueue(id: id, body: body, priority: options.priority, delayMilliseconds: delay, at: now)
+                    queueState.enqueue(id: id, body: body, priority: options.priority, delayMilliseconds: delay, at: now, traceContext: options.traceContext)
                     sent.append(SentMessage(id: id, queue: queue, enqueuedAtMilliseconds: now))
                 }
                 queueState.counters.record(\.enqueued, Int64(bodies.count), at: now)

@@ -18,6 +18,7 @@ extension MemoryQueueBackend {
         var lastReceivedAtMilliseconds: Int64?
         var lastError: String?
         var deadLetter: DeadLetterHistory?
+        var traceContext: MessageTraceContext?
 
         var snapshot: QueueMessage {
             QueueMessage(
@@ -27,7 +28,8 @@ extension MemoryQueueBackend {
                 receiveCount: receiveCount,
                 priority: priority,
                 lastError: lastError,
-                deadLetter: deadLetter
+                deadLetter: deadLetter,
+                traceContext: traceContext
             )
         }
     }
@@ -100,9 +102,12 @@ extension MemoryQueueBackend {
         }
 
         /// A new message at the tail of its priority, or delayed; the caller counts it.
-        mutating func enqueue(id: String, body: ByteBuffer, priority: Int, delayMilliseconds delay: Int64, at now: Int64) {
+        mutating func enqueue(
+            id: String, body: ByteBuffer, priority: Int, delayMilliseconds delay: Int64, at now: Int64, traceContext: MessageTraceContext? = nil
+        ) {
             sequence += 1
-            let message = StoredMessage(sequence: sequence, id: id, body: body, enqueuedAtMilliseconds: now, priority: priority)
+            var message = StoredMessage(sequence: sequence, id: id, body: body, enqueuedAtMilliseconds: now, priority: priority)
+            message.traceContext = traceContext
             if delay > 0 {
                 delayed.push(DelayedMessage(dueAtMilliseconds: now + delay, message: message, isReturning: false))
             } else {

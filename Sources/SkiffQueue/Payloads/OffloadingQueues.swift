@@ -455,7 +455,7 @@ extension QueueMessage {
     func replacingBody(_ body: ByteBuffer, unreadable: String? = nil) -> QueueMessage {
         QueueMessage(
             id: id, body: body, enqueuedAtMilliseconds: enqueuedAtMilliseconds, receiveCount: receiveCount, priority: priority,
-            lastError: lastError, deadLetter: deadLetter, unreadableBody: unreadable
+            lastError: lastError, deadLetter: deadLetter, unreadableBody: unreadable, traceContext: traceContext
         )
     }
 }

@@ -28,7 +28,9 @@ for i = 1, n do
   ids[i] = ARGV[7 + i]
   bodies[i] = ARGV[7 + n + i]
 end
-store(queue, s, ids, bodies, tonumber(ARGV[4]), delay)
+local trace = ARGV[8 + 2 * n]
+if trace == '' then trace = nil end
+store(queue, s, ids, bodies, tonumber(ARGV[4]), delay, trace)
 if idempotencyKey ~= '' then
   redis.call('HSET', key(queue, 'dedup'), idempotencyKey, now .. '|' .. table.concat(ids, ','))
   redis.call('ZADD', key(queue, 'dedup-expiry'), now, idempotencyKey)

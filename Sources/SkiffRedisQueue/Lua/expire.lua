@@ -12,7 +12,7 @@ for p = 0, 9 do
     end
     local head = redis.call('LINDEX', k, 0)
     if not head then break end
-    local enq = tonumber(string.match(head, '^2|%d+|[^|]+|(%d+)|') or string.match(head, '^1|%d+|[^|]+|(%d+)|'))
+    local enq = tonumber(string.match(head, '^[23]|%d+|[^|]+|(%d+)|') or string.match(head, '^1|%d+|[^|]+|(%d+)|'))
     if now - enq < s.retention then
       if not nextExpiry or enq + s.retention < nextExpiry then nextExpiry = enq + s.retention end
       break

@@ -63,17 +63,35 @@ local function parse(e)
     return { seq = tonumber(seq), id = id, enq = tonumber(enq), priority = tonumber(priority), count = tonumber(count),
              claims = tonumber(claims), first = tonumber(first), last = tonumber(last), body = string.sub(e, rest) }
   end
+  -- Version 3 carries the producer's trace context, its length first, then the body.
+  local length
+  seq, id, enq, priority, count, claims, first, last, length, rest =
+    string.match(e, '^3|(%d+)|([^|]+)|(%d+)|(%d)|(%d+)|(%d+)|(%d+)|(%d+)|(%d+)|()')
+  if seq then
+    local bodyStart = rest + tonumber(length)
+    return { seq = tonumber(seq), id = id, enq = tonumber(enq), priority = tonumber(priority), count = tonumber(count),
+             claims = tonumber(claims), first = tonumber(first), last = tonumber(last),
+             trace = string.sub(e, rest, bodyStart - 1), body = string.sub(e, bodyStart) }
+  end
   seq, id, enq, count, claims, rest = string.match(e, '^1|(%d+)|([^|]+)|(%d+)|(%d+)|(%d+)|()')
   return { seq = tonumber(seq), id = id, enq = tonumber(enq), priority = 0, count = tonumber(count),
            claims = tonumber(claims), first = 0, last = 0, body = string.sub(e, rest) }
 end
+-- The version and fields of an envelope up to its body: 2 without a trace context, 3 with one.
+local function envelopeHead(seqFormat, m)
+  if m.trace then
+    return string.format('3|' .. seqFormat .. '|%s|%d|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first,
+      m.last, #m.trace) .. m.trace
+  end
+  return string.format('2|' .. seqFormat .. '|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last)
+end
 local function build(m)
-  return string.format('2|%d|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last) .. m.body
+  return envelopeHead('%d', m) .. m.body
 end
 -- In the delayed set, messages due at the same time are ordered by their text: there the
 -- sequence number is zero-padded to 16 digits so that 100 sorts after 99.
 local function buildDelayed(m)
-  return string.format('2|%016d|%s|%d|%d|%d|%d|%d|%d|', m.seq, m.id, m.enq, m.priority, m.count, m.claims, m.first, m.last) .. m.body
+  return envelopeHead('%016d', m) .. m.body
 end
 
 local function settings(q)
@@ -178,18 +196,20 @@ local function bury(ids)
 end
 
 -- Stores new messages (lists of ids and bodies) at the tail of q's priority, or delayed; wakes,
--- indexes, registers and counts. One INCRBY and one RPUSH (or ZADD) per 500 messages.
-local function store(q, s, ids, bodies, priority, delay)
+-- indexes, registers and counts. One INCRBY and one RPUSH (or ZADD) per 500 messages. `trace`
+-- (or nil) is the producer's trace context, kept in each envelope (version 3).
+local function store(q, s, ids, bodies, priority, delay, trace)
   local n = #ids
   local firstSeq = redis.call('INCRBY', key(q, 'seq'), n) - n + 1
-  local header = string.format('|%d|%d|0|0|0|0|', now, priority)
+  local version, header = '2|', string.format('|%d|%d|0|0|0|0|', now, priority)
+  if trace then version, header = '3|', header .. #trace .. '|' .. trace end
   local chunk = {}
   for i = 1, n do
     if delay > 0 then
       chunk[#chunk + 1] = now + delay
-      chunk[#chunk + 1] = '2|' .. string.format('%016d', firstSeq + i - 1) .. '|' .. ids[i] .. header .. bodies[i]
+      chunk[#chunk + 1] = version .. string.format('%016d', firstSeq + i - 1) .. '|' .. ids[i] .. header .. bodies[i]
     else
-      chunk[#chunk + 1] = '2|' .. string.format('%d', firstSeq + i - 1) .. '|' .. ids[i] .. header .. bodies[i]
+      chunk[#chunk + 1] = version .. string.format('%d', firstSeq + i - 1) .. '|' .. ids[i] .. header .. bodies[i]
     end
     if #chunk >= 1000 or i == n then
       if delay > 0 then
@@ -280,7 +300,7 @@ end
 
 -- The claim token (the claims field) of an in-flight envelope, read without copying its body.
 local function claimsOf(e)
-  local claims = string.match(e, '^2|%d+|[^|]+|%d+|%d|%d+|(%d+)|') or string.match(e, '^1|%d+|[^|]+|%d+|%d+|(%d+)|')
+  local claims = string.match(e, '^[23]|%d+|[^|]+|%d+|%d|%d+|(%d+)|') or string.match(e, '^1|%d+|[^|]+|%d+|%d+|(%d+)|')
   return tonumber(claims)
 end
 
