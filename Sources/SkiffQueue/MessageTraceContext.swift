@@ -41,6 +41,8 @@ public struct MessageTraceContext: Sendable, Hashable {
     public var traceID: Substring { traceparent.dropFirst(3).prefix(32) }
     /// The producer's span id, 16 hex digits.
     public var parentID: Substring { traceparent.dropFirst(36).prefix(16) }
+    /// The `sampled` flag: the producer records this trace.
+    public var isSampled: Bool { UInt8(traceparent.suffix(2), radix: 16).map { $0 & 1 == 1 } ?? false }
 
     static func normalizedTraceparent(_ value: String) -> String? {
         // Lowercase hex only (HEXDIGLC): an uppercase digit makes it invalid.

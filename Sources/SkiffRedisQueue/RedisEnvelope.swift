@@ -80,8 +80,9 @@ struct RedisEnvelope: Equatable, Sendable {
         var bodyOffset = start - view.startIndex
         var traceContext: String?
         if fieldCount == 10 {
-            guard let length = Int(fields[9]), length > 0, length <= envelope.readableBytes - bodyOffset,
-                let trace = envelope.getString(at: envelope.readerIndex + bodyOffset, length: length)
+            // Digits only, as Lua's `%d+` reads them.
+            guard fields[9].utf8.allSatisfy({ $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }), let length = Int(fields[9]), length > 0,
+                length <= envelope.readableBytes - bodyOffset, let trace = envelope.getString(at: envelope.readerIndex + bodyOffset, length: length)
             else { return nil }
             traceContext = trace
             bodyOffset += length

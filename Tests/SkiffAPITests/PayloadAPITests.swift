@@ -69,6 +69,14 @@ struct PayloadAPITests {
                 #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: ByteBuffer(string: "1")).status == .created)
                 let small = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
                 #expect(small.text == "1" && small.headers[Self.payloadHeader] == nil)
+                // An offloaded body with a trace context (docs/tracing.md): both come back.
+                let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+                let traced = try await client.execute(
+                    uri: "/api/\(queue)", method: .post, headers: [HTTPField.Name("traceparent")!: traceparent], body: body)
+                #expect(traced.status == .created)
+                let tracedBack = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+                #expect(tracedBack.body == body && tracedBack.headers[Self.payloadHeader] == "offloaded")
+                #expect(tracedBack.headers[HTTPField.Name("traceparent")!] == traceparent)
             }
         }
     }

@@ -94,6 +94,27 @@ struct StreamTests {
         }
     }
 
+    /// A publish's `traceparent`/`tracestate` are kept as a POST's headers are, and a message
+    /// frame carries them back (docs/tracing.md); a malformed one is ignored.
+    @Test(arguments: BackendKind.available)
+    func aPublishesTraceContextComesBackInItsMessageFrame(kind: BackendKind) async throws {
+        try await withReplica(kind) { port, _ in
+            let queue = TestEnvironment.uniqueName("ws-trace")
+            let socket = try await RawWebSocket.connect(port: port, path: "/api/\(queue)/stream")
+            let parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+            try await socket.sendText(#"{"op":"publish","ref":1,"body":1,"traceparent":"\#(parent)","tracestate":"a=1|2"}"#)
+            _ = try await frame(socket, op: "published")
+            try await socket.sendText(#"{"op":"publish","ref":2,"body":2,"traceparent":"00-bad"}"#)
+            _ = try await frame(socket, op: "published")
+            try await socket.sendText(#"{"op":"credit","n":2}"#)
+            let first = try await frame(socket, op: "message")
+            #expect(first.int("body") == 1 && first.string("traceparent") == parent && first.string("tracestate") == "a=1|2")
+            let second = try await frame(socket, op: "message")
+            #expect(second.int("body") == 2 && second.string("traceparent") == nil)
+            await socket.abort()
+        }
+    }
+
     @Test(arguments: BackendKind.available)
     func nothingArrivesBeforeCreditAndTheCreditIsNeverExceeded(kind: BackendKind) async throws {
         try await withReplica(kind) { port, _ in

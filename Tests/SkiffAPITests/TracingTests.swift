@@ -23,10 +23,11 @@ struct TracingTests {
 
     /// With tracing off, a POST's `traceparent`/`tracestate` come back verbatim with the message,
     /// as headers of a GET, as fields of a batch receive, after a nack and from the dead-letter queue.
+    /// Live, so the fast path is in front: a POST with a `traceparent` must reach the route that keeps it.
     @Test(arguments: BackendKind.available)
     func aMessagesTraceContextComesBackWithEveryDelivery(kind: BackendKind) async throws {
         let app = try makeApplication(kind)
-        try await app.test(.router) { client async throws in
+        try await app.test(.live) { client async throws in
             let queue = TestEnvironment.uniqueName("trace")
             let configured = try await client.execute(
                 uri: "/api/\(queue)/config", method: .put, body: ByteBuffer(string: #"{"maxReceiveCount":1}"#))
@@ -48,6 +49,33 @@ struct TracingTests {
             let dead = try await client.execute(uri: "/api/\(queue)-dlq/batch?timeout=0", method: .get)
             #expect(dead.status == .ok)
             #expect(dead.text.contains(#""traceparent":"\#(Self.traceparent)","tracestate":"vendor=a|b,other=9","body":1}"#), "\(dead.text)")
+
+            // A partitioned queue's message keeps it too.
+            let partitioned = TestEnvironment.uniqueName("trace-parts")
+            let parts = try await client.execute(uri: "/api/\(partitioned)/config", method: .put, body: ByteBuffer(string: #"{"partitions":4}"#))
+            #expect(parts.status == .ok)
+            for body in ["1", "2", "3"] {
+                let posted = try await client.execute(uri: "/api/\(partitioned)", method: .post, headers: Self.traceHeaders, body: ByteBuffer(string: body))
+                #expect(posted.status == .created)
+            }
+            for _ in 0..<3 {
+                let got = try await client.execute(uri: "/api/\(partitioned)?timeout=1000", method: .get)
+                #expect(got.status == .ok && got.headers[HTTPField.Name("traceparent")!] == Self.traceparent)
+            }
+        }
+    }
+
+    /// With STORE_TRACE_CONTEXT off (the first step of an upgrade), nothing is kept.
+    @Test func withStoringOffNothingIsKept() async throws {
+        let app = try makeApplication(.memory) { $0.api.storesTraceContext = false }
+        try await app.test(.router) { client async throws in
+            let queue = TestEnvironment.uniqueName("trace-off")
+            #expect(try await client.execute(uri: "/api/\(queue)", method: .post, headers: Self.traceHeaders, body: ByteBuffer(string: "1")).status == .created)
+            #expect(
+                try await client.execute(uri: "/api/\(queue)/batch", method: .post, headers: Self.traceHeaders, body: ByteBuffer(string: "[2]")).status
+                    == .created)
+            let received = try await client.execute(uri: "/api/\(queue)/batch?timeout=0&max=10", method: .get)
+            #expect(received.status == .ok && !received.text.contains("traceparent"))
         }
     }
 
@@ -110,10 +138,24 @@ struct TracingTests {
                 #expect(received.headers[HTTPField.Name("tracestate")!]?.replacingOccurrences(of: " ", with: "") == Self.tracestate)
                 let receipt = try #require(received.headers[HTTPField.Name("Skiff-Receipt")!])
                 #expect(try await client.execute(uri: "/api/\(queue)/messages/\(receipt)", method: .delete).status == .noContent)
+                // Plain ones, which the fast path would serve: with tracing on the routes do.
+                let plain = TestEnvironment.uniqueName("traced-plain")
+                #expect(try await client.execute(uri: "/api/\(plain)", method: .post, body: ByteBuffer(string: "1")).status == .created)
+                #expect(try await client.execute(uri: "/api/\(plain)?timeout=0", method: .get).status == .ok)
+                // A batch: one send span, whose context every message keeps.
+                let batch = TestEnvironment.uniqueName("traced-batch")
+                let sentBatch = try await client.execute(
+                    uri: "/api/\(batch)/batch", method: .post, headers: Self.traceHeaders, body: ByteBuffer(string: "[1,2,3]"))
+                #expect(sentBatch.status == .created)
+                let receivedBatch = try await client.execute(uri: "/api/\(batch)/batch?timeout=0&max=10", method: .get)
+                let items = try #require(try JSONSerialization.jsonObject(with: Data(receivedBatch.text.utf8)) as? [[String: Any]])
+                let contexts = Set(items.compactMap { $0["traceparent"] as? String })
+                #expect(items.count == 3 && contexts.count == 1)
 
                 let spans = try await eventually(until: { (spans: [ExportedSpan]) in
                     spans.contains { $0.name == "send \(queue)" } && spans.contains { $0.name == "receive \(queue)" }
-                        && spans.contains { $0.name == "settle \(queue)" }
+                        && spans.contains { $0.name == "settle \(queue)" } && spans.contains { $0.name == "send \(batch)" }
+                        && spans.contains { $0.name == "GET /api/{queue}" && $0.attributes["url.path"] == "/api/\(plain)" }
                 }) { collector.spans }
                 let server = try #require(spans.first { $0.name == "POST /api/{queue}" && $0.traceID == Self.traceID })
                 #expect(server.parentSpanID == Self.producerSpanID && server.kind == 2)
@@ -130,6 +172,13 @@ struct TracingTests {
                 #expect(receive.attributes["messaging.message.id"] == id)
                 // The link: the consumer's span points at the producer's send span.
                 #expect(receive.links.contains { $0.traceID == Self.traceID && $0.spanID == send.spanID })
+                // The plain POST and GET went through the routes, not the fast path: they have server spans.
+                for method in ["POST", "GET"] {
+                    #expect(spans.contains { $0.name == "\(method) /api/{queue}" && $0.kind == 2 && $0.attributes["url.path"] == "/api/\(plain)" })
+                }
+                let batchSend = try #require(spans.first { $0.name == "send \(batch)" })
+                #expect(batchSend.attributes["messaging.batch.message_count"] == "3")
+                #expect(contexts.first == "00-\(Self.traceID)-\(batchSend.spanID)-01")
                 let settle = try #require(spans.first { $0.name == "settle \(queue)" })
                 #expect(settle.attributes["messaging.operation.name"] == "ack" && settle.attributes["messaging.operation.type"] == "settle")
                 if kind.isRedis {

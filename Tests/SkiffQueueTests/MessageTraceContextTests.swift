@@ -32,6 +32,13 @@ struct MessageTraceContextTests {
         }
     }
 
+    @Test func theSampledFlagIsTheFlagsLowestBit() throws {
+        for (flags, sampled) in [("00", false), ("01", true), ("02", false), ("03", true), ("ff", true), ("fe", false)] {
+            let context = try #require(MessageTraceContext(traceparent: "00-\(Self.traceID)-00f067aa0ba902b7-\(flags)"))
+            #expect(context.isSampled == sampled, "\(flags)")
+        }
+    }
+
     /// A later version is read as version 00's fields, as the recommendation says.
     @Test func aLaterVersionKeepsVersion00sFields() throws {
         let context = try #require(MessageTraceContext(traceparent: "cc-\(Self.traceID)-00f067aa0ba902b7-01-what-the-future-holds"))

@@ -59,10 +59,12 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
 
     /// Stores one message: 201, or 200 with `Skiff-Duplicate: true` for a repeat of an idempotency key.
     func send(_ body: ByteBuffer, to queue: QueueName, options: SendOptions, logger: Logger) async throws -> ResponseParts {
+        let options = storable(options)
         guard let tracing = settings.tracing else {
             return answer(try await backend.send(body, to: queue, options: options), to: queue, logger: logger)
         }
-        let sent = try await tracing.send(to: queue, count: 1, bodyBytes: body.readableBytes, options: options) { options in
+        let sent = try await tracing.send(to: queue, count: 1, bodyBytes: body.readableBytes, options: options, storing: settings.storesTraceContext) {
+            options in
             try await backend.send(body, to: queue, options: options)
         } ids: {
             [$0.id]
@@ -72,8 +74,9 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
 
     /// Stores a batch's messages with one storage call (under one `send` span).
     func send(batch bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
+        let options = storable(options)
         guard let tracing = settings.tracing else { return try await backend.send(bodies, to: queue, options: options) }
-        return try await tracing.send(to: queue, count: bodies.count, bodyBytes: nil, options: options) { options in
+        return try await tracing.send(to: queue, count: bodies.count, bodyBytes: nil, options: options, storing: settings.storesTraceContext) { options in
             try await backend.send(bodies, to: queue, options: options)
         } ids: {
             $0.map(\.id)
@@ -88,15 +91,24 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
     ) async throws -> ResponseParts? where Body.Element == ByteBuffer {
         guard let offloading = backend as? OffloadingQueues, offloading.offload != nil else { return nil }
         let validated = ValidatedJSONBody(base: body, size: size)
+        let options = storable(options)
         guard let tracing = settings.tracing else {
             return answer(try await offloading.send(streaming: validated, size: size, to: queue, options: options), to: queue, logger: logger)
         }
-        let sent = try await tracing.send(to: queue, count: 1, bodyBytes: size, options: options) { options in
+        let sent = try await tracing.send(to: queue, count: 1, bodyBytes: size, options: options, storing: settings.storesTraceContext) { options in
             try await offloading.send(streaming: validated, size: size, to: queue, options: options)
         } ids: {
             [$0.id]
         }
         return answer(sent, to: queue, logger: logger)
+    }
+
+    /// `options` as this replica stores them: without a trace context when STORE_TRACE_CONTEXT is off.
+    private func storable(_ options: SendOptions) -> SendOptions {
+        guard !settings.storesTraceContext, options.traceContext != nil else { return options }
+        var options = options
+        options.traceContext = nil
+        return options
     }
 
     private func answer(_ sent: SentMessage, to queue: QueueName, logger: Logger) -> ResponseParts {

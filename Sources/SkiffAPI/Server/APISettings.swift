@@ -29,6 +29,9 @@ public struct APISettings: Sendable {
     public var maximumBatchBytes: Int
     /// Where spans go (`OTEL_EXPORTER_OTLP_ENDPOINT`, docs/tracing.md); `nil`: tracing is off.
     public var tracing: MessageTracing?
+    /// Messages keep the trace context they were sent with (`STORE_TRACE_CONTEXT`). Off for the
+    /// first step of an upgrade from a release that cannot read such messages (docs/tracing.md).
+    public var storesTraceContext = true
 
     public init(
         defaultTimeoutMilliseconds: Int = 10_000,

@@ -132,6 +132,8 @@ public enum Settings {
     public static let otlpTracesEndpoint = Setting(
         "otel.exporter.otlpTracesEndpoint", default: "endpoint + /v1/traces", "full URL spans are posted to, instead of the above")
     public static let otlpProtocol = Setting("otel.exporter.otlpProtocol", default: "http/protobuf", "http/protobuf or http/json")
+    public static let storeTraceContext = Setting(
+        "storeTraceContext", default: "true", "messages keep the traceparent they were sent with (false: first step of an upgrade)")
     public static let otelServiceName = Setting("otel.serviceName", default: "skiff", "service.name of this replica's spans")
     public static let claimLease = Setting("claimLeaseMs", default: "30000", "how long before messages claimed by a crashed replica return, ms")
     public static let replicaID = Setting("replicaId", default: "host name", "this replica's name in logs and /health")
@@ -162,7 +164,7 @@ public enum Settings {
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
         streamPingInterval, queueHistoryInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
         payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, otlpEndpoint,
-        otlpTracesEndpoint, otlpProtocol, otelServiceName, claimLease,
+        otlpTracesEndpoint, otlpProtocol, otelServiceName, storeTraceContext, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, metricsPort, rateLimitPerSecond, rateLimitBurst,
         settingsFile,
     ]

@@ -128,6 +128,7 @@ public struct SkiffConfiguration: Sendable {
             }
         }
         if let lease = try settings.integer(Settings.claimLease, in: 100...86_400_000) { claimLease = .milliseconds(lease) }
+        if let stores = try settings.boolean(Settings.storeTraceContext) { api.storesTraceContext = stores }
         if let endpoint = settings.text(Settings.otlpTracesEndpoint) ?? settings.text(Settings.otlpEndpoint).map(TracingSettings.tracesEndpoint(base:)) {
             guard endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://") else {
                 throw ConfigurationError("OTEL_EXPORTER_OTLP_ENDPOINT must be an http:// or https:// URL (OTLP over HTTP)")

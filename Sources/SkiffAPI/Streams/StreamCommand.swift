@@ -89,6 +89,10 @@ struct StreamCommand: Sendable {
             if let priority = try fields.integer("priority", range: 0...Int64(SendOptions.maximumPriority)) {
                 options.priority = Int(priority)
             }
+            // As a POST's headers: kept with the message; a malformed one is ignored.
+            if let parent = try fields.string("traceparent") {
+                options.traceContext = MessageTraceContext(traceparent: parent, tracestate: try fields.string("tracestate"))
+            }
             return .publish(body: body, options: options)
         case "credit":
             guard let count = try fields.integer("n", range: 1...Int64(maximumCredit)) else {

@@ -403,7 +403,7 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
             return body
         }
         do {
-            let sent = try await exchange.backend.send(bodies, to: queue, options: options)
+            let sent = try await exchange.send(batch: bodies, to: queue, options: options)
             let stored = sent.filter { !$0.isDuplicate }.count
             if stored > 0 { exchange.metrics.messageEnqueued(queue: queue.rawValue, count: stored) }
             counts.withLock { $0.published += stored }

@@ -50,15 +50,21 @@ public struct MessageTracing: Sendable {
         count: Int,
         bodyBytes: Int?,
         options: SendOptions,
+        storing: Bool,
         _ operation: (SendOptions) async throws -> Result,
         ids: (Result) -> [String]
     ) async throws -> Result {
-        let span = tracer.startSpan("send \(queue.logical.rawValue)", context: ServiceContext.current ?? .topLevel, ofKind: .producer)
+        // Under the request's server span; a stream's publish has none, and its own context is the parent.
+        let parent = ServiceContext.current ?? options.traceContext.map { context(of: $0) } ?? .topLevel
+        let span = tracer.startSpan("send \(queue.logical.rawValue)", context: parent, ofKind: .producer)
         defer { span.end() }
         span.attributes = Self.attributes(queue: queue, operation: "send", type: "send", count: count)
         if let bodyBytes { span.attributes["messaging.message.body.size"] = bodyBytes }
+        // The messages keep this span's context when it is recorded, so their receives link to it;
+        // otherwise what the producer sent. (A send with a context is never merged with others in
+        // Redis: storing an unsampled span's context would cost every send its merging.)
         var options = options
-        options.traceContext = messageTraceContext(for: span.context) ?? options.traceContext
+        if storing, let own = messageTraceContext(for: span.context), own.isSampled { options.traceContext = own }
         do {
             let result = try await ServiceContext.withValue(span.context) { try await operation(options) }
             let sent = ids(result)

@@ -26,7 +26,7 @@ extension MemoryQueueBackend {
         var deliveries: [Delivery] = []
         var bytes = 0
         while deliveries.count < max, prepareHead(of: queue, in: &state, now: now, wakes: &wakes) {
-            if let maxBytes, !deliveries.isEmpty, let head = state.queues[queue]!.peekHead(), bytes + head.body.readableBytes > maxBytes {
+            if let maxBytes, !deliveries.isEmpty, let head = state.queues[queue]!.peekHead(), bytes + head.batchBytes > maxBytes {
                 return ClaimedMessages(deliveries: deliveries, stoppedAtByteLimit: true)
             }
             state.queues[queue]!.modify { queueState in
@@ -35,7 +35,7 @@ extension MemoryQueueBackend {
                 message.claims += 1
                 if message.firstReceivedAtMilliseconds == nil { message.firstReceivedAtMilliseconds = now }
                 message.lastReceivedAtMilliseconds = now
-                bytes += message.body.readableBytes
+                bytes += message.batchBytes
                 queueState.inFlight[message.id] = Claim(message: message, leaseExpiry: claimedAt + lease, isAcknowledgedMode: isAcknowledgedMode)
                 queueState.leases.push(LeaseEntry(expiry: claimedAt + lease, messageID: message.id, claimToken: message.claims))
                 queueState.counters.record(\.delivered, 1, at: now)

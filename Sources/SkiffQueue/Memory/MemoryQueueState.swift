@@ -20,6 +20,10 @@ extension MemoryQueueBackend {
         var deadLetter: DeadLetterHistory?
         var traceContext: MessageTraceContext?
 
+        /// What the message adds to a batch's byte limit: its body and its trace context, as
+        /// Redis counts its envelope.
+        var batchBytes: Int { body.readableBytes + (traceContext?.stored.utf8.count ?? 0) }
+
         var snapshot: QueueMessage {
             QueueMessage(
                 id: id,
