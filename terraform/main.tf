@@ -12,7 +12,8 @@
 # (service, its service account, invoker IAM), registry.tf, payloads.tf (the
 # Cloud Storage bucket of the payload store, when payload_store_enabled),
 # monitoring.tf and monitoring_panels.tf (metrics collection, alert
-# policies, the dashboard, when monitoring_enabled).
+# policies, the dashboard, when monitoring_enabled), tracing.tf (traces to
+# Cloud Trace, when tracing_enabled).
 
 locals {
   labels = merge({ service = var.name_prefix }, var.labels)
@@ -20,8 +21,9 @@ locals {
   # The APIs this configuration uses: the ones every backend needs, plus
   # Private Service Connect automation for the cluster products (Memorystore
   # for Redis Cluster is served by redis.googleapis.com, Memorystore for Valkey
-  # by memorystore.googleapis.com), Cloud Storage for the payload store, and
-  # Cloud Monitoring and Logging for monitoring.tf.
+  # by memorystore.googleapis.com), Cloud Storage for the payload store,
+  # Cloud Monitoring and Logging for monitoring.tf, and Cloud Trace for
+  # tracing.tf.
   services = setunion(
     [
       "artifactregistry.googleapis.com",
@@ -40,6 +42,7 @@ locals {
     var.redis_backend == "memorystore-valkey" ? ["memorystore.googleapis.com"] : [],
     var.payload_store_enabled ? ["storage.googleapis.com"] : [],
     var.monitoring_enabled ? ["logging.googleapis.com", "monitoring.googleapis.com"] : [],
+    var.tracing_enabled ? ["cloudtrace.googleapis.com"] : [],
   )
 }
 

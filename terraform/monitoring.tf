@@ -218,13 +218,13 @@ resource "google_logging_metric" "restarts" {
   name        = "${var.name_prefix}/instance_restarts"
   description = "Skiff instances that exited or failed their liveness probe (Cloud Run system log)."
   # A crash exits non-zero (an instance Cloud Run stops on scale-in exits 0,
-  # and the collector sidecar's exits are not Skiff's); a liveness probe that
+  # and the collector sidecars' exits are not Skiff's); a liveness probe that
   # fails is followed by a restart (a startup probe that fails is a failed
   # deployment, which Cloud Run reports on its own).
   filter = join(" AND ", [
     local.run_filter,
     "log_id(\"run.googleapis.com/varlog/system\")",
-    "((textPayload:\"Container called exit(\" AND NOT textPayload:\"exit(0)\" AND NOT textPayload:\"metrics-collector\") OR (textPayload:\"LIVENESS\" AND textPayload:\"probe failed\"))",
+    "((textPayload:\"Container called exit(\" AND NOT textPayload:\"exit(0)\" AND NOT textPayload:\"metrics-collector\" AND NOT textPayload:\"trace-collector\") OR (textPayload:\"LIVENESS\" AND textPayload:\"probe failed\"))",
   ])
 
   metric_descriptor {

@@ -1,7 +1,8 @@
 # What monitoring.tf shows and alerts on, as values only (no resource here, so
 # scripts/check-infra.sh can evaluate it without the provider and check every
-# PromQL query with promtool): the collector's configuration, the metrics of
-# each Memorystore product, the PromQL alert conditions and the dashboard.
+# PromQL query with promtool): the collectors' configurations (the metrics
+# sidecar's, and the trace sidecar's of tracing.tf), the metrics of each
+# Memorystore product, the PromQL alert conditions and the dashboard.
 # docs/operations.md says where each number comes from.
 
 locals {
@@ -18,6 +19,80 @@ locals {
         path     = "/metrics"
         interval = "${var.metrics_scrape_interval_seconds}s"
       }]
+    }
+  })
+
+  # The trace sidecar (tracing.tf): Skiff exports OTLP/HTTP to this port on the
+  # instance's loopback (OTEL_EXPORTER_OTLP_ENDPOINT), and Cloud Run probes the
+  # collector's health_check extension on the other. Not 13133, the extension's
+  # usual port: the metrics sidecar answers its own probe there from 1.2.0 on,
+  # and the instance's containers share one network.
+  otlp_port                   = 4318
+  trace_collector_health_port = 13134
+  # The sidecar's memory limit (run.tf); the memory_limiter refuses spans before
+  # the collector reaches it.
+  trace_collector_memory_mib = 256
+
+  # The Google-Built OpenTelemetry Collector's configuration, which the sidecar
+  # reads from /etc/otelcol-google/config.yaml: traces only, from Skiff over
+  # OTLP/HTTP on 127.0.0.1 (nothing outside the instance reaches it), to Cloud
+  # Trace as Skiff's service account. The collector's own metrics are off, so
+  # that it listens on these two ports only.
+  trace_collector_config = yamlencode({
+    receivers = {
+      otlp = {
+        protocols = {
+          http = { endpoint = "127.0.0.1:${local.otlp_port}" }
+        }
+      }
+    }
+    processors = {
+      # First in the pipeline: past the soft limit (limit less spike) spans are
+      # refused, so that a burst costs spans, never the sidecar (killed at its
+      # memory limit) or Skiff's requests.
+      memory_limiter = {
+        check_interval  = "1s"
+        limit_mib       = floor(local.trace_collector_memory_mib * 0.8)
+        spike_limit_mib = floor(local.trace_collector_memory_mib * 0.2)
+      }
+      # The Cloud Run service, revision, region and instance, from the metadata
+      # server; Skiff's own resource attributes (service.name,
+      # service.instance.id) win where both set one.
+      resourcedetection = {
+        detectors = ["gcp"]
+        timeout   = "10s"
+        override  = false
+      }
+      # Skiff already batches every 5 s; this bounds the writes to Cloud Trace.
+      batch = {
+        send_batch_size     = 200
+        send_batch_max_size = 200
+        timeout             = "5s"
+      }
+    }
+    exporters = {
+      # Cloud Trace, in the project the service runs in (from the metadata
+      # server), as Skiff's service account.
+      googlecloud = {}
+    }
+    extensions = {
+      # Cloud Run's startup probe (run.tf) asks it whether the pipeline is up,
+      # before Skiff starts. Cloud Run sends nothing from outside the instance
+      # to a sidecar's port.
+      health_check = { endpoint = "0.0.0.0:${local.trace_collector_health_port}" }
+    }
+    service = {
+      extensions = ["health_check"]
+      pipelines = {
+        traces = {
+          receivers  = ["otlp"]
+          processors = ["memory_limiter", "resourcedetection", "batch"]
+          exporters  = ["googlecloud"]
+        }
+      }
+      telemetry = {
+        metrics = { level = "none" }
+      }
     }
   })
 

@@ -50,3 +50,8 @@ output "vpc_connector" {
   description = "The Serverless VPC Access connector Cloud Run uses."
   value       = google_vpc_access_connector.connector.id
 }
+
+output "trace_console_url" {
+  description = "Cloud Trace's Trace Explorer for the project, where Skiff's spans land (docs/operations.md, \"Traces\"); null without tracing_enabled."
+  value       = var.tracing_enabled ? "https://console.cloud.google.com/traces/list?project=${var.project_id}" : null
+}

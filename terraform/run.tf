@@ -1,13 +1,15 @@
 # --- Identity ------------------------------------------------------------------------
 
 # Skiff's own identity. Its only permissions are reading its secrets
-# (secrets.tf, and the collector's configuration, monitoring.tf) and, with the
-# payload store, the objects of its one bucket (payloads.tf): not the default
-# compute service account's Editor. Two project-level roles, each only when
-# its feature is on: with redis_cluster_auth_mode = "iam", the default for the
-# cluster products, the product's connection role (redis.tf); with
-# monitoring_enabled, monitoring.metricWriter for the collector sidecar
-# (monitoring.tf). Logs written to stdout reach Cloud Logging without any role.
+# (secrets.tf, and the collectors' configurations, monitoring.tf and
+# tracing.tf) and, with the payload store, the objects of its one bucket
+# (payloads.tf): not the default compute service account's Editor. Three
+# project-level roles, each only when its feature is on: with
+# redis_cluster_auth_mode = "iam", the default for the cluster products, the
+# product's connection role (redis.tf); with monitoring_enabled,
+# monitoring.metricWriter for the metrics sidecar (monitoring.tf); with
+# tracing_enabled, cloudtrace.agent for the trace sidecar (tracing.tf). Logs
+# written to stdout reach Cloud Logging without any role.
 resource "google_service_account" "skiff" {
   account_id   = "${var.name_prefix}-run"
   display_name = "Skiff Cloud Run service"
@@ -59,13 +61,24 @@ locals {
   # Plain settings; the AUTH string (Memorystore for Redis only) is added as a
   # secret below.
   # With monitoring (monitoring.tf), /metrics is also served, without a key,
-  # on a port bound to 127.0.0.1 that only the collector sidecar reaches.
+  # on a port bound to 127.0.0.1 that only the metrics sidecar reaches.
   metrics_environment = var.monitoring_enabled ? tomap({ METRICS_PORT = tostring(local.metrics_port) }) : tomap({})
 
-  environment = merge(local.redis_environment, local.redis_auth_environment, local.payload_environment, local.metrics_environment, {
+  # With tracing (tracing.tf), spans go over OTLP/HTTP to the trace sidecar on
+  # the instance's loopback (<endpoint>/v1/traces), sampled at the root: a
+  # trace_sample_ratio share of the traces that start here, and whatever a
+  # caller's traceparent decided for the rest.
+  tracing_environment = var.tracing_enabled ? tomap({
+    OTEL_EXPORTER_OTLP_ENDPOINT = "http://127.0.0.1:${local.otlp_port}"
+    OTEL_TRACES_SAMPLER         = "parentbased_traceidratio"
+    OTEL_TRACES_SAMPLER_ARG     = tostring(var.trace_sample_ratio)
+  }) : tomap({})
+
+  environment = merge(local.redis_environment, local.redis_auth_environment, local.payload_environment, local.metrics_environment, local.tracing_environment, {
     REDIS_TLS_CA_FILE                    = "${local.redis_ca_dir}/${local.redis_ca_file}"
     REDIS_TLS_SKIP_HOSTNAME_VERIFICATION = "true"
     DEFAULT_TIMEOUT                      = tostring(var.default_timeout_ms)
+    STORE_TRACE_CONTEXT                  = tostring(var.store_trace_context)
     MAX_MESSAGE_BYTES                    = tostring(var.max_message_bytes)
     CLAIM_LEASE_MS                       = tostring(var.claim_lease_ms)
     REDIS_WAIT_REPLICAS                  = tostring(var.redis_wait_replicas)
@@ -144,10 +157,30 @@ resource "google_cloud_run_v2_service" "skiff" {
       }
     }
 
+    # The trace collector's configuration (tracing.tf).
+    dynamic "volumes" {
+      for_each = var.tracing_enabled ? [1] : []
+      content {
+        name = "trace-collector"
+        secret {
+          secret       = google_secret_manager_secret.trace_collector[0].secret_id
+          default_mode = 292 # 0444
+          items {
+            version = google_secret_manager_secret_version.trace_collector[0].version
+            path    = "config.yaml"
+            mode    = 292
+          }
+        }
+      }
+    }
+
     containers {
       name  = "skiff"
       image = var.image
       args  = ["serve"]
+      # With tracing, started once the trace sidecar takes spans, so that the
+      # first requests' spans are not lost.
+      depends_on = var.tracing_enabled ? ["trace-collector"] : null
 
       ports {
         container_port = 8080
@@ -241,6 +274,51 @@ resource "google_cloud_run_v2_service" "skiff" {
         }
       }
     }
+
+    # The Google-Built OpenTelemetry Collector: receives Skiff's spans over
+    # OTLP/HTTP on the instance's loopback and writes them to Cloud Trace
+    # (tracing.tf). Started first: Skiff waits for its startup probe.
+    dynamic "containers" {
+      for_each = var.tracing_enabled ? [1] : []
+      content {
+        name  = "trace-collector"
+        image = var.trace_collector_image
+        # The image's own default, named: the mounted secret replaces its
+        # example configuration.
+        args = ["--config=/etc/otelcol-google/config.yaml"]
+
+        resources {
+          # Counted in the instance's total, beside Skiff's own (cpu, memory)
+          # and the metrics sidecar's; the collector's memory_limiter keeps it
+          # under this memory (monitoring_panels.tf).
+          limits = {
+            cpu    = "500m"
+            memory = "${local.trace_collector_memory_mib}Mi"
+          }
+          # Billed as Skiff's container is: only while requests run, unless
+          # cpu_idle is false.
+          cpu_idle = var.cpu_idle
+        }
+
+        volume_mounts {
+          name       = "trace-collector"
+          mount_path = "/etc/otelcol-google"
+        }
+
+        # The health_check extension answers once the pipeline runs: up to
+        # 30 s (1 s x 30), usually about one.
+        startup_probe {
+          http_get {
+            path = "/"
+            port = local.trace_collector_health_port
+          }
+          initial_delay_seconds = 0
+          period_seconds        = 1
+          timeout_seconds       = 1
+          failure_threshold     = 30
+        }
+      }
+    }
   }
 
   traffic {
@@ -253,6 +331,13 @@ resource "google_cloud_run_v2_service" "skiff" {
       condition     = local.redis_single || length(local.redis_cluster_seeds) > 0
       error_message = "Memorystore reports no discovery endpoint for the ${var.redis_backend} backend, so REDIS_URL would name no node. Check the cluster's Private Service Connect endpoints and the service connection policy (network.tf)."
     }
+
+    # As var.cpu's validation does for the metrics sidecar: the trace sidecar
+    # takes half a vCPU more, and an instance has at most 8.
+    precondition {
+      condition     = !(var.tracing_enabled && var.cpu == "8")
+      error_message = "cpu = 8 leaves no room for the trace collector sidecar (tracing_enabled): an instance has at most 8 vCPUs. Use 6, or tracing_enabled = false."
+    }
   }
 
   depends_on = [
@@ -264,9 +349,12 @@ resource "google_cloud_run_v2_service" "skiff" {
     google_project_iam_member.redis_connect,
     # With PAYLOADS_STORE the first revision's large messages need the bucket.
     google_storage_bucket_iam_member.payloads,
-    # The collector reads its configuration at start and writes metrics.
+    # The collectors read their configurations at start and write metrics
+    # and spans.
     google_secret_manager_secret_iam_member.run_monitoring,
     google_project_iam_member.metric_writer,
+    google_secret_manager_secret_iam_member.trace_collector,
+    google_project_iam_member.trace_agent,
   ]
 }
 

@@ -421,7 +421,7 @@ variable "session_affinity" {
 }
 
 variable "cpu" {
-  description = "vCPUs per instance."
+  description = "vCPUs of Skiff's container. Each collector sidecar (monitoring_enabled, tracing_enabled) takes half a vCPU more in the instance."
   type        = string
   default     = "1"
 
@@ -626,7 +626,7 @@ variable "log_level" {
   }
 }
 
-# --- Operations (monitoring.tf, monitoring_panels.tf) -------------------------------
+# --- Operations (monitoring.tf, monitoring_panels.tf, tracing.tf) -------------------
 
 variable "monitoring_enabled" {
   description = "Collect Skiff's Prometheus metrics into Managed Service for Prometheus (a collector sidecar on every instance, scraping the loopback-only METRICS_PORT), and create the Cloud Monitoring dashboard and alert policies (docs/operations.md)."
@@ -732,4 +732,35 @@ variable "alert_restart_window_minutes" {
     condition     = var.alert_restart_window_minutes >= 1 && var.alert_restart_window_minutes <= 1440
     error_message = "alert_restart_window_minutes must be between 1 and 1440."
   }
+}
+
+# Traces (tracing.tf).
+
+variable "tracing_enabled" {
+  description = "Export Skiff's OpenTelemetry traces to Cloud Trace (tracing.tf): a collector sidecar on every instance (trace_collector_image) receives them over OTLP/HTTP on the instance's loopback, and Skiff gets OTEL_EXPORTER_OTLP_ENDPOINT. With it, every request goes through Skiff's routes (FAST_PATH is off while tracing is on). See docs/operations.md, \"Traces\"."
+  type        = bool
+  default     = true
+}
+
+variable "store_trace_context" {
+  description = "STORE_TRACE_CONTEXT: messages keep the traceparent/tracestate they were sent with. Set false for the first apply when upgrading from a release that cannot read such messages, then true once its instances are gone (docs/tracing.md, \"Upgrading\")."
+  type        = bool
+  default     = true
+}
+
+variable "trace_sample_ratio" {
+  description = "OTEL_TRACES_SAMPLER_ARG of the parentbased_traceidratio sampler: the share of traces that start at Skiff (requests without a traceparent) that are recorded. A request whose caller sent a traceparent follows the caller's sampling decision instead. 0.1 by default; Cloud Trace bills per span ingested."
+  type        = number
+  default     = 0.1
+
+  validation {
+    condition     = var.trace_sample_ratio >= 0 && var.trace_sample_ratio <= 1
+    error_message = "trace_sample_ratio must be between 0 and 1."
+  }
+}
+
+variable "trace_collector_image" {
+  description = "The Google-Built OpenTelemetry Collector, the trace sidecar for Cloud Run. Pinned: bump it deliberately (its release notes are in GoogleCloudPlatform/opentelemetry-operations-collector)."
+  type        = string
+  default     = "us-docker.pkg.dev/cloud-ops-agents-artifacts/google-cloud-opentelemetry-collector/otelcol-google:0.156.1"
 }
