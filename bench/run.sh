@@ -10,9 +10,9 @@
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
-#                           d, e, s, t, p, w, f, g, l, profile, scale-out); raw results in
+#                           d, e, s, t, p, w, f, g, l, tr, profile, scale-out); raw results in
 #                           bench/out/only-LIST, a report there, BENCHMARKS.md left alone, except that a
-#                           full-mode run with scale-out, s (streams), t, p, w or l (large messages) merges
+#                           full-mode run with scale-out, s (streams), t, p, w, l (large messages) or tr merges
 #                           that section (and bench/analysis.md) into BENCHMARKS.md.
 #                           (b)'s redis-benchmark RPOP pops the list (a) left: run a with b.
 #
@@ -23,6 +23,10 @@
 # Large messages (l, issue 23): bodies of 1 KiB, 256 KiB + 1 byte and 4 MiB through two more
 # replicas on the run's Redis, one offloading to a file:// payload store, one without a store
 # (MAX_MESSAGE_BYTES 8 MiB); N POSTs, then N GETs, per replica.
+#
+# Tracing (tr, issue 22): the plain enqueue and dequeue through a replica with tracing off, one with
+# OTEL_EXPORTER_OTLP_ENDPOINT at an OTLP/HTTP sink of the harness's, and (with SKIFF_BASELINE_BIN)
+# the baseline binary, each under its own key prefix; rounds in alternating order.
 #
 # Environment:
 #   SKIFF_BIN       use this skiff binary instead of building one (`swift build -c release`)
@@ -48,7 +52,7 @@ ROOT=$(pwd)
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
 ONLY=
-SCENARIOS=" unloaded roundtrips a b c d e s t p w f g l profile scale-out "
+SCENARIOS=" unloaded roundtrips a b c d e s t p w f g l tr profile scale-out "
 usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
 while (($#)); do
     case $1 in
@@ -259,6 +263,10 @@ write_report() {
     # The same for the streams scenario (issue 19).
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want s && [ -f "$OUT/s-consume-100.json" ]; then
         bench streams-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
+    fi
+    # The same for the tracing scenario (issue 22).
+    if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want tr && [ -f "$OUT/tr-meta.json" ]; then
+        bench tracing-merge --results "$OUT" --markdown "$ROOT/BENCHMARKS.md" --notes "$ROOT/bench/analysis.md"
     fi
     # The same for the large-messages scenario (issue 23).
     if [ -n "$ONLY" ] && [ "$SMOKE" = 0 ] && want l && [ -f "$OUT/l-meta.json" ]; then
@@ -752,6 +760,66 @@ if want l; then
     drop_keys 'skifflo:*'
     rm -rf "$L_STORE"
     printf '{"partial": %s, "only": "%s"}\n' "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" >"$OUT/l-meta.json"
+    settle
+fi
+
+# --- (tr) tracing: off, on, and before it (issue 22) --------------------------------------------
+
+# Replicas of their own on the run's Redis, each under its own key prefix, each with its queue
+# pre-filled for the GETs: `off` (this binary as configured by default), `on` (the same with
+# OTEL_EXPORTER_OTLP_ENDPOINT at the harness's OTLP/HTTP sink, every request sampled) and, with a
+# baseline binary, `before` (that binary). wrk as in (a) and (b); the order reversed every round.
+if want tr; then
+    TR_ROUNDS=$ROUNDS TR_SECONDS=$SLICE
+    TR_PREFILL=$((TR_SECONDS * TR_ROUNDS * 60000 + 20000))
+    [ "$SMOKE" = 1 ] && TR_PREFILL=$((TR_SECONDS * TR_ROUNDS * 30000))
+    TR_SINK_PORT=$(free_port)
+    # Started directly, not through `bench`, so that its PID is the Python process whose CPU counts.
+    PYTHONPATH=$BENCH_PYTHONPATH "$PYTHON" -m skiffbench otlp-sink --port "$TR_SINK_PORT" >"$WORK/otlp-sink.log" 2>&1 </dev/null &
+    TR_SINK_PID=$!
+    PIDS+=("$TR_SINK_PID")
+    wait_http "$TR_SINK_PORT"
+    declare -A TR_PORT=() TR_PID=()
+    TR_TARGETS=(off on)
+    [ -n "$BASELINE" ] && TR_TARGETS=(before off on)
+    for target in "${TR_TARGETS[@]}"; do
+        TR_PORT[$target]=$(free_port)
+        case $target in
+        off) start_skiff "skiff-tr-off" "${TR_PORT[$target]}" "$SKIFF" skifftroff ;;
+        on) start_skiff "skiff-tr-on" "${TR_PORT[$target]}" "$SKIFF" skifftron "redis://127.0.0.1:$REDIS_PORT" \
+            "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$TR_SINK_PORT" ;;
+        before) start_skiff "skiff-tr-before" "${TR_PORT[$target]}" "$SKIFF_BASELINE" skifftrbefore ;;
+        esac
+        TR_PID[$target]=$LAST_PID
+        bench prefill --redis-port "$REDIS_PORT" --format skiff --prefix "skifftr$target" --queue bench-tr-get \
+            --count "$TR_PREFILL" --body "$BODY" >/dev/null
+    done
+    log "(tr) tracing ${TR_TARGETS[*]}: enqueue and dequeue, $CONNECTIONS connections, $TR_ROUNDS rounds of ${TR_SECONDS}s"
+    for round in $(seq 1 "$TR_ROUNDS"); do
+        order=("${TR_TARGETS[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((i = ${#TR_TARGETS[@]} - 1; i >= 0; i--)); do order+=("${TR_TARGETS[i]}"); done
+        fi
+        for target in "${order[@]}"; do
+            cpu=(--cpu "skiff=${TR_PID[$target]}" --cpu "redis=$REDIS_PID")
+            [ "$target" = on ] && cpu+=(--cpu "sink=$TR_SINK_PID")
+            bench wrk --url "http://127.0.0.1:${TR_PORT[$target]}/api/bench-tr" --method POST --body "$BODY" --expect 201 \
+                --seconds "$TR_SECONDS" --connections "$CONNECTIONS" "${cpu[@]}" \
+                --json "$OUT/tr-$target-enqueue-$round.json" >/dev/null
+            bench wrk --url "http://127.0.0.1:${TR_PORT[$target]}/api/bench-tr-get?timeout=0" --expect 200 \
+                --seconds "$TR_SECONDS" --connections "$CONNECTIONS" "${cpu[@]}" \
+                --json "$OUT/tr-$target-dequeue-$round.json" >/dev/null
+        done
+    done
+    bench probe --port "$TR_SINK_PORT" --path /stats --print-body >"$OUT/tr-sink.json" || true
+    printf '{"partial": %s, "only": "%s", "rounds": %d, "seconds": %d}\n' "$([ -n "$ONLY" ] && echo true || echo false)" \
+        "$ONLY" "$TR_ROUNDS" "$TR_SECONDS" >"$OUT/tr-meta.json"
+    for target in "${TR_TARGETS[@]}"; do
+        stop "${TR_PID[$target]}"
+        drop_keys "skifftr$target:*"
+    done
+    stop "$TR_SINK_PID"
     settle
 fi
 

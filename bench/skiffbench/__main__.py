@@ -4,7 +4,7 @@ import argparse
 
 from . import __doc__ as overview
 from . import (fixedcost, large, loadgen, perf, plot, preparation, push, report, resources, scaleout, streams, throughput, topics,
-               wakeup, workers)
+               tracing, wakeup, workers)
 
 
 def main():
@@ -12,7 +12,7 @@ def main():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     for module in (throughput, fixedcost, preparation, loadgen, wakeup, resources, scaleout, streams, topics, push, workers, large,
-                   plot, perf, report):
+                   tracing, plot, perf, report):
         module.add_commands(sub)
     args = parser.parse_args()
     args.func(args)

@@ -3,7 +3,7 @@ what each scenario measures, details, profiles, then the hand-written analysis).
 
 import os
 
-from . import compare, large, options, push, scaleout, streams, topics, workers
+from . import compare, large, options, push, scaleout, streams, topics, tracing, workers
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -41,6 +41,9 @@ def command_report(args):
     large_lines = [line for line in large.section(d, machine) if line.startswith(("|", "- "))]
     if large_lines:
         print("\n" + large.HEADING[3:] + "\n" + "\n".join(large_lines))
+    tracing_lines = [line for line in tracing.section(d, machine) if line.startswith(("|", "- "))]
+    if tracing_lines:
+        print("\n" + tracing.HEADING[3:] + "\n" + "\n".join(tracing_lines))
     scale_out = [line for line in scaleout.section(d, machine) if line.startswith(("|", "- "))]
     if scale_out:
         print("\n" + scaleout.HEADING[3:] + "\n" + "\n".join(scale_out))
@@ -87,6 +90,7 @@ def command_report(args):
     sections += push.section(d, machine)
     sections += workers.section(d, machine)
     sections += large.section(d, machine)
+    sections += tracing.section(d, machine)
     sections += scaleout.section(d, machine)
     sections += details(d, args)
     if args.notes and os.path.exists(args.notes):
