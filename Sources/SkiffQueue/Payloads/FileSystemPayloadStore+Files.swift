@@ -18,7 +18,9 @@ extension FileSystemPayloadStore {
         init(path: String, flags: CInt) throws(PayloadStoreError) {
             let descriptor = open(path, flags, 0o644)
             guard descriptor >= 0 else {
-                if errno == ENOENT { throw .notFound(path) }
+                // A missing file is a missing object only when reading: a file that cannot be
+                // created (its directory went away under the write) is a store out of order.
+                if errno == ENOENT, flags & O_CREAT == 0 { throw .notFound(path) }
                 throw FileSystemPayloadStore.ioError("open \(path)")
             }
             self.descriptor = descriptor

@@ -15,7 +15,12 @@ if inflight then return found('inFlight', inflight) end
 -- The id is the third field of an envelope, within its first 64 bytes (version, a sequence number
 -- of at most 16 digits, the 26-character id): a plain find there, then a parse to be sure.
 local needle = '|' .. id .. '|'
-local function holds(envelope) return string.find(string.sub(envelope, 1, 64), needle, 1, true) and parse(envelope).id == id end
+-- The parsed envelope when it is the message's, else nil.
+local function holds(envelope)
+  if not string.find(string.sub(envelope, 1, 64), needle, 1, true) then return nil end
+  local m = parse(envelope)
+  if m.id == id then return m end
+end
 local looked, bytes = 0, 0
 local function exhausted() return looked >= budget or bytes >= byteBudget end
 -- Reads pages of `list` (a sorted set with ZRANGE, else a list) until the message or a bound.
@@ -28,9 +33,10 @@ local function search(state, list, sorted)
     for _, envelope in ipairs(page) do
       if exhausted() then return nil end
       looked, bytes = looked + 1, bytes + #envelope
-      if holds(envelope) then
+      local m = holds(envelope)
+      if m then
         -- Ids are unique in a queue: a ready one past retention is found nowhere else.
-        if state == 'ready' and now - parse(envelope).enq >= settings(queue).retention then return false end
+        if state == 'ready' and now - m.enq >= settings(queue).retention then return false end
         return found(state, envelope)
       end
     end

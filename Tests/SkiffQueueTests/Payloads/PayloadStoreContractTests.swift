@@ -196,3 +196,19 @@ struct PayloadStoreContractTests {
         }
     }
 }
+
+/// The filesystem store's errors: a file missing on a read is a missing object (the message's
+/// receive fails with 502); a file that cannot be created on a write is a store out of order (the
+/// send fails with 503 and stores nothing), never "not found".
+@Suite("Filesystem payload store errors")
+struct FileSystemPayloadStoreErrorTests {
+    @Test func aMissingDirectoryOnAWriteIsUnavailableAndOnAReadNotFound() {
+        let missing = NSTemporaryDirectory() + TestEnvironment.uniqueName("gone") + "/sub/file"
+        #expect(throws: PayloadStoreError.unavailable()) {
+            _ = try FileSystemPayloadStore.OpenFile(path: missing, flags: O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC)
+        }
+        #expect(throws: PayloadStoreError.notFound()) {
+            _ = try FileSystemPayloadStore.OpenFile(path: missing, flags: O_RDONLY | O_CLOEXEC)
+        }
+    }
+}
