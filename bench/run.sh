@@ -766,12 +766,13 @@ fi
 # --- (tr) tracing: off, on, and before it (issue 22) --------------------------------------------
 
 # Replicas of their own on the run's Redis, each under its own key prefix, each with its queue
-# pre-filled for the GETs: `off` (this binary as configured by default), `on` (the same with
-# OTEL_EXPORTER_OTLP_ENDPOINT at the harness's OTLP/HTTP sink, every request sampled) and, with a
-# baseline binary, `before` (that binary). wrk as in (a) and (b); the order reversed every round.
+# pre-filled for the GETs: `off` (this binary as configured by default), `routed` (FAST_PATH=false,
+# every request through the router as with tracing on), `sampled` (OTEL_EXPORTER_OTLP_ENDPOINT at
+# the harness's OTLP/HTTP sink, a tenth of the traces recorded, as terraform deploys it), `on`
+# (every request recorded) and, with a baseline binary, `before` (that binary). wrk as in (a) and (b); the order reversed every round.
 if want tr; then
-    TR_ROUNDS=$ROUNDS TR_SECONDS=$SLICE
-    TR_PREFILL=$((TR_SECONDS * TR_ROUNDS * 60000 + 20000))
+    TR_ROUNDS=$((ROUNDS * 2)) TR_SECONDS=$SLICE
+    TR_PREFILL=$((TR_SECONDS * TR_ROUNDS * 40000 + 20000))
     [ "$SMOKE" = 1 ] && TR_PREFILL=$((TR_SECONDS * TR_ROUNDS * 30000))
     TR_SINK_PORT=$(free_port)
     # Started directly, not through `bench`, so that its PID is the Python process whose CPU counts.
@@ -780,12 +781,19 @@ if want tr; then
     PIDS+=("$TR_SINK_PID")
     wait_http "$TR_SINK_PORT"
     declare -A TR_PORT=() TR_PID=()
-    TR_TARGETS=(off on)
-    [ -n "$BASELINE" ] && TR_TARGETS=(before off on)
+    TR_TARGETS=(off routed sampled on)
+    [ -n "$BASELINE" ] && TR_TARGETS=(before off routed sampled on)
     for target in "${TR_TARGETS[@]}"; do
         TR_PORT[$target]=$(free_port)
         case $target in
         off) start_skiff "skiff-tr-off" "${TR_PORT[$target]}" "$SKIFF" skifftroff ;;
+        # Tracing off, and every request through the router as with tracing on: what the fast path saves.
+        routed) start_skiff "skiff-tr-routed" "${TR_PORT[$target]}" "$SKIFF" skifftrrouted "redis://127.0.0.1:$REDIS_PORT" \
+            FAST_PATH=false ;;
+        # Tracing on as terraform deploys it: a tenth of the traces recorded.
+        sampled) start_skiff "skiff-tr-sampled" "${TR_PORT[$target]}" "$SKIFF" skifftrsampled "redis://127.0.0.1:$REDIS_PORT" \
+            "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$TR_SINK_PORT" OTEL_TRACES_SAMPLER=parentbased_traceidratio \
+            OTEL_TRACES_SAMPLER_ARG=0.1 ;;
         on) start_skiff "skiff-tr-on" "${TR_PORT[$target]}" "$SKIFF" skifftron "redis://127.0.0.1:$REDIS_PORT" \
             "OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$TR_SINK_PORT" ;;
         before) start_skiff "skiff-tr-before" "${TR_PORT[$target]}" "$SKIFF_BASELINE" skifftrbefore ;;
@@ -803,7 +811,7 @@ if want tr; then
         fi
         for target in "${order[@]}"; do
             cpu=(--cpu "skiff=${TR_PID[$target]}" --cpu "redis=$REDIS_PID")
-            [ "$target" = on ] && cpu+=(--cpu "sink=$TR_SINK_PID")
+            [ "$target" = on ] || [ "$target" = sampled ] && cpu+=(--cpu "sink=$TR_SINK_PID")
             bench wrk --url "http://127.0.0.1:${TR_PORT[$target]}/api/bench-tr" --method POST --body "$BODY" --expect 201 \
                 --seconds "$TR_SECONDS" --connections "$CONNECTIONS" "${cpu[@]}" \
                 --json "$OUT/tr-$target-enqueue-$round.json" >/dev/null

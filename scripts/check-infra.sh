@@ -356,6 +356,8 @@ terraform_variables() {
         "alert_redis_memory_ratio=0"
         'alert_emails=["not-an-address"]'
         "metrics_scrape_interval_seconds=1"
+        "trace_sample_ratio=1.5"
+        "trace_sample_ratio=-0.1"
     )
     # Each backend with its largest replica counts must pass.
     local -a good_values=(

@@ -15,8 +15,11 @@ import threading
 from .formatting import add_merge_command, load, partial_run_note, rate_text
 
 HEADING = "## Tracing"
-TARGETS = ("before", "off", "on")
-TARGET_TEXT = {"before": "before tracing (baseline binary)", "off": "off", "on": "on"}
+TARGETS = ("before", "off", "routed", "sampled", "on")
+TARGET_TEXT = {"before": "before tracing (baseline binary)", "off": "off", "routed": "off, `FAST_PATH=false`",
+               "sampled": "on, 10 % sampled", "on": "on, every request"}
+# Each row's ratio is to this row's rate.
+BASE = {"off": "before", "routed": "off", "sampled": "off", "on": "off"}
 PHASES = ("enqueue", "dequeue")
 
 
@@ -71,16 +74,37 @@ def command_otlp_sink(args):
 # --- the report -----------------------------------------------------------------------------------
 
 def results(d):
-    """{(target, phase): [wrk results of its rounds]}."""
+    """{(target, phase): {round: wrk result}}."""
     found = {}
-    for path in sorted(glob.glob(os.path.join(d, "tr-*-*-*.json"))):
-        match = re.match(r"tr-(before|off|on)-(enqueue|dequeue)-(\d+)\.json$", os.path.basename(path))
+    for path in glob.glob(os.path.join(d, "tr-*-*-*.json")):
+        match = re.match(r"tr-(before|off|routed|sampled|on)-(enqueue|dequeue)-(\d+)\.json$", os.path.basename(path))
         if not match:
             continue
         result = load(d, os.path.basename(path)[:-5])
         if result:
-            found.setdefault((match.group(1), match.group(2)), []).append(result)
+            found.setdefault((match.group(1), match.group(2)), {})[int(match.group(3))] = result
     return found
+
+
+def round_ratios(runs, base):
+    """The ratio of each round's rate to the base's in the same round (the replicas took turns)."""
+    ratios = []
+    for number, result in runs.items():
+        other = base.get(number)
+        if other and other.get("seconds") and result.get("seconds") and other.get("ok"):
+            ratios.append((result["ok"] / result["seconds"]) / (other["ok"] / other["seconds"]))
+    return sorted(ratios)
+
+
+def ratio_text(ratios):
+    """`0.98× (0.91–1.05)`: the median of the rounds' ratios and their range."""
+    if not ratios:
+        return ""
+    middle = len(ratios) // 2
+    median = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
+    if len(ratios) == 1:
+        return "%.2f×" % median
+    return "%.2f× (%.2f–%.2f)" % (median, ratios[0], ratios[-1])
 
 
 def combined(runs):
@@ -110,23 +134,25 @@ def section(d, machine=None):
     machine = machine or load(d, "machine") or {}
     sink = load(d, "tr-sink") or {}
     out = [HEADING, ""] + partial_run_note(meta, machine)
-    phases = {key: combined(value) for key, value in runs.items()}
-    first = next(iter(runs.values()))[0]
+    phases = {key: combined(list(value.values())) for key, value in runs.items()}
+    first = next(iter(next(iter(runs.values())).values()))
     out += ["Replicas on the run's Redis, each under its own key prefix: this binary with tracing **off** (no "
-            "`OTEL_EXPORTER_OTLP_ENDPOINT`, the default) and **on** (`OTEL_EXPORTER_OTLP_ENDPOINT` at an OTLP/HTTP sink "
-            "in this harness that answers 200 to every export; always-on sampling: every request is traced and "
-            "exported)%s. Each takes the plain single-message `POST /api/bench-tr` of (a) and the plain "
+            "`OTEL_EXPORTER_OTLP_ENDPOINT`, the default), off with `FAST_PATH=false` (every request through the router, "
+            "as with tracing on: what the fast path saves), and **on** (`OTEL_EXPORTER_OTLP_ENDPOINT` at an OTLP/HTTP "
+            "sink in this harness that answers 200 to every export), once with a tenth of the traces sampled "
+            "(`parentbased_traceidratio` 0.1, as terraform deploys it) and once with every request traced and "
+            "exported%s. Each takes the plain single-message `POST /api/bench-tr` of (a) and the plain "
             "`GET /api/bench-tr?timeout=0` of (b) (its queue pre-filled) from wrk, %s connections, %d rounds of %s s "
             "each, the replicas' order reversed every other round. CPU per request (µs) of the replica, Redis and the "
             "sink, from /proc around each run. With tracing on every request goes through the router (the fast path "
             "is off), makes a server span, a `send` or `receive` span and a span per Redis command, and a message "
             "keeps its sampled send span's context (a version 3 envelope), so such sends are not merged into shared "
-            "script calls. Ratio: off against before, on against off." % (
-                ", and the baseline binary built **before** tracing (`SKIFF_BASELINE_BIN`, %s)" % machine.get(
-                    "baseline_source", "?") if any(key[0] == "before" for key in phases) else "",
+            "script calls. Ratio: off against before, the others against off, as the median of the rounds' ratios (each "
+            "round's two rates measured minutes apart at most) with their range." % (
+                ", and the baseline binary built **before** tracing (%s)" % machine.get("baseline_source", "?") if any(key[0] == "before" for key in phases) else "",
                 first.get("connections", "?"), meta.get("rounds", 1), meta.get("seconds", "?")),
             "",
-            "| request | tracing | msg/s | ratio | Skiff µs/req | Redis µs/req | sink µs/req | failed |",
+            "| request | tracing | msg/s | ratio (rounds' range) | Skiff µs/req | Redis µs/req | sink µs/req | failed |",
             "|---|---|---|---|---|---|---|---|"]
 
     def cpu(phase, name):
@@ -138,11 +164,10 @@ def section(d, machine=None):
             phase = phases.get((target, name))
             if not phase:
                 continue
-            base = phases.get(({"off": "before", "on": "off"}.get(target), name))
-            ratio = "%.2f×" % (phase["rate"] / base["rate"]) if base and base["rate"] and phase["rate"] else ""
+            ratio = ratio_text(round_ratios(runs[(target, name)], runs.get((BASE.get(target), name), {})))
             out.append("| %s | %s | %s | %s | %s | %s | %s | %d |" % (
                 "`POST /api/{q}`" if name == "enqueue" else "`GET /api/{q}`", TARGET_TEXT[target], rate_text(phase["rate"]),
-                ratio, cpu(phase, "skiff"), cpu(phase, "redis"), cpu(phase, "sink") if target == "on" else "–", phase["bad"]))
+                ratio, cpu(phase, "skiff"), cpu(phase, "redis"), cpu(phase, "sink") if target in ("on", "sampled") else "–", phase["bad"]))
     if sink.get("exports"):
         out += ["", "- The sink took %s exports, %s bytes of spans (%.0f B per traced request)." % (
             rate_text(sink["exports"]), rate_text(sink["bytes"]),

@@ -44,7 +44,8 @@ public struct MessageTracing: Sendable {
     // MARK: Messaging spans
 
     /// Runs a send of `count` messages under a `send {queue}` span, and gives it the trace context
-    /// the messages store: the span's own, so that their receives link to it.
+    /// the messages store: the span's own when it is sampled (their receives link to it), else the
+    /// one the producer sent; none when `storing` is off (STORE_TRACE_CONTEXT).
     func send<Result>(
         to queue: QueueName,
         count: Int,

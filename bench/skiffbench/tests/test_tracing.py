@@ -60,6 +60,13 @@ class Report(unittest.TestCase):
         self.assertIn("| 0.50× |", rows[2])
         self.assertIn("| 31.6 |", rows[2])  # 0.3 s of Skiff CPU over 9500 requests
 
+    def test_the_ratio_is_the_median_of_the_rounds_with_their_range(self):
+        from skiffbench.tracing import ratio_text, round_ratios
+        runs = {1: wrk(900, 1, 0, 0), 2: wrk(1100, 1, 0, 0), 3: wrk(1000, 1, 0, 0)}
+        base = {1: wrk(1000, 1, 0, 0), 2: wrk(1000, 1, 0, 0), 3: wrk(1000, 1, 0, 0), 4: wrk(5, 1, 0, 0)}
+        self.assertEqual(ratio_text(round_ratios(runs, base)), "1.00× (0.90–1.10)")
+        self.assertEqual(ratio_text([]), "")
+
     def test_nothing_without_results(self):
         with tempfile.TemporaryDirectory() as d:
             self.assertEqual(section(d, {}), [])
