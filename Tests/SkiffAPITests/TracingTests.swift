@@ -2,12 +2,14 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
-import SkiffAPI
 import SkiffQueue
 import SkiffTestSupport
 import Synchronization
 import Testing
+
+@testable import SkiffAPI
 
 /// A message's trace context (docs/tracing.md): kept with the message outside its body and handed
 /// back with every delivery; with tracing on, the spans a replica exports over OTLP.
@@ -108,6 +110,16 @@ struct TracingTests {
             #expect(due.headers[HTTPField.Name("traceparent")!] == Self.traceparent)
             #expect(due.headers[HTTPField.Name("tracestate")!] == nil)
         }
+    }
+
+    /// A traces protocol this build lacks (gRPC) turns tracing off with an error, where swift-otel
+    /// would stop the process.
+    @Test func aGRPCTracesProtocolIsRefused() throws {
+        let settings = TracingSettings(tracesEndpoint: "http://127.0.0.1:4318/v1/traces")
+        #expect(throws: TracingConfigurationError.self) {
+            try TracingBackend(settings, replicaID: "r", logger: Logger(label: "test"), environment: ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"])
+        }
+        _ = try TracingBackend(settings, replicaID: "r", logger: Logger(label: "test"), environment: ["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "http/json"])
     }
 
     // MARK: Tracing on: the exported spans

@@ -142,7 +142,7 @@ def section(d, machine=None):
             "sink in this harness that answers 200 to every export), once with a tenth of the traces sampled "
             "(`parentbased_traceidratio` 0.1, as terraform deploys it) and once with every request traced and "
             "exported%s. Each takes the plain single-message `POST /api/bench-tr` of (a) and the plain "
-            "`GET /api/bench-tr?timeout=0` of (b) (its queue pre-filled) from wrk, %s connections, %d rounds of %s s "
+            "`GET /api/bench-tr-get?timeout=0` of (b) (its queue pre-filled) from wrk, %s connections, %d rounds of %s s "
             "each, the replicas' order reversed every other round. CPU per request (µs) of the replica, Redis and the "
             "sink, from /proc around each run. With tracing on every request goes through the router (the fast path "
             "is off), makes a server span, a `send` or `receive` span and a span per Redis command, and a message "
@@ -169,9 +169,11 @@ def section(d, machine=None):
                 "`POST /api/{q}`" if name == "enqueue" else "`GET /api/{q}`", TARGET_TEXT[target], rate_text(phase["rate"]),
                 ratio, cpu(phase, "skiff"), cpu(phase, "redis"), cpu(phase, "sink") if target in ("on", "sampled") else "–", phase["bad"]))
     if sink.get("exports"):
-        out += ["", "- The sink took %s exports, %s bytes of spans (%.0f B per traced request)." % (
-            rate_text(sink["exports"]), rate_text(sink["bytes"]),
-            sink["bytes"] / max(1, sum(phases[key]["ok"] for key in phases if key[0] == "on")))]
+        # Both traced replicas export to the sink: every request of `on`, a tenth of `sampled`'s.
+        traced = sum(phases[key]["ok"] for key in phases if key[0] == "on") + sum(
+            phases[key]["ok"] for key in phases if key[0] == "sampled") / 10
+        out += ["", "- The sink took %s exports, %s bytes of spans (about %.0f B per recorded request)." % (
+            rate_text(sink["exports"]), rate_text(sink["bytes"]), sink["bytes"] / max(1, traced))]
     out.append("")
     return out
 

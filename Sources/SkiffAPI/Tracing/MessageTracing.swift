@@ -126,7 +126,6 @@ public struct MessageTracing: Sendable {
             "messaging.operation.name": .string(operation),
             "messaging.operation.type": .string(type),
         ]
-        if queue.partitionIndex > 0 { attributes["messaging.destination.partition.id"] = String(queue.partitionIndex) }
         if let count, count != 1 { attributes["messaging.batch.message_count"] = count }
         return attributes
     }

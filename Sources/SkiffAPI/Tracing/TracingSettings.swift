@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import OTel
 import ServiceLifecycle
@@ -32,7 +33,16 @@ struct TracingBackend: Sendable {
     let tracing: MessageTracing
     let service: any Service
 
-    init(_ settings: TracingSettings, replicaID: String, logger: Logger) throws {
+    /// - Parameter environment: the process's, which swift-otel also reads (`OTEL_*`).
+    init(
+        _ settings: TracingSettings, replicaID: String, logger: Logger, environment: [String: String] = ProcessInfo.processInfo.environment
+    ) throws {
+        // swift-otel reads this one itself, after our configuration, and stops the process on a
+        // protocol this build lacks: refused here instead (tracing off, and said so).
+        let tracesProtocol = environment["OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]
+        if let tracesProtocol, !["http/protobuf", "http/json", ""].contains(tracesProtocol) {
+            throw TracingConfigurationError(message: "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL \(tracesProtocol) is not built in: http/protobuf or http/json")
+        }
         var configuration = OTel.Configuration.default
         configuration.serviceName = settings.serviceName
         configuration.resourceAttributes["service.instance.id"] = replicaID
@@ -48,4 +58,9 @@ struct TracingBackend: Sendable {
         self.tracing = MessageTracing(tracer: tracer)
         self.service = service
     }
+}
+
+struct TracingConfigurationError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
 }
