@@ -31,6 +31,14 @@ public struct QueueSettings: Sendable, Equatable {
     /// Sub-queues the queue is spread over (``PartitionedQueues``): 1 (the default) to 64. It can
     /// only grow; FIFO holds within a partition.
     public var partitions: Int
+    /// The largest message body a send to this queue may carry; `nil` (the default): the
+    /// replica's limit (`MAX_MESSAGE_BYTES`, or `PAYLOADS_MAX_MESSAGE_BYTES` with a payload
+    /// store). 1 byte to 32 MiB; a replica never takes more than its own limit, whatever this says.
+    public var maxMessageBytes: Int?
+    /// Bodies larger than this are kept in the payload store, Redis keeping a pointer; `nil` (the
+    /// default): the replica's threshold (`PAYLOADS_OFFLOAD_THRESHOLD_BYTES`). Only with a
+    /// payload store; at most the largest body Redis keeps (`MAX_MESSAGE_BYTES`).
+    public var offloadThresholdBytes: Int?
 
     public static let maximumVisibilityTimeoutMilliseconds: Int64 = 12 * 3_600_000
     /// The shortest visibility a receive may ask for: a claim held for less than the time it
@@ -42,6 +50,9 @@ public struct QueueSettings: Sendable, Equatable {
     public static let maximumReceiveCountLimit = 1000
     public static let maximumDepthLimit = 100_000_000
     public static let maximumDedupWindowMilliseconds: Int64 = 7 * 86_400_000
+    /// 32 MiB, Cloud Run's HTTP/1 request limit: the most ``maxMessageBytes`` and
+    /// ``offloadThresholdBytes`` may say.
+    public static let maximumMessageBytesLimit = 32 << 20
 
     public init(
         visibilityTimeoutMilliseconds: Int64 = 30_000,
@@ -53,7 +64,9 @@ public struct QueueSettings: Sendable, Equatable {
         delayMilliseconds: Int64 = 0,
         maxDepth: Int? = nil,
         dedupWindowMilliseconds: Int64 = 300_000,
-        partitions: Int = 1
+        partitions: Int = 1,
+        maxMessageBytes: Int? = nil,
+        offloadThresholdBytes: Int? = nil
     ) {
         self.visibilityTimeoutMilliseconds = visibilityTimeoutMilliseconds
         self.maxReceiveCount = maxReceiveCount
@@ -65,6 +78,8 @@ public struct QueueSettings: Sendable, Equatable {
         self.maxDepth = maxDepth
         self.dedupWindowMilliseconds = dedupWindowMilliseconds
         self.partitions = partitions
+        self.maxMessageBytes = maxMessageBytes
+        self.offloadThresholdBytes = offloadThresholdBytes
     }
 
     /// Queues a service holds at most unless configured otherwise (`MAX_QUEUES`).
@@ -126,6 +141,12 @@ public struct QueueSettings: Sendable, Equatable {
             "dedupWindowMs", "must be from 1 to \(Self.maximumDedupWindowMilliseconds) (7 days)"
         )
         try check((1...QueueName.maximumPartitions).contains(partitions), "partitions", "must be from 1 to \(QueueName.maximumPartitions)")
+        for (field, value) in [("maxMessageBytes", maxMessageBytes), ("offloadThresholdBytes", offloadThresholdBytes)] {
+            guard let value else { continue }
+            try check(
+                (1...Self.maximumMessageBytesLimit).contains(value), field,
+                "must be from 1 to \(Self.maximumMessageBytesLimit) (32 MiB), or null for the service's default")
+        }
     }
 }
 

@@ -12,7 +12,7 @@ extension RedisQueueBackend {
 
     static let settingFields = [
         "visibilityTimeoutMs", "maxReceiveCount", "deadLetterQueue", "retryBackoffBaseMs", "retryBackoffCapMs", "retentionMs", "delayMs",
-        "maxDepth", "dedupWindowMs", "partitions",
+        "maxDepth", "dedupWindowMs", "partitions", "maxMessageBytes", "offloadThresholdBytes",
     ]
 
     public func settings(of queue: QueueName) async throws -> QueueSettings {
@@ -35,7 +35,9 @@ extension RedisQueueBackend {
             delayMilliseconds: number(6) ?? defaults.delayMilliseconds,
             maxDepth: number(7).map { Int($0) },
             dedupWindowMilliseconds: number(8) ?? defaults.dedupWindowMilliseconds,
-            partitions: number(9).map { Int($0) } ?? defaults.partitions
+            partitions: number(9).map { Int($0) } ?? defaults.partitions,
+            maxMessageBytes: number(10).map { Int($0) },
+            offloadThresholdBytes: number(11).map { Int($0) }
         )
     }
 
@@ -50,7 +52,8 @@ extension RedisQueueBackend {
             String(settings.visibilityTimeoutMilliseconds), settings.maxReceiveCount.map(String.init), settings.deadLetterQueue?.rawValue,
             String(settings.retryBackoffBaseMilliseconds), String(settings.retryBackoffCapMilliseconds), String(settings.retentionMilliseconds),
             String(settings.delayMilliseconds), settings.maxDepth.map(String.init), String(settings.dedupWindowMilliseconds),
-            settings.partitions == 1 ? nil : String(settings.partitions),
+            settings.partitions == 1 ? nil : String(settings.partitions), settings.maxMessageBytes.map(String.init),
+            settings.offloadThresholdBytes.map(String.init),
         ]
         var fields: [RedisArgument] = []
         for (field, value) in zip(Self.settingFields, values) {

@@ -83,6 +83,15 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
         }
     }
 
+    /// The size limits of sends to `queue` (its `maxMessageBytes` and `offloadThresholdBytes`
+    /// within this replica's).
+    func limits(of queue: QueueName) async throws -> MessageLimits {
+        guard let offloading = backend as? OffloadingQueues else { return MessageLimits(maximumBytes: settings.maximumMessageBytes) }
+        var limits = try await offloading.limits(of: queue)
+        limits.maximumBytes = min(limits.maximumBytes, settings.maximumMessageBytes)
+        return limits
+    }
+
     /// Sends a body of `size` bytes that the payload store takes as it arrives, validated as JSON
     /// on the way (``StreamingJSONValidator``): nothing is stored unless it is one JSON value.
     /// `nil` when this replica has no payload store.

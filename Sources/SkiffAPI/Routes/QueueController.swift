@@ -80,14 +80,23 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
     @Sendable func send(request: Request, context: Context) async throws -> Response {
         let queue = try Self.queueName(context)
         let options = try Self.sendOptions(request)
+        let limits = try await exchange.limits(of: queue)
+        let length = request.headers[.contentLength].flatMap(Int.init)
+        if let length, length > limits.maximumBytes {
+            throw Self.tooLarge(limits, settings: settings)
+        }
         // A body the payload store takes, of a declared length, goes there as it arrives.
-        if let length = request.headers[.contentLength].flatMap(Int.init), length > settings.largestBufferedMessageBytes,
-            length <= settings.maximumMessageBytes,
+        if let length, let threshold = limits.offloadThresholdBytes, length > threshold,
             let parts = try await exchange.send(streaming: request.body, size: length, to: queue, options: options, logger: context.logger)
         {
             return Self.response(parts)
         }
-        let body = try await Self.collectBody(request, limit: settings.maximumMessageBytes, settings: settings)
+        let body: ByteBuffer
+        do {
+            body = try await request.body.collect(upTo: limits.maximumBytes)
+        } catch is NIOTooManyBytesError {
+            throw Self.tooLarge(limits, settings: settings)
+        }
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
@@ -417,6 +426,12 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
             throw APIError(.badRequest, "\(name) must be an integer from \(range.lowerBound) to \(range.upperBound)")
         }
         return value
+    }
+
+    /// A 413 naming what sets the limit: the queue's `maxMessageBytes` or the replica's settings.
+    private static func tooLarge(_ limits: MessageLimits, settings: APISettings) -> APIError {
+        guard limits.maximumBytes < settings.maximumMessageBytes else { return tooLarge(limits.maximumBytes, name: "MAX_MESSAGE_BYTES", settings: settings) }
+        return APIError(.contentTooLarge, "request body is larger than \(limits.setBy) (\(limits.maximumBytes) bytes)")
     }
 
     private static func tooLarge(_ limit: Int, name: String, settings: APISettings) -> APIError {

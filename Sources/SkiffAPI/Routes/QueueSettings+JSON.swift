@@ -3,6 +3,7 @@ import SkiffQueue
 extension QueueSettings {
     static let jsonFields: Set<String> = [
         "visibilityTimeoutMs", "maxReceiveCount", "deadLetterQueue", "retryBackoff", "retentionMs", "delayMs", "maxDepth", "dedupWindowMs", "partitions",
+        "maxMessageBytes", "offloadThresholdBytes",
     ]
 
     /// A PUT body: absent or null fields take their defaults (PUT replaces).
@@ -48,6 +49,13 @@ extension QueueSettings {
             guard let count = Int(exactly: value) else { throw APIError(.badRequest, "partitions must be from 1 to \(QueueName.maximumPartitions)") }
             self.partitions = count
         }
+        for (field, path) in [("maxMessageBytes", \QueueSettings.maxMessageBytes), ("offloadThresholdBytes", \.offloadThresholdBytes)] {
+            guard let value = try JSONDocument.integer(object, field) else { continue }
+            guard let bytes = Int(exactly: value), bytes >= 1 else {
+                throw APIError(.badRequest, "\(field) must be from 1 to \(QueueSettings.maximumMessageBytesLimit), or null")
+            }
+            self[keyPath: path] = bytes
+        }
     }
 
     /// The settings as the API shows them, the dead-letter queue's name resolved.
@@ -63,6 +71,8 @@ extension QueueSettings {
             + #","delayMs":"# + String(settings.delayMilliseconds)
             + #","maxDepth":"# + optional(settings.maxDepth)
             + #","dedupWindowMs":"# + String(settings.dedupWindowMilliseconds)
-            + #","partitions":"# + String(settings.partitions) + "}"
+            + #","partitions":"# + String(settings.partitions)
+            + #","maxMessageBytes":"# + optional(settings.maxMessageBytes)
+            + #","offloadThresholdBytes":"# + optional(settings.offloadThresholdBytes) + "}"
     }
 }

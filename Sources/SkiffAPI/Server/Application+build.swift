@@ -155,9 +155,11 @@ func buildApplication<Backend: QueueBackend>(
                 store: payloadStore ?? makePayloadStore(settings, logger: logger),
                 thresholdBytes: settings.thresholdBytes,
                 maximumBodyBytes: settings.maximumMessageBytes,
-                maximumHeldBytes: settings.maximumHeldBytes
+                maximumHeldBytes: settings.maximumHeldBytes,
+                maximumInlineBytes: configuration.api.maximumTopicMessageBytes
             )
         },
+        maximumMessageBytes: configuration.api.maximumMessageBytes,
         settlements: settlements,
         logger: logger
     )

@@ -28,21 +28,15 @@ public final class PartitionedQueues: QueueBackend {
     /// How long a replica uses a queue's partition count before reading it again.
     public let refreshInterval: Duration
 
-    private struct Known {
-        var count: Int
-        var readAt: ContinuousClock.Instant
-    }
-
-    private let counts = Mutex<[QueueName: Known]>([:])
+    /// Each queue's partition count, as read at most ``refreshInterval`` ago.
+    private let counts: RecentlyRead<Int>
     private let sendTurn = Atomic<UInt64>(0)
     private let receiveTurn = Atomic<UInt64>(0)
-    /// Counts remembered at most, so that a client cycling through queue names cannot grow the
-    /// table without bound (the oldest half goes when it is full).
-    static var maximumRemembered: Int { 10_000 }
 
     public init(_ inner: any QueueBackend, refreshInterval: Duration = .seconds(1)) {
         self.inner = inner
         self.refreshInterval = refreshInterval
+        self.counts = RecentlyRead(refreshInterval: refreshInterval)
     }
 
     // MARK: The partition count
@@ -51,36 +45,22 @@ public final class PartitionedQueues: QueueBackend {
     /// When it cannot be read (the shard of partition 0 is failing over, say), the last count
     /// read serves, so the other partitions stay usable.
     func partitions(of queue: QueueName, fresh: Bool = false) async throws -> Int {
-        let now = ContinuousClock.now
-        let known = counts.withLock { $0[queue] }
-        if !fresh, let known, now - known.readAt < refreshInterval { return known.count }
-        let count: Int
-        do {
-            count = try await inner.settings(of: queue).partitions
-        } catch {
-            if let known, !fresh { return known.count }
-            throw error
+        try await counts.value(of: queue, fresh: fresh) {
+            try await inner.settings(of: queue).partitions
+        } check: { count in
+            // Stored by a newer version or by hand: refused rather than trusted.
+            guard (1...QueueName.maximumPartitions).contains(count) else {
+                throw QueueError.internalError("queue \(queue) has a stored partition count of \(count), outside 1...\(QueueName.maximumPartitions)")
+            }
         }
-        // Stored by a newer version or by hand: refused rather than trusted.
-        guard (1...QueueName.maximumPartitions).contains(count) else {
-            throw QueueError.internalError("queue \(queue) has a stored partition count of \(count), outside 1...\(QueueName.maximumPartitions)")
-        }
-        remember(count, of: queue, at: now)
-        return count
     }
 
-    private func remember(_ count: Int, of queue: QueueName, at instant: ContinuousClock.Instant = .now) {
-        counts.withLock { counts in
-            if counts.count >= Self.maximumRemembered, counts[queue] == nil {
-                let oldest = counts.sorted { $0.value.readAt < $1.value.readAt }.prefix(counts.count / 2).map(\.key)
-                for name in oldest { counts[name] = nil }
-            }
-            counts[queue] = Known(count: count, readAt: instant)
-        }
+    private func remember(_ count: Int, of queue: QueueName) {
+        counts.remember(count, of: queue)
     }
 
     private func forget(_ queue: QueueName) {
-        _ = counts.withLock { $0.removeValue(forKey: queue) }
+        counts.forget(queue)
     }
 
     /// The partition an idempotency key always goes to, for a queue of `count` partitions

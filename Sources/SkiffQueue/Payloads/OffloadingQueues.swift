@@ -14,15 +14,19 @@ public struct PayloadOffload: Sendable {
     /// is settled: past it a receive gives its message back at once and answers 503 (one message
     /// is always read when nothing else is held).
     public var maximumHeldBytes: Int
+    /// The largest body the inner backend keeps (`MAX_MESSAGE_BYTES`): no queue's
+    /// `offloadThresholdBytes` may pass it.
+    public var maximumInlineBytes: Int
 
     public init(
         store: any PayloadStore, thresholdBytes: Int = PayloadOffload.defaultThresholdBytes, maximumBodyBytes: Int,
-        maximumHeldBytes: Int = PayloadOffload.defaultMaximumHeldBytes
+        maximumHeldBytes: Int = PayloadOffload.defaultMaximumHeldBytes, maximumInlineBytes: Int = 1 << 20
     ) {
         self.store = store
         self.thresholdBytes = thresholdBytes
         self.maximumBodyBytes = maximumBodyBytes
         self.maximumHeldBytes = maximumHeldBytes
+        self.maximumInlineBytes = maximumInlineBytes
     }
 
     /// 256 MiB: eight 32 MiB bodies.
@@ -56,9 +60,16 @@ public struct PayloadOffload: Sendable {
 ///   GET's response. Nacks, dead-lettering and redrives keep it.
 /// - Without a store, sends pass through; a pointer that still turns up (written while a store
 ///   was configured) is never handed out as a body.
+/// - Each queue's `maxMessageBytes` and `offloadThresholdBytes` apply to every send, within the
+///   replica's own limits (``limits(of:)``), read at most a second ago.
 public final class OffloadingQueues: QueueBackend {
     public let inner: any QueueBackend
     public let offload: PayloadOffload?
+    /// The largest body a send may carry on this replica (`MAX_MESSAGE_BYTES`, or
+    /// `PAYLOADS_MAX_MESSAGE_BYTES` with a store); `nil`: no limit of its own here.
+    public let maximumMessageBytes: Int?
+    /// Each queue's size settings, read at most a second ago.
+    private let sizeSettings = RecentlyRead<QueueSizeSettings>(refreshInterval: .seconds(1))
     private let logger: Logger
     /// Bytes of bodies read back and not yet settled (``PayloadOffload/maximumHeldBytes``).
     private let heldBytes = Mutex(0)
@@ -69,17 +80,62 @@ public final class OffloadingQueues: QueueBackend {
     /// tasks of their own).
     private let settlements: SettlementTasks?
 
-    public init(_ inner: any QueueBackend, offload: PayloadOffload?, settlements: SettlementTasks? = nil, logger: Logger) {
+    public init(
+        _ inner: any QueueBackend, offload: PayloadOffload?, maximumMessageBytes: Int? = nil, settlements: SettlementTasks? = nil, logger: Logger
+    ) {
         self.inner = inner
         self.offload = offload
+        self.maximumMessageBytes = maximumMessageBytes
         self.settlements = settlements
         self.logger = logger
+    }
+
+    // MARK: Limits
+
+    /// The size limits of sends to `queue`: its settings within this replica's limits.
+    public func limits(of queue: QueueName) async throws -> MessageLimits {
+        let own = try await sizeSettings.value(of: queue) { QueueSizeSettings(try await inner.settings(of: queue)) }
+        var limits = MessageLimits(maximumBytes: maximumMessageBytes ?? .max)
+        if let bytes = own.maxMessageBytes, bytes < limits.maximumBytes {
+            limits.maximumBytes = bytes
+            limits.setBy = "queue \(queue)'s maxMessageBytes"
+        }
+        if let offload {
+            limits.offloadThresholdBytes = min(own.offloadThresholdBytes ?? offload.thresholdBytes, offload.maximumInlineBytes)
+        }
+        return limits
+    }
+
+    /// A queue's size settings must fit this replica: a threshold needs a store and must keep
+    /// inline bodies within what the backend keeps; a message limit cannot pass the replica's.
+    private func checkSizes(_ settings: QueueSettings) throws {
+        if let threshold = settings.offloadThresholdBytes {
+            guard let offload else {
+                throw QueueError.invalidArgument(
+                    "offloadThresholdBytes needs a payload store (PAYLOADS_STORE): this service keeps every message body in the queue")
+            }
+            guard threshold <= offload.maximumInlineBytes else {
+                throw QueueError.invalidArgument(
+                    "offloadThresholdBytes must be at most \(offload.maximumInlineBytes) (MAX_MESSAGE_BYTES, the largest body kept in the queue)")
+            }
+        }
+        if let bytes = settings.maxMessageBytes, let maximumMessageBytes, bytes > maximumMessageBytes {
+            let source =
+                offload == nil
+                ? "MAX_MESSAGE_BYTES; a payload store (PAYLOADS_STORE) raises the ceiling to 32 MiB" : "PAYLOADS_MAX_MESSAGE_BYTES"
+            throw QueueError.invalidArgument("maxMessageBytes must be at most \(maximumMessageBytes) on this service (\(source))")
+        }
     }
 
     // MARK: Send
 
     public func send(_ bodies: [ByteBuffer], to queue: QueueName, options: SendOptions) async throws -> [SentMessage] {
-        guard let offload, bodies.contains(where: { $0.readableBytes > offload.thresholdBytes }) else {
+        let limits = try await limits(of: queue)
+        if let index = bodies.firstIndex(where: { $0.readableBytes > limits.maximumBytes }) {
+            let which = bodies.count == 1 ? "message" : "message \(index)"
+            throw QueueError.tooLarge("\(which) is larger than \(limits.setBy) (\(limits.maximumBytes) bytes)")
+        }
+        guard let offload, let threshold = limits.offloadThresholdBytes, bodies.contains(where: { $0.readableBytes > threshold }) else {
             return try await inner.send(bodies, to: queue, options: options)
         }
         try options.validate()
@@ -89,7 +145,7 @@ public final class OffloadingQueues: QueueBackend {
         var keys: [PayloadKey] = []
         stored.reserveCapacity(bodies.count)
         for body in bodies {
-            guard body.readableBytes > offload.thresholdBytes else {
+            guard body.readableBytes > threshold else {
                 stored.append(body)
                 ids.append(MessageID.make(nowMilliseconds: now))
                 continue
@@ -121,6 +177,10 @@ public final class OffloadingQueues: QueueBackend {
     ) async throws -> SentMessage where Body.Element == ByteBuffer {
         guard let offload else { throw QueueError.internalError("a streamed send needs a payload store") }
         try options.validate()
+        let limits = try await limits(of: queue)
+        guard size <= limits.maximumBytes else {
+            throw QueueError.tooLarge("message is larger than \(limits.setBy) (\(limits.maximumBytes) bytes)")
+        }
         let id = MessageID.make(offloaded: true)
         let key = try PayloadOffload.key(of: id)
         let pointer: PayloadPointer
@@ -384,7 +444,9 @@ public final class OffloadingQueues: QueueBackend {
     public func settings(of queue: QueueName) async throws -> QueueSettings { try await inner.settings(of: queue) }
 
     public func updateSettings(_ settings: QueueSettings, of queue: QueueName) async throws {
+        try checkSizes(settings)
         try await inner.updateSettings(settings, of: queue)
+        sizeSettings.remember(QueueSizeSettings(settings), of: queue)
     }
 
     public func redrive(into queue: QueueName, max: Int) async throws -> Int { try await inner.redrive(into: queue, max: max) }
@@ -444,7 +506,10 @@ public final class OffloadingQueues: QueueBackend {
     public func purge(_ queue: QueueName) async throws -> Int { try await inner.purge(queue) }
 
     @discardableResult
-    public func delete(_ queue: QueueName) async throws -> Bool { try await inner.delete(queue) }
+    public func delete(_ queue: QueueName) async throws -> Bool {
+        defer { sizeSettings.forget(queue) }
+        return try await inner.delete(queue)
+    }
 
     public func health() async -> BackendHealth { await inner.health() }
 

@@ -743,6 +743,8 @@ const SETTINGS = [
   ['maxDepth', 'Max depth', '1 to 100000000; empty: unbounded'],
   ['dedupWindowMs', 'Dedup window (ms)', '1 ms to 7 days; empty: 5 min', true],
   ['partitions', 'Partitions', '1 to 64, can only grow; empty: keep'],
+  ['maxMessageBytes', 'Max message bytes', '1 B to 32 MiB, within the service\'s limit; empty: the service\'s'],
+  ['offloadThresholdBytes', 'Offload threshold bytes', 'with a payload store, up to MAX_MESSAGE_BYTES; empty: the service\'s'],
 ];
 
 /** GET /api/{q}/config into a form; Save PUTs the whole edited object (a PUT replaces). */
