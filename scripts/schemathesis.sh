@@ -47,7 +47,9 @@ REDIS_PORT=$(free_port)
 redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" --appendonly no --dir "$WORK" --logfile "$WORK/redis.log" &
 PIDS+=($!)
 PORT=$(free_port)
+# With a payload store that signs links, so that /payloads and payload=url are exercised too.
 REDIS_URL="redis://127.0.0.1:$REDIS_PORT" HOST=127.0.0.1 PORT=$PORT MAX_TIMEOUT=500 DEFAULT_TIMEOUT=100 \
+    PAYLOADS_STORE="file://$WORK/payloads" PAYLOADS_URL_SECRET=schemathesis-secret-of-at-least-32-bytes \
     "$SKIFF_BIN" serve >"$WORK/skiff.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 1 200); do

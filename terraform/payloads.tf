@@ -7,6 +7,7 @@
 locals {
   payload_bucket_name = coalesce(var.payload_bucket_name, "${var.project_id}-${var.name_prefix}-payloads")
   payload_cmek        = var.payload_store_enabled && var.payload_kms_key_name != null
+  payload_signed_urls = var.payload_store_enabled && var.payload_signed_urls_enabled
 }
 
 resource "google_storage_bucket" "payloads" {
@@ -75,6 +76,19 @@ resource "google_storage_bucket_iam_member" "payloads" {
   bucket = google_storage_bucket.payloads[0].name
   role   = "roles/storage.objectAdmin"
   member = google_service_account.skiff.member
+}
+
+# payload=url receives (docs/payloads.md, "Signed URLs"): the replicas sign V4
+# URLs with IAM Credentials' signBlob as their own service account, which
+# needs iam.serviceAccounts.signBlob on that one account (Cloud Run holds no
+# private key). Granted on the account itself, not the project: it can sign as
+# nothing else.
+resource "google_service_account_iam_member" "payload_url_signer" {
+  count = local.payload_signed_urls ? 1 : 0
+
+  service_account_id = google_service_account.skiff.name
+  role               = "roles/iam.serviceAccountTokenCreator"
+  member             = google_service_account.skiff.member
 }
 
 # --- CMEK (payload_kms_key_name) -------------------------------------------------------

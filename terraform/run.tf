@@ -57,6 +57,11 @@ locals {
     # The replicas' sweep deletes what the lifecycle rule would, at the same age.
     PAYLOADS_RETENTION_MS = tostring(var.payload_retention_days * 86400000)
   }) : tomap({})
+  # payload=url receives get V4 signed URLs, signed by IAM's signBlob as the
+  # service account itself (payloads.tf grants it that on itself only).
+  payload_signing_environment = local.payload_signed_urls ? tomap({
+    PAYLOADS_GCS_SIGNING_ACCOUNT = google_service_account.skiff.email
+  }) : tomap({})
 
   # Plain settings; the AUTH string (Memorystore for Redis only) is added as a
   # secret below.
@@ -74,7 +79,7 @@ locals {
     OTEL_TRACES_SAMPLER_ARG     = tostring(var.trace_sample_ratio)
   }) : tomap({})
 
-  environment = merge(local.redis_environment, local.redis_auth_environment, local.payload_environment, local.metrics_environment, local.tracing_environment, {
+  environment = merge(local.redis_environment, local.redis_auth_environment, local.payload_environment, local.payload_signing_environment, local.metrics_environment, local.tracing_environment, {
     REDIS_TLS_CA_FILE                    = "${local.redis_ca_dir}/${local.redis_ca_file}"
     REDIS_TLS_SKIP_HOSTNAME_VERIFICATION = "true"
     DEFAULT_TIMEOUT                      = tostring(var.default_timeout_ms)

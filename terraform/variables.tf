@@ -512,6 +512,12 @@ variable "payload_store_enabled" {
   default     = false
 }
 
+variable "payload_signed_urls_enabled" {
+  description = "With the payload store, receives may ask for payload=url: a V4 signed URL of an offloaded body, valid for the visibility timeout, instead of the bytes (docs/payloads.md). Grants the service account roles/iam.serviceAccountTokenCreator on itself only (signBlob as itself) and sets PAYLOADS_GCS_SIGNING_ACCOUNT. false: such receives answer 400."
+  type        = bool
+  default     = true
+}
+
 variable "payload_bucket_name" {
   description = "Name of the payload bucket (globally unique). null: \"<project_id>-<name_prefix>-payloads\". Changing it creates a new, empty bucket: the bodies in the old one become unreadable."
   type        = string

@@ -130,6 +130,15 @@ public struct GoogleCloudStorage: Sendable {
 
     /// Sends `request` with a token and the deadline; returns only a 2xx answer.
     private func send(_ request: HTTPClientRequest, operation: String) async throws -> HTTPClientResponse {
+        try await Self.send(request, operation: operation, accessToken: accessToken, httpClient: httpClient, timeout: requestTimeout, logger: logger)
+    }
+
+    /// Sends `request` to a Google API with a bearer token from `accessToken` (none if nil) within
+    /// `timeout`; returns only a 2xx answer, and throws ``GoogleCloudError``s for the rest.
+    static func send(
+        _ request: HTTPClientRequest, operation: String, accessToken: (@Sendable () async throws -> String)?, httpClient: HTTPClient,
+        timeout: Duration, logger: Logger
+    ) async throws -> HTTPClientResponse {
         var request = request
         if let accessToken {
             let token: String
@@ -144,7 +153,7 @@ public struct GoogleCloudStorage: Sendable {
         }
         let response: HTTPClientResponse
         do {
-            response = try await httpClient.execute(request, timeout: .nanoseconds(requestTimeout.nanoseconds), logger: logger)
+            response = try await httpClient.execute(request, timeout: .nanoseconds(timeout.nanoseconds), logger: logger)
         } catch {
             throw GoogleCloudError.serviceUnavailable("\(operation): \(error)")
         }
@@ -163,7 +172,7 @@ public struct GoogleCloudStorage: Sendable {
         }
     }
 
-    private static func decode<Resource: Decodable>(_ type: Resource.Type, from response: HTTPClientResponse, operation: String) async throws -> Resource {
+    static func decode<Resource: Decodable>(_ type: Resource.Type, from response: HTTPClientResponse, operation: String) async throws -> Resource {
         let body: ByteBuffer
         do {
             body = try await response.body.collect(upTo: maxMetadataBytes)

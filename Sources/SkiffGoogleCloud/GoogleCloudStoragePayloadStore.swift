@@ -1,4 +1,5 @@
 import AsyncHTTPClient
+import Foundation
 public import Logging
 public import NIOCore
 public import SkiffQueue
@@ -16,14 +17,36 @@ public struct GoogleCloudStoragePayloadStore: PayloadStore {
     public let storage: GoogleCloudStorage
     /// Bodies larger than this are refused (``PayloadStoreError/tooLarge(_:)``).
     public let maximumBodyBytes: Int
+    /// Signs `payload=url` links (`PAYLOADS_GCS_SIGNING_ACCOUNT`); `nil`: no signed URLs.
+    public let urlSigner: GoogleCloudStorageURLSigner?
     private let logger: Logger
     private let uriPrefix: String
 
-    public init(storage: GoogleCloudStorage, maximumBodyBytes: Int = GoogleCloudStoragePayloadStore.defaultMaximumBodyBytes, logger: Logger) {
+    public init(
+        storage: GoogleCloudStorage, maximumBodyBytes: Int = GoogleCloudStoragePayloadStore.defaultMaximumBodyBytes,
+        urlSigner: GoogleCloudStorageURLSigner? = nil, logger: Logger
+    ) {
         self.storage = storage
         self.maximumBodyBytes = maximumBodyBytes
+        self.urlSigner = urlSigner
         self.logger = logger
         self.uriPrefix = "gs://\(storage.bucket)/"
+    }
+
+    public var signsURLs: Bool { urlSigner != nil }
+
+    /// A V4 signed URL of the object, valid from now until `expiresAtMilliseconds` (rounded up
+    /// to a second, at most 7 days).
+    public func signedURL(for pointer: PayloadPointer, expiresAtMilliseconds: Int64) async throws -> String {
+        guard let urlSigner else { throw PayloadStoreError.unsupported("signed URLs of a gs:// store need PAYLOADS_GCS_SIGNING_ACCOUNT") }
+        let key = try key(of: pointer)
+        let now = Date()
+        let remaining = Double(expiresAtMilliseconds) / 1000 - now.timeIntervalSince1970
+        do {
+            return try await urlSigner.signedURL(bucket: storage.bucket, object: key.rawValue, expiresInSeconds: Int(remaining.rounded(.up)), at: now)
+        } catch {
+            throw PayloadStoreError.unavailable("signing a URL of \(key): \(error)")
+        }
     }
 
     public func key(of pointer: PayloadPointer) throws -> PayloadKey {

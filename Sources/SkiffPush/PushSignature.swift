@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 public import NIOCore
+import SkiffSupport
 
 /// The signature on every push: `Skiff-Signature: v1=<hex>`, the HMAC-SHA256 under the
 /// subscription's secret of `<Skiff-Timestamp>.<body>` (the timestamp in Unix seconds, a dot,
@@ -15,7 +16,7 @@ public enum PushSignature {
         var code = HMAC<SHA256>(key: SymmetricKey(data: Array(secret.utf8)))
         code.update(data: Array("\(timestampSeconds).".utf8))
         body.withUnsafeReadableBytes { code.update(data: $0) }
-        return version + "=" + hex(code.finalize())
+        return version + "=" + Hex.encode(code.finalize())
     }
 
     /// Whether `header` is the signature of `body` at `timestampSeconds` (constant time).
@@ -24,15 +25,5 @@ public enum PushSignature {
         let given = Array(header.utf8)
         guard expected.count == given.count else { return false }
         return zip(expected, given).reduce(UInt8(0)) { $0 | ($1.0 ^ $1.1) } == 0
-    }
-
-    private static func hex(_ code: some Sequence<UInt8>) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        for byte in code {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
     }
 }

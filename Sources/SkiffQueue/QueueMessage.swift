@@ -23,6 +23,9 @@ public struct QueueMessage: Sendable {
     public let unreadableBody: String?
     /// The producer's trace context, if its send carried one.
     public let traceContext: MessageTraceContext?
+    /// Only for a receive that asked for signed URLs (``DeliveryRequest/signedPayloadURLs``):
+    /// where the offloaded body is to be fetched; ``body`` is then empty.
+    public let payloadLink: PayloadLink?
 
     public init(
         id: String,
@@ -33,7 +36,8 @@ public struct QueueMessage: Sendable {
         lastError: String? = nil,
         deadLetter: DeadLetterHistory? = nil,
         unreadableBody: String? = nil,
-        traceContext: MessageTraceContext? = nil
+        traceContext: MessageTraceContext? = nil,
+        payloadLink: PayloadLink? = nil
     ) {
         self.id = id
         self.body = body
@@ -44,6 +48,7 @@ public struct QueueMessage: Sendable {
         self.deadLetter = deadLetter
         self.unreadableBody = unreadableBody
         self.traceContext = traceContext
+        self.payloadLink = payloadLink
     }
 }
 

@@ -1,6 +1,8 @@
+import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdTesting
+import Logging
 import NIOCore
 import SkiffQueue
 import SkiffTestSupport
@@ -30,7 +32,14 @@ import Testing
     }
 
     @Test func theDocumentDescribesExactlyTheRoutesServed() async throws {
-        let router = buildRouter(backend: MemoryQueueBackend(eventLoop: NIOSingletons.posixEventLoopGroup.next()), configuration: SkiffConfiguration())
+        // With a payload store that signs links, so that its route is served too.
+        let directory = NSTemporaryDirectory() + TestEnvironment.uniqueName("openapi-payloads")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let store = try FileSystemPayloadStore(root: directory, urlSigner: PayloadURLSigner(secret: Array(repeating: 7, count: 32)))
+        let backend = OffloadingQueues(
+            MemoryQueueBackend(eventLoop: NIOSingletons.posixEventLoopGroup.next()), offload: PayloadOffload(store: store, maximumBodyBytes: 1 << 20),
+            logger: Logger(label: "openapi"))
+        let router = buildRouter(backend: backend, configuration: SkiffConfiguration())
         let documented = Self.documentedOperations(OpenAPIDocument.yaml)
         #expect(documented.count > 15)
         // A route the router holds is served unless it answers 405 (the `Allow` routes).
@@ -41,13 +50,14 @@ import Testing
             for route in routes {
                 let pattern = route.pattern
                 let concrete = pattern.replacing(":queue", with: "openapi-check").replacing(":receipt", with: "01M9174ZM6A7ZJ6PJYM5RXWP14.1")
-                    .replacing(":asset", with: "console.js")
+                    .replacing(":asset", with: "console.js").replacing(":id", with: "G1M9174ZM6A7ZJ6PJYM5RXWP14")
                 let response = try await client.execute(
                     uri: concrete + (route.method == .get && pattern.hasPrefix("/api/") ? "?timeout=0" : ""), method: route.method)
                 if response.status != .methodNotAllowed {
                     served.insert(
                         "\(route.method.rawValue) "
                             + pattern.replacing(":queue", with: "{queue}").replacing(":receipt", with: "{receipt}").replacing(":asset", with: "{asset}")
+                            .replacing(":id", with: "{id}")
                     )
                 }
             }

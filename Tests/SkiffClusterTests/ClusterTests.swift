@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import HummingbirdTesting
 import SkiffTestSupport
 import Synchronization
@@ -26,6 +27,24 @@ struct ClusterTests {
         let median = latencies.sorted()[latencies.count / 2]
         print("cross-replica wake-up (POST sent → waiting GET answered): median \(median), all \(latencies)")
         #expect(median < .milliseconds(100))
+    }
+
+    /// The cluster's replicas share the payload store and the secret that signs links: a body
+    /// sent to one, received as a link from another, is served by a third.
+    @Test func aLargeBodyTravelsAcrossReplicasAsBytesAndAsASignedLink() async throws {
+        let queue = TestEnvironment.uniqueName("large")
+        let body = "\"" + String(repeating: "L", count: 400_000) + "\""
+        #expect(try await Cluster.replicas[0].post(queue, body).status == .created)
+        #expect(try await Cluster.replicas[0].post(queue, body).status == .created)
+        let bytes = try await Cluster.replicas[1].request(.get, "/api/\(queue)?timeout=0")
+        #expect(bytes.text == body && bytes.headers[HTTPField.Name("Skiff-Payload")!] == "offloaded")
+        let linked = try await Cluster.replicas[1].request(.get, "/api/\(queue)?timeout=0&visibility=30000&payload=url")
+        #expect(linked.status == .ok && linked.headers[HTTPField.Name("Skiff-Payload")!] == "url")
+        let link = try #require(try JSONSerialization.jsonObject(with: Data(linked.text.utf8)) as? [String: Any])
+        let fetched = try await Cluster.replicas[2].request(.get, try #require(link["url"] as? String))
+        #expect(fetched.status == .ok && fetched.text == body)
+        let receipt = try #require(linked.headers[HTTPField.Name("Skiff-Receipt")!])
+        #expect(try await Cluster.proxy.request(.delete, "/api/\(queue)/messages/\(receipt)").status == .noContent)
     }
 
     @Test func fifoHoldsThroughTheProxy() async throws {

@@ -85,6 +85,16 @@ replica_arg() {
     fi
 }
 
+# payload_url_secret: this cluster's link-signing secret (32 random bytes in
+# hex), made on first use and kept in the state directory.
+payload_url_secret() {
+    local file=$STATE/payload-url-secret
+    if [[ ! -s $file ]]; then
+        (umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$file")
+    fi
+    cat "$file"
+}
+
 # Writes .cluster/skiff.env: deploy/skiff.env with every key that is set in the
 # caller's environment replaced by that value. Both modes use the result.
 write_replica_env() {
@@ -101,6 +111,11 @@ write_replica_env() {
             [[ $value =~ ^[^[:space:]\"\'\$\`\\]*$ ]] || die "$key: value '$value' must not contain spaces, quotes or \$"
             printf '%s=%s\n' "$key" "$value"
         done <"$ROOT/deploy/skiff.env"
+        # The secret that signs payload=url links, the same for every replica:
+        # the caller's, or one made for this cluster and kept.
+        if ! grep -q '^PAYLOADS_URL_SECRET=' "$ROOT/deploy/skiff.env"; then
+            printf 'PAYLOADS_URL_SECRET=%s\n' "${PAYLOADS_URL_SECRET:-$(payload_url_secret)}"
+        fi
     } >"$STATE/skiff.env.tmp"
     mv "$STATE/skiff.env.tmp" "$STATE/skiff.env"
 }

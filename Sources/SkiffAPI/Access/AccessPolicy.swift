@@ -126,6 +126,8 @@ public struct AccessPolicy: Sendable {
         if method == .get, segments.first == "ui", segments.count == 1 || ConsoleController.assets[String(segments[1])] != nil && segments.count == 2 {
             return .open
         }
+        // A payload link's signature is its credential (PayloadLinkController).
+        if method == .get, segments.count == 3, segments[0] == "payloads", segments[1] == "m" { return .open }
         switch segments.count {
         case 1:
             switch segments[0] {

@@ -83,6 +83,35 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
         }
     }
 
+    /// Whether receives may ask for `payload=url`: this replica's payload store signs URLs.
+    var signsPayloadURLs: Bool { (backend as? OffloadingQueues)?.offload?.store.signsURLs ?? false }
+
+    /// - Throws: 400 when receives cannot ask for `payload=url` here.
+    func checkSignsPayloadURLs() throws(APIError) {
+        guard signsPayloadURLs else {
+            throw APIError(
+                .badRequest,
+                "payload=url needs a payload store that signs URLs (PAYLOADS_URL_SECRET with a file:// store, PAYLOADS_GCS_SIGNING_ACCOUNT with gs://)")
+        }
+    }
+
+    /// `payload=bytes` (the default) or `payload=url` from a receive's query: `true` for signed
+    /// URLs in place of offloaded bodies, which needs acknowledged mode and a store that signs.
+    func signedPayloadURLs(_ raw: Substring?, acknowledged: Bool) throws(APIError) -> Bool {
+        switch raw {
+        case nil, "bytes"?: return false
+        case "url"?:
+            guard acknowledged else {
+                throw APIError(
+                    .badRequest,
+                    "payload=url needs an acknowledged receive (visibility): a plain receive deletes the message, and its stored body, once it is written")
+            }
+            try checkSignsPayloadURLs()
+            return true
+        default: throw APIError(.badRequest, "payload must be bytes or url")
+        }
+    }
+
     /// The size limits of sends to `queue` (its `maxMessageBytes` and `offloadThresholdBytes`
     /// within this replica's).
     func limits(of queue: QueueName) async throws -> MessageLimits {
@@ -155,9 +184,26 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
     static func messageResponse(_ lease: DeliveryLease) -> ResponseParts {
         let delivery = lease.deliveries[0]
         var headers = messageHeaders(for: delivery)
+        // Asked for `payload=url`: the link to the offloaded body is the answer's body.
+        let body = delivery.message.payloadLink.map(linkJSON) ?? delivery.message.body
         headers[.contentType] = "application/json"
-        headers[.contentLength] = String(delivery.message.body.readableBytes)
-        return ResponseParts(status: .ok, headers: headers, body: [delivery.message.body])
+        headers[.contentLength] = String(body.readableBytes)
+        return ResponseParts(status: .ok, headers: headers, body: [body])
+    }
+
+    /// `{"url":…,"size":…,"sha256":…,"expiresAt":…}`: where an offloaded body is to be fetched.
+    static func linkJSON(_ link: PayloadLink) -> ByteBuffer {
+        var buffer = ByteBufferAllocator().buffer(capacity: link.url.utf8.count + 160)
+        buffer.writeStaticString(#"{"url":"#)
+        JSONText.writeQuoted(link.url, to: &buffer)
+        buffer.writeStaticString(#","size":"#)
+        buffer.writeString(String(link.size))
+        buffer.writeStaticString(#","sha256":"#)
+        JSONText.writeQuoted(link.sha256, to: &buffer)
+        buffer.writeStaticString(#","expiresAt":""#)
+        JSONText.writeTimestamp(milliseconds: link.expiresAtMilliseconds, to: &buffer)
+        buffer.writeStaticString(#""}"#)
+        return buffer
     }
 
     /// The answer to a batch GET: `[{"id":…,"body":<stored JSON>,…},…]`, the bodies written
@@ -178,6 +224,13 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
             if let trace = message.traceContext {
                 head += #","traceparent":"# + JSONText.quoted(trace.traceparent)
                 if let state = trace.tracestate { head += #","tracestate":"# + JSONText.quoted(state) }
+            }
+            if let link = message.payloadLink {
+                head += #","payloadUrl":"#
+                chunks.append(ByteBuffer(string: head))
+                chunks.append(linkJSON(link))
+                chunks.append(ByteBuffer(string: "}"))
+                continue
             }
             head += #","body":"#
             chunks.append(ByteBuffer(string: head))
@@ -219,8 +272,9 @@ struct MessageExchange<Backend: QueueBackend>: Sendable {
             headers[.traceparent] = trace.traceparent
             if let state = trace.tracestate { headers[.tracestate] = state }
         }
-        // The body was kept in the payload store (docs/payloads.md) and read back verified.
-        if MessageID.isOffloaded(message.id) { headers[.skiffPayload] = "offloaded" }
+        // The body was kept in the payload store (docs/payloads.md) and read back verified, or
+        // (`payload=url`) the answer is a link to it.
+        if MessageID.isOffloaded(message.id) { headers[.skiffPayload] = message.payloadLink == nil ? "offloaded" : "url" }
         if let lastError = message.lastError { headers[.skiffLastError] = headerSafe(lastError) }
         if let history = message.deadLetter {
             headers[.skiffDeadLetterSource] = history.sourceQueue.logical.rawValue

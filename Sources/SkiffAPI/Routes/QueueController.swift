@@ -192,7 +192,9 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         let queue = try Self.queueName(context)
         let timeout = try exchange.timeout(request.uri.queryParameters["timeout"])
         let mode = try receiveMode(request)
-        guard let lease = try await lease(DeliveryRequest(queue: queue, timeout: .milliseconds(timeout), mode: mode), context: context) else {
+        let links = try exchange.signedPayloadURLs(request.uri.queryParameters["payload"], acknowledged: mode != .autoAcknowledge)
+        let wanted = DeliveryRequest(queue: queue, timeout: .milliseconds(timeout), mode: mode, signedPayloadURLs: links)
+        guard let lease = try await lease(wanted, context: context) else {
             return Response(status: .noContent)
         }
         return await respond(with: lease, MessageExchange<Backend>.messageResponse(lease), context: context)
@@ -207,7 +209,9 @@ public struct QueueController<Backend: QueueBackend>: Sendable {
         // The reply's bytes are bounded: the claim itself stops at the cap (less the JSON around
         // each body), so storage never hands over more than one message beyond it.
         let maxBytes = Swift.max(1, settings.maximumBatchBytes - max * Self.batchEnvelopeBytes)
-        let wanted = DeliveryRequest(queue: queue, max: max, maxBytes: maxBytes, timeout: .milliseconds(timeout), mode: mode, linger: Self.batchLinger)
+        let links = try exchange.signedPayloadURLs(query["payload"], acknowledged: mode != .autoAcknowledge)
+        let wanted = DeliveryRequest(
+            queue: queue, max: max, maxBytes: maxBytes, timeout: .milliseconds(timeout), mode: mode, linger: Self.batchLinger, signedPayloadURLs: links)
         guard let lease = try await lease(wanted, context: context) else {
             return Response(status: .noContent)
         }

@@ -95,21 +95,27 @@ func makePayloadStore(_ settings: PayloadSettings, logger: Logger) -> any Payloa
     switch settings.location {
     case .directory(let path):
         do {
-            return try FileSystemPayloadStore(root: path, maximumBodyBytes: settings.maximumMessageBytes)
+            return try FileSystemPayloadStore(
+                root: path, maximumBodyBytes: settings.maximumMessageBytes, urlSigner: settings.urlSecret.map { PayloadURLSigner(secret: $0) })
         } catch {
             preconditionFailure("PAYLOADS_STORE: \(error)")
         }
     case .bucket(let bucket, let endpoint):
         let token: (@Sendable () async throws -> String)?
+        let signer: GoogleCloudStorageURLSigner?
         if endpoint == nil {
             let tokens = GoogleAccessTokenSource(logger: logger)
             token = { try await tokens.accessToken() }
+            signer = settings.signingServiceAccount.map { account in
+                GoogleCloudStorageURLSigner.iamCredentials(serviceAccount: account, accessToken: { try await tokens.accessToken() }, logger: logger)
+            }
         } else {
             token = nil
+            signer = nil
         }
         let storage = GoogleCloudStorage(
             baseURL: endpoint ?? GoogleCloudStorage.productionBaseURL, bucket: bucket, accessToken: token, logger: logger)
-        return GoogleCloudStoragePayloadStore(storage: storage, maximumBodyBytes: settings.maximumMessageBytes, logger: logger)
+        return GoogleCloudStoragePayloadStore(storage: storage, maximumBodyBytes: settings.maximumMessageBytes, urlSigner: signer, logger: logger)
     }
 }
 
@@ -308,6 +314,10 @@ func makeRouter<Backend: QueueBackend>(
     QueueController<Backend>(backend: backend, settings: configuration.api, metrics: metrics, settlements: settlements).addRoutes(to: router)
     QueueAdminController<Backend>(backend: backend, historyInterval: configuration.queueHistoryInterval).addRoutes(to: router)
     ConsoleController().addRoutes(to: router)
+    // The links `payload=url` receives hand out, for a filesystem store (Cloud Storage serves its own).
+    if let store = (backend as? OffloadingQueues)?.offload?.store as? FileSystemPayloadStore, let signer = store.urlSigner {
+        PayloadLinkController(store: store, signer: signer).addRoutes(to: router)
+    }
     let streams =
         streams
         ?? StreamEndpoint(

@@ -1,4 +1,5 @@
 import Foundation
+import SkiffQueue
 
 /// Where message bodies over the offload threshold go (`PAYLOADS_*`, docs/payloads.md), as read
 /// from the configuration; the store itself is made when the replica is assembled.
@@ -26,6 +27,12 @@ public struct PayloadSettings: Sendable, Equatable {
     public var retention: Duration = .seconds(30 * 86_400)
     /// How often each replica sweeps (`PAYLOADS_SWEEP_INTERVAL_MS`, an hour).
     public var sweepInterval: Duration = .seconds(3_600)
+    /// Signs the links of a filesystem store's objects (`PAYLOADS_URL_SECRET`, at least 32 bytes,
+    /// the same on every replica); `nil`: receives cannot ask for `payload=url`.
+    public var urlSecret: [UInt8]?
+    /// The service account whose IAM `signBlob` signs Cloud Storage V4 URLs
+    /// (`PAYLOADS_GCS_SIGNING_ACCOUNT`); `nil`: receives cannot ask for `payload=url`.
+    public var signingServiceAccount: String?
 
     public static let largestMessageBytes = 32 << 20
 
@@ -72,7 +79,7 @@ extension SkiffConfiguration {
         guard let store = settings.text(Settings.payloadsStore) else {
             for setting in [
                 Settings.payloadsOffloadThresholdBytes, Settings.payloadsMaxMessageBytes, Settings.payloadsGCSEndpoint, Settings.payloadsRetention,
-                Settings.payloadsSweepInterval, Settings.payloadsMaxReadBytes,
+                Settings.payloadsSweepInterval, Settings.payloadsMaxReadBytes, Settings.payloadsURLSecret, Settings.payloadsGCSSigningAccount,
             ]
             where settings.text(setting) != nil {
                 throw ConfigurationError("\(setting.environmentVariable) needs PAYLOADS_STORE")
@@ -92,6 +99,24 @@ extension SkiffConfiguration {
         }
         if let milliseconds = try settings.integer(Settings.payloadsSweepInterval, in: 1_000...(30 * 86_400_000)) {
             payloads.sweepInterval = .milliseconds(milliseconds)
+        }
+        if let secret = settings.text(Settings.payloadsURLSecret) {
+            guard case .directory = payloads.location else {
+                throw ConfigurationError("PAYLOADS_URL_SECRET signs links of a file:// store; a gs:// store's are signed by PAYLOADS_GCS_SIGNING_ACCOUNT")
+            }
+            guard secret.utf8.count >= PayloadURLSigner.minimumSecretBytes else {
+                throw ConfigurationError("PAYLOADS_URL_SECRET must be at least \(PayloadURLSigner.minimumSecretBytes) bytes (openssl rand -hex 32)")
+            }
+            payloads.urlSecret = Array(secret.utf8)
+        }
+        if let account = settings.text(Settings.payloadsGCSSigningAccount) {
+            guard case .bucket(_, nil) = payloads.location else {
+                throw ConfigurationError("PAYLOADS_GCS_SIGNING_ACCOUNT needs a gs:// store reached with Google's credentials (not PAYLOADS_GCS_ENDPOINT)")
+            }
+            guard account.contains("@"), account.utf8.count <= 254, !account.contains("/") else {
+                throw ConfigurationError("PAYLOADS_GCS_SIGNING_ACCOUNT must be a service account's email, got '\(account)'")
+            }
+            payloads.signingServiceAccount = account
         }
         // With a store, no message Redis would take may be refused.
         guard payloads.maximumMessageBytes >= api.maximumMessageBytes else {

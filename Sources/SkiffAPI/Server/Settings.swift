@@ -125,6 +125,13 @@ public enum Settings {
     public static let payloadsRetention = Setting(
         "payloads.retentionMs", default: "2592000000", "stored bodies older than this are swept (above the longest message life)")
     public static let payloadsSweepInterval = Setting("payloads.sweepIntervalMs", default: "3600000", "how often each replica sweeps the payload store, ms")
+    public static let payloadsURLSecret = Setting(
+        "payloads.urlSecret", default: "unset",
+        "with a file:// store, the secret (32+ bytes, the same on every replica) that signs payload=url links; unset: no links",
+        secret: true, flag: false)
+    public static let payloadsGCSSigningAccount = Setting(
+        "payloads.gcsSigningAccount", default: "unset",
+        "with a gs:// store, the service account whose signBlob signs payload=url links (needs iam.serviceAccountTokenCreator on itself)")
     public static let payloadsGCSEndpoint = Setting(
         "payloads.gcsEndpoint", default: "Google's", "the Cloud Storage JSON API's base URL: an emulator, reached without a token")
     public static let otlpEndpoint = Setting(
@@ -163,7 +170,7 @@ public enum Settings {
         redisTLSSkipHostnameVerification, redisCommandTimeout, redisConnectTimeout, redisKeyPrefix, redisWaitReplicas, redisWaitTimeout,
         defaultTimeout, maxTimeout, maxMessageBytes, maxBatchBytes, maxQueues, maxConnections, requestHeadTimeout, idleTimeout, maxStreams,
         streamPingInterval, queueHistoryInterval, pushEnabled, pushAllowedNetworks, payloadsStore, payloadsOffloadThresholdBytes, payloadsMaxMessageBytes,
-        payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsGCSEndpoint, otlpEndpoint,
+        payloadsMaxReadBytes, payloadsRetention, payloadsSweepInterval, payloadsURLSecret, payloadsGCSSigningAccount, payloadsGCSEndpoint, otlpEndpoint,
         otlpTracesEndpoint, otlpProtocol, otelServiceName, storeTraceContext, claimLease,
         replicaID, logLevel, logFormat, accessLog, fastPath, apiKeys, apiKeysFile, metricsRequireAuth, metricsPort, rateLimitPerSecond, rateLimitBurst,
         settingsFile,

@@ -121,6 +121,7 @@ struct EventStreamController<Backend: QueueBackend>: Sendable {
             credit: Self.defaultPrefetch,
             allowsAutoAck: false
         )
+        if parameters.signedPayloadURLs { try endpoint.exchange.checkSignsPayloadURLs() }
         let streams = endpoint.streams
         guard streams.admit() else {
             throw APIError(

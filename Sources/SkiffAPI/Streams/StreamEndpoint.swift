@@ -64,6 +64,7 @@ struct StreamEndpoint<Backend: QueueBackend>: StreamUpgrading {
         let parameters: StreamParameters
         do {
             parameters = try StreamParameters(queue: queue, query: Self.pairs(query))
+            if parameters.signedPayloadURLs { try exchange.checkSignsPayloadURLs() }
         } catch {
             return .refuse(error)
         }

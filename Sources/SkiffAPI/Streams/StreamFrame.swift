@@ -5,7 +5,8 @@ import SkiffQueue
 /// Bodies are written as stored, between the pieces, never re-encoded.
 enum StreamFrame {
     /// `{"op":"message","id","receipt","receiveCount","enqueuedAt","priority"[,"lastError"][,"offloaded":true]`
-    /// `[,"traceparent"[,"tracestate"]],"body"}`.
+    /// `[,"traceparent"[,"tracestate"]],"body"}`; `"payloadUrl"` in place of `"body"` when the
+    /// stream asked for `payload=url` and the body is offloaded.
     /// An auto-acknowledged stream's messages carry no receipt.
     static func message(_ delivery: Delivery) -> ByteBuffer {
         let message = delivery.message
@@ -35,8 +36,13 @@ enum StreamFrame {
                 JSONText.writeQuoted(state, to: &frame)
             }
         }
-        frame.writeStaticString(#","body":"#)
-        frame.writeImmutableBuffer(message.body)
+        if let link = message.payloadLink {
+            frame.writeStaticString(#","payloadUrl":"#)
+            frame.writeImmutableBuffer(MessageExchange<MemoryQueueBackend>.linkJSON(link))
+        } else {
+            frame.writeStaticString(#","body":"#)
+            frame.writeImmutableBuffer(message.body)
+        }
         frame.writeStaticString("}")
         return frame
     }

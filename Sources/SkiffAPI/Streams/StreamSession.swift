@@ -51,6 +51,8 @@ struct StreamParameters: Sendable, Equatable {
     var visibilityTimeout: Duration?
     /// Messages are deleted once their frame is written, as a plain GET's are.
     var autoAck = false
+    /// `payload=url`: offloaded bodies come as signed URLs (``DeliveryRequest/signedPayloadURLs``).
+    var signedPayloadURLs = false
 
     var mode: ReceiveMode { autoAck ? .autoAcknowledge : .acknowledge(visibilityTimeout: visibilityTimeout) }
 
@@ -75,6 +77,12 @@ struct StreamParameters: Sendable, Equatable {
                     value, name: "visibility",
                     range: QueueSettings.minimumReceiveVisibilityMilliseconds...QueueSettings.maximumVisibilityTimeoutMilliseconds)
                 visibilityTimeout = .milliseconds(milliseconds)
+            case "payload":
+                switch value {
+                case "bytes": signedPayloadURLs = false
+                case "url": signedPayloadURLs = true
+                default: throw APIError(.badRequest, "payload must be bytes or url")
+                }
             case "autoAck" where allowsAutoAck:
                 switch value {
                 case "true", "1": autoAck = true
@@ -87,6 +95,10 @@ struct StreamParameters: Sendable, Equatable {
         }
         if autoAck, visibilityTimeout != nil {
             throw APIError(.badRequest, "visibility applies to acknowledged streams: leave it out with autoAck=true")
+        }
+        if autoAck, signedPayloadURLs {
+            throw APIError(
+                .badRequest, "payload=url needs an acknowledged stream: an autoAck stream deletes each message, and its stored body, once it is written")
         }
     }
 
@@ -201,7 +213,8 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
                     maxBytes: exchange.settings.maximumBatchBytes,
                     timeout: Self.claimWait,
                     mode: parameters.mode,
-                    linger: .zero
+                    linger: .zero,
+                    signedPayloadURLs: parameters.signedPayloadURLs
                 )
                 guard let lease = try await exchange.deliver(request, logger: logger) else {
                     window.withLock { $0.unreserve(count) }

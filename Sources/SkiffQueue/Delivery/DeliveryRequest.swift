@@ -13,10 +13,14 @@ public struct DeliveryRequest: Sendable, Equatable {
     /// A batch whose first message had to be waited for waits this much longer for more: a burst
     /// of sends then arrives in one batch instead of a batch of one and a batch of the rest.
     public var linger: Duration
+    /// Offloaded bodies are not read back: each such message carries a signed URL of its object,
+    /// valid for its visibility timeout, instead (``QueueMessage/payloadLink``). Acknowledged
+    /// mode only: a plain receive deletes the message, and its object, once it is written.
+    public var signedPayloadURLs: Bool
 
     public init(
         queue: QueueName, max: Int = 1, maxBytes: Int? = nil, timeout: Duration = .zero, mode: ReceiveMode = .autoAcknowledge,
-        linger: Duration = .milliseconds(5)
+        linger: Duration = .milliseconds(5), signedPayloadURLs: Bool = false
     ) {
         self.queue = queue
         self.max = Swift.max(1, max)
@@ -24,6 +28,7 @@ public struct DeliveryRequest: Sendable, Equatable {
         self.timeout = timeout
         self.mode = mode
         self.linger = linger
+        self.signedPayloadURLs = signedPayloadURLs
     }
 }
 

@@ -26,13 +26,18 @@ public struct FileSystemPayloadStore: PayloadStore {
     public let maximumBodyBytes: Int
     private let threadPool: NIOThreadPool
     private let uriPrefix: String
+    /// Signs the URLs the replicas serve (`PAYLOADS_URL_SECRET`); `nil`: no signed URLs.
+    public let urlSigner: PayloadURLSigner?
 
     /// Bytes read per chunk of a download.
     static let readChunkBytes = 128 * 1024
 
     /// Creates `root` (and its parents) if it does not exist.
     /// - Throws: ``PayloadStoreError/unavailable(_:)`` when the directory cannot be created.
-    public init(root: String, maximumBodyBytes: Int = FileSystemPayloadStore.defaultMaximumBodyBytes, threadPool: NIOThreadPool = .singleton) throws {
+    public init(
+        root: String, maximumBodyBytes: Int = FileSystemPayloadStore.defaultMaximumBodyBytes, threadPool: NIOThreadPool = .singleton,
+        urlSigner: PayloadURLSigner? = nil
+    ) throws {
         let standardized = URL(fileURLWithPath: root).standardizedFileURL.path
         do {
             try FileManager.default.createDirectory(atPath: standardized, withIntermediateDirectories: true)
@@ -42,6 +47,7 @@ public struct FileSystemPayloadStore: PayloadStore {
         self.root = standardized
         self.maximumBodyBytes = maximumBodyBytes
         self.threadPool = threadPool
+        self.urlSigner = urlSigner
         let encodedRoot = standardized.addingPercentEncoding(withAllowedCharacters: .urlPathAllowed) ?? standardized
         self.uriPrefix = "file://" + encodedRoot + (encodedRoot.hasSuffix("/") ? "" : "/")
     }
@@ -49,6 +55,19 @@ public struct FileSystemPayloadStore: PayloadStore {
     /// The file that holds `key`'s object.
     public func path(of key: PayloadKey) -> String {
         root + (root.hasSuffix("/") ? "" : "/") + key.rawValue
+    }
+
+    /// The pointer to `key`'s object that says it is `size` bytes with SHA-256 `sha256`.
+    public func pointer(to key: PayloadKey, size: Int, sha256: String) -> PayloadPointer {
+        PayloadPointer(uri: uriPrefix + key.rawValue, size: size, sha256: sha256)
+    }
+
+    public var signsURLs: Bool { urlSigner != nil }
+
+    /// A path the replicas serve (``PayloadURLSigner``), relative to the service's address.
+    public func signedURL(for pointer: PayloadPointer, expiresAtMilliseconds: Int64) async throws -> String {
+        guard let urlSigner else { throw PayloadStoreError.unsupported("signed URLs of a filesystem store need PAYLOADS_URL_SECRET") }
+        return urlSigner.path(key: try key(of: pointer), size: pointer.size, sha256: pointer.sha256, expiresAtMilliseconds: expiresAtMilliseconds)
     }
 
     public func key(of pointer: PayloadPointer) throws -> PayloadKey {

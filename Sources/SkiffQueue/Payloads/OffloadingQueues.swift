@@ -1,5 +1,6 @@
 public import Logging
 public import NIOCore
+import SkiffSupport
 import Synchronization
 
 /// How a replica uses its payload store (docs/payloads.md).
@@ -225,11 +226,13 @@ public final class OffloadingQueues: QueueBackend {
     public func deliver(_ request: DeliveryRequest, context: DeliveryContext) async throws -> DeliveryLease? {
         guard let lease = try await inner.deliver(request, context: context) else { return nil }
         guard lease.deliveries.contains(where: { PayloadPointer.decode($0.message.body) != nil }) else { return lease }
-        return try await resolve(lease, maximumBytes: request.maxBytes, logger: context.logger)
+        return try await resolve(lease, maximumBytes: request.maxBytes, signedURLs: request.signedPayloadURLs, logger: context.logger)
     }
 
     /// The lease with every pointer replaced by its body (see the type's notes for failures).
-    private func resolve(_ lease: DeliveryLease, maximumBytes: Int?, logger: Logger) async throws -> DeliveryLease? {
+    /// With `signedURLs`, acknowledged deliveries carry a signed URL of each object instead of its
+    /// body (nothing is read).
+    private func resolve(_ lease: DeliveryLease, maximumBytes: Int?, signedURLs: Bool, logger: Logger) async throws -> DeliveryLease? {
         var kept = ClaimedMessages(deliveries: [])
         var dropped: [Delivery] = []
         var failure: (any Error)?
@@ -238,7 +241,9 @@ public final class OffloadingQueues: QueueBackend {
         var reserved = 0
         for delivery in lease.deliveries {
             let pointer = PayloadPointer.decode(delivery.message.body)
-            let size = pointer?.size ?? delivery.message.body.readableBytes
+            let linked = signedURLs && delivery.isAcknowledgedMode && pointer != nil
+            // A link is a few hundred bytes of the reply, whatever the body's size.
+            let size = linked ? Self.linkBytes : pointer?.size ?? delivery.message.body.readableBytes
             // Past the byte limit (one message always fits), the rest go back, in order; so do
             // they after the store failed or the replica's read budget ran out.
             if kept.stoppedAtByteLimit || (maximumBytes.map { !kept.deliveries.isEmpty && bytes + size > $0 } ?? false) {
@@ -253,6 +258,16 @@ public final class OffloadingQueues: QueueBackend {
             guard let pointer else {
                 kept.deliveries.append(delivery)
                 bytes += size
+                continue
+            }
+            if linked {
+                do {
+                    kept.deliveries.append(delivery.replacingBody(ByteBuffer(), link: try await link(to: pointer, of: delivery)))
+                    bytes += size
+                } catch {
+                    dropped.append(delivery)
+                    failure = failure ?? Self.signingError(error)
+                }
                 continue
             }
             guard reserve(pointer.size) else {
@@ -299,6 +314,29 @@ public final class OffloadingQueues: QueueBackend {
         )
         if resolved == nil, let failure { throw failure }
         return resolved
+    }
+
+    /// What a link counts against a batch's byte limit.
+    static var linkBytes: Int { 512 }
+
+    /// A signed URL of `pointer`'s object, valid until `delivery`'s lease ends.
+    private func link(to pointer: PayloadPointer, of delivery: Delivery) async throws -> PayloadLink {
+        guard let offload else { throw PayloadStoreError.unsupported("this replica has no payload store (PAYLOADS_STORE)") }
+        let remaining = max(.zero, delivery.lease - (ContinuousClock.now - delivery.claimedAt))
+        let expiresAt = MessageID.currentMilliseconds() + remaining.milliseconds
+        let url = try await offload.store.signedURL(for: pointer, expiresAtMilliseconds: expiresAt)
+        return PayloadLink(url: url, size: pointer.size, sha256: pointer.sha256, expiresAtMilliseconds: expiresAt)
+    }
+
+    /// A store's failure to sign, as the queue failure a transport answers: the message went back.
+    static func signingError(_ error: any Error) -> any Error {
+        guard let error = error as? PayloadStoreError else { return error }
+        switch error {
+        case .unavailable():
+            return QueueError.unavailable("the payload store could not sign a URL: \(error.message); the message went back to its queue, retry")
+        case .unsupported(): return QueueError.unsupported(error.message)
+        default: return QueueError.internalError("the payload store could not sign a URL: \(error.message)")
+        }
     }
 
     /// Takes `bytes` of the read budget: `false` when that would pass it, unless nothing is held
@@ -517,18 +555,18 @@ public final class OffloadingQueues: QueueBackend {
 }
 
 extension QueueMessage {
-    func replacingBody(_ body: ByteBuffer, unreadable: String? = nil) -> QueueMessage {
+    func replacingBody(_ body: ByteBuffer, unreadable: String? = nil, link: PayloadLink? = nil) -> QueueMessage {
         QueueMessage(
             id: id, body: body, enqueuedAtMilliseconds: enqueuedAtMilliseconds, receiveCount: receiveCount, priority: priority,
-            lastError: lastError, deadLetter: deadLetter, unreadableBody: unreadable, traceContext: traceContext
+            lastError: lastError, deadLetter: deadLetter, unreadableBody: unreadable, traceContext: traceContext, payloadLink: link
         )
     }
 }
 
 extension Delivery {
-    func replacingBody(_ body: ByteBuffer) -> Delivery {
+    func replacingBody(_ body: ByteBuffer, link: PayloadLink? = nil) -> Delivery {
         Delivery(
-            queue: queue, message: message.replacingBody(body), claimToken: claimToken, claimedAt: claimedAt, lease: lease,
+            queue: queue, message: message.replacingBody(body, link: link), claimToken: claimToken, claimedAt: claimedAt, lease: lease,
             isAcknowledgedMode: isAcknowledgedMode
         )
     }

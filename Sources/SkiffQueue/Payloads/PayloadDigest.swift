@@ -1,5 +1,6 @@
 import Crypto
 public import NIOCore
+import SkiffSupport
 
 /// Counts and hashes (SHA-256) a body as its chunks pass, so that neither an upload nor a
 /// download has to hold the body to describe it.
@@ -17,13 +18,6 @@ public struct PayloadDigest: Sendable {
 
     /// The SHA-256 of every byte seen, in lowercase hexadecimal.
     public func hexDigest() -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text = [UInt8]()
-        text.reserveCapacity(64)
-        for byte in hasher.finalize() {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 0x0F)])
-        }
-        return String(decoding: text, as: UTF8.self)
+        Hex.encode(hasher.finalize())
     }
 }

@@ -38,6 +38,25 @@ public protocol PayloadStore: Sendable {
 
     /// The key `pointer`'s URI names in this store, if it names this store.
     func key(of pointer: PayloadPointer) throws -> PayloadKey
+
+    /// Whether ``signedURL(for:expiresAtMilliseconds:)`` can sign (a store configured for it).
+    var signsURLs: Bool { get }
+
+    /// A URL where anyone holding it can read the object `pointer` names, without credentials of
+    /// their own, until `expiresAtMilliseconds` (since 1970): a V4 signed URL of Cloud Storage, or
+    /// a path the replicas serve for the filesystem store, relative to the service's address. It
+    /// does not look at the object: one missing is the URL's 404 later.
+    /// - Throws: ``PayloadStoreError/unsupported(_:)`` when the store does not sign URLs,
+    ///   ``PayloadStoreError/unavailable(_:)`` when signing needs a service that cannot be reached.
+    func signedURL(for pointer: PayloadPointer, expiresAtMilliseconds: Int64) async throws -> String
+}
+
+extension PayloadStore {
+    public var signsURLs: Bool { false }
+
+    public func signedURL(for pointer: PayloadPointer, expiresAtMilliseconds: Int64) async throws -> String {
+        throw PayloadStoreError.unsupported("this payload store does not sign URLs")
+    }
 }
 
 extension PayloadStore {

@@ -12,6 +12,7 @@ public struct PayloadStoreError: Error, Hashable, CustomStringConvertible, Senda
         case invalidKey
         case tooLarge
         case sizeMismatch
+        case unsupported
     }
 
     private let code: Code
@@ -41,6 +42,8 @@ public struct PayloadStoreError: Error, Hashable, CustomStringConvertible, Senda
     /// The body stream ended before, or went on past, the size it was declared with. Nothing was
     /// stored.
     public static func sizeMismatch(_ detail: String = "") -> Self { Self(.sizeMismatch, "payload size mismatch: \(detail)") }
+    /// The store cannot do this (sign URLs without a signing key or secret configured).
+    public static func unsupported(_ detail: String = "") -> Self { Self(.unsupported, "unsupported by the payload store: \(detail)") }
 
     public var description: String { message }
 }
