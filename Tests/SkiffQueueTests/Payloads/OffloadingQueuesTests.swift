@@ -336,6 +336,56 @@ struct OffloadingQueuesTests {
         }
     }
 
+    private func linked(_ queues: OffloadingQueues, _ queue: QueueName, mode: ReceiveMode, max: Int = 1) async throws -> DeliveryLease? {
+        try await queues.deliver(
+            DeliveryRequest(queue: queue, max: max, mode: mode, signedPayloadURLs: true), context: DeliveryContext(logger: Self.logger))
+    }
+
+    /// `payload=url`: an acknowledged delivery of an offloaded message carries a link valid for its
+    /// visibility timeout and nothing is read; other messages, and auto-acknowledged deliveries
+    /// (whose object goes with the message), come with their bytes.
+    @Test(arguments: BackendKind.available)
+    func linksReplaceOffloadedBodiesWithoutReadingThem(kind: BackendKind) async throws {
+        try await withQueues(kind) { queues, store, _ in
+            let queue = uniqueQueue("links")
+            let large = Self.body(300_000)
+            _ = try await queues.send([ByteBuffer(string: "1"), large], to: queue, options: SendOptions())
+            let before = MessageID.currentMilliseconds()
+            let lease = try #require(try await linked(queues, queue, mode: .acknowledge(visibilityTimeout: .seconds(40)), max: 2))
+            #expect(lease.deliveries.count == 2 && store.readCount == 0)
+            #expect(lease.deliveries[0].message.body == ByteBuffer(string: "1") && lease.deliveries[0].message.payloadLink == nil)
+            let link = try #require(lease.deliveries[1].message.payloadLink)
+            #expect(lease.deliveries[1].message.body.readableBytes == 0)
+            var digest = PayloadDigest()
+            digest.update(large)
+            #expect(link.size == large.readableBytes && link.sha256 == digest.hexDigest())
+            #expect(link.url.hasPrefix("test:m/\(lease.deliveries[1].message.id)?expires="))
+            #expect((before + 39_000...MessageID.currentMilliseconds() + 40_000).contains(link.expiresAtMilliseconds))
+            #expect(try await queues.acknowledge(lease.deliveries.map(\.receipt), in: queue) == [true, true])
+            // Auto-acknowledged: the bytes, read back.
+            _ = try await queues.send(large, to: queue)
+            let plain = try #require(try await linked(queues, queue, mode: .autoAcknowledge))
+            #expect(plain.deliveries[0].message.body == large && plain.deliveries[0].message.payloadLink == nil && store.readCount == 1)
+            await plain.delivered()
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func aSigningFailureGivesTheMessagesBackAtOnce(kind: BackendKind) async throws {
+        try await withQueues(kind) { queues, store, _ in
+            let queue = uniqueQueue("link-outage")
+            for seed in 0..<2 { _ = try await queues.send(Self.body(300_000, seed: UInt8(seed)), to: queue) }
+            store.failSigns(true)
+            await #expect {
+                _ = try await linked(queues, queue, mode: .acknowledge(visibilityTimeout: .seconds(30)), max: 10)
+            } throws: { ($0 as? QueueError)?.kind == .unavailable }
+            store.failSigns(false)
+            // Both back at the head at once, their receives taken back.
+            let lease = try #require(try await linked(queues, queue, mode: .acknowledge(visibilityTimeout: .seconds(30)), max: 10))
+            #expect(lease.deliveries.count == 2 && lease.deliveries.allSatisfy { $0.message.receiveCount == 1 && $0.message.payloadLink != nil })
+        }
+    }
+
     @Test(arguments: BackendKind.available)
     func aStoreOutageIsPaidOncePerBatch(kind: BackendKind) async throws {
         try await withQueues(kind) { queues, store, _ in
@@ -406,7 +456,7 @@ struct OffloadingQueuesTests {
 /// A payload store that fails on demand: uploads after a number of chunks, downloads at once.
 final class FaultyStore: PayloadStore {
     let inner: FileSystemPayloadStore
-    private let faults = Mutex<(putChunks: Int?, gets: Bool)>((nil, false))
+    private let faults = Mutex<(putChunks: Int?, gets: Bool, signs: Bool)>((nil, false, false))
     private let reads = Mutex(0)
     /// Downloads asked for so far, failed ones included.
     var readCount: Int { reads.withLock { $0 } }
@@ -416,6 +466,15 @@ final class FaultyStore: PayloadStore {
     /// Every upload fails once `chunks` of its chunks went through.
     func failPuts(after chunks: Int?) { faults.withLock { $0.putChunks = chunks } }
     func failGets(_ fail: Bool) { faults.withLock { $0.gets = fail } }
+    func failSigns(_ fail: Bool) { faults.withLock { $0.signs = fail } }
+
+    var signsURLs: Bool { true }
+
+    /// `test:<key>?expires=<ms>`, or unavailable while signing fails.
+    func signedURL(for pointer: PayloadPointer, expiresAtMilliseconds: Int64) async throws -> String {
+        if faults.withLock({ $0.signs }) { throw PayloadStoreError.unavailable("the test cut the signer off") }
+        return "test:\(try key(of: pointer))?expires=\(expiresAtMilliseconds)"
+    }
 
     /// Every object's key, sorted.
     func objects() async throws -> [String] {
