@@ -41,7 +41,7 @@ locals {
     ],
     var.redis_backend == "memorystore-valkey" ? ["memorystore.googleapis.com"] : [],
     var.payload_store_enabled ? ["storage.googleapis.com"] : [],
-    local.payload_signed_urls ? ["iamcredentials.googleapis.com"] : [],
+    local.payload_signed_urls ? ["iam.googleapis.com", "iamcredentials.googleapis.com"] : [],
     var.monitoring_enabled ? ["logging.googleapis.com", "monitoring.googleapis.com"] : [],
     var.tracing_enabled ? ["cloudtrace.googleapis.com"] : [],
   )

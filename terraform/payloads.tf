@@ -81,13 +81,24 @@ resource "google_storage_bucket_iam_member" "payloads" {
 # payload=url receives (docs/payloads.md, "Signed URLs"): the replicas sign V4
 # URLs with IAM Credentials' signBlob as their own service account, which
 # needs iam.serviceAccounts.signBlob on that one account (Cloud Run holds no
-# private key). Granted on the account itself, not the project: it can sign as
-# nothing else.
+# private key). A role of that one permission (roles/iam.serviceAccountTokenCreator
+# would add access tokens, JWTs and ID tokens), granted on the account itself,
+# not the project: it can sign as nothing else.
+resource "google_project_iam_custom_role" "payload_url_signer" {
+  count = local.payload_signed_urls ? 1 : 0
+
+  project     = var.project_id
+  role_id     = replace("${var.name_prefix}_payload_url_signer", "-", "_")
+  title       = "Skiff payload URL signer"
+  description = "signBlob as Skiff's own service account, for V4 signed URLs of offloaded message bodies."
+  permissions = ["iam.serviceAccounts.signBlob"]
+}
+
 resource "google_service_account_iam_member" "payload_url_signer" {
   count = local.payload_signed_urls ? 1 : 0
 
   service_account_id = google_service_account.skiff.name
-  role               = "roles/iam.serviceAccountTokenCreator"
+  role               = google_project_iam_custom_role.payload_url_signer[0].id
   member             = google_service_account.skiff.member
 }
 

@@ -513,7 +513,7 @@ variable "payload_store_enabled" {
 }
 
 variable "payload_signed_urls_enabled" {
-  description = "With the payload store, receives may ask for payload=url: a V4 signed URL of an offloaded body, valid for the visibility timeout, instead of the bytes (docs/payloads.md). Grants the service account roles/iam.serviceAccountTokenCreator on itself only (signBlob as itself) and sets PAYLOADS_GCS_SIGNING_ACCOUNT. false: such receives answer 400."
+  description = "With the payload store, receives may ask for payload=url: a V4 signed URL of an offloaded body, valid for the visibility timeout, instead of the bytes (docs/payloads.md). Creates a custom role of iam.serviceAccounts.signBlob alone, grants it to the service account on itself only (it signs as nothing else), and sets PAYLOADS_GCS_SIGNING_ACCOUNT. false: such receives answer 400."
   type        = bool
   default     = true
 }

@@ -37,13 +37,18 @@ public struct GoogleCloudStoragePayloadStore: PayloadStore {
 
     /// A V4 signed URL of the object, valid from now until `expiresAtMilliseconds` (rounded up
     /// to a second, at most 7 days).
+    // Not optimized: Swift 6.3.1's release build crashes (signal 11, "While splitting coroutine")
+    // on this function otherwise. It runs once per link, beside a round trip to IAM.
+    @_optimize(none)
     public func signedURL(for pointer: PayloadPointer, expiresAtMilliseconds: Int64) async throws -> String {
         guard let urlSigner else { throw PayloadStoreError.unsupported("signed URLs of a gs:// store need PAYLOADS_GCS_SIGNING_ACCOUNT") }
         let key = try key(of: pointer)
-        let now = Date()
-        let remaining = Double(expiresAtMilliseconds) / 1000 - now.timeIntervalSince1970
+        // In whole milliseconds, rounded up to a second: no floating-point conversion that could trap.
+        let nowMilliseconds = MessageID.currentMilliseconds()
+        let seconds = Int((max(expiresAtMilliseconds - nowMilliseconds, 0) + 999) / 1000)
+        let now = Date(timeIntervalSince1970: Double(nowMilliseconds) / 1000)
         do {
-            return try await urlSigner.signedURL(bucket: storage.bucket, object: key.rawValue, expiresInSeconds: Int(remaining.rounded(.up)), at: now)
+            return try await urlSigner.signedURL(bucket: storage.bucket, object: key.rawValue, expiresInSeconds: seconds, at: now)
         } catch {
             throw PayloadStoreError.unavailable("signing a URL of \(key): \(error)")
         }

@@ -12,7 +12,7 @@ import SkiffSupport
 /// signed and an unsigned payload; its RSA-SHA256 signature comes from `signBlob`: in production
 /// IAM Credentials' `signBlob` as the service account (``iamCredentials(serviceAccount:accessToken:httpClient:requestTimeout:baseURL:logger:)``;
 /// Cloud Run holds no private key), which needs `iam.serviceAccounts.signBlob` on that account
-/// (`roles/iam.serviceAccountTokenCreator`, which terraform grants it on itself).
+/// (terraform grants a custom role of that one permission, on the account itself).
 public struct GoogleCloudStorageURLSigner: Sendable {
     /// Google's limit on `X-Goog-Expires`.
     public static let maximumExpirySeconds = 604_800

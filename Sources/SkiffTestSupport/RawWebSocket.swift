@@ -101,6 +101,20 @@ public final class RawWebSocket: Sendable {
 
     /// Sends one frame, masked as a client must.
     public func send(opcode: UInt8, _ payload: ByteBuffer, fin: Bool = true) async throws {
+        try await channel.writeAndFlush(Self.frame(opcode: opcode, payload, fin: fin)).get()
+    }
+
+    /// Sends text frames in one write, so that the server reads them together.
+    public func sendTexts(_ texts: [String]) async throws {
+        var frames = ByteBuffer()
+        for text in texts {
+            var frame = Self.frame(opcode: 0x1, ByteBuffer(string: text), fin: true)
+            frames.writeBuffer(&frame)
+        }
+        try await channel.writeAndFlush(frames).get()
+    }
+
+    private static func frame(opcode: UInt8, _ payload: ByteBuffer, fin: Bool) -> ByteBuffer {
         var frame = ByteBuffer()
         frame.writeInteger((fin ? 0x80 : 0) | opcode)
         let length = payload.readableBytes
@@ -116,7 +130,7 @@ public final class RawWebSocket: Sendable {
         let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
         frame.writeBytes(mask)
         for (index, byte) in payload.readableBytesView.enumerated() { frame.writeInteger(byte ^ mask[index % 4]) }
-        try await channel.writeAndFlush(frame).get()
+        return frame
     }
 
     public func sendText(_ text: String) async throws {

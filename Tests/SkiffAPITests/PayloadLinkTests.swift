@@ -53,6 +53,7 @@ struct PayloadLinkTests {
                 #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: body).status == .created)
                 let before = MessageID.currentMilliseconds()
                 let received = try await client.execute(uri: "/api/\(queue)?timeout=0&visibility=60000&payload=url", method: .get)
+                let after = MessageID.currentMilliseconds()
                 #expect(received.status == .ok)
                 #expect(received.headers[HTTPField.Name("Skiff-Payload")!] == "url")
                 let link = try Self.object(received.body)
@@ -63,8 +64,9 @@ struct PayloadLinkTests {
                 let formatter = ISO8601DateFormatter()
                 formatter.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
                 let expiresAt = try #require((link["expiresAt"] as? String).flatMap(formatter.date(from:)))
-                let validFor = Int64(expiresAt.timeIntervalSince1970 * 1000) - before
-                #expect((59_000...60_100).contains(validFor))
+                // Until the end of the lease: at most 60 s after the claim, which was between the two.
+                let expiresAtMilliseconds = Int64((expiresAt.timeIntervalSince1970 * 1000).rounded())
+                #expect((before + 59_000...after + 60_000).contains(expiresAtMilliseconds))
                 // Fetched without a key, byte for byte.
                 let fetched = try await client.execute(uri: url, method: .get)
                 #expect(fetched.status == .ok && fetched.body == body)
@@ -144,6 +146,13 @@ struct PayloadLinkTests {
                 #expect(plain.status == .badRequest && plain.text.contains("acknowledged receive"))
                 let other = try await client.execute(uri: "/api/\(queue)/batch?timeout=0&visibility=1000&payload=link", method: .get)
                 #expect(other.status == .badRequest && other.text.contains("payload must be bytes or url"))
+                // A link past its expiry, signed with the service's secret.
+                let signer = PayloadURLSigner(secret: Array(Self.secret.utf8))
+                let expired = signer.path(
+                    key: try PayloadKey("m/G1ABC"), size: 1, sha256: String(repeating: "0", count: 64),
+                    expiresAtMilliseconds: MessageID.currentMilliseconds() - 1)
+                let late = try await client.execute(uri: expired, method: .get)
+                #expect(late.status == .forbidden && late.text.contains("expired"))
                 // A link that was never signed.
                 let forged =
                     "/payloads/m/G1ABC?size=1&sha256=\(String(repeating: "0", count: 64))&expires=99999999999999&signature=\(String(repeating: "1", count: 64))"

@@ -62,6 +62,21 @@ struct QueueSizeSettingsTests {
             #expect(error.string("error")?.contains("maxMessageBytes (10 bytes)") == true)
             try await socket.sendText(#"{"op":"publish","ref":2,"body":"0123"}"#)
             #expect(try await frame(socket, op: "published").int("ref") == 2)
+            // Publishes that arrive together are stored together: one too large is refused
+            // alone, and the others are stored as if each had come on its own.
+            try await socket.sendTexts([
+                #"{"op":"publish","ref":3,"body":"01"}"#, #"{"op":"publish","ref":4,"body":"0123456789"}"#, #"{"op":"publish","ref":5,"body":"23"}"#,
+            ])
+            var answers: [Int: String] = [:]
+            for _ in 0..<3 {
+                let answer = try #require(try await socket.nextJSON())
+                answers[try #require(answer.int("ref"))] = answer.string("op")
+                if answer.string("op") == "error" { #expect(answer.string("error") == "message is larger than queue \(queue)'s maxMessageBytes (10 bytes)") }
+            }
+            #expect(answers == [3: "published", 4: "error", 5: "published"])
+            #expect(try await probe.get(queue, timeout: 0).text == #""0123""#)
+            #expect(try await probe.get(queue, timeout: 0).text == #""01""#)
+            #expect(try await probe.get(queue, timeout: 0).text == #""23""#)
             await socket.abort()
         }
     }
@@ -117,6 +132,11 @@ struct QueueSizeSettingsTests {
             #expect(objects() == 0)
             let inline = try await client.execute(uri: "/api/\(high)?timeout=0", method: .get)
             #expect(inline.body == medium && inline.headers[Self.payloadHeader] == nil)
+            // A body the route would stream to the store is refused by its length first.
+            #expect(try await Self.configure(client, low, #"{"offloadThresholdBytes":1000,"maxMessageBytes":300000}"#).status == .ok)
+            let refused = try await client.execute(uri: "/api/\(low)", method: .post, body: Self.json(300_001))
+            #expect(refused.status == .contentTooLarge && refused.text.contains("maxMessageBytes (300000 bytes)"))
+            #expect(objects() == 0)
             // Over the queue's threshold, to the store.
             let large = Self.json(2 << 20)
             #expect(try await client.execute(uri: "/api/\(high)", method: .post, body: large).status == .created)

@@ -10,8 +10,9 @@ public import SkiffQueue
 ///
 /// - 200 with the body, streamed; one that turns out corrupted is cut off before its last bytes
 ///   (the connection closes short of `Content-Length`), never completed.
-/// - 403 for a signature that is not this service's or a link past its expiry; 404 once the object
-///   is gone (its message was acked or deleted); 503 when the store cannot be read.
+/// - 403 for a signature that is not this service's or a link past its expiry; 404 when the object
+///   is not there (its message was acked or deleted, or the body was lost: a consumer nacks); 503
+///   when the store cannot be read.
 public struct PayloadLinkController: Sendable {
     public typealias Context = SkiffRequestContext
     let store: FileSystemPayloadStore
@@ -42,11 +43,16 @@ public struct PayloadLinkController: Sendable {
             do {
                 body = try await store.get(store.pointer(to: key, size: size, sha256: sha256))
             } catch let error as PayloadStoreError where error == .notFound() {
-                throw APIError(.notFound, "this payload is gone: its message was acknowledged or deleted")
+                // Not "acknowledged": a body lost while its message lives looks the same, and a
+                // consumer that acked on this would lose the message. Nacking is always safe.
+                throw APIError(.notFound, "this payload is not in the store: if you hold its message, nack it")
             } catch let error as PayloadStoreError where error == .unavailable() {
                 throw APIError(.serviceUnavailable, "the payload store cannot be read; retry", headers: [.retryAfter: "1"])
             }
-            let headers: HTTPFields = [.contentType: "application/json", .contentLength: String(size), .cacheControl: "private, no-store"]
+            let headers: HTTPFields = [
+                .contentType: "application/json", .contentLength: String(size), .cacheControl: "private, no-store",
+                HTTPField.Name("X-Content-Type-Options")!: "nosniff",
+            ]
             return Response(status: .ok, headers: headers, body: ResponseBody(asyncSequence: body))
         }
     }

@@ -131,7 +131,7 @@ public enum Settings {
         secret: true, flag: false)
     public static let payloadsGCSSigningAccount = Setting(
         "payloads.gcsSigningAccount", default: "unset",
-        "with a gs:// store, the service account whose signBlob signs payload=url links (needs iam.serviceAccountTokenCreator on itself)")
+        "with a gs:// store, the service account whose signBlob signs payload=url links (needs iam.serviceAccounts.signBlob on itself)")
     public static let payloadsGCSEndpoint = Setting(
         "payloads.gcsEndpoint", default: "Google's", "the Cloud Storage JSON API's base URL: an emulator, reached without a token")
     public static let otlpEndpoint = Setting(

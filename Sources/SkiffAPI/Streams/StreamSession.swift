@@ -421,9 +421,9 @@ final class StreamSession<Backend: QueueBackend>: Sendable {
             if stored > 0 { exchange.metrics.messageEnqueued(queue: queue.rawValue, count: stored) }
             counts.withLock { $0.published += stored }
             for (command, message) in zip(commands, sent) { _ = output.write(StreamFrame.published(message, ref: command.ref)) }
-        } catch let error as QueueError where commands.count > 1 && error.kind == .queueFull {
-            // Sent together, all would not fit; sent alone, as many as fit are stored, as
-            // separate POSTs would be.
+        } catch let error as QueueError where commands.count > 1 && (error.kind == .queueFull || error.kind == .tooLarge) {
+            // Sent together, all would not fit (the queue's depth, or one body past its
+            // maxMessageBytes); sent alone, as many as fit are stored, as separate POSTs would be.
             for command in commands { await publish([command], options: options) }
         } catch {
             let failure = APIError(from: error)

@@ -95,7 +95,15 @@ public final class OffloadingQueues: QueueBackend {
 
     /// The size limits of sends to `queue`: its settings within this replica's limits.
     public func limits(of queue: QueueName) async throws -> MessageLimits {
-        let own = try await sizeSettings.value(of: queue) { QueueSizeSettings(try await inner.settings(of: queue)) }
+        let own = try await sizeSettings.value(of: queue) {
+            QueueSizeSettings(try await inner.settings(of: queue))
+        } check: { sizes in
+            // Stored by a newer version or by hand: refused rather than trusted.
+            for value in [sizes.maxMessageBytes, sizes.offloadThresholdBytes].compactMap({ $0 })
+            where !(1...QueueSettings.maximumMessageBytesLimit).contains(value) {
+                throw QueueError.internalError("queue \(queue) has a stored size setting of \(value), outside 1...\(QueueSettings.maximumMessageBytesLimit)")
+            }
+        }
         var limits = MessageLimits(maximumBytes: maximumMessageBytes ?? .max)
         if let bytes = own.maxMessageBytes, bytes < limits.maximumBytes {
             limits.maximumBytes = bytes
@@ -239,7 +247,10 @@ public final class OffloadingQueues: QueueBackend {
         var bytes = 0
         // Bytes of bodies read back that this lease holds, until it is settled.
         var reserved = 0
-        for delivery in lease.deliveries {
+        // Signed up front, several at once: one at a time, a slow signer (Cloud Storage's is a
+        // round trip to IAM) would spend a large batch's visibility timeout.
+        let links = signedURLs ? await signLinks(lease.deliveries) : [:]
+        for (index, delivery) in lease.deliveries.enumerated() {
             let pointer = PayloadPointer.decode(delivery.message.body)
             let linked = signedURLs && delivery.isAcknowledgedMode && pointer != nil
             // A link is a few hundred bytes of the reply, whatever the body's size.
@@ -261,12 +272,20 @@ public final class OffloadingQueues: QueueBackend {
                 continue
             }
             if linked {
-                do {
-                    kept.deliveries.append(delivery.replacingBody(ByteBuffer(), link: try await link(to: pointer, of: delivery)))
+                switch links[index] {
+                case .success(let link)?:
+                    kept.deliveries.append(delivery.replacingBody(ByteBuffer(), link: link))
                     bytes += size
-                } catch {
+                case .failure(let error)?:
                     dropped.append(delivery)
+                    if failure == nil {
+                        logger.error(
+                            "the payload store could not sign a URL; the messages went back",
+                            metadata: ["queue.name": "\(lease.queue)", "message.id": "\(delivery.message.id)", "error": "\(error)"])
+                    }
                     failure = failure ?? Self.signingError(error)
+                case nil:
+                    dropped.append(delivery)
                 }
                 continue
             }
@@ -316,8 +335,42 @@ public final class OffloadingQueues: QueueBackend {
         return resolved
     }
 
-    /// What a link counts against a batch's byte limit.
-    static var linkBytes: Int { 512 }
+    /// What a link counts against a batch's byte limit: a Cloud Storage V4 URL is about 830
+    /// bytes, with the JSON around it about 1 KB.
+    static var linkBytes: Int { 1200 }
+
+    /// Signs at most this many links at once.
+    static var concurrentSignings: Int { 16 }
+
+    /// A signed URL (or the failure) for each acknowledged delivery of an offloaded body, by its
+    /// index in `deliveries`.
+    private func signLinks(_ deliveries: [Delivery]) async -> [Int: Result<PayloadLink, any Error>] {
+        let wanted = deliveries.enumerated().compactMap { index, delivery -> (Int, PayloadPointer, Delivery)? in
+            guard delivery.isAcknowledgedMode, let pointer = PayloadPointer.decode(delivery.message.body) else { return nil }
+            return (index, pointer, delivery)
+        }
+        return await withTaskGroup(of: (Int, Result<PayloadLink, any Error>).self) { group in
+            var results: [Int: Result<PayloadLink, any Error>] = [:]
+            var next = wanted.makeIterator()
+            func start() -> Bool {
+                guard let (index, pointer, delivery) = next.next() else { return false }
+                group.addTask {
+                    do {
+                        return (index, .success(try await self.link(to: pointer, of: delivery)))
+                    } catch {
+                        return (index, .failure(error))
+                    }
+                }
+                return true
+            }
+            for _ in 0..<Self.concurrentSignings where !start() { break }
+            while let (index, result) = await group.next() {
+                results[index] = result
+                _ = start()
+            }
+            return results
+        }
+    }
 
     /// A signed URL of `pointer`'s object, valid until `delivery`'s lease ends.
     private func link(to pointer: PayloadPointer, of delivery: Delivery) async throws -> PayloadLink {
@@ -333,7 +386,8 @@ public final class OffloadingQueues: QueueBackend {
         guard let error = error as? PayloadStoreError else { return error }
         switch error {
         case .unavailable():
-            return QueueError.unavailable("the payload store could not sign a URL: \(error.message); the message went back to its queue, retry")
+            // The detail (a service account, the signer's answer) is logged, not answered.
+            return QueueError.unavailable("the payload store could not sign a URL; the message went back to its queue, retry")
         case .unsupported(): return QueueError.unsupported(error.message)
         default: return QueueError.internalError("the payload store could not sign a URL: \(error.message)")
         }
