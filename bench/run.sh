@@ -22,7 +22,8 @@
 #
 # Large messages (l, issue 23): bodies of 1 KiB, 256 KiB + 1 byte and 4 MiB through two more
 # replicas on the run's Redis, one offloading to a file:// payload store, one without a store
-# (MAX_MESSAGE_BYTES 8 MiB); N POSTs, then N GETs, per replica.
+# (MAX_MESSAGE_BYTES 8 MiB); N POSTs, then N GETs, per replica; offloaded ones again through
+# payload=url links (an acknowledged GET, the link fetched, the ack).
 #
 # Tracing (tr, issue 22): the plain enqueue and dequeue through a replica with tracing off, one with
 # OTEL_EXPORTER_OTLP_ENDPOINT at an OTLP/HTTP sink of the harness's, and (with SKIFF_BASELINE_BIN)
@@ -744,11 +745,12 @@ if want l; then
     start_skiff skiff-l-inline "$L_INLINE_PORT" "$SKIFF" skiffli "redis://127.0.0.1:$REDIS_PORT" MAX_MESSAGE_BYTES=8388608
     L_INLINE_PID=$LAST_PID
     L_OFFLOAD_PORT=$(free_port)
-    start_skiff skiff-l-offload "$L_OFFLOAD_PORT" "$SKIFF" skifflo "redis://127.0.0.1:$REDIS_PORT" "PAYLOADS_STORE=file://$L_STORE"
+    start_skiff skiff-l-offload "$L_OFFLOAD_PORT" "$SKIFF" skifflo "redis://127.0.0.1:$REDIS_PORT" "PAYLOADS_STORE=file://$L_STORE" \
+        PAYLOADS_URL_SECRET=bench-link-secret-of-at-least-32-bytes
     L_OFFLOAD_PID=$LAST_PID
     for i in "${!L_SIZES[@]}"; do
-        log "(l) ${L_SIZES[i]}-byte bodies, with and without offload: ${L_COUNTS[i]} POSTs, then as many GETs, per replica and round"
-        bench large --size "${L_SIZES[i]}" --count "${L_COUNTS[i]}" --rounds "$L_ROUNDS" --connections "$L_CONNECTIONS" \
+        log "(l) ${L_SIZES[i]}-byte bodies, with and without offload: ${L_COUNTS[i]} POSTs, then as many GETs (and, offloaded, as many through links), per replica and round"
+        bench large --size "${L_SIZES[i]}" --count "${L_COUNTS[i]}" --rounds "$L_ROUNDS" --connections "$L_CONNECTIONS" --links \
             --redis-port "$REDIS_PORT" --queue bench-l --cpu "redis=$REDIS_PID" \
             --target "inline=$L_INLINE_PORT,$L_INLINE_PID,skiffli" --target "offload=$L_OFFLOAD_PORT,$L_OFFLOAD_PID,skifflo,$L_STORE" \
             --json "$OUT/l-${L_SIZES[i]}.json" >/dev/null

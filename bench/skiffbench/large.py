@@ -5,7 +5,10 @@ PAYLOADS_OFFLOAD_THRESHOLD_BYTES to a payload store (`file://`), the other has n
 every body whole in Redis (MAX_MESSAGE_BYTES raised so that 4 MiB fits). For each size and
 replica: enqueue and dequeue rate, latency p50/p99, Redis memory per queued message (`INFO
 memory` around the POSTs), bytes in the store per message, and CPU per request of the replica,
-Redis and the generator.
+Redis and the generator. With `--links`, the offloading replica's queue is filled again and
+drained the way a `payload=url` consumer does it: an acknowledged `GET ...&payload=url`, a fetch
+of the signed link it answers (from the same replica: a file:// store's links are served by the
+replicas) checked against the body sent, and the ack.
 
 Counted, not timed as wrk's runs are: the queue must hold exactly the messages its memory is
 divided by (a timed run of 4 MiB bodies would put gigabytes in Redis), the GETs must drain exactly
@@ -16,6 +19,8 @@ which wrk's Lua cannot do for a 4 MiB body. The closed loop is the harness's asy
 import asyncio
 import collections
 import glob
+import hashlib
+import json
 import os
 import re
 import resource
@@ -33,6 +38,7 @@ DEFAULT_THRESHOLD_BYTES = 262144
 # A filler without `"` or `\`, so that the body is one JSON string of exactly the size asked.
 FILLER = b"abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ-_.~"
 OFFLOADED_HEADER = b"\r\nskiff-payload: offloaded"
+LINK_HEADER = b"\r\nskiff-payload: url"
 # The order the report shows the replicas in.
 TARGETS = ("inline", "offload")
 TARGET_TEXT = {"inline": "without", "offload": "with"}
@@ -168,6 +174,65 @@ async def closed_loop(port, raw, count, connections, on_answer=None, timeout=60)
     return statuses, latencies, seconds
 
 
+def header_value(head, name):
+    """The value of header `name` (lowercase bytes) in a response head, or None."""
+    for line in head.split(b"\r\n")[1:]:
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return value.strip()
+    return None
+
+
+async def link_loop(port, queue, body, count, connections, timeout=60):
+    """`count` messages consumed as a `payload=url` consumer does, over `connections` keep-alive
+    connections with one request in flight on each: an acknowledged GET asking for a link, the
+    link fetched (it must give `body` back), the ack. A message's latency is the three together.
+    Returns the messages consumed per outcome (`ok` when all three answered as they should), the
+    latencies and the seconds, as `closed_loop` does."""
+    opened = [await http_connect(port) for _ in range(max(1, min(connections, count)))]
+    remaining = [count]
+    statuses, latencies = collections.Counter(), []
+    receive = http_request("GET", "/api/%s?timeout=0&visibility=60000&payload=url" % queue, port)
+
+    async def consume(connection):
+        status, answer, _ = await asyncio.wait_for(connection.send(receive), timeout)
+        head = connection.last_head
+        if status != 200 or LINK_HEADER not in head.lower():
+            return "receive %s" % status
+        receipt = header_value(head, b"skiff-receipt")
+        link = json.loads(answer)
+        status, fetched, _ = await asyncio.wait_for(connection.send(http_request("GET", link["url"], port)), timeout)
+        if status != 200:
+            return "link %s" % status
+        if fetched != body or link["sha256"] != hashlib.sha256(body).hexdigest():
+            return "link mismatched"
+        ack = http_request("DELETE", "/api/%s/messages/%s" % (queue, receipt.decode()), port)
+        status, _, _ = await asyncio.wait_for(connection.send(ack), timeout)
+        return "ok" if status == 204 else "ack %s" % status
+
+    async def worker(connection):
+        while remaining[0] > 0:
+            remaining[0] -= 1
+            if connection.lost:
+                statuses["connection lost"] += 1
+                continue
+            started = time.monotonic_ns()
+            try:
+                outcome = await consume(connection)
+            except (asyncio.TimeoutError, ConnectionError) as error:
+                statuses[type(error).__name__] += 1
+                continue
+            statuses[outcome] += 1
+            latencies.append(time.monotonic_ns() - started)
+
+    started = time.monotonic()
+    await asyncio.gather(*(worker(connection) for connection in opened))
+    seconds = time.monotonic() - started
+    for connection in opened:
+        connection.close()
+    return statuses, latencies, seconds
+
+
 async def measured(pids, coroutine):
     """Runs a closed loop and adds the CPU seconds of the named processes and of this one."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -185,8 +250,8 @@ async def large(args):
     others = parse_pids(args.cpu)
     state = {}
     for target in targets:
-        state[target["name"]] = {"post": Phase(201), "get": Phase(200), "redis_bytes": 0, "store_bytes": 0, "stored": 0,
-                                 "offloaded": 0, "mismatched": 0, "left": 0}
+        state[target["name"]] = {"post": Phase(201), "get": Phase(200), "link": Phase("ok"), "redis_bytes": 0,
+                                 "store_bytes": 0, "stored": 0, "offloaded": 0, "mismatched": 0, "left": 0}
     warmup = max(args.connections, args.count // 20)
     for round_index in range(args.rounds):
         order = targets if round_index % 2 == 0 else list(reversed(targets))
@@ -221,6 +286,12 @@ async def large(args):
             statuses, seconds, latencies, cpu = await measured(
                 pids, closed_loop(port, get, args.count, args.connections, on_answer=check))
             seen["get"].add(statuses, seconds, latencies, cpu)
+            if args.links and store and args.size > args.threshold_bytes:
+                # The same messages again, consumed through links instead of bytes.
+                await closed_loop(port, post, args.count, args.connections)
+                statuses, seconds, latencies, cpu = await measured(
+                    pids, link_loop(port, queue, body, args.count, args.connections))
+                seen["link"].add(statuses, seconds, latencies, cpu)
             seen["left"] += int(await redis_call(redis, "LLEN", "%s:{%s}:ready" % (target["prefix"], queue)))
     redis.close()
     result = {"body_bytes": args.size, "label": size_label(args.size), "count": args.count, "rounds": args.rounds,
@@ -231,6 +302,7 @@ async def large(args):
             "store": bool(target["store_dir"]),
             "post": seen["post"].result(args.size),
             "get": seen["get"].result(args.size),
+            "link": seen["link"].result(args.size) if seen["link"].statuses else None,
             "stored": seen["stored"],
             "redis_bytes_per_message": per_message(seen["redis_bytes"], seen["stored"]),
             "store_bytes_per_message": per_message(seen["store_bytes"], seen["stored"]) if target["store_dir"] else None,
@@ -367,6 +439,28 @@ def section(d, machine=None):
                            times(post_rate), times(get_rate)))
     if summary:
         out += ["", "With against without offload:", ""] + summary
+    links = [(size, result, result["targets"]["offload"]) for size, result in runs
+             if (result["targets"].get("offload") or {}).get("link")]
+    if links:
+        out += ["", "Offloaded bodies received as signed links (`payload=url`) by the replica with offload: the queue "
+                "filled again, then per message an acknowledged `GET /api/bench-l?timeout=0&visibility=60000&payload=url`, "
+                "a `GET` of the link it answers (a file:// store's link, served by the same replica; the bytes compared "
+                "with the body sent) and the ack (`DELETE`), three requests on one connection. Against the plain GET of "
+                "the bytes above (one request, the message deleted after it):", "",
+                "| body | messages | bytes: msg/s | links: msg/s | ratio | links p50 ms | links p99 ms | Skiff µs/message, "
+                "bytes | Skiff µs/message, links | Redis µs/message, links |",
+                "|---|---|---|---|---|---|---|---|---|---|"]
+        for size, result, offload in links:
+            link, get = offload["link"], offload["get"]
+            rate = ratio(link["ok_per_second"], get["ok_per_second"])
+            out.append("| %s | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                result.get("label", size_label(size)), link["ok"], rate_text(get["ok_per_second"]),
+                rate_text(link["ok_per_second"]), "%.2f×" % rate if rate is not None else "–",
+                cell_ms(link["latency"]["p50_ms"]), cell_ms(link["latency"]["p99_ms"]), cpu(get, "skiff"),
+                cpu(link, "skiff"), cpu(link, "redis")))
+            expected = result["count"] * result["rounds"]
+            if link["ok"] != expected:
+                notes.append("%s links: outcomes %s." % (result.get("label"), link["statuses"]))
     if notes:
         out += ["", "Notes from this run:", ""] + ["- " + note for note in notes]
     return out + [""]
@@ -382,6 +476,8 @@ def add_commands(sub):
     p.add_argument("--rounds", type=int, default=1)
     p.add_argument("--target", action="append", required=True,
                    help="NAME=PORT,PID,PREFIX[,STORE_DIR]: a replica, its REDIS_KEY_PREFIX and its file:// store's directory")
+    p.add_argument("--links", action="store_true",
+                   help="also consume the offloading replica's messages through payload=url links (its store must sign)")
     p.add_argument("--threshold-bytes", type=int, default=DEFAULT_THRESHOLD_BYTES,
                    help="the offloading replica's PAYLOADS_OFFLOAD_THRESHOLD_BYTES (for the report)")
     options.add(p, "--redis-port", "--queue", "--connections", "--cpu", "--json",

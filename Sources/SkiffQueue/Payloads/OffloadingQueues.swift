@@ -351,24 +351,23 @@ public final class OffloadingQueues: QueueBackend {
         }
         return await withTaskGroup(of: (Int, Result<PayloadLink, any Error>).self) { group in
             var results: [Int: Result<PayloadLink, any Error>] = [:]
-            var next = wanted.makeIterator()
-            func start() -> Bool {
-                guard let (index, pointer, delivery) = next.next() else { return false }
-                group.addTask {
-                    do {
-                        return (index, .success(try await self.link(to: pointer, of: delivery)))
-                    } catch {
-                        return (index, .failure(error))
-                    }
-                }
-                return true
+            for (offset, (index, pointer, delivery)) in wanted.enumerated() {
+                // At most `concurrentSignings` under way: past that, one ends before the next starts.
+                if offset >= Self.concurrentSignings, let (done, result) = await group.next() { results[done] = result }
+                group.addTask { (index, await self.signedLink(to: pointer, of: delivery)) }
             }
-            for _ in 0..<Self.concurrentSignings where !start() { break }
-            while let (index, result) = await group.next() {
-                results[index] = result
-                _ = start()
-            }
+            for await (done, result) in group { results[done] = result }
             return results
+        }
+    }
+
+    /// ``link(to:of:)`` or its failure. (A child task that built its `(index, result)` around a
+    /// `do`/`catch` of its own came out of Swift 6.3.1's release optimizer with a garbage index.)
+    private func signedLink(to pointer: PayloadPointer, of delivery: Delivery) async -> Result<PayloadLink, any Error> {
+        do {
+            return .success(try await link(to: pointer, of: delivery))
+        } catch {
+            return .failure(error)
         }
     }
 

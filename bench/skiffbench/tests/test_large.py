@@ -5,7 +5,8 @@ import os
 import tempfile
 import unittest
 
-from skiffbench.large import Phase, directory_bytes, json_string_body, parse_target, per_message, section, size_label
+from skiffbench.large import (Phase, directory_bytes, header_value, json_string_body, parse_target, per_message, section,
+                              size_label)
 
 
 class Bodies(unittest.TestCase):
@@ -38,6 +39,14 @@ class Targets(unittest.TestCase):
         for spec in ("inline", "inline=8080,123", "=8080,1,p"):
             with self.assertRaises(ValueError):
                 parse_target(spec)
+
+
+class Heads(unittest.TestCase):
+    def test_a_header_by_its_lowercase_name(self):
+        head = b"HTTP/1.1 200 OK\r\nSkiff-Receipt: G1ABC.7\r\nSkiff-Payload: url\r\nContent-Length: 10"
+        self.assertEqual(header_value(head, b"skiff-receipt"), b"G1ABC.7")
+        self.assertEqual(header_value(head, b"skiff-payload"), b"url")
+        self.assertIsNone(header_value(head, b"skiff-message-id"))
 
 
 class Arithmetic(unittest.TestCase):
@@ -116,6 +125,20 @@ class Report(unittest.TestCase):
         self.assertFalse(any(line.startswith("- 1 KiB") for line in lines))
         self.assertTrue(any("under the threshold" in line for line in lines))
         self.assertFalse(any(line.startswith("Notes from this run") for line in lines))
+        # No links measured: no links table.
+        self.assertFalse(any("payload=url" in line for line in lines))
+
+    def test_the_links_table(self):
+        with tempfile.TemporaryDirectory() as root:
+            common = {"count": 10, "rounds": 1, "connections": 8, "warmup": 8, "threshold_bytes": 262144}
+            offload = target(40, 6000, 430, 4194304, offloaded=10)
+            offload["link"] = dict(target(80, 1500, 430)["get"], statuses={"ok": 9, "link 404": 1}, ok=9)
+            self.write(root, "l-4194304", dict(common, body_bytes=4194304, label="4 MiB", targets={
+                "inline": target(50, 4000, 4_300_000), "offload": offload}))
+            lines = section(root)
+        self.assertIn("| 4 MiB | 9 | 40 | 80 | 2.00× | 1.50 | 12.25 | 6000 | 1500 | 20.0 |", lines)
+        # A message that did not go through all three requests is a note.
+        self.assertTrue(any("4 MiB links: outcomes" in line and "link 404" in line for line in lines))
 
 
 if __name__ == "__main__":
