@@ -145,6 +145,19 @@ async def closed_loop(port, raw, count, connections, on_answer=None, timeout=60)
     """Sends the request `raw` `count` times over `connections` keep-alive connections, one
     request in flight on each. Returns the statuses, the latency of each answer in ns and the
     seconds from the first send to the last answer; `on_answer(status, body, head)` sees each one."""
+    async def exchange(connection):
+        status, body, received = await asyncio.wait_for(connection.send(raw), timeout)
+        if on_answer:
+            on_answer(status, body, connection.last_head)
+        return status, received
+
+    return await repeated(port, exchange, count, connections)
+
+
+async def repeated(port, exchange, count, connections):
+    """Runs `exchange(connection)` `count` times over `connections` keep-alive connections, one
+    at a time on each; it returns its outcome and when it ended (monotonic ns). Returns the count
+    of each outcome (or failure), each one's latency in ns and the seconds the whole took."""
     opened = [await http_connect(port) for _ in range(max(1, min(connections, count)))]
     remaining = [count]
     statuses, latencies = collections.Counter(), []
@@ -157,14 +170,12 @@ async def closed_loop(port, raw, count, connections, on_answer=None, timeout=60)
                 continue
             started = time.monotonic_ns()
             try:
-                status, body, received = await asyncio.wait_for(connection.send(raw), timeout)
+                outcome, ended = await exchange(connection)
             except (asyncio.TimeoutError, ConnectionError) as error:
                 statuses[type(error).__name__] += 1
                 continue
-            statuses[status] += 1
-            latencies.append(received - started)
-            if on_answer:
-                on_answer(status, body, connection.last_head)
+            statuses[outcome] += 1
+            latencies.append(ended - started)
 
     started = time.monotonic()
     await asyncio.gather(*(worker(connection) for connection in opened))
@@ -186,51 +197,28 @@ def header_value(head, name):
 async def link_loop(port, queue, body, count, connections, timeout=60):
     """`count` messages consumed as a `payload=url` consumer does, over `connections` keep-alive
     connections with one request in flight on each: an acknowledged GET asking for a link, the
-    link fetched (it must give `body` back), the ack. A message's latency is the three together.
-    Returns the messages consumed per outcome (`ok` when all three answered as they should), the
-    latencies and the seconds, as `closed_loop` does."""
-    opened = [await http_connect(port) for _ in range(max(1, min(connections, count)))]
-    remaining = [count]
-    statuses, latencies = collections.Counter(), []
+    link fetched (it must give `body` back), the ack. A message's latency is the three together;
+    its outcome `ok` when all three answered as they should. Returns what `closed_loop` does."""
     receive = http_request("GET", "/api/%s?timeout=0&visibility=60000&payload=url" % queue, port)
+    digest = hashlib.sha256(body).hexdigest()
 
     async def consume(connection):
         status, answer, _ = await asyncio.wait_for(connection.send(receive), timeout)
         head = connection.last_head
         if status != 200 or LINK_HEADER not in head.lower():
-            return "receive %s" % status
+            return "receive %s" % status, time.monotonic_ns()
         receipt = header_value(head, b"skiff-receipt")
         link = json.loads(answer)
         status, fetched, _ = await asyncio.wait_for(connection.send(http_request("GET", link["url"], port)), timeout)
         if status != 200:
-            return "link %s" % status
-        if fetched != body or link["sha256"] != hashlib.sha256(body).hexdigest():
-            return "link mismatched"
+            return "link %s" % status, time.monotonic_ns()
+        if fetched != body or link["sha256"] != digest:
+            return "link mismatched", time.monotonic_ns()
         ack = http_request("DELETE", "/api/%s/messages/%s" % (queue, receipt.decode()), port)
-        status, _, _ = await asyncio.wait_for(connection.send(ack), timeout)
-        return "ok" if status == 204 else "ack %s" % status
+        status, _, received = await asyncio.wait_for(connection.send(ack), timeout)
+        return ("ok" if status == 204 else "ack %s" % status), received
 
-    async def worker(connection):
-        while remaining[0] > 0:
-            remaining[0] -= 1
-            if connection.lost:
-                statuses["connection lost"] += 1
-                continue
-            started = time.monotonic_ns()
-            try:
-                outcome = await consume(connection)
-            except (asyncio.TimeoutError, ConnectionError) as error:
-                statuses[type(error).__name__] += 1
-                continue
-            statuses[outcome] += 1
-            latencies.append(time.monotonic_ns() - started)
-
-    started = time.monotonic()
-    await asyncio.gather(*(worker(connection) for connection in opened))
-    seconds = time.monotonic() - started
-    for connection in opened:
-        connection.close()
-    return statuses, latencies, seconds
+    return await repeated(port, consume, count, connections)
 
 
 async def measured(pids, coroutine):
