@@ -76,13 +76,14 @@ struct WorkerTests {
             try await client.send(json: #""slow""#, to: queue)
             let seen = Seen()
             let (started, startedSignal) = AsyncStream.makeStream(of: Void.self)
-            // A renewal every two seconds for a lease of four: two seconds of slack for a loaded
-            // machine (with one, a renewal held up under a parallel test run lost the lease).
-            let configuration = WorkerConfiguration(queue: queue, concurrency: 1, visibilityTimeout: .seconds(4), receiveWait: .milliseconds(200))
+            // A renewal every four seconds for a lease of eight: four seconds of slack for a loaded
+            // machine (with one, then two, a renewal held up under a parallel test run on two
+            // cores lost the lease).
+            let configuration = WorkerConfiguration(queue: queue, concurrency: 1, visibilityTimeout: .seconds(8), receiveWait: .milliseconds(200))
             let slow = Worker(client: client, configuration: configuration) { job in
                 seen.add("slow:\(job.message.receiveCount)")
                 startedSignal.yield()
-                try await Task.sleep(for: .seconds(9))
+                try await Task.sleep(for: .seconds(17))
                 #expect(!job.isLeaseLost)
             }
             let other = Worker(client: client, configuration: configuration) { job in seen.add("other:\(job.message.receiveCount)") }
@@ -91,7 +92,8 @@ struct WorkerTests {
             await iterator.next()
             // Two visibility timeouts pass while the slow handler runs; the other worker polls all along.
             let second = Self.run(other)
-            let stats = try await eventually(until: { $0.totals["acked"] == 1 }) { try await client.stats(of: queue) }
+            // The slow handler takes 17 s of it.
+            let stats = try await eventually(timeout: .seconds(60), until: { $0.totals["acked"] == 1 }) { try await client.stats(of: queue) }
             slow.stop()
             other.stop()
             try await first.value
