@@ -188,27 +188,34 @@ struct QueueBackendContractTests {
 
     @Test(arguments: BackendKind.available)
     func theFenceRenewsAHeldClaimAndRefusesARecoveredOne(kind: BackendKind) async throws {
-        // Seconds of margin either side, for a loaded machine: renewed at 6 s, so held until 16 s;
-        // the sweep runs at 10.5 s, past `lost`'s end.
+        // Renewed at 6 s, so held until 16 s; the sweep runs at 10.5 s, past `lost`'s end. A
+        // machine that stalls for seconds (a parallel run on two cores) can push the sweep past
+        // `held`'s end too: that attempt proves nothing and is run again, up to three times.
         let fixture = try await BackendFixture.make(kind, claimLease: .seconds(10))
         defer { fixture.close() }
-        let queue = uniqueQueue()
         let backend = fixture.backend
-        _ = try await backend.send("held", to: queue)
-        _ = try await backend.send("lost", to: queue)
-        let held = try #require(try await backend.receive(from: queue, timeout: .zero))
-        let lost = try #require(try await backend.receive(from: queue, timeout: .zero))
-        #expect(try await backend.confirm(held))
-        try await Task.sleep(for: .seconds(6))
-        // Past half the lease: the held claim is checked and its lease restarted.
-        #expect(try await backend.confirm(held))
-        try await Task.sleep(for: .milliseconds(4_500))
-        await fixture.recover()
-        // `lost` expired and was recovered; `held` was renewed and was not.
-        #expect(try await backend.confirm(lost) == false)
-        #expect(try await backend.confirm(held))
-        #expect(try await backend.complete(held))
-        #expect(try await backend.take(from: queue) == "lost")
+        for _ in 1...3 {
+            let queue = uniqueQueue()
+            _ = try await backend.send("held", to: queue)
+            _ = try await backend.send("lost", to: queue)
+            let held = try #require(try await backend.receive(from: queue, timeout: .zero))
+            let lost = try #require(try await backend.receive(from: queue, timeout: .zero))
+            #expect(try await backend.confirm(held))
+            try await Task.sleep(for: .seconds(6))
+            // Past half the lease: the held claim is checked and its lease restarted.
+            let renewing = ContinuousClock.now
+            #expect(try await backend.confirm(held))
+            try await Task.sleep(for: .milliseconds(4_500))
+            await fixture.recover()
+            guard ContinuousClock.now - renewing < .seconds(10) else { continue }
+            // `lost` expired and was recovered; `held` was renewed and was not.
+            #expect(try await backend.confirm(lost) == false)
+            #expect(try await backend.confirm(held))
+            #expect(try await backend.complete(held))
+            #expect(try await backend.take(from: queue) == "lost")
+            return
+        }
+        Issue.record("the machine stalled past the renewed lease in three attempts: nothing was proven")
     }
 
     @Test(arguments: BackendKind.available)
