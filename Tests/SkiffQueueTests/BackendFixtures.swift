@@ -121,10 +121,16 @@ extension ClaimingBackend {
 /// Real time plus an offset that only moves forward: messages age without the test waiting.
 final class TestWallClock: Sendable {
     private let offsetMilliseconds = Mutex<Int64>(0)
+    /// Set by ``freeze()``: the instant the clock stays at (plus what ``advance(by:)`` adds).
+    private let frozenAt = Mutex<Int64?>(nil)
 
-    func now() -> Int64 { MessageID.currentMilliseconds() + offsetMilliseconds.withLock { $0 } }
+    func now() -> Int64 { (frozenAt.withLock { $0 } ?? MessageID.currentMilliseconds()) + offsetMilliseconds.withLock { $0 } }
 
     func advance(by milliseconds: Int64) { offsetMilliseconds.withLock { $0 += milliseconds } }
+
+    /// Stops real time from moving the clock: only ``advance(by:)`` does from now on, so a test
+    /// that counts steps is not thrown off by a second boundary passing (or a stalled machine).
+    func freeze() { frozenAt.withLock { $0 = $0 ?? MessageID.currentMilliseconds() } }
 }
 
 func uniqueQueue(_ prefix: String = "q") -> QueueName {

@@ -127,6 +127,8 @@ struct QueueHistoryAndLookupTests {
         let fixture = try await BackendFixture.make(.memory)
         defer { fixture.close() }
         let (backend, clock, queue) = (fixture.backend, try #require(fixture.wallClock), uniqueQueue("history"))
+        // Only the steps below move it: real time crossing a second would make one step two.
+        clock.freeze()
         // A queue that does not exist gets no history (one deleted since its figures were read).
         try await backend.recordHistory(QueueHistorySample(ready: 1), of: queue, interval: .seconds(1))
         #expect(try await backend.history(of: queue).isEmpty)
