@@ -128,6 +128,7 @@ let package = Package(
                 .embedInCode("Lua/lookup.lua"),
                 .embedInCode("Lua/promote.lua"),
                 .embedInCode("Lua/publish.lua"),
+                .embedInCode("Lua/payload-references.lua"),
                 .embedInCode("Lua/peek.lua"),
                 .embedInCode("Lua/purge.lua"),
                 .embedInCode("Lua/recover.lua"),

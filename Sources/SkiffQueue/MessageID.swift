@@ -12,8 +12,10 @@ import Darwin
 ///
 /// The two top bits of the 130 the characters spell, always zero in a ULID, tag a message whose
 /// body is in the payload store (``OffloadingQueues``): its id starts with one of `G H J K M N P
-/// Q` instead of `0`...`7`. So whoever holds only an id or a receipt (an ack, on any replica)
-/// knows whether an object goes with it, without a read.
+/// Q` instead of `0`...`7`, or `R S T V W X Y Z` when the object is shared by the copies of a
+/// topic publish (one id everywhere) and counted (``QueueBackend/adjustPayloadReferences(of:by:keepFor:)``).
+/// So whoever holds only an id or a receipt (an ack, on any replica) knows whether an object goes
+/// with it, and whether others may still need it, without a read.
 public enum MessageID {
     private static let alphabet = Array("0123456789ABCDEFGHJKMNPQRSTVWXYZ".utf8)
     private static let generator = Mutex(SplitMix64(seed: UInt64.random(in: .min ... .max)))
@@ -26,8 +28,10 @@ public enum MessageID {
         return Int64(time.tv_sec) * 1000 + Int64(time.tv_nsec) / 1_000_000
     }
 
-    /// - Parameter offloaded: tag the id as one whose message body is in the payload store.
-    public static func make(nowMilliseconds: Int64 = currentMilliseconds(), offloaded: Bool = false) -> String {
+    /// - Parameters:
+    ///   - offloaded: tag the id as one whose message body is in the payload store.
+    ///   - shared: and that body's object is shared by several messages (topic copies).
+    public static func make(nowMilliseconds: Int64 = currentMilliseconds(), offloaded: Bool = false, shared: Bool = false) -> String {
         let (high, low) = generator.withLock { ($0.next(), $0.next()) }
         // 128 bits: 48-bit time, then 80 random bits.
         let time = UInt64(truncatingIfNeeded: nowMilliseconds) & 0xFFFF_FFFF_FFFF
@@ -45,18 +49,27 @@ public enum MessageID {
             value.0 >>= 5
         }
         // The first character holds the two zero bits and the top three bits of the time.
-        if offloaded, let digit = alphabet.firstIndex(of: bytes[0]) { bytes[0] = alphabet[digit | offloadedTag] }
+        if offloaded, let digit = alphabet.firstIndex(of: bytes[0]) { bytes[0] = alphabet[digit | (shared ? sharedTag : offloadedTag)] }
         return String(decoding: bytes, as: UTF8.self)
     }
 
-    /// The first character's value with the tag bits set (`01`, then the three time bits).
+    /// The first character's value with the tag bits set (`10` or `11`, then the three time bits).
     private static let offloadedTag = 16
+    private static let sharedTag = 24
 
     /// Whether `id` was made with `offloaded: true`: its message's body is in the payload store.
     public static func isOffloaded(_ id: some StringProtocol) -> Bool {
         guard id.utf8.count == 26, let first = id.utf8.first else { return false }
-        // G H J K M N P Q: values 16 to 23.
-        return [UInt8]("GHJKMNPQ".utf8).contains(first)
+        // G H J K M N P Q, then R S T V W X Y Z: values 16 to 31.
+        return [UInt8]("GHJKMNPQRSTVWXYZ".utf8).contains(first)
+    }
+
+    /// Whether `id` was made with `offloaded: true, shared: true`: its body's object is shared by
+    /// the copies of a topic publish, and deleted when the last of them is.
+    public static func isShared(_ id: some StringProtocol) -> Bool {
+        guard id.utf8.count == 26, let first = id.utf8.first else { return false }
+        // R S T V W X Y Z: values 24 to 31.
+        return [UInt8]("RSTVWXYZ".utf8).contains(first)
     }
 }
 

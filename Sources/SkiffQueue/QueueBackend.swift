@@ -109,6 +109,15 @@ public protocol QueueBackend: Sendable {
     /// deletes the objects; one it does not (it died) is left to the payload sweep.
     func takeBuriedPayloads(max: Int) async throws -> [String]
 
+    /// Changes by `delta` the count of messages that share the payload object of `id` (the copies
+    /// of a topic publish, ``MessageID/isShared(_:)``), and keeps the count for `keepFor` from now
+    /// (the payload retention: past it the sweep deletes the object anyway). The publisher raises
+    /// it to at least the copies it stores before storing them; each copy deleted lowers it by one.
+    /// - Returns: the count after the change. At 0 the count is forgotten and the caller deletes
+    ///   the object. `nil` when a lowering found no count (never raised, or kept past `keepFor`):
+    ///   the caller must leave the object to the sweep, since it cannot know that no copy is left.
+    func adjustPayloadReferences(of id: String, by delta: Int, keepFor: Duration) async throws -> Int?
+
     /// Deletes every message of the queue (ready, delayed and in flight); settings and totals stay.
     /// - Returns: how many messages were deleted.
     @discardableResult

@@ -69,6 +69,9 @@ enum RedisQueueScripts {
     /// Redis Cluster: a queue forgets log entries settled a minute ago (topic-forget.lua).
     static let forgetTopicEntries = script("topic-forget", PackageResources.topic_forget_lua)
 
+    /// Without the library: the count of the messages sharing one payload object (payload-references.lua).
+    static let payloadReferences = RedisScript(name: "payload-references", source: template(PackageResources.payload_references_lua))
+
     /// Redis Cluster only, without the library: registers a queue in the global registry that
     /// counts queues against `MAX_QUEUES`. KEYS[1]: the registry; ARGV: queue, maximum.
     static let register = RedisScript(name: "register", source: template(PackageResources.register_lua))

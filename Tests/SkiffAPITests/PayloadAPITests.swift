@@ -235,7 +235,7 @@ struct PayloadAPITests {
         #expect(configuration.payloads?.location == .directory(directory))
         #expect(configuration.payloads?.thresholdBytes == 1000)
         #expect(configuration.api.maximumMessageBytes == 4_000_000)
-        #expect(configuration.api.maximumTopicMessageBytes == 1_048_576)
+        #expect(configuration.api.largestInlineMessageBytes == 1_048_576)
         #expect(FileManager.default.fileExists(atPath: directory))
         let bucket = try SkiffConfiguration.fromEnvironment(["PAYLOADS_STORE": "gs://skiff-payloads/", "PAYLOADS_GCS_ENDPOINT": "http://127.0.0.1:9023"])
         #expect(bucket.payloads?.location == .bucket("skiff-payloads", endpoint: "http://127.0.0.1:9023"))

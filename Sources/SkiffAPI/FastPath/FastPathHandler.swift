@@ -85,9 +85,9 @@ final class FastPathHandler<Backend: QueueBackend>: ChannelDuplexHandler, Remova
         self.settings = settings
         let (api, policy) = (settings.api, settings.policy)
         self.machine = FastPathStateMachine(
-            // The largest body the fast path takes: a queue message under the offload threshold
-            // (larger ones are streamed by the route), or a topic publish.
-            maximumBufferedBytes: max(api.largestBufferedMessageBytes, api.maximumTopicMessageBytes) + FastPathRequestHead.maximumBytes
+            // The largest body the fast path takes: a message under the offload threshold (the
+            // route streams larger queue messages to the store, and collects larger publishes).
+            maximumBufferedBytes: api.largestBufferedMessageBytes + FastPathRequestHead.maximumBytes
                 + (64 << 10),
             classify: { [hasTopics = settings.topics != nil] head in
                 guard let request = FastPathRequest.classify(head, settings: api) else { return nil }

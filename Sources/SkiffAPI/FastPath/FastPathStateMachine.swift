@@ -26,7 +26,7 @@ enum FastPathRequest: Equatable, Sendable {
             // `topics` is no queue's name: this is a topic route, and only the publish is served here.
             let topicName = name.dropFirst(7)
             guard head.method == .post, query == nil, !topicName.utf8.contains(UInt8(ascii: "/")), let topic = TopicName(topicName),
-                (1...settings.maximumTopicMessageBytes).contains(head.contentLength)
+                (1...settings.largestBufferedMessageBytes).contains(head.contentLength)
             else { return nil }
             return .publish(topic)
         }

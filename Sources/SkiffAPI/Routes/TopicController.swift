@@ -70,7 +70,7 @@ public struct TopicController: Sendable {
     @Sendable func publish(request: Request, context: Context) async throws -> Response {
         let (topics, topic) = try (self.available(), Self.topicName(context))
         let options = try QueueController<PartitionedQueues>.sendOptions(request)
-        let body = try await QueueController<PartitionedQueues>.collectBody(request, limit: settings.maximumTopicMessageBytes, settings: settings)
+        let body = try await QueueController<PartitionedQueues>.collectBody(request, limit: settings.maximumMessageBytes, settings: settings)
         if let error = JSONValidator.validate(body) {
             throw APIError(.badRequest, "body is not valid JSON: \(error)")
         }
@@ -91,7 +91,7 @@ public struct TopicController: Sendable {
         let (topics, topic) = try (self.available(), Self.topicName(context))
         let options = try QueueController<PartitionedQueues>.sendOptions(request)
         let messages = try await QueueController<PartitionedQueues>.batchMessages(
-            request, settings: settings, maximumMessageBytes: settings.maximumTopicMessageBytes)
+            request, settings: settings, maximumMessageBytes: settings.maximumMessageBytes)
         let published = try await topics.publish(messages, to: topic, options: options)
         var json = ByteBufferAllocator().buffer(capacity: 64 + 80 * published.count)
         json.writeStaticString(#"{"messages":["#)
@@ -263,7 +263,7 @@ public struct TopicController: Sendable {
         _ = try Self.topicName(context)
         let body = try await QueueController<PartitionedQueues>.collectBody(
             request,
-            limit: Self.maximumSubscriptionBytes + settings.maximumTopicMessageBytes,
+            limit: Self.maximumSubscriptionBytes + settings.largestInlineMessageBytes,
             settings: settings
         )
         guard case .object(let document)? = try? JSONValue(parsing: body.readableBytesView), let filter = document["filter"],

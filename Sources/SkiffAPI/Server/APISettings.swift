@@ -7,11 +7,11 @@ public struct APISettings: Sendable {
     /// Largest accepted message body; larger ones get 413 and are not read past this size. With a
     /// payload store, `PAYLOADS_MAX_MESSAGE_BYTES` (bodies over the threshold are offloaded).
     public var maximumMessageBytes: Int
-    /// With a payload store, the largest topic publish (`MAX_MESSAGE_BYTES`): its copies are kept
-    /// whole in Redis, never offloaded. `nil`: ``maximumMessageBytes``.
-    public var offloadedTopicMessageBytes: Int?
-    /// The largest topic publish.
-    public var maximumTopicMessageBytes: Int { offloadedTopicMessageBytes ?? maximumMessageBytes }
+    /// With a payload store, the largest body kept in Redis (`MAX_MESSAGE_BYTES`): no queue's
+    /// `offloadThresholdBytes` may pass it. `nil`: ``maximumMessageBytes``.
+    public var inlineMessageBytes: Int?
+    /// The largest body kept whole in the queue's storage.
+    public var largestInlineMessageBytes: Int { inlineMessageBytes ?? maximumMessageBytes }
     /// With a payload store, queue message bodies larger than this are streamed to it as they
     /// arrive, never held whole (`PAYLOADS_OFFLOAD_THRESHOLD_BYTES`); `nil`: no store.
     public var offloadThresholdBytes: Int?
@@ -20,8 +20,7 @@ public struct APISettings: Sendable {
 
     /// The settings behind the limits, for a 413's message.
     var messageLimitSource: String {
-        guard let topics = offloadedTopicMessageBytes else { return "MAX_MESSAGE_BYTES is \(maximumMessageBytes)" }
-        return "PAYLOADS_MAX_MESSAGE_BYTES is \(maximumMessageBytes) for queues, MAX_MESSAGE_BYTES \(topics) for topics"
+        inlineMessageBytes == nil ? "MAX_MESSAGE_BYTES is \(maximumMessageBytes)" : "PAYLOADS_MAX_MESSAGE_BYTES is \(maximumMessageBytes)"
     }
     /// Largest batch, both ways (`MAX_BATCH_BYTES`): a batch POST body over it gets 413; a batch
     /// receive stops claiming at it (at least one message) and says so in `Skiff-Batch-Truncated`.

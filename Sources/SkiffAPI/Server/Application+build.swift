@@ -162,7 +162,8 @@ func buildApplication<Backend: QueueBackend>(
                 thresholdBytes: settings.thresholdBytes,
                 maximumBodyBytes: settings.maximumMessageBytes,
                 maximumHeldBytes: settings.maximumHeldBytes,
-                maximumInlineBytes: configuration.api.maximumTopicMessageBytes
+                maximumInlineBytes: configuration.api.largestInlineMessageBytes,
+                retention: settings.retention
             )
         },
         maximumMessageBytes: configuration.api.maximumMessageBytes,

@@ -143,8 +143,8 @@ extension SkiffConfiguration {
     /// Turns the payload store on: queue messages may reach its ``PayloadSettings/maximumMessageBytes``,
     /// topic publishes keep ``APISettings/maximumMessageBytes`` (what Redis keeps whole).
     public mutating func usePayloadStore(_ payloads: PayloadSettings) {
-        if self.payloads == nil { api.offloadedTopicMessageBytes = api.maximumMessageBytes }
-        api.maximumMessageBytes = max(payloads.maximumMessageBytes, api.maximumTopicMessageBytes)
+        if self.payloads == nil { api.inlineMessageBytes = api.maximumMessageBytes }
+        api.maximumMessageBytes = max(payloads.maximumMessageBytes, api.largestInlineMessageBytes)
         api.offloadThresholdBytes = payloads.thresholdBytes
         self.payloads = payloads
     }

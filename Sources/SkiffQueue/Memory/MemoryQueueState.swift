@@ -288,6 +288,11 @@ extension MemoryQueueBackend {
         /// Ids of purged and deleted messages whose bodies the payload store still holds (expired
         /// ones wait in their queue's ``QueueState/buried``).
         var graveyard: [String] = []
+        /// Counts of the messages sharing a payload object, by message id, with the wall-clock
+        /// millisecond they are forgotten at (``QueueBackend/adjustPayloadReferences(of:by:keepFor:)``).
+        var payloadReferences: [String: (count: Int, until: Int64)] = [:]
+        /// When ``payloadReferences`` holds this many, the expired go (then twice the rest, at least 10 000).
+        var payloadReferencesSweepAt = 10_000
         var topics: [TopicName: TopicState] = [:]
         /// Every topic's version comes from here (``TopicSubscriptions/version``).
         var topicVersionClock: Int64 = 0

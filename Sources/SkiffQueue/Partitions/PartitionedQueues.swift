@@ -359,6 +359,10 @@ public final class PartitionedQueues: QueueBackend {
 
     public func takeBuriedPayloads(max: Int) async throws -> [String] { try await inner.takeBuriedPayloads(max: max) }
 
+    public func adjustPayloadReferences(of id: String, by delta: Int, keepFor: Duration) async throws -> Int? {
+        try await inner.adjustPayloadReferences(of: id, by: delta, keepFor: keepFor)
+    }
+
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int {
         let inner = self.inner

@@ -18,17 +18,25 @@ public struct PayloadOffload: Sendable {
     /// The largest body the inner backend keeps (`MAX_MESSAGE_BYTES`): no queue's
     /// `offloadThresholdBytes` may pass it.
     public var maximumInlineBytes: Int
+    /// How long an object is kept at most (`PAYLOADS_RETENTION_MS`, the sweep's rule): the count
+    /// of the copies sharing one (a topic publish's) is kept as long.
+    public var retention: Duration
 
     public init(
         store: any PayloadStore, thresholdBytes: Int = PayloadOffload.defaultThresholdBytes, maximumBodyBytes: Int,
-        maximumHeldBytes: Int = PayloadOffload.defaultMaximumHeldBytes, maximumInlineBytes: Int = 1 << 20
+        maximumHeldBytes: Int = PayloadOffload.defaultMaximumHeldBytes, maximumInlineBytes: Int = 1 << 20,
+        retention: Duration = PayloadOffload.defaultRetention
     ) {
         self.store = store
         self.thresholdBytes = thresholdBytes
         self.maximumBodyBytes = maximumBodyBytes
         self.maximumHeldBytes = maximumHeldBytes
         self.maximumInlineBytes = maximumInlineBytes
+        self.retention = retention
     }
+
+    /// 30 days.
+    public static var defaultRetention: Duration { .seconds(30 * 24 * 3600) }
 
     /// 256 MiB: eight 32 MiB bodies.
     public static var defaultMaximumHeldBytes: Int { 256 << 20 }
@@ -71,7 +79,7 @@ public final class OffloadingQueues: QueueBackend {
     public let maximumMessageBytes: Int?
     /// Each queue's size settings, read at most a second ago.
     private let sizeSettings = RecentlyRead<QueueSizeSettings>(refreshInterval: .seconds(1))
-    private let logger: Logger
+    let logger: Logger
     /// Bytes of bodies read back and not yet settled (``PayloadOffload/maximumHeldBytes``).
     private let heldBytes = Mutex(0)
     /// Object deletes under way in the background (``deleteObjects(ofMessages:)``).
@@ -222,7 +230,7 @@ public final class OffloadingQueues: QueueBackend {
 
     /// Errors after which a send has certainly stored nothing. Any other (a timeout, a lost
     /// connection, cancellation) leaves the outcome unknown.
-    private static func refusedWithoutStoring(_ error: QueueError) -> Bool {
+    static func refusedWithoutStoring(_ error: QueueError) -> Bool {
         switch error.kind {
         case .queueFull, .tooManyQueues, .invalidArgument, .conflict, .tooLarge, .unsupported, .insufficientStorage: true
         case .unavailable, .payloadUnreadable, .internalError: false
@@ -455,21 +463,21 @@ public final class OffloadingQueues: QueueBackend {
     /// Deletes the objects of deleted messages in the background: an ack never waits on the
     /// store, and a store outage costs acks nothing.
     private func deleteObjects(ofMessages ids: [String]) {
-        let keys = ids.filter { MessageID.isOffloaded($0) }.compactMap { try? PayloadOffload.key(of: $0) }
-        guard !keys.isEmpty else { return }
+        let ids = ids.filter { MessageID.isOffloaded($0) }
+        guard !ids.isEmpty else { return }
         // Bounded: past it (a long store outage), the objects are left to the sweep.
         let admitted = pendingDeletes.withLock { pending in
-            guard pending + keys.count <= Self.maximumPendingDeletes else { return false }
-            pending += keys.count
+            guard pending + ids.count <= Self.maximumPendingDeletes else { return false }
+            pending += ids.count
             return true
         }
         guard admitted else {
-            logger.warning("too many payload deletes under way; these objects are left to the sweep", metadata: ["payload.count": "\(keys.count)"])
+            logger.warning("too many payload deletes under way; these objects are left to the sweep", metadata: ["payload.count": "\(ids.count)"])
             return
         }
         let delete: @Sendable () async -> Void = {
-            await self.deleteObjects(keys, because: "their messages were deleted")
-            self.pendingDeletes.withLock { $0 -= keys.count }
+            await self.deleteObjects(self.unreferenced(ids), because: "their messages were deleted")
+            self.pendingDeletes.withLock { $0 -= ids.count }
         }
         if let settlements { settlements.run(on: nil, delete) } else { Task { await delete() } }
     }
@@ -485,16 +493,39 @@ public final class OffloadingQueues: QueueBackend {
     public func deleteBuriedPayloads(max: Int = 1000) async throws -> Int {
         guard offload != nil else { return 0 }
         let ids = try await inner.takeBuriedPayloads(max: max)
-        let keys = ids.filter { MessageID.isOffloaded($0) }.compactMap { try? PayloadOffload.key(of: $0) }
-        await deleteObjects(keys, because: "their messages were purged, deleted with their queue or expired")
+        await deleteObjects(
+            await unreferenced(ids.filter { MessageID.isOffloaded($0) }), because: "their messages were purged, deleted with their queue or expired")
         return ids.count
+    }
+
+    /// The objects of deleted messages (`ids`, offloaded) that no other message refers to: each
+    /// one's own, and a shared one (a topic publish's) once the last copy's deletion brings its
+    /// count to zero. A count that cannot be lowered (Redis failed) or is not there keeps its
+    /// object for the sweep.
+    func unreferenced(_ ids: [String]) async -> [PayloadKey] {
+        var keys: [PayloadKey] = []
+        for id in ids {
+            if MessageID.isShared(id) {
+                guard let offload else { continue }
+                do {
+                    guard try await inner.adjustPayloadReferences(of: id, by: -1, keepFor: offload.retention) == 0 else { continue }
+                } catch {
+                    logger.warning(
+                        "could not count a deleted copy of a shared payload object; it stays until it is swept",
+                        metadata: ["message.id": "\(id)", "error": "\(error)"])
+                    continue
+                }
+            }
+            if let key = try? PayloadOffload.key(of: id) { keys.append(key) }
+        }
+        return keys
     }
 
     /// Deletes waiting on one object store request at once.
     static var deleteWidth: Int { 8 }
 
     /// Best effort: an object left behind is an orphan for the sweep, never a lost message.
-    private func deleteObjects(_ keys: [PayloadKey], because reason: String) async {
+    func deleteObjects(_ keys: [PayloadKey], because reason: String) async {
         guard !keys.isEmpty else { return }
         guard let offload else {
             logger.warning("cannot delete payload objects: no payload store is configured", metadata: ["payload.keys": "\(keys)"])
@@ -592,6 +623,10 @@ public final class OffloadingQueues: QueueBackend {
     public func history(of queue: QueueName) async throws -> [QueueHistorySample] { try await inner.history(of: queue) }
 
     public func takeBuriedPayloads(max: Int) async throws -> [String] { try await inner.takeBuriedPayloads(max: max) }
+
+    public func adjustPayloadReferences(of id: String, by delta: Int, keepFor: Duration) async throws -> Int? {
+        try await inner.adjustPayloadReferences(of: id, by: delta, keepFor: keepFor)
+    }
 
     @discardableResult
     public func purge(_ queue: QueueName) async throws -> Int { try await inner.purge(queue) }

@@ -15,6 +15,9 @@ public final class Topics: Sendable {
 
     public let store: any TopicStore
     private let choosePartition: PartitionChooser
+    /// Bodies over the payload threshold go to its store, one object shared by a message's copies
+    /// (``SharedPayloadObjects``); `nil`: every body is kept whole in the queues.
+    let payloads: OffloadingQueues?
     private let known = Mutex(Remembered())
     /// Concurrent publishes to one topic with the same delay and priority and no idempotency key
     /// share one fan-out (one script run on Redis): its fixed cost, and each subscriber queue's,
@@ -72,9 +75,11 @@ public final class Topics: Sendable {
     public init(
         store: any TopicStore,
         maximumFanOutBytes: Int = Topics.defaultMaximumFanOutBytes,
+        payloads: OffloadingQueues? = nil,
         choosePartition: @escaping PartitionChooser = { queue, _ in queue }
     ) {
         self.store = store
+        self.payloads = payloads?.offload == nil ? nil : payloads
         self.maximumFanOutBytes = maximumFanOutBytes
         self.choosePartition = choosePartition
         merged.withLock {
@@ -122,7 +127,42 @@ public final class Topics: Sendable {
 
     private func publishNow(_ bodies: [ByteBuffer], to topic: TopicName, options: SendOptions) async throws -> [TopicPublished] {
         let now = MessageID.currentMilliseconds()
-        let ids = bodies.map { _ in MessageID.make(nowMilliseconds: now) }
+        var ids = bodies.map { _ in MessageID.make(nowMilliseconds: now) }
+        // What the queues store: each body, or the pointer to its object in the payload store.
+        var stored = bodies
+        var objects: SharedPayloadObjects?
+        if let payloads {
+            objects = try await SharedPayloadObjects.store(bodies, ids: &ids, stored: &stored, over: payloads, nowMilliseconds: now)
+        }
+        do {
+            let published = try await fanOut(bodies, stored: stored, ids: ids, to: topic, options: options, objects: &objects)
+            if var held = objects {
+                // A repeated idempotency key stored nothing: its objects go, the first publish's stay.
+                await held.settle(
+                    stored: Dictionary(uniqueKeysWithValues: held.ids.keys.map { ($0, published[$0].isDuplicate ? 0 : published[$0].deliveredTo) }))
+            }
+            return published
+        } catch let error as UnknownFanOutOutcome {
+            // Copies may exist: the objects stay, counted as the copies that may.
+            throw error.underlying
+        } catch {
+            if var held = objects { await held.settle(stored: [:]) }
+            throw error
+        }
+    }
+
+    /// A fan-out whose outcome is unknown (Redis timed out, the connection broke): copies may exist.
+    private struct UnknownFanOutOutcome: Error {
+        let underlying: any Error
+    }
+
+    /// Decides which subscriptions take each message and has the store apply it, from the
+    /// subscriptions read afresh when they changed meanwhile. `bodies` are what filters read,
+    /// `stored` what the queues keep; `objects`' counts are raised to each attempt's matches.
+    private func fanOut(
+        _ bodies: [ByteBuffer], stored: [ByteBuffer], ids: [String], to topic: TopicName, options: SendOptions,
+        objects: inout SharedPayloadObjects?
+    ) async throws -> [TopicPublished] {
         // Parsed once per publish, and only when some subscription has a filter.
         var parsed: [JSONValue?]?
         var fresh = false
@@ -142,7 +182,7 @@ public final class Topics: Sendable {
                 }
             }
             var targets: [TopicFanOut.Target] = []
-            var messages = zip(ids, bodies).map { TopicFanOut.Message(id: $0, body: $1, targets: []) }
+            var messages = zip(ids, stored).map { TopicFanOut.Message(id: $0, body: $1, targets: []) }
             for (index, subscription) in compiled.subscriptions.subscriptions.enumerated() {
                 var filteredOut = 0
                 for message in messages.indices {
@@ -171,7 +211,18 @@ public final class Topics: Sendable {
                 options: options,
                 dedupWindowMilliseconds: QueueSettings().dedupWindowMilliseconds
             )
-            switch try await store.fanOut(fanOut) {
+            if objects != nil {
+                try await objects!.hold(Dictionary(uniqueKeysWithValues: objects!.ids.keys.map { ($0, messages[$0].targets.count) }))
+            }
+            let result: TopicFanOutResult
+            do {
+                result = try await store.fanOut(fanOut)
+            } catch let error as QueueError where OffloadingQueues.refusedWithoutStoring(error) {
+                throw error
+            } catch {
+                throw UnknownFanOutOutcome(underlying: error)
+            }
+            switch result {
             case .published(let published): return published
             case .stale: fresh = true
             }
@@ -269,13 +320,16 @@ extension Topics {
     /// Topics over a queue backend that keeps them (through its partitions when it is
     /// ``PartitionedQueues``); `nil` when it keeps none.
     public static func over(_ backend: some QueueBackend) -> Topics? {
-        // Topic copies are never offloaded (a publish is at most MAX_MESSAGE_BYTES of the queues
-        // it fans out to, kept in Redis): the topics are the inner backend's.
-        if let offloading = backend as? OffloadingQueues { return over(offloading.inner) }
+        // Over the inner backend's topics, with bodies over the threshold in the payload store.
+        over(backend, payloads: nil)
+    }
+
+    private static func over(_ backend: some QueueBackend, payloads: OffloadingQueues?) -> Topics? {
+        if let offloading = backend as? OffloadingQueues { return over(offloading.inner, payloads: offloading) }
         if let partitioned = backend as? PartitionedQueues {
             guard let store = partitioned.inner as? any TopicStore else { return nil }
-            return Topics(store: store) { queue, key in try await partitioned.partition(forCopyTo: queue, idempotencyKey: key) }
+            return Topics(store: store, payloads: payloads) { queue, key in try await partitioned.partition(forCopyTo: queue, idempotencyKey: key) }
         }
-        return (backend as? any TopicStore).map { Topics(store: $0) }
+        return (backend as? any TopicStore).map { Topics(store: $0, payloads: payloads) }
     }
 }

@@ -179,12 +179,12 @@ local function requeue(q, m)
 end
 
 -- Messages whose bodies are in the payload store have ids whose first character is one of
--- G H J K M N P Q (MessageID.isOffloaded). Each queue keeps their ids in a set, `offloaded`, so
+-- G H J K M N P Q, or R S T V W X Y Z for an object topic copies share (MessageID.isOffloaded). Each queue keeps their ids in a set, `offloaded`, so
 -- that what removes many messages at once (purge, delete) can tell which stored bodies to delete;
 -- those ids, and those of expired messages, go to the slot's payload graveyard in the same step as
 -- the messages, and the replicas delete the objects from there (never before the messages). The
 -- graveyard keeps the newest {{graveyardCapacity}}: past that, older ones are left to the sweep.
-local function isOffloaded(id) return string.find('GHJKMNPQ', string.sub(id, 1, 1), 1, true) ~= nil end
+local function isOffloaded(id) return string.find('GHJKMNPQRSTVWXYZ', string.sub(id, 1, 1), 1, true) ~= nil end
 local function holdOffloaded(q, id)
   if isOffloaded(id) then redis.call('SADD', key(q, 'offloaded'), id) end
 end

@@ -11,12 +11,12 @@ import Testing
 /// the rules on what happens to objects and messages when something fails.
 @Suite("Offloaded message bodies", .timeLimit(.minutes(5)))
 struct OffloadingQueuesTests {
-    private static let logger = Logger(label: "offload")
-    private static let threshold = 256 * 1024
+    static let logger = Logger(label: "offload")
+    static let threshold = 256 * 1024
 
     /// The backend of `kind` under ``OffloadingQueues`` with a filesystem store in a fresh
     /// directory, which `body` can break at will.
-    private func withQueues<T>(
+    func withQueues<T>(
         _ kind: BackendKind,
         maximumHeldBytes: Int = PayloadOffload.defaultMaximumHeldBytes,
         _ body: (OffloadingQueues, FaultyStore, BackendFixture) async throws -> T
@@ -34,7 +34,7 @@ struct OffloadingQueuesTests {
         return try await body(queues, store, fixture)
     }
 
-    private func acknowledged(_ queues: OffloadingQueues, _ queue: QueueName, max: Int = 1, maxBytes: Int? = nil) async throws -> DeliveryLease? {
+    func acknowledged(_ queues: OffloadingQueues, _ queue: QueueName, max: Int = 1, maxBytes: Int? = nil) async throws -> DeliveryLease? {
         try await queues.deliver(
             DeliveryRequest(queue: queue, max: max, maxBytes: maxBytes, mode: .acknowledge(visibilityTimeout: .seconds(30))),
             context: DeliveryContext(logger: Self.logger)
@@ -43,7 +43,7 @@ struct OffloadingQueuesTests {
 
     /// A JSON string of exactly `size` bytes, different for each `seed`: a 64 KiB block of
     /// letters, repeated with a rotation per repeat (cheap to make, even at 32 MiB in a debug build).
-    private static func body(_ size: Int, seed: UInt8 = 0) -> ByteBuffer {
+    static func body(_ size: Int, seed: UInt8 = 0) -> ByteBuffer {
         let letters = Array("abcdefghijklmnopqrstuvwxyz0123456789".utf8)
         var state = UInt64(seed) &+ 0x9E37_79B9_7F4A_7C15
         let block: [UInt8] = (0..<65_536).map { _ in
