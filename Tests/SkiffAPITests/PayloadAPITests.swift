@@ -201,18 +201,58 @@ struct PayloadAPITests {
         }
     }
 
-    @Test func withAStoreQueuesTakeUpTo32MiBAndTopicsKeepMaxMessageBytes() async throws {
+    @Test func withAStoreQueuesTakeUpTo32MiB() async throws {
         try await withStore(.memory) { app, _ in
             try await app.test(.live) { client in
-                let (queue, topic) = (TestEnvironment.uniqueName("q"), TestEnvironment.uniqueName("t"))
+                let queue = TestEnvironment.uniqueName("q")
                 #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: Self.json(32 << 20)).status == .created)
-                #expect(try await client.execute(uri: "/api/\(queue)", method: .post, body: Self.json((32 << 20) + 1)).status == .contentTooLarge)
-                let publish = try await client.execute(uri: "/api/topics/\(topic)", method: .post, body: Self.json(2 << 20))
-                #expect(publish.status == .contentTooLarge)
-                #expect(publish.text.contains("MAX_MESSAGE_BYTES"))
-                #expect(try await client.execute(uri: "/api/topics/\(topic)", method: .post, body: Self.json(1 << 20)).status == .created)
+                let refused = try await client.execute(uri: "/api/\(queue)", method: .post, body: Self.json((32 << 20) + 1))
+                #expect(refused.status == .contentTooLarge && refused.text.contains("33554432"))
                 let received = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
                 #expect(received.body.readableBytes == 32 << 20)
+            }
+        }
+    }
+
+    /// A topic publish over the threshold is one object, whatever the number of its copies: every
+    /// subscriber queue hands the body out as posted, and the last copy deleted deletes it.
+    @Test(arguments: BackendKind.available, [TestingSetup.live, .router])
+    func topicPublishesAreOffloadedOnceForAllTheirCopies(kind: BackendKind, setup: TestingSetup) async throws {
+        try await withStore(kind) { app, directory in
+            try await app.test(setup) { client in
+                let topic = TestEnvironment.uniqueName("t")
+                let queues = [TestEnvironment.uniqueName("first"), TestEnvironment.uniqueName("second")]
+                for (index, queue) in queues.enumerated() {
+                    let subscribed = try await client.execute(
+                        uri: "/api/topics/\(topic)/subscriptions/s\(index)", method: .put, body: ByteBuffer(string: #"{"queue":"\#(queue)"}"#))
+                    #expect(subscribed.status == .created)
+                }
+                let body = Self.json(2 << 20, fill: "t")
+                let published = try await client.execute(uri: "/api/topics/\(topic)", method: .post, body: body)
+                #expect(published.status == .created && published.text.contains(#""deliveredTo":2"#))
+                #expect(objects(in: directory).count == 1)
+                let first = try await client.execute(uri: "/api/\(queues[0])?timeout=0", method: .get)
+                #expect(first.body == body && first.headers[Self.payloadHeader] == "offloaded")
+                // The second copy still reads it after the first was deleted.
+                try await Task.sleep(for: .milliseconds(200))
+                #expect(objects(in: directory).count == 1)
+                let second = try await client.execute(uri: "/api/\(queues[1])?timeout=0&visibility=30000", method: .get)
+                #expect(second.body == body && second.headers[Self.payloadHeader] == "offloaded")
+                let receipt = try #require(second.headers[Self.receiptHeader])
+                #expect(objects(in: directory).count == 1)
+                #expect(try await client.execute(uri: "/api/\(queues[1])/messages/\(receipt)", method: .delete).status == .noContent)
+                try await eventually { objects(in: directory).isEmpty }
+                // A batch offloads what is over the threshold and keeps the rest whole.
+                let large = String(repeating: "b", count: 300_000)
+                let batch = try await client.execute(
+                    uri: "/api/topics/\(topic)/batch", method: .post, body: ByteBuffer(string: #"["small","\#(large)"]"#))
+                #expect(batch.status == .created)
+                #expect(objects(in: directory).count == 1)
+                let items = try await client.execute(uri: "/api/\(queues[0])/batch?max=10&timeout=0", method: .get)
+                #expect(items.text.contains(#""body":"small""#) && items.text.contains(#""offloaded":true"#) && items.text.contains(large))
+                // Past PAYLOADS_MAX_MESSAGE_BYTES, a publish is refused as a send is.
+                let refused = try await client.execute(uri: "/api/topics/\(topic)", method: .post, body: Self.json((32 << 20) + 1))
+                #expect(refused.status == .contentTooLarge)
             }
         }
     }
