@@ -46,9 +46,9 @@ locals {
   redis_auth_environment = local.redis_psc && var.redis_cluster_auth_mode == "iam" ? tomap({ REDIS_AUTH = "iam" }) : tomap({})
 
   # The payload store (payloads.tf): objects m/<message id> at the bucket's
-  # root, credentials from the metadata server. Queue messages may then reach
-  # PAYLOADS_MAX_MESSAGE_BYTES; MAX_MESSAGE_BYTES still bounds what Redis keeps
-  # whole (topic publishes). Without the store, no PAYLOADS_* variable: the
+  # root, credentials from the metadata server. Messages (sent or published)
+  # may then reach PAYLOADS_MAX_MESSAGE_BYTES; MAX_MESSAGE_BYTES still bounds
+  # what Redis keeps whole. Without the store, no PAYLOADS_* variable: the
   # server refuses them without PAYLOADS_STORE.
   payload_environment = var.payload_store_enabled ? tomap({
     PAYLOADS_STORE                   = "gs://${google_storage_bucket.payloads[0].name}/"

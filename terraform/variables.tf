@@ -507,7 +507,7 @@ variable "deletion_protection" {
 # --- Payload store (large messages) ----------------------------------------------------
 
 variable "payload_store_enabled" {
-  description = "Keep message bodies over payload_offload_threshold_bytes in a Cloud Storage bucket (payloads.tf), Redis holding a pointer in their place: PAYLOADS_STORE=gs://<bucket>/, and queue messages up to payload_max_message_bytes (32 MiB). Off by default: turning it on raises the message size limit producers and consumers must be ready for, and needs an image that reads PAYLOADS_STORE. Turning it off again strands the bodies of messages still queued with a pointer: drain first (docs/deploy.md, \"The payload bucket\")."
+  description = "Keep message bodies over payload_offload_threshold_bytes in a Cloud Storage bucket (payloads.tf), Redis holding a pointer in their place: PAYLOADS_STORE=gs://<bucket>/, and messages (sent or published to topics) up to payload_max_message_bytes (32 MiB). Off by default: turning it on raises the message size limit producers and consumers must be ready for, and needs an image that reads PAYLOADS_STORE. Turning it off again strands the bodies of messages still queued with a pointer: drain first (docs/deploy.md, \"The payload bucket\")."
   type        = bool
   default     = false
 }
@@ -564,7 +564,7 @@ variable "payload_kms_key_name" {
 }
 
 variable "payload_offload_threshold_bytes" {
-  description = "PAYLOADS_OFFLOAD_THRESHOLD_BYTES: with the payload store, queue message bodies larger than this go to the bucket, smaller ones stay in Redis. 262144 (256 KiB) by default, where SQS's Extended Client offloads; at most max_message_bytes (a body kept in Redis must be one it allows)."
+  description = "PAYLOADS_OFFLOAD_THRESHOLD_BYTES: with the payload store, message bodies (sent or published) larger than this go to the bucket, smaller ones stay in Redis. 262144 (256 KiB) by default, where SQS's Extended Client offloads; at most max_message_bytes (a body kept in Redis must be one it allows)."
   type        = number
   default     = 262144
 
@@ -575,7 +575,7 @@ variable "payload_offload_threshold_bytes" {
 }
 
 variable "payload_max_message_bytes" {
-  description = "PAYLOADS_MAX_MESSAGE_BYTES: with the payload store, the largest queue message body. 33554432 (32 MiB) by default, the most Cloud Run accepts in an HTTP/1 request. A replica holds a body in memory while it sends or delivers it: size memory and concurrency for it (docs/deploy.md, \"The payload bucket\")."
+  description = "PAYLOADS_MAX_MESSAGE_BYTES: with the payload store, the largest message body, sent or published. 33554432 (32 MiB) by default, the most Cloud Run accepts in an HTTP/1 request. A replica holds a body in memory while it sends or delivers it: size memory and concurrency for it (docs/deploy.md, \"The payload bucket\")."
   type        = number
   default     = 33554432
 
@@ -599,7 +599,7 @@ variable "default_timeout_ms" {
 }
 
 variable "max_message_bytes" {
-  description = "MAX_MESSAGE_BYTES: largest body Redis keeps whole. Without the payload store that is every message; with it, topic publishes (their copies are never offloaded), while queue messages may reach payload_max_message_bytes."
+  description = "MAX_MESSAGE_BYTES: largest body Redis keeps whole. Without the payload store that is every message; with it, the most payload_offload_threshold_bytes may be, while messages may reach payload_max_message_bytes."
   type        = number
   default     = 1048576
 

@@ -15,7 +15,8 @@ public struct APISettings: Sendable {
     /// With a payload store, queue message bodies larger than this are streamed to it as they
     /// arrive, never held whole (`PAYLOADS_OFFLOAD_THRESHOLD_BYTES`); `nil`: no store.
     public var offloadThresholdBytes: Int?
-    /// The largest queue message body a request may hold whole: the rest are streamed.
+    /// The largest message body the fast path holds whole: the route streams larger sends to the
+    /// payload store and collects larger publishes.
     public var largestBufferedMessageBytes: Int { min(offloadThresholdBytes ?? maximumMessageBytes, maximumMessageBytes) }
 
     /// The settings behind the limits, for a 413's message.

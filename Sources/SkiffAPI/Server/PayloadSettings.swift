@@ -73,8 +73,8 @@ public struct PayloadSettings: Sendable, Equatable {
 }
 
 extension SkiffConfiguration {
-    /// `PAYLOADS_STORE` and its companions; with a store, queue messages may reach
-    /// `PAYLOADS_MAX_MESSAGE_BYTES` and topics keep `MAX_MESSAGE_BYTES`.
+    /// `PAYLOADS_STORE` and its companions; with a store, messages (sent or published) may reach
+    /// `PAYLOADS_MAX_MESSAGE_BYTES`, and `MAX_MESSAGE_BYTES` bounds what Redis keeps whole.
     mutating func readPayloadSettings(_ settings: SettingsReader) throws {
         guard let store = settings.text(Settings.payloadsStore) else {
             for setting in [

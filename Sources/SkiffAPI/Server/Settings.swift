@@ -119,7 +119,7 @@ public enum Settings {
     public static let payloadsOffloadThresholdBytes = Setting(
         "payloads.offloadThresholdBytes", default: "262144", "with a payload store, bodies larger than this are kept there, not in Redis")
     public static let payloadsMaxMessageBytes = Setting(
-        "payloads.maxMessageBytes", default: "33554432", "with a payload store, the largest queue message (at most 32 MiB)")
+        "payloads.maxMessageBytes", default: "33554432", "with a payload store, the largest message, sent or published (at most 32 MiB)")
     public static let payloadsMaxReadBytes = Setting(
         "payloads.maxReadBytes", default: "268435456", "bodies read back from the store a replica holds at once (503 past it)")
     public static let payloadsRetention = Setting(
