@@ -67,6 +67,43 @@ struct PushDeliveryTests {
         return try #require(document["counters"] as? [String: Int])
     }
 
+    /// A body over the payload threshold is pushed as published (read back from the store, signed
+    /// over its bytes), and its object goes with the last copy: here the push's and a queue's.
+    @Test(arguments: kinds) func anOffloadedBodyIsPushedAsPublished(kind: BackendKind) async throws {
+        let directory = NSTemporaryDirectory() + TestEnvironment.uniqueName("skiff-push-payloads")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let app = try makeApplication(kind) { configuration in
+            configuration.keyPrefix = TestEnvironment.uniqueName("push")
+            configuration.usePayloadStore(PayloadSettings(location: .directory(directory)))
+            configuration.push = PushConfiguration(
+                addressRules: PushAddressRules(allowedNetworks: [IPNetwork("127.0.0.0/8")!]), refreshInterval: .milliseconds(50),
+                receiveWait: .seconds(1))
+        }
+        @Sendable func objects() -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: directory + "/m")) ?? []).filter { !$0.hasPrefix(".") } }
+        try await PushReceiver.with { receiver in
+            try await app.test(.live) { client in
+                let (topic, queue) = (TestEnvironment.uniqueName("t"), TestEnvironment.uniqueName("q"))
+                #expect(try await Self.subscribe(client, topic: topic, name: "hook", url: receiver.url).status == .created)
+                let plain = try await client.execute(
+                    uri: "/api/topics/\(topic)/subscriptions/q", method: .put, body: ByteBuffer(string: #"{"queue":"\#(queue)"}"#))
+                #expect(plain.status == .created)
+                let body = #"{"kind":"video","data":""# + String(repeating: "v", count: 600_000) + #""}"#
+                let id = try await Self.publish(client, topic: topic, body)
+                #expect(MessageID.isShared(id))
+                let push = try #require(try await eventually(until: { !$0.isEmpty }) { receiver.received(messageID: id) }.first)
+                #expect(push.text == body)
+                let timestamp = try #require(push.header("Skiff-Timestamp").flatMap { Int64($0) })
+                #expect(PushSignature.verify(try #require(push.header("Skiff-Signature")), secret: Self.secret, timestampSeconds: timestamp, body: push.body))
+                _ = try await eventually(until: { $0["delivered"] == 1 }) { try await Self.counters(client, topic: topic, name: "hook") }
+                // The push is settled; the queue's copy still needs the object.
+                #expect(objects() == [id])
+                let received = try await client.execute(uri: "/api/\(queue)?timeout=0", method: .get)
+                #expect(received.text == body)
+                try await eventually { objects().isEmpty }
+            }
+        }
+    }
+
     @Test(arguments: kinds) func aMatchedMessageIsPushedSignedOnceAndSettled(kind: BackendKind) async throws {
         try await PushReceiver.with { receiver in
             try await Self.application(kind).test(.live) { client in
