@@ -23,7 +23,8 @@
 # Large messages (l, issue 23): bodies of 1 KiB, 256 KiB + 1 byte and 4 MiB through two more
 # replicas on the run's Redis, one offloading to a file:// payload store, one without a store
 # (MAX_MESSAGE_BYTES 8 MiB); N POSTs, then N GETs, per replica; offloaded ones again through
-# payload=url links (an acknowledged GET, the link fetched, the ack).
+# payload=url links (an acknowledged GET, the link fetched, the ack); then N publishes to a topic with two
+# subscriber queues, each drained by N GETs.
 #
 # Tracing (tr, issue 22): the plain enqueue and dequeue through a replica with tracing off, one with
 # OTEL_EXPORTER_OTLP_ENDPOINT at an OTLP/HTTP sink of the harness's, and (with SKIFF_BASELINE_BIN)
@@ -750,7 +751,7 @@ if want l; then
     L_OFFLOAD_PID=$LAST_PID
     for i in "${!L_SIZES[@]}"; do
         log "(l) ${L_SIZES[i]}-byte bodies, with and without offload: ${L_COUNTS[i]} POSTs, then as many GETs (and, offloaded, as many through links), per replica and round"
-        bench large --size "${L_SIZES[i]}" --count "${L_COUNTS[i]}" --rounds "$L_ROUNDS" --connections "$L_CONNECTIONS" --links \
+        bench large --size "${L_SIZES[i]}" --count "${L_COUNTS[i]}" --rounds "$L_ROUNDS" --connections "$L_CONNECTIONS" --links --topic-copies 2 \
             --redis-port "$REDIS_PORT" --queue bench-l --cpu "redis=$REDIS_PID" \
             --target "inline=$L_INLINE_PORT,$L_INLINE_PID,skiffli" --target "offload=$L_OFFLOAD_PORT,$L_OFFLOAD_PID,skifflo,$L_STORE" \
             --json "$OUT/l-${L_SIZES[i]}.json" >/dev/null

@@ -8,7 +8,11 @@ memory` around the POSTs), bytes in the store per message, and CPU per request o
 Redis and the generator. With `--links`, the offloading replica's queue is filled again and
 drained the way a `payload=url` consumer does it: an acknowledged `GET ...&payload=url`, a fetch
 of the signed link it answers (from the same replica: a file:// store's links are served by the
-replicas) checked against the body sent, and the ack.
+replicas) checked against the body sent, and the ack. With `--topic-copies K`, each replica's
+topic `<queue>-t` gets K subscriber queues, takes N publishes of the same body (Redis memory and
+store bytes per publish measured around them), and each subscriber queue is drained by N plain
+GETs, every copy compared with the body published: an offloaded publish is one object for its K
+copies.
 
 Counted, not timed as wrk's runs are: the queue must hold exactly the messages its memory is
 divided by (a timed run of 4 MiB bodies would put gigabytes in Redis), the GETs must drain exactly
@@ -221,6 +225,56 @@ async def link_loop(port, queue, body, count, connections, timeout=60):
     return await repeated(port, consume, count, connections)
 
 
+async def subscribe_copies(port, topic, queues, timeout=10):
+    """Subscribes `queues` to `topic` (`PUT /api/topics/{topic}/subscriptions/c<i>`; a repeat
+    replaces the subscription)."""
+    connection = await http_connect(port)
+    try:
+        for index, queue in enumerate(queues):
+            request = http_request("PUT", "/api/topics/%s/subscriptions/c%d" % (topic, index), port,
+                                   json.dumps({"queue": queue}).encode())
+            status, answer, _ = await asyncio.wait_for(connection.send(request), timeout)
+            if status not in (200, 201):
+                raise RuntimeError("subscribing %s to %s answered %s: %r" % (queue, topic, status, answer[:200]))
+    finally:
+        connection.close()
+
+
+async def topic_phase(target, args, body, pids, warmup, seen, redis):
+    """N publishes of `body` to the replica's topic with `args.topic_copies` subscriber queues,
+    then N plain GETs from each of those queues (see the module's notes)."""
+    port, topic = target["port"], args.queue + "-t"
+    queues = ["%s-c%d" % (args.queue, index) for index in range(args.topic_copies)]
+    await subscribe_copies(port, topic, queues)
+    publish = http_request("POST", "/api/topics/%s" % topic, port, body)
+    gets = [http_request("GET", "/api/%s?timeout=0" % queue, port) for queue in queues]
+    await closed_loop(port, publish, warmup, args.connections)
+    for get in gets:
+        await closed_loop(port, get, warmup, args.connections)
+    store = target["store_dir"]
+    memory_before = await used_memory(redis)
+    store_before = directory_bytes(store) if store else 0
+    statuses, seconds, latencies, cpu = await measured(pids, closed_loop(port, publish, args.count, args.connections))
+    seen["publish"].add(statuses, seconds, latencies, cpu)
+    seen["published"] += statuses.get(201, 0)
+    seen["topic_redis_bytes"] += await used_memory(redis) - memory_before
+    if store:
+        seen["topic_store_bytes"] += directory_bytes(store) - store_before
+
+    def check(status, answer, head):
+        if status != 200:
+            return
+        if answer != body:
+            seen["copies_mismatched"] += 1
+        if OFFLOADED_HEADER in head.lower():
+            seen["copies_offloaded"] += 1
+
+    for get, queue in zip(gets, queues):
+        statuses, seconds, latencies, cpu = await measured(pids, closed_loop(port, get, args.count, args.connections, on_answer=check))
+        seen["copies"].add(statuses, seconds, latencies, cpu)
+        seen["left"] += int(await redis_call(redis, "LLEN", "%s:{%s}:ready" % (target["prefix"], queue)))
+
+
 async def measured(pids, coroutine):
     """Runs a closed loop and adds the CPU seconds of the named processes and of this one."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
@@ -239,7 +293,9 @@ async def large(args):
     state = {}
     for target in targets:
         state[target["name"]] = {"post": Phase(201), "get": Phase(200), "link": Phase("ok"), "redis_bytes": 0,
-                                 "store_bytes": 0, "stored": 0, "offloaded": 0, "mismatched": 0, "left": 0}
+                                 "store_bytes": 0, "stored": 0, "offloaded": 0, "mismatched": 0, "left": 0,
+                                 "publish": Phase(201), "copies": Phase(200), "published": 0, "topic_redis_bytes": 0,
+                                 "topic_store_bytes": 0, "copies_offloaded": 0, "copies_mismatched": 0}
     warmup = max(args.connections, args.count // 20)
     for round_index in range(args.rounds):
         order = targets if round_index % 2 == 0 else list(reversed(targets))
@@ -281,6 +337,8 @@ async def large(args):
                     pids, link_loop(port, queue, body, args.count, args.connections))
                 seen["link"].add(statuses, seconds, latencies, cpu)
             seen["left"] += int(await redis_call(redis, "LLEN", "%s:{%s}:ready" % (target["prefix"], queue)))
+            if args.topic_copies:
+                await topic_phase(target, args, body, pids, warmup, seen, redis)
     redis.close()
     result = {"body_bytes": args.size, "label": size_label(args.size), "count": args.count, "rounds": args.rounds,
               "connections": args.connections, "warmup": warmup, "threshold_bytes": args.threshold_bytes, "targets": {}}
@@ -298,6 +356,17 @@ async def large(args):
             "mismatched": seen["mismatched"],
             "left": seen["left"],
         }
+        if args.topic_copies:
+            result["targets"][target["name"]]["topic"] = {
+                "copies": args.topic_copies,
+                "publish": seen["publish"].result(args.size),
+                "get": seen["copies"].result(args.size),
+                "published": seen["published"],
+                "redis_bytes_per_publish": per_message(seen["topic_redis_bytes"], seen["published"]),
+                "store_bytes_per_publish": per_message(seen["topic_store_bytes"], seen["published"]) if target["store_dir"] else None,
+                "offloaded": seen["copies_offloaded"],
+                "mismatched": seen["copies_mismatched"],
+            }
     return result
 
 
@@ -449,6 +518,36 @@ def section(d, machine=None):
             expected = result["count"] * result["rounds"]
             if link["ok"] != expected:
                 notes.append("%s links: outcomes %s." % (result.get("label"), link["statuses"]))
+    topic_runs = [(size, result) for size, result in runs
+                  if any((result["targets"].get(name) or {}).get("topic") for name in TARGETS)]
+    if topic_runs:
+        copies = next(result["targets"][name]["topic"]["copies"] for _, result in topic_runs for name in TARGETS
+                      if (result["targets"].get(name) or {}).get("topic"))
+        out += ["", "Topic publishes: the same body published N times to a topic with %d subscriber queues (`POST "
+                "/api/topics/bench-l-t`), then each subscriber queue drained by N plain GETs, every copy compared with "
+                "the body published. With offload a publish over the threshold is one object in the store for all its "
+                "copies, each copy a pointer in Redis; without, every copy is the whole body in Redis. Bytes per "
+                "publish: Redis's `used_memory` and the store's files around the publishes, divided by N." % copies, "",
+                "| body | offload | publishes | copies offloaded | publish msg/s | publish p50 ms | publish p99 ms | "
+                "copy GET msg/s | Skiff µs/publish | Redis µs/publish | Redis bytes/publish | store bytes/publish |",
+                "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+        for size, result in topic_runs:
+            for name in TARGETS:
+                topic = (result["targets"].get(name) or {}).get("topic")
+                if not topic:
+                    continue
+                publish, get = topic["publish"], topic["get"]
+                out.append("| %s | %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |" % (
+                    result.get("label", size_label(size)), TARGET_TEXT.get(name, name), publish["ok"], topic["offloaded"],
+                    rate_text(publish["ok_per_second"]), cell_ms(publish["latency"]["p50_ms"]),
+                    cell_ms(publish["latency"]["p99_ms"]), rate_text(get["ok_per_second"]), cpu(publish, "skiff"),
+                    cpu(publish, "redis"), cell_bytes(topic["redis_bytes_per_publish"]),
+                    cell_bytes(topic["store_bytes_per_publish"])))
+                expected = result["count"] * result["rounds"]
+                if publish["ok"] != expected or get["ok"] != expected * topic["copies"] or topic["mismatched"]:
+                    notes.append("%s %s topic: publish statuses %s, copy GET statuses %s, %d copies differing from the "
+                                 "body published." % (result.get("label"), TARGET_TEXT.get(name, name), publish["statuses"],
+                                                      get["statuses"], topic["mismatched"]))
     if notes:
         out += ["", "Notes from this run:", ""] + ["- " + note for note in notes]
     return out + [""]
@@ -466,6 +565,8 @@ def add_commands(sub):
                    help="NAME=PORT,PID,PREFIX[,STORE_DIR]: a replica, its REDIS_KEY_PREFIX and its file:// store's directory")
     p.add_argument("--links", action="store_true",
                    help="also consume the offloading replica's messages through payload=url links (its store must sign)")
+    p.add_argument("--topic-copies", type=int, default=0,
+                   help="also publish N messages to a topic with this many subscriber queues and drain each of them")
     p.add_argument("--threshold-bytes", type=int, default=DEFAULT_THRESHOLD_BYTES,
                    help="the offloading replica's PAYLOADS_OFFLOAD_THRESHOLD_BYTES (for the report)")
     options.add(p, "--redis-port", "--queue", "--connections", "--cpu", "--json",

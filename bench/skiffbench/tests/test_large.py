@@ -140,6 +140,26 @@ class Report(unittest.TestCase):
         # A message that did not go through all three requests is a note.
         self.assertTrue(any("4 MiB links: outcomes" in line and "link 404" in line for line in lines))
 
+    def test_the_topic_table(self):
+        with tempfile.TemporaryDirectory() as root:
+            common = {"count": 10, "rounds": 1, "connections": 8, "warmup": 8, "threshold_bytes": 262144}
+            inline, offload = target(50, 4000, 4_300_000), target(40, 6000, 430, 4194304, offloaded=10)
+            inline["topic"] = {"copies": 2, "publish": target(30, 5000, 0)["post"], "published": 10, "offloaded": 0,
+                               "get": dict(target(60, 3000, 0)["get"], ok=20), "mismatched": 0,
+                               "redis_bytes_per_publish": 8_600_000, "store_bytes_per_publish": None}
+            offload["topic"] = {"copies": 2, "publish": target(35, 7000, 0)["post"], "published": 10, "offloaded": 20,
+                                "get": dict(target(70, 3500, 0)["get"], ok=19), "mismatched": 1,
+                                "redis_bytes_per_publish": 900, "store_bytes_per_publish": 4194304}
+            self.write(root, "l-4194304", dict(common, body_bytes=4194304, label="4 MiB", targets={
+                "inline": inline, "offload": offload}))
+            lines = section(root)
+        self.assertTrue(any("topic with 2 subscriber queues" in line for line in lines))
+        self.assertIn("| 4 MiB | without | 10 | 0 | 30 | 1.50 | 12.25 | 60 | 5000 | 20.0 | 8 600 000 | – |", lines)
+        self.assertIn("| 4 MiB | with | 10 | 20 | 35 | 1.50 | 12.25 | 70 | 7000 | 20.0 | 900 | 4 194 304 |", lines)
+        # A copy missing or differing is a note; a clean run has none.
+        self.assertTrue(any("4 MiB with topic:" in line and "1 copies differing" in line for line in lines))
+        self.assertFalse(any("4 MiB without topic:" in line for line in lines))
+
 
 if __name__ == "__main__":
     unittest.main()
