@@ -33,6 +33,7 @@ enum RedisQueueScripts {
             enqueue, claim, acknowledge, held, release, reject, changeVisibility, recover, promoteDue, expire, dueQueues, redrive, configure, stats, list,
             purge, register, dueSlots, unregistered, publish, topicSubscriptions, subscribe, unsubscribe, deleteTopic, countPushes, appendToTopicLog,
             deliverTopicEntry, settleTopicEntry, topicLog, forgetTopicEntries, peek, lookUp, recordHistory, history, takeBuried,
+            payloadReferences,
         ]
     }
 
@@ -70,7 +71,9 @@ enum RedisQueueScripts {
     static let forgetTopicEntries = script("topic-forget", PackageResources.topic_forget_lua)
 
     /// Without the library: the count of the messages sharing one payload object (payload-references.lua).
-    static let payloadReferences = RedisScript(name: "payload-references", source: template(PackageResources.payload_references_lua))
+    /// Allowed when Redis is out of memory, as the acks are: a drain must be able to count copies down.
+    static let payloadReferences = RedisScript(
+        name: "payload-references", source: "#!lua flags=allow-oom\n" + template(PackageResources.payload_references_lua))
 
     /// Redis Cluster only, without the library: registers a queue in the global registry that
     /// counts queues against `MAX_QUEUES`. KEYS[1]: the registry; ARGV: queue, maximum.

@@ -144,7 +144,7 @@ struct RedisRecoveryTests {
     @Test func everyScriptFileLoadsIntoRedis() async throws {
         let (_, client, _) = try isolatedBackend()
         defer { client.close() }
-        #expect(RedisQueueScripts.all.count == 35)
+        #expect(RedisQueueScripts.all.count == 36)
         for script in RedisQueueScripts.all {
             let reply = try await client.send(RedisCommand("SCRIPT", [.string("LOAD"), .string(script.source)]))
             #expect(reply.string?.utf8.count == 40, "\(script.name): \(reply)")

@@ -28,7 +28,7 @@ public struct SharedPayloadObjects: Sendable {
     public static func store(
         _ bodies: [ByteBuffer], ids: inout [String], stored: inout [ByteBuffer], over queues: OffloadingQueues, nowMilliseconds: Int64
     ) async throws -> SharedPayloadObjects? {
-        guard let offload = queues.offload, bodies.contains(where: { $0.readableBytes > offload.thresholdBytes }) else { return nil }
+        guard let offload = queues.offload, queues.offloadsAnyOf(bodies) else { return nil }
         var keys: [PayloadKey] = []
         var offloaded: [Int: String] = [:]
         for (index, body) in bodies.enumerated() where body.readableBytes > offload.thresholdBytes {
@@ -83,5 +83,14 @@ public struct SharedPayloadObjects: Sendable {
             if count == 0, let key = try? PayloadOffload.key(of: id) { unreferenced.append(key) }
         }
         await queues.deleteObjects(unreferenced, because: "no copy of their messages was stored")
+    }
+}
+
+extension OffloadingQueues {
+    /// Whether a topic publish of `bodies` puts any in the payload store: one over the service's
+    /// threshold (a subscriber queue's own does not apply to the copies it is given).
+    func offloadsAnyOf(_ bodies: [ByteBuffer]) -> Bool {
+        guard let offload else { return false }
+        return bodies.contains { $0.readableBytes > offload.thresholdBytes }
     }
 }

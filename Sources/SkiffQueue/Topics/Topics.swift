@@ -117,8 +117,9 @@ public final class Topics: Sendable {
     ///   topic past the limit, `.unavailable` when storage fails or the subscriptions kept changing.
     public func publish(_ bodies: [ByteBuffer], to topic: TopicName, options: SendOptions) async throws -> [TopicPublished] {
         try options.validate()
-        // A keyed publish runs alone: its key names exactly its own messages.
-        if options.idempotencyKey == nil, let merged = merged.withLock({ $0 }) {
+        // A keyed publish runs alone: its key names exactly its own messages. So does one with a
+        // body for the payload store: the others would wait for its upload and share its failure.
+        if options.idempotencyKey == nil, !(payloads?.offloadsAnyOf(bodies) ?? false), let merged = merged.withLock({ $0 }) {
             let key = MergeKey(topic: topic, delayMilliseconds: options.delay?.milliseconds, priority: options.priority)
             return try await merged.submit(bodies, for: key)
         }
@@ -137,9 +138,14 @@ public final class Topics: Sendable {
         do {
             let published = try await fanOut(bodies, stored: stored, ids: ids, to: topic, options: options, objects: &objects)
             if var held = objects {
-                // A repeated idempotency key stored nothing: its objects go, the first publish's stay.
+                // A repeated idempotency key stored nothing (its answer is the first publish's, which
+                // may hold fewer messages): its objects go, the first publish's stay.
+                let repeated = published.first?.isDuplicate ?? false
                 await held.settle(
-                    stored: Dictionary(uniqueKeysWithValues: held.ids.keys.map { ($0, published[$0].isDuplicate ? 0 : published[$0].deliveredTo) }))
+                    stored: Dictionary(
+                        uniqueKeysWithValues: held.ids.keys.map { index in
+                            (index, repeated || !published.indices.contains(index) ? 0 : published[index].deliveredTo)
+                        }))
             }
             return published
         } catch let error as UnknownFanOutOutcome {

@@ -22,6 +22,10 @@ if before then
   -- A write, so that a WAIT after this run covers the copies stored before (WAIT waits for the
   -- connection's last write, and this connection may have made none).
   redis.call('ZADD', appliedAt, now, marker)
+  -- The markers live as long as the entry is forwarded again: expired, a later forward would
+  -- store the copies twice (and, offloaded, uncounted: SharedPayloadObjects).
+  redis.call('PEXPIRE', applied, hour)
+  redis.call('PEXPIRE', appliedAt, hour)
   return { 0, tonumber(before) }
 end
 local s = settings(queue)

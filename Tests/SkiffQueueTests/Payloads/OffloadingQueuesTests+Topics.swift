@@ -121,6 +121,9 @@ extension OffloadingQueuesTests {
             let first = try #require(try await topics.publish([body], to: topic, options: options).first)
             let again = try #require(try await topics.publish([body], to: topic, options: options).first)
             #expect(again.isDuplicate && again.id == first.id)
+            // A repeat holding more messages than the first publish is answered the first's.
+            let longer = try await topics.publish([ByteBuffer(string: "1"), body], to: topic, options: options)
+            #expect(longer.first?.id == first.id && longer.allSatisfy(\.isDuplicate))
             #expect(try await store.objects() == ["m/\(first.id)"])
             #expect(try await Self.references(first.id, queues) == 1)
             #expect(try await queues.stats(of: queue).ready == 1)
