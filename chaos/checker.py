@@ -59,7 +59,8 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   and whole SHA-256, made again here: the history does not hold the body), and, when the run's
   replicas had a payload store (the meta record's ``payloads``) and the size is over its
   threshold, marked as read from the store (``Skiff-Payload: offloaded``, or ``offloaded`` in a
-  stream frame); else unexpected. Counted: large enqueues sent, acked, delivered.
+  stream frame); else unexpected. So must a copy of a large topic publish (``topic_large``, its
+  body's bytes; its digest checks its bytes). Counted: large enqueues sent, acked, delivered.
 - **The payload store** (a ``payloads`` record: the objects left once the cluster was down,
   named by message id): an object whose message was consumed is a leak, unexpected, when the
   ``204`` ack or the plain GETs that consumed it met no fault of their replica (any replica,
@@ -72,7 +73,9 @@ It reads a history (see history.py) and judges every queue of class ``strict``:
   is an orphan, counted by why it may be there: its send had no answer (``unanswered-send``:
   no 201 names its id), only an ack that may have run settled its message
   (``ack-may-have-run``), or its message was never consumed (``never-consumed``: lost, or
-  taken by an indeterminate GET). Objects no message of the history names are counted in the
+  taken by an indeterminate GET). A topic publish's copies (its queues' and its push) share one
+  object: it is a leak only once every copy was consumed, and within a fault window of the
+  publish as well. Objects no message of the history names are counted in the
   ``strict`` class's report, the others in their message's class.
 
 FIFO (per queue): if enqueue(a) completed before enqueue(b) was invoked, then the first delivery
@@ -330,9 +333,10 @@ def check(records: list[dict], lease_ms: float | None = None) -> dict[str, Class
                        f"{str(op.get('sha256'))[:16]}..., sent {sent['large']} bytes, SHA-256 {large_digests[value][:16]}...")
         elif sent.get("digest") and op.get("digest") != sent["digest"]:
             problem = f"a body that differs from the one sent: {_describe(sent)}"
-        elif (sent.get("large") and offload_threshold is not None and sent["large"] > offload_threshold
+        elif (offload_threshold is not None and (sent.get("large") or sent.get("topic_large") or 0) > offload_threshold
               and not op.get("offloaded")):
-            problem = f"a large body ({sent['large']} bytes) not marked as read from the payload store (Skiff-Payload: offloaded)"
+            problem = (f"a large body ({sent.get('large') or sent.get('topic_large')} bytes) not marked as read from the payload "
+                       f"store (Skiff-Payload: offloaded)")
         elif sent["result"] == "ok" and op.get("id") != sent.get("id"):
             problem = f"message id {op.get('id')} but the enqueue answered {sent.get('id')}"
         elif op["cmp"] < sent["inv"]:
@@ -443,47 +447,72 @@ def _disrupted(op: dict, windows: dict[int | None, list[tuple[float, float]]]) -
 
 
 def _judge_store(records, enqueues, valid, acks, outcomes, lease, report_for, reports) -> None:
-    """The payload store after the run (see the module's docstring): leaks fail, orphans count."""
+    """The payload store after the run (see the module's docstring): leaks fail, orphans count.
+    A topic publish's copies (``<value>@<queue>``, and its push ``push:<value>``) share one object,
+    named by their one id: it is a leak only once every copy was consumed."""
     listing = next((r for r in records if r.get("type") == "payloads"), None)
     if listing is None:
         return
-    value_of_id: dict[str, str] = {}
+    values_of_id: dict[str, list[str]] = defaultdict(list)
+
+    def name(object_id, value):
+        if object_id and value not in values_of_id[object_id]:
+            values_of_id[object_id].append(value)
+
     for value, sent in enqueues.items():
         if sent["result"] == "ok" and sent.get("id"):
-            value_of_id.setdefault(sent["id"], value)
+            name(sent["id"], value)
     for value, deliveries in valid.items():  # an indeterminate enqueue's id, from its deliveries
         for delivery in deliveries:
-            if delivery.get("id"):
-                value_of_id.setdefault(delivery["id"], value)
+            name(delivery.get("id"), value)
+    pushes: dict[str, list[dict]] = defaultdict(list)
+    push_queue: dict[str, str] = {}
+    for op in records:
+        if op.get("type") != "op":
+            continue
+        if op.get("f") == "push-expect" and op["result"] == "ok":
+            name(op.get("id"), "push:" + op["value"])
+            push_queue["push:" + op["value"]] = op["q"]
+        elif op.get("f") == "pushed" and op["result"] == "ok":
+            name(op.get("id"), "push:" + op["value"])
+            pushes["push:" + op["value"]].append(op)
+            push_queue.setdefault("push:" + op["value"], op["q"])
     windows = _disruptions(records, lease)
     reports[STRICT].store_temporary += listing.get("temporary", 0)
     for object_id in listing.get("objects", []):
-        value = value_of_id.get(object_id)
-        if value is None:
+        values = values_of_id.get(object_id)
+        if not values:
             reports[STRICT].store_objects += 1
             reports[STRICT].orphans["unanswered-send"] += 1
             continue
-        report = report_for(enqueues[value]["q"])
+        copies = [value for value in values if value in enqueues]
+        report = report_for(enqueues[copies[0]]["q"] if copies else push_queue.get(values[0], ""))
         report.store_objects += 1
-        outcome = outcomes.get(value, "no")
-        if outcome == "maybe":
+        states = [("consumed" if pushes.get(value) else "no") if value.startswith("push:") else outcomes.get(value, "no")
+                  for value in values]
+        if "maybe" in states:
             report.orphans["ack-may-have-run"] += 1
             continue
-        if outcome == "no":
+        if "no" in states:
             report.orphans["never-consumed"] += 1
             continue
-        deliveries = valid[value]
+        deliveries = [d for value in copies for d in valid.get(value, [])]
         acked = [a for d in deliveries if d.get("mode") == "ack" for a in acks.get((d["q"], d["receipt"]), []) if a["result"] == "ok"]
         plain = [d for d in deliveries if d.get("mode") != "ack"]
-        described = f"m/{object_id} of {value}: " + "; ".join(_describe(op) for op in sorted(deliveries + acked, key=lambda o: o["inv"]))
-        if any(_disrupted(op, windows) for op in plain + acked):
+        pushed = [op for value in values for op in pushes.get(value, [])]
+        described = (f"m/{object_id} of {', '.join(values)}: "
+                     + "; ".join(_describe(op) for op in sorted(deliveries + acked + pushed, key=lambda o: o["inv"])))
+        # A publish cut short by a fault may have left its count above its copies (docs/payloads.md).
+        published = [enqueues[value] for value in copies if enqueues[value].get("topic")]
+        if any(_disrupted(op, windows) for op in plain + acked + pushed + published):
             report.store_leaked_in_fault += 1
             report.example("store-leak-in-a-fault-window", described)
         else:
             report.store_leaked += 1
             report.unexpected += 1
             report.example("store-leak", f"{described}: its message was consumed"
-                                         + (" by an ack answered 204" if acked else " by plain GETs that met no fault"))
+                                         + (" by an ack answered 204" if acked else " by plain GETs that met no fault")
+                                         + (", every copy" if len(values) > 1 else ""))
 
 
 def _judge_pushes(ops: list[dict], report_for) -> None:

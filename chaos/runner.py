@@ -27,7 +27,7 @@ included), CLAIM_LEASE_MS (3000), REPLICAS (3), SKIFF_BIN, CHAOS_PRODUCERS (4),
 CHAOS_CONSUMERS (8), CHAOS_QUEUES (3), CHAOS_RATE (enqueues per second, all producers: 80),
 CHAOS_ABORT_SHARE (0.2), CHAOS_ACK_SHARE (0.5: the share of the strict phase's consumers that
 receive in acknowledged mode), CHAOS_LARGE_SHARE (0.02: the share of the strict phase's HTTP
-enqueues that send a large message, 300 KiB to 2 MiB, kept in the payload store),
+enqueues and topic publishes that send a large message, 300 KiB to 2 MiB, kept in the payload store),
 CHAOS_TOPICS (1: publishers to a topic of the strict phase),
 CHAOS_PUSH (1: that topic also has a push subscription to a receiver in this process), CHAOS_VISIBILITY_MS (their visibility timeout: CLAIM_LEASE_MS +
 1000), CHAOS_CRASH_SHARE (0.05: the share of their deliveries they never ack), CHAOS_PHASES (strict,everysec,failover-async,failover-wait),
@@ -49,8 +49,10 @@ Large messages (issue 23): every replica gets ``PAYLOADS_STORE=file://<run direc
 (one host: one directory they all share), so bodies over PAYLOADS_OFFLOAD_THRESHOLD_BYTES go
 there. CHAOS_LARGE_SHARE of the strict phase's HTTP producers' enqueues are large
 (history.make_large_body); every receive path takes them (plain and acknowledged GETs,
-WebSocket streams). Once the cluster is down, the store's objects are listed into the history
-(``payloads``) for the checker: none may belong to a message that was consumed.
+WebSocket streams). So are that share of its topic publishes (a topic body padded to the size):
+their copies, and the push, share one object. Once the cluster is down, the store's objects are
+listed into the history (``payloads``) for the checker: none may belong to a message that was
+consumed, every copy of it for a topic's.
 """
 
 from __future__ import annotations
@@ -369,12 +371,14 @@ class Run:
         return result, record
 
     async def publish(self, worker: str, topic: str, subscriptions: list[tuple[str, int]], target: str, n: int,
-                      padding: int) -> str:
+                      padding: int, large: bool = False) -> str:
         """One ``POST /api/topics/{topic}``; ``subscriptions`` are (queue, below): a subscription
         takes the messages whose ``n`` is below ``below``. Records one ``enqueue`` per queue the
         message must reach (value ``<value>@<queue>``, all with the publish's outcome and id), one
         ``push-expect`` when the push subscription (``self.push_subscription``) matches, and one
-        ``publish`` with the ``deliveredTo`` it answered and the count it should have."""
+        ``publish`` with the ``deliveredTo`` it answered and the count it should have. A
+        ``large`` one (its ``padding`` a large size) carries ``topic_large``, its body's bytes: over
+        the replicas' threshold its copies share one object in the payload store."""
         value = self.next_value(worker)
         body = make_topic_body(value, n, padding)
         host, port = self.target_address(target)
@@ -387,7 +391,7 @@ class Run:
         document = response.json() if result == "ok" else None
         delivered = document.get("deliveredTo") if isinstance(document, dict) else None
         base = {"type": "op", "p": worker, "target": target, "inv": invoked, "cmp": completed, "result": result,
-                "digest": body_digest(body), "topic": topic, **fields}
+                "digest": body_digest(body), "topic": topic, **({"topic_large": len(body)} if large else {}), **fields}
         for queue in matching:
             self.history.write({**base, "f": "enqueue", "q": queue, "value": f"{value}@{queue}"})
         if pushed:
@@ -409,11 +413,16 @@ class Run:
                 pass
 
     async def topic_publisher(self, name: str, topic: str, subscriptions: list[tuple[str, int]], stop: asyncio.Event,
-                              rate: float | None) -> None:
+                              rate: float | None, large_share: float = 0.0) -> None:
+        """Publishes until ``stop``; ``large_share`` of its messages are large (300 KiB to 2 MiB)."""
         rng = random.Random(f"{self.s.seed}-{name}")
+        # Sizes from a generator of their own: the rest of the workload stays what it was for a seed.
+        sizes = random.Random(f"{self.s.seed}-{name}-large")
         while not stop.is_set():
             padding = rng.choice((0, 10, 100, 1000))
-            result = await self.publish(name, topic, subscriptions, self.pick_target(rng), rng.randrange(10), padding)
+            target, n = self.pick_target(rng), rng.randrange(10)
+            large = pick_large_size(sizes, large_share)
+            result = await self.publish(name, topic, subscriptions, target, n, large or padding, large=bool(large))
             await self.pace(rng, stop, rate, result)
 
     async def subscribe_topic(self, phase: str, queues: list[str]) -> tuple[str, list[tuple[str, int]]]:
@@ -532,7 +541,7 @@ class Run:
         every producer stopped and their own last operation ended. ``streams`` adds that many
         WebSocket stream consumers and as many stream publishers (chaos/stream.py); ``topics``
         that many publishers to a topic of the phase subscribed by its queues (``subscribe_topic``);
-        ``large_share`` of the HTTP producers' messages are large."""
+        ``large_share`` of the HTTP producers' and topic publishers' messages are large."""
         stop_producers, stop_consumers = asyncio.Event(), asyncio.Event()
         per_producer = rate / (producers + streams + topics) if rate else None
         cap = 10**6
@@ -542,7 +551,8 @@ class Run:
                     for i in range(streams)]
         if topics:
             topic, subscriptions = await self.subscribe_topic(phase, queues)
-            tasks_p += [asyncio.ensure_future(self.topic_publisher(f"{phase}-tp{i}", topic, subscriptions, stop_producers, per_producer))
+            tasks_p += [asyncio.ensure_future(self.topic_publisher(f"{phase}-tp{i}", topic, subscriptions, stop_producers, per_producer,
+                                                                   large_share))
                         for i in range(topics)]
         # Every 1/ack_share-th consumer receives in acknowledged mode (c1, c3, ... for one half).
         acknowledged = [int((i + 1) * ack_share) > int(i * ack_share) for i in range(consumers)]

@@ -216,6 +216,49 @@ class PayloadStore(unittest.TestCase):
         report = strict(large_enq("a", 0, 1, result="info"), large_deq("a", 2, 3, message_id="id-x"), store=["id-x"])
         self.assertEqual((report.store_leaked, report.unexpected), (1, 1))
 
+    def topic_copy(self, queue, size=SIZE, **fields):
+        """The enqueue a large topic publish records for its copy in ``queue``: all share ``id-t``."""
+        record = enq(f"t@{queue}", 0, 1, q=queue, message_id="id-t")
+        record.update({"topic": "topic", "topic_large": size, **fields})
+        return record
+
+    def test_a_topic_object_outlives_its_first_copy_and_goes_with_its_last(self):
+        copies = [self.topic_copy("q1"), self.topic_copy("q2")]
+        first = deq("t@q1", 2, 3, q="q1", message_id="id-t")
+        first["offloaded"] = True
+        # One copy still queued: the object is its, not a leak.
+        waiting = strict(*copies, first, store=["id-t"])
+        self.assertEqual((waiting.store_leaked, dict(waiting.orphans), waiting.unexpected), (0, {"never-consumed": 1}, 0))
+        second = deq("t@q2", 4, 5, q="q2", message_id="id-t")
+        second["offloaded"] = True
+        self.assertEqual(strict(*copies, first, second, store=[]).unexpected, 0)
+        # Every copy consumed without a fault: a leak.
+        leaked = strict(*copies, first, second, store=["id-t"])
+        self.assertEqual((leaked.store_leaked, leaked.unexpected), (1, 1))
+        self.assertIn("every copy", leaked.examples["store-leak"][0])
+        # The publish itself cut short by a fault may leave its count above its copies.
+        faulted = strict(*[dict(copy, target="skiff-1") for copy in copies], fault("kill", 0.5, replica=1, down_s=1),
+                         fault("kill-healed", 1.5, replica=1), first, second, store=["id-t"])
+        self.assertEqual((faulted.store_leaked, faulted.store_leaked_in_fault, faulted.unexpected), (0, 1, 0))
+
+    def test_a_topic_object_waits_for_its_push(self):
+        copy = self.topic_copy("q1")
+        delivered = deq("t@q1", 2, 3, q="q1", message_id="id-t")
+        delivered["offloaded"] = True
+        expect = {"type": "op", "f": "push-expect", "p": "p0", "q": "topic/push", "target": "proxy", "inv": 0, "cmp": 1,
+                  "result": "ok", "value": "t", "id": "id-t", "status": 201}
+        report = strict(copy, delivered, expect, store=["id-t"])
+        self.assertEqual((report.store_leaked, report.orphans["never-consumed"]), (0, 1))
+        pushed = {"type": "op", "f": "pushed", "p": "receiver", "q": "topic/push", "inv": 4, "cmp": 5, "result": "ok",
+                  "value": "t", "id": "id-t"}
+        report = strict(copy, delivered, expect, pushed, store=["id-t"])
+        self.assertEqual(report.store_leaked, 1)
+
+    def test_a_large_topic_copy_not_read_from_the_store_is_unexpected(self):
+        delivered = deq("t@q1", 2, 3, q="q1", message_id="id-t")
+        self.assertEqual(strict(self.topic_copy("q1"), delivered).unexpected, 1)
+        self.assertEqual(strict(self.topic_copy("q1", size=1000), delivered).unexpected, 0)
+
     def test_objects_of_a_measured_class_are_reported_there_and_fail_nothing(self):
         records = [{"type": "meta", "seed": 1, "lease_ms": LEASE_MS, "payloads": {"store": "/s", "threshold_bytes": THRESHOLD}},
                    {"type": "queue", "queue": "m", "class": "everysec"}, enq("s", 0, 1), deq("s", 2, 3),
