@@ -251,28 +251,37 @@ async def topic_phase(target, args, body, pids, warmup, seen, redis):
     await closed_loop(port, publish, warmup, args.connections)
     for get in gets:
         await closed_loop(port, get, warmup, args.connections)
-    store = target["store_dir"]
-    memory_before = await used_memory(redis)
-    store_before = directory_bytes(store) if store else 0
-    statuses, seconds, latencies, cpu = await measured(pids, closed_loop(port, publish, args.count, args.connections))
-    seen["publish"].add(statuses, seconds, latencies, cpu)
+    statuses, redis_bytes, store_bytes = await filled(seen["publish"], pids, port, publish, args, redis, target["store_dir"])
     seen["published"] += statuses.get(201, 0)
-    seen["topic_redis_bytes"] += await used_memory(redis) - memory_before
-    if store:
-        seen["topic_store_bytes"] += directory_bytes(store) - store_before
-
-    def check(status, answer, head):
-        if status != 200:
-            return
-        if answer != body:
-            seen["copies_mismatched"] += 1
-        if OFFLOADED_HEADER in head.lower():
-            seen["copies_offloaded"] += 1
-
+    seen["topic_redis_bytes"] += redis_bytes
+    seen["topic_store_bytes"] += store_bytes
+    check = answer_check(body, seen, "copies_mismatched", "copies_offloaded")
     for get, queue in zip(gets, queues):
         statuses, seconds, latencies, cpu = await measured(pids, closed_loop(port, get, args.count, args.connections, on_answer=check))
         seen["copies"].add(statuses, seconds, latencies, cpu)
         seen["left"] += int(await redis_call(redis, "LLEN", "%s:{%s}:ready" % (target["prefix"], queue)))
+
+
+async def filled(phase, pids, port, request, args, redis, store):
+    """`args.count` of `request` (sends) measured into `phase`. Returns their statuses and what
+    Redis's `used_memory` and the store's files grew by meanwhile."""
+    memory_before = await used_memory(redis)
+    store_before = directory_bytes(store) if store else 0
+    statuses, seconds, latencies, cpu = await measured(pids, closed_loop(port, request, args.count, args.connections))
+    phase.add(statuses, seconds, latencies, cpu)
+    return statuses, await used_memory(redis) - memory_before, (directory_bytes(store) - store_before) if store else 0
+
+
+def answer_check(body, seen, mismatched, offloaded):
+    """An `on_answer` that counts in `seen` the 200s differing from `body` and those read from the store."""
+    def check(status, answer, head):
+        if status != 200:
+            return
+        if answer != body:
+            seen[mismatched] += 1
+        if OFFLOADED_HEADER in head.lower():
+            seen[offloaded] += 1
+    return check
 
 
 async def measured(pids, coroutine):
@@ -308,25 +317,12 @@ async def large(args):
             await closed_loop(port, post, warmup, args.connections)
             await closed_loop(port, get, warmup, args.connections)
             store = target["store_dir"]
-            memory_before = await used_memory(redis)
-            store_before = directory_bytes(store) if store else 0
-            statuses, seconds, latencies, cpu = await measured(pids, closed_loop(port, post, args.count, args.connections))
-            seen["post"].add(statuses, seconds, latencies, cpu)
-            memory_after = await used_memory(redis)
-            stored = statuses.get(201, 0)
-            seen["stored"] += stored
-            seen["redis_bytes"] += memory_after - memory_before
-            if store:
-                seen["store_bytes"] += directory_bytes(store) - store_before
+            statuses, redis_bytes, store_bytes = await filled(seen["post"], pids, port, post, args, redis, store)
+            seen["stored"] += statuses.get(201, 0)
+            seen["redis_bytes"] += redis_bytes
+            seen["store_bytes"] += store_bytes
 
-            def check(status, answer, head, seen=seen):
-                if status != 200:
-                    return
-                if answer != body:
-                    seen["mismatched"] += 1
-                if OFFLOADED_HEADER in head.lower():
-                    seen["offloaded"] += 1
-
+            check = answer_check(body, seen, "mismatched", "offloaded")
             statuses, seconds, latencies, cpu = await measured(
                 pids, closed_loop(port, get, args.count, args.connections, on_answer=check))
             seen["get"].add(statuses, seconds, latencies, cpu)

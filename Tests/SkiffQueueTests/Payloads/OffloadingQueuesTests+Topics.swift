@@ -109,13 +109,21 @@ extension OffloadingQueuesTests {
         }
     }
 
-    @Test(arguments: BackendKind.available)
-    func aRepeatedIdempotentPublishLeavesTheFirstObjectAlone(kind: BackendKind) async throws {
+    /// A topic with one subscriber queue, over the backend of `kind` (``withQueues(_:maximumHeldBytes:_:)``).
+    private func withSubscribedTopic(
+        _ kind: BackendKind, _ name: String, _ body: (OffloadingQueues, FaultyStore, Topics, TopicName, QueueName) async throws -> Void
+    ) async throws {
         try await withQueues(kind) { queues, store, _ in
             let topics = try #require(Topics.over(queues))
-            let topic = TopicName(TestEnvironment.uniqueName("again"))!
-            let queue = uniqueQueue("again")
+            let (topic, queue) = (TopicName(TestEnvironment.uniqueName(name))!, uniqueQueue(name))
             try await topics.subscribe(Self.subscription("only", queue), to: topic)
+            try await body(queues, store, topics, topic, queue)
+        }
+    }
+
+    @Test(arguments: BackendKind.available)
+    func aRepeatedIdempotentPublishLeavesTheFirstObjectAlone(kind: BackendKind) async throws {
+        try await withSubscribedTopic(kind, "again") { queues, store, topics, topic, queue in
             let options = SendOptions(idempotencyKey: "once")
             let body = Self.document(300_000, kind: "big")
             let first = try #require(try await topics.publish([body], to: topic, options: options).first)
@@ -132,11 +140,7 @@ extension OffloadingQueuesTests {
 
     @Test(arguments: BackendKind.available)
     func aStoreThatFailsMidUploadPublishesNothing(kind: BackendKind) async throws {
-        try await withQueues(kind) { queues, store, _ in
-            let topics = try #require(Topics.over(queues))
-            let topic = TopicName(TestEnvironment.uniqueName("fail"))!
-            let queue = uniqueQueue("fail")
-            try await topics.subscribe(Self.subscription("only", queue), to: topic)
+        try await withSubscribedTopic(kind, "fail") { queues, store, topics, topic, queue in
             store.failPuts(after: 0)
             await #expect {
                 _ = try await topics.publish([Self.document(300_000, kind: "a"), Self.document(3_000_000, kind: "b")], to: topic, options: SendOptions())
