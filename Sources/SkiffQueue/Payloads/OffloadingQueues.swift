@@ -152,37 +152,43 @@ public final class OffloadingQueues: QueueBackend {
             let which = bodies.count == 1 ? "message" : "message \(index)"
             throw QueueError.tooLarge("\(which) is larger than \(limits.setBy) (\(limits.maximumBytes) bytes)")
         }
-        guard let offload, let threshold = limits.offloadThresholdBytes, bodies.contains(where: { $0.readableBytes > threshold }) else {
+        guard offload != nil, let threshold = limits.offloadThresholdBytes, bodies.contains(where: { $0.readableBytes > threshold }) else {
             return try await inner.send(bodies, to: queue, options: options)
         }
         try options.validate()
         let now = MessageID.currentMilliseconds()
-        var stored: [ByteBuffer] = []
-        var ids: [String] = []
-        var keys: [PayloadKey] = []
-        stored.reserveCapacity(bodies.count)
-        for body in bodies {
-            guard body.readableBytes > threshold else {
-                stored.append(body)
-                ids.append(MessageID.make(nowMilliseconds: now))
-                continue
-            }
-            let id = MessageID.make(nowMilliseconds: now, offloaded: true)
+        var ids = bodies.map { _ in MessageID.make(nowMilliseconds: now) }
+        var stored = bodies
+        let uploaded = try await upload(bodies, over: threshold, shared: false, nowMilliseconds: now, ids: &ids, stored: &stored)
+        var options = options
+        options.messageIDs = ids
+        return try await enqueue(stored, objects: uploaded.values.compactMap { try? PayloadOffload.key(of: $0) }, to: queue, options: options)
+    }
+
+    /// Writes each of `bodies` larger than `threshold` to the store under a tagged id made for it
+    /// (``PayloadOffload/key(of:)``), before any message exists: that id replaces its entry in
+    /// `ids`, and its pointer the body in `stored`.
+    /// - Returns: the id of each body written, by its index.
+    /// - Throws: the store's failure as a queue error (``writeError(_:)``), after deleting the
+    ///   objects already written: nothing refers to them.
+    func upload(
+        _ bodies: [ByteBuffer], over threshold: Int, shared: Bool, nowMilliseconds: Int64, ids: inout [String], stored: inout [ByteBuffer]
+    ) async throws -> [Int: String] {
+        guard let offload else { throw QueueError.internalError("an upload needs a payload store") }
+        var uploaded: [Int: String] = [:]
+        for (index, body) in bodies.enumerated() where body.readableBytes > threshold {
+            let id = MessageID.make(nowMilliseconds: nowMilliseconds, offloaded: true, shared: shared)
             do {
                 let key = try PayloadOffload.key(of: id)
-                let pointer = try await offload.store.put(key: key, body: BufferChunks(body), size: body.readableBytes)
-                keys.append(key)
-                stored.append(pointer.encode())
-                ids.append(id)
+                stored[index] = try await offload.store.put(key: key, body: BufferChunks(body), size: body.readableBytes).encode()
+                ids[index] = id
+                uploaded[index] = id
             } catch {
-                // Nothing refers to the objects already written: no message exists yet.
-                await deleteObjects(keys, because: "the send failed before its messages were stored")
+                await deleteObjects(uploaded.values.compactMap { try? PayloadOffload.key(of: $0) }, because: "the send failed before its messages were stored")
                 throw Self.writeError(error)
             }
         }
-        var options = options
-        options.messageIDs = ids
-        return try await enqueue(stored, objects: keys, to: queue, options: options)
+        return uploaded
     }
 
     /// Sends one message whose body, `size` bytes, arrives as a stream: it goes to the store as it

@@ -1,4 +1,4 @@
-public import NIOCore
+import NIOCore
 
 /// The bodies of one topic publish kept in the payload store (docs/payloads.md, "Topics"): one
 /// object per message, whatever the number of its copies, named after its id (tagged shared,
@@ -12,11 +12,11 @@ public import NIOCore
 /// the deletion that brings it to zero deletes the object. A publish refused deletes its objects;
 /// one whose outcome is unknown keeps them and their counts (an orphan for the sweep at worst,
 /// never a lost body).
-public struct SharedPayloadObjects: Sendable {
+struct SharedPayloadObjects: Sendable {
     let queues: OffloadingQueues
     let offload: PayloadOffload
     /// The id of each offloaded message, by its index in the publish.
-    public let ids: [Int: String]
+    let ids: [Int: String]
     /// What this publish has added to each message's count, by index.
     private var held: [Int: Int] = [:]
 
@@ -25,33 +25,19 @@ public struct SharedPayloadObjects: Sendable {
     /// - Returns: `nil` when no body went to the store (or there is no store).
     /// - Throws: ``QueueError`` `.unavailable` when the store failed (the objects already written
     ///   are deleted).
-    public static func store(
+    static func store(
         _ bodies: [ByteBuffer], ids: inout [String], stored: inout [ByteBuffer], over queues: OffloadingQueues, nowMilliseconds: Int64
     ) async throws -> SharedPayloadObjects? {
         guard let offload = queues.offload, queues.offloadsAnyOf(bodies) else { return nil }
-        var keys: [PayloadKey] = []
-        var offloaded: [Int: String] = [:]
-        for (index, body) in bodies.enumerated() where body.readableBytes > offload.thresholdBytes {
-            let id = MessageID.make(nowMilliseconds: nowMilliseconds, offloaded: true, shared: true)
-            do {
-                let key = try PayloadOffload.key(of: id)
-                let pointer = try await offload.store.put(key: key, body: BufferChunks(body), size: body.readableBytes)
-                keys.append(key)
-                ids[index] = id
-                stored[index] = pointer.encode()
-                offloaded[index] = id
-            } catch {
-                await queues.deleteObjects(keys, because: "the publish failed before its messages were stored")
-                throw OffloadingQueues.writeError(error)
-            }
-        }
-        return SharedPayloadObjects(queues: queues, offload: offload, ids: offloaded)
+        let uploaded = try await queues.upload(
+            bodies, over: offload.thresholdBytes, shared: true, nowMilliseconds: nowMilliseconds, ids: &ids, stored: &stored)
+        return SharedPayloadObjects(queues: queues, offload: offload, ids: uploaded)
     }
 
     /// Before a fan-out: sets what this publish adds to each message's count to `copies[index]`
     /// (the subscriptions it matched; 0 when absent).
     /// - Throws: the backend's error; the caller then abandons the publish.
-    public mutating func hold(_ copies: [Int: Int]) async throws {
+    mutating func hold(_ copies: [Int: Int]) async throws {
         for (index, id) in ids.sorted(by: { $0.key < $1.key }) {
             let wanted = copies[index] ?? 0
             let delta = wanted - (held[index] ?? 0)
@@ -63,7 +49,7 @@ public struct SharedPayloadObjects: Sendable {
 
     /// After a fan-out (or instead of one): lowers each message's count to the copies that
     /// exist, `stored[index]` (0 when absent), and deletes the objects no copy refers to.
-    public mutating func settle(stored: [Int: Int]) async {
+    mutating func settle(stored: [Int: Int]) async {
         var unreferenced: [PayloadKey] = []
         for (index, id) in ids.sorted(by: { $0.key < $1.key }) {
             let delta = (stored[index] ?? 0) - (held[index] ?? 0)
