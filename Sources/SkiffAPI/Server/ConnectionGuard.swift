@@ -65,14 +65,32 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     private var state = RequestTimingState()
     private var admitted = false
     private var refused = false
-    private var headDeadline: Scheduled<Void>?
-    private var idleTimer: Scheduled<Void>?
     private var context: ChannelHandlerContext?
+
+    /// What passing ``deadline`` means.
+    private enum Limit {
+        case head
+        case idle
+    }
+
+    /// The one limit in force and when it ends: `nil` while requests are in progress or the
+    /// connection streams.
+    private var deadline: (at: NIODeadline, limit: Limit)?
+    /// The connection's one timer, and when it fires. It never fires later than ``deadline``, and
+    /// it is armed at most ``step`` ahead, so that a deadline set later (`now` plus a timeout of at
+    /// least ``step``) never comes before it: a request then costs no timer at all, where
+    /// scheduling and cancelling a head deadline and an idle timer for each one cost a keep-alive
+    /// connection four heap-allocated timer operations per request. When it fires short of the
+    /// deadline, it is armed again.
+    private var timer: Scheduled<Void>?
+    private var timerFiresAt = NIODeadline.distantFuture
+    private let step: TimeAmount
 
     init(limiter: ConnectionLimiter, headTimeout: Duration, idleTimeout: Duration, logger: Logger) {
         self.limiter = limiter
         self.headTimeout = TimeAmount(headTimeout)
         self.idleTimeout = TimeAmount(idleTimeout)
+        self.step = min(self.headTimeout, self.idleTimeout)
         self.logger = logger
     }
 
@@ -151,49 +169,61 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         case .none:
             return
         case .startHeadDeadline:
-            idleTimer?.cancel()
-            idleTimer = nil
-            headDeadline = schedule(after: headTimeout, context) { handler, context in
-                guard handler.state.headDeadlineApplies else { return }
-                handler.close(
-                    context,
-                    status: "408 Request Timeout",
-                    extraHeaders: "",
-                    error: "the request head was not received within \(handler.headTimeout.nanoseconds / 1_000_000) ms (REQUEST_HEAD_TIMEOUT_MS)"
-                )
-            }
+            limit(.head, after: headTimeout, context)
         case .cancelHeadDeadline:
-            idleTimer?.cancel()
-            idleTimer = nil
-            headDeadline?.cancel()
-            headDeadline = nil
+            // An armed timer finds no deadline when it fires, and stops.
+            deadline = nil
         case .startIdleTimer:
-            idleTimer?.cancel()
-            idleTimer = schedule(after: idleTimeout, context) { handler, context in
-                guard handler.state.idleTimeoutApplies else { return }
-                context.close(promise: nil)
-            }
+            limit(.idle, after: idleTimeout, context)
         }
     }
 
-    private func schedule(
-        after delay: TimeAmount,
-        _ context: ChannelHandlerContext,
-        _ body: @escaping (ConnectionGuard, ChannelHandlerContext) -> Void
-    ) -> Scheduled<Void> {
+    private func limit(_ limit: Limit, after timeout: TimeAmount, _ context: ChannelHandlerContext) {
+        let now = NIODeadline.now()
+        deadline = (now + timeout, limit)
+        if timer != nil, timerFiresAt <= now + timeout { return }
+        timer?.cancel()
+        arm(at: min(now + timeout, now + step), context)
+    }
+
+    private func arm(at time: NIODeadline, _ context: ChannelHandlerContext) {
+        timerFiresAt = time
         let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        return context.eventLoop.scheduleTask(in: delay) {
+        timer = context.eventLoop.scheduleTask(deadline: time) {
             let (handler, context) = bound.value
             guard handler.context != nil else { return }
-            body(handler, context)
+            handler.timerFired(context)
+        }
+    }
+
+    private func timerFired(_ context: ChannelHandlerContext) {
+        timer = nil
+        guard let deadline else { return }
+        let now = NIODeadline.now()
+        guard now >= deadline.at else {
+            arm(at: min(deadline.at, now + step), context)
+            return
+        }
+        self.deadline = nil
+        switch deadline.limit {
+        case .head:
+            guard state.headDeadlineApplies else { return }
+            close(
+                context,
+                status: "408 Request Timeout",
+                extraHeaders: "",
+                error: "the request head was not received within \(headTimeout.nanoseconds / 1_000_000) ms (REQUEST_HEAD_TIMEOUT_MS)"
+            )
+        case .idle:
+            guard state.idleTimeoutApplies else { return }
+            context.close(promise: nil)
         }
     }
 
     private func cancelTimers() {
-        headDeadline?.cancel()
-        idleTimer?.cancel()
-        headDeadline = nil
-        idleTimer = nil
+        timer?.cancel()
+        timer = nil
+        deadline = nil
     }
 
     /// Answers with a JSON error straight on the socket (no request is being answered) and closes.

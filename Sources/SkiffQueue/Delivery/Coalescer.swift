@@ -1,5 +1,5 @@
 import SkiffSupport
-import Synchronization
+package import Synchronization
 
 /// Merges concurrent operations on the same key into one storage call.
 ///
@@ -12,13 +12,17 @@ import Synchronization
 /// Members keep their arrival order, the leader first, so a merged send stores messages in the
 /// order their requests arrived and a merged claim hands the oldest messages to the earliest callers.
 /// A failed call fails every member (``Flush`` may decide otherwise per member).
+///
+/// Its code is inlinable: every backend uses it with its own key and item types from another
+/// module, where unspecialized generic code would look up type metadata on every call.
 package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: Sendable>: Sendable {
     /// Performs one merged call: `members[i]` are the items of the i-th member (the leader's first);
     /// returns one result per member.
     package typealias Flush = @Sendable (_ key: Key, _ members: [[Item]]) async -> [Result<[Output], any Error>]
 
     /// How a caller that found a batch open came out of joining it.
-    private enum Joining: Sendable {
+    @usableFromInline
+    enum Joining: Sendable {
         /// The batch's leader ran the call: these are the caller's outputs.
         case served([Output])
         /// The batch was taken meanwhile: the caller leads a new one.
@@ -27,20 +31,33 @@ package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: 
         case full
     }
 
-    private struct Follower: Sendable {
-        let items: [Item]
-        let continuation: CheckedContinuation<Joining, any Error>
+    @usableFromInline
+    struct Follower: Sendable {
+        @usableFromInline let items: [Item]
+        @usableFromInline let continuation: CheckedContinuation<Joining, any Error>
+
+        @inlinable
+        init(items: [Item], continuation: CheckedContinuation<Joining, any Error>) {
+            self.items = items
+            self.continuation = continuation
+        }
     }
 
-    private struct Batch: Sendable {
-        var followers: [Follower] = []
-        var itemCount: Int
+    @usableFromInline
+    struct Batch: Sendable {
+        @usableFromInline var followers: [Follower] = []
+        @usableFromInline var itemCount: Int
+
+        @inlinable
+        init(itemCount: Int) {
+            self.itemCount = itemCount
+        }
     }
 
-    private let batches = Mutex<[Key: Batch]>([:])
-    private let maximumItems: Int
-    private let isShielded: Bool
-    private let flush: Flush
+    @usableFromInline let batches = Mutex<[Key: Batch]>([:])
+    @usableFromInline let maximumItems: Int
+    @usableFromInline let isShielded: Bool
+    @usableFromInline let flush: Flush
 
     /// - Parameters:
     ///   - maximumItems: a batch takes no more items than this (a caller with more runs alone).
@@ -53,13 +70,15 @@ package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: 
         self.flush = flush
     }
 
-    private func run(_ key: Key, _ members: [[Item]]) async -> [Result<[Output], any Error>] {
+    @inlinable
+    func run(_ key: Key, _ members: [[Item]]) async -> [Result<[Output], any Error>] {
         guard isShielded else { return await flush(key, members) }
         let flush = self.flush
         return await Task(executorPreference: EventLoopTaskExecutor.current) { await flush(key, members) }.value
     }
 
     /// Runs `items` as part of a batch for `key`; returns this caller's outputs.
+    @inlinable
     package func submit(_ items: [Item], for key: Key) async throws -> [Output] {
         guard items.count < maximumItems else { return try await alone(items, key) }
         let leads = batches.withLock { batches -> Bool in
@@ -99,11 +118,13 @@ package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: 
         return try Self.result(results, 0).get()
     }
 
-    private func alone(_ items: [Item], _ key: Key) async throws -> [Output] {
+    @inlinable
+    func alone(_ items: [Item], _ key: Key) async throws -> [Output] {
         try await Self.result(run(key, [items]), 0).get()
     }
 
-    private static func result(_ results: [Result<[Output], any Error>], _ index: Int) -> Result<[Output], any Error> {
+    @inlinable
+    static func result(_ results: [Result<[Output], any Error>], _ index: Int) -> Result<[Output], any Error> {
         index < results.count ? results[index] : .failure(QueueError.internalError("a merged call returned \(results.count) results"))
     }
 }

@@ -55,6 +55,9 @@ local function readyKey(q, priority)
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+-- `now` as text, made once: Redis turns a number given to a command into text with a
+-- floating-point format, which costs more than most commands on the hot path.
+local nowText = string.format('%d', now)
 
 local function parse(e)
   local seq, id, enq, priority, count, claims, first, last, rest =
@@ -116,12 +119,14 @@ local function settings(q)
 end
 
 -- Totals, plus 10-second buckets for the last-minute figures.
+local bucketSuffix = 'rate:' .. string.format('%d', math.floor(now / 10000))
 local function count(q, field, n)
   if n == 0 then return end
-  redis.call('HINCRBY', key(q, 'stats'), field, n)
-  local bucket = key(q, 'rate:' .. math.floor(now / 10000))
-  redis.call('HINCRBY', bucket, field, n)
-  redis.call('PEXPIRE', bucket, 80000)
+  local amount = string.format('%d', n)
+  redis.call('HINCRBY', key(q, 'stats'), field, amount)
+  local bucket = key(q, bucketSuffix)
+  redis.call('HINCRBY', bucket, field, amount)
+  redis.call('PEXPIRE', bucket, '80000')
 end
 
 -- A wake-up for the queue's waiters. On a cluster, sharded pub/sub (Redis 7): the channel is in the
@@ -298,10 +303,11 @@ local function heldClaim(q, id, token)
   return m
 end
 
--- The claim token (the claims field) of an in-flight envelope, read without copying its body.
+-- The claim token (the claims field) of an in-flight envelope as its text, read without copying
+-- its body. Both it and a receipt's token are written as plain integers (`%d`; the Swift side's
+-- Int64), so equal tokens are equal texts and no number is parsed.
 local function claimsOf(e)
-  local claims = string.match(e, '^[23]|%d+|[^|]+|%d+|%d|%d+|(%d+)|') or string.match(e, '^1|%d+|[^|]+|%d+|%d+|(%d+)|')
-  return tonumber(claims)
+  return string.match(e, '^[23]|%d+|[^|]+|%d+|%d|%d+|(%d+)|') or string.match(e, '^1|%d+|[^|]+|%d+|%d+|(%d+)|')
 end
 
 -- Lua's unpack holds at most a few thousand values: commands taking many arguments go in pages.
@@ -321,7 +327,7 @@ local function heldClaims(q, first)
     local expiries = redis.call('ZMSCORE', key(q, 'leases'), unpack(ids))
     for j = start, stop do
       local e, expiry = envelopes[j - start + 1], tonumber(expiries[j - start + 1])
-      out[j + 1] = (e and expiry and expiry > now and claimsOf(e) == tonumber(ARGV[first + 2 * j + 1])) and e or false
+      out[j + 1] = (e and expiry and expiry > now and claimsOf(e) == ARGV[first + 2 * j + 1]) and e or false
     end
   end
   return out, n
