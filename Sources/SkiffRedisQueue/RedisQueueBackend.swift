@@ -100,15 +100,8 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
     /// How often due delayed messages are looked for: delivery within 100 ms of due.
     static let delayPollInterval = Duration.milliseconds(50)
 
-    /// Sends to one queue with the same delay and priority: one `enqueue` script for concurrent requests.
-    struct SendBatchKey: Hashable, Sendable {
-        let queue: QueueName
-        let delayMilliseconds: Int64?
-        let priority: Int
-    }
-
     /// Concurrent sends, claims and acks on the same queue share one script run (see ``Coalescer``).
-    let sendBatches = Mutex<Coalescer<SendBatchKey, ByteBuffer, SentMessage>?>(nil)
+    let sendBatches = Mutex<Coalescer<SendMergeKey, ByteBuffer, SentMessage>?>(nil)
     let claimBatches = Mutex<Coalescer<QueueName, ReceiveMode, Delivery>?>(nil)
     let acknowledgeBatches = Mutex<Coalescer<QueueName, Receipt, Bool>?>(nil)
 
@@ -168,7 +161,7 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
 
     /// One `enqueue` for several sends; when the merged batch does not fit the queue's `maxDepth`,
     /// each send is tried alone, so a full queue refuses exactly the sends it would refuse one by one.
-    func sendMerged(_ key: SendBatchKey, _ members: [[ByteBuffer]]) async -> [Result<[SentMessage], any Error>] {
+    func sendMerged(_ key: SendMergeKey, _ members: [[ByteBuffer]]) async -> [Result<[SentMessage], any Error>] {
         var options = SendOptions()
         options.delay = key.delayMilliseconds.map { .milliseconds($0) }
         options.priority = key.priority
@@ -298,7 +291,7 @@ public final class RedisQueueBackend: ClaimingBackend, Service {
         guard options.idempotencyKey == nil, options.messageIDs == nil, options.traceContext == nil, let batches = sendBatches.withLock({ $0 }) else {
             return try await store(bodies, to: queue, options: options)
         }
-        let key = SendBatchKey(queue: queue, delayMilliseconds: options.delay.map { max(0, $0.milliseconds) }, priority: options.priority)
+        let key = SendMergeKey(queue: queue, delayMilliseconds: options.delay.map { max(0, $0.milliseconds) }, priority: options.priority)
         return try await batches.submit(bodies, for: key)
     }
 

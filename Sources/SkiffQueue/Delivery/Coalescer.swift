@@ -1,3 +1,4 @@
+import NIOCore
 import SkiffSupport
 package import Synchronization
 
@@ -79,6 +80,9 @@ package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: 
 
     /// Runs `items` as part of a batch for `key`; returns this caller's outputs.
     @inlinable
+    @_specialize(exported: true, where Key == QueueName, Item == ReceiveMode, Output == Delivery)
+    @_specialize(exported: true, where Key == QueueName, Item == Receipt, Output == Bool)
+    @_specialize(exported: true, where Key == SendMergeKey, Item == ByteBuffer, Output == SentMessage)
     package func submit(_ items: [Item], for key: Key) async throws -> [Output] {
         guard items.count < maximumItems else { return try await alone(items, key) }
         let leads = batches.withLock { batches -> Bool in
@@ -126,5 +130,19 @@ package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: 
     @inlinable
     static func result(_ results: [Result<[Output], any Error>], _ index: Int) -> Result<[Output], any Error> {
         index < results.count ? results[index] : .failure(QueueError.internalError("a merged call returned \(results.count) results"))
+    }
+}
+
+/// What concurrent sends must share to be stored by one merged call: the queue and the options
+/// that apply to every message of the call.
+package struct SendMergeKey: Hashable, Sendable {
+    package let queue: QueueName
+    package let delayMilliseconds: Int64?
+    package let priority: Int
+
+    package init(queue: QueueName, delayMilliseconds: Int64?, priority: Int) {
+        self.queue = queue
+        self.delayMilliseconds = delayMilliseconds
+        self.priority = priority
     }
 }
