@@ -62,6 +62,53 @@ struct ConnectionLimitTests {
         }
     }
 
+    /// A connection has one timer, armed at most one timeout ahead and armed again when it fires
+    /// short of the limit in force: requests on a busy connection for longer than both timeouts are
+    /// never cut, and the head deadline and idle timeout still hold after it was armed again.
+    @Test(arguments: [true, false])
+    func theLimitsStillHoldAfterAConnectionWasBusyForLongerThanThem(fastPath: Bool) async throws {
+        let app = try makeApplication(.memory) {
+            $0.fastPath = fastPath
+            $0.requestHeadTimeout = .milliseconds(1_000)
+            $0.idleTimeout = .milliseconds(1_500)
+        }
+        try await app.test(.live) { client in
+            let port = try #require(client.port)
+            @Sendable func busy(_ socket: RawSocket) -> [String] {
+                // A request every 200 ms for 3 s: twice the idle timeout, three head deadlines.
+                (0..<15).map { _ in
+                    socket.send("POST /api/busy HTTP/1.1\r\nHost: test\r\nContent-Length: 1\r\n\r\n1")
+                    let response = socket.readResponse()
+                    Thread.sleep(forTimeInterval: 0.2)
+                    return response
+                }
+            }
+            let (answers, slowHead) = try await RawSocket.onOwnThread { () -> ([String], String) in
+                let socket = try RawSocket(port: port, receiveTimeoutSeconds: 20)
+                defer { socket.close() }
+                let answers = busy(socket)
+                socket.send("GET /api/busy?timeout=0 HTTP/1.1\r\nHost: test\r\n")
+                for index in 0..<40 {
+                    Thread.sleep(forTimeInterval: 0.25)
+                    if !socket.send("X-Slow-\(index): 1\r\n") { break }
+                }
+                return (answers, socket.readAll())
+            }
+            #expect(answers.count == 15 && answers.allSatisfy { $0.hasPrefix("HTTP/1.1 201 ") })
+            #expect(slowHead.hasPrefix("HTTP/1.1 408 "))
+
+            let (more, closedByServer) = try await RawSocket.onOwnThread { () -> ([String], Bool) in
+                let socket = try RawSocket(port: port, receiveTimeoutSeconds: 20)
+                defer { socket.close() }
+                let answers = busy(socket)
+                // Then nothing: the server closes (end of stream, not the 20 s receive timeout).
+                return (answers, socket.readAll().isEmpty && socket.sawEndOfStream)
+            }
+            #expect(more.allSatisfy { $0.hasPrefix("HTTP/1.1 201 ") })
+            #expect(closedByServer)
+        }
+    }
+
     @Test(arguments: [true, false])
     func connectionsPastTheLimitAre503WithRetryAfter(fastPath: Bool) async throws {
         let app = try makeApplication(.memory) {
@@ -157,6 +204,26 @@ private final class RawSocket: @unchecked Sendable {
         var received: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while !String(decoding: received, as: UTF8.self).contains("\r\n\r\n") {
+            let count = recv(fd, &buffer, buffer.count, 0)
+            if count <= 0 { break }
+            received += buffer[0..<count]
+        }
+        return String(decoding: received, as: UTF8.self)
+    }
+
+    /// One whole response, head and `Content-Length` bytes of body (nothing of the next one).
+    func readResponse() -> String {
+        var received: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 1)
+        func complete() -> Bool {
+            let text = String(decoding: received, as: UTF8.self)
+            guard let end = text.range(of: "\r\n\r\n") else { return false }
+            let length = text[..<end.lowerBound].split(separator: "\r\n")
+                .first { $0.lowercased().hasPrefix("content-length:") }
+                .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+            return text.utf8.distance(from: end.upperBound.samePosition(in: text.utf8)!, to: text.utf8.endIndex) >= length
+        }
+        while !complete() {
             let count = recv(fd, &buffer, buffer.count, 0)
             if count <= 0 { break }
             received += buffer[0..<count]
