@@ -10,11 +10,19 @@
 #   bench/run.sh --report-only   rewrites the report and plot from the last run's raw results
 #                           (after editing bench/analysis.md, the hand-written part of BENCHMARKS.md)
 #   bench/run.sh --only LIST     only these scenarios (comma-separated: unloaded, roundtrips, a, b, c,
-#                           d, e, s, t, p, w, f, g, l, tr, profile, scale-out); raw results in
+#                           d, e, m, scaling, s, t, p, w, f, g, l, tr, profile, scale-out); raw results in
 #                           bench/out/only-LIST, a report there, BENCHMARKS.md left alone, except that a
 #                           full-mode run with scale-out, s (streams), t, p, w, l (large messages) or tr merges
 #                           that section (and bench/analysis.md) into BENCHMARKS.md.
 #                           (b)'s redis-benchmark RPOP pops the list (a) left: run a with b.
+#
+# The embedded memory backend (m, issue 24): one more replica without REDIS_URL takes the requests of
+# a, b and e from wrk in rounds that alternate it with replica A (on Redis); its RSS after the run.
+# Scaling (issue 24): 1, 2 and 4 fresh replicas on the run's Redis, one wrk per replica at once, the
+# 50 connections split over them; the enqueue of a and the dequeue of b; CPU of replicas and Redis.
+# (c) and (d) run BENCH_LATENCY_RUNS times (Skiff and Redis in each); the table shows the median run.
+# (f) measures RSS per idle long-poll at 10 000 and 50 000 waits (smoke: 500 and 1 500), each on a
+# fresh replica, the larger from several client addresses; the open-file limit may cap them.
 #
 # Scale-out (issue 18): 48 queues, batch sends and receives, through 2 Skiff replicas against the
 # run's Redis and against Redis Clusters (scripts/redis-cluster.sh, 1 and 3 primaries, no replicas,
@@ -40,6 +48,7 @@
 #                   "Before/after" table whose verdicts weigh each ratio against the spread between
 #                   rounds. E.g. SKIFF_BASELINE_BIN=/path/to/skiff-before bench/run.sh
 #   BENCH_SECONDS   seconds per throughput run (default 10; smoke 1)
+#   BENCH_LATENCY_RUNS  runs of (c) and (d) (default 3; smoke 1)
 #   BENCH_SMOKE=1   same as --smoke
 #   BENCH_PROFILE=0 skip the perf profile (full mode only; needs `perf`)
 #   BENCH_OUT       directory for raw results (default bench/out/full or bench/out/smoke)
@@ -54,7 +63,7 @@ ROOT=$(pwd)
 SMOKE=${BENCH_SMOKE:-0}
 REPORT_ONLY=0
 ONLY=
-SCENARIOS=" unloaded roundtrips a b c d e s t p w f g l tr profile scale-out "
+SCENARIOS=" unloaded roundtrips a b c d e m scaling s t p w f g l tr profile scale-out "
 usage() { echo "usage: bench/run.sh [--smoke] [--report-only] [--only SCENARIO,...]" >&2 && exit 2; }
 while (($#)); do
     case $1 in
@@ -75,16 +84,23 @@ want() { [ -z "$ONLY" ] || [[ ",$ONLY," == *",$1,"* ]]; }
 if [ "$SMOKE" = 1 ]; then
     RUN_SECONDS=${BENCH_SECONDS:-1}
     RATE=1000 LATENCY_SECONDS=0.5 WARMUP=0.2 GRACE=2
-    WAKEUP_SAMPLES=20 IDLE_CONNECTIONS=500 IDLE_SECONDS=1 MEMORY_MESSAGES=1000 UNLOADED_REQUESTS=100
+    WAKEUP_SAMPLES=20 WAKEUP_PARALLEL=2 IDLE_CONNECTIONS=500 IDLE_SECONDS=1 MEMORY_MESSAGES=1000 UNLOADED_REQUESTS=100
     ROUNDTRIP_REQUESTS=50
+    # The larger step of (f) from two client addresses, so that smoke runs that code too.
+    IDLE_CONNECTIONS_LARGE=1500 IDLE_PER_SOURCE=1000
+    LATENCY_RUNS=${BENCH_LATENCY_RUNS:-1}
     PROFILE=0
     OUT=${BENCH_OUT:-$ROOT/bench/out/smoke}
     MARKDOWN=$OUT/BENCHMARKS.md PLOT=$OUT/latency.png PLOT_LINK=latency.png
 else
     RUN_SECONDS=${BENCH_SECONDS:-10}
     RATE=5000 LATENCY_SECONDS=$RUN_SECONDS WARMUP=1 GRACE=3
-    WAKEUP_SAMPLES=1000 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000 UNLOADED_REQUESTS=2000
+    # (d): 10 000 samples by 8 samplers at once (one after another, 10 000 take 5 minutes).
+    WAKEUP_SAMPLES=10000 WAKEUP_PARALLEL=8 IDLE_CONNECTIONS=10000 IDLE_SECONDS=10 MEMORY_MESSAGES=20000 UNLOADED_REQUESTS=2000
     ROUNDTRIP_REQUESTS=1000
+    # One client address reaches one server port from the ephemeral port range only (28 232 ports).
+    IDLE_CONNECTIONS_LARGE=50000 IDLE_PER_SOURCE=20000
+    LATENCY_RUNS=${BENCH_LATENCY_RUNS:-3}
     PROFILE=${BENCH_PROFILE:-1}
     OUT=${BENCH_OUT:-$ROOT/bench/out/full}
     MARKDOWN=$ROOT/BENCHMARKS.md PLOT=$ROOT/bench/latency.png PLOT_LINK=bench/latency.png
@@ -290,11 +306,26 @@ if [ "$SMOKE" = 1 ]; then
     PYTHONPATH=$BENCH_PYTHONPATH "$PYTHON" -m unittest discover -s "$ROOT/bench/skiffbench/tests" -t "$ROOT/bench" -q
 fi
 ensure_packages
-# Scenario (f) holds 10 000 sockets in the replica and as many in the client.
-ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt $((IDLE_CONNECTIONS + 500)) ]; then
-    IDLE_CONNECTIONS=$(($(ulimit -n) - 500))
-    echo "note: open-file limit $(ulimit -n); scenario (f) uses $IDLE_CONNECTIONS waits" >&2
+# Scenario (f) holds up to 50 000 sockets in the replica and as many in the client (each a process of
+# its own, with this limit): raise the hard limit where allowed (root with CAP_SYS_RESOURCE), else
+# use the hard limit there is, and fewer waits.
+IDLE_ASKED=$IDLE_CONNECTIONS IDLE_ASKED_LARGE=$IDLE_CONNECTIONS_LARGE
+if [ "$(ulimit -Hn)" != unlimited ] && [ "$(ulimit -Hn)" -lt $((IDLE_CONNECTIONS_LARGE + 1000)) ]; then
+    ulimit -Hn $((IDLE_CONNECTIONS_LARGE + 1000)) 2>/dev/null || true
+fi
+ulimit -Sn "$(ulimit -Hn)" 2>/dev/null || true
+if [ "$(ulimit -n)" != unlimited ]; then
+    if [ "$(ulimit -n)" -lt $((IDLE_CONNECTIONS + 500)) ]; then
+        IDLE_CONNECTIONS=$(($(ulimit -n) - 500))
+        echo "note: open-file limit $(ulimit -n); scenario (f) uses $IDLE_CONNECTIONS waits" >&2
+    fi
+    if [ "$(ulimit -n)" -lt $((IDLE_CONNECTIONS_LARGE + 500)) ]; then
+        IDLE_CONNECTIONS_LARGE=$(($(ulimit -n) - 500))
+        # Not a step of its own when the limit leaves it no larger than the first.
+        ((IDLE_CONNECTIONS_LARGE > IDLE_CONNECTIONS)) || IDLE_CONNECTIONS_LARGE=0
+        echo "note: open-file limit $(ulimit -n) (hard; raising it needs CAP_SYS_RESOURCE); the larger step of (f)" \
+            "uses $IDLE_CONNECTIONS_LARGE of $IDLE_ASKED_LARGE waits" >&2
+    fi
 fi
 
 if [ -n "${SKIFF_BIN:-}" ]; then
@@ -317,8 +348,9 @@ if want s && [ -z "$STREAM_CLIENT" ]; then
     swift build -c release --product skiff-streambench
     STREAM_CLIENT=$(swift build -c release --show-bin-path)/skiff-streambench
 fi
-# A private copy: a rebuild during the run must not change the binary under test.
-SKIFF=$WORK/skiff
+# A private copy: a rebuild during the run must not change the binary under test. Its name is not
+# `skiff`, so that a developer's `pkill -f "skiff serve"` (of their own replicas) spares the run's.
+SKIFF=$WORK/skiff-bench
 cp "$SKIFF_BIN" "$SKIFF"
 BASELINE_SOURCE=
 if [ -n "$BASELINE" ]; then
@@ -516,36 +548,46 @@ settle
 # --- (c) end-to-end latency at a fixed rate ----------------------------------------------------
 
 if want c; then
-    log "(c) produce+consume at $RATE msg/s for ${LATENCY_SECONDS}s (+${WARMUP}s warm-up)"
-    # c-skiff-low: the same at a tenth of the rate, for Skiff's latency when it is not near saturation
-    # (with the Redis commands it costs per message). The run that may overload Skiff goes last.
-    for run in redis:$RATE skiff-low:$((RATE / 10)) skiff:$RATE; do
-        name=${run%%:*} rate=${run#*:} mode=${name%-low} port=$PORT_A
-        [ "$mode" = redis ] && port=$REDIS_PORT
-        [ "$name" = skiff-low ] && rcli CONFIG RESETSTAT >/dev/null
-        bench_generator latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$name" \
-            --rate "$rate" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
-            --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/c-$name.dat" \
-            --cpu "redis=$REDIS_PID" --cpu "skiff=$SKIFF_A_PID" --json "$OUT/c-$name.json" >/dev/null
-        [ "$name" = skiff-low ] && rcli INFO commandstats >"$OUT/c-skiff-low-commandstats.txt"
-        settle
-        rcli DEL "skiff:{bench-c-$name}:ready" "skiff:{bench-c-$name}:seq" "bench-c-$name" >/dev/null
+    log "(c) produce+consume at $RATE msg/s for ${LATENCY_SECONDS}s (+${WARMUP}s warm-up), $LATENCY_RUNS run(s)"
+    # Each run: Redis driven by the same generator, then Skiff (c-<name>-run<N>); the median run's
+    # files become c-skiff and c-redis (bench latency-runs). c-skiff-low, in the first run only: the
+    # same at a tenth of the rate, for Skiff's latency when it is not near saturation (with the Redis
+    # commands it costs per message). The run that may overload Skiff goes last.
+    for run_number in $(seq 1 "$LATENCY_RUNS"); do
+        runs=(redis:$RATE skiff:$RATE)
+        ((run_number == 1)) && runs=(redis:$RATE skiff-low:$((RATE / 10)) skiff:$RATE)
+        for run in "${runs[@]}"; do
+            name=${run%%:*} rate=${run#*:} mode=${name%-low} port=$PORT_A file=c-${run%%:*}-run$run_number
+            [ "$mode" = redis ] && port=$REDIS_PORT
+            [ "$name" = skiff-low ] && file=c-skiff-low && rcli CONFIG RESETSTAT >/dev/null
+            bench_generator latency --mode "$mode" --produce-port "$port" --consume-port "$port" --queue "bench-c-$name" \
+                --rate "$rate" --seconds "$LATENCY_SECONDS" --warmup "$WARMUP" --grace "$GRACE" \
+                --producers "$PRODUCERS" --consumers "$CONSUMERS" --distribution "$OUT/$file.dat" \
+                --cpu "redis=$REDIS_PID" --cpu "skiff=$SKIFF_A_PID" --json "$OUT/$file.json" >/dev/null
+            [ "$name" = skiff-low ] && rcli INFO commandstats >"$OUT/c-skiff-low-commandstats.txt"
+            settle
+            rcli DEL "skiff:{bench-c-$name}:ready" "skiff:{bench-c-$name}:seq" "bench-c-$name" >/dev/null
+        done
     done
+    bench latency-runs --results "$OUT" --scenario c
 fi
 
 # --- (d) wake-up across replicas ---------------------------------------------------------------
 
 if want d; then
-    log "(d) wake-up: POST on replica A, consumer waiting on replica B ($WAKEUP_SAMPLES samples)"
+    log "(d) wake-up: POST on replica A, consumer waiting on replica B ($WAKEUP_SAMPLES samples, $WAKEUP_PARALLEL at once), $LATENCY_RUNS run(s)"
     PORT_B=$(free_port)
     start_skiff skiff-b "$PORT_B"
     SKIFF_B_PID=$LAST_PID
-    bench_generator wakeup --mode skiff --produce-port "$PORT_A" --consume-port "$PORT_B" --queue bench-d \
-        --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-skiff.dat" \
-        --json "$OUT/d-skiff.json" >/dev/null
-    bench_generator wakeup --mode redis --produce-port "$REDIS_PORT" --consume-port "$REDIS_PORT" --queue bench-d-redis \
-        --samples "$WAKEUP_SAMPLES" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 --distribution "$OUT/d-redis.dat" \
-        --json "$OUT/d-redis.json" >/dev/null
+    for run_number in $(seq 1 "$LATENCY_RUNS"); do
+        bench_generator wakeup --mode skiff --produce-port "$PORT_A" --consume-port "$PORT_B" --queue bench-d \
+            --samples "$WAKEUP_SAMPLES" --parallel "$WAKEUP_PARALLEL" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 \
+            --distribution "$OUT/d-skiff-run$run_number.dat" --json "$OUT/d-skiff-run$run_number.json" >/dev/null
+        bench_generator wakeup --mode redis --produce-port "$REDIS_PORT" --consume-port "$REDIS_PORT" --queue bench-d-redis \
+            --samples "$WAKEUP_SAMPLES" --parallel "$WAKEUP_PARALLEL" --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 \
+            --distribution "$OUT/d-redis-run$run_number.dat" --json "$OUT/d-redis-run$run_number.json" >/dev/null
+    done
+    bench latency-runs --results "$OUT" --scenario d
     if [ -n "$BASELINE" ]; then
         log "before/after: wake-up, $ROUNDS rounds of $((WAKEUP_SAMPLES / ROUNDS)) samples each"
         start_baseline skiff-baseline
@@ -556,7 +598,8 @@ if want d; then
         for round in $(seq 1 "$ROUNDS"); do
             for binary in $(binaries_in_round "$round"); do
                 bench_generator wakeup --mode skiff --produce-port "${PORT_OF[$binary]}" --consume-port "${PORT_B_OF[$binary]}" \
-                    --queue bench-d --samples $((WAKEUP_SAMPLES / ROUNDS)) --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 \
+                    --queue bench-d --samples $((WAKEUP_SAMPLES / ROUNDS)) --parallel "$WAKEUP_PARALLEL" \
+                    --settle-ms "$WAKEUP_SETTLE_MS" --max-seconds 150 \
                     --json "$OUT/wakeup-$binary-$round.json" >/dev/null
             done
         done
@@ -705,17 +748,146 @@ EOF
     rcli -n 1 FLUSHDB >/dev/null
 fi
 
+# --- (m) the embedded memory backend (issue 24) -------------------------------------------------
+
+# One more replica without REDIS_URL (nor REDIS_HOST or a settings file, which would name a Redis):
+# its queues in its own memory. It takes the requests of (a), (b) and (e) from wrk in rounds that
+# alternate it with replica A (the order reversed every other round); its dequeue queue is filled
+# through batch POSTs (there is no Redis to write into), A's straight into Redis as in (b).
+start_memory_skiff() { # name port -> sets LAST_PID
+    env -u REDIS_URL -u REDIS_HOST -u SKIFF_SETTINGS_FILE PORT="$2" HOST=127.0.0.1 LOG_LEVEL=warning REPLICA_ID="$1" \
+        "$SKIFF" serve >"$WORK/$1.log" 2>&1 </dev/null &
+    LAST_PID=$!
+    PIDS+=("$LAST_PID")
+    wait_http "$2"
+}
+if want m; then
+    M_PORT=$(free_port)
+    start_memory_skiff skiff-m "$M_PORT"
+    M_PID=$LAST_PID
+    health=$(bench probe --port "$M_PORT" --path /health --print-body)
+    if [[ $health != *'"backend":"memory"'* ]]; then
+        echo "(m) the replica started without REDIS_URL is not on the memory backend: $health" >&2
+        exit 1
+    fi
+    M_QUEUES=(--queue bench-m --queue bench-m-get --queue bench-m-batch)
+    bench replica-state --port "$M_PORT" --pid "$M_PID" "${M_QUEUES[@]}" --json "$OUT/m-state-fresh.json" >/dev/null
+    # More messages than either replica can take in its ROUNDS slices (checked afterwards).
+    M_PREFILL=$((SLICE * ROUNDS * 150000 + 20000))
+    [ "$SMOKE" = 1 ] && M_PREFILL=$((SLICE * ROUNDS * 50000))
+    bench prefill-http --port "$M_PORT" --queue bench-m-get --count "$M_PREFILL" --batch "$BATCH_SIZE" --body "$BODY" >/dev/null
+    bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-m-get --count "$M_PREFILL" --body "$BODY" >/dev/null
+    M_BATCH=$("$PYTHON" -c "import json,sys; print(json.dumps([json.loads(sys.argv[1])] * int(sys.argv[2]), separators=(',', ':')))" \
+        "$BODY" "$BATCH_SIZE")
+    declare -A M_PORT_OF=([memory]=$M_PORT [redis]=$PORT_A)
+    log "(m) the embedded memory backend and replica A on Redis: enqueue, dequeue ($M_PREFILL ready), batch enqueue;" \
+        "$CONNECTIONS connections, $ROUNDS round(s) of ${SLICE}s each"
+    for phase in enqueue dequeue batch; do
+        case $phase in
+        enqueue) path=/api/bench-m method=POST body=$BODY expect=201 ;;
+        dequeue) path='/api/bench-m-get?timeout=0' method=GET body= expect=200 ;;
+        batch) path=/api/bench-m-batch/batch method=POST body=$M_BATCH expect=201 ;;
+        esac
+        for round in $(seq 1 "$ROUNDS"); do
+            order=(memory redis)
+            ((round % 2)) || order=(redis memory)
+            for backend in "${order[@]}"; do
+                cpu=(--cpu "skiff=$M_PID")
+                [ "$backend" = redis ] && cpu=("${CPU_A[@]}")
+                bench wrk --url "http://127.0.0.1:${M_PORT_OF[$backend]}$path" --method "$method" --body "$body" --expect "$expect" \
+                    --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/m-$backend-$phase-$round.json" >/dev/null
+                # Batches pile up fast (a million messages a second is the goal): only the last round's stay.
+                if [ "$phase" = batch ] && ((round < ROUNDS)); then
+                    bench probe --port "${M_PORT_OF[$backend]}" --method POST --path /api/bench-m-batch/purge >/dev/null
+                fi
+            done
+        done
+    done
+    bench replica-state --port "$M_PORT" --pid "$M_PID" "${M_QUEUES[@]}" --json "$OUT/m-state-end.json" >/dev/null
+    M_LEFT_MEMORY=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["ready"]["bench-m-get"])' "$OUT/m-state-end.json")
+    M_LEFT_REDIS=$(rcli LLEN 'skiff:{bench-m-get}:ready')
+    for queue in bench-m bench-m-get bench-m-batch; do
+        bench probe --port "$M_PORT" --method POST --path "/api/$queue/purge" >/dev/null
+    done
+    sleep 1
+    bench replica-state --port "$M_PORT" --pid "$M_PID" "${M_QUEUES[@]}" --json "$OUT/m-state-purged.json" >/dev/null
+    printf '{"partial": %s, "only": "%s", "rounds": %d, "seconds": %d, "connections": %d, "batch_size": %d, "prefill": %d, "body_bytes": %d, "dequeue_left": {"memory": %s, "redis": %s}}\n' \
+        "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" "$ROUNDS" "$SLICE" "$CONNECTIONS" "$BATCH_SIZE" "$M_PREFILL" \
+        "$BODY_BYTES" "$M_LEFT_MEMORY" "$M_LEFT_REDIS" >"$OUT/m-meta.json"
+    stop "$M_PID"
+    drop_keys 'skiff:{bench-m}:*'
+    drop_keys 'skiff:{bench-m-get}:*'
+    drop_keys 'skiff:{bench-m-batch}:*'
+    rcli SREM skiff:queues bench-m bench-m-get bench-m-batch >/dev/null
+    settle
+fi
+
+# --- scaling: 1, 2 and 4 replicas on one Redis (issue 24) --------------------------------------
+
+# Fresh replicas for each turn (an idle one's sweeps would count in Redis's CPU); the connections
+# split over them, one wrk each, all at once; the enqueue of (a), then the dequeue of (b) on a queue
+# pre-filled for that turn. The replica counts take turns in each round, reversed every other one.
+if want scaling; then
+    SC_COUNTS=(1 2 4)
+    SC_PREFILL=$((SLICE * 150000 + 20000))
+    [ "$SMOKE" = 1 ] && SC_PREFILL=$((SLICE * 50000))
+    SC_LEFT=()
+    log "scaling: ${SC_COUNTS[*]} replicas on one Redis, $CONNECTIONS connections split over them; enqueue, dequeue;" \
+        "$ROUNDS round(s) of ${SLICE}s each"
+    for round in $(seq 1 "$ROUNDS"); do
+        order=("${SC_COUNTS[@]}")
+        if ((round % 2 == 0)); then
+            order=()
+            for ((i = ${#SC_COUNTS[@]} - 1; i >= 0; i--)); do order+=("${SC_COUNTS[i]}"); done
+        fi
+        for replicas in "${order[@]}"; do
+            ports=() pids=() cpu=(--cpu "redis=$REDIS_PID")
+            for i in $(seq 1 "$replicas"); do
+                port=$(free_port)
+                start_skiff "scaling-$replicas-$round-$i" "$port"
+                ports+=(--port "$port") pids+=("$LAST_PID") cpu+=(--cpu "skiff-$i=$LAST_PID")
+            done
+            bench wrk-spread "${ports[@]}" --path /api/bench-scale --method POST --body "$BODY" --expect 201 \
+                --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/scaling-enqueue-$replicas-$round.json" >/dev/null
+            bench prefill --redis-port "$REDIS_PORT" --format skiff --queue bench-scale-get --count "$SC_PREFILL" --body "$BODY" >/dev/null
+            bench wrk-spread "${ports[@]}" --path '/api/bench-scale-get?timeout=0' --expect 200 \
+                --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/scaling-dequeue-$replicas-$round.json" >/dev/null
+            SC_LEFT+=("$(rcli LLEN 'skiff:{bench-scale-get}:ready')")
+            for pid in "${pids[@]}"; do stop "$pid"; done
+            drop_keys 'skiff:{bench-scale-get}:*'
+            echo "  $replicas replica(s), round $round: $("$PYTHON" -c 'import json, sys; print(", ".join("%s %.0f req/s" % (name, json.load(open(path))["ok_per_second"]) for name, path in zip(("enqueue", "dequeue"), sys.argv[1:])))' \
+                "$OUT/scaling-enqueue-$replicas-$round.json" "$OUT/scaling-dequeue-$replicas-$round.json")"
+            [ "$SMOKE" = 1 ] || bench settle --pid "$REDIS_PID"
+        done
+    done
+    drop_keys 'skiff:{bench-scale}:*'
+    rcli SREM skiff:queues bench-scale bench-scale-get >/dev/null
+    printf '{"partial": %s, "only": "%s", "rounds": %d, "seconds": %d, "connections": %d, "dequeue_left": [%s]}\n' \
+        "$([ -n "$ONLY" ] && echo true || echo false)" "$ONLY" "$ROUNDS" "$SLICE" "$CONNECTIONS" "$(IFS=,; echo "${SC_LEFT[*]}")" \
+        >"$OUT/scaling-meta.json"
+    settle
+fi
+
 # --- (f) idle long-polls -----------------------------------------------------------------------
 
-# A fresh replica, so what earlier scenarios left in its allocator does not count.
+# Two steps (10 000 and 50 000 waits), each on a fresh replica, so what earlier scenarios or steps
+# left in its allocator does not count; MAX_CONNECTIONS raised to fit. The larger step takes longer
+# to open its waits: their timeout (and MAX_TIMEOUT) is longer, so none ends before the measuring does.
 if want f; then
-    log "(f) $IDLE_CONNECTIONS idle long-polls on one fresh replica, ${IDLE_SECONDS}s idle"
-    PORT_C=$(free_port)
-    start_skiff skiff-c "$PORT_C"
-    SKIFF_C_PID=$LAST_PID
-    bench idle --port "$PORT_C" --pid "$SKIFF_C_PID" --redis-port "$REDIS_PORT" --connections "$IDLE_CONNECTIONS" \
-        --idle-seconds "$IDLE_SECONDS" --json "$OUT/f-skiff.json" >/dev/null
-    stop "$SKIFF_C_PID"
+    for step in "$IDLE_CONNECTIONS:$IDLE_ASKED:60000:f-skiff" "$IDLE_CONNECTIONS_LARGE:$IDLE_ASKED_LARGE:180000:f-skiff-large"; do
+        IFS=: read -r waits asked timeout_ms name <<<"$step"
+        ((waits > 0)) || continue
+        log "(f) $waits idle long-polls on one fresh replica, ${IDLE_SECONDS}s idle"
+        PORT_C=$(free_port)
+        start_skiff "skiff-$name" "$PORT_C" "$SKIFF" "" "redis://127.0.0.1:$REDIS_PORT" MAX_CONNECTIONS=$((waits + 1000)) \
+            MAX_TIMEOUT="$timeout_ms"
+        SKIFF_C_PID=$LAST_PID
+        bench idle --port "$PORT_C" --pid "$SKIFF_C_PID" --redis-port "$REDIS_PORT" --connections "$waits" --asked "$asked" \
+            --per-source "$IDLE_PER_SOURCE" --timeout-ms "$timeout_ms" --connect-seconds 120 \
+            --idle-seconds "$IDLE_SECONDS" --json "$OUT/$name.json" >/dev/null
+        stop "$SKIFF_C_PID"
+        echo "  $("$PYTHON" -c 'import json, sys; r = json.load(open(sys.argv[1])); print("%d/%d waits open; RSS %.0f -> %.0f MB: %.1f KiB per waiter" % (r["connections_open"], r["connections_requested"], r["rss_before_bytes"] / 2**20, r["rss_waiting_bytes"] / 2**20, (r["rss_waiting_bytes"] - r["rss_before_bytes"]) / max(1, r["connections_open"]) / 1024))' "$OUT/$name.json")"
+    done
 fi
 
 # --- (g) Redis memory per message --------------------------------------------------------------

@@ -5,6 +5,7 @@ import os
 
 from .formatting import load, ms, rate_text
 from .measure import parse_commandstats
+from .resources import kib_per_waiter
 
 
 def commands_text(commands):
@@ -55,6 +56,23 @@ def roundtrip_table(d):
     return out + [""]
 
 
+def runs_text(d, scenario):
+    """What the report says of a scenario run several times (BENCH_LATENCY_RUNS)."""
+    meta = load(d, "%s-runs" % scenario) or {}
+    if meta.get("runs", 1) < 2:
+        return ""
+    return (" Run %d times (Skiff and Redis in each run); the table shows the median run by Skiff's p99 over Redis's, "
+            "all runs are under \"Latency runs\"." % meta["runs"])
+
+
+def parallel_text(result):
+    parallel = (result or {}).get("parallel", 1)
+    if parallel < 2:
+        return ""
+    return (" by each of %d samplers running at once, each with its own queue and connections, their starts spread "
+            "over one settle time (a POST every few ms in all)" % parallel)
+
+
 def details(d, args):
     rounds = (load(d, "a-skiff") or {}).get("rounds", 1)
     out = ["## What each scenario measures", ""]
@@ -76,19 +94,32 @@ def details(d, args):
         "read the response − intended send time (CLOCK_MONOTONIC, one machine). %s s measured after %s s warm-up. "
         "A message never received counts as infinitely late. The same generator drives Redis directly (`LPUSH`, "
         "consumers in `BRPOP`); webdis is left out because a waiting `BRPOP` holds one of the Redis connections it "
-        "shares between requests, so `LPUSH`es queue behind it (tried: at 5 000 msg/s almost nothing arrived)." % (
-            args.producers, args.consumers, args.latency_seconds, args.warmup),
+        "shares between requests, so `LPUSH`es queue behind it (tried: at 5 000 msg/s almost nothing arrived)."
+        "%s" % (args.producers, args.consumers, args.latency_seconds, args.warmup, runs_text(d, "c")),
         "- **d** One consumer waits on replica B (`GET ?timeout=5000`, %s ms to settle), then the message is "
-        "POSTed to replica A; latency = consumer's receipt − POST start. Sequential samples; the peer is raw Redis "
-        "(`BRPOP` woken by `LPUSH` from another connection)." % args.settle_ms,
+        "POSTed to replica A; latency = consumer's receipt − POST start. Sequential samples%s; the peer is raw Redis "
+        "(`BRPOP` woken by `LPUSH` from another connection), sampled alike.%s" % (
+            args.settle_ms, parallel_text(load(d, "d-skiff")), runs_text(d, "d")),
         "- **e** `POST /api/bench-e/batch` with a JSON array of %d messages, wrk, %s connections (skipped while the "
         "route answers 404 or 405); redis-benchmark: one `LPUSH` carrying %d values per command, msg/s = commands/s × "
         "%d." % (args.batch_size, args.connections, args.batch_size, args.batch_size),
-        "- **f** Python asyncio opens the waits (`GET ?timeout=60000`, spread over 8 queues), then RSS "
-        "(`VmRSS`), the replica's established TCP connections to Redis (`ss -tnp`) and its CPU time over %s s of "
-        "idling (`/proc/PID/stat`); finally one message per queue must reach a waiting consumer." % args.idle_seconds,
+        "- **f** Python asyncio opens the waits (`GET ?timeout=60000`, longer for the larger step, spread over 8 "
+        "queues) on a fresh replica per step (`MAX_CONNECTIONS` raised to fit), from 127.0.0.1 and, for more waits "
+        "than one address takes (20 000 in a full run), from 127.0.0.2, 127.0.0.3 ... (one client address has only "
+        "the ephemeral port range for one server port); then RSS (`VmRSS`), the replica's established TCP connections to Redis (`ss -tnp`) and its CPU time "
+        "over %s s of idling (`/proc/PID/stat`); finally one message per queue must reach a waiting consumer. RSS per "
+        "waiter = (RSS with the waits − RSS before) / waits, in KiB. The open-file limit (`ulimit -n`, raised to "
+        "the hard limit) caps the waits; the table says when it did." % args.idle_seconds,
         "- **g** `INFO memory` `used_memory` before and after POSTing the messages (1024-byte JSON bodies) through "
         "Skiff, divided by their number; the peer is the same bodies `RPUSH`ed to a plain list.",
+        "- **m** One more replica without `REDIS_URL` (the embedded memory backend) takes the requests of a, b and e "
+        "from wrk, %s connections, in rounds alternating with the Redis-backed replica A taking the same; its "
+        "dequeue queue is filled by batch POSTs beforehand (more than the run can take). Ratio to A's rate of the "
+        "same rounds (goal ≥ 2×) and to ElasticMQ's published REST figure (its README); its RSS after the run. See "
+        "\"The embedded memory backend\"." % args.connections,
+        "- **scaling** 1, 2 and 4 fresh replicas on the run's Redis; the enqueue of a and the dequeue of b, %s "
+        "connections in all split over the replicas, one wrk per replica at the same time, rates added; CPU per "
+        "request of the replicas, Redis and wrk, and Redis's share of it. See \"Replica scaling\"." % args.connections,
         "",
         "## Details",
         "",
@@ -152,16 +183,23 @@ def details(d, args):
             out.append("- (d) %s: %d samples; p50 %s, p90 %s, p99 %s, max %s ms; errors %s" % (
                 mode, lat["count"], ms(lat["p50_ms"]), ms(lat["p90_ms"]), ms(lat["p99_ms"]), ms(lat["max_ms"]),
                 r.get("errors") or "none"))
-    f = load(d, "f-skiff")
-    if f:
-        out.append("- (f) %d/%d waits open in %.1f s; RSS %.0f MB before, %.0f MB with the waits; Redis connections of "
-                   "the replica %s before, %s with the waits (%s clients on Redis in all); answered early: %d; "
-                   "probe messages delivered to waiters: %d/%d" % (
-                       f["connections_open"], f["connections_requested"], f["open_seconds"],
-                       f["rss_before_bytes"] / 2**20, f["rss_waiting_bytes"] / 2**20, f["redis_connections_before"],
-                       f["redis_connections_waiting"], f["redis_clients_total"],
-                       f["answered_before_idle"] + f["answered_during_idle"], f["probe_delivered"],
-                       f["probe_messages"]))
+    for name in ("f-skiff", "f-skiff-large"):
+        f = load(d, name)
+        if f:
+            per = kib_per_waiter(f)
+            out.append("- (f) %d/%d waits open in %.1f s from %d client address(es)%s; RSS %.0f MB before, %.0f MB with "
+                       "the waits (%s KiB per waiter); Redis connections of the replica %s before, %s with the waits (%s "
+                       "clients on Redis in all); %.2f s of CPU in %.0f s idle; answered early: %d; probe messages "
+                       "delivered to waiters: %d/%d" % (
+                           f["connections_open"], f["connections_requested"], f["open_seconds"],
+                           f.get("source_addresses", 1),
+                           " (%d asked, fewer allowed by the open-file limit)" % f["connections_asked"]
+                           if f.get("connections_asked", 0) > f["connections_requested"] else "",
+                           f["rss_before_bytes"] / 2**20, f["rss_waiting_bytes"] / 2**20,
+                           "%.1f" % per if per is not None else "—", f["redis_connections_before"],
+                           f["redis_connections_waiting"], f["redis_clients_total"], f["idle_cpu_seconds"],
+                           f["idle_seconds"], f["answered_before_idle"] + f["answered_during_idle"],
+                           f["probe_delivered"], f["probe_messages"]))
     g = load(d, "g-memory")
     if g:
         out.append("- (g) %d messages of %d bytes; Skiff %s B/message (statuses %s), plain list %.0f B/message" % (

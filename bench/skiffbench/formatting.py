@@ -103,3 +103,53 @@ def cpu_cell(result, name):
     """A result's CPU µs per operation of process `name`, as a table cell."""
     value = ((result or {}).get("cpu_us_per_op") or {}).get(name)
     return "%.1f" % value if value is not None else "–"
+
+
+# --- rounds: runs of the same load that took turns with another's -----------------------------------
+
+def round_ratios(runs, base):
+    """The ratio of each round's rate to the base's in the same round (the replicas took turns)."""
+    ratios = []
+    for number, result in runs.items():
+        other = base.get(number)
+        if other and other.get("seconds") and result.get("seconds") and other.get("ok"):
+            ratios.append((result["ok"] / result["seconds"]) / (other["ok"] / other["seconds"]))
+    return sorted(ratios)
+
+
+def median(values):
+    """The middle of `values` (the mean of the two middle ones when their number is even); None when empty."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def median_ratio_text(ratios):
+    """`0.98× (0.91–1.05)`: the median of the rounds' ratios and their range."""
+    if not ratios:
+        return ""
+    ratios = sorted(ratios)
+    median_ratio = median(ratios)
+    if len(ratios) == 1:
+        return "%.2f×" % median_ratio
+    return "%.2f× (%.2f–%.2f)" % (median_ratio, ratios[0], ratios[-1])
+
+
+def combined(runs):
+    """Rate and CPU per request over a phase's rounds (their ok requests and CPU seconds summed)."""
+    ok = sum(run.get("ok", 0) for run in runs)
+    seconds = sum(run.get("seconds", 0) for run in runs)
+    bad = sum((run.get("bad") or 0) + (run.get("socket_errors") or 0) for run in runs)
+    cpu = {}
+    for run in runs:
+        for name, value in (run.get("cpu_seconds") or {}).items():
+            cpu[name] = cpu.get(name, 0) + value
+    return {
+        "rate": ok / seconds if seconds else None,
+        "ok": ok,
+        "bad": bad,
+        "cpu_us": {name: value * 1e6 / ok for name, value in cpu.items()} if ok else {},
+        "rounds": len(runs),
+    }

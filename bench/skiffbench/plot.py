@@ -6,6 +6,7 @@ import sys
 
 from . import options
 from .formatting import load, rate_text
+from .results import LATENCY_GOAL
 
 
 def command_plot(args):
@@ -16,7 +17,12 @@ def command_plot(args):
               ("c-skiff-low.dat", "Skiff at %s msg/s" % rate_text(args.rate / 10), 3)],
         "d": [("d-skiff.dat", "Skiff, A→B", 1), ("d-redis.dat", "Redis LPUSH→BRPOP", 2)],
     }
-    targets = {"c": 5, "d": 2}
+    # The targets are relative (issue 24): p99 at most LATENCY_GOAL× Redis's, in the same run.
+    targets = {}
+    for panel in ("c", "d"):
+        latency = (load(d, panel + "-redis") or {}).get("latency") or {}
+        if latency.get("count") and latency.get("p99_ms") not in (None, float("inf")):
+            targets[panel] = LATENCY_GOAL * latency["p99_ms"]
     titles = {
         "c": "(c) end to end at %s msg/s (from intended send time)" % rate_text(args.rate),
         "d": "(d) wake-up of a consumer waiting on another replica",
@@ -47,7 +53,11 @@ def command_plot(args):
                 label += " (%.0f%% never arrived)" % (100 * missing / total)
             if os.path.exists(path) and os.path.getsize(path) > 40:
                 plots.append('"%s" using 1:3 with lines lw 2 lc %d title "%s"' % (path, style, label))
-        plots.append('%g with lines dt 2 lc rgb "#c00000" title "target p99 ≤ %g ms"' % (targets[panel], targets[panel]))
+        if panel in targets:
+            plots.append('%g with lines dt 2 lc rgb "#c00000" title "target p99 ≤ %g× Redis p99 = %.2f ms"' % (
+                targets[panel], LATENCY_GOAL, targets[panel]))
+        if not plots:
+            plots.append("NaN notitle")
         lines.append('set title "%s"' % titles[panel])
         lines.append("plot " + ", ".join(plots))
     lines.append("unset multiplot")

@@ -3,7 +3,7 @@ what each scenario measures, details, profiles, then the hand-written analysis).
 
 import os
 
-from . import compare, large, options, push, scaleout, streams, topics, tracing, workers
+from . import compare, embedded, large, latencyruns, options, push, scaleout, scaling, streams, topics, tracing, workers
 from .details import details
 from .formatting import load
 from .results import scenario_rows
@@ -44,6 +44,10 @@ def command_report(args):
     tracing_lines = [line for line in tracing.section(d, machine) if line.startswith(("|", "- "))]
     if tracing_lines:
         print("\n" + tracing.HEADING[3:] + "\n" + "\n".join(tracing_lines))
+    for module in (latencyruns, embedded, scaling):
+        lines = [line for line in module.section(d, machine) if line.startswith(("|", "- "))]
+        if lines:
+            print("\n" + module.HEADING[3:] + "\n" + "\n".join(lines))
     scale_out = [line for line in scaleout.section(d, machine) if line.startswith(("|", "- "))]
     if scale_out:
         print("\n" + scaleout.HEADING[3:] + "\n" + "\n".join(scale_out))
@@ -85,6 +89,9 @@ def command_report(args):
         sections += ["Notes from this run:", ""] + ["- " + note for note in notes] + [""]
     sections += ["![latency percentiles](%s)" % args.plot_link, ""]
     sections += compare.section(d, machine)
+    sections += latencyruns.section(d, machine)
+    sections += embedded.section(d, machine)
+    sections += scaling.section(d, machine)
     sections += streams.section(d, machine)
     sections += topics.section(d, machine)
     sections += push.section(d, machine)

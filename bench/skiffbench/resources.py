@@ -10,6 +10,26 @@ from . import options
 from .clients import HOST, HTTPConnection, http_connect, http_request, redis_call, redis_connect
 from .measure import cpu_seconds, emit, redis_client_count, redis_connections_of, rss_bytes, run
 
+# One client address holds at most this many connections to one server port: the ephemeral port
+# range (`net.ipv4.ip_local_port_range`, 32768-60999 by default) is 28 232 ports wide.
+CONNECTIONS_PER_SOURCE = 20000
+
+
+def source_address(index, per_source=CONNECTIONS_PER_SOURCE):
+    """The loopback address the `index`th wait connects from: 127.0.0.1 for the first `per_source`,
+    then 127.0.0.2, and so on (all of 127.0.0.0/8 is the loopback interface's)."""
+    number = 1 + index // per_source
+    if number > 254:
+        raise ValueError("more than 254 source addresses: raise per_source")
+    return "127.0.0.%d" % number
+
+
+def kib_per_waiter(result):
+    """(RSS with the waits − RSS before) / waits open, in KiB; None without an open wait."""
+    if not result or not result.get("connections_open"):
+        return None
+    return (result["rss_waiting_bytes"] - result["rss_before_bytes"]) / result["connections_open"] / 1024
+
 
 async def idle(args):
     loop = asyncio.get_running_loop()
@@ -29,7 +49,9 @@ async def idle(args):
             break
         batch = range(first, min(args.connections, first + args.connect_batch))
         results = await asyncio.gather(
-            *(loop.create_connection(HTTPConnection, HOST, args.port) for _ in batch), return_exceptions=True
+            *(loop.create_connection(HTTPConnection, HOST, args.port, local_addr=(source_address(index, args.per_source), 0))
+              for index in batch),
+            return_exceptions=True,
         )
         for index, result in zip(batch, results):
             if isinstance(result, Exception):
@@ -69,8 +91,10 @@ async def idle(args):
         connection.close()
     await asyncio.sleep(0.5)
     return {
+        "connections_asked": args.asked or args.connections,
         "connections_requested": args.connections,
         "connections_open": len(connections),
+        "source_addresses": (max(args.connections, 1) - 1) // args.per_source + 1,
         "connect_failures": dict(failures),
         "open_seconds": round(open_seconds, 2),
         "answered_before_idle": answered_before_idle,
@@ -156,6 +180,9 @@ def add_commands(sub):
     p.add_argument("--connect-batch", type=int, default=500)
     p.add_argument("--connect-seconds", type=float, default=30)
     p.add_argument("--settle-seconds", type=float, default=1)
+    p.add_argument("--per-source", type=int, default=CONNECTIONS_PER_SOURCE,
+                   help="waits per client address (127.0.0.1, then 127.0.0.2, ...)")
+    p.add_argument("--asked", type=int, help="the waits the scenario asked for, when a limit made --connections fewer")
     options.add(p, "--port", "--redis-port", "--connections", "--queue", "--idle-seconds", "--json",
                 connections=10000, queue="bench-f").set_defaults(func=command_idle)
 

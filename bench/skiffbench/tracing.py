@@ -12,7 +12,7 @@ import os
 import re
 import threading
 
-from .formatting import add_merge_command, load, partial_run_note, rate_text
+from .formatting import add_merge_command, combined, load, median_ratio_text as ratio_text, partial_run_note, rate_text, round_ratios
 
 HEADING = "## Tracing"
 TARGETS = ("before", "off", "routed", "sampled", "on")
@@ -84,45 +84,6 @@ def results(d):
         if result:
             found.setdefault((match.group(1), match.group(2)), {})[int(match.group(3))] = result
     return found
-
-
-def round_ratios(runs, base):
-    """The ratio of each round's rate to the base's in the same round (the replicas took turns)."""
-    ratios = []
-    for number, result in runs.items():
-        other = base.get(number)
-        if other and other.get("seconds") and result.get("seconds") and other.get("ok"):
-            ratios.append((result["ok"] / result["seconds"]) / (other["ok"] / other["seconds"]))
-    return sorted(ratios)
-
-
-def ratio_text(ratios):
-    """`0.98× (0.91–1.05)`: the median of the rounds' ratios and their range."""
-    if not ratios:
-        return ""
-    middle = len(ratios) // 2
-    median = ratios[middle] if len(ratios) % 2 else (ratios[middle - 1] + ratios[middle]) / 2
-    if len(ratios) == 1:
-        return "%.2f×" % median
-    return "%.2f× (%.2f–%.2f)" % (median, ratios[0], ratios[-1])
-
-
-def combined(runs):
-    """Rate and CPU per request over a phase's rounds (their ok requests and CPU seconds summed)."""
-    ok = sum(run.get("ok", 0) for run in runs)
-    seconds = sum(run.get("seconds", 0) for run in runs)
-    bad = sum(run.get("bad", 0) + run.get("socket_errors", 0) for run in runs)
-    cpu = {}
-    for run in runs:
-        for name, value in (run.get("cpu_seconds") or {}).items():
-            cpu[name] = cpu.get(name, 0) + value
-    return {
-        "rate": ok / seconds if seconds else None,
-        "ok": ok,
-        "bad": bad,
-        "cpu_us": {name: value * 1e6 / ok for name, value in cpu.items()} if ok else {},
-        "rounds": len(runs),
-    }
 
 
 def section(d, machine=None):
