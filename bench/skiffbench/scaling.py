@@ -14,7 +14,7 @@ import time
 from . import options
 from .formatting import load, median_ratio_text, rate_text, round_ratios
 from .measure import children_cpu_seconds, cpu_seconds, emit, parse_pids
-from .throughput import WRK_SCRIPT, parse_wrk
+from .throughput import WRK_SCRIPT, merged_statuses, parse_wrk
 
 HEADING = "## Replica scaling"
 PHASES = ("enqueue", "dequeue")
@@ -30,12 +30,6 @@ def split_connections(total, parts):
 
 def sum_runs(runs):
     """One result for wrks that ran at the same time: requests and rates added, statuses merged."""
-    statuses = collections.Counter()
-    for run in runs:
-        for part in (run.get("statuses") or "").split(","):
-            if ":" in part:
-                code, count = part.split(":")
-                statuses[code] += int(count)
     return {
         "ok": sum(run.get("ok") or 0 for run in runs),
         "bad": sum(run.get("bad") or 0 for run in runs),
@@ -45,7 +39,7 @@ def sum_runs(runs):
         # keeps ok / seconds equal to the summed rate.
         "seconds": (sum(run.get("ok") or 0 for run in runs) / sum(run.get("ok_per_second") or 0 for run in runs)
                     if any(run.get("ok_per_second") for run in runs) else max(run.get("seconds") or 0 for run in runs)),
-        "statuses": ",".join("%s:%d" % item for item in sorted(statuses.items())),
+        "statuses": merged_statuses(runs),
         "exit": max(run.get("exit") or 0 for run in runs),
     }
 

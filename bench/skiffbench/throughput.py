@@ -69,6 +69,17 @@ def parse_wrk(proc, default_seconds):
     return result
 
 
+def merged_statuses(runs):
+    """The `code:count,...` texts of several wrk runs added up, in code order."""
+    statuses = collections.Counter()
+    for run in runs:
+        for part in (run.get("statuses") or "").split(","):
+            if ":" in part:
+                code, count = part.split(":")
+                statuses[code] += int(count)
+    return ",".join("%s:%d" % item for item in sorted(statuses.items()))
+
+
 def command_merge(args):
     """Adds up wrk runs made in interleaved rounds (Skiff, peer, Skiff, peer, ...), so that load
     from elsewhere on a shared machine falls on both sides alike."""
@@ -85,13 +96,7 @@ def command_merge(args):
     merged["rounds"] = len(runs)
     merged["ok_per_second_by_round"] = [round(run["ok_per_second"]) for run in runs]
     merged["ok_per_second"] = merged["ok"] / merged["seconds"] if merged["seconds"] else 0
-    statuses = collections.Counter()
-    for run in runs:
-        for part in (run.get("statuses") or "").split(","):
-            if ":" in part:
-                code, count = part.split(":")
-                statuses[code] += int(count)
-    merged["statuses"] = ",".join("%s:%d" % item for item in sorted(statuses.items()))
+    merged["statuses"] = merged_statuses(runs)
     merged["latency_avg"] = " / ".join(str(run.get("latency_avg")) for run in runs)
     cpu = collections.Counter()
     for run in runs:

@@ -80,9 +80,9 @@ package final class Coalescer<Key: Hashable & Sendable, Item: Sendable, Output: 
 
     /// Runs `items` as part of a batch for `key`; returns this caller's outputs.
     @inlinable
-    @_specialize(exported: true, where Key == QueueName, Item == ReceiveMode, Output == Delivery)
-    @_specialize(exported: true, where Key == QueueName, Item == Receipt, Output == Bool)
-    @_specialize(exported: true, where Key == SendMergeKey, Item == ByteBuffer, Output == SentMessage)
+    @_specialize(exported:true,where Key == QueueName, Item == ReceiveMode, Output == Delivery)
+    @_specialize(exported:true,where Key == QueueName, Item == Receipt, Output == Bool)
+    @_specialize(exported:true,where Key == SendMergeKey, Item == ByteBuffer, Output == SentMessage)
     package func submit(_ items: [Item], for key: Key) async throws -> [Output] {
         guard items.count < maximumItems else { return try await alone(items, key) }
         let leads = batches.withLock { batches -> Bool in
