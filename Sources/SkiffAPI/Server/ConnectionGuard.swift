@@ -77,11 +77,12 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
     /// connection streams.
     private var deadline: (at: NIODeadline, limit: Limit)?
     /// The connection's one timer, and when it fires. It never fires later than ``deadline``, and
-    /// it is armed at most ``step`` ahead, so that a deadline set later (`now` plus a timeout of at
-    /// least ``step``) never comes before it: a request then costs no timer at all, where
-    /// scheduling and cancelling a head deadline and an idle timer for each one cost a keep-alive
-    /// connection four heap-allocated timer operations per request. When it fires short of the
-    /// deadline, it is armed again.
+    /// while requests keep coming it is armed at most ``step`` ahead, so that a deadline set later
+    /// (`now` plus a timeout of at least ``step``) never comes before it: a request then costs no
+    /// timer at all, where scheduling and cancelling a head deadline and an idle timer for each one
+    /// cost a keep-alive connection four heap-allocated timer operations per request. When it fires
+    /// short of the deadline, it is armed again: at the idle timeout itself if the connection is
+    /// idle (a quiet connection wakes twice, not every ``step``).
     private var timer: Scheduled<Void>?
     private var timerFiresAt = NIODeadline.distantFuture
     private let step: TimeAmount
@@ -201,7 +202,9 @@ final class ConnectionGuard: ChannelInboundHandler, RemovableChannelHandler {
         guard let deadline else { return }
         let now = NIODeadline.now()
         guard now >= deadline.at else {
-            arm(at: min(deadline.at, now + step), context)
+            // Idle for a whole step: a quiet connection, most likely. It sleeps until its idle
+            // timeout; if a request comes first, its head deadline arms the timer again, once.
+            arm(at: deadline.limit == .idle ? deadline.at : min(deadline.at, now + step), context)
             return
         }
         self.deadline = nil
