@@ -554,8 +554,8 @@ if want c; then
     # same at a tenth of the rate, for Skiff's latency when it is not near saturation (with the Redis
     # commands it costs per message). The run that may overload Skiff goes last.
     for run_number in $(seq 1 "$LATENCY_RUNS"); do
-        runs=(redis:$RATE skiff:$RATE)
-        ((run_number == 1)) && runs=(redis:$RATE skiff-low:$((RATE / 10)) skiff:$RATE)
+        runs=("redis:$RATE" "skiff:$RATE")
+        ((run_number == 1)) && runs=("redis:$RATE" "skiff-low:$((RATE / 10))" "skiff:$RATE")
         for run in "${runs[@]}"; do
             name=${run%%:*} rate=${run#*:} mode=${name%-low} port=$PORT_A file=c-${run%%:*}-run$run_number
             [ "$mode" = redis ] && port=$REDIS_PORT
@@ -785,7 +785,7 @@ if want m; then
     for phase in enqueue dequeue batch; do
         case $phase in
         enqueue) path=/api/bench-m method=POST body=$BODY expect=201 ;;
-        dequeue) path='/api/bench-m-get?timeout=0' method=GET body= expect=200 ;;
+        dequeue) path='/api/bench-m-get?timeout=0' method=GET body="" expect=200 ;;
         batch) path=/api/bench-m-batch/batch method=POST body=$M_BATCH expect=201 ;;
         esac
         for round in $(seq 1 "$ROUNDS"); do
