@@ -798,7 +798,7 @@ if want m; then
                     --seconds "$SLICE" --connections "$CONNECTIONS" "${cpu[@]}" --json "$OUT/m-$backend-$phase-$round.json" >/dev/null
                 # Batches pile up fast (a million messages a second is the goal): only the last round's stay.
                 if [ "$phase" = batch ] && ((round < ROUNDS)); then
-                    bench probe --port "${M_PORT_OF[$backend]}" --method POST --path /api/bench-m-batch/purge >/dev/null
+                    bench probe --port "${M_PORT_OF[$backend]}" --method POST --path /api/bench-m-batch/purge --timeout 120 >/dev/null
                 fi
             done
         done
@@ -807,7 +807,7 @@ if want m; then
     M_LEFT_MEMORY=$("$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1]))["ready"]["bench-m-get"])' "$OUT/m-state-end.json")
     M_LEFT_REDIS=$(rcli LLEN 'skiff:{bench-m-get}:ready')
     for queue in bench-m bench-m-get bench-m-batch; do
-        bench probe --port "$M_PORT" --method POST --path "/api/$queue/purge" >/dev/null
+        bench probe --port "$M_PORT" --method POST --path "/api/$queue/purge" --timeout 120 >/dev/null
     done
     sleep 1
     bench replica-state --port "$M_PORT" --pid "$M_PID" "${M_QUEUES[@]}" --json "$OUT/m-state-purged.json" >/dev/null

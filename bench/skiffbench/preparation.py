@@ -74,7 +74,7 @@ async def probe(args):
     connection = await http_connect(args.port)
     try:
         status, body, _ = await asyncio.wait_for(
-            connection.send(http_request(args.method, args.path, args.port, args.body.encode())), timeout=5
+            connection.send(http_request(args.method, args.path, args.port, args.body.encode())), timeout=args.timeout
         )
     finally:
         connection.close()
@@ -109,4 +109,5 @@ def add_commands(sub):
     p.add_argument("--path", required=True)
     p.add_argument("--body", default="")
     p.add_argument("--print-body", action="store_true")
+    p.add_argument("--timeout", type=float, default=5, help="seconds to wait for the answer")
     p.set_defaults(func=command_probe)
