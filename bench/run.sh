@@ -3,7 +3,8 @@
 # run on this machine, for every scenario of issue 5. Prints one table and writes BENCHMARKS.md and
 # bench/latency.png.
 #
-#   bench/run.sh            full run (about 4 minutes plus the release build)
+#   bench/run.sh            full run (every scenario: about an hour on 2 cores, plus the release build;
+#                           a, b, c, d, e, m, scaling, f, g and the profile with a baseline took 17 minutes)
 #   bench/run.sh --smoke    the harness's unit tests, then every scenario, very briefly, to prove the
 #                           harness works (CI); writes its report under bench/out/smoke/ and leaves
 #                           BENCHMARKS.md alone
