@@ -147,16 +147,19 @@ extension MemoryQueueBackend {
         }
 
         /// Back at the head of its priority, after messages put back earlier that were enqueued
-        /// before it (as the Redis backend's `requeue`).
+        /// before it (as the Redis backend's `requeue`; at most 1000 of them are looked at).
+        ///
+        /// O(those messages), whatever the queue's depth: they are taken off the head and put back
+        /// in front of it. `CircularBuffer.insert(_:at:)` would rebuild the whole buffer, and a
+        /// queue of two million messages then spent seconds per release under the state lock.
         mutating func requeueAtHead(_ message: StoredMessage) {
             let priority = message.priority
-            var position = 0
-            while position < ready[priority].count, position < 1000,
-                ready[priority][ready[priority].index(ready[priority].startIndex, offsetBy: position)].sequence < message.sequence
-            {
-                position += 1
+            var ahead: [StoredMessage] = []
+            while ahead.count < 1000, let first = ready[priority].first, first.sequence < message.sequence {
+                ahead.append(ready[priority].removeFirst())
             }
-            ready[priority].insert(message, at: ready[priority].index(ready[priority].startIndex, offsetBy: position))
+            ready[priority].prepend(message)
+            for earlier in ahead.reversed() { ready[priority].prepend(earlier) }
         }
 
         /// Claims whose lease ended, in the order they were enqueued, taken out of flight.
